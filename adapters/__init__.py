@@ -1,0 +1,1 @@
+"""External systems, one package each, found through the lienthong.adapters entry points."""

@@ -1,0 +1,85 @@
+"""The adapter registry. An external system is a plug-in: a package that exposes an
+``AdapterSpec`` under the ``lienthong.adapters`` entry-point group. The core only ever sees
+the spec, never a system's name in code.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol
+
+from hub.errors import ConfigError
+
+GROUP = "lienthong.adapters"
+
+
+class Delivery(Protocol):
+    """What a handler receives (implemented by hub.broker.messages.Delivery)."""
+
+    body: bytes
+    headers: dict[str, Any]
+    attempt: int
+
+    @property
+    def envelope(self) -> Any: ...
+
+
+# A handler takes a verified delivery and returns the messages it causes (hub.broker.messages
+# .Outgoing), or raises RetryableError / PermanentError / InvalidMessage.
+Handler = Callable[[Any], Awaitable[Sequence[Any]]]
+
+
+@dataclass
+class AdapterContext:
+    """What the core hands an adapter when it builds its worker or callback parser."""
+
+    settings: Any  # hub.settings.Settings
+    config: dict[str, Any]  # the adapter's own section: mappings/<name>/config.toml + overrides
+    signer: Any = None  # hub.signing.Signer of the hub, for messages the adapter emits
+    store: Any = None  # hub.store.Store
+    events_exchange: str = ""
+
+
+@dataclass
+class AdapterSpec:
+    name: str  # short destination name, also its work queue suffix: "npsp", "payment"...
+    description: str
+    # Routing-key patterns (hub.envelope.routing_key) the adapter's work queue binds on the
+    # events exchange.
+    bindings: Sequence[str]
+    make_handler: Callable[[AdapterContext], Handler]
+    # Translate an inbound call of the system (payment callback, postal webhook) into canonical
+    # envelopes; None when the system never calls the hub.
+    make_callback: Callable[[AdapterContext], Callable[[bytes, dict[str, str]], Any]] | None = None
+    # Build a simulator of the system (an object with start() -> base URL, and stop()).
+    make_simulator: Callable[..., Any] | None = None
+    # Status events of one dossier must be applied in order: single active consumer.
+    ordered: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def discover() -> dict[str, AdapterSpec]:
+    """Every installed adapter, by name."""
+    found: dict[str, AdapterSpec] = {}
+    for ep in entry_points(group=GROUP):
+        spec = ep.load()
+        if not isinstance(spec, AdapterSpec):
+            raise ConfigError(
+                f"entry point {ep.name!r} ({ep.value}) is not an AdapterSpec; expose "
+                "`adapter = AdapterSpec(...)` in the package"
+            )
+        found[spec.name] = spec
+    return found
+
+
+def load_config(mappings_dir: Path, name: str) -> dict[str, Any]:
+    """An adapter's configuration file ``mappings/<name>/config.toml`` (empty if absent)."""
+    path = mappings_dir / name / "config.toml"
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        return tomllib.load(fh)

@@ -1,0 +1,229 @@
+"""The canonical envelope: one shape for every message on the broker.
+
+Attribute names follow CloudEvents 1.0 (structured JSON mode) so any CloudEvents tool reads the
+body as it is. Hub-specific attributes are CloudEvents extensions (lowercase, alphanumeric):
+``correlationid``, ``causationid``, ``sequence`` (per-dossier order), ``agency`` and
+``procedure`` (what routing keys are made of, so routing never parses ``data``).
+
+The body bytes are what the signature covers; ``to_bytes`` is called once, by the producer, and
+a receiver verifies the bytes it received, never a re-serialisation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from hub import codes
+from hub.errors import InvalidMessage
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/cloudevents+json"
+# X-Road style system identifier: VN:GOV:<agency code>:<system>.
+_SOURCE_RE = re.compile(r"^VN:GOV:[0-9A-Z.]+:[a-z0-9][a-z0-9._-]{0,62}$")
+_TYPE_RE = re.compile(r"^vn\.gov\.[a-z]+\.[a-z][a-z-]*$")
+_REQUIRED = ("id", "source", "type", "subject", "time", "data")
+
+
+def check_source(value: str, field: str = "source") -> str:
+    if not isinstance(value, str) or not _SOURCE_RE.match(value):
+        raise InvalidMessage(
+            f"{value!r} is not a system identifier; expected 'VN:GOV:<agency code>:<system>' "
+            "like 'VN:GOV:000.00.00.H56:igate'",
+            code="client.bad_source",
+            field=field,
+        )
+    codes.parse_agency(value.split(":")[2], field)
+    return value
+
+
+def check_type(value: str, field: str = "type") -> str:
+    if not isinstance(value, str) or not _TYPE_RE.match(value):
+        raise InvalidMessage(
+            f"{value!r} is not an event type; expected 'vn.gov.<domain>.<event>' like "
+            "'vn.gov.dossier.submitted'",
+            code="client.bad_type",
+            field=field,
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: Any
+    datacontenttype: str = "application/json"
+    correlationid: str | None = None
+    causationid: str | None = None
+    sequence: int | None = None
+    agency: str | None = None
+    procedure: str | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        source: str,
+        type: str,
+        subject: str,
+        data: Any,
+        agency: str | None = None,
+        procedure: str | None = None,
+        sequence: int | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        id: str | None = None,
+        time: datetime | None = None,
+    ) -> Envelope:
+        check_source(source)
+        check_type(type)
+        return cls(
+            id=id or str(uuid.uuid4()),
+            source=source,
+            type=type,
+            subject=subject,
+            time=time or datetime.now(UTC),
+            data=data,
+            agency=agency,
+            procedure=procedure,
+            sequence=sequence,
+            correlationid=correlationid,
+            causationid=causationid,
+        )
+
+    def derive(self, *, source: str, type: str, data: Any, **changes: Any) -> Envelope:
+        """A new message caused by this one: same subject and correlation, causation = this id."""
+        base = Envelope.new(
+            source=source,
+            type=type,
+            subject=self.subject,
+            data=data,
+            agency=self.agency,
+            procedure=self.procedure,
+            sequence=self.sequence,
+            correlationid=self.correlationid or self.id,
+            causationid=self.id,
+        )
+        return replace(base, **changes) if changes else base
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": self.time.isoformat(),
+            "datacontenttype": self.datacontenttype,
+        }
+        for name in ("correlationid", "causationid", "sequence", "agency", "procedure"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        out.update(self.extensions)
+        out["data"] = self.data
+        return out
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Envelope:
+        if not isinstance(doc, dict):
+            raise InvalidMessage("the body is not a JSON object", code="client.unparseable")
+        missing = [k for k in _REQUIRED if k not in doc]
+        if missing:
+            raise InvalidMessage(
+                f"the envelope lacks {', '.join(missing)}; every message needs "
+                f"{', '.join(_REQUIRED)}",
+                code="client.envelope_invalid",
+                field=missing[0],
+            )
+        if doc.get("specversion", SPECVERSION) != SPECVERSION:
+            raise InvalidMessage(
+                f"specversion {doc['specversion']!r} is not supported; send '1.0'",
+                code="client.envelope_invalid",
+                field="specversion",
+            )
+        for name in ("id", "source", "type", "subject", "time"):
+            if not isinstance(doc[name], str) or not doc[name]:
+                raise InvalidMessage(
+                    f"must be a non-empty string, got {doc[name]!r:.60}",
+                    code="client.envelope_invalid",
+                    field=name,
+                )
+        try:
+            uuid.UUID(doc["id"])
+        except ValueError:
+            raise InvalidMessage(
+                f"{doc['id']!r:.60} is not a UUID; message ids are UUIDs",
+                code="client.envelope_invalid",
+                field="id",
+            ) from None
+        try:
+            time = datetime.fromisoformat(doc["time"])
+        except ValueError:
+            raise InvalidMessage(
+                f"{doc['time']!r:.60} is not an RFC 3339 timestamp",
+                code="client.envelope_invalid",
+                field="time",
+            ) from None
+        if time.tzinfo is None:
+            raise InvalidMessage(
+                "has no time zone; send an offset such as +07:00 or Z",
+                code="client.envelope_invalid",
+                field="time",
+            )
+        seq = doc.get("sequence")
+        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+            raise InvalidMessage(
+                f"must be a non-negative integer, got {seq!r:.40}",
+                code="client.envelope_invalid",
+                field="sequence",
+            )
+        known = {"specversion", "datacontenttype", "correlationid", "causationid", "sequence",
+                 "agency", "procedure", *_REQUIRED}
+        return cls(
+            id=doc["id"],
+            source=check_source(doc["source"]),
+            type=check_type(doc["type"]),
+            subject=doc["subject"],
+            time=time,
+            data=doc["data"],
+            datacontenttype=doc.get("datacontenttype", "application/json"),
+            correlationid=doc.get("correlationid"),
+            causationid=doc.get("causationid"),
+            sequence=seq,
+            agency=doc.get("agency"),
+            procedure=doc.get("procedure"),
+            extensions={k: v for k, v in doc.items() if k not in known},
+        )
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Envelope:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage(
+                f"the body is not valid JSON ({exc}); was it truncated?",
+                code="client.unparseable",
+            ) from None
+        return cls.from_dict(doc)
+
+
+def routing_key(env: Envelope) -> str:
+    """``<domain>.<event>.<agency>.<procedure>``, always four segments, dots in codes encoded,
+    so that a ministry binds e.g. ``dossier.*.*.2_002492`` or ``*.*.000_00_00_H56.#``."""
+    _, _, domain, event = env.type.split(".", 3)
+    agency = codes.encode_for_routing(env.agency) if env.agency else "none"
+    procedure = codes.encode_for_routing(env.procedure) if env.procedure else "none"
+    return f"{domain}.{event}.{agency}.{procedure}"

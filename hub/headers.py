@@ -1,0 +1,14 @@
+"""AMQP header names the hub sets. One place, so producers and consumers agree."""
+
+SIGNATURE = "lt-signature"  # detached compact JWS over the body bytes
+ATTEMPT = "lt-attempt"  # how many times delivery has been tried (the hub's own counter)
+LAST_ERROR = "lt-last-error"  # dotted code and message of the last failure
+RETURN_TO = "lt-return-to"  # the work queue a retried message goes back to
+ORIGINAL_EXCHANGE = "lt-original-exchange"
+ORIGINAL_ROUTING_KEY = "lt-original-routing-key"
+REASON = "lt-reason"  # why a message was parked (dead letters, invalid messages)
+REASON_CODE = "lt-reason-code"
+PARKED_AT = "lt-parked-at"
+PARKED_BY = "lt-parked-by"  # the consumer that gave up on it
+HISTORY = "lt-history"  # list of {attempt, code, message, at} kept across retries
+EDITED = "lt-edited"  # set when an operator edited and resubmitted a message

@@ -1,0 +1,114 @@
+"""The hub's configuration: environment variables ``LIENTHONG_*`` over an optional TOML file
+named by ``LIENTHONG_CONFIG`` over the defaults below. Nested values use ``__``
+(``LIENTHONG_RETRY_TIERS='[0.2, 0.5]'``)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# The repository root in a development checkout (editable install): schemas/ and mappings/ live
+# there, beside hub/.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIENTHONG_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    # Where the hub keeps its files: the SQLite store, keys, the trust store.
+    data_dir: Path = Path("var")
+    # SQLAlchemy URL; empty means SQLite in data_dir.
+    store_url: str = ""
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # The hub's own system identifier: it signs what it re-signs (retries are not re-signed).
+    hub_id: str = "VN:GOV:000.00.00.G22:lienthong"
+
+    schemas_dir: Path = PROJECT_ROOT / "schemas"
+    mappings_dir: Path = PROJECT_ROOT / "mappings"
+    # Topology: exchanges, destinations and their bindings (see mappings/topology.toml).
+    topology_file: Path = PROJECT_ROOT / "mappings" / "topology.toml"
+    # Name prefix of every exchange and queue, so several hubs (or test runs) share a broker.
+    name_prefix: str = "lienthong"
+
+    # Retry tiers in seconds, shared by all destinations; after the last tier, dead letters.
+    retry_tiers: list[float] = Field(default_factory=lambda: [5.0, 30.0, 300.0, 1800.0, 7200.0])
+    # Quorum queue delivery limit: a message redelivered more often (a consumer crashing on it)
+    # is dead-lettered by the broker itself.
+    delivery_limit: int = 10
+    # Length limits of the terminal queues (overflow=reject-publish makes a full queue refuse,
+    # never drop).
+    dead_letter_max_length: int = 1_000_000
+    work_queue_max_length: int = 5_000_000
+
+    # Signature checks.
+    signature_max_age: float = 300.0  # seconds between signing and first receipt
+    clock_skew: float = 60.0  # tolerated future timestamps
+    default_algorithm: str = "ES256"
+
+    # Consuming.
+    prefetch: int = 500
+    ack_batch: int = 100  # acks are sent in batches of up to this many (multiple=True)
+    ack_interval: float = 0.05  # ...or after this many seconds, whichever comes first
+
+    # Reconnection backoff (seconds).
+    reconnect_initial: float = 0.2
+    reconnect_max: float = 10.0
+
+    # HTTP entry points.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    max_body_bytes: int = 1_048_576
+    request_timeout: float = 10.0
+    rate_per_client: float = 2000.0  # requests per second per upstream system
+    # Upstream systems: credentials and access lists (see mappings/clients.toml).
+    clients_file: Path = PROJECT_ROOT / "mappings" / "clients.toml"
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.store_url:
+            self.store_url = f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
+        return self
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def trust_dir(self) -> Path:
+        return self.data_dir / "trust"
+
+    @cached_property
+    def max_attempts(self) -> int:
+        """First try plus one per retry tier."""
+        return len(self.retry_tiers) + 1
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("LIENTHONG_CONFIG")
+        if config:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config)))
+        return tuple(sources)
+
+
+def load(**overrides: Any) -> Settings:
+    return Settings(**overrides)

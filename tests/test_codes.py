@@ -1,0 +1,85 @@
+from datetime import date
+
+import pytest
+
+from hub import codes
+from hub.errors import CodeError
+
+
+@pytest.mark.parametrize(
+    "value", ["000.00.00.H56", "000.00.00.G22", "H55.242", "000.20.31.H56", "000.00.00.H30"]
+)
+def test_agency_codes_accepted(value: str) -> None:
+    assert codes.parse_agency(value).value == value
+
+
+@pytest.mark.parametrize("value", ["", "H5", "000.00.00.56", "000.00.00.h56", "000-00-00-H56", "x"])
+def test_agency_code_refused_names_field(value: str) -> None:
+    with pytest.raises(CodeError) as err:
+        codes.parse_agency(value, "agency_code")
+    assert err.value.field == "agency_code"
+    assert err.value.code == "client.bad_code"
+
+
+def test_agency_anchor_and_kind() -> None:
+    assert codes.parse_agency("000.20.31.H56").anchor == "H56"
+    assert codes.parse_agency("000.00.00.G22").is_ministry
+    assert not codes.parse_agency("H55.242").is_ministry
+
+
+def test_dossier_code_parts() -> None:
+    d = codes.parse_dossier("000.00.00.H56-250101-0001")
+    assert d.agency.value == "000.00.00.H56"
+    assert d.day == date(2025, 1, 1)
+    assert d.counter == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("000.00.00.H56-251301-0001", "not a real yyMMdd date"),
+        ("000.00.00.H56-250101-0000", "counter 0000"),
+        ("000.00.00.H56-250101-001", "is not a dossier code"),
+        ("H56-250101", "is not a dossier code"),
+    ],
+)
+def test_dossier_code_refused_with_reason(value: str, why: str) -> None:
+    with pytest.raises(CodeError, match=why):
+        codes.parse_dossier(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "base", "agency", "service"),
+    [
+        ("2.002492", "2.002492", None, None),
+        ("2.000815.000.00.00.H55", "2.000815", "000.00.00.H55", None),
+        ("1.010708.01", "1.010708", None, "01"),
+    ],
+)
+def test_procedure_codes(value: str, base: str, agency: str | None, service: str | None) -> None:
+    p = codes.parse_procedure(value)
+    assert (p.base, p.agency.value if p.agency else None, p.service) == (base, agency, service)
+
+
+@pytest.mark.parametrize("value", ["2.00249", "22.002492", "2-002492", "2.002492.x"])
+def test_procedure_code_refused(value: str) -> None:
+    with pytest.raises(CodeError):
+        codes.parse_procedure(value)
+
+
+def test_identity_numbers() -> None:
+    assert codes.parse_identity("001203004567") == "001203004567"
+    with pytest.raises(CodeError, match="exactly 12 digits"):
+        codes.parse_identity("123456789")
+    assert codes.parse_identity("123456789", allow_old=True) == "123456789"
+    with pytest.raises(CodeError):
+        codes.parse_identity("00120300456A")
+    with pytest.raises(CodeError, match="must be a string"):
+        codes.parse_identity(1234)
+
+
+def test_routing_encoding_is_reversible() -> None:
+    for code in ["000.00.00.H56", "2.000815.000.00.00.H55"]:
+        encoded = codes.encode_for_routing(code)
+        assert "." not in encoded
+        assert codes.decode_from_routing(encoded) == code

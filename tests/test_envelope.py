@@ -1,0 +1,96 @@
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from hub.envelope import Envelope, routing_key
+from hub.errors import InvalidMessage
+
+SOURCE = "VN:GOV:000.00.00.H56:igate"
+
+
+def make(**over: object) -> Envelope:
+    kw: dict[str, object] = {
+        "source": SOURCE,
+        "type": "vn.gov.dossier.submitted",
+        "subject": "000.00.00.H56-250101-0001",
+        "data": {"x": "Hồ sơ"},
+        "agency": "000.00.00.H56",
+        "procedure": "2.002492",
+    }
+    kw.update(over)
+    return Envelope.new(**kw)  # type: ignore[arg-type]
+
+
+def test_round_trip_and_cloudevents_names() -> None:
+    env = make(sequence=3, correlationid="c1")
+    body = env.to_bytes()
+    doc = json.loads(body)
+    assert doc["specversion"] == "1.0"
+    assert {"id", "source", "type", "subject", "time", "datacontenttype", "data"} <= set(doc)
+    assert Envelope.from_bytes(body) == env
+    assert "Hồ sơ" in body.decode()  # UTF-8, not \u escapes: smaller and readable
+
+
+def test_derive_keeps_correlation() -> None:
+    first = make()
+    second = first.derive(source="VN:GOV:000.00.00.G22:lienthong", type="vn.gov.payment.requested",
+                          data={})
+    assert second.causationid == first.id
+    assert second.correlationid == first.id
+    assert second.subject == first.subject
+    assert second.id != first.id
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "field"),
+    [
+        (b'{"id": "x"', "client.unparseable", None),
+        (b"\xff\xfe", "client.unparseable", None),
+        (b"[]", "client.unparseable", None),
+        (b'{"id": "1"}', "client.envelope_invalid", "source"),
+    ],
+)
+def test_bad_bodies(body: bytes, code: str, field: str | None) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        Envelope.from_bytes(body)
+    assert err.value.code == code
+    assert err.value.field == field
+
+
+def _doc(**over: object) -> dict[str, object]:
+    doc = make().to_dict()
+    doc.update(over)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"id": "not-a-uuid"}, "id"),
+        ({"source": "igate"}, "source"),
+        ({"type": "dossier"}, "type"),
+        ({"time": "yesterday"}, "time"),
+        ({"time": "2025-01-01T00:00:00"}, "time"),
+        ({"sequence": -1}, "sequence"),
+        ({"specversion": "0.3"}, "specversion"),
+    ],
+)
+def test_bad_attributes_named(over: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        Envelope.from_dict(_doc(**over))
+    assert err.value.field == field
+
+
+def test_unknown_extensions_kept() -> None:
+    env = Envelope.from_dict(_doc(traceparent="00-abc"))
+    assert env.extensions == {"traceparent": "00-abc"}
+    assert json.loads(env.to_bytes())["traceparent"] == "00-abc"
+
+
+def test_routing_key_has_four_segments() -> None:
+    assert routing_key(make()) == "dossier.submitted.000_00_00_H56.2_002492"
+    bare = Envelope(id=str(uuid.uuid4()), source=SOURCE, type="vn.gov.citizen.verification-requested",
+                    subject="s", time=datetime.now(UTC), data={})
+    assert routing_key(bare) == "citizen.verification-requested.none.none"

@@ -66,7 +66,12 @@ def discover() -> dict[str, AdapterSpec]:
     """Every installed adapter, by name."""
     found: dict[str, AdapterSpec] = {}
     for ep in entry_points(group=GROUP):
-        spec = ep.load()
+        try:
+            spec = ep.load()
+        except Exception as exc:
+            raise ConfigError(
+                f"adapter {ep.name!r} ({ep.value}) failed to load: {exc!r}; fix or uninstall it"
+            ) from exc
         if not isinstance(spec, AdapterSpec):
             raise ConfigError(
                 f"entry point {ep.name!r} ({ep.value}) is not an AdapterSpec; expose "

@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     work_queue_max_length: int = 5_000_000
 
     # Signature checks.
-    signature_max_age: float = 300.0  # seconds between signing and first receipt
+    signature_max_age: float = 300.0  # seconds between signing and receipt at an entry point
+    # Inside the hub a message may wait in a queue through an outage or a peak day; its age
+    # there is bounded by this, not by signature_max_age (replays are caught by processed ids).
+    queued_max_age: float = 7 * 86400.0
     clock_skew: float = 60.0  # tolerated future timestamps
     default_algorithm: str = "ES256"
 

@@ -19,7 +19,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 
 from hub.envelope import Envelope
-from hub.errors import InvalidMessage
+from hub.errors import ConfigError, InvalidMessage
 from hub.settings import Settings
 from hub.signing import keys
 from hub.signing.algorithms import registry
@@ -495,3 +495,27 @@ def test_from_settings(world: World, tmp_path: Path) -> None:
     assert verifier.clock_skew == settings.clock_skew
     assert verifier.retry_grace == 6.0
     assert Verifier.from_settings(settings).trust.directory == tmp_path / "trust"
+
+
+def test_hub_as_relay_signs_for_other_sources(tmp_path: Path) -> None:
+    """The hub signs, as a relay, what it verified at an entry point; receivers accept that
+    from the hub's key only, not from any other system's."""
+    from hub.envelope import Envelope
+    from hub.signing import Signer, TrustStore, Verifier, generate
+
+    hub_id, other_id = "VN:GOV:000.00.00.G22:lienthong", "VN:GOV:000.00.00.H41:vnpt"
+    trust = TrustStore(tmp_path)
+    signers = {}
+    for sid, relay in ((hub_id, True), (other_id, False)):
+        km = generate(sid)
+        trust.add(km.certificate_pem())
+        assert km.certificate is not None
+        signers[sid] = Signer(km.private_key, km.certificate, relay=relay)
+    env = Envelope.new(source="VN:GOV:000.00.00.H56:igate", type="vn.gov.dossier.submitted",
+                       subject="000.00.00.H56-250101-0001", data={})
+    body = env.to_bytes()
+    verifier = Verifier(trust, max_age=60, clock_skew=5, retry_grace=0,
+                        relays=frozenset({hub_id}))
+    assert verifier.verify(body, signers[hub_id].sign(body, env), env).system_id == hub_id
+    with pytest.raises(ConfigError):
+        signers[other_id].sign(body, env)  # a non-relay signer refuses another source

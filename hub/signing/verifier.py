@@ -63,8 +63,12 @@ class Verifier:
         retry_grace: float,
         replay: ReplayCache | None = None,
         clock: Callable[[], float] = time.time,
+        relays: frozenset[str] = frozenset(),
     ) -> None:
         self.trust = trust
+        # Systems trusted to sign on behalf of any source: the hub, which verified the
+        # upstream's own proof at its entry point before it signed.
+        self.relays = relays
         self.max_age = max_age
         self.clock_skew = clock_skew
         self.retry_grace = retry_grace
@@ -78,12 +82,16 @@ class Verifier:
         trust: TrustStore | None = None,
         *,
         replay: ReplayCache | None = None,
+        queued: bool = False,
     ) -> Verifier:
         """A verifier with the settings' age window. The retry grace is the sum of the retry
-        tiers: how much later than its first delivery the last retry can arrive."""
+        tiers: how much later than its first delivery the last retry can arrive. ``queued``
+        is for consumers of the hub's own queues, where a message may wait through an outage:
+        their window is ``queued_max_age``. The hub's own id is accepted as a relay."""
         return cls(
             trust or TrustStore(settings.trust_dir),
-            max_age=settings.signature_max_age,
+            relays=frozenset({settings.hub_id}),
+            max_age=settings.queued_max_age if queued else settings.signature_max_age,
             clock_skew=settings.clock_skew,
             retry_grace=sum(settings.retry_tiers),
             replay=replay,
@@ -137,7 +145,7 @@ class Verifier:
                 "client.certificate_expired",
                 "kid",
             )
-        if key.system_id != env.source:
+        if key.system_id != env.source and key.system_id not in self.relays:
             raise _invalid(
                 f"message {env.id} says its source is {env.source} but is signed by "
                 f"{key.system_id}; a system signs only its own messages",

@@ -1,0 +1,120 @@
+"""Engines for the two supported databases, and the translation of their failures into the
+hub's errors.
+
+SQLite: WAL (readers never block the writer), foreign keys on, a busy timeout so writers queue
+instead of failing, and transactions begun by us rather than by the sqlite3 module, so that a
+writing unit of work starts with ``BEGIN IMMEDIATE`` (takes the write lock up front: no
+deadlock between two deferred transactions upgrading, and the hash chain stays linear) and DDL
+is transactional. PostgreSQL: psycopg 3, pre-ping so a restarted server costs one retry, not an
+error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.pool import StaticPool
+
+from hub.errors import ConfigError, RetryableError
+
+BUSY_TIMEOUT_S = 30.0
+# Execution option read by the SQLite "begin" hook: IMMEDIATE for writers, DEFERRED for readers.
+SQLITE_BEGIN = "lienthong_sqlite_begin"
+
+
+def parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise ConfigError(
+            f"store_url {url!r} is not a database URL; use 'sqlite:///path/hub.db' or "
+            "'postgresql+psycopg://user@host:5432/db'",
+            code="server.config_invalid",
+            field="store_url",
+        ) from None
+    backend = parsed.get_backend_name()
+    if parsed.drivername == "postgresql":
+        # psycopg 3 is the driver the hub ships with; plain postgresql:// means it too.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"store_url uses {backend!r}; the store supports sqlite and postgresql "
+            "(postgresql+psycopg://...)",
+            field="store_url",
+        )
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str) -> Engine:
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+    path = _sqlite_file(parsed)
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    if path is None:
+        # One shared connection, or every connection would see its own empty memory database.
+        kwargs["poolclass"] = StaticPool
+        kwargs["connect_args"]["check_same_thread"] = False
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+    memory = path is None
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see "begin" below)
+        cursor = dbapi_conn.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # FULL: a commit survives power loss; the outbox promises "never lost".
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Database unreachable, locked or gone: ``RetryableError`` (the consumer retries the
+    message later). Other database errors are bugs or broken invariants and pass through."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise RetryableError(
+            f"the store is unavailable while {what}: {error.orig or error}; "
+            "check that the database is reachable and not locked",
+            code="server.store_unavailable",
+        ) from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise RetryableError(
+                f"the store connection was lost while {what}; it will be retried",
+                code="server.store_unavailable",
+            ) from error
+        raise

@@ -1,0 +1,1 @@
+"""Store revisions, oldest first by their ``down_revision`` links."""

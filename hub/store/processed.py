@@ -1,0 +1,67 @@
+"""Processed message ids per consumer: the idempotent receiver's memory. Implements the
+``ProcessedIds`` port (``lookup`` / ``record``) the broker consumer uses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, delete, select
+
+from hub.store.conflict import insert_ignore
+from hub.store.engine import SQLITE_BEGIN, translate_errors
+from hub.store.tables import processed_ids
+
+
+def record_in(
+    conn: Connection, consumer: str, items: Iterable[tuple[str, str]],
+    at: datetime | None = None,
+) -> None:
+    """Record ``(message_id, digest)`` pairs inside the caller's transaction. A pair already
+    recorded is left as it was (first digest wins), which makes redelivery harmless."""
+    when = at or datetime.now(UTC)
+    rows = [
+        {"consumer": consumer, "message_id": mid, "digest": digest, "recorded_at": when}
+        for mid, digest in items
+    ]
+    if rows:
+        conn.execute(insert_ignore(conn, processed_ids, ["consumer", "message_id"]), rows)
+
+
+class StoreProcessedIds:
+    """``ProcessedIds`` on the store's database. Each call is its own short transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def lookup(self, consumer: str, message_id: str) -> str | None:
+        """The body digest recorded for ``message_id`` by ``consumer``, or None."""
+        with translate_errors("looking up a processed id"), self._engine.connect() as conn:
+            digest = conn.execute(
+                select(processed_ids.c.digest).where(
+                    processed_ids.c.consumer == consumer,
+                    processed_ids.c.message_id == message_id,
+                )
+            ).scalar_one_or_none()
+        return None if digest is None else str(digest)
+
+    def record(self, consumer: str, items: Iterable[tuple[str, str]]) -> None:
+        items = list(items)
+        if not items:
+            return
+        with translate_errors("recording processed ids"), self._engine.connect() as conn:
+            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                record_in(conn, consumer, items)
+
+    def prune(self, older_than: datetime | timedelta) -> int:
+        """Forget ids recorded before ``older_than`` (a time, or an age). Keep them longer than
+        a message can come back: the signature age window plus the retry tiers."""
+        cutoff = datetime.now(UTC) - older_than if isinstance(older_than, timedelta) else older_than
+        with translate_errors("pruning processed ids"), self._engine.connect() as conn:
+            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                result = conn.execute(
+                    delete(processed_ids).where(processed_ids.c.recorded_at < cutoff)
+                )
+        return int(result.rowcount)

@@ -1,0 +1,215 @@
+"""The store's tables, as SQLAlchemy Core. The migrations in ``migrations/versions`` create
+exactly these (a test compares the migrated schema with this metadata), so a change here needs a
+new revision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names, so later migrations can name what they alter on both dialects.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both dialects. SQLite keeps no offset, so values are stored as UTC
+    and given their zone back on the way out; the log's hashes depend on reading back exactly
+    what was written."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} given to the store; pass an aware "
+                "datetime such as datetime.now(UTC)"
+            )
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+JSONDoc: Any = JSON().with_variant(JSONB(), "postgresql")
+
+DIRECTIONS = ("in", "out")
+DEAD_LETTER_STATES = ("parked", "replayed", "discarded", "edited")
+
+message_log = Table(
+    "message_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("type", String(200)),
+    Column("source", String(200)),
+    Column("subject", String(200)),
+    Column("peer", String(200)),
+    Column("body_sha256", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    CheckConstraint("direction IN ('in', 'out')", name="direction"),
+    Index(None, "subject", "seq"),
+    Index(None, "message_id"),
+)
+
+# Log rows written by units of work on PostgreSQL, waiting for the linker to chain them (see
+# hub.store.linker): writers then never wait on the chain head.
+log_pending = Table(
+    "log_pending",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("type", String(200)),
+    Column("source", String(200)),
+    Column("subject", String(200)),
+    Column("peer", String(200)),
+    Column("body_sha256", String(64), nullable=False),
+)
+
+# One row (id = 1): the last seq and hash of the chain. Appends lock it, which serialises them,
+# and verify compares it with the last row, so deleting the newest rows is detected too.
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("row_hash", String(64), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+processed_ids = Table(
+    "processed_ids",
+    metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("message_id", String(255), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index(None, "recorded_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("app_id", String(200)),
+    Column("exchange", String(255), nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("headers", JSONDoc, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    # A relay's lease on the row: another relay skips it until then (a crashed relay's rows
+    # come back when the lease runs out).
+    Column("claimed_until", UTCDateTime),
+    Column("published_at", UTCDateTime),
+    Index(None, "published_at", "id"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("dossier_code", String(100), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("summary", JSONDoc, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("dossier_code", "message_id"),
+    Index(None, "dossier_code", "at"),
+)
+
+dossier_sequences = Table(
+    "dossier_sequences",
+    metadata,
+    Column("consumer", String(200), primary_key=True),
+    Column("dossier_code", String(100), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("message_id", String(255), nullable=False),
+    Column("queue", String(255), nullable=False),
+    Column("reason_code", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(200)),
+    Column("destination", String(200)),
+    Column("type", String(200)),
+    Column("agency", String(100)),
+    Column("attempts", Integer, nullable=False),
+    Column("headers", JSONDoc, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("parked_at", UTCDateTime, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "state IN ('parked', 'replayed', 'discarded', 'edited')", name="state"
+    ),
+    # The mirror is fed at least once; the same parking seen twice is one row.
+    UniqueConstraint("message_id", "queue", "parked_at"),
+    Index(None, "state", "parked_at"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("detail", JSONDoc, nullable=False),
+    Index(None, "target", "at"),
+    Index(None, "at"),
+)

@@ -1,0 +1,96 @@
+"""The dossier timeline (every event of a dossier, from every system, in time order) and the
+per-dossier sequence a consumer last applied (status events are applied in order)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from hub.store.conflict import dialect_insert, insert_ignore
+from hub.store.tables import dossier_sequences, timeline
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    id: int
+    dossier_code: str
+    event_type: str
+    message_id: str
+    at: datetime
+    source: str
+    summary: dict[str, Any]
+    recorded_at: datetime
+
+
+def add(
+    conn: Connection,
+    dossier_code: str,
+    event_type: str,
+    message_id: str,
+    at: datetime,
+    source: str,
+    summary: Mapping[str, Any],
+) -> bool:
+    """Add an event; False when this dossier already has this message (a redelivery)."""
+    # RETURNING rather than rowcount: drivers do not all report rowcount for upserts.
+    result = conn.execute(
+        insert_ignore(conn, timeline, ["dossier_code", "message_id"]).returning(timeline.c.id),
+        {
+            "dossier_code": dossier_code, "event_type": event_type, "message_id": message_id,
+            "at": at, "source": source, "summary": dict(summary),
+            "recorded_at": datetime.now(UTC),
+        },
+    )
+    return result.scalar_one_or_none() is not None
+
+
+def entries(conn: Connection, dossier_code: str) -> list[TimelineEntry]:
+    rows = conn.execute(
+        select(timeline)
+        .where(timeline.c.dossier_code == dossier_code)
+        .order_by(timeline.c.at, timeline.c.id)
+    ).mappings()
+    return [
+        TimelineEntry(
+            id=int(r["id"]), dossier_code=r["dossier_code"], event_type=r["event_type"],
+            message_id=r["message_id"], at=r["at"], source=r["source"],
+            summary=dict(r["summary"]), recorded_at=r["recorded_at"],
+        )
+        for r in rows
+    ]
+
+
+def last_sequence(
+    conn: Connection, consumer: str, dossier_code: str, *, for_update: bool = False
+) -> int | None:
+    query = select(dossier_sequences.c.sequence).where(
+        dossier_sequences.c.consumer == consumer,
+        dossier_sequences.c.dossier_code == dossier_code,
+    )
+    if for_update:
+        query = query.with_for_update()
+    value = conn.execute(query).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def set_sequence(conn: Connection, consumer: str, dossier_code: str, sequence: int) -> bool:
+    """Record ``sequence`` as applied; never moves backwards. True when it was stored (higher
+    than what was there, or the first)."""
+    stmt = dialect_insert(conn, dossier_sequences)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["consumer", "dossier_code"],
+        set_={"sequence": stmt.excluded.sequence, "updated_at": stmt.excluded.updated_at},
+        where=dossier_sequences.c.sequence < stmt.excluded.sequence,
+    ).returning(dossier_sequences.c.sequence)
+    result = conn.execute(
+        upsert,
+        {
+            "consumer": consumer, "dossier_code": dossier_code, "sequence": sequence,
+            "updated_at": datetime.now(UTC),
+        },
+    )
+    return result.scalar_one_or_none() is not None

@@ -1,0 +1,136 @@
+"""The outbox on both databases: add in a unit of work, claim, publish, release, prune."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.broker.messages import Outgoing
+from hub.store import OutboxItem, Store
+from hub.store.outbox import MESSAGE_FIELDS
+from hub.store.testing import scratch_url
+
+
+@dataclass(frozen=True)
+class Message:
+    """Shaped like hub.broker.messages.Outgoing."""
+
+    body: bytes
+    exchange: str = "lienthong.events"
+    routing_key: str = "dossier.submitted.000_00_00_H56.1_000001"
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    type: str = "vn.gov.dossier.submitted"
+    headers: dict[str, Any] = field(default_factory=lambda: {"lt-attempt": 0})
+    app_id: str = "VN:GOV:000.00.00.H56:igate"
+
+
+@pytest.fixture
+def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    with scratch_url(store_url, tmp_path) as url:
+        s = Store.open(url)
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def add(store: Store, *bodies: bytes) -> list[Message]:
+    messages = [Message(body) for body in bodies]
+    with store.begin() as tx:
+        for m in messages:
+            tx.outbox_add(m)
+    return messages
+
+
+def test_added_messages_come_back_whole_and_oldest_first(store: Store) -> None:
+    body = b'{"x":"\xc4\x91\x00 binary"}'
+    first = Message(body, headers={"lt-signature": "abc..def", "lt-attempt": 0,
+                                   "lt-history": [{"attempt": 1, "code": "x"}]})
+    with store.begin() as tx:
+        assert tx.outbox_add(first) > 0
+    add(store, b"2", b"3")
+
+    pending = store.outbox_pending(10)
+    assert [p.body for p in pending] == [body, b"2", b"3"]
+    item = pending[0]
+    assert isinstance(item, OutboxItem)
+    assert item.message_fields() == {name: getattr(first, name) for name in MESSAGE_FIELDS}
+    assert item.created_at.tzinfo is not None
+    assert pending[0].id < pending[1].id < pending[2].id
+
+
+def test_claims_lease_and_publishing_marks(store: Store) -> None:
+    add(store, b"a", b"b", b"c")
+    claimed = store.outbox_pending(2)
+    assert [c.body for c in claimed] == [b"a", b"b"]
+    # Leased rows are not handed out again; the next claim gets the rest.
+    assert [c.body for c in store.outbox_pending(10)] == [b"c"]
+    assert store.outbox_pending(10) == []
+    # Looking without leasing sees all unpublished rows.
+    assert len(store.outbox_pending(10, lease=None)) == 3
+
+    assert store.outbox_mark_published([claimed[0].id]) == 1
+    assert store.outbox_release([claimed[1].id]) == 1
+    assert [c.body for c in store.outbox_pending(10)] == [b"b"]
+    assert [c.body for c in store.outbox_pending(10, lease=None)] == [b"b", b"c"]
+
+
+def test_an_expired_lease_hands_the_rows_out_again(store: Store) -> None:
+    add(store, b"a")
+    assert len(store.outbox_pending(10, lease=-1)) == 1  # a relay that died at once
+    assert [c.body for c in store.outbox_pending(10)] == [b"a"]
+
+
+def test_rollback_leaves_no_outbox_row(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.outbox_add(Message(b"never"))
+        raise RuntimeError("validation failed after storing")
+    assert store.outbox_pending(10, lease=None) == []
+
+
+def test_two_relays_never_claim_the_same_rows(store: Store) -> None:
+    add(store, *(str(i).encode() for i in range(200)))
+    claimed: list[list[int]] = [[], [], []]
+    start = threading.Barrier(len(claimed))
+
+    def relay(n: int) -> None:
+        start.wait()
+        while batch := store.outbox_pending(7):
+            claimed[n].extend(item.id for item in batch)
+            store.outbox_mark_published([item.id for item in batch])
+
+    workers = [threading.Thread(target=relay, args=(n,)) for n in range(len(claimed))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    everything = [i for ids in claimed for i in ids]
+    assert len(everything) == len(set(everything)) == 200
+
+
+def test_prune_deletes_published_rows_only(store: Store) -> None:
+    add(store, b"old", b"unpublished")
+    old = store.outbox_pending(1)[0]
+    store.outbox_mark_published([old.id])
+    assert store.outbox_prune(datetime.now(UTC) - timedelta(days=1)) == 0
+    assert store.outbox_prune(timedelta(seconds=-1)) == 1
+    assert [c.body for c in store.outbox_pending(10, lease=None)] == [b"unpublished"]
+
+
+def test_the_broker_outgoing_goes_in_and_comes_back_equal(store: Store) -> None:
+    sent = Outgoing(
+        body=b'{"id":"1"}', exchange="lienthong.events", routing_key="dossier.x.none.none",
+        message_id=str(uuid.uuid4()), type="vn.gov.dossier.submitted",
+        headers={"lt-signature": "e30..sig", "lt-attempt": 0}, app_id=None,
+    )
+    with store.begin() as tx:
+        tx.outbox_add(sent)
+    (item,) = store.outbox_pending(10)
+    assert Outgoing(**item.message_fields()) == sent

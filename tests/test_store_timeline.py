@@ -1,0 +1,112 @@
+"""The dossier timeline and per-dossier sequences on both databases."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hub.store import Store
+
+T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+SRC = "VN:GOV:000.00.00.H56:igate"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store.open(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def code() -> str:
+    return f"000.00.00.H56-250301-{uuid.uuid4().hex[:8]}"
+
+
+def test_events_come_back_in_time_order_whatever_the_arrival_order(store: Store) -> None:
+    dossier, other = code(), code()
+    events = [("vn.gov.dossier.status-changed", 2), ("vn.gov.dossier.submitted", 0),
+              ("vn.gov.payment.completed", 1)]
+    with store.begin() as tx:
+        for event_type, minutes in events:
+            assert tx.timeline_add(
+                dossier, event_type, str(uuid.uuid4()), T0 + timedelta(minutes=minutes),
+                source=SRC, summary={"status": minutes, "note": "đã tiếp nhận"},
+            )
+        tx.timeline_add(other, "vn.gov.dossier.submitted", str(uuid.uuid4()), T0,
+                        source=SRC, summary={})
+    got = store.timeline(dossier)
+    assert [e.event_type for e in got] == [
+        "vn.gov.dossier.submitted", "vn.gov.payment.completed", "vn.gov.dossier.status-changed",
+    ]
+    assert got[0].summary == {"status": 0, "note": "đã tiếp nhận"}
+    assert (got[0].dossier_code, got[0].source, got[0].at) == (dossier, SRC, T0)
+    assert store.timeline(code()) == []
+
+
+def test_the_same_message_is_added_once(store: Store) -> None:
+    dossier, mid = code(), str(uuid.uuid4())
+    for _ in range(2):
+        with store.begin() as tx:
+            added = tx.timeline_add(dossier, "vn.gov.dossier.submitted", mid, T0,
+                                    source=SRC, summary={"n": 1})
+    assert added is False
+    assert len(store.timeline(dossier)) == 1
+    # The same message may belong to another dossier's timeline.
+    with store.begin() as tx:
+        assert tx.timeline_add(code(), "vn.gov.dossier.submitted", mid, T0, source=SRC,
+                               summary={})
+
+
+def test_rollback_leaves_no_timeline_entry(store: Store) -> None:
+    dossier = code()
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.timeline_add(dossier, "vn.gov.dossier.submitted", str(uuid.uuid4()), T0,
+                        source=SRC, summary={})
+        raise RuntimeError("boom")
+    assert store.timeline(dossier) == []
+
+
+def test_sequences_only_move_forward(store: Store) -> None:
+    consumer, dossier = f"w-{uuid.uuid4().hex[:6]}", code()
+    assert store.last_sequence(consumer, dossier) is None
+    assert store.set_sequence(consumer, dossier, 3)
+    assert store.set_sequence(consumer, dossier, 5)
+    assert not store.set_sequence(consumer, dossier, 4)
+    assert not store.set_sequence(consumer, dossier, 5)
+    assert store.last_sequence(consumer, dossier) == 5
+    assert store.last_sequence(consumer + "x", dossier) is None
+    with store.begin() as tx:
+        assert tx.last_sequence(consumer, dossier) == 5
+        assert tx.set_sequence(consumer, dossier, 6)
+    assert store.last_sequence(consumer, dossier) == 6
+
+
+def test_in_order_application_under_two_workers(store: Store) -> None:
+    """Workers that read-then-advance inside a unit of work never apply one step twice."""
+    consumer, dossier = f"w-{uuid.uuid4().hex[:6]}", code()
+    store.set_sequence(consumer, dossier, 0)
+    applied: list[int] = []
+    start = threading.Barrier(2)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(20):
+            with store.begin() as tx:
+                last = tx.last_sequence(consumer, dossier)
+                assert last is not None
+                tx.set_sequence(consumer, dossier, last + 1)
+                applied.append(last + 1)
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert sorted(applied) == list(range(1, 41))
+    assert store.last_sequence(consumer, dossier) == 40

@@ -81,10 +81,51 @@ def discover() -> dict[str, AdapterSpec]:
     return found
 
 
-def load_config(mappings_dir: Path, name: str) -> dict[str, Any]:
-    """An adapter's configuration file ``mappings/<name>/config.toml`` (empty if absent)."""
-    path = mappings_dir / name / "config.toml"
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}; fix the file") from exc
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    mappings_dir: Path, name: str, overlay_dir: Path | None = None
+) -> dict[str, Any]:
+    """An adapter's configuration: ``mappings/<name>/config.toml`` (the shipped defaults), with
+    ``<overlay_dir>/<name>.toml`` merged over it key by key (a deployment's own endpoints and
+    limits, kept out of the repository). Empty if neither exists."""
+    config = _read_toml(mappings_dir / name / "config.toml")
+    if overlay_dir is not None:
+        config = _merge(config, _read_toml(overlay_dir / f"{name}.toml"))
+    return config
+
+
+def overlay_dir(settings: Any) -> Path:
+    """Where a deployment keeps its adapter overrides: ``<data_dir>/adapters/``."""
+    return Path(settings.data_dir) / "adapters"
+
+
+def context_for(
+    settings: Any, name: str, *, signer: Any = None, store: Any = None
+) -> AdapterContext:
+    """The context an adapter's worker or callback parser is built with."""
+    return AdapterContext(
+        settings=settings,
+        config=load_config(settings.mappings_dir, name, overlay_dir(settings)),
+        signer=signer,
+        store=store,
+        events_exchange=f"{settings.name_prefix}.events",
+    )

@@ -19,6 +19,9 @@ _GROUPS = [
     ("hub.cli.keys", "keys"),
     ("hub.cli.topology", "topology"),
     ("hub.cli.log", "log"),
+    ("hub.cli.serve", "serve"),
+    ("hub.cli.clients", "clients"),
+    ("hub.cli.worker", "worker"),
 ]
 
 

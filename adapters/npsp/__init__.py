@@ -1,0 +1,42 @@
+"""The National Public Service Portal (Cổng Dịch vụ công quốc gia, NPSP).
+
+The hub keeps the portal told of every dossier (``DongBoHoSoMC``), every status change and every
+processing step (``CapNhatTienDoHoSoMC``). The registry imports this module for every adapter,
+so it stays light: the worker, client and simulator are imported only when built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.adapters import AdapterContext, AdapterSpec, Handler
+
+NAME = "npsp"
+
+
+def _make_handler(ctx: AdapterContext) -> Handler:
+    from adapters.npsp.worker import make_handler
+
+    return make_handler(ctx)
+
+
+def _make_simulator(**switches: Any) -> Any:
+    from adapters.npsp.simulator import make_simulator
+
+    return make_simulator(**switches)
+
+
+adapter = AdapterSpec(
+    name=NAME,
+    description="National Public Service Portal: dossier sync (DongBoHoSoMC) and progress "
+    "(CapNhatTienDoHoSoMC) over the national data-sharing platform",
+    bindings=[
+        "dossier.submitted.#",
+        "dossier.status-changed.#",
+        "dossier.progress-reported.#",
+    ],
+    make_handler=_make_handler,
+    make_simulator=_make_simulator,
+    # A dossier's status updates must reach the portal in order.
+    ordered=True,
+)

@@ -1,0 +1,269 @@
+"""The portal's client: session login, the calls, and the translation of every failure into the
+hub's error classes at this boundary.
+
+Every HTTP exchange goes through ``hub.outbound.CallPolicy`` (timeout, retries with backoff,
+breaker, rate limit). Above it, the protocol: a call carries ``session``, ``madonvi`` and
+``service``; a reply whose ``error_code`` means "session expired" makes the client log in again
+and repeat the call once; an insert of a dossier the portal already has becomes an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+from adapters.npsp.config import NpspConfig
+from adapters.npsp.contract import Contract
+from adapters.npsp.mapping import ErrorRule, NpspMapping
+from hub.errors import PermanentError, RetryableError
+from hub.outbound import CallPolicy
+
+NAME = "npsp"
+ORIGIN = f"system:{NAME}"
+log = logging.getLogger(__name__)
+
+
+class AlreadyExists(PermanentError):
+    """An insert of a dossier the portal already has (the caller updates instead)."""
+
+    code = "system.already_exists"
+
+
+class DossierUnknown(RetryableError):
+    """The portal does not know the dossier yet. Its own sync may still be in the retry tiers,
+    so this is worth retrying later."""
+
+    code = "system.dossier_unknown"
+
+
+def error_code_of(doc: dict[str, Any], key: str) -> str | None:
+    """``0``, ``"0"`` and ``"00"`` are all success on this platform: compare as integers."""
+    value = doc.get(key)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(int(value.strip()))
+        except ValueError:
+            return None
+    return None
+
+
+class NpspClient:
+    def __init__(
+        self,
+        config: NpspConfig,
+        mapping: NpspMapping,
+        contract: Contract,
+        *,
+        policy: CallPolicy | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.mapping = mapping
+        self.contract = contract
+        self.policy = policy or CallPolicy(NAME, config.policy)
+        self._http = http
+        self._session: str | None = None
+        self._login_lock: asyncio.Lock | None = None
+        self.logins = 0  # for operators' metrics and tests
+
+    # ------------------------------------------------------------------ transport
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.config.policy.timeout),
+                headers={"dstcode": self.config.dstcode, "Accept": "application/json"},
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _exchange(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """One POST under the call policy. Transport failures, 5xx, 429 and the portal's
+        temporary error codes raise RetryableError (the policy retries them); an HTTP refusal
+        raises PermanentError; anything else is returned for the protocol to read."""
+        url = self.config.base_url + path
+        key = self.mapping.body["error_code"]
+
+        async def once() -> dict[str, Any]:
+            try:
+                response = await self._client().post(url, json=body)
+            except httpx.TimeoutException:
+                raise RetryableError(
+                    f"the portal did not answer {what} within {self.config.policy.timeout}s",
+                    code="system.timeout", origin=ORIGIN,
+                ) from None
+            except httpx.TransportError as exc:
+                raise RetryableError(
+                    f"the portal cannot be reached for {what} at {url}: "
+                    f"{type(exc).__name__}: {exc}",
+                    code="system.unavailable", origin=ORIGIN,
+                ) from None
+            status = response.status_code
+            if status >= 500 or status == 429:
+                raise RetryableError(
+                    f"the portal answered {what} with HTTP {status}; it is unavailable or "
+                    "overloaded, the call will be retried",
+                    code="system.unavailable", origin=ORIGIN,
+                )
+            if status >= 400:
+                raise PermanentError(
+                    f"the portal refused {what} with HTTP {status}: {response.text[:200]}; "
+                    "check the dstcode header and the platform's access rights",
+                    code="system.rejected", origin=ORIGIN,
+                )
+            try:
+                doc = response.json()
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict) or error_code_of(doc, key) is None:
+                raise RetryableError(
+                    f"the portal's reply to {what} is not a JSON object with an {key!r}: "
+                    f"{response.text[:120]!r}",
+                    code="system.bad_reply", origin=ORIGIN,
+                )
+            rule = self._rule(doc)
+            if rule.kind == "retryable":
+                raise RetryableError(
+                    self._describe(doc, rule, what), code="system.unavailable", origin=ORIGIN
+                )
+            return doc
+
+        return await self.policy.call(once)
+
+    def _rule(self, doc: dict[str, Any]) -> ErrorRule:
+        code = error_code_of(doc, self.mapping.body["error_code"])
+        return self.mapping.error_rule(code or "")
+
+    def _describe(self, doc: dict[str, Any], rule: ErrorRule, what: str) -> str:
+        code = error_code_of(doc, self.mapping.body["error_code"])
+        said = doc.get(self.mapping.body["message"]) or rule.message
+        return f"the portal answered {what} with error_code {code} ({rule.kind}): {said}"
+
+    # ------------------------------------------------------------------ session
+
+    async def _login(self) -> str:
+        b = self.mapping.body
+        user, password = self.config.credentials()
+        doc = await self._exchange(
+            self.config.auth_path, {b["username"]: user, b["password"]: password}, "login"
+        )
+        rule = self._rule(doc)
+        session = doc.get(b["session"])
+        if rule.kind != "ok" or not isinstance(session, str) or not session:
+            raise PermanentError(
+                self._describe(doc, rule, "login")
+                + f"; check the account in {self.config.username_env}/{self.config.password_env}",
+                code="system.login_failed", origin=ORIGIN,
+            )
+        self.logins += 1
+        log.info("logged in to the portal as %s (login #%d)", user, self.logins)
+        return session
+
+    async def _session_token(self) -> str:
+        if self._login_lock is None:
+            self._login_lock = asyncio.Lock()
+        async with self._login_lock:
+            # Concurrent calls wait for one login instead of each logging in.
+            if self._session is None:
+                self._session = await self._login()
+            return self._session
+
+    def _forget(self, token: str) -> None:
+        # Only the session that was refused: another task may already hold a fresh one.
+        if self._session == token:
+            self._session = None
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(self, service: str, fields: dict[str, Any], *, agency: str) -> dict[str, Any]:
+        """One call of the portal with the session, re-logging in once if it has expired."""
+        b = self.mapping.body
+        for attempt in (1, 2):
+            token = await self._session_token()
+            body = {b["session"]: token, b["agency"]: self.config.madonvi or agency,
+                    b["service"]: service, **fields}
+            if self.config.validate_requests:
+                self.contract.validate(f"{service}.request", body)
+            doc = await self._exchange(self.config.integration_path, body, service)
+            rule = self._rule(doc)
+            if rule.kind == "ok":
+                return doc
+            if rule.kind == "session_expired":
+                self._forget(token)
+                if attempt == 1:
+                    log.info("portal session expired during %s; logging in again", service)
+                    continue
+                raise RetryableError(
+                    self._describe(doc, rule, service) + "; refused again right after a new "
+                    "login, will retry later",
+                    code="system.session_expired", origin=ORIGIN,
+                )
+            described = self._describe(doc, rule, service)
+            if rule.kind == "already_exists":
+                raise AlreadyExists(described, origin=ORIGIN)
+            if rule.kind == "not_found":
+                raise DossierUnknown(
+                    described + "; its own sync may still be on its way, retrying later",
+                    origin=ORIGIN,
+                )
+            raise PermanentError(described, code="system.rejected", origin=ORIGIN)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def sync_dossiers(
+        self, records: list[dict[str, Any]], *, update: bool, agency: str
+    ) -> dict[str, Any]:
+        """``DongBoHoSoMC`` with ``isUpdating`` "True" (update) or "False" (insert)."""
+        m = self.mapping
+        flag = m.updating["update" if update else "insert"]
+        return await self.call(
+            m.calls["sync_dossiers"], {m.body["updating"]: flag, m.body["data"]: records},
+            agency=agency,
+        )
+
+    async def upsert_dossier(self, record: dict[str, Any], *, agency: str) -> str:
+        """Insert; when the portal says the dossier already exists, update it instead.
+        Returns "inserted" or "updated"."""
+        try:
+            await self.sync_dossiers([record], update=False, agency=agency)
+            return "inserted"
+        except AlreadyExists:
+            await self.sync_dossiers([record], update=True, agency=agency)
+            return "updated"
+
+    async def report_progress(
+        self, records: list[dict[str, Any]], *, agency: str
+    ) -> dict[str, Any]:
+        """``CapNhatTienDoHoSoMC``."""
+        m = self.mapping
+        return await self.call(
+            m.calls["report_progress"], {m.body["data"]: records}, agency=agency
+        )
+
+    async def lookup(self, dossier_code: str, *, agency: str) -> dict[str, Any] | None:
+        """``TraCuuHoSo``: the portal's record of a dossier, or None if it has none."""
+        m = self.mapping
+        doc = await self.call(
+            m.calls["lookup"], {m.body["lookup_code"]: dossier_code}, agency=agency
+        )
+        results = doc.get(m.body["result"]) or []
+        if not isinstance(results, list):
+            raise RetryableError(
+                f"the portal's TraCuuHoSo reply has a {m.body['result']!r} that is not a list",
+                code="system.bad_reply", origin=ORIGIN,
+            )
+        code_field = m.dossier["code"]
+        for record in results:
+            if isinstance(record, dict) and record.get(code_field) == dossier_code:
+                return record
+        return None

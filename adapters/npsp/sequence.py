@@ -1,0 +1,65 @@
+"""The last status sequence applied to the portal per dossier, so an older status event (one
+that waited in the retry tiers while a newer one went through) is treated as already applied
+instead of moving the portal's status backwards.
+
+The store (``hub.store.Store.last_sequence`` / ``set_sequence``) keeps it across restarts and
+workers; without a store (unit tests, a store-less demo) it is kept in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+
+class SequenceLog(Protocol):
+    def last_sequence(self, consumer: str, dossier_code: str) -> int | None: ...
+
+    def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool: ...
+
+
+class MemorySequenceLog:
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def last_sequence(self, consumer: str, dossier_code: str) -> int | None:
+        return self._seen.get((consumer, dossier_code))
+
+    def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool:
+        key = (consumer, dossier_code)
+        if sequence <= self._seen.get(key, -1):
+            return False
+        self._seen[key] = sequence
+        return True
+
+
+def sequence_log(store: Any) -> SequenceLog:
+    if store is not None and hasattr(store, "last_sequence") and hasattr(store, "set_sequence"):
+        return store  # type: ignore[no-any-return]
+    return MemorySequenceLog()
+
+
+class Sequencer:
+    """Async face of a SequenceLog: the store's calls are blocking database round trips, run in
+    a thread so they do not stall the worker's event loop."""
+
+    def __init__(self, log: SequenceLog, consumer: str) -> None:
+        self.log = log
+        self.consumer = consumer
+        self._in_memory = isinstance(log, MemorySequenceLog)
+
+    async def is_stale(self, dossier_code: str, sequence: int | None) -> bool:
+        """True when ``sequence`` (or a later one) was already applied to this dossier."""
+        if sequence is None:
+            return False
+        last = (self.log.last_sequence(self.consumer, dossier_code) if self._in_memory
+                else await asyncio.to_thread(self.log.last_sequence, self.consumer, dossier_code))
+        return last is not None and sequence <= last
+
+    async def applied(self, dossier_code: str, sequence: int | None) -> None:
+        if sequence is None:
+            return
+        if self._in_memory:
+            self.log.set_sequence(self.consumer, dossier_code, sequence)
+        else:
+            await asyncio.to_thread(self.log.set_sequence, self.consumer, dossier_code, sequence)

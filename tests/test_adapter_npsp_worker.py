@@ -1,0 +1,190 @@
+"""The portal's worker handler: canonical events in, portal calls out (real simulator, real
+socket; the store for sequences is real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from adapters.npsp import adapter
+from adapters.npsp.examples import DOSSIER_CODE, sample_dossier, sample_progress, sample_status
+from adapters.npsp.simulator import NpspSimulator
+from adapters.npsp.worker import NpspHandler, make_handler
+from hub.adapters import AdapterContext, load_config
+from hub.broker.messages import Delivery
+from hub.envelope import Envelope
+from hub.errors import InvalidMessage, RetryableError
+from hub.model import Status
+from hub.settings import PROJECT_ROOT, Settings
+from hub.store.store import Store
+
+T = TypeVar("T")
+PROVINCE = "VN:GOV:000.00.00.H56:igate"
+PORTAL = "VN:GOV:000.00.00.G22:dvcqg"
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPSP_USERNAME", "hub")
+    monkeypatch.setenv("NPSP_PASSWORD", "secret")
+
+
+@pytest.fixture
+def sim() -> Iterator[NpspSimulator]:
+    with NpspSimulator() as s:
+        yield s
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as s:
+        yield s
+
+
+def context(sim: NpspSimulator, store: Store | None, tmp_path: Path) -> AdapterContext:
+    config = load_config(PROJECT_ROOT / "mappings", "npsp")
+    config["base_url"] = sim.base_url
+    config["policy"] = {"timeout": 2.0, "attempts": 1}
+    return AdapterContext(settings=Settings(data_dir=tmp_path), config=config, store=store)
+
+
+def delivery(event_type: str, data: Any, *, source: str = PROVINCE,
+             sequence: int | None = None) -> Delivery:
+    env = Envelope.new(source=source, type=event_type, subject=DOSSIER_CODE, data=data,
+                       agency="000.00.00.H56", procedure="2.002492", sequence=sequence)
+    return Delivery(body=env.to_bytes(), envelope=env, headers={}, queue="lt.work.npsp",
+                    exchange="lt.events", routing_key="dossier.x.000_00_00_H56.2_002492",
+                    redelivered=False, attempt=0, delivery_tag=1, message_id=env.id)
+
+
+def submitted(sequence: int | None = 1, **kw: Any) -> Delivery:
+    return delivery("vn.gov.dossier.submitted", sample_dossier().model_dump(mode="json"),
+                    sequence=sequence, **kw)
+
+
+def status(value: Status, sequence: int | None) -> Delivery:
+    return delivery("vn.gov.dossier.status-changed",
+                    sample_status(value, note="Cán bộ ghi chú").model_dump(mode="json"),
+                    sequence=sequence)
+
+
+def run(ctx: AdapterContext, go: Callable[[NpspHandler], Awaitable[T]]) -> T:
+    async def main() -> T:
+        handler = make_handler(ctx)
+        try:
+            return await go(handler)
+        finally:
+            await handler.aclose()
+
+    return asyncio.run(main())
+
+
+def test_spec_is_registered_with_its_bindings() -> None:
+    assert adapter.name == "npsp" and adapter.ordered
+    assert set(adapter.bindings) == {
+        "dossier.submitted.#", "dossier.status-changed.#", "dossier.progress-reported.#"
+    }
+    assert adapter.make_simulator is not None
+
+
+def test_submitted_dossier_is_synced(sim: NpspSimulator, store: Store, tmp_path: Path) -> None:
+    out = run(context(sim, store, tmp_path), lambda h: h(submitted()))
+    assert out == []
+    record = sim.dossier(DOSSIER_CODE)
+    assert record is not None
+    assert record["TrangThaiHoSo"] == "1" and record["NgayNopHoSo"] == "20250101083000"
+    assert store.last_sequence("npsp", DOSSIER_CODE) == 1
+
+
+def test_dossier_from_the_portal_is_not_echoed(
+    sim: NpspSimulator, store: Store, tmp_path: Path
+) -> None:
+    run(context(sim, store, tmp_path), lambda h: h(submitted(source=PORTAL)))
+    assert sim.dossier(DOSSIER_CODE) is None
+    assert sim.calls() == []
+
+
+def test_status_changes_apply_in_sequence(sim: NpspSimulator, store: Store,
+                                          tmp_path: Path) -> None:
+    async def go(h: NpspHandler) -> None:
+        await h(submitted(sequence=1))
+        await h(status(Status.RECEIVED, 2))
+        await h(status(Status.RESOLVED, 4))
+        # Sequence 3 waited in a retry tier while 4 went through: already superseded.
+        await h(status(Status.PROCESSING, 3))
+        # The submission itself, redelivered late, must not undo the statuses either.
+        await h(submitted(sequence=1))
+
+    run(context(sim, store, tmp_path), go)
+    record = sim.dossier(DOSSIER_CODE)
+    assert record is not None
+    assert record["TrangThaiHoSo"] == "9"
+    assert record["NgayTiepNhan"] == "20250102090000"
+    assert record["NgayKetThucXuLy"] == "20250102090000"
+    assert record["GhiChu"] == "Cán bộ ghi chú"
+    assert record["ChuHoSo"] == "Nguyễn Văn An"  # the whole record was kept
+    updates = [c for c in sim.calls("DongBoHoSoMC") if c["isUpdating"] == "True"]
+    assert len(updates) == 2
+    assert len(sim.calls("TraCuuHoSo")) == 2
+    assert store.last_sequence("npsp", DOSSIER_CODE) == 4
+
+
+def test_status_without_sequence_is_applied(sim: NpspSimulator, tmp_path: Path) -> None:
+    async def go(h: NpspHandler) -> None:
+        await h(submitted(sequence=None))
+        await h(status(Status.RECEIVED, None))
+
+    run(context(sim, None, tmp_path), go)  # no store: sequences kept in memory
+    record = sim.dossier(DOSSIER_CODE)
+    assert record is not None and record["TrangThaiHoSo"] == "2"
+
+
+def test_status_of_unknown_dossier_is_retryable(sim: NpspSimulator, store: Store,
+                                                tmp_path: Path) -> None:
+    with pytest.raises(RetryableError) as err:
+        run(context(sim, store, tmp_path), lambda h: h(status(Status.RECEIVED, 2)))
+    assert err.value.code == "system.dossier_unknown"
+    assert store.last_sequence("npsp", DOSSIER_CODE) is None  # not applied
+
+
+def test_progress_is_reported(sim: NpspSimulator, store: Store, tmp_path: Path) -> None:
+    async def go(h: NpspHandler) -> None:
+        await h(submitted())
+        await h(delivery("vn.gov.dossier.progress-reported",
+                         sample_progress().model_dump(mode="json")))
+
+    run(context(sim, store, tmp_path), go)
+    steps = sim.progress_of(DOSSIER_CODE)
+    assert len(steps) == 1
+    assert steps[0]["NguoiXuLy"] == "Trần Thị Bình" and steps[0]["TrangThai"] == "4"
+    assert steps[0]["ThoiDiemXuLy"] == "20250102101500"
+
+
+def test_bad_canonical_body_is_invalid(sim: NpspSimulator, tmp_path: Path) -> None:
+    data = sample_status(Status.RECEIVED).model_dump(mode="json") | {"status": 11}
+    with pytest.raises(InvalidMessage) as err:
+        run(context(sim, None, tmp_path),
+            lambda h: h(delivery("vn.gov.dossier.status-changed", data)))
+    assert err.value.field == "status"
+    assert sim.calls() == []
+
+
+def test_unhandled_type_is_invalid(sim: NpspSimulator, tmp_path: Path) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        run(context(sim, None, tmp_path),
+            lambda h: h(delivery("vn.gov.payment.requested", {})))
+    assert err.value.code == "client.unsupported_type"
+
+
+def test_portal_rejection_is_permanent(sim: NpspSimulator, tmp_path: Path) -> None:
+    from hub.errors import PermanentError
+
+    sim.reject_next(5, "Đơn vị không có quyền đồng bộ hồ sơ này")
+    with pytest.raises(PermanentError) as err:
+        run(context(sim, None, tmp_path), lambda h: h(submitted()))
+    assert err.value.origin == "system:npsp"
+    assert "không có quyền" in err.value.message

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from hub.errors import CodeError
+from hub.privacy import scrub
 
 # Agency codes (Decision 20/2020/QĐ-TTg): `000.00.00.H56` for a province, `000.00.00.G22` for a
 # ministry; lower units extend it on either side (`000.20.31.H56`, `H55.242`). The anchor is one
@@ -120,14 +121,20 @@ def parse_procedure(value: object, field: str = "procedure_code") -> ProcedureCo
     return ProcedureCode(text, m["base"], agency, m["service"])
 
 
-def parse_identity(value: object, field: str = "identity_number", *, allow_old: bool = False) -> str:
+def parse_identity(
+    value: object, field: str = "identity_number", *, allow_old: bool = False
+) -> str:
     """A 12-digit citizen identity number; with ``allow_old`` also a 9-digit old ID card."""
     text = _require_str(value, field)
     if _IDENTITY_RE.match(text) or (allow_old and _OLD_ID_RE.match(text)):
         return text
     expected = "12 digits (or 9 for an old ID card)" if allow_old else "exactly 12 digits"
-    shown = text if len(text) <= 20 else text[:20] + "…"
-    raise CodeError(f"{shown!r} is not an identity number; expected {expected}", field=field)
+    # The value may be a real identity number with a typo: never echo it in clear.
+    shown = scrub(text if len(text) <= 20 else text[:20] + "…")
+    raise CodeError(
+        f"{shown!r} ({len(text)} characters) is not an identity number; expected {expected}",
+        field=field,
+    )
 
 
 def encode_for_routing(code: str) -> str:

@@ -134,7 +134,9 @@ class Envelope:
         return out
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        return json.dumps(
+            self.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str
+        ).encode()
 
     @classmethod
     def from_dict(cls, doc: Any) -> Envelope:

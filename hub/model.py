@@ -21,7 +21,8 @@ from pydantic import (
 )
 
 from hub import codes
-from hub.errors import CodeError, ValidationError as HubValidationError
+from hub.errors import CodeError
+from hub.errors import ValidationError as HubValidationError
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -247,7 +248,8 @@ class PostalPickup(_Model):
 class PostalTracking(_Model):
     dossier_code: DossierStr
     waybill: str
-    state: int = Field(ge=0, le=4)  # 0 not used, 1 registered, 2 collecting, 3 delivered, 4 cancelled
+    # 0 not used, 1 registered, 2 collecting, 3 delivered, 4 cancelled
+    state: int = Field(ge=0, le=4)
     at: VnDateTime
     note: str | None = None
 

@@ -157,7 +157,9 @@ class CallPolicy:
         cfg = self.config
         retrying = AsyncRetrying(
             stop=stop_after_attempt(cfg.attempts),
-            wait=wait_exponential_jitter(multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial),
+            wait=wait_exponential_jitter(
+                multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
+            ),
             retry=retry_if_exception(_worth_retrying_now),
             reraise=True,
         )

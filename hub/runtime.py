@@ -9,11 +9,13 @@ import logging
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from hub.adapters import AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
 from hub.broker.names import Names
 from hub.errors import ConfigError
+from hub.recorder import TIMELINE, logged, make_timeline_recorder
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, Verifier, load_signer
 from hub.store import Store
@@ -36,6 +38,13 @@ def queue_verifier(settings: Settings, trust: TrustStore | None = None) -> Verif
 class Worker:
     spec: AdapterSpec
     consumer: Consumer
+    handler: Any = None  # the adapter's own handler: closed (``aclose``) when the worker stops
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        close = getattr(self.handler, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def build_workers(
@@ -46,15 +55,18 @@ def build_workers(
     signer: Signer | None = None,
     verifier: Verifier | None = None,
     adapters: Mapping[str, AdapterSpec] | None = None,
+    recorder: bool = True,
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
-    on its work queue with the adapter's handler, the store's processed ids and the verifier."""
+    on its work queue with the adapter's handler (its deliveries logged), the store's processed
+    ids and the verifier; plus, with ``recorder``, the timeline recorder."""
     found = dict(adapters) if adapters is not None else discover()
     wanted = list(names) if names is not None else sorted(found)
     unknown = [n for n in wanted if n not in found]
     if unknown:
         raise ConfigError(
-            f"no adapter named {', '.join(unknown)}; installed adapters: {', '.join(sorted(found))}",
+            f"no adapter named {', '.join(unknown)}; installed adapters: "
+            f"{', '.join(sorted(found))}",
             field="adapter",
         )
     signer = signer or hub_signer(settings)
@@ -63,7 +75,8 @@ def build_workers(
     workers = []
     for name in wanted:
         spec = found[name]
-        handler = spec.make_handler(context_for(settings, name, signer=signer, store=store))
+        own = spec.make_handler(context_for(settings, name, signer=signer, store=store))
+        handler = logged(own, store, name)
         consumer = Consumer(
             settings,
             queues.work(name),
@@ -72,6 +85,19 @@ def build_workers(
             processed=store.processed,
             name=f"worker:{name}",
             ordered=spec.ordered,
+        )
+        workers.append(Worker(spec, consumer, own))
+    if recorder:
+        spec = AdapterSpec(
+            name=TIMELINE,
+            description="the hub's own timeline recorder",
+            bindings=["#"],
+            make_handler=lambda ctx: make_timeline_recorder(store),
+            ordered=False,
+        )
+        consumer = Consumer(
+            settings, queues.work(TIMELINE), make_timeline_recorder(store), verifier=verifier,
+            processed=store.processed, name="recorder:timeline", concurrency=8,
         )
         workers.append(Worker(spec, consumer))
     return workers
@@ -90,4 +116,4 @@ async def run_until_signalled(workers: list[Worker]) -> None:
         await w.consumer.wait_consuming()
         log.info("worker %s consuming %s", w.spec.name, w.consumer.queue)
     await stop.wait()
-    await asyncio.gather(*(w.consumer.stop() for w in workers))
+    await asyncio.gather(*(w.stop() for w in workers))

@@ -83,3 +83,10 @@ def test_routing_encoding_is_reversible() -> None:
         encoded = codes.encode_for_routing(code)
         assert "." not in encoded
         assert codes.decode_from_routing(encoded) == code
+
+
+def test_identity_error_does_not_echo_the_number() -> None:
+    with pytest.raises(CodeError) as err:
+        codes.parse_identity("0012030045678")  # 13 digits: a real number with a slip
+    assert "0012030045678" not in str(err.value)
+    assert "13 characters" in str(err.value)

@@ -12,3 +12,4 @@ PARKED_AT = "lt-parked-at"
 PARKED_BY = "lt-parked-by"  # the consumer that gave up on it
 HISTORY = "lt-history"  # list of {attempt, code, message, at} kept across retries
 EDITED = "lt-edited"  # set when an operator edited and resubmitted a message
+UPSTREAM_PROOF = "lt-upstream-proof"  # the upstream system's own signature over what it sent

@@ -1,0 +1,406 @@
+"""REST intake of signed dossiers under concurrent load, against a bare FastAPI endpoint that
+echoes the same bodies, in the same run.
+
+    .venv/bin/python bench/intake.py [--duration 10] [--connections 64] [--workers 2]
+
+Each target is a function returning a ``Target`` (how to start its server in a separate
+process, and the path to post to); the load generator runs in another process: ``wrk`` (Debian
+package ``wrk``) when installed, else an httpx/asyncio generator. Requests are made and signed
+before the clock starts (every one a new dossier with its own signed request id), so the
+figures are the server's. Prints requests/s, p50/p99 and the ratio to the bare endpoint;
+writes bench/results/intake.json.
+
+The hub runs as in production: ``lienthong serve`` (uvicorn, N workers, httptools/uvloop when
+installed), SQLite store in a temporary directory, outbox relay publishing with confirms to
+the local RabbitMQ (own name prefix; its exchange and queue are deleted afterwards).
+
+To add a target (the SOAP intake, say): write ``def soap_target(ctx: Context) -> Target`` and
+append it to ``TARGETS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "intake.json"
+CLIENT_ID = "VN:GOV:000.00.00.H56:igate"
+API_KEY = "bench-api-key"
+GOAL_RPS = 1500.0
+GOAL_P99_MS = 100.0
+
+
+# -- the bare endpoint (run in its own process by `intake.py bare --port P`) -------------------
+
+def bare_app() -> Any:
+    app = FastAPI()
+
+    @app.post("/echo")
+    async def echo(request: Request) -> Response:
+        return Response(await request.body(), status_code=202, media_type="application/json")
+
+    return app
+
+
+# -- targets -------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    workdir: Path
+    workers: int
+    amqp_url: str
+    prefix: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    path: str
+    ready_path: str
+    # (body bytes, extra headers) for request i; made before the clock starts.
+    make_request: Callable[[int], tuple[bytes, dict[str, str]]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def dossier_body(i: int, run: str) -> bytes:
+    day = 1 + i % 28
+    body = {
+        "code": f"000.00.00.H56-2501{day:02d}-{1 + i % 9999:04d}",
+        "procedure_code": "2.002492",
+        "agency_code": "000.00.00.H56",
+        "applicant": {"identity_number": "001099012345", "name": "Nguyễn Văn A",
+                      "address": "Thanh Hóa"},
+        "channel": 2,
+        "submitted_at": "2025-01-01T08:00:00+07:00",
+        "note": f"bench {run} #{i}",
+        "attachments": [{"id": "1", "name": "don.pdf", "url": "https://files.example/1.pdf",
+                         "size": 123456, "sha256": "0" * 64}],
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def rest_target(ctx: Context) -> Target:
+    from hub.api.auth import sha256_hex
+    from hub.envelope import Envelope
+    from hub.settings import Settings
+    from hub.signing.jws import Signer
+    from hub.signing.keys import generate
+    from hub.signing.truststore import TrustStore
+
+    data = ctx.workdir / "hub"
+    settings = Settings(data_dir=data)
+    generate(settings.hub_id).save(settings.keys_dir)
+    client = generate(CLIENT_ID)
+    TrustStore(settings.trust_dir).add(client.certificate_pem())
+    assert client.certificate is not None
+    signer = Signer(client.private_key, client.certificate)
+    clients = ctx.workdir / "clients.toml"
+    clients.write_text(
+        "[[clients]]\n"
+        f'system_id = "{CLIENT_ID}"\nname = "bench"\n'
+        'allowed_types = ["vn.gov.dossier.*"]\nallowed_agencies = ["000.00.00.H56*"]\n'
+        f'api_key_sha256 = ["{sha256_hex(API_KEY)}"]\n')
+    run = uuid.uuid4().hex[:8]
+
+    def make(i: int) -> tuple[bytes, dict[str, str]]:
+        body = dossier_body(i, run)
+        env = Envelope(id=str(uuid.uuid4()), source=CLIENT_ID, type="vn.gov.dossier.submitted",
+                       subject="-", time=datetime.now(UTC), data=None)
+        return body, {"X-API-Key": API_KEY, "X-Signature": signer.sign(body, env),
+                      "Content-Type": "application/json"}
+
+    env = {
+        "LIENTHONG_DATA_DIR": str(data),
+        "LIENTHONG_AMQP_URL": ctx.amqp_url,
+        "LIENTHONG_NAME_PREFIX": ctx.prefix,
+        "LIENTHONG_CLIENTS_FILE": str(clients),
+        # The goal is the server's throughput for one busy upstream system: no rate limit.
+        "LIENTHONG_RATE_PER_CLIENT": "1e12",
+    }
+    return Target("rest", [sys.executable, "-c", "from hub.cli import main; main()", "serve",
+                           "--workers", str(ctx.workers), "--log-level", "warning"],
+                  env, "/v1/dossiers", "/readyz", make)
+
+
+def bare_target(ctx: Context) -> Target:
+    run = uuid.uuid4().hex[:8]
+
+    def make(i: int) -> tuple[bytes, dict[str, str]]:
+        return dossier_body(i, run), {"Content-Type": "application/json"}
+
+    return Target("bare", [sys.executable, str(Path(__file__).resolve()), "bare",
+                           "--workers", str(ctx.workers)], {}, "/echo", "/docs", make)
+
+
+TARGETS: list[Callable[[Context], Target]] = [rest_target, bare_target]
+
+
+# -- running -------------------------------------------------------------------------------------
+
+def start(target: Target, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **target.env}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([*target.command, "--port", str(port)], env=env, cwd=ROOT)
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{target.name}: the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{target.ready_path}", timeout=1).status_code \
+                    == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"{target.name}: not ready after 60 s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+WRK_SCRIPT = r"""
+local lines = {}
+local threads = {}
+local counter = 0
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  local file = args[1]
+  local nthreads = tonumber(args[2])
+  local i = 0
+  for line in io.lines(file) do
+    if i % nthreads == tid then
+      local sep = line:find("\t", 1, true)
+      local headers = cjson_headers(line:sub(1, sep - 1))
+      table.insert(lines, wrk.format("POST", wrk.path, headers, line:sub(sep + 1)))
+    end
+    i = i + 1
+  end
+end
+function cjson_headers(text)
+  local h = {}
+  for k, v in text:gmatch("([^\1]+)\1([^\2]*)\2") do h[k] = v end
+  return h
+end
+function request()
+  counter = counter + 1
+  if counter > #lines then counter = 1 end
+  return lines[counter]
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
+    "\"max_us\": %d, \"errors\": %d, \"non_2xx\": %d}\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def write_requests(target: Target, count: int, path: Path) -> None:
+    with path.open("wb") as fh:
+        for i in range(count):
+            body, headers = target.make_request(i)
+            head = "".join(f"{k}\1{v}\2" for k, v in headers.items()).encode()
+            fh.write(head + b"\t" + body.replace(b"\n", b" ") + b"\n")
+
+
+def run_wrk(url: str, requests: Path, duration: float, connections: int,
+            threads: int) -> dict[str, Any]:
+    script = requests.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration:g}s",
+         "--timeout", "10s", "-s", str(script), url, "--", str(requests), str(threads)],
+        capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    raw = json.loads(line.removeprefix("RESULT "))
+    seconds = raw["duration_us"] / 1e6
+    return {"requests": raw["requests"], "seconds": round(seconds, 2),
+            "rps": round(raw["requests"] / seconds, 1), "p50_ms": raw["p50_us"] / 1000,
+            "p99_ms": raw["p99_us"] / 1000, "max_ms": raw["max_us"] / 1000,
+            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "generator": "wrk"}
+
+
+async def _httpx_load(url: str, requests: list[tuple[bytes, dict[str, str]]], duration: float,
+                      connections: int) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    bad = 0
+    next_i = 0
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as http:
+        end = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal next_i, bad
+            while time.perf_counter() < end:
+                body, headers = requests[next_i % len(requests)]
+                next_i += 1
+                t0 = time.perf_counter()
+                answer = await http.post(url, content=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                bad += answer.status_code >= 300
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        seconds = time.perf_counter() - began
+    latencies.sort()
+    return {"requests": len(latencies), "seconds": round(seconds, 2),
+            "rps": round(len(latencies) / seconds, 1),
+            "p50_ms": latencies[len(latencies) // 2] * 1000,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+            "max_ms": latencies[-1] * 1000, "errors": 0, "non_2xx": bad, "generator": "httpx"}
+
+
+def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    count = int(args.duration * args.expected_rps * 1.5) + 1000
+    requests = workdir / f"{target.name}.requests"
+    print(f"{target.name}: making {count} signed requests...", flush=True)
+    write_requests(target, count, requests)
+    port = free_port()
+    proc = start(target, port)
+    url = f"http://127.0.0.1:{port}{target.path}"
+    try:
+        if shutil.which("wrk"):
+            # A short warm-up (connections, caches), then the measured run.
+            run_wrk(url, requests, 2, args.connections, args.threads)
+            result = run_wrk(url, requests, args.duration, args.connections, args.threads)
+        else:
+            reqs = [target.make_request(i) for i in range(count)]
+            result = asyncio.run(_httpx_load(url, reqs, args.duration, args.connections))
+    finally:
+        stop(proc)
+    print(f"{target.name}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+          f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, errors "
+          f"{result['errors']}", flush=True)
+    return result
+
+
+def declare(amqp_url: str, prefix: str) -> Callable[[], None]:
+    import pika
+
+    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    ch = conn.channel()
+    ch.exchange_declare(f"{prefix}.events", "topic", durable=True)
+    ch.queue_declare(f"{prefix}.sink", durable=True, arguments={"x-max-length": 2_000_000})
+    ch.queue_bind(f"{prefix}.sink", f"{prefix}.events", "#")
+    conn.close()
+
+    def cleanup() -> None:
+        c = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        channel = c.channel()
+        channel.queue_delete(f"{prefix}.sink")
+        channel.exchange_delete(f"{prefix}.events")
+        c.close()
+
+    return cleanup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--expected-rps", type=float, default=4000.0,
+                        help="sizes the set of distinct pre-signed requests")
+    parser.add_argument("--amqp-url", default=os.environ.get(
+        "LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    args = parser.parse_args()
+
+    prefix = f"ltbench{uuid.uuid4().hex[:6]}"
+    cleanup = declare(args.amqp_url, prefix)
+    workdir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
+    try:
+        ctx = Context(workdir=workdir, workers=args.workers, amqp_url=args.amqp_url,
+                      prefix=prefix)
+        results = {}
+        for make_target in TARGETS:
+            target = make_target(ctx)
+            results[target.name] = measure(target, args, workdir)
+    finally:
+        cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rest, bare = results["rest"], results["bare"]
+    summary = {
+        "rest_vs_bare_rps": round(rest["rps"] / bare["rps"], 3),
+        "goal": {"rps": GOAL_RPS, "p99_ms": GOAL_P99_MS},
+        "goal_met": rest["rps"] >= GOAL_RPS and rest["p99_ms"] < GOAL_P99_MS
+        and rest["non_2xx"] == 0,
+    }
+    print(f"REST / bare: {summary['rest_vs_bare_rps']:.2f}; goal (>= {GOAL_RPS:.0f} req/s, "
+          f"p99 < {GOAL_P99_MS:.0f} ms): {'met' if summary['goal_met'] else 'NOT met'}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
+        "params": {"duration": args.duration, "connections": args.connections,
+                   "workers": args.workers, "wrk_threads": args.threads},
+        "targets": results, **summary}, indent=2) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def serve_bare(argv: list[str]) -> None:
+    import importlib.util
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    uvicorn.run("bench.intake:bare_app", factory=True, host="127.0.0.1", port=args.port,
+                workers=args.workers, log_level="warning", access_log=False,
+                http="httptools" if importlib.util.find_spec("httptools") else "h11",
+                loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "bare":
+        serve_bare(sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,182 @@
+"""The FastAPI application of the REST entry point.
+
+``create_app(settings)`` builds everything from the settings: the store, the hub's signer, the
+trust store and verifier of upstream signatures, the client registry, the intake service, the
+outbox relay (an asyncio task started and stopped with the app) and the routes. Tests and
+benchmarks pass their own parts by keyword.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import func, select
+from starlette.middleware import Middleware
+
+from hub import __version__
+from hub.adapters import AdapterSpec, discover
+from hub.api import problems
+from hub.api.auth import API_KEY_HEADER, CLIENT_CERT_HEADER, ClientRegistry, load_or_create_secret
+from hub.api.callbacks import CallbackDispatcher, context_factory
+from hub.api.intake import EnvelopeSigner, IntakeService, RequestVerifier
+from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
+from hub.api.metrics import Metrics, RequestMetrics
+from hub.api.relay import ConfirmingPublisher, OutboxRelay, RelayLeader
+from hub.api.rest import BODY_MODELS, ApiContext, build_router
+from hub.settings import Settings
+from hub.store import Store
+from hub.store.tables import outbox
+
+log = logging.getLogger(__name__)
+TOKEN_SECRET_FILE = "oauth-token.key"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    signer: EnvelopeSigner | None = None,
+    registry: ClientRegistry | None = None,
+    verifier: RequestVerifier | None = None,
+    make_publisher: Callable[[], ConfirmingPublisher] | None = None,
+    adapters: Mapping[str, AdapterSpec] | None = None,
+    relay: bool = True,
+    relay_poll_interval: float = 0.5,
+) -> FastAPI:
+    own_store = store is None
+    if store is None:
+        store = Store.open(settings.store_url)
+    if signer is None:
+        from hub.signing.jws import load_signer
+
+        signer = load_signer(settings.keys_dir, settings.hub_id, relay=True)
+    if verifier is None:
+        verifier = default_verifier(settings)
+    if registry is None:
+        secret = load_or_create_secret(settings.data_dir / TOKEN_SECRET_FILE)
+        registry = ClientRegistry.load(settings.clients_file, token_secret=secret)
+    if make_publisher is None:
+        make_publisher = default_publisher(settings)
+
+    metrics = Metrics(outbox_depth=lambda: _outbox_depth(store))
+    intake = IntakeService(store, signer, settings, verifier)
+    outbox_relay = OutboxRelay(
+        store, make_publisher, poll_interval=relay_poll_interval,
+        on_published=metrics.published.inc, on_failed=metrics.publish_failures.inc,
+        write_lock=intake.write_lock,
+        leader=RelayLeader(_relay_lock_path(settings, store)) if store.dialect == "sqlite"
+        else None,
+    )
+    intake.on_commit = outbox_relay.notify
+    events_exchange = intake.exchange
+    callbacks = CallbackDispatcher(
+        adapters if adapters is not None else discover,
+        context_factory(settings, signer=signer, store=store, events_exchange=events_exchange),
+    )
+    ctx = ApiContext(
+        settings=settings, store=store, registry=registry, intake=intake,
+        limiter=RateLimiter(settings.rate_per_client), metrics=metrics, callbacks=callbacks,
+        broker_ready=lambda: outbox_relay.connected,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(outbox_relay.run(stop), name="outbox relay") if relay else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            await asyncio.to_thread(intake.close)
+            if own_store:
+                store.close()
+
+    app = FastAPI(
+        title="Liên Thông Hub",
+        version=__version__,
+        description="Entry point of the hub for upstream systems: dossiers, status changes, "
+                    "progress steps, timelines, and callbacks of external systems. Every "
+                    "refusal is application/problem+json with a stable dotted code.",
+        lifespan=lifespan,
+        middleware=[
+            Middleware(RequestMetrics, metrics=metrics),
+            Middleware(RequestTimeoutLimit, seconds=settings.request_timeout),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
+    )
+    problems.install(app)
+    app.include_router(build_router(ctx))
+    app.state.hub = ctx
+    app.state.relay = outbox_relay
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def default_verifier(settings: Settings) -> RequestVerifier:
+    from hub.signing.replay import ReplayCache
+    from hub.signing.truststore import TrustStore
+    from hub.signing.verifier import Verifier
+
+    replay = ReplayCache(ttl=settings.signature_max_age + settings.clock_skew)
+    return Verifier.from_settings(settings, TrustStore(settings.trust_dir), replay=replay)
+
+
+def default_publisher(settings: Settings) -> Callable[[], ConfirmingPublisher]:
+    from hub.broker.publisher import Publisher
+
+    def make() -> ConfirmingPublisher:
+        return Publisher(settings.amqp_url, settings, name="lienthong outbox relay")
+
+    return make
+
+
+def _relay_lock_path(settings: Settings, store: Store) -> Path:
+    # Beside the database file, so processes sharing it (whatever their data_dir) agree.
+    database = store.engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return Path(database).with_name(Path(database).name + ".relay.lock")
+    return settings.data_dir / "outbox-relay.lock"
+
+
+def _outbox_depth(store: Store) -> int | None:
+    """Unpublished outbox rows, counted at scrape time (the published_at index serves it)."""
+    try:
+        with store.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox)
+                                    .where(outbox.c.published_at.is_(None))).scalar_one())
+    except Exception:  # a scrape must not fail because the store is down
+        log.debug("outbox depth unavailable", exc_info=True)
+        return None
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description,
+                      routes=app.routes)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    doc["components"]["securitySchemes"] = {
+        "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+        "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {
+            "tokenUrl": "/v1/oauth/token", "scopes": {}}}},
+        "clientCertificate": {"type": "apiKey", "in": "header", "name": CLIENT_CERT_HEADER,
+                              "description": "SHA-256 of the client certificate's DER, set by "
+                                             "the TLS terminator (which must strip it from "
+                                             "incoming requests)"},
+    }
+    doc["security"] = [{"apiKey": []}, {"oauth2": []}, {"clientCertificate": []}]
+    app.openapi_schema = doc
+    return doc

@@ -1,0 +1,389 @@
+"""Who is calling, and what may it send.
+
+Each upstream system has an entry in ``mappings/clients.toml`` (``Settings.clients_file``): its
+system identifier, its access list (event types and agencies, default deny) and its
+credentials, never in clear: API keys and OAuth2 client secrets as SHA-256 hex digests, client
+certificates as the SHA-256 fingerprint of their DER that a TLS terminator passes on in
+``X-Client-Cert-SHA256``. OAuth2 bearer tokens are short-lived JWTs (HS256) signed with a secret
+the hub keeps in its data directory, so every worker process accepts every other's tokens.
+
+Shared by the REST and SOAP entry points: ``ClientRegistry.authenticate(headers)`` then
+``registry.authorize(client, event_type, agency_code)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from hub.api.errors import Unauthenticated
+from hub.envelope import check_source
+from hub.errors import AccessDenied, ClientError, ConfigError, HubError
+
+API_KEY_HEADER = "X-API-Key"
+AUTHORIZATION_HEADER = "Authorization"
+CLIENT_CERT_HEADER = "X-Client-Cert-SHA256"
+TOKEN_ISSUER = "lienthong"
+DEFAULT_TOKEN_TTL = 300.0
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+def sha256_hex(secret: str) -> str:
+    """The digest under which a key or secret is stored in clients.toml."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh API key or client secret: 32 random bytes, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """An authenticated upstream system and what it may send. Access-list entries are exact
+    values, prefixes ending in ``*``, or ``*`` alone for anything; an empty set allows nothing."""
+
+    system_id: str
+    name: str
+    allowed_types: frozenset[str]
+    allowed_agencies: frozenset[str]
+
+    def may_send(self, event_type: str) -> bool:
+        return _matches(self.allowed_types, event_type)
+
+    def may_act_for(self, agency_code: str) -> bool:
+        return _matches(self.allowed_agencies, agency_code)
+
+
+def _matches(patterns: frozenset[str], value: str) -> bool:
+    if value in patterns or "*" in patterns:
+        return True
+    return any(p.endswith("*") and value.startswith(p[:-1]) for p in patterns)
+
+
+class OAuthError(ClientError):
+    """A refusal of the token endpoint; ``oauth_error`` is the RFC 6749 error name, also put in
+    the problem body as ``error`` so stock OAuth2 clients understand it."""
+
+    def __init__(self, message: str, *, code: str, oauth_error: str, http_status: int,
+                 field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)
+        self.oauth_error = oauth_error
+        self.http_status = http_status
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    access_token: str
+    expires_in: int
+    token_type: str = "Bearer"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "token_type": self.token_type,
+                "expires_in": self.expires_in}
+
+
+class TokenIssuer:
+    """Short-lived bearer tokens: JWT (HS256) with ``sub`` = system id, ``iat``, ``exp``."""
+
+    def __init__(self, secret: bytes, ttl: float = DEFAULT_TOKEN_TTL,
+                 clock: Callable[[], float] = time.time) -> None:
+        if len(secret) < 32:
+            raise ConfigError("the token secret must be at least 32 bytes")
+        self._key = OctKey.import_key(secret)
+        self.ttl = ttl
+        self._clock = clock
+
+    def issue(self, system_id: str) -> TokenGrant:
+        now = int(self._clock())
+        ttl = max(1, int(self.ttl))
+        claims = {"iss": TOKEN_ISSUER, "sub": system_id, "iat": now, "exp": now + ttl}
+        return TokenGrant(jwt.encode({"alg": "HS256"}, claims, self._key), ttl)
+
+    def check(self, token: str) -> str:
+        """The system id the token was issued to; ``Unauthenticated`` if it is not one of ours
+        or has expired."""
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"]).claims
+        except (JoseError, ValueError):
+            raise Unauthenticated(
+                "the bearer token is not one the hub issued (bad format or signature); request "
+                "a token at POST /v1/oauth/token",
+                field=AUTHORIZATION_HEADER,
+            ) from None
+        exp, sub = claims.get("exp"), claims.get("sub")
+        if claims.get("iss") != TOKEN_ISSUER or not isinstance(exp, int) or not isinstance(
+                sub, str):
+            raise Unauthenticated("the bearer token lacks iss, sub or exp; request a new one "
+                                  "at POST /v1/oauth/token", field=AUTHORIZATION_HEADER)
+        if exp <= self._clock():
+            at = datetime.fromtimestamp(exp, UTC).isoformat()
+            raise Unauthenticated(
+                f"the bearer token expired at {at}; request a new one at POST /v1/oauth/token",
+                field=AUTHORIZATION_HEADER,
+            )
+        return sub
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The token-signing secret kept at ``path`` (created once, mode 0600). Several worker
+    processes may race to create it: each writes a temporary file and hard-links it into place,
+    which fails if another got there first, so every process ends up with the same secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    data = path.read_bytes()
+    if len(data) < 32:
+        raise ConfigError(f"{path} holds fewer than 32 bytes; delete it to have it recreated")
+    return data
+
+
+class _ClientEntry(BaseModel):
+    """One ``[[clients]]`` table of clients.toml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system_id: str
+    name: str = Field(min_length=1)
+    allowed_types: list[str] = Field(default_factory=list)
+    allowed_agencies: list[str] = Field(default_factory=list)
+    api_key_sha256: list[str] = Field(default_factory=list)
+    oauth_client_id: str | None = None
+    oauth_secret_sha256: str | None = Field(default=None, pattern=_HEX64)
+    cert_sha256: list[str] = Field(default_factory=list)
+
+    @field_validator("system_id")
+    @classmethod
+    def _system(cls, v: str) -> str:
+        try:
+            return check_source(v, "system_id")
+        except HubError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("api_key_sha256", "cert_sha256")
+    @classmethod
+    def _digests(cls, v: list[str]) -> list[str]:
+        out = [_fingerprint(d) for d in v]
+        for d in out:
+            if len(d) != 64 or any(c not in "0123456789abcdef" for c in d):
+                raise ValueError(f"{d!r} is not a SHA-256 hex digest (64 hex digits); store "
+                                 "sha256(key), never the key itself")
+        return out
+
+
+class _OAuthSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_ttl_seconds: float = Field(default=DEFAULT_TOKEN_TTL, gt=0)
+
+
+class _ClientsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    oauth: _OAuthSection = Field(default_factory=_OAuthSection)
+    clients: list[_ClientEntry] = Field(default_factory=list)
+
+
+def _fingerprint(value: str) -> str:
+    # Terminators print fingerprints as upper-case hex, often with colons: normalise.
+    return value.strip().replace(":", "").lower()
+
+
+@dataclass
+class ClientRegistry:
+    """The configured upstream systems and their credentials."""
+
+    clients: list[ClientIdentity]
+    tokens: TokenIssuer
+    _by_key: dict[str, ClientIdentity] = field(default_factory=dict)
+    _by_cert: dict[str, ClientIdentity] = field(default_factory=dict)
+    _by_oauth: dict[str, tuple[str, ClientIdentity]] = field(default_factory=dict)
+    _by_system: dict[str, ClientIdentity] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, *, token_secret: bytes | None = None,
+             clock: Callable[[], float] = time.time) -> ClientRegistry:
+        """Read clients.toml. Without ``token_secret`` a random one is used (tokens then only
+        hold in this process: fine for tests, not for several workers)."""
+        try:
+            with Path(path).open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"the clients file {path} does not exist; create it (see "
+                              "mappings/clients.toml) or set LIENTHONG_CLIENTS_FILE") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        return cls.from_dict(raw, token_secret=token_secret, clock=clock, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, token_secret: bytes | None = None,
+                  clock: Callable[[], float] = time.time,
+                  source: str = "clients") -> ClientRegistry:
+        try:
+            doc = _ClientsFile.model_validate(raw)
+        except PydanticValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{source}: {where}: {err['msg']}", field=where) from None
+        tokens = TokenIssuer(token_secret or secrets.token_bytes(32),
+                             doc.oauth.token_ttl_seconds, clock)
+        registry = cls(clients=[], tokens=tokens)
+        for entry in doc.clients:
+            registry._add(entry, source)
+        return registry
+
+    def _add(self, entry: _ClientEntry, source: str) -> None:
+        if entry.system_id in self._by_system:
+            raise ConfigError(f"{source}: system {entry.system_id} is listed twice; merge the "
+                              "two entries", field="system_id")
+        ident = ClientIdentity(entry.system_id, entry.name, frozenset(entry.allowed_types),
+                               frozenset(entry.allowed_agencies))
+        self.clients.append(ident)
+        self._by_system[ident.system_id] = ident
+        for digest in entry.api_key_sha256:
+            self._unique(self._by_key, digest, ident, "api_key_sha256", source)
+        for digest in entry.cert_sha256:
+            self._unique(self._by_cert, digest, ident, "cert_sha256", source)
+        if entry.oauth_client_id is not None:
+            if entry.oauth_secret_sha256 is None:
+                raise ConfigError(f"{source}: {entry.system_id} has oauth_client_id but no "
+                                  "oauth_secret_sha256", field="oauth_secret_sha256")
+            if entry.oauth_client_id in self._by_oauth:
+                raise ConfigError(f"{source}: oauth_client_id {entry.oauth_client_id!r} is "
+                                  "used twice", field="oauth_client_id")
+            self._by_oauth[entry.oauth_client_id] = (entry.oauth_secret_sha256, ident)
+
+    @staticmethod
+    def _unique(index: dict[str, ClientIdentity], digest: str, ident: ClientIdentity,
+                name: str, source: str) -> None:
+        if digest in index and index[digest] is not ident:
+            raise ConfigError(f"{source}: the same {name} is given to {index[digest].system_id} "
+                              f"and {ident.system_id}; credentials must be unique", field=name)
+        index[digest] = ident
+
+    def get(self, system_id: str) -> ClientIdentity | None:
+        return self._by_system.get(system_id)
+
+    # -- authentication -------------------------------------------------------------------
+
+    def authenticate(self, headers: Mapping[str, str]) -> ClientIdentity:
+        """The client the request's credentials name. Exactly one method is used, in this
+        order: API key, bearer token, client-certificate fingerprint; a wrong credential is
+        refused even if another one would have passed."""
+        key = _header(headers, API_KEY_HEADER)
+        if key is not None:
+            client = self._by_key.get(sha256_hex(key))
+            if client is None:
+                raise Unauthenticated(
+                    "the API key is not known to the hub; check it, or ask the hub's operator "
+                    "to add its SHA-256 to the clients file", field=API_KEY_HEADER)
+            return client
+        auth = _header(headers, AUTHORIZATION_HEADER)
+        if auth is not None:
+            scheme, _, token = auth.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated(
+                    f"the Authorization scheme {scheme!r:.20} is not accepted; send "
+                    "'Bearer <token>' with a token from POST /v1/oauth/token",
+                    field=AUTHORIZATION_HEADER)
+            system_id = self.tokens.check(token.strip())
+            client = self._by_system.get(system_id)
+            if client is None:
+                raise Unauthenticated(f"the bearer token names {system_id}, which is no longer "
+                                      "a client of the hub", field=AUTHORIZATION_HEADER)
+            return client
+        cert = _header(headers, CLIENT_CERT_HEADER)
+        if cert is not None:
+            client = self._by_cert.get(_fingerprint(cert))
+            if client is None:
+                raise Unauthenticated(
+                    "the client certificate is not known to the hub; ask the hub's operator to "
+                    "add its SHA-256 fingerprint to the clients file", field=CLIENT_CERT_HEADER)
+            return client
+        raise Unauthenticated(
+            f"no credentials; send an API key in {API_KEY_HEADER}, a bearer token from "
+            f"POST /v1/oauth/token in {AUTHORIZATION_HEADER}, or connect with a client "
+            "certificate known to the hub")
+
+    def issue_token(self, client_id: str, client_secret: str) -> TokenGrant:
+        """OAuth2 client-credentials grant."""
+        known = self._by_oauth.get(client_id)
+        # Compare against a dummy digest for unknown ids so the timing does not reveal them.
+        expected = known[0] if known else "0" * 64
+        if not hmac.compare_digest(sha256_hex(client_secret), expected) or known is None:
+            raise OAuthError("the client id or secret is wrong; check them or ask the hub's "
+                             "operator", code="client.unauthenticated",
+                             oauth_error="invalid_client", http_status=401, field="client_id")
+        return self.tokens.issue(known[1].system_id)
+
+    # -- authorization --------------------------------------------------------------------
+
+    def authorize(self, client: ClientIdentity, event_type: str,
+                  agency_code: str | None) -> None:
+        """Refuse unless the client may send ``event_type`` for ``agency_code`` (default deny).
+        An event without an agency is allowed only to a client allowed every agency."""
+        authorize_type(client, event_type)
+        authorize_agency(client, agency_code)
+
+
+def authorize_type(client: ClientIdentity, event_type: str) -> None:
+    if not client.may_send(event_type):
+        raise AccessDenied(
+            f"{client.system_id} may not send {event_type}; it may send "
+            f"{_listing(client.allowed_types)}. Ask the hub's operator to extend its "
+            "access list", field="type")
+
+
+def authorize_agency(client: ClientIdentity, agency_code: str | None,
+                     field: str = "agency_code") -> None:
+    if agency_code is None:
+        if "*" in client.allowed_agencies:
+            return
+        raise AccessDenied(f"the message names no agency and {client.system_id} is not "
+                           "allowed every agency; send the agency code", field=field)
+    if not client.may_act_for(agency_code):
+        raise AccessDenied(
+            f"{client.system_id} may not act for agency {agency_code}; it may act for "
+            f"{_listing(client.allowed_agencies)}. Ask the hub's operator to extend its "
+            "access list", field=field)
+
+
+def _listing(patterns: Iterable[str]) -> str:
+    items = sorted(patterns)
+    return ", ".join(items) if items else "nothing (no access configured)"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    # Starlette's Headers (and most HTTP libraries' mappings) are case-insensitive; a plain dict
+    # is not, so fall back to a scan.
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(name.lower())
+    if value is None and isinstance(headers, dict):
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value

@@ -1,0 +1,62 @@
+"""Refusals specific to the entry points. Each carries the HTTP status it is answered with and
+a stable dotted code; anything else an entry point refuses with comes from ``hub.errors``."""
+
+from __future__ import annotations
+
+from hub.errors import ClientError, HubError
+
+
+class Unauthenticated(ClientError):
+    """No credentials, or credentials the hub does not know (HTTP 401)."""
+
+    code = "client.unauthenticated"
+    http_status = 401
+
+
+class NotFound(ClientError):
+    code = "client.not_found"
+    http_status = 404
+
+
+class MethodNotAllowed(ClientError):
+    code = "client.method_not_allowed"
+    http_status = 405
+
+
+class UnsupportedMediaType(ClientError):
+    code = "client.unsupported_media_type"
+    http_status = 415
+
+
+class IdempotencyConflict(ClientError):
+    """The same Idempotency-Key was used before for a different body."""
+
+    code = "client.idempotency_conflict"
+    http_status = 409
+
+
+class BodyTooLarge(ClientError):
+    code = "client.body_too_large"
+    http_status = 413
+
+
+class RateLimited(ClientError):
+    code = "client.rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(HubError):
+    """The hub did not finish the request in time. The request may still have been kept: a
+    client retries with the same Idempotency-Key to learn its message id."""
+
+    code = "server.timeout"
+    http_status = 503
+
+
+class StoreUnavailable(HubError):
+    code = "server.store_unavailable"
+    http_status = 503

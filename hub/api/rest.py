@@ -1,0 +1,311 @@
+"""The REST routes (``/v1/...``). Each route only turns the HTTP request into a call of the
+intake service (or the store, for reading) and its answer into JSON; refusals are
+``HubError``s that ``hub.api.problems`` renders.
+
+Pipeline of a write: authenticate -> rate limit -> read the body (size-limited by middleware)
+-> verify the upstream's detached JWS over the exact bytes -> parse JSON -> validate, authorize,
+keep (``IntakeService.accept``) -> 202 with the message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from hub import codes
+from hub.api import bodies
+from hub.api.auth import ClientIdentity, ClientRegistry, OAuthError, authorize_agency
+from hub.api.callbacks import CallbackDispatcher
+from hub.api.errors import UnsupportedMediaType
+from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
+from hub.api.limits import RateLimiter
+from hub.api.metrics import Metrics
+from hub.errors import InvalidMessage, ValidationError
+from hub.model import Dossier
+from hub.settings import Settings
+from hub.store import Store
+
+SIGNATURE_HEADER = "X-Signature"
+SUBMITTED = "vn.gov.dossier.submitted"
+STATUS_CHANGED = "vn.gov.dossier.status-changed"
+PROGRESS_REPORTED = "vn.gov.dossier.progress-reported"
+
+
+@dataclass
+class ApiContext:
+    """What the routes use; built by ``hub.api.app.create_app``."""
+
+    settings: Settings
+    store: Store
+    registry: ClientRegistry
+    intake: IntakeService
+    limiter: RateLimiter
+    metrics: Metrics
+    callbacks: CallbackDispatcher
+    broker_ready: Callable[[], bool]
+
+
+# -- OpenAPI fragments (the bodies are read raw, so FastAPI is told what they are) -------------
+
+def _json_body(model: str, description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+        },
+        "parameters": [
+            {"name": SIGNATURE_HEADER, "in": "header", "required": True,
+             "description": "detached compact JWS (RFC 7515/7797) over the exact body bytes, "
+                            "made by the client's key; protected header lt-id (request id), "
+                            "lt-type (the event type of this path), lt-src (the client's system "
+                            "id)",
+             "schema": {"type": "string"}},
+            {"name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+             "description": "the same key with the same body gives the same answer and one "
+                            "message; with another body, 409. Without it, an exact resend "
+                            "(same bytes, same signature) is recognised by the signature's "
+                            "lt-id",
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+        ],
+    }
+
+
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": bodies.Accepted, "description": "kept in the outbox; will be published"},
+}
+
+
+def build_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter()
+
+    def client_of(request: Request) -> ClientIdentity:
+        client = ctx.registry.authenticate(request.headers)
+        ctx.limiter.check(client.system_id)
+        return client
+
+    async def intake(request: Request, client: ClientIdentity, event_type: str,
+                     path_code: str | None) -> Response:
+        _check_json(request)
+        started = time.perf_counter()
+        body = await request.body()
+        token = request.headers.get(SIGNATURE_HEADER)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        # Verification and validation are CPU work of a few hundred microseconds: done here,
+        # on the event loop (a thread hop would cost as much and buy no parallelism); only
+        # the store write waits, without holding a thread, for the group commit.
+        request_id = ctx.intake.verify_request(client, event_type, body, token,
+                                               path_code or "-")
+        data = _parse_object(body)
+        if path_code is not None:
+            data = _with_path_code(data, path_code)
+        accepted = await ctx.intake.accept_async(
+            client, event_type, data, idempotency_key=key or f"request:{request_id}",
+            upstream_proof=token)
+        ctx.metrics.intake_seconds.labels(event_type).observe(time.perf_counter() - started)
+        return Response(
+            json.dumps({"message_id": accepted.message_id,
+                        "duplicate": accepted.duplicate}).encode(),
+            status_code=202, media_type="application/json")
+
+    @router.post(
+        "/v1/dossiers", status_code=202, responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Submit a dossier", tags=["dossiers"],
+        openapi_extra=_json_body("Dossier", "the dossier, canonical model "
+                                            "(schemas/api/dossier-submission.schema.json)"),
+    )
+    async def submit_dossier(request: Request) -> Response:
+        return await intake(request, client_of(request), SUBMITTED, None)
+
+    @router.post(
+        "/v1/dossiers/{code}/status", status_code=202,
+        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Report a status change of a dossier", tags=["dossiers"],
+        openapi_extra=_json_body("StatusChangeReport",
+                                 "schemas/api/status-change.schema.json"),
+    )
+    async def report_status(code: str, request: Request) -> Response:
+        client = client_of(request)
+        return await intake(request, client, STATUS_CHANGED, _path_code(code))
+
+    @router.post(
+        "/v1/dossiers/{code}/progress", status_code=202,
+        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Report a processing step of a dossier", tags=["dossiers"],
+        openapi_extra=_json_body("ProgressStepReport",
+                                 "schemas/api/progress-step.schema.json"),
+    )
+    async def report_progress(code: str, request: Request) -> Response:
+        client = client_of(request)
+        return await intake(request, client, PROGRESS_REPORTED, _path_code(code))
+
+    @router.get(
+        "/v1/dossiers/{code}/timeline", response_model=bodies.Timeline,
+        responses=bodies.PROBLEMS, summary="Every event of a dossier", tags=["dossiers"],
+    )
+    async def timeline(code: str, request: Request) -> Response:
+        client = client_of(request)
+        dossier = codes.parse_dossier(code, "code")
+        authorize_agency(client, dossier.agency.value, field="code")
+        entries = await asyncio.to_thread(ctx.store.timeline, dossier.value)
+        return JSONResponse({
+            "dossier_code": dossier.value,
+            "entries": [{"message_id": e.message_id, "event_type": e.event_type,
+                         "at": e.at.isoformat(), "source": e.source, "summary": e.summary}
+                        for e in entries],
+        })
+
+    @router.post(
+        "/v1/oauth/token", response_model=bodies.TokenResponse, responses=bodies.PROBLEMS,
+        summary="OAuth2 client credentials grant (RFC 6749 section 4.4)", tags=["auth"],
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["grant_type"],
+                "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                               "client_id": {"type": "string"},
+                               "client_secret": {"type": "string"}}}}}}},
+    )
+    async def token(request: Request) -> Response:
+        form = _form(await request.body())
+        client_id, secret = _client_credentials(request, form)
+        ctx.limiter.check(f"token:{client_id}")
+        grant_type = form.get("grant_type")
+        if grant_type != "client_credentials":
+            raise OAuthError(
+                f"grant_type {grant_type!r:.40} is not supported; send "
+                "grant_type=client_credentials", code="client.unsupported_grant_type",
+                oauth_error="unsupported_grant_type", http_status=400, field="grant_type")
+        grant = await asyncio.to_thread(ctx.registry.issue_token, client_id, secret)
+        return JSONResponse(grant.to_dict(), headers={"Cache-Control": "no-store",
+                                                      "Pragma": "no-cache"})
+
+    @router.post(
+        "/v1/callbacks/{system}", status_code=202,
+        responses={202: {"model": bodies.CallbackAccepted, "description": "kept"},
+                   **bodies.PROBLEMS},
+        summary="Inbound call of an external system, parsed by its adapter", tags=["callbacks"],
+        openapi_extra={"requestBody": {"required": True, "description": "the system's own "
+                       "format; its adapter checks it (checksum, signature)",
+                       "content": {"*/*": {"schema": {}}}}},
+    )
+    async def callback(system: str, request: Request) -> Response:
+        ctx.callbacks.parser(system)  # unknown system: 404 before reading anything
+        ctx.limiter.check(f"callback:{system}")
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        envelopes = await ctx.callbacks.parse(system, body, headers)
+        ids = await asyncio.to_thread(ctx.intake.accept_envelopes, f"system:{system}",
+                                      envelopes)
+        return JSONResponse({"message_ids": ids}, status_code=202)
+
+    @router.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", tags=["operations"],
+                summary="The store and the broker are reachable")
+    async def readyz() -> Response:
+        checks = {"store": await asyncio.to_thread(_store_check, ctx.store),
+                  "broker": "ok" if ctx.broker_ready() else "not connected"}
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    @router.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+                include_in_schema=True)
+    async def metrics() -> Response:
+        payload, content_type = await asyncio.to_thread(ctx.metrics.render)
+        return Response(payload, media_type=content_type)
+
+    return router
+
+
+def _check_json(request: Request) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        return
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media!r:.60} is not JSON; send "
+                                   "application/json", field="Content-Type")
+
+
+def _path_code(code: str) -> str:
+    return codes.parse_dossier(code, "code").value
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"the body is not valid JSON ({exc}); send a JSON object",
+                             code="client.unparseable", field="body") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"the body is a JSON {type(data).__name__}; send a JSON object",
+                              field="body")
+    return data
+
+
+def _with_path_code(data: dict[str, Any], code: str) -> dict[str, Any]:
+    given = data.get("dossier_code")
+    if given is not None and given != code:
+        raise ValidationError(f"is {given!r:.60} but the path names {code}; leave it out or "
+                              "repeat the path's code", field="dossier_code")
+    return {**data, "dossier_code": code}
+
+
+def _form(body: bytes) -> dict[str, str]:
+    try:
+        parsed = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        raise ValidationError("the body is not application/x-www-form-urlencoded ASCII",
+                              field="body") from None
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    auth = request.headers.get("authorization")
+    if auth and auth.lower().startswith("basic "):
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise OAuthError("the Basic credentials are not base64 of 'id:secret'",
+                             code="client.unauthenticated", oauth_error="invalid_client",
+                             http_status=401, field="Authorization") from None
+        basic_id, _, basic_secret = decoded.partition(":")
+        return basic_id, basic_secret
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    if not client_id or secret is None:
+        raise OAuthError("send client_id and client_secret (form fields or HTTP Basic)",
+                         code="client.unauthenticated", oauth_error="invalid_client",
+                         http_status=401, field="client_id")
+    return client_id, secret
+
+
+def _store_check(store: Store) -> str:
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means not ready
+        return f"unreachable: {type(exc).__name__}"
+    return "ok"
+
+
+# For the OpenAPI document: the body models the routes read raw.
+BODY_MODELS: dict[str, type[BaseModel]] = {
+    "Dossier": Dossier,
+    "StatusChangeReport": bodies.StatusChangeReport,
+    "ProgressStepReport": bodies.ProgressStepReport,
+}

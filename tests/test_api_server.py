@@ -1,0 +1,151 @@
+"""The real thing: `lienthong serve` (uvicorn, two worker processes) on a socket, with the
+store, the trust store, the clients file and the broker it would have in production."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import wait_for
+from test_api_support import (  # noqa: F401 - fixtures
+    API_KEY,
+    CLIENT_ID,
+    SUBMITTED,
+    Keys,
+    declare_events,
+    dossier,
+    drain,
+    keys_fixture,
+    new_code,
+    sign,
+)
+
+from hub.cli.clients import client_block
+from hub.envelope import Envelope
+from hub.settings import Settings
+from hub.signing.truststore import TrustStore
+
+MAX_BODY = 65_536
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
+    keys.hub.save(settings.keys_dir)
+    TrustStore(settings.trust_dir).add(keys.client.certificate_pem())
+    clients = tmp_path / "clients.toml"
+    clients.write_text(client_block(CLIENT_ID, "igate", ["vn.gov.dossier.*"], ["000.00.00.H56*"],
+                                    api_key=API_KEY, oauth_client_id=None, oauth_secret=None,
+                                    cert_sha256=[]))
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIENTHONG_DATA_DIR": str(settings.data_dir),
+        "LIENTHONG_AMQP_URL": settings.amqp_url,
+        "LIENTHONG_NAME_PREFIX": settings.name_prefix,
+        "LIENTHONG_CLIENTS_FILE": str(clients),
+        "LIENTHONG_MAX_BODY_BYTES": str(MAX_BODY),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port", str(port),
+         "--workers", "2", "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"the server exited: {out}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(up, timeout=30, interval=0.1, message="the server to be ready")
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_on_a_socket(server: str, settings: Settings, keys: Keys) -> None:
+    queue = declare_events(settings.amqp_url, settings.name_prefix)
+    signer = keys.signer(keys.client)
+    ids = set()
+    with httpx.Client(base_url=server, timeout=10) as http:
+        for _ in range(6):  # spread over both workers
+            body = json.dumps(dossier(new_code())).encode()
+            answer = http.post("/v1/dossiers", content=body, headers={
+                "X-API-Key": API_KEY, "X-Signature": sign(signer, body, SUBMITTED),
+                "Content-Type": "application/json"})
+            assert answer.status_code == 202, answer.text
+            ids.add(answer.json()["message_id"])
+        refused = http.post("/v1/dossiers", content=b"{}", headers={"X-API-Key": "nope"})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "client.unauthenticated"
+        assert http.get("/openapi.json").json()["info"]["title"] == "Liên Thông Hub"
+
+        seen: set[str] = set()
+
+        def published() -> bool:
+            seen.update(Envelope.from_bytes(b).id for _, b in drain(settings.amqp_url, queue))
+            return seen >= ids
+
+        wait_for(published, timeout=15, message="the relay of a worker to publish")
+        metrics = http.get("/metrics").text
+        assert 'lienthong_http_requests_total{method="POST",route="/v1/dossiers",status="202"} ' \
+               '6.0' in metrics
+    endless_body_is_cut(server)
+
+
+def endless_body_is_cut(server: str) -> None:
+    """A chunked body with no end: the hub answers 413 after max_body_bytes, without waiting
+    for (or buffering) the rest."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/dossiers HTTP/1.1\r\nHost: hub\r\nX-API-Key: " +
+                     API_KEY.encode() + b"\r\nX-Signature: x\r\nContent-Type: application/json"
+                     b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (4096, b" " * 4096)
+        sent = 0
+        answer = b""
+        sock.settimeout(0.05)
+        while b"\r\n\r\n" not in answer and sent < 50 * MAX_BODY:
+            try:
+                sock.sendall(chunk)
+                sent += 4096
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        sock.settimeout(5)
+        while b"\r\n\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"client.body_too_large" in answer or b"content-length" in answer.lower()
+    assert sent < 50 * MAX_BODY

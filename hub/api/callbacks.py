@@ -13,10 +13,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hub.adapters import AdapterContext, AdapterSpec, load_config
+from hub.adapters import AdapterContext, AdapterSpec, context_for
 from hub.api.errors import NotFound
 from hub.envelope import Envelope
-from hub.errors import ConfigError, HubError
+from hub.errors import ConfigError
 
 CallbackParser = Callable[[bytes, dict[str, str]], Any]
 AdapterMap = Mapping[str, AdapterSpec]
@@ -84,13 +84,8 @@ def check_envelopes(system: str, result: Any) -> list[Envelope]:
 def context_factory(settings: Any, *, signer: Any, store: Any,
                     events_exchange: str) -> Callable[[AdapterSpec], AdapterContext]:
     def make(spec: AdapterSpec) -> AdapterContext:
-        try:
-            config = load_config(settings.mappings_dir, spec.name)
-        except HubError:
-            raise
-        except Exception as exc:  # a TOML error in the adapter's file
-            raise ConfigError(f"mappings/{spec.name}/config.toml cannot be read: {exc}") from exc
-        return AdapterContext(settings=settings, config=config, signer=signer, store=store,
-                              events_exchange=events_exchange)
+        ctx = context_for(settings, spec.name, signer=signer, store=store)
+        ctx.events_exchange = events_exchange
+        return ctx
 
     return make

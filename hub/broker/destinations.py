@@ -1,0 +1,206 @@
+"""Destinations: the work queues of the hub and the routing-key patterns they bind.
+
+They come from two places, merged in this order:
+1. the adapter registry (``hub.adapters``): each adapter is a destination named after it, with
+   its bindings and ordering;
+2. ``mappings/topology.toml`` (``Settings.topology_file``), where an operator adds destinations
+   that have no adapter (a ministry's subscription), adds or replaces bindings, changes ordering,
+   or leaves an adapter's destination out. The file's own comments describe its format.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from hub.adapters import GROUP, AdapterSpec
+from hub.errors import ConfigError
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A topic pattern: dot-separated words, each a literal word, "*" (one word) or "#" (any).
+_WORD_RE = re.compile(r"^(\*|#|[A-Za-z0-9_-]+)$")
+_KEYS = {"bindings", "extra_bindings", "ordered", "description", "enabled"}
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    name: str
+    bindings: tuple[str, ...]
+    # Ordered destinations get a single active consumer: one dossier's events are applied in
+    # the order they were published.
+    ordered: bool = True
+    description: str = ""
+    origin: str = "adapter"  # "adapter", "topology.toml" or "adapter+topology.toml"
+
+
+def check_name(name: str, where: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(
+            f"destination name {name!r} is not usable in a queue name; use lowercase letters, "
+            "digits, '-' and '_' (at most 63 characters)",
+            field=where,
+        )
+    return name
+
+
+def check_pattern(pattern: str, where: str) -> str:
+    if not isinstance(pattern, str) or not pattern or not all(
+        _WORD_RE.match(word) for word in pattern.split(".")
+    ):
+        raise ConfigError(
+            f"binding {pattern!r} is not a topic pattern; write dot-separated words, '*' for one "
+            "word, '#' for any number, e.g. 'dossier.*.000_00_00_H56.#'",
+            field=where,
+        )
+    return pattern
+
+
+def from_adapter(spec: AdapterSpec) -> Destination:
+    name = check_name(spec.name, f"adapter {spec.name!r}: name")
+    bindings = tuple(
+        check_pattern(p, f"adapter {spec.name!r}: bindings") for p in spec.bindings
+    )
+    return Destination(name, bindings, bool(spec.ordered), spec.description, "adapter")
+
+
+def as_destinations(
+    items: Iterable[Destination | AdapterSpec] | Mapping[str, AdapterSpec],
+) -> list[Destination]:
+    """Accept adapter specs (a list, or ``discover()``'s mapping) or ready destinations."""
+    values: Iterable[Destination | AdapterSpec] = (
+        items.values() if isinstance(items, Mapping) else items
+    )
+    return [item if isinstance(item, Destination) else from_adapter(item) for item in values]
+
+
+def discover_destinations() -> tuple[list[Destination], list[str]]:
+    """The destinations of every installed adapter that imports, and one problem line per
+    adapter that does not (so a broken adapter does not stop the rest of the topology)."""
+    found: list[Destination] = []
+    problems: list[str] = []
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            spec = ep.load()
+        except Exception as exc:  # any import failure is reported, not fatal
+            problems.append(
+                f"adapter {ep.name!r} ({ep.value}) failed to import: {type(exc).__name__}: "
+                f"{exc}; its work queue is left out until the adapter imports (or declare it "
+                "in mappings/topology.toml)"
+            )
+            continue
+        if not isinstance(spec, AdapterSpec):
+            problems.append(
+                f"entry point {ep.name!r} ({ep.value}) is not an AdapterSpec; expose "
+                "`adapter = AdapterSpec(...)` in the package"
+            )
+            continue
+        try:
+            found.append(from_adapter(spec))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return found, problems
+
+
+def load_overrides(path: Path) -> dict[str, dict[str, Any]]:
+    """``[destinations.<name>]`` tables of the topology file, checked (an absent file is
+    empty)."""
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}; fix the file", field=str(path)
+        ) from None
+    unknown_top = set(doc) - {"destinations"}
+    if unknown_top:
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {sorted(unknown_top)}; only [destinations.<name>] "
+            "tables are read",
+            field=sorted(unknown_top)[0],
+        )
+    tables = doc.get("destinations", {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: 'destinations' must be a table", field="destinations")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in tables.items():
+        where = f"{path.name}: destinations.{name}"
+        check_name(name, where)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table", field=where)
+        unknown = set(table) - _KEYS
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_KEYS)}",
+                field=f"{where}.{sorted(unknown)[0]}",
+            )
+        for key in ("bindings", "extra_bindings"):
+            if key in table:
+                value = table[key]
+                if not isinstance(value, list):
+                    raise ConfigError(
+                        f"{where}.{key} must be a list of patterns, got {value!r}",
+                        field=f"{where}.{key}",
+                    )
+                for pattern in value:
+                    check_pattern(pattern, f"{where}.{key}")
+        for key in ("ordered", "enabled"):
+            if key in table and not isinstance(table[key], bool):
+                raise ConfigError(
+                    f"{where}.{key} must be true or false, got {table[key]!r}",
+                    field=f"{where}.{key}",
+                )
+        if "description" in table and not isinstance(table["description"], str):
+            raise ConfigError(f"{where}.description must be a string", field=f"{where}.description")
+        out[name] = table
+    return out
+
+
+def merge(
+    base: Iterable[Destination], overrides: Mapping[str, Mapping[str, Any]]
+) -> list[Destination]:
+    """Apply the topology file's tables over the adapters' destinations, sorted by name."""
+    merged: dict[str, Destination] = {}
+    for dest in base:
+        if dest.name in merged:
+            raise ConfigError(
+                f"destination {dest.name!r} is given twice; adapter names must be unique",
+                field=dest.name,
+            )
+        merged[dest.name] = dest
+    for name, table in overrides.items():
+        if table.get("enabled", True) is False:
+            merged.pop(name, None)
+            continue
+        current = merged.get(name)
+        bindings = tuple(table.get("bindings", current.bindings if current else ()))
+        bindings += tuple(p for p in table.get("extra_bindings", ()) if p not in bindings)
+        if not bindings:
+            raise ConfigError(
+                f"destination {name!r} in the topology file has no bindings and no adapter "
+                "provides any; add bindings = [\"<pattern>\", ...]",
+                field=f"destinations.{name}.bindings",
+            )
+        if current is None:
+            merged[name] = Destination(
+                name,
+                bindings,
+                bool(table.get("ordered", True)),
+                str(table.get("description", "")),
+                "topology.toml",
+            )
+        else:
+            merged[name] = replace(
+                current,
+                bindings=bindings,
+                ordered=bool(table.get("ordered", current.ordered)),
+                description=str(table.get("description", current.description)),
+                origin="adapter+topology.toml",
+            )
+    return [merged[k] for k in sorted(merged)]

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     clock_skew: float = 60.0  # tolerated future timestamps
     default_algorithm: str = "ES256"
 
+    # Publishing: unconfirmed publishes in flight at most (backpressure beyond).
+    publish_max_in_flight: int = 1000
+
     # Consuming.
     prefetch: int = 500
     ack_batch: int = 100  # acks are sent in batches of up to this many (multiple=True)

@@ -1,0 +1,188 @@
+"""Canonical model <-> payment gateway messages. Pure functions driven by the mapping; they
+raise hub.errors.ValidationError naming the field (the worker turns that into InvalidMessage:
+bad data or a mapping gap is never worth retrying)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from adapters.payment import checksum
+from adapters.payment.config import PaymentConfig
+from adapters.payment.mapping import PaymentMapping
+from hub.errors import ValidationError
+from hub.model import Fee, PaymentCompleted, PaymentRequest, validate_model
+
+MAPPING_FAILED = "client.mapping_failed"
+
+
+def wire_time(at: datetime, mapping: PaymentMapping) -> str:
+    local = at.astimezone(mapping.timezone) if at.tzinfo else at
+    return local.strftime(mapping.time_format)
+
+
+def parse_wire_time(text: Any, mapping: PaymentMapping, field: str) -> datetime:
+    try:
+        return datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
+    except ValueError:
+        raise ValidationError(
+            f"{text!r:.40} is not a time in the gateway's format {mapping.time_format!r} "
+            "(yyyyMMddHHmmss, Vietnam time)",
+            field=field,
+        ) from None
+
+
+def vnd(amount: Decimal, field: str) -> int:
+    """Amounts go on the wire as whole dong: the currency has no minor unit."""
+    if amount != amount.to_integral_value():
+        raise ValidationError(
+            f"{amount} has a fractional part; VND amounts are whole numbers of dong", field=field
+        )
+    return int(amount)
+
+
+def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]:
+    names = mapping.receipt_line
+    fees: tuple[Fee, ...] = req.fees or (
+        Fee(code=req.procedure_code, name=req.description or "Phi, le phi", amount=req.amount),
+    )
+    total = sum((f.amount for f in fees), Decimal(0))
+    if req.fees and total != req.amount:
+        raise ValidationError(
+            f"the fee lines add up to {total} but amount is {req.amount}; the receipt must "
+            "match the amount charged",
+            field="fees",
+        )
+    return [
+        {
+            names["kind"]: fee.kind,
+            names["code"]: fee.code,
+            names["name"]: fee.name,
+            names["amount"]: vnd(fee.amount, f"fees.{i}.amount"),
+        }
+        for i, fee in enumerate(fees)
+    ]
+
+
+def init_message(
+    req: PaymentRequest,
+    cfg: PaymentConfig,
+    mapping: PaymentMapping,
+    secret: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The INIT request for ``req``, MaXacThuc included."""
+    amount = vnd(req.amount, "amount")
+    account = mapping.beneficiary(req.agency_code)
+    if account is None:
+        raise ValidationError(
+            f"no beneficiary account for agency {req.agency_code!r}; add a "
+            f'["{req.agency_code}"] table (or [default]) to mappings/payment/beneficiaries.toml',
+            code=MAPPING_FAILED,
+            field="agency_code",
+        )
+    r = mapping.receipt
+    receipt = {
+        r["service_code"]: mapping.service_code,
+        r["procedure_code"]: req.procedure_code,
+        r["agency_code"]: req.agency_code,
+        r["dossier_code"]: req.dossier_code,
+        r["account"]: account.account,
+        r["account_bank"]: account.bank,
+        r["account_name"]: account.name,
+        r["lines"]: _lines(req, mapping),
+        r["payer_name"]: req.payer.name,
+        r["payer_id"]: req.payer.identity_number,
+        r["payer_address"]: req.payer.address or "",
+    }
+    message: dict[str, Any] = {
+        "LoaiBanTin": "INIT",
+        "PhienBan": cfg.version,
+        "MaDoiTac": cfg.partner_code,
+        "MaThamChieu": req.reference,
+        "SoTien": amount,
+        "LoaiHinhThanhToan": "PAY",
+        "MaKenhThanhToan": cfg.channel_code,
+        "MaThietBi": cfg.device_code,
+        "NgonNgu": cfg.language,
+        "MaTienTe": cfg.currency,
+        "MaNganHang": cfg.bank_code,
+        "ThongTinGiaoDich": req.description
+        or cfg.description.format(dossier_code=req.dossier_code, reference=req.reference),
+        "ThoiGianGD": wire_time(now, mapping),
+        "Ip": cfg.client_ip,
+        "ThongTinBienLai": receipt,
+    }
+    return checksum.sign(message, mapping.checksum_orders["init"], secret)
+
+
+def query_message(
+    reference: str, cfg: PaymentConfig, mapping: PaymentMapping, secret: str, now: datetime
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "LoaiBanTin": "QUERY",
+        "PhienBan": cfg.version,
+        "MaDoiTac": cfg.partner_code,
+        "MaThamChieu": reference,
+        "ThoiGianGD": wire_time(now, mapping),
+    }
+    return checksum.sign(message, mapping.checksum_orders["query"], secret)
+
+
+def completed(
+    *,
+    dossier_code: str,
+    reference: str,
+    transaction_id: str,
+    amount: Any,
+    paid: bool,
+    error_code: str | None,
+    at: datetime,
+) -> PaymentCompleted:
+    model: PaymentCompleted = validate_model(
+        PaymentCompleted,
+        {
+            "dossier_code": dossier_code,
+            "reference": reference,
+            "transaction_id": transaction_id,
+            "amount": Decimal(str(amount)),
+            "paid": paid,
+            "error_code": error_code,
+            "at": at,
+        },
+    )
+    return model
+
+
+def from_callback(
+    doc: dict[str, Any], dossier_code: str, mapping: PaymentMapping
+) -> PaymentCompleted:
+    """A verified callback as the canonical PaymentCompleted. ``MaLoi`` "00" is a payment;
+    anything else is a failed attempt, reported with its code."""
+    ok = str(doc["MaLoi"]) == "00"
+    return completed(
+        dossier_code=dossier_code,
+        reference=str(doc["MaThamChieu"]),
+        transaction_id=str(doc["MaGiaoDich"]),
+        amount=doc["SoTien"],
+        paid=ok,
+        error_code=None if ok else str(doc["MaLoi"]),
+        at=parse_wire_time(doc["ThoiGianGD"], mapping, "ThoiGianGD"),
+    )
+
+
+def query_outcome(reply: dict[str, Any], mapping: PaymentMapping) -> str:
+    """``paid``, ``pending`` or ``failed`` from a QUERY reply's TrangThaiGD."""
+    field = mapping.reply["transaction_state"]
+    raw = reply.get(field)
+    outcome = mapping.transaction_states.get(str(raw))
+    if outcome is None:
+        raise ValidationError(
+            f"{raw!r:.20} is not a known transaction state; known: "
+            f"{sorted(mapping.transaction_states)} (mappings/payment/codes.toml "
+            "[transaction_states])",
+            code=MAPPING_FAILED,
+            field=field,
+        )
+    return outcome

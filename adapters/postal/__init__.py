@@ -1,0 +1,55 @@
+"""Public postal service (bưu chính công ích): pick-up of dossiers and return of results.
+
+Consumes ``vn.gov.postal.pickup-requested`` (a waybill from the pool, create order, emits
+``vn.gov.postal.tracking-updated`` state 1), turns the service's tracking webhooks into
+``vn.gov.postal.tracking-updated`` and polls tracking (``adapters.postal.tracking``). The
+waybill pool is loaded with ``adapters.postal.admin.pool_add``. Heavy modules are imported only
+when a worker, callback or simulator is built: the registry imports every adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.adapters import AdapterContext, AdapterSpec
+
+
+def _make_handler(ctx: AdapterContext) -> Any:
+    from adapters.postal.worker import make_handler
+
+    return make_handler(ctx)
+
+
+def _make_callback(ctx: AdapterContext) -> Any:
+    from adapters.postal.callback import make_callback
+
+    return make_callback(ctx)
+
+
+def _make_simulator(**switches: Any) -> Any:
+    from adapters.postal.simulator import make_simulator
+
+    return make_simulator(**switches)
+
+
+adapter = AdapterSpec(
+    name="postal",
+    description="Public postal service: orders on pre-allocated waybills, tracking by webhook "
+    "and polling",
+    bindings=["postal.pickup-requested.#"],
+    make_handler=_make_handler,
+    make_callback=_make_callback,
+    make_simulator=_make_simulator,
+    # Orders are independent and idempotent per dossier and direction: several consumers may
+    # share the queue (the waybill pool is safe under concurrency).
+    ordered=False,
+    extra={
+        "emits": ["vn.gov.postal.tracking-updated"],
+        "callback_path": "/v1/callbacks/postal",
+        "jobs": {"poll": "adapters.postal.tracking:run"},
+        "admin": {
+            "pool add": "adapters.postal.admin:pool_add",
+            "pool status": "adapters.postal.admin:pool_status",
+        },
+    },
+)

@@ -1,0 +1,104 @@
+"""The postal service's webhook (``POST /v1/callbacks/postal`` on the hub): one tracking entry
+pushed as it happens. A change of collection state becomes ``vn.gov.postal.tracking-updated``
+(the same message polling would produce); an entry that changes nothing yields no event; the
+same entry pushed again yields the same message.
+
+When ``webhook_token_env`` names a variable that is set, the webhook must carry its value in
+``webhook_token_header``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+from typing import Any
+
+from adapters.postal import contract, orders, translate
+from adapters.postal.runtime import PostalRuntime
+from adapters.postal.tracking import tracking_envelope
+from hub.adapters import AdapterContext
+from hub.envelope import Envelope
+from hub.errors import ClientError, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class BadToken(ClientError):
+    code = "client.bad_token"
+    http_status = 401
+
+
+class UnknownWaybill(ClientError):
+    code = "client.unknown_waybill"
+    http_status = 404
+
+
+class PostalWebhook:
+    def __init__(self, ctx: AdapterContext, runtime: PostalRuntime | None = None) -> None:
+        self.ctx = ctx
+        self.rt = runtime or PostalRuntime.from_context(ctx)
+
+    def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
+        rt = self.rt
+        self._authenticate(headers)
+        doc = self._parse(body)
+        item = translate.track_item(doc, rt.mapping)
+        order = orders.by_waybill(rt.engine, item.waybill)
+        if order is None:
+            raise UnknownWaybill(
+                f"no order of this hub has waybill {item.waybill!r}", field="ItemCode"
+            )
+        if item.order_number is not None and item.order_number != order.order_number:
+            raise ClientError(
+                f"waybill {item.waybill} belongs to order {order.order_number!r}, not "
+                f"{item.order_number!r}",
+                code="client.order_mismatch",
+                field=rt.mapping.tracking["order_number"],
+            )
+        stored = orders.apply(
+            rt.engine,
+            item.waybill,
+            [item],
+            functools.partial(tracking_envelope, rt),
+            source=orders.WEBHOOK,
+            now=rt.clock(),
+            emitted=True,  # the hub's callback endpoint publishes what this returns
+            terminal=rt.mapping.terminal_states,
+        )
+        if not stored:
+            log.info("postal webhook for %s state %s: no change", item.waybill, item.state)
+        return [Envelope.from_bytes(text.encode()) for text in stored]
+
+    def _authenticate(self, headers: dict[str, str]) -> None:
+        expected = self.rt.cfg.webhook_token()
+        if expected is None:
+            return
+        name = self.rt.cfg.webhook_token_header.lower()
+        given = next((v for k, v in headers.items() if k.lower() == name), "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise BadToken(
+                f"the webhook lacks the shared token in header {self.rt.cfg.webhook_token_header}"
+                " (or it is wrong)",
+                field=self.rt.cfg.webhook_token_header,
+            )
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ClientError(
+                "the webhook body is not JSON; the postal service sends a JSON object",
+                code="client.unparseable",
+            ) from None
+        if not isinstance(doc, dict):
+            raise ClientError("the webhook body is not a JSON object", code="client.unparseable")
+        contract.check(
+            self.rt.schemas_dir, "webhook", doc, ValidationError, "client.schema_invalid"
+        )
+        return doc
+
+
+def make_callback(ctx: AdapterContext) -> PostalWebhook:
+    return PostalWebhook(ctx)

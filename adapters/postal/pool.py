@@ -1,0 +1,230 @@
+"""The waybill pool: numbers the postal service pre-allocated to the hub's customer code, each
+given to at most one order, even with several workers taking at once.
+
+Taking is one UPDATE of the first free number (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+concurrent workers take different rows instead of queueing on one; SQLite serialises writers).
+An order takes its number once: asked again for the same order key (a redelivered message),
+the pool gives the same number back.
+
+An empty pool raises ``RetryableError`` (``server.waybill_pool_empty``): the condition is
+fixed by an operator loading more numbers, not by changing the message, so the message waits in
+the retry tiers (and, if they run out first, in the dead letters, from where it is replayed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from adapters.postal.db import utc, waybills, writing
+from hub.errors import ConfigError, RetryableError
+
+FREE, TAKEN, BURNED = "free", "taken", "burned"
+WAYBILL_RE = re.compile(r"^[A-Z0-9]{6,20}$")
+# UPU S10: two letters, eight-digit serial, check digit, two-letter country (EA123456785VN).
+S10_RE = re.compile(r"^(?P<prefix>[A-Z]{2})(?P<serial>\d{8})(?P<check>\d)(?P<country>[A-Z]{2})$")
+_S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
+MAX_RANGE = 1_000_000
+REFILL_HINT = (
+    "load more with `lienthong postal pool add --file <numbers.txt>` or "
+    "`lienthong postal pool add --range <first> <last>`"
+)
+
+
+class PoolEmpty(RetryableError):
+    code = "server.waybill_pool_empty"
+
+
+def s10_check_digit(serial: str) -> str:
+    total = sum(int(d) * w for d, w in zip(serial, _S10_WEIGHTS, strict=True))
+    check = 11 - total % 11
+    return "0" if check == 10 else "5" if check == 11 else str(check)
+
+
+def check_waybill(number: str, where: str = "waybill") -> str:
+    text = number.strip().upper()
+    if not WAYBILL_RE.match(text):
+        raise ConfigError(
+            f"{number!r:.40} is not a waybill number; expected 6-20 letters and digits like "
+            "'EA123456785VN'",
+            field=where,
+        )
+    m = S10_RE.match(text)
+    if m and s10_check_digit(m["serial"]) != m["check"]:
+        raise ConfigError(
+            f"{text} has check digit {m['check']}, but its serial {m['serial']} gives "
+            f"{s10_check_digit(m['serial'])}; a mistyped number?",
+            field=where,
+        )
+    return text
+
+
+def expand_range(first: str, last: str) -> list[str]:
+    """Every number from ``first`` to ``last`` inclusive. S10 numbers step their serial and get
+    their check digit computed; other numbers step their trailing digits, keeping the width."""
+    a, b = check_waybill(first, "first"), check_waybill(last, "last")
+    ma, mb = S10_RE.match(a), S10_RE.match(b)
+    if ma and mb:
+        if (ma["prefix"], ma["country"]) != (mb["prefix"], mb["country"]):
+            raise ConfigError(f"{a} and {b} are not of one series", field="last")
+        start, end = int(ma["serial"]), int(mb["serial"])
+        _check_span(start, end, a, b)
+        return [
+            f"{ma['prefix']}{n:08d}{s10_check_digit(f'{n:08d}')}{ma['country']}"
+            for n in range(start, end + 1)
+        ]
+    ra, rb = re.match(r"^(.*?)(\d+)$", a), re.match(r"^(.*?)(\d+)$", b)
+    if not ra or not rb or ra[1] != rb[1] or len(ra[2]) != len(rb[2]):
+        raise ConfigError(
+            f"{a} and {b} must share their letters and end in digits of the same width",
+            field="last",
+        )
+    start, end = int(ra[2]), int(rb[2])
+    _check_span(start, end, a, b)
+    width = len(ra[2])
+    return [f"{ra[1]}{n:0{width}d}" for n in range(start, end + 1)]
+
+
+def _check_span(start: int, end: int, a: str, b: str) -> None:
+    if end < start:
+        raise ConfigError(f"the range {a}..{b} runs backwards", field="last")
+    if end - start + 1 > MAX_RANGE:
+        raise ConfigError(
+            f"the range {a}..{b} holds {end - start + 1} numbers; load at most {MAX_RANGE} at once",
+            field="last",
+        )
+
+
+def read_file(path: Path) -> list[str]:
+    """One number per line; blank lines and ``#`` comments are skipped."""
+    numbers = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            numbers.append(check_waybill(text, f"{path.name}:{lineno}"))
+    return numbers
+
+
+def add(engine: Engine, customer_code: str, numbers: Iterable[str], now: datetime) -> int:
+    """Put numbers in the pool of ``customer_code``; numbers already known (free, taken or
+    burned) are left as they are. Returns how many were new."""
+    rows = [
+        {
+            "waybill": check_waybill(n),
+            "customer_code": customer_code,
+            "state": FREE,
+            "added_at": utc(now),
+        }
+        for n in numbers
+    ]
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    added = 0
+    for i in range(0, len(rows), 1000):
+        statement = (
+            dialect.insert(waybills)
+            .on_conflict_do_nothing(index_elements=["waybill"])
+            .returning(waybills.c.waybill)
+        )
+        with writing(engine) as conn:
+            added += len(conn.execute(statement, rows[i : i + 1000]).all())
+    return added
+
+
+def assigned(engine: Engine, order_key: str) -> str | None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            sa.select(waybills.c.waybill).where(
+                waybills.c.order_key == order_key, waybills.c.state == TAKEN
+            )
+        ).scalar()
+    return None if value is None else str(value)
+
+
+def take(engine: Engine, customer_code: str, order_key: str, now: datetime) -> str:
+    """The waybill of ``order_key``: the one it already has, or the first free number."""
+    known = assigned(engine, order_key)
+    if known is not None:
+        return known
+    free = (
+        sa.select(waybills.c.waybill)
+        .where(waybills.c.customer_code == customer_code, waybills.c.state == FREE)
+        .order_by(waybills.c.waybill)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claim = (
+        sa.update(waybills)
+        # The state test is repeated outside: under READ COMMITTED a row another worker took
+        # between the subquery and the update is re-checked here and left alone.
+        .where(waybills.c.waybill == free, waybills.c.state == FREE)
+        .values(state=TAKEN, order_key=order_key, taken_at=utc(now))
+        .returning(waybills.c.waybill)
+    )
+    for _ in range(20):
+        try:
+            with writing(engine) as conn:
+                got = conn.execute(claim).scalar()
+        except IntegrityError:
+            # Another worker took a number for this very order key first: use that one.
+            got = assigned(engine, order_key)
+        if got is not None:
+            return str(got)
+        if counts(engine, customer_code).free == 0:
+            raise PoolEmpty(
+                f"the waybill pool of customer code {customer_code!r} is empty; {REFILL_HINT}. "
+                "The message is retried on its own once numbers are there",
+                field="ItemCode",
+            )
+    raise RetryableError(
+        f"could not take a waybill of {customer_code!r} after 20 tries (heavy contention)",
+        code="server.waybill_contention",
+        field="ItemCode",
+    )
+
+
+def burn(engine: Engine, waybill: str, reason: str, now: datetime) -> None:
+    """Take a number out of use for good (the postal service says it is used elsewhere); its
+    order key is freed so the order gets a fresh number."""
+    with writing(engine) as conn:
+        conn.execute(
+            sa.update(waybills)
+            .where(waybills.c.waybill == waybill)
+            .values(state=BURNED, order_key=None, note=reason[:1000], taken_at=utc(now))
+        )
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    free: int
+    taken: int
+    burned: int
+
+
+def counts(engine: Engine, customer_code: str) -> PoolCounts:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(waybills.c.state, sa.func.count())
+            .where(waybills.c.customer_code == customer_code)
+            .group_by(waybills.c.state)
+        ).all()
+    found = {str(state): int(n) for state, n in rows}
+    return PoolCounts(found.get(FREE, 0), found.get(TAKEN, 0), found.get(BURNED, 0))
+
+
+def taken_by(engine: Engine, waybills_: Sequence[str]) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(waybills.c.waybill, waybills.c.order_key).where(
+                waybills.c.waybill.in_(list(waybills_))
+            )
+        ).all()
+    return {str(w): k for w, k in rows}

@@ -1,0 +1,95 @@
+"""Building blocks for tests and demos of the postal adapter: a sample pick-up request, its
+envelope, and an AdapterContext pointed at a simulator with a quick call policy."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+from adapters.postal import events
+from hub.adapters import AdapterContext, load_config
+from hub.envelope import Envelope
+
+UPSTREAM = "VN:GOV:000.00.00.H56:igate"
+
+# Calls fail fast and are not retried in-process: tests see each failure as it is.
+QUICK_POLICY: dict[str, Any] = {
+    "timeout": 0.5,
+    "attempts": 1,
+    "backoff_initial": 0.01,
+    "backoff_max": 0.02,
+    "breaker_failures": 1000,
+    "breaker_reset": 0.1,
+}
+
+
+def random_dossier_code(agency: str = "000.00.00.H56") -> str:
+    """A dossier code unlikely to be met twice (tests share databases and simulators, and a
+    dossier's order is placed once)."""
+    day = date(2020, 1, 1) + timedelta(days=random.randrange(3650))
+    return f"{agency}-{day:%y%m%d}-{random.randrange(1, 10_000):04d}"
+
+
+def sample_pickup(
+    dossier_code: str = "000.00.00.H56-250101-0001", **changes: Any
+) -> dict[str, Any]:
+    """A canonical ``vn.gov.postal.pickup-requested`` body (returning a result)."""
+    data: dict[str, Any] = {
+        "dossier_code": dossier_code,
+        "sender": {
+            "name": "Trung tâm Phục vụ hành chính công tỉnh Thanh Hóa",
+            "address": "28 Đại lộ Lê Lợi, TP Thanh Hóa",
+            "phone": "02373750000",
+            "province": "Thanh Hóa",
+            "district": "TP Thanh Hóa",
+        },
+        "receiver": {
+            "name": "Nguyễn Văn A",
+            "address": "1 Lê Lợi, Sầm Sơn",
+            "phone": "0912345678",
+            "province": "Thanh Hóa",
+            "district": "Sầm Sơn",
+            "email": "a@example.vn",
+        },
+        "cod_amount": "0",
+        "description": "",
+        "direction": "return",
+    }
+    data.update(changes)
+    return data
+
+
+def pickup_envelope(data: dict[str, Any] | None = None, **changes: Any) -> Envelope:
+    body = data or sample_pickup(**changes)
+    agency = body["dossier_code"].split("-")[0]
+    return Envelope.new(
+        source=UPSTREAM,
+        type=events.PICKUP_REQUESTED,
+        subject=body["dossier_code"],
+        data=body,
+        agency=agency,
+        procedure="2.002492",
+    )
+
+
+def context(
+    settings: Any,
+    base_url: str,
+    *,
+    store: Any = None,
+    signer: Any = None,
+    events_exchange: str = "",
+    **overrides: Any,
+) -> AdapterContext:
+    config = load_config(settings.mappings_dir, "postal")
+    config.update({"base_url": base_url, "policy": dict(QUICK_POLICY)})
+    config["policy"].update(overrides.pop("policy", {}))
+    config.update(overrides)
+    return AdapterContext(
+        settings=settings,
+        config=config,
+        signer=signer,
+        store=store,
+        events_exchange=events_exchange,
+    )

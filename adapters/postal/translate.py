@@ -1,0 +1,118 @@
+"""Canonical model <-> postal service messages. Pure functions driven by the mapping; they
+raise hub.errors.ValidationError naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from adapters.postal.config import PostalConfig
+from adapters.postal.mapping import PostalMapping
+from hub.errors import ValidationError
+from hub.model import Party, PostalPickup
+
+MAPPING_FAILED = "client.mapping_failed"
+
+
+def wire_time(at: datetime, mapping: PostalMapping) -> str:
+    local = at.astimezone(mapping.timezone) if at.tzinfo else at
+    return local.strftime(mapping.time_format)
+
+
+def parse_wire_time(text: Any, mapping: PostalMapping, field: str) -> datetime:
+    try:
+        return datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
+    except ValueError:
+        raise ValidationError(
+            f"{text!r:.40} is not a time in the postal service's format "
+            f"{mapping.time_format!r} (yyyyMMddHHmmss, Vietnam time)",
+            field=field,
+        ) from None
+
+
+def vnd(amount: Decimal, field: str) -> int:
+    if amount != amount.to_integral_value():
+        raise ValidationError(
+            f"{amount} has a fractional part; VND amounts are whole numbers of dong", field=field
+        )
+    return int(amount)
+
+
+def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
+    return cfg.order_number.format(dossier_code=pickup.dossier_code, direction=pickup.direction)
+
+
+def _party(party: Party, mapping: PostalMapping) -> dict[str, Any]:
+    names = mapping.party
+    out: dict[str, Any] = {
+        names["name"]: party.name,
+        names["address"]: party.address,
+        names["phone"]: party.phone,
+    }
+    for key in ("province", "district", "email"):
+        value = getattr(party, key)
+        if value:
+            out[names[key]] = value
+    return out
+
+
+def order_message(
+    pickup: PostalPickup, waybill: str, cfg: PostalConfig, mapping: PostalMapping
+) -> dict[str, Any]:
+    """The create-order request for ``pickup`` on ``waybill``."""
+    o = mapping.order
+    purpose = "nhan ho so" if pickup.direction == "pickup" else "tra ket qua"
+    return {
+        o["customer_code"]: cfg.customer_code,
+        o["waybill"]: waybill,
+        o["order_number"]: order_number(pickup, cfg),
+        o["cod_amount"]: vnd(pickup.cod_amount, "cod_amount"),
+        o["sender"]: _party(pickup.sender, mapping),
+        o["receiver"]: _party(pickup.receiver, mapping),
+        o["description"]: pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
+    }
+
+
+@dataclass(frozen=True)
+class TrackItem:
+    """One tracking entry as the postal service reports it, state already canonical."""
+
+    waybill: str
+    state: int
+    at: datetime
+    note: str | None
+    order_number: str | None = None
+
+
+def state_of(raw: Any, mapping: PostalMapping, field: str) -> int:
+    state = mapping.collection_states.get(str(raw))
+    if state is None:
+        raise ValidationError(
+            f"{raw!r:.20} is not a known collection state; known: "
+            f"{sorted(mapping.collection_states)} (mappings/postal/statuses.toml "
+            "[collection_state])",
+            code=MAPPING_FAILED,
+            field=field,
+        )
+    return state
+
+
+def track_item(
+    doc: dict[str, Any], mapping: PostalMapping, where: str = "", order: str | None = None
+) -> TrackItem:
+    t = mapping.tracking
+    prefix = f"{where}." if where else ""
+    note = doc.get(t["note"])
+    return TrackItem(
+        waybill=str(doc[t["waybill"]]),
+        state=state_of(doc[t["state"]], mapping, prefix + t["state"]),
+        at=parse_wire_time(doc[t["time"]], mapping, prefix + t["time"]),
+        note=None if note in (None, "") else str(note),
+        order_number=order if order is not None else _opt(doc.get(t["order_number"])),
+    )
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else str(value)

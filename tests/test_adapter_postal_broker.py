@@ -1,0 +1,158 @@
+"""Postal adapter end to end through the real broker: a signed pick-up request reaches the
+postal work queue, the worker orders on a pooled waybill and publishes a signed
+``vn.gov.postal.tracking-updated``; with the postal service down the request walks the retry
+tiers into the dead letters with the reason, and so does one that finds the pool empty."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.postal import adapter, events, pool
+from adapters.postal.db import ensure_schema
+from adapters.postal.simulator import PostalSimulator, make_simulator
+from adapters.postal.testing import UPSTREAM, context, pickup_envelope
+from adapters.postal.worker import PostalWorker
+from hub import headers as h
+from hub.broker import declare
+from hub.broker.consumer import Consumer
+from hub.broker.destinations import Destination
+from hub.broker.messages import Outgoing
+from hub.broker.processed import MemoryProcessedIds
+from hub.broker.publisher import Publisher
+from hub.broker.testing import Received, depth, read_all
+from hub.broker.topology import Topology
+from hub.envelope import Envelope
+from hub.settings import Settings
+from hub.signing import Signer, TrustStore, Verifier, generate
+from hub.store import Store
+
+OBSERVER = Destination("observer", ("postal.tracking-updated.#",), ordered=False)
+
+
+@pytest.fixture
+def sim() -> Iterator[PostalSimulator]:
+    with make_simulator(webhook_token="") as simulator:
+        yield simulator
+
+
+def signer_for(system_id: str, trust: TrustStore) -> Signer:
+    material = generate(system_id)
+    assert material.certificate is not None
+    trust.add(material.certificate_pem())
+    return Signer(material.private_key, material.certificate)
+
+
+async def until(condition: Callable[[], Any], timeout: float, message: str) -> Any:
+    """Poll a blocking condition off the loop (the consumer keeps running) with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(condition)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(0.05)
+
+
+def history_of(letter: Received) -> list[dict[str, Any]]:
+    history = letter.headers[h.HISTORY]
+    if isinstance(history, str | bytes):
+        history = json.loads(history)
+    assert isinstance(history, list)
+    return history
+
+
+def test_postal_order_through_the_broker(
+    settings: Settings, tmp_path: Path, sim: PostalSimulator
+) -> None:
+    trust = TrustStore(settings.trust_dir)
+    upstream = signer_for(UPSTREAM, trust)
+    hub_signer = signer_for(settings.hub_id, trust)
+    (tmp_path / "topology.toml").write_text("")
+    topo = Topology.from_settings(
+        settings, [adapter, OBSERVER], topology_file=tmp_path / "topology.toml"
+    )
+    declare.apply(topo, settings.amqp_url)
+    store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
+    ctx = context(
+        settings,
+        sim.base_url,
+        store=store,
+        signer=hub_signer,
+        events_exchange=topo.names.events,
+    )
+    ensure_schema(store.engine)
+    pool.add(store.engine, "LIENTHONG", ["VNP00001", "VNP00002"], datetime.now(UTC))
+    work, observed = topo.work_queue("postal"), topo.work_queue("observer")
+    amqp = settings.amqp_url
+
+    def publishable(dossier: str) -> Outgoing:
+        return Outgoing.signed(pickup_envelope(dossier_code=dossier), upstream, topo.names.events)
+
+    async def scenario() -> tuple[list[Received], list[Received], list[Received], pool.PoolCounts]:
+        handler = adapter.make_handler(ctx)
+        assert isinstance(handler, PostalWorker)
+        consumer = Consumer(
+            settings,
+            work,
+            handler,
+            verifier=Verifier.from_settings(settings),
+            processed=MemoryProcessedIds(),
+            name="postal",
+        )
+        publisher = Publisher(amqp, settings)
+        await publisher.start()
+        consumer.start()
+        try:
+            await consumer.wait_consuming()
+            # 1. The order is accepted: state 1 (registered), signed by the hub.
+            await publisher.publish(publishable("000.00.00.H56-250101-0001"))
+            await until(lambda: depth(amqp, observed) == 1, 10, "the tracking event")
+            registered = await asyncio.to_thread(read_all, amqp, observed)
+            # 2. The postal service down: every retry tier, then the dead letters.
+            sim.down()
+            await publisher.publish(publishable("000.00.00.H56-250101-0002"))
+            await until(lambda: depth(amqp, topo.names.dead) == 1, 15, "the first dead letter")
+            sim.up()
+            # 3. The pool is empty now (the second number went to the order in 2): the reason
+            # says how to refill it.
+            await publisher.publish(publishable("000.00.00.H56-250101-0003"))
+            await until(lambda: depth(amqp, topo.names.dead) == 2, 15, "the second dead letter")
+            dead = await asyncio.to_thread(read_all, amqp, topo.names.dead)
+            return registered, dead[:1], dead[1:], pool.counts(store.engine, "LIENTHONG")
+        finally:
+            sim.up()
+            await consumer.stop()
+            await publisher.close()
+            await handler.aclose()
+            store.close()
+
+    registered, down, empty, counts = asyncio.run(scenario())
+
+    [answer] = registered
+    env = Envelope.from_bytes(answer.body)
+    assert (env.type, env.source) == (events.TRACKING_UPDATED, settings.hub_id)
+    assert answer.routing_key == "postal.tracking-updated.000_00_00_H56.2_002492"
+    Verifier.from_settings(settings).verify(answer.body, answer.headers[h.SIGNATURE], env)
+    assert (env.data["state"], env.data["waybill"]) == (1, "VNP00001")
+    assert sim.orders["VNP00001"].order_number == "000.00.00.H56-250101-0001"
+
+    [letter] = down
+    assert letter.headers[h.REASON_CODE] == "system.unavailable"
+    assert f"gave up after {len(settings.retry_tiers) + 1} attempts" in letter.headers[h.REASON]
+    assert len(history_of(letter)) == len(settings.retry_tiers) + 1
+    # Its four attempts kept one waybill: the pool had just enough for the two orders.
+    assert counts == pool.PoolCounts(free=0, taken=2, burned=0)
+
+    [starved] = empty
+    assert starved.headers[h.REASON_CODE] == "server.waybill_pool_empty"
+    assert "lienthong postal pool add" in starved.headers[h.REASON]
+    assert len(history_of(starved)) == len(settings.retry_tiers) + 1

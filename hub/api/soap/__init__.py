@@ -10,9 +10,15 @@ The app factory mounts it with::
     from hub.api import soap
     app.include_router(soap.router(settings, intake, registry, limiter=ctx.limiter))
 
+The hub signs its SOAP answers with an RSA key of its own (``response_signer_id``: the system
+id ``<hub_id>-soap``), made once with
+``lienthong keys generate --system <hub_id>-soap --alg RS256``; tests pass ``signer=``.
+
 Modules: ``parser`` (hardened XML parsing), ``envelope`` (SOAP 1.1 / 1.2), ``faults``,
 ``contract`` (WSDL/XSD), ``dispatch`` (operations), ``mapping`` (XML -> canonical dict),
-``dsig`` (XML-DSig verify/sign), ``service`` (the pipeline), ``routes`` (FastAPI).
+``dsig`` (XML-DSig verify/sign), ``service`` (the pipeline), ``routes`` (FastAPI),
+``client`` (a zeep plugin that signs requests and checks the hub's answers, for upstream
+systems and tests).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Final
 from lxml import etree
 
 from hub.errors import ConfigError, ValidationError
+from hub.privacy import scrub
 
 NS: Final = "urn:lienthong:hub:v1"
 DSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
@@ -68,7 +69,8 @@ class Contract:
         if schema.validate(payload):
             return
         error = schema.error_log[0]
-        message = _CLARK_NS.sub("", error.message).rstrip(".")
+        # libxml2 quotes the refused value: an identity number is masked (hub.privacy).
+        message = scrub(_CLARK_NS.sub("", error.message).rstrip("."))
         raise ValidationError(
             f"the request does not match the service contract: {message}; see the XSD at "
             f"?xsd={XSD_NAME}",

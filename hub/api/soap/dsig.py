@@ -141,10 +141,10 @@ class RequestVerifier:
         method = self._method(signature)
         last_error: InvalidMessage | None = None
         for key in candidates:
-            self._check_key(key, system_id, method)
             try:
+                self._check_key(key, system_id, method)
                 self._signxml_verify(payload, key, method)
-            except InvalidMessage as exc:
+            except InvalidMessage as exc:  # during a key rotation, the next one may do
                 last_error = exc
                 continue
             return UpstreamProof(

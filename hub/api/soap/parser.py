@@ -23,6 +23,7 @@ from lxml import etree
 
 from hub.api.errors import BodyTooLarge
 from hub.errors import InvalidMessage
+from hub.privacy import scrub
 
 # Deeper than any valid request (the envelope, the request element and the dossier model nest
 # about ten levels, an XML-DSig signature a few more), far below what recursion can suffer.
@@ -130,4 +131,4 @@ def _syntax_message(exc: etree.XMLSyntaxError) -> str:
     # "Excessive depth" and "amplification" are libxml2's own guards firing: say so plainly.
     if "Excessive depth" in msg:
         return f"it nests elements too deeply ({msg})"
-    return msg[:300]
+    return scrub(msg[:300])

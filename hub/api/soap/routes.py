@@ -62,7 +62,7 @@ def build_router(service: SoapService, *, path: str, timeout: float,
                 async with asyncio.timeout(timeout):
                     reply = await _handle(service, headers, body, inline_max_bytes)
             except TimeoutError:
-                # The worker thread cannot be stopped and may still keep the request: the
+                # The intake's job is not cancelled and may still keep the request: the
                 # client sends the same request again and learns its message id.
                 reply = service.refuse(headers, RequestTimeout(
                     f"the hub did not answer within {timeout:g} s; send the same request "

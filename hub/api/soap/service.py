@@ -46,11 +46,6 @@ RESPONSE_ID = "response"
 _IDEMPOTENCY_FIELD = "Idempotency-Key"
 
 
-class Client(Protocol):
-    @property
-    def system_id(self) -> str: ...
-
-
 class Accepted(Protocol):
     @property
     def message_id(self) -> str: ...

@@ -705,10 +705,6 @@ def test_mounted_in_the_hub_app(tmp_path: Path, keys: Keys) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hub.api.limits.BodySizeLimit answers a /soap/ request whose Content-Length is over the "
-    "limit with application/problem+json before the SOAP router runs; it must let /soap/ "
-    "paths through (the router refuses them itself, with a fault). Remove this marker then."))
 def test_too_large_through_the_hub_app_is_a_fault(tmp_path: Path, keys: Keys) -> None:
     from hub.api.app import create_app
 

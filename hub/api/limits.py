@@ -17,6 +17,15 @@ from hub.api.errors import BodyTooLarge, RateLimited, RequestTimeout
 from hub.api.problems import problem_response
 
 
+# The SOAP router enforces the same limits itself and answers with SOAP faults, which a SOAP
+# client understands where a JSON problem would not.
+SOAP_PREFIX = "/soap/"
+
+
+def _own_limits(scope: Scope) -> bool:
+    return scope["type"] == "http" and not str(scope["path"]).startswith(SOAP_PREFIX)
+
+
 class BodySizeLimit:
     """Refuse bodies larger than ``max_bytes`` with 413 ``client.body_too_large``: at once when
     Content-Length says so, otherwise as soon as the streamed body passes the limit, so an
@@ -34,7 +43,7 @@ class BodySizeLimit:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if not _own_limits(scope):
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
@@ -74,7 +83,7 @@ class RequestTimeoutLimit:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if not _own_limits(scope):
             await self.app(scope, receive, send)
             return
         started = False

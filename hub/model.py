@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from enum import IntEnum
-from typing import Annotated, Any
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from hub import codes
@@ -267,16 +268,107 @@ class CitizenVerification(_Model):
         return codes.parse_identity(v, "identity_number", allow_old=True)
 
 
+class PaymentInitiated(_Model):
+    """The gateway accepted a payment request: where the citizen pays."""
+
+    dossier_code: DossierStr
+    reference: str = Field(min_length=1, max_length=50)
+    amount: Decimal = Field(gt=0)
+    payment_url: str = Field(pattern=r"^https?://")
+    at: VnDateTime
+
+
+# -- citizens -------------------------------------------------------------------------------
+
+IdentityStr = Annotated[str, AfterValidator(lambda v: codes.parse_identity(v, "identity_number"))]
+AnyIdentityStr = Annotated[
+    str, AfterValidator(lambda v: codes.parse_identity(v, "identity_number", allow_old=True))
+]
+OldIdentityStr = Annotated[str, Field(pattern=r"^\d{9}$")]
+
+
+class Gender(StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+    UNKNOWN = "unknown"
+
+
+class PersonName(_Model):
+    family: str = Field(min_length=1, max_length=200)
+    middle: str | None = None
+    given: str = Field(min_length=1, max_length=200)
+
+    @property
+    def full(self) -> str:
+        return " ".join(p for p in (self.family, self.middle, self.given) if p)
+
+
+class Address(_Model):
+    """Administrative unit codes plus free text. ``district_code`` is absent on addresses
+    recorded after the district level was abolished (1 July 2025)."""
+
+    province_code: str = Field(pattern=r"^\d{2,5}$")
+    district_code: str | None = Field(default=None, pattern=r"^\d{2,5}$")
+    commune_code: str | None = Field(default=None, pattern=r"^\d{2,5}$")
+    detail: str | None = Field(default=None, max_length=500)
+
+
+class Relative(_Model):
+    name: str = Field(min_length=1, max_length=200)
+    identity_number: IdentityStr | None = None
+
+
+class CitizenRecord(_Model):
+    identity_number: IdentityStr
+    old_identity_number: OldIdentityStr | None = None
+    name: PersonName
+    gender: Gender
+    ethnicity_code: str | None = None
+    ethnicity: str | None = None  # decoded from the code by the mapping, when known
+    nationality: str | None = None
+    birth_date: date | None = None
+    birth_year: int = Field(ge=1850, le=2200)
+    hometown: Address | None = None
+    permanent_address: Address | None = None
+    current_address: Address | None = None
+    father: Relative | None = None
+    mother: Relative | None = None
+    spouse: Relative | None = None
+
+    @model_validator(mode="after")
+    def _birth_consistent(self) -> Self:
+        if self.birth_date is not None and self.birth_date.year != self.birth_year:
+            raise ValueError(
+                f"birth_year {self.birth_year} differs from the year of birth_date "
+                f"{self.birth_date.year}"
+            )
+        return self
+
+
+class CitizenVerified(_Model):
+    """Body of ``vn.gov.citizen.verified``: the answer to a verification request. Kept minimal:
+    the identity number says whom it is about, ``matched`` what the population database said.
+    ``record`` is filled only when the adapter is configured to look the citizen up."""
+
+    dossier_code: DossierStr | None = None
+    identity_number: AnyIdentityStr  # as asked: 12 digits, or 9 for an old ID card
+    matched: bool
+    checked_at: VnDateTime
+    record: CitizenRecord | None = None
+
+
 # Event type → body model. The envelope's ``type`` picks the model that validates ``data``.
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "vn.gov.dossier.submitted": Dossier,
     "vn.gov.dossier.status-changed": StatusChange,
     "vn.gov.dossier.progress-reported": ProgressStep,
     "vn.gov.payment.requested": PaymentRequest,
+    "vn.gov.payment.initiated": PaymentInitiated,
     "vn.gov.payment.completed": PaymentCompleted,
     "vn.gov.postal.pickup-requested": PostalPickup,
     "vn.gov.postal.tracking-updated": PostalTracking,
     "vn.gov.citizen.verification-requested": CitizenVerification,
+    "vn.gov.citizen.verified": CitizenVerified,
 }
 
 

@@ -18,6 +18,7 @@ from hub.adapters import AdapterContext
 from hub.broker.messages import Delivery
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, RetryableError
+from hub.model import PaymentInitiated
 from hub.settings import Settings
 from hub.signing import Signer, generate
 from hub.store import Store
@@ -81,7 +82,7 @@ def test_init_emits_the_payment_url(ctx: AdapterContext, sim: PaymentSimulator) 
     assert env.causationid == request.id and env.correlationid == request.id
     assert env.subject == request.subject and env.agency == request.agency
     initiated = events.validate(env.type, env.data)
-    assert isinstance(initiated, events.PaymentInitiated)
+    assert isinstance(initiated, PaymentInitiated)
     assert initiated.payment_url == f"{sim.base_url}/pay/{request.data['reference']}"
     # What reached the gateway is a well-formed INIT with a checksum it accepted.
     (sent,) = sim.requests

@@ -91,6 +91,7 @@ def test_unknown_extensions_kept() -> None:
 
 def test_routing_key_has_four_segments() -> None:
     assert routing_key(make()) == "dossier.submitted.000_00_00_H56.2_002492"
-    bare = Envelope(id=str(uuid.uuid4()), source=SOURCE, type="vn.gov.citizen.verification-requested",
-                    subject="s", time=datetime.now(UTC), data={})
+    bare = Envelope(id=str(uuid.uuid4()), source=SOURCE,
+                    type="vn.gov.citizen.verification-requested", subject="s",
+                    time=datetime.now(UTC), data={})
     assert routing_key(bare) == "citizen.verification-requested.none.none"

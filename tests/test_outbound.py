@@ -88,7 +88,8 @@ def test_slow_system_times_out(toy: Toy) -> None:
         toy.faults.hang = True
         async with httpx.AsyncClient() as c:
             with pytest.raises(RetryableError) as err:
-                await policy(timeout=0.05, attempts=1).call(fetch(c, toy.server.base_url + "/thing"))
+                url = toy.server.base_url + "/thing"
+                await policy(timeout=0.05, attempts=1).call(fetch(c, url))
         assert err.value.code == "system.timeout"
         assert err.value.origin == "system:toy"
 

@@ -19,7 +19,7 @@ from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, ValidationError
-from hub.model import PaymentRequest
+from hub.model import PaymentInitiated, PaymentRequest
 from hub.privacy import mask_identity
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class PaymentWorker:
                 field=rt.mapping.reply["payment_url"],
                 origin="system:payment",
             )
-        data = events.PaymentInitiated(
+        data = PaymentInitiated(
             dossier_code=request.dossier_code,
             reference=request.reference,
             amount=request.amount,

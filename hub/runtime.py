@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hub.adapters import AdapterSpec, context_for, discover
+from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
+from hub.broker.messages import Outgoing
+from hub.broker.publisher import Publisher
+from hub.envelope import Envelope
 from hub.broker.names import Names
 from hub.errors import ConfigError
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
@@ -117,3 +121,29 @@ async def run_until_signalled(workers: list[Worker]) -> None:
         log.info("worker %s consuming %s", w.spec.name, w.consumer.queue)
     await stop.wait()
     await asyncio.gather(*(w.stop() for w in workers))
+
+
+Publish = Callable[[Envelope], Awaitable[None]]
+
+
+@asynccontextmanager
+async def adapter_session(
+    settings: Settings, name: str
+) -> AsyncIterator[tuple[AdapterContext, Publish]]:
+    """An adapter's context and a ``publish(envelope)`` that signs with the hub's key and
+    returns once the broker confirmed: what an adapter's own commands (reconciliation,
+    polling) need to emit events outside a worker."""
+    store = Store.open(settings.store_url)
+    signer = hub_signer(settings)
+    ctx = context_for(settings, name, signer=signer, store=store)
+    publisher = Publisher(settings.amqp_url, settings, name=f"{name} command")
+    try:
+        await publisher.start()
+
+        async def publish(env: Envelope) -> None:
+            await publisher.publish(Outgoing.signed(env, signer, ctx.events_exchange))
+
+        yield ctx, publish
+    finally:
+        await publisher.close()
+        store.close()

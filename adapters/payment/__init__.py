@@ -31,6 +31,12 @@ def _make_simulator(**switches: Any) -> Any:
     return make_simulator(**switches)
 
 
+def _cli() -> Any:
+    from adapters.payment.cli import app
+
+    return app
+
+
 adapter = AdapterSpec(
     name="payment",
     description="NPSP payment gateway: INIT, callbacks (MaXacThuc checked), QUERY reconciliation",
@@ -42,6 +48,7 @@ adapter = AdapterSpec(
     # reference, so the queue can have several consumers.
     ordered=False,
     extra={
+        "cli": _cli,
         "emits": ["vn.gov.payment.initiated", "vn.gov.payment.completed"],
         "callback_path": "/v1/callbacks/payment",
         # run(ctx, publish) = reconcile(ctx) -> list[Envelope], publish, mark_emitted(ctx, ids)

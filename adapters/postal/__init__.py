@@ -32,6 +32,12 @@ def _make_simulator(**switches: Any) -> Any:
     return make_simulator(**switches)
 
 
+def _cli() -> Any:
+    from adapters.postal.cli import app
+
+    return app
+
+
 adapter = AdapterSpec(
     name="postal",
     description="Public postal service: orders on pre-allocated waybills, tracking by webhook "
@@ -44,6 +50,7 @@ adapter = AdapterSpec(
     # share the queue (the waybill pool is safe under concurrency).
     ordered=False,
     extra={
+        "cli": _cli,
         "emits": ["vn.gov.postal.tracking-updated"],
         "callback_path": "/v1/callbacks/postal",
         "jobs": {"poll": "adapters.postal.tracking:run"},

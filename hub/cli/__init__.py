@@ -39,7 +39,28 @@ def _register() -> None:
             app.add_typer(module.app, name=group)
 
 
+def _register_adapters() -> None:
+    """Adapters may bring commands of their own (``AdapterSpec.extra["cli"]``: a typer.Typer,
+    or a function returning one), registered under the adapter's name."""
+    from hub.adapters import discover
+    from hub.errors import ConfigError
+
+    try:
+        found = discover()
+    except ConfigError as exc:
+        # A broken adapter must not take the whole command line down with it.
+        typer.echo(f"warning: {exc}", err=True)
+        return
+    for name, spec in sorted(found.items()):
+        cli = spec.extra.get("cli")
+        if cli is None:
+            continue
+        sub = cli() if callable(cli) and not isinstance(cli, typer.Typer) else cli
+        app.add_typer(sub, name=name)
+
+
 _register()
+_register_adapters()
 
 
 def main() -> None:

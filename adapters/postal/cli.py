@@ -1,0 +1,74 @@
+"""``lienthong postal ...``: the postal adapter's own commands."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Postal service: tracking by polling, and the waybill pool.",
+                  no_args_is_help=True)
+pool_app = typer.Typer(help="The pool of pre-allocated waybill numbers.", no_args_is_help=True)
+app.add_typer(pool_app, name="pool")
+
+
+@app.command()
+def poll(
+    orders: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
+        None, help="Order numbers (dossier codes) to poll; default: every open order."
+    ),
+) -> None:
+    """Poll tracking of open orders and publish vn.gov.postal.tracking-updated for each change
+    of state. The webhook does the same as the postal service pushes; polling catches what a
+    push missed."""
+    from adapters.postal import tracking
+    from hub.runtime import adapter_session
+    from hub.settings import load
+
+    async def go() -> str:
+        async with adapter_session(load(), "postal") as (ctx, publish):
+            return tracking.summary(await tracking.run(ctx, publish, orders or None))
+
+    typer.echo(asyncio.run(go()))
+
+
+def _ctx():  # type: ignore[no-untyped-def]
+    from hub.adapters import context_for
+    from hub.settings import load
+    from hub.store import Store
+
+    settings = load()
+    return context_for(settings, "postal", store=Store.open(settings.store_url))
+
+
+@pool_app.command("add")
+def pool_add(
+    numbers: list[str] = typer.Argument(None, help="Waybill numbers."),  # noqa: B008
+    file: Path | None = typer.Option(None, help="A file of waybill numbers, one a line."),
+    first: str | None = typer.Option(None, help="First number of a range (S10, check digit)."),
+    last: str | None = typer.Option(None, help="Last number of the range."),
+    customer: str | None = typer.Option(None, help="Customer code (default: configured)."),
+) -> None:
+    """Add waybill numbers the postal service allocated to the hub."""
+    from adapters.postal import admin
+
+    ctx = _ctx()
+    try:
+        added = admin.pool_add(ctx, numbers=numbers or (), file=file, first=first, last=last,
+                               customer_code=customer)
+    finally:
+        ctx.store.close()
+    typer.echo(f"{added}")
+
+
+@pool_app.command("status")
+def pool_status(customer: str | None = typer.Option(None, help="Customer code.")) -> None:
+    """How many waybill numbers are free and used."""
+    from adapters.postal import admin
+
+    ctx = _ctx()
+    try:
+        typer.echo(f"{admin.pool_status(ctx, customer)}")
+    finally:
+        ctx.store.close()

@@ -241,7 +241,7 @@ class PostalPickup(_Model):
     dossier_code: DossierStr
     sender: Party
     receiver: Party
-    cod_amount: Decimal = Decimal(0)
+    cod_amount: Decimal = Field(default=Decimal(0), ge=0)
     description: str = ""
     direction: str = Field(default="return", pattern="^(pickup|return)$")
 
@@ -258,7 +258,7 @@ class PostalTracking(_Model):
 class CitizenVerification(_Model):
     dossier_code: DossierStr | None = None
     identity_number: str
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     birth_date: date | None = None
     birth_year: int | None = None
 

@@ -55,8 +55,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 class SimulatorServer:
     """Serve ``app`` on 127.0.0.1 in a daemon thread. Usable as a context manager."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, *, lifespan: str = "off"
+    ) -> None:
         self.app = app
+        self.lifespan = lifespan  # "on" for an app with start-up work (the hub's own API)
         self.host = host
         self.port = port or free_port(host)
         self._server: uvicorn.Server | None = None
@@ -68,7 +71,7 @@ class SimulatorServer:
 
     def start(self) -> str:
         config = uvicorn.Config(
-            self.app, host=self.host, port=self.port, log_level="warning", lifespan="off",
+            self.app, host=self.host, port=self.port, log_level="warning", lifespan=self.lifespan,
             access_log=False,
         )
         server = uvicorn.Server(config)

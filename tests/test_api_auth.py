@@ -159,7 +159,8 @@ def test_duplicate_credentials_are_refused() -> None:
 def test_example_clients_file_loads() -> None:
     reg = ClientRegistry.load(PROJECT_ROOT / "mappings" / "clients.toml")
     client = reg.authenticate({"X-API-Key": "example-api-key-do-not-use"})
-    assert client.may_send(SUBMITTED) and not client.may_send("vn.gov.payment.requested")
+    assert client.may_send(SUBMITTED) and client.may_send("vn.gov.payment.requested")
+    assert not client.may_send("vn.gov.payment.completed")  # default deny
     assert reg.issue_token("example-igate-h56", "example-secret-do-not-use").access_token
 
 

@@ -6,11 +6,13 @@ models describe, they do not parse."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.model import Status, VnDateTime
+from hub.model import Applicant, Fee, Party, Status, VnDateTime
 
 
 class _Body(BaseModel):
@@ -42,6 +44,54 @@ class ProgressStepReport(_Body):
     at: VnDateTime
     started_at: VnDateTime | None = None
     due_at: VnDateTime | None = None
+
+
+class FeePaymentRequest(_Body):
+    """Body of POST /v1/dossiers/{code}/payments (event ``vn.gov.payment.requested``)."""
+
+    dossier_code: str | None = Field(default=None,
+                                     description="optional; must equal the code in the path")
+    procedure_code: str
+    agency_code: str = Field(description="the agency that collects the payment; the client "
+                                         "must be allowed to act for it and for the dossier's")
+    reference: str = Field(min_length=1, max_length=50,
+                           description="the client's payment reference, unique per payment")
+    amount: Decimal = Field(gt=0, description="VND, more than 0")
+    fees: tuple[Fee, ...] = Field(default=(), description="the fees the amount is made of")
+    payer: Applicant
+    description: str = ""
+
+
+class PostalOrderRequest(_Body):
+    """Body of POST /v1/dossiers/{code}/postal-orders (event
+    ``vn.gov.postal.pickup-requested``)."""
+
+    dossier_code: str | None = Field(default=None,
+                                     description="optional; must equal the code in the path")
+    sender: Party
+    receiver: Party
+    cod_amount: Decimal = Field(default=Decimal(0),
+                                description="VND to collect on delivery; 0 for none")
+    description: str = ""
+    direction: Literal["pickup", "return"] = Field(
+        default="return", description="pickup: documents from the citizen to the agency; "
+                                      "return: the result from the agency to the citizen")
+
+
+class CitizenVerificationRequest(_Body):
+    """Body of POST /v1/citizens/verifications (event
+    ``vn.gov.citizen.verification-requested``)."""
+
+    dossier_code: str | None = Field(
+        default=None, description="optional: the dossier the check is for. The client must be "
+                                  "allowed to act for its agency; without a dossier, for the "
+                                  "agency of its own system id (VN:GOV:<agency>:<system>)")
+    identity_number: str = Field(pattern=r"^(?:\d{12}|\d{9})$",
+                                 description="12 digits (9 for an old ID card)")
+    name: str
+    birth_date: date | None = None
+    birth_year: int | None = Field(default=None,
+                                   description="when only the year of birth is known")
 
 
 class Accepted(_Body):

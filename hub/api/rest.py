@@ -5,6 +5,12 @@ intake service (or the store, for reading) and its answer into JSON; refusals ar
 Pipeline of a write: authenticate -> rate limit -> read the body (size-limited by middleware)
 -> verify the upstream's detached JWS over the exact bytes -> parse JSON -> validate, authorize,
 keep (``IntakeService.accept``) -> 202 with the message id.
+
+Authorization is by the client's access list: the event type, and the agency the event is for.
+That agency is the body's ``agency_code`` or, without one, the agency of its dossier code. Two
+routes need more: a payment names the collecting agency in its body, so the dossier of the path
+is authorized too; a citizen verification may name no dossier at all, and is then authorized
+for the agency of the client's own system id (``VN:GOV:<agency code>:<system>``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -26,13 +32,19 @@ from sqlalchemy import text
 
 from hub import codes
 from hub.api import bodies
-from hub.api.auth import ClientIdentity, ClientRegistry, OAuthError, authorize_agency
+from hub.api.auth import (
+    ClientIdentity,
+    ClientRegistry,
+    OAuthError,
+    authorize_agency,
+    authorize_type,
+)
 from hub.api.callbacks import CallbackDispatcher
 from hub.api.errors import UnsupportedMediaType
 from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
-from hub.errors import InvalidMessage, ValidationError
+from hub.errors import AccessDenied, InvalidMessage, ValidationError
 from hub.model import Dossier
 from hub.settings import Settings
 from hub.store import Store
@@ -41,6 +53,13 @@ SIGNATURE_HEADER = "X-Signature"
 SUBMITTED = "vn.gov.dossier.submitted"
 STATUS_CHANGED = "vn.gov.dossier.status-changed"
 PROGRESS_REPORTED = "vn.gov.dossier.progress-reported"
+PAYMENT_REQUESTED = "vn.gov.payment.requested"
+POSTAL_PICKUP_REQUESTED = "vn.gov.postal.pickup-requested"
+VERIFICATION_REQUESTED = "vn.gov.citizen.verification-requested"
+
+# Checks a route adds to the intake's own, once the body is parsed: given the client, the event
+# type and the body, refuse or return the identity the intake is to authorize the event for.
+Authorize = Callable[[ClientIdentity, str, dict[str, Any]], ClientIdentity]
 
 
 @dataclass
@@ -97,7 +116,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return client
 
     async def intake(request: Request, client: ClientIdentity, event_type: str,
-                     path_code: str | None) -> Response:
+                     path_code: str | None, authorize: Authorize | None = None) -> Response:
         _check_json(request)
         started = time.perf_counter()
         body = await request.body()
@@ -111,6 +130,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         data = _parse_object(body)
         if path_code is not None:
             data = _with_path_code(data, path_code)
+        if authorize is not None:
+            client = authorize(client, event_type, data)
         accepted = await ctx.intake.accept_async(
             client, event_type, data, idempotency_key=key or f"request:{request_id}",
             upstream_proof=token)
@@ -150,6 +171,41 @@ def build_router(ctx: ApiContext) -> APIRouter:
     async def report_progress(code: str, request: Request) -> Response:
         client = client_of(request)
         return await intake(request, client, PROGRESS_REPORTED, _path_code(code))
+
+    @router.post(
+        "/v1/dossiers/{code}/payments", status_code=202,
+        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Request the online payment of a dossier's fees", tags=["dossiers"],
+        openapi_extra=_json_body("FeePaymentRequest",
+                                 "schemas/api/payment-request.schema.json"),
+    )
+    async def request_payment(code: str, request: Request) -> Response:
+        client = client_of(request)
+        path_code = _path_code(code)
+        return await intake(request, client, PAYMENT_REQUESTED, path_code,
+                            _dossier_agency(path_code))
+
+    @router.post(
+        "/v1/dossiers/{code}/postal-orders", status_code=202,
+        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Order a postal pickup or return of a dossier", tags=["dossiers"],
+        openapi_extra=_json_body("PostalOrderRequest", "schemas/api/postal-order.schema.json"),
+    )
+    async def order_postal(code: str, request: Request) -> Response:
+        client = client_of(request)
+        return await intake(request, client, POSTAL_PICKUP_REQUESTED, _path_code(code))
+
+    @router.post(
+        "/v1/citizens/verifications", status_code=202,
+        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        summary="Verify a citizen against the population database", tags=["citizens"],
+        openapi_extra=_json_body("CitizenVerificationRequest",
+                                 "schemas/api/citizen-verification.schema.json; the answer "
+                                 "is the event vn.gov.citizen.verified"),
+    )
+    async def verify_citizen(request: Request) -> Response:
+        return await intake(request, client_of(request), VERIFICATION_REQUESTED, None,
+                            _verification_agency)
 
     @router.get(
         "/v1/dossiers/{code}/timeline", response_model=bodies.Timeline,
@@ -246,6 +302,42 @@ def _path_code(code: str) -> str:
     return codes.parse_dossier(code, "code").value
 
 
+def _dossier_agency(code: str) -> Authorize:
+    """The client must act for the agency of the path's dossier, whatever agency the body
+    names (a payment's ``agency_code`` is the collecting agency, which the intake checks)."""
+    agency = codes.parse_dossier(code, "code").agency.value
+
+    def check(client: ClientIdentity, event_type: str, data: dict[str, Any]) -> ClientIdentity:
+        # The type first, as the intake does: a client that may not send it learns nothing.
+        authorize_type(client, event_type)
+        authorize_agency(client, agency, field="code")
+        return client
+
+    return check
+
+
+def _verification_agency(client: ClientIdentity, event_type: str,
+                         data: dict[str, Any]) -> ClientIdentity:
+    """A verification for a dossier is authorized by the intake for the dossier's agency. One
+    for no dossier (a check before submitting) is authorized here, for the agency of the
+    client's own system id: a system asks for its own agency's citizens."""
+    if data.get("dossier_code") is not None:
+        return client
+    authorize_type(client, event_type)
+    own = codes.parse_agency(client.system_id.split(":")[2], "system_id").value
+    if not client.may_act_for(own):
+        raise AccessDenied(
+            f"the request names no dossier, so it is for {client.system_id}'s own agency "
+            f"{own}, which its access list does not allow; send the dossier_code of a dossier "
+            "of an agency it may act for, or ask the hub's operator to extend its access list",
+            field="dossier_code")
+    # The canonical body carries no agency, and the intake refuses an event without one
+    # unless the client may act for every agency: the agency was checked just above, so the
+    # intake is handed the identity scoped to this request. (The envelope then has no agency;
+    # its routing key reads citizen.verification-requested.none.none.)
+    return replace(client, allowed_agencies=frozenset({"*"}))
+
+
 def _parse_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
@@ -308,4 +400,7 @@ BODY_MODELS: dict[str, type[BaseModel]] = {
     "Dossier": Dossier,
     "StatusChangeReport": bodies.StatusChangeReport,
     "ProgressStepReport": bodies.ProgressStepReport,
+    "FeePaymentRequest": bodies.FeePaymentRequest,
+    "PostalOrderRequest": bodies.PostalOrderRequest,
+    "CitizenVerificationRequest": bodies.CitizenVerificationRequest,
 }

@@ -13,7 +13,7 @@ import asyncio
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -56,7 +56,12 @@ class SimulatorServer:
     """Serve ``app`` on 127.0.0.1 in a daemon thread. Usable as a context manager."""
 
     def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, *, lifespan: str = "off"
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        lifespan: Literal["on", "off", "auto"] = "off",
     ) -> None:
         self.app = app
         self.lifespan = lifespan  # "on" for an app with start-up work (the hub's own API)
@@ -92,8 +97,9 @@ class SimulatorServer:
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
-            # A hung request (the ``hang`` switch) must not hold the shutdown up.
-            self._server.force_exit = True
+            # A hung request (the ``hang`` switch) must not hold a simulator's shutdown up; an
+            # app with a lifespan (the hub) is let finish its shutdown work cleanly.
+            self._server.force_exit = self.lifespan == "off"
             self._thread.join(timeout=5)
         self._server = self._thread = None
 

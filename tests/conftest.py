@@ -63,7 +63,7 @@ def amqp_url(amqp_vhost: str) -> str:
     url = f"amqp://guest:guest@{AMQP_HOST}:5672/{quote(amqp_vhost, safe='')}"
     try:
         pika.BlockingConnection(pika.URLParameters(url)).close()
-    except Exception as exc:  # noqa: BLE001 - any failure means the broker is unusable
+    except Exception as exc:
         pytest.fail(f"RabbitMQ at {AMQP_HOST}:5672 cannot be reached: {exc!r}")
     return url
 
@@ -74,7 +74,7 @@ def pg_url() -> Iterator[str]:
     try:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} cannot be reached: {exc!r}")
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:

@@ -16,7 +16,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.api.errors import BodyTooLarge, RateLimited, RequestTimeout
 from hub.api.problems import problem_response
 
-
 # The SOAP router enforces the same limits itself and answers with SOAP faults, which a SOAP
 # client understands where a JSON problem would not.
 SOAP_PREFIX = "/soap/"

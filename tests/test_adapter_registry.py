@@ -66,6 +66,8 @@ def test_toy_adapter_gets_a_queue_and_deliveries(
     with the toy system down, the message walks the retry tiers into the dead letters."""
     import asyncio
 
+    from conftest import wait_for
+
     from hub import runtime
     from hub.broker import declare
     from hub.broker.messages import Outgoing
@@ -76,7 +78,6 @@ def test_toy_adapter_gets_a_queue_and_deliveries(
     from hub.envelope import Envelope
     from hub.signing import TrustStore, generate, load_signer
     from hub.store import Store
-    from conftest import wait_for
 
     spec = discover()["toy"]
     system = spec.make_simulator()  # type: ignore[misc]

@@ -178,7 +178,7 @@ def test_gateway_down_is_retryable(ctx: AdapterContext, sim: PaymentSimulator) -
 
 
 def test_gateway_slow_is_a_timeout(ctx: AdapterContext, sim: PaymentSimulator) -> None:
-    sim.faults.slow_seconds = 0.8  # the quick policy waits 0.5 s
+    sim.faults.slow_seconds = 2.5  # the quick policy waits 2 s
     with pytest.raises(RetryableError) as err:
         run(lambda w: w.process(request_envelope()), ctx)
     assert err.value.code == "system.timeout"

@@ -201,7 +201,7 @@ def test_service_down_is_retryable(ctx: AdapterContext, sim: PostalSimulator) ->
 
 def test_service_slow_is_a_timeout(ctx: AdapterContext, sim: PostalSimulator) -> None:
     fill(ctx, 1)
-    sim.faults.slow_seconds = 0.8
+    sim.faults.slow_seconds = 2.5  # the quick policy waits 2 s
     with pytest.raises(RetryableError) as err:
         run(lambda w: w.process(pickup_envelope(dossier_code=dossier())), ctx)
     assert err.value.code == "system.timeout"
@@ -256,7 +256,7 @@ def test_order_existing_at_the_service_counts_as_placed(
     """The service took the order but its answer was lost: the retry is told "101"."""
     (number,) = fill(ctx, 1)
     request = pickup_envelope(dossier_code=dossier())
-    sim.faults.slow_seconds = 0.8  # the order is made, the hub gives up waiting
+    sim.faults.slow_seconds = 2.5  # the order is made, the hub gives up waiting
     with pytest.raises(RetryableError):
         run(lambda w: w.process(request), ctx)
     sim.reset()

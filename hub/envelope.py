@@ -27,9 +27,29 @@ CONTENT_TYPE = "application/cloudevents+json"
 _SOURCE_RE = re.compile(r"^VN:GOV:[0-9A-Z.]+:[a-z0-9][a-z0-9._-]{0,62}$")
 _TYPE_RE = re.compile(r"^vn\.gov\.[a-z]+\.[a-z][a-z-]*$")
 _REQUIRED = ("id", "source", "type", "subject", "time", "data")
+_KNOWN = frozenset(
+    {"specversion", "datacontenttype", "correlationid", "causationid", "sequence", "agency",
+     "procedure", *_REQUIRED}
+)
+
+# Values that passed check_source / check_type. A relay sees the same few system ids and event
+# types on every message and derives its own with the same source each time: checking each
+# once keeps the regexes and the agency-code parsing off the per-message path. Bounded, since
+# senders choose the values.
+_CHECKED_LIMIT = 4096
+_good_sources: set[str] = set()
+_good_types: set[str] = set()
+
+
+def _remember(cache: set[str], value: str) -> None:
+    if len(cache) >= _CHECKED_LIMIT:
+        cache.clear()
+    cache.add(value)
 
 
 def check_source(value: str, field: str = "source") -> str:
+    if type(value) is str and value in _good_sources:
+        return value
     if not isinstance(value, str) or not _SOURCE_RE.match(value):
         raise InvalidMessage(
             f"{value!r} is not a system identifier; expected 'VN:GOV:<agency code>:<system>' "
@@ -38,10 +58,13 @@ def check_source(value: str, field: str = "source") -> str:
             field=field,
         )
     codes.parse_agency(value.split(":")[2], field)
+    _remember(_good_sources, value)
     return value
 
 
 def check_type(value: str, field: str = "type") -> str:
+    if type(value) is str and value in _good_types:
+        return value
     if not isinstance(value, str) or not _TYPE_RE.match(value):
         raise InvalidMessage(
             f"{value!r} is not an event type; expected 'vn.gov.<domain>.<event>' like "
@@ -49,6 +72,7 @@ def check_type(value: str, field: str = "type") -> str:
             code="client.bad_type",
             field=field,
         )
+    _remember(_good_types, value)
     return value
 
 
@@ -192,8 +216,6 @@ class Envelope:
                 code="client.envelope_invalid",
                 field="sequence",
             )
-        known = {"specversion", "datacontenttype", "correlationid", "causationid", "sequence",
-                 "agency", "procedure", *_REQUIRED}
         return cls(
             id=doc["id"],
             source=check_source(doc["source"]),
@@ -207,7 +229,7 @@ class Envelope:
             sequence=seq,
             agency=doc.get("agency"),
             procedure=doc.get("procedure"),
-            extensions={k: v for k, v in doc.items() if k not in known},
+            extensions={k: v for k, v in doc.items() if k not in _KNOWN},
         )
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 
 from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
+from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
@@ -119,6 +120,9 @@ async def run_until_signalled(workers: list[Worker]) -> None:
     for w in workers:
         await w.consumer.wait_consuming()
         log.info("worker %s consuming %s", w.spec.name, w.consumer.queue)
+    # Start-up objects (modules, schemas, keys) never die: keep full collections from
+    # rescanning them while messages flow (long GC pauses were the relay's p99).
+    freeze_startup_heap()
     await stop.wait()
     await asyncio.gather(*(w.stop() for w in workers))
 

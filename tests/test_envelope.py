@@ -95,3 +95,16 @@ def test_routing_key_has_four_segments() -> None:
                     type="vn.gov.citizen.verification-requested", subject="s",
                     time=datetime.now(UTC), data={})
     assert routing_key(bare) == "citizen.verification-requested.none.none"
+
+
+@pytest.mark.parametrize(
+    "source", ["igate", "VN:GOV:000.00.00.H56:Igate", ["VN:GOV:000.00.00.H56:igate"], None]
+)
+def test_checks_remembered_for_good_values_still_refuse_bad_ones(source: object) -> None:
+    make()  # the good source and type are now remembered
+    with pytest.raises(InvalidMessage) as err:
+        Envelope.from_dict(_doc(source=source))
+    assert err.value.field == "source"
+    with pytest.raises(InvalidMessage) as err:
+        make(type=["vn.gov.dossier.submitted"])
+    assert err.value.code == "client.bad_type"

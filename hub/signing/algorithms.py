@@ -16,9 +16,14 @@ from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from joserfc import jws
-from joserfc.errors import SecurityWarning
+from joserfc.errors import (
+    InvalidHeaderValueError,
+    MissingHeaderError,
+    SecurityWarning,
+    UnsupportedHeaderError,
+)
 from joserfc.jwk import ECKey, Key, KeyParameters, OKPKey, RSAKey
-from joserfc.registry import HeaderParameter
+from joserfc.registry import Header, HeaderParameter, check_crit_header
 
 from hub.errors import ConfigError
 
@@ -113,8 +118,40 @@ def jose_key(key: SigningKey | VerifyingKey, *, kid: str, alg: str) -> Key:
     return OKPKey.import_key(key, params)
 
 
+class _Registry(jws.JWSRegistry):
+    """joserfc's registry with the same header checks, made in one pass over the header.
+
+    joserfc checks a header by walking its whole parameter registry (two dozen entries) and
+    then the header again for unknown names; it does so when signing and when verifying, i.e.
+    twice per relayed message. Here: the required names, then each name the header has
+    (validated, or refused if the registry lacks it), in the order joserfc reports them."""
+
+    def __init__(self, header_registry: dict[str, HeaderParameter], algorithms: list[str] | None):
+        super().__init__(header_registry=header_registry, algorithms=algorithms)
+        self._required = tuple(k for k, p in self.header_registry.items() if p.required)
+
+    def check_header(self, header: Header) -> None:
+        registry = self.header_registry
+        check_crit_header(registry, header)
+        for name in self._required:
+            if name not in header:
+                raise MissingHeaderError(name)
+        unknown: set[str] = set()
+        for name, value in header.items():
+            param = registry.get(name)
+            if param is None:
+                unknown.add(name)
+                continue
+            try:
+                param.validate(value)
+            except ValueError as error:
+                raise InvalidHeaderValueError(f"'{name}' in header {error}") from error
+        if unknown and self.strict_check_header:
+            raise UnsupportedHeaderError(f"Unsupported {unknown} in header")
+
+
 def _new_registry(algorithms: list[str] | None) -> jws.JWSRegistry:
-    reg = jws.JWSRegistry(header_registry=_HEADERS, algorithms=algorithms)
+    reg = _Registry(_HEADERS, algorithms)
     reg.max_payload_length = _MAX_PAYLOAD
     reg.max_header_length = _MAX_HEADER
     return reg

@@ -1,0 +1,22 @@
+"""Keeping the garbage collector's full collections short in a long-running worker.
+
+A full (generation 2) collection walks every tracked object in the process: after the imports,
+the keys, the settings and the consumer's tasks are in place that is tens of thousands of
+objects, and the collection stops the event loop for 15-40 ms on a busy machine, long enough to
+set the tail latency of every message in flight. None of those objects will ever be garbage, so
+moving them out of the collector's sight once the worker is set up makes later full collections
+walk only what the worker allocated since.
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+def freeze_startup_heap() -> int:
+    """Collect once, then move every object alive now to the permanent generation (never
+    scanned again). Call it once a worker is set up, before it takes traffic; returns how many
+    objects were frozen. The objects stay alive, as they would anyway."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

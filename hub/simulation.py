@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import uvicorn
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 
 @dataclass
@@ -37,6 +41,12 @@ class Faults:
             self.fail_next -= 1
             return self.fail_status
         return None
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Set the switches named in ``values`` (by field name), converting each value."""
+        for key in ("slow_seconds", "fail_next", "fail_status", "hang"):
+            if key in values:
+                setattr(self, key, type(getattr(self, key))(values[key]))
 
     def reset(self) -> None:
         self.slow_seconds = 0.0
@@ -115,3 +125,198 @@ class SimulatorServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SimulatedSystem:
+    """The lifecycle every simulator shares, over a ``SimulatorServer``: ``start()`` (listening
+    unless built ``start_down``), ``stop()``, ``pause()`` (down: connection refused) and
+    ``resume()``, the ``faults`` switches, and a count of the requests being answered so that a
+    reset can wait for a slow one whose caller gave up.
+
+    A subclass sets its own state first, then calls ``super().__init__(self._app(), ...)``: the
+    app's routes read that state.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: Faults | None = None,
+        start_down: bool = False,
+    ) -> None:
+        self.faults = faults or Faults()
+        self.start_down = start_down
+        self.in_flight = 0
+        self._listening = False
+        self.server = SimulatorServer(app, host, port)
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def listening(self) -> bool:
+        """Started and not paused."""
+        return self._listening
+
+    def start(self) -> str:
+        if not self.start_down:
+            self.resume()
+        return self.base_url
+
+    def stop(self) -> None:
+        self.pause()
+
+    def pause(self) -> None:
+        """Down: close the listening socket, callers get connection refused until resume()."""
+        if self._listening:
+            self.server.pause()
+            self._listening = False
+
+    def resume(self) -> str:
+        if not self._listening:
+            self.server.resume()
+            self._listening = True
+        return self.base_url
+
+    def outage(self, seconds: float) -> None:
+        """Refuse connections for ``seconds``, then listen again by itself (for demos)."""
+
+        def run() -> None:
+            self.pause()
+            threading.Event().wait(seconds)
+            self.resume()
+
+        threading.Timer(0.1, run).start()
+
+    def add_fault_routes(self, app: Any, prefix: str = "/_sim") -> None:
+        """``POST <prefix>/faults`` sets fault switches (a JSON object of ``Faults`` fields);
+        ``POST <prefix>/down`` with ``{"seconds": n}`` takes the system down for a while."""
+
+        async def faults(request: Request) -> dict[str, Any]:
+            self.faults.update(await request.json())
+            return {"faults": vars(self.faults)}
+
+        async def down(request: Request) -> dict[str, Any]:
+            seconds = float((await request.json()).get("seconds", 30))
+            self.outage(seconds)
+            return {"down_for": seconds}
+
+        app.add_api_route(f"{prefix}/faults", faults, methods=["POST"])
+        app.add_api_route(f"{prefix}/down", down, methods=["POST"])
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait, with a deadline, until no request is being answered."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+
+    def count_requests(self, app: Any) -> None:
+        """Keep ``in_flight`` up to date for ``app`` (a FastAPI or Starlette app)."""
+
+        async def count(request: Request, call_next: RequestResponseEndpoint) -> Response:
+            self.in_flight += 1
+            try:
+                return await call_next(request)
+            finally:
+                self.in_flight -= 1
+
+        app.add_middleware(BaseHTTPMiddleware, dispatch=count)
+
+    async def faulted(self) -> Response | None:
+        """Apply the fault switches to a request: the failure to answer with, or None."""
+        status = await self.faults.apply()
+        if status is not None:
+            return JSONResponse({"error": "simulated failure"}, status_code=status)
+        return None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_until_interrupted(sim: Any) -> None:
+    """Block a command-line simulator until Ctrl-C, then stop it."""
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+class SwitchedSystem(SimulatedSystem):
+    """A simulator whose switches are read and set by name, from Python or over HTTP
+    (``GET /sim/state``, ``POST /sim/switches``): the shared ``slow``, ``fail`` and
+    ``fail_status``, plus the system's own (``own_switches`` / ``set_switch``). ``down()`` and
+    ``up()`` take it off and back on the network."""
+
+    def down(self) -> None:
+        """Close the listening socket: callers get connection refused."""
+        self.pause()
+
+    def up(self) -> None:
+        self.resume()
+
+    def reset(self, drain_timeout: float = 5.0) -> None:
+        """Every switch back to normal and the simulator listening; what it holds is kept.
+        Waits for requests still being answered (a slow one whose caller gave up), so that
+        they do not consume switches set after the reset."""
+        self.faults.reset()
+        self.drain(drain_timeout)
+        self.reset_switches()
+        self.up()
+
+    def reset_switches(self) -> None:
+        """The system's own switches and records back to normal."""
+
+    def own_switches(self) -> dict[str, Any]:
+        return {}
+
+    def set_switch(self, key: str, value: Any) -> bool:
+        """Set one of the system's own switches; False when ``key`` is not one of them or the
+        value does not fit."""
+        return False
+
+    def state(self) -> dict[str, Any]:
+        """What ``GET /sim/state`` shows besides the switches."""
+        return {}
+
+    def switches(self) -> dict[str, Any]:
+        return {
+            "slow": self.faults.slow_seconds,
+            "fail": self.faults.fail_next,
+            "fail_status": self.faults.fail_status,
+            **self.own_switches(),
+        }
+
+    def set_switches(self, **values: Any) -> None:
+        for key, value in values.items():
+            if key == "slow":
+                self.faults.slow_seconds = float(value)
+            elif key == "fail":
+                self.faults.fail_next = int(value)
+            elif key == "fail_status":
+                self.faults.fail_status = int(value)
+            elif not self.set_switch(key, value):
+                raise ValueError(f"unknown switch or bad value: {key}={value!r}")
+
+    def add_switch_routes(self, app: Any, prefix: str = "/sim") -> None:
+        async def state() -> dict[str, Any]:
+            return {"switches": self.switches(), **self.state()}
+
+        async def switches(request: Request) -> dict[str, Any]:
+            try:
+                doc = await request.json()
+            except ValueError:
+                doc = None
+            self.set_switches(**(doc if isinstance(doc, dict) else {}))
+            return self.switches()
+
+        app.add_api_route(f"{prefix}/state", state, methods=["GET"])
+        app.add_api_route(f"{prefix}/switches", switches, methods=["POST"])

@@ -12,12 +12,12 @@ import pytest
 from adapters.npsp import simulator as sim_mod
 from adapters.npsp.client import AlreadyExists, DossierUnknown, NpspClient
 from adapters.npsp.config import NpspConfig
-from adapters.npsp.contract import load_contract
 from adapters.npsp.examples import sample_dossier, sample_progress
 from adapters.npsp.mapping import load_mapping
 from adapters.npsp.simulator import NpspSimulator
 from adapters.npsp.translate import dossier_to_record, progress_to_record
 from hub.adapters import load_config
+from hub.contracts import load_contract
 from hub.errors import ConfigError, PermanentError, RetryableError, ValidationError
 from hub.settings import PROJECT_ROOT
 

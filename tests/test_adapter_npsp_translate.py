@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.npsp.contract import load_contract
 from adapters.npsp.examples import sample_dossier, sample_progress, sample_status
 from adapters.npsp.mapping import NpspMapping, load_mapping
-from adapters.npsp.privacy import mask_identity, mask_name
+from adapters.npsp.privacy import mask_name
 from adapters.npsp.translate import (
     apply_status,
     dossier_to_record,
@@ -23,8 +22,10 @@ from adapters.npsp.translate import (
     status_from_wire,
     status_to_wire,
 )
+from hub.contracts import load_contract
 from hub.errors import ConfigError, ValidationError
 from hub.model import Applicant, ApplicantKind, Channel, Status
+from hub.privacy import mask_identity
 from hub.settings import PROJECT_ROOT
 
 MAPPINGS = PROJECT_ROOT / "mappings" / "npsp"

@@ -7,29 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from adapter_support import declared_topology, signer_for, until
 
 from adapters.payment import adapter, events
 from adapters.payment.simulator import PaymentSimulator, make_simulator
 from adapters.payment.testing import UPSTREAM, context, request_envelope, sample_request
 from adapters.payment.worker import PaymentWorker
 from hub import headers as h
-from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.broker.testing import Received, depth, read_all
-from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.settings import Settings
-from hub.signing import Signer, TrustStore, Verifier, generate
+from hub.signing import TrustStore, Verifier
 from hub.store import Store
 
 SECRET = "broker-test-secret"
@@ -43,36 +40,13 @@ def sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[PaymentSimulator]:
         yield simulator
 
 
-def signer_for(system_id: str, trust: TrustStore) -> Signer:
-    material = generate(system_id)
-    assert material.certificate is not None
-    trust.add(material.certificate_pem())
-    return Signer(material.private_key, material.certificate)
-
-
-async def until(condition: Callable[[], Any], timeout: float, message: str) -> Any:
-    """Poll a blocking condition off the loop (the consumer keeps running) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.05)
-
-
 def test_payment_through_the_broker(
     settings: Settings, tmp_path: Path, sim: PaymentSimulator
 ) -> None:
     trust = TrustStore(settings.trust_dir)
     upstream = signer_for(UPSTREAM, trust)
     hub_signer = signer_for(settings.hub_id, trust)
-    (tmp_path / "topology.toml").write_text("")
-    topo = Topology.from_settings(
-        settings, [adapter, OBSERVER], topology_file=tmp_path / "topology.toml"
-    )
-    declare.apply(topo, settings.amqp_url)
+    topo = declared_topology(settings, tmp_path, adapter, OBSERVER)
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
     ctx = context(
         settings,

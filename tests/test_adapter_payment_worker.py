@@ -14,6 +14,7 @@ from adapters.payment import checksum, events, ledger
 from adapters.payment.simulator import PaymentSimulator, SimTransaction, make_simulator
 from adapters.payment.testing import context, request_envelope, sample_request
 from adapters.payment.worker import PaymentWorker
+from hub import adaptertables
 from hub.adapters import AdapterContext
 from hub.broker.messages import Delivery
 from hub.envelope import Envelope
@@ -261,6 +262,6 @@ def test_state_tables_fall_back_to_a_file_without_a_store(
     request = request_envelope()
     run(lambda w: w.process(request), ctx)
     assert (tmp_path / "payment.db").exists()
-    engine = ledger.engine_for(None, "", tmp_path, "payment.db")
+    engine = adaptertables.engine_for(None, "", tmp_path, "payment.db")
     payment = ledger.get(engine, request.data["reference"])
     assert payment is not None and payment.payment_url

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from adapter_support import declared_topology, signer_for, until
 
 from adapters.population import adapter
 from adapters.population.records import VERIFIED
 from adapters.population.simulator import PopulationSimulator
 from hub import headers as h
 from hub.adapters import AdapterContext
-from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
@@ -30,7 +29,7 @@ from hub.broker.testing import Received, depth, read_all
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.settings import PROJECT_ROOT, Settings
-from hub.signing import Signer, TrustStore, Verifier, generate
+from hub.signing import Signer, TrustStore, Verifier
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 DOSSIER = "000.00.00.H56-250101-0007"
@@ -43,29 +42,10 @@ def sim() -> Iterator[PopulationSimulator]:
         yield simulator
 
 
-def signer_for(system_id: str, trust: TrustStore) -> Signer:
-    material = generate(system_id)
-    assert material.certificate is not None
-    trust.add(material.certificate_pem())
-    return Signer(material.private_key, material.certificate)
-
-
 def request(signer: Signer, topo: Topology, data: dict[str, Any]) -> Outgoing:
     env = Envelope.new(source=UPSTREAM, type="vn.gov.citizen.verification-requested",
                        subject=DOSSIER, data=data, agency="000.00.00.H56", procedure="2.002492")
     return Outgoing.signed(env, signer, topo.names.events)
-
-
-async def until(condition: Callable[[], Any], timeout: float, message: str) -> Any:
-    """Poll a blocking condition off the loop (the consumer keeps running) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.05)
 
 
 def test_verification_through_the_broker(
@@ -74,10 +54,7 @@ def test_verification_through_the_broker(
     trust = TrustStore(settings.trust_dir)
     upstream = signer_for(UPSTREAM, trust)
     hub_signer = signer_for(settings.hub_id, trust)
-    (tmp_path / "topology.toml").write_text("")
-    topo = Topology.from_settings(settings, [adapter, OBSERVER],
-                                  topology_file=tmp_path / "topology.toml")
-    declare.apply(topo, settings.amqp_url)
+    topo = declared_topology(settings, tmp_path, adapter, OBSERVER)
     with (PROJECT_ROOT / "mappings" / "population" / "config.toml").open("rb") as fh:
         config = tomllib.load(fh)
     config.update(url=sim.url, url_env=None)

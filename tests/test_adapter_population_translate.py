@@ -17,7 +17,6 @@ from adapters.population.client import BINDING, ZEEP_SETTINGS
 from adapters.population.config import PopulationConfig
 from adapters.population.faults import load_faults, parse_faults
 from adapters.population.mapping import Mapping, load_mapping, parse_mapping
-from adapters.population.privacy import initials, mask_identity, scrub
 from adapters.population.records import (
     Address,
     CitizenRecord,
@@ -39,6 +38,7 @@ from adapters.population.translate import (
 )
 from hub.errors import ConfigError, InvalidMessage, PermanentError, RetryableError
 from hub.model import CitizenVerification
+from hub.privacy import initials, mask_identity, scrub
 from hub.settings import PROJECT_ROOT
 
 MAPPINGS = PROJECT_ROOT / "mappings" / "population"

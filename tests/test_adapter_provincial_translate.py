@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.provincial.contract import load_contract
 from adapters.provincial.examples import sample_dossier, sample_progress, sample_status
 from adapters.provincial.mapping import ProvincialMapping, load_mapping
 from adapters.provincial.translate import (
@@ -24,6 +23,7 @@ from adapters.provincial.translate import (
     wire_to_dossier,
     wire_to_update,
 )
+from hub.contracts import load_contract
 from hub.errors import ConfigError, ValidationError
 from hub.model import Applicant, Channel, Status
 from hub.settings import PROJECT_ROOT

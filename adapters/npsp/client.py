@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from adapters.npsp.config import NpspConfig
-from adapters.npsp.contract import Contract
 from adapters.npsp.mapping import ErrorRule, NpspMapping
+from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 

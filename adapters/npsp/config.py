@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub import tomlmap
 from hub.errors import ConfigError
 from hub.outbound import PolicyConfig
 
@@ -28,13 +29,7 @@ class NpspConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> NpspConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown settings {unknown}; known: {sorted(known)}",
-                field=f"{_WHERE} {unknown[0]}",
-            )
+        tomlmap.only_known(raw, set(cls.__dataclass_fields__), _WHERE)
         if not isinstance(raw.get("base_url"), str) or not raw["base_url"].startswith("http"):
             raise ConfigError(
                 f"must be the portal's http(s) URL, got {raw.get('base_url')!r}",

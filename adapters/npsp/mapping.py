@@ -6,15 +6,14 @@ code is a file edit. A mistake in the files is a ``ConfigError`` naming the file
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters.npsp.dates import WireDates
+from hub import tomlmap
 from hub.errors import ConfigError
 from hub.model import ApplicantKind, Channel, Status
 
@@ -90,96 +89,15 @@ class NpspMapping:
         )
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"the mapping file {path} is missing; restore it from the repository",
-            field=str(path),
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", field=str(path)) from None
-
-
-def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, dict):
-        raise ConfigError(f"the table [{key}] is missing; add it", field=f"{where} [{key}]")
-    return value
-
-
-def _names(doc: dict[str, Any], key: str, where: str) -> dict[str, str]:
-    """A table of hub name -> wire name with exactly the expected keys and unique values."""
-    table = _table(doc, key, where)
-    required = FIELDS[key]
-    missing = sorted(required - table.keys())
-    unknown = sorted(table.keys() - required)
-    if missing:
-        raise ConfigError(
-            f"lacks {', '.join(missing)}; every one of {sorted(required)} needs a wire name",
-            field=f"{where} [{key}]",
-        )
-    if unknown:
-        raise ConfigError(
-            f"has unknown keys {unknown}; the known keys are {sorted(required)}",
-            field=f"{where} [{key}].{unknown[0]}",
-        )
-    seen: dict[str, str] = {}
-    for name, wire in table.items():
-        if not isinstance(wire, str) or not wire:
-            raise ConfigError(
-                f"must be a non-empty string, got {wire!r}", field=f"{where} [{key}].{name}"
-            )
-        if wire in seen and key not in ("calls", "updating"):
-            raise ConfigError(
-                f"{wire!r} is also the wire name of {seen[wire]!r}; wire names must differ",
-                field=f"{where} [{key}].{name}",
-            )
-        seen[wire] = name
-    return dict(table)
-
-
-def _codes(doc: dict[str, Any], key: str, enum: type[E], where: str) -> dict[str, E]:
-    """A table of wire code -> enum member name that covers every member exactly once."""
-    table = _table(doc, key, where)
-    out: dict[str, E] = {}
-    for code, name in table.items():
-        try:
-            member = enum[name]
-        except (KeyError, TypeError):
-            raise ConfigError(
-                f"{name!r} is not one of {[m.name for m in enum]}", field=f"{where} [{key}].{code}"
-            ) from None
-        if member in out.values():
-            raise ConfigError(
-                f"{name} is mapped twice; each must have exactly one code",
-                field=f"{where} [{key}].{code}",
-            )
-        out[str(code)] = member
-    missing = [m.name for m in enum if m not in out.values()]
-    if missing:
-        raise ConfigError(f"lacks a code for {missing}", field=f"{where} [{key}]")
-    return out
-
-
 def _dates(doc: dict[str, Any], where: str) -> WireDates:
-    table = _table(doc, "dates", where)
-    fmt, zone = table.get("format"), table.get("timezone")
+    table = tomlmap.table(doc, "dates", where)
+    fmt = table.get("format")
     if not isinstance(fmt, str) or "%" not in fmt:
         raise ConfigError(
             f"must be a strftime format like '%Y%m%d%H%M%S', got {fmt!r}",
             field=f"{where} [dates].format",
         )
-    try:
-        tz = ZoneInfo(str(zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"{zone!r} is not a time zone name; use e.g. 'Asia/Ho_Chi_Minh'",
-            field=f"{where} [dates].timezone",
-        ) from None
-    return WireDates(fmt, tz)
+    return WireDates(fmt, tomlmap.timezone(table.get("timezone"), f"{where} [dates].timezone"))
 
 
 def _errors(doc: dict[str, Any], where: str) -> tuple[dict[str, ErrorRule], str]:
@@ -189,7 +107,7 @@ def _errors(doc: dict[str, Any], where: str) -> tuple[dict[str, ErrorRule], str]
             f"must be 'retryable' or 'permanent', got {unknown!r}", field=f"{where} unknown"
         )
     rules: dict[str, ErrorRule] = {}
-    for code, rule in _table(doc, "codes", where).items():
+    for code, rule in tomlmap.table(doc, "codes", where).items():
         at = f"{where} [codes.\"{code}\"]"
         if not isinstance(rule, dict) or rule.get("kind") not in ERROR_KINDS:
             raise ConfigError(f"needs kind = one of {sorted(ERROR_KINDS)}", field=f"{at}.kind")
@@ -203,10 +121,17 @@ def _errors(doc: dict[str, Any], where: str) -> tuple[dict[str, ErrorRule], str]
 def load_mapping(directory: Path) -> NpspMapping:
     fields_file, status_file = directory / "fields.toml", directory / "status.toml"
     codes_file, errors_file = directory / "codes.toml", directory / "errors.toml"
-    fields, status, codes = _read(fields_file), _read(status_file), _read(codes_file)
-    names = {key: _names(fields, key, fields_file.name) for key in FIELDS}
+    fields = tomlmap.read(fields_file)
+    status, codes = tomlmap.read(status_file), tomlmap.read(codes_file)
+    # Several calls may share a wire word (one endpoint, told apart by "service").
+    names = {
+        key: tomlmap.exact_names(
+            fields, key, fields_file.name, FIELDS[key], unique=key not in ("calls", "updating")
+        )
+        for key in FIELDS
+    }
 
-    status_from = _codes(status, "status", Status, status_file.name)
+    status_from = tomlmap.bijection(status, "status", Status, status_file.name)
     status_dates: dict[Status, str] = {}
     for name, field in status.get("status_dates", {}).items():
         at = f"{status_file.name} [status_dates].{name}"
@@ -216,15 +141,15 @@ def load_mapping(directory: Path) -> NpspMapping:
             raise ConfigError(f"{field!r} is not one of {sorted(DOSSIER_DATES)}", field=at)
         status_dates[Status[name]] = field
 
-    channel_from = _codes(codes, "channel", Channel, codes_file.name)
-    kind_from = _codes(codes, "applicant_kind", ApplicantKind, codes_file.name)
-    id_kinds = _table(codes, "identity_kind", codes_file.name)
+    channel_from = tomlmap.bijection(codes, "channel", Channel, codes_file.name)
+    kind_from = tomlmap.bijection(codes, "applicant_kind", ApplicantKind, codes_file.name)
+    id_kinds = tomlmap.table(codes, "identity_kind", codes_file.name)
     for key in ("citizen_id", "old_id_card"):
         if not isinstance(id_kinds.get(key), str):
             raise ConfigError(
                 "needs a string code", field=f"{codes_file.name} [identity_kind].{key}"
             )
-    booleans = _table(codes, "booleans", codes_file.name)
+    booleans = tomlmap.table(codes, "booleans", codes_file.name)
     true_value, false_value = booleans.get("true"), booleans.get("false")
     if not isinstance(true_value, str) or not isinstance(false_value, str) or (
         true_value == false_value
@@ -233,7 +158,7 @@ def load_mapping(directory: Path) -> NpspMapping:
             "needs true and false as two different strings",
             field=f"{codes_file.name} [booleans]",
         )
-    errors, unknown = _errors(_read(errors_file), errors_file.name)
+    errors, unknown = _errors(tomlmap.read(errors_file), errors_file.name)
     return NpspMapping(
         body=names["body"],
         calls=names["calls"],

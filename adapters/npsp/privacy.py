@@ -1,16 +1,7 @@
-"""Citizen data is personal data: identity numbers and names are masked before they reach a log
-line or an error message."""
+"""How the portal's officers see a citizen's name in the hub's logs (identity numbers are masked
+by ``hub.privacy``)."""
 
 from __future__ import annotations
-
-
-def mask_identity(number: str | None) -> str:
-    """``001203004567`` -> ``0012******67``: enough for an operator to tell two apart."""
-    if not number:
-        return ""
-    if len(number) <= 6:
-        return "*" * len(number)
-    return number[:4] + "*" * (len(number) - 6) + number[-2:]
 
 
 def mask_name(name: str | None) -> str:

@@ -26,10 +26,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from adapters.npsp.contract import Contract, load_contract
+from hub.contracts import Contract, load_contract
 from hub.errors import ValidationError
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SimulatorServer
+from hub.simulation import SimulatedSystem, serve_until_interrupted
 
 DSTCODE = "VN:GOV:000.00.00.G22:vpcpdvcprovider"
 AUTH_PATH = "/api/dvcqg/login"
@@ -82,7 +82,7 @@ class NpspState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class NpspSimulator:
+class NpspSimulator(SimulatedSystem):
     def __init__(
         self,
         *,
@@ -99,36 +99,11 @@ class NpspSimulator:
         self.username, self.password = username, password
         self.dstcode = dstcode
         self.session_ttl = session_ttl
-        self.faults = Faults()
         self.state = NpspState()
         self.contract: Contract = load_contract(schemas_dir)
-        self.server = SimulatorServer(self._app(auth_path, integration_path), host, port)
+        super().__init__(self._app(auth_path, integration_path), host=host, port=port)
 
     # ------------------------------------------------------------------ lifecycle and switches
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def start(self) -> str:
-        return self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def pause(self) -> None:
-        """Down: the port refuses connections until ``resume()``."""
-        self.server.pause()
-
-    def resume(self) -> str:
-        return self.server.resume()
-
-    def __enter__(self) -> NpspSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def expire_sessions(self) -> None:
         with self.state.lock:
@@ -232,26 +207,7 @@ class NpspSimulator:
             self.report_exists_next(int(doc.get("count", 1)))
             return {"queued": int(doc.get("count", 1))}
 
-        @app.post("/_sim/faults")
-        async def faults(request: Request) -> dict[str, Any]:
-            doc = await request.json()
-            for key in ("slow_seconds", "fail_next", "fail_status", "hang"):
-                if key in doc:
-                    setattr(self.faults, key, type(getattr(self.faults, key))(doc[key]))
-            return {"faults": vars(self.faults)}
-
-        @app.post("/_sim/down")
-        async def down(request: Request) -> dict[str, Any]:
-            # For the demo: refuse connections for a while, then come back by itself.
-            seconds = float((await request.json()).get("seconds", 30))
-
-            def outage() -> None:
-                self.pause()
-                threading.Event().wait(seconds)
-                self.resume()
-
-            threading.Timer(0.1, outage).start()
-            return {"down_for": seconds}
+        self.add_fault_routes(app)
 
         return app
 
@@ -350,12 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     sim = NpspSimulator(username=args.username, password=args.password, dstcode=args.dstcode,
                         session_ttl=args.session_ttl, host=args.host, port=args.port)
     print(f"NPSP simulator listening on {sim.start()} (switches under /_sim/)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

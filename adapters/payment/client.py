@@ -8,7 +8,6 @@ MaLoi as worth retrying. Every call goes through the adapter's ``CallPolicy``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from adapters.payment import checksum, contract
 from adapters.payment.config import ORIGIN, PaymentConfig
 from adapters.payment.mapping import PaymentMapping
 from hub.errors import PermanentError, RetryableError
+from hub.httpcall import request_json
 from hub.outbound import CallPolicy
 from hub.privacy import scrub
 
@@ -90,48 +90,7 @@ class PaymentClient:
         return reply
 
     async def _post(self, path: str, message: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._http.post(path, json=message)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(
-                f"the payment gateway did not answer in time ({type(exc).__name__})",
-                code="system.timeout",
-                origin=ORIGIN,
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"the payment gateway at {self.cfg.base_url} cannot be reached: {exc!r:.200}",
-                code="system.unavailable",
-                origin=ORIGIN,
-            ) from None
-        status = response.status_code
-        if status >= 500 or status == 429:
-            raise RetryableError(
-                f"the payment gateway answered HTTP {status} on {path}: "
-                f"{scrub(response.text[:200])}",
-                code="system.unavailable",
-                origin=ORIGIN,
-            )
-        if status >= 400:
-            raise PermanentError(
-                f"the payment gateway refused the request with HTTP {status} on {path}: "
-                f"{scrub(response.text[:200])}",
-                code="system.rejected",
-                origin=ORIGIN,
-            )
-        try:
-            reply = json.loads(response.content)
-        except ValueError:
-            # Gateways behind proxies answer outages with an HTML page and status 200.
-            raise RetryableError(
-                f"the payment gateway's reply on {path} is not JSON: {scrub(response.text[:120])}",
-                code="system.bad_reply",
-                origin=ORIGIN,
-            ) from None
-        if not isinstance(reply, dict):
-            raise RetryableError(
-                f"the payment gateway's reply on {path} is not a JSON object",
-                code="system.bad_reply",
-                origin=ORIGIN,
-            )
-        return reply
+        return await request_json(
+            self._http, "POST", path, system="the payment gateway", origin=ORIGIN,
+            json_body=message,
+        )

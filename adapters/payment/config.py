@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from hub import tomlmap
 from hub.errors import ConfigError
 from hub.outbound import PolicyConfig
 
@@ -15,27 +16,11 @@ NAME = "payment"
 ORIGIN = f"system:{NAME}"
 
 
+WHERE = f"mappings/{NAME}/config.toml"
+
+
 def _str(raw: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if value is None:
-        raise ConfigError(
-            f"is missing from mappings/{NAME}/config.toml; set it to a string", field=key
-        )
-    if not isinstance(value, str):
-        raise ConfigError(
-            f"must be a string in mappings/{NAME}/config.toml, got {value!r:.60}", field=key
-        )
-    return value
-
-
-def _number(raw: dict[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(
-            f"must be a positive number in mappings/{NAME}/config.toml, got {value!r:.60}",
-            field=key,
-        )
-    return float(value)
+    return tomlmap.string(raw, key, WHERE, default)
 
 
 @dataclass(frozen=True)
@@ -60,14 +45,7 @@ class PaymentConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> PaymentConfig:
-        policy = raw.get("policy", {})
-        if not isinstance(policy, dict):
-            raise ConfigError("must be a table of call policy settings", field="policy")
-        base_url = _str(raw, "base_url").rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{base_url!r} is not an http(s) URL; set the gateway's address", field="base_url"
-            )
+        base_url = tomlmap.http_url(raw, "base_url", WHERE, "the gateway")
         return cls(
             base_url=base_url,
             init_path=_str(raw, "init_path", "/api/v1/payment/init"),
@@ -82,10 +60,12 @@ class PaymentConfig:
             bank_code=_str(raw, "bank_code", ""),
             client_ip=_str(raw, "client_ip", "127.0.0.1"),
             description=_str(raw, "description", "Nop phi, le phi ho so {dossier_code}"),
-            reconcile_after=timedelta(minutes=_number(raw, "reconcile_after_minutes", 30)),
-            reconcile_batch=int(_number(raw, "reconcile_batch", 200)),
+            reconcile_after=timedelta(
+                minutes=tomlmap.positive_number(raw, "reconcile_after_minutes", WHERE, 30)
+            ),
+            reconcile_batch=int(tomlmap.positive_number(raw, "reconcile_batch", WHERE, 200)),
             state_url=_str(raw, "state_url", ""),
-            policy=PolicyConfig.from_mapping(policy),
+            policy=tomlmap.call_policy(raw),
         )
 
     def secret(self) -> str:

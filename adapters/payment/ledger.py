@@ -7,28 +7,25 @@
   messages that the hub's idempotent receivers absorb;
 - ``payment_callbacks``: every callback received, accepted or refused, with the reason.
 
-Created idempotently with SQLAlchemy Core (the store's Alembic migrations do not own them).
-Times are stored as naive UTC so SQLite and PostgreSQL compare them the same way.
+Created and written through ``hub.adaptertables``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
+from hub import adaptertables
+from hub.adaptertables import aware, utc, writing
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
-from hub.store.engine import SQLITE_BEGIN, make_engine
 
 metadata = sa.MetaData()
 
@@ -89,54 +86,8 @@ MAX_STORED_BODY = 65_536
 PENDING, PAID, FAILED, REFUSED = "pending", "paid", "failed", "refused"
 
 
-def utc(at: datetime) -> datetime:
-    """Naive UTC, the form stored."""
-    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
-
-
-def aware(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
-
-
-_engines: dict[str, Engine] = {}
-_ready: set[str] = set()
-_lock = threading.Lock()
-
-
-def engine_for(store: Any, state_url: str, data_dir: Path, filename: str) -> Engine:
-    """The store's engine when it offers one, else an engine of the adapter's own (``state_url``
-    or a SQLite file in the data directory)."""
-    engine = getattr(store, "engine", None)
-    if isinstance(engine, Engine):
-        return engine
-    url = state_url or f"sqlite:///{(Path(data_dir) / filename).resolve()}"
-    with _lock:
-        if url not in _engines:
-            _engines[url] = make_engine(url)
-        return _engines[url]
-
-
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction. On SQLite engines made by the hub's store it begins IMMEDIATE
-    (takes the write lock up front, so concurrent writers queue instead of deadlocking)."""
-    with engine.connect() as conn:
-        conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-        with conn.begin():
-            yield conn
-
-
 def ensure_schema(engine: Engine, meta: sa.MetaData = metadata) -> None:
-    # Keyed by database URL: the same database needs its tables created once per process.
-    key = f"{engine.url.render_as_string(hide_password=False)}|{sorted(meta.tables)}"
-    if key in _ready:
-        return
-    try:
-        meta.create_all(engine, checkfirst=True)
-    except (IntegrityError, ProgrammingError, OperationalError):
-        # Another worker created the same tables between our check and our CREATE.
-        meta.create_all(engine, checkfirst=True)
-    _ready.add(key)
+    adaptertables.ensure_schema(engine, meta)
 
 
 @dataclass(frozen=True)
@@ -352,16 +303,7 @@ def unemitted(engine: Engine, partner: str, limit: int) -> list[str]:
 
 
 def mark_emitted(engine: Engine, event_ids: Iterable[str], now: datetime) -> int:
-    ids = list(event_ids)
-    if not ids:
-        return 0
-    with writing(engine) as conn:
-        result = conn.execute(
-            sa.update(settlements)
-            .where(settlements.c.event_id.in_(ids), settlements.c.emitted_at.is_(None))
-            .values(emitted_at=utc(now))
-        )
-    return int(result.rowcount)
+    return adaptertables.mark_emitted(engine, settlements, event_ids, now)
 
 
 def record_callback(

@@ -3,12 +3,12 @@ once, with errors naming the file and key to fix."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from hub import tomlmap
 from hub.errors import ConfigError
 
 SECRET = "{secret}"
@@ -31,31 +31,13 @@ RECEIPT_LINE_KEYS = ("kind", "code", "name", "amount")
 REPLY_KEYS = ("payment_url", "error_text", "transaction_state")
 
 
-def load_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"mapping file {path} is missing", field=path.name) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", field=path.name) from None
+# Fields of these maps are named by table and key ("receipt.code"), as operators know them.
+load_toml = tomlmap.read
+_names = tomlmap.wire_names
 
 
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} needs a [{key}] table", field=key)
-    return value
-
-
-def _names(table: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for key in keys:
-        value = table.get(key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f'{where} needs {key} = "<wire field name>"', field=key)
-        out[key] = value
-    return out
+    return tomlmap.table(doc, key, where, field=key)
 
 
 @dataclass(frozen=True)
@@ -126,16 +108,7 @@ def load(mappings_dir: Path) -> PaymentMapping:
     checksums = parse_checksums(load_toml(base / "checksums.toml"))
 
     fields = load_toml(base / "fields.toml")
-    time_format = fields.get("time_format", "%Y%m%d%H%M%S")
-    if not isinstance(time_format, str) or "%" not in time_format:
-        raise ConfigError("fields.toml: time_format must be a strftime format", field="time_format")
-    tz_name = fields.get("timezone", "Asia/Ho_Chi_Minh")
-    try:
-        tz = ZoneInfo(str(tz_name))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"fields.toml: {tz_name!r} is not an IANA time zone", field="timezone"
-        ) from None
+    time_format, tz = tomlmap.wire_time(fields, "fields.toml")
     service_code = fields.get("service_code", 2)
     if not isinstance(service_code, int):
         raise ConfigError("fields.toml: service_code must be an integer", field="service_code")

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from adapters.payment import ledger, mapping
 from adapters.payment.config import PaymentConfig
 from adapters.payment.mapping import PaymentMapping
+from hub import adaptertables
 from hub.adapters import AdapterContext
 
 
@@ -34,7 +35,7 @@ class PaymentRuntime:
     def from_context(cls, ctx: AdapterContext) -> PaymentRuntime:
         cfg = PaymentConfig.from_mapping(ctx.config)
         settings = ctx.settings
-        engine = ledger.engine_for(ctx.store, cfg.state_url, settings.data_dir, "payment.db")
+        engine = adaptertables.engine_for(ctx.store, cfg.state_url, settings.data_dir, "payment.db")
         ledger.ensure_schema(engine)
         return cls(
             cfg=cfg,

@@ -20,7 +20,6 @@ import html
 import itertools
 import os
 import threading
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from adapters.payment import checksum
 from adapters.payment.mapping import load_toml, parse_checksums
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SimulatorServer
+from hub.simulation import Faults, SwitchedSystem, serve_until_interrupted
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 OUTCOMES = ("paid", "failed", "pending")
@@ -59,7 +58,7 @@ class SimTransaction:
     dossier_code: str = ""
 
 
-class PaymentSimulator:
+class PaymentSimulator(SwitchedSystem):
     def __init__(
         self,
         *,
@@ -89,66 +88,28 @@ class PaymentSimulator:
         self.orders = parse_checksums(
             load_toml(checksums_file or PROJECT_ROOT / "mappings" / "payment" / "checksums.toml")
         )
-        self.faults = Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status)
         self.wrong_checksum = wrong_checksum
         self.duplicate_callback = duplicate_callback
         self.outcome = outcome
         self.refuse = refuse  # a MaLoi every INIT is refused with ("" = accept)
-        self.start_down = down
         self.transactions: dict[str, SimTransaction] = {}
         self.requests: list[dict[str, Any]] = []  # every INIT and QUERY received, as sent
         self.callback_statuses: list[int] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._listening = False
-        self.in_flight = 0  # requests being answered (a slow one may outlive its caller)
-        self.server = SimulatorServer(self._app(), port=port)
+        super().__init__(
+            self._app(),
+            port=port,
+            faults=Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status),
+            start_down=down,
+        )
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def start(self) -> str:
-        if not self.start_down:
-            self.up()
-        return self.base_url
-
-    def stop(self) -> None:
-        self.down()
-
-    def down(self) -> None:
-        """Close the listening socket: callers get connection refused."""
-        if self._listening:
-            self.server.pause()
-            self._listening = False
-
-    def up(self) -> None:
-        if not self._listening:
-            self.server.resume()
-            self._listening = True
-
-    def reset(self, drain_timeout: float = 5.0) -> None:
-        """Every switch back to normal and the simulator listening; transactions are kept.
-        Waits for requests still being answered (a slow one whose caller gave up), so that
-        they do not consume switches set after the reset."""
-        self.faults.reset()
-        deadline = time.monotonic() + drain_timeout
-        while self.in_flight and time.monotonic() < deadline:
-            threading.Event().wait(0.01)
+    def reset_switches(self) -> None:
         self.wrong_checksum = self.duplicate_callback = False
         self.outcome, self.refuse = "paid", ""
         self.secret = self._configured_secret
         self.requests.clear()
         self.callback_statuses.clear()
-        self.up()
-
-    def __enter__(self) -> PaymentSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- protocol ------------------------------------------------------------------------------
     def _seal(self, message: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -287,20 +248,7 @@ class PaymentSimulator:
         app = FastAPI(title="Payment gateway simulator", docs_url=None, redoc_url=None)
         sim = self
 
-        @app.middleware("http")
-        async def count(request: Request, call_next: Any) -> Response:
-            sim.in_flight += 1
-            try:
-                response: Response = await call_next(request)
-                return response
-            finally:
-                sim.in_flight -= 1
-
-        async def _faulted() -> Response | None:
-            status = await sim.faults.apply()
-            if status is not None:
-                return JSONResponse({"error": "simulated failure"}, status_code=status)
-            return None
+        sim.count_requests(app)
 
         async def _json(request: Request) -> dict[str, Any] | None:
             try:
@@ -312,7 +260,7 @@ class PaymentSimulator:
         @app.post(sim.init_path)
         async def init(request: Request) -> Response:
             doc = await _json(request)  # read first: a slow gateway still gets the request
-            if (failed := await _faulted()) is not None:
+            if (failed := await sim.faulted()) is not None:
                 return failed
             if doc is None:
                 return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
@@ -322,7 +270,7 @@ class PaymentSimulator:
         @app.post(sim.query_path)
         async def query(request: Request) -> Response:
             doc = await _json(request)  # read first: a slow gateway still gets the request
-            if (failed := await _faulted()) is not None:
+            if (failed := await sim.faulted()) is not None:
                 return failed
             if doc is None:
                 return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
@@ -351,26 +299,15 @@ class PaymentSimulator:
             statuses = await sim._pay_async(reference, outcome)
             return HTMLResponse(f"<p>Ket qua: {outcome}; callback: {statuses}</p>")
 
-        @app.get("/sim/state")
-        async def state() -> dict[str, Any]:
-            return {
-                "switches": sim.switches(),
-                "transactions": {k: asdict(v) for k, v in sim.transactions.items()},
-            }
-
-        @app.post("/sim/switches")
-        async def switches(request: Request) -> dict[str, Any]:
-            doc = await _json(request) or {}
-            sim.set_switches(**doc)
-            return sim.switches()
+        sim.add_switch_routes(app)
 
         return app
 
-    def switches(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        return {"transactions": {k: asdict(v) for k, v in self.transactions.items()}}
+
+    def own_switches(self) -> dict[str, Any]:
         return {
-            "slow": self.faults.slow_seconds,
-            "fail": self.faults.fail_next,
-            "fail_status": self.faults.fail_status,
             "wrong_checksum": self.wrong_checksum,
             "duplicate_callback": self.duplicate_callback,
             "outcome": self.outcome,
@@ -378,23 +315,16 @@ class PaymentSimulator:
             "callback_url": self.callback_url,
         }
 
-    def set_switches(self, **values: Any) -> None:
-        for key, value in values.items():
-            if key == "slow":
-                self.faults.slow_seconds = float(value)
-            elif key == "fail":
-                self.faults.fail_next = int(value)
-            elif key == "fail_status":
-                self.faults.fail_status = int(value)
-            elif key in ("wrong_checksum", "duplicate_callback"):
-                setattr(self, key, bool(value))
-            elif key == "outcome" and value in OUTCOMES:
-                self.outcome = str(value)
-            elif key in ("callback_url", "refuse"):
-                setattr(self, key, str(value))
-            else:
-                raise ValueError(f"unknown switch or bad value: {key}={value!r}")
-
+    def set_switch(self, key: str, value: Any) -> bool:
+        if key in ("wrong_checksum", "duplicate_callback"):
+            setattr(self, key, bool(value))
+        elif key == "outcome" and value in OUTCOMES:
+            self.outcome = str(value)
+        elif key in ("callback_url", "refuse"):
+            setattr(self, key, str(value))
+        else:
+            return False
+        return True
 
 def make_simulator(**switches: Any) -> PaymentSimulator:
     """Build a simulator; ``secret`` defaults to the value of LIENTHONG_PAYMENT_SECRET."""
@@ -425,12 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         outcome=args.outcome,
     )
     print(f"payment gateway simulator on {sim.start()} (Ctrl-C to stop)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

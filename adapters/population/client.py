@@ -28,7 +28,6 @@ from adapters.population.config import PopulationConfig
 from adapters.population.contract import RequestContract, load_schema
 from adapters.population.faults import FaultTable
 from adapters.population.mapping import Mapping
-from adapters.population.privacy import initials, mask_identity, scrub
 from adapters.population.records import CitizenRecord
 from adapters.population.translate import (
     Caller,
@@ -39,6 +38,7 @@ from adapters.population.translate import (
 from hub.errors import ConfigError, InvalidMessage, RetryableError
 from hub.model import CitizenVerification
 from hub.outbound import CallPolicy
+from hub.privacy import initials, mask_identity, scrub
 
 log = logging.getLogger(__name__)
 

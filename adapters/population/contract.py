@@ -14,8 +14,8 @@ from typing import Any
 from lxml import etree
 from zeep import Plugin
 
-from adapters.population.privacy import scrub
 from hub.errors import InvalidMessage
+from hub.privacy import scrub
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 

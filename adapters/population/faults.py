@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from lxml import etree
 
-from adapters.population.privacy import scrub
 from hub.errors import ConfigError, HubError, PermanentError, RetryableError
+from hub.privacy import scrub
 
 FILE = "faults.toml"
 NS = "http://dancuquocgia.bca"

@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request, Response
 from lxml import etree
 
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SimulatorServer
+from hub.simulation import Faults, SimulatedSystem, serve_until_interrupted
 
 NS = "http://dancuquocgia.bca"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -125,7 +125,7 @@ class _SoapFault(Exception):
         self.request_id, self.status = request_id, status
 
 
-class PopulationSimulator:
+class PopulationSimulator(SimulatedSystem):
     """The system, with switches. ``calls`` counts the operations answered or refused."""
 
     def __init__(
@@ -136,7 +136,6 @@ class PopulationSimulator:
         slow: float = 0.0,
         schema_dir: Path = SCHEMA_DIR,
     ) -> None:
-        self.faults = Faults(slow_seconds=slow)
         self.citizens = [copy.deepcopy(c) for c in citizens]
         self.calls: list[str] = []  # operation names only: no citizen data kept
         self._lock = threading.Lock()
@@ -145,12 +144,11 @@ class PopulationSimulator:
         self._malformed_next = 0
         self._mix_up_next = 0
         self._credentials: tuple[str, str] | None = None
-        self._up = False
         self._parser = hardened_parser()
         self._schema = load_schema(schema_dir)
         self._wsdl = (schema_dir / "dancu.wsdl").read_bytes()
         self._xsd = (schema_dir / "dancu.xsd").read_bytes()
-        self.server = SimulatorServer(self._app(), port=port)
+        super().__init__(self._app(), port=port, faults=Faults(slow_seconds=slow))
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -162,33 +160,7 @@ class PopulationSimulator:
     @property
     def up(self) -> bool:
         """Listening (started and not paused)."""
-        return self._up
-
-    def start(self) -> str:
-        url = self.server.start()
-        self._up = True
-        return url
-
-    def stop(self) -> None:
-        self.server.stop()
-        self._up = False
-
-    def pause(self) -> None:
-        """Down: the port refuses connections until ``resume()``."""
-        self.server.pause()
-        self._up = False
-
-    def resume(self) -> str:
-        url = self.server.resume()
-        self._up = True
-        return url
-
-    def __enter__(self) -> PopulationSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.listening
 
     # --- switches ----------------------------------------------------------------------------
 
@@ -411,12 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     sim.start()
     print(f"population database simulator: {sim.url} (WSDL at {sim.url}?wsdl); Ctrl-C to stop",
           flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

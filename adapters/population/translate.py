@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from adapters.population.mapping import FILE, Mapping
-from adapters.population.privacy import scrub
 from adapters.population.records import Address, CitizenRecord, Gender, Relative
 from hub import codes
 from hub.errors import CodeError, InvalidMessage, RetryableError
 from hub.model import CitizenVerification
+from hub.privacy import scrub
 
 ORIGIN = "system:population"
 _MAX_CODE = 100  # MaType in dancu.xsd

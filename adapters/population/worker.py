@@ -21,7 +21,6 @@ from adapters.population.client import NAME, PopulationClient
 from adapters.population.config import PopulationConfig
 from adapters.population.faults import load_faults
 from adapters.population.mapping import load_mapping
-from adapters.population.privacy import initials, mask_identity, scrub
 from adapters.population.records import VERIFICATION_REQUESTED, VERIFIED, CitizenVerified
 from adapters.population.translate import Caller
 from hub import codes
@@ -29,6 +28,7 @@ from hub.adapters import AdapterContext, load_config
 from hub.broker.messages import Delivery, Outgoing
 from hub.errors import CodeError, HubError, InvalidMessage
 from hub.model import VN_TZ, CitizenVerification, parse_event_data
+from hub.privacy import initials, mask_identity, scrub
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from hub.adapters import AdapterContext
+
 app = typer.Typer(help="Postal service: tracking by polling, and the waybill pool.",
                   no_args_is_help=True)
 pool_app = typer.Typer(help="The pool of pre-allocated waybill numbers.", no_args_is_help=True)
@@ -33,7 +35,7 @@ def poll(
     typer.echo(asyncio.run(go()))
 
 
-def _ctx():  # type: ignore[no-untyped-def]
+def _ctx() -> AdapterContext:
     from hub.adapters import context_for
     from hub.settings import load
     from hub.store import Store
@@ -45,7 +47,7 @@ def _ctx():  # type: ignore[no-untyped-def]
 @pool_app.command("add")
 def pool_add(
     numbers: list[str] = typer.Argument(None, help="Waybill numbers."),  # noqa: B008
-    file: Path | None = typer.Option(None, help="A file of waybill numbers, one a line."),
+    file: Path | None = typer.Option(None, help="A file of waybill numbers."),  # noqa: B008
     first: str | None = typer.Option(None, help="First number of a range (S10, check digit)."),
     last: str | None = typer.Option(None, help="Last number of the range."),
     customer: str | None = typer.Option(None, help="Customer code (default: configured)."),

@@ -8,7 +8,6 @@ worker's business (mappings/postal/statuses.toml). Every call goes through the a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from adapters.postal.config import ORIGIN, PostalConfig
 from adapters.postal.mapping import PostalMapping
 from adapters.postal.translate import TrackItem
 from hub.errors import PermanentError, RetryableError, ValidationError
+from hub.httpcall import request_json
 from hub.outbound import CallPolicy
 from hub.privacy import scrub
 
@@ -128,47 +128,7 @@ class PostalClient:
         json_body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        try:
-            response = await self._http.request(method, path, json=json_body, params=params)
-        except httpx.TimeoutException as exc:
-            raise RetryableError(
-                f"the postal service did not answer in time ({type(exc).__name__})",
-                code="system.timeout",
-                origin=ORIGIN,
-            ) from None
-        except httpx.TransportError as exc:
-            raise RetryableError(
-                f"the postal service at {self.cfg.base_url} cannot be reached: {exc!r:.200}",
-                code="system.unavailable",
-                origin=ORIGIN,
-            ) from None
-        status = response.status_code
-        if status >= 500 or status == 429:
-            raise RetryableError(
-                f"the postal service answered HTTP {status} on {path}: "
-                f"{scrub(response.text[:200])}",
-                code="system.unavailable",
-                origin=ORIGIN,
-            )
-        if status >= 400:
-            raise PermanentError(
-                f"the postal service refused the request with HTTP {status} on {path}: "
-                f"{scrub(response.text[:200])}",
-                code="system.rejected",
-                origin=ORIGIN,
-            )
-        try:
-            reply = json.loads(response.content)
-        except ValueError:
-            raise RetryableError(
-                f"the postal service's reply on {path} is not JSON: {scrub(response.text[:120])}",
-                code="system.bad_reply",
-                origin=ORIGIN,
-            ) from None
-        if not isinstance(reply, dict):
-            raise RetryableError(
-                f"the postal service's reply on {path} is not a JSON object",
-                code="system.bad_reply",
-                origin=ORIGIN,
-            )
-        return reply
+        return await request_json(
+            self._http, method, path, system="the postal service", origin=ORIGIN,
+            json_body=json_body, params=params,
+        )

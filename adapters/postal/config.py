@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from hub import tomlmap
 from hub.errors import ConfigError
 from hub.outbound import PolicyConfig
 
@@ -14,27 +15,10 @@ NAME = "postal"
 ORIGIN = f"system:{NAME}"
 
 
+WHERE = f"mappings/{NAME}/config.toml"
+
 def _str(raw: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = raw.get(key, default)
-    if value is None:
-        raise ConfigError(
-            f"is missing from mappings/{NAME}/config.toml; set it to a string", field=key
-        )
-    if not isinstance(value, str):
-        raise ConfigError(
-            f"must be a string in mappings/{NAME}/config.toml, got {value!r:.60}", field=key
-        )
-    return value
-
-
-def _int(raw: dict[str, Any], key: str, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(
-            f"must be a positive integer in mappings/{NAME}/config.toml, got {value!r:.60}",
-            field=key,
-        )
-    return value
+    return tomlmap.string(raw, key, WHERE, default)
 
 
 @dataclass(frozen=True)
@@ -63,15 +47,7 @@ class PostalConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> PostalConfig:
-        policy = raw.get("policy", {})
-        if not isinstance(policy, dict):
-            raise ConfigError("must be a table of call policy settings", field="policy")
-        base_url = _str(raw, "base_url").rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{base_url!r} is not an http(s) URL; set the postal service's address",
-                field="base_url",
-            )
+        base_url = tomlmap.http_url(raw, "base_url", WHERE, "the postal service")
         order_number = _str(raw, "order_number", "{dossier_code}")
         try:
             order_number.format(dossier_code="X", direction="return")
@@ -101,12 +77,12 @@ class PostalConfig:
             api_token_header=_str(raw, "api_token_header", "Token"),
             webhook_token_env=_str(raw, "webhook_token_env", ""),
             webhook_token_header=_str(raw, "webhook_token_header", "X-Postal-Token"),
-            page_size=_int(raw, "page_size", 50),
-            max_pages=_int(raw, "max_pages", 100),
-            poll_batch=_int(raw, "poll_batch", 500),
+            page_size=tomlmap.positive_int(raw, "page_size", WHERE, 50),
+            max_pages=tomlmap.positive_int(raw, "max_pages", WHERE, 100),
+            poll_batch=tomlmap.positive_int(raw, "poll_batch", WHERE, 500),
             state_url=_str(raw, "state_url", ""),
             ranges=tuple(ranges),
-            policy=PolicyConfig.from_mapping(policy),
+            policy=tomlmap.call_policy(raw),
         )
 
     def api_token(self) -> str | None:

@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from adapters.postal.db import aware, orders, tracking, utc, writing
+from adapters.postal.db import orders, tracking
 from adapters.postal.translate import TrackItem
+from hub import adaptertables
+from hub.adaptertables import aware, utc, writing
 from hub.envelope import Envelope
 
 POLL, WEBHOOK, ORDER = "poll", "webhook", "order"
@@ -288,16 +290,7 @@ def unemitted(
 
 
 def mark_emitted(engine: Engine, event_ids: Iterable[str], now: datetime) -> int:
-    ids = list(event_ids)
-    if not ids:
-        return 0
-    with writing(engine) as conn:
-        result = conn.execute(
-            sa.update(tracking)
-            .where(tracking.c.event_id.in_(ids), tracking.c.emitted_at.is_(None))
-            .values(emitted_at=utc(now))
-        )
-    return int(result.rowcount)
+    return adaptertables.mark_emitted(engine, tracking, event_ids, now)
 
 
 def history(engine: Engine, waybill: str) -> list[dict[str, Any]]:

@@ -24,7 +24,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from adapters.postal.db import utc, waybills, writing
+from adapters.postal.db import waybills
+from hub.adaptertables import utc, writing
 from hub.errors import ConfigError, RetryableError
 
 FREE, TAKEN, BURNED = "free", "taken", "burned"

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from adapters.postal import db, mapping
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
+from hub import adaptertables
 from hub.adapters import AdapterContext
 
 
@@ -33,7 +34,7 @@ class PostalRuntime:
     def from_context(cls, ctx: AdapterContext) -> PostalRuntime:
         cfg = PostalConfig.from_mapping(ctx.config)
         settings = ctx.settings
-        engine = db.engine_for(ctx.store, cfg.state_url, settings.data_dir, "postal.db")
+        engine = adaptertables.engine_for(ctx.store, cfg.state_url, settings.data_dir, "postal.db")
         db.ensure_schema(engine)
         return cls(
             cfg=cfg,

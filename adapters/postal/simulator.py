@@ -21,7 +21,6 @@ import itertools
 import math
 import os
 import threading
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +30,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.simulation import Faults, SimulatorServer
+from hub.simulation import Faults, SwitchedSystem, serve_until_interrupted
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WIRE_TIME = "%Y%m%d%H%M%S"
@@ -50,7 +49,7 @@ class SimOrder:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
-class PostalSimulator:
+class PostalSimulator(SwitchedSystem):
     def __init__(
         self,
         *,
@@ -75,62 +74,25 @@ class PostalSimulator:
         self.create_path = create_path
         self.tracking_path = tracking_path
         self.page_size = page_size  # 0: as the caller asks
-        self.faults = Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status)
         self.reject_order = reject_order
         self.used_waybills: set[str] = set()
-        self.start_down = down
         self.orders: dict[str, SimOrder] = {}
         self.requests: list[dict[str, Any]] = []
         self.webhook_statuses: list[int] = []
-        self.in_flight = 0
         self._lock = threading.Lock()
-        self._listening = False
         self._serials = itertools.count(1)
-        self.server = SimulatorServer(self._app(), port=port)
+        super().__init__(
+            self._app(),
+            port=port,
+            faults=Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status),
+            start_down=down,
+        )
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def start(self) -> str:
-        if not self.start_down:
-            self.up()
-        return self.base_url
-
-    def stop(self) -> None:
-        self.down()
-
-    def down(self) -> None:
-        """Close the listening socket: callers get connection refused."""
-        if self._listening:
-            self.server.pause()
-            self._listening = False
-
-    def up(self) -> None:
-        if not self._listening:
-            self.server.resume()
-            self._listening = True
-
-    def reset(self, drain_timeout: float = 5.0) -> None:
-        """Switches back to normal, listening; orders are kept. Waits for requests still being
-        answered (a slow one whose caller gave up) so they do not consume later switches."""
-        self.faults.reset()
-        deadline = time.monotonic() + drain_timeout
-        while self.in_flight and time.monotonic() < deadline:
-            threading.Event().wait(0.01)
+    def reset_switches(self) -> None:
         self.reject_order, self.page_size = "", 0
         self.used_waybills.clear()
         self.requests.clear()
         self.webhook_statuses.clear()
-        self.up()
-
-    def __enter__(self) -> PostalSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- protocol ------------------------------------------------------------------------------
     def _next_time(self, order: SimOrder) -> str:
@@ -252,20 +214,7 @@ class PostalSimulator:
         app = FastAPI(title="Postal service simulator", docs_url=None, redoc_url=None)
         sim = self
 
-        @app.middleware("http")
-        async def count(request: Request, call_next: Any) -> Response:
-            sim.in_flight += 1
-            try:
-                response: Response = await call_next(request)
-                return response
-            finally:
-                sim.in_flight -= 1
-
-        async def _faulted() -> Response | None:
-            status = await sim.faults.apply()
-            if status is not None:
-                return JSONResponse({"error": "simulated failure"}, status_code=status)
-            return None
+        sim.count_requests(app)
 
         @app.post(sim.create_path)
         async def create(request: Request) -> Response:
@@ -275,7 +224,7 @@ class PostalSimulator:
                 doc = await request.json()
             except ValueError:
                 doc = None
-            if (failed := await _faulted()) is not None:
+            if (failed := await sim.faulted()) is not None:
                 return failed
             if not isinstance(doc, dict):
                 return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
@@ -284,7 +233,7 @@ class PostalSimulator:
 
         @app.get(sim.tracking_path)
         async def track(request: Request) -> Response:
-            if (failed := await _faulted()) is not None:
+            if (failed := await sim.faulted()) is not None:
                 return failed
             q = request.query_params
             try:
@@ -307,48 +256,31 @@ class PostalSimulator:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             return JSONResponse({"pushed": status})
 
-        @app.get("/sim/state")
-        async def state() -> dict[str, Any]:
-            return {
-                "switches": sim.switches(),
-                "orders": {k: asdict(v) for k, v in sim.orders.items()},
-            }
-
-        @app.post("/sim/switches")
-        async def switches(request: Request) -> dict[str, Any]:
-            sim.set_switches(**(await request.json()))
-            return sim.switches()
+        sim.add_switch_routes(app)
 
         return app
 
-    def switches(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
+        return {"orders": {k: asdict(v) for k, v in self.orders.items()}}
+
+    def own_switches(self) -> dict[str, Any]:
         return {
-            "slow": self.faults.slow_seconds,
-            "fail": self.faults.fail_next,
-            "fail_status": self.faults.fail_status,
             "reject_order": self.reject_order,
             "page_size": self.page_size,
             "webhook_url": self.webhook_url,
             "used_waybills": sorted(self.used_waybills),
         }
 
-    def set_switches(self, **values: Any) -> None:
-        for key, value in values.items():
-            if key == "slow":
-                self.faults.slow_seconds = float(value)
-            elif key == "fail":
-                self.faults.fail_next = int(value)
-            elif key == "fail_status":
-                self.faults.fail_status = int(value)
-            elif key == "page_size":
-                self.page_size = int(value)
-            elif key in ("reject_order", "webhook_url"):
-                setattr(self, key, str(value))
-            elif key == "used_waybills":
-                self.used_waybills = {str(v) for v in value}
-            else:
-                raise ValueError(f"unknown switch: {key}={value!r}")
-
+    def set_switch(self, key: str, value: Any) -> bool:
+        if key == "page_size":
+            self.page_size = int(value)
+        elif key in ("reject_order", "webhook_url"):
+            setattr(self, key, str(value))
+        elif key == "used_waybills":
+            self.used_waybills = {str(v) for v in value}
+        else:
+            return False
+        return True
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
     import asyncio
@@ -376,12 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
     )
     print(f"postal service simulator on {sim.start()} (Ctrl-C to stop)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ from typing import Any
 
 from adapters.provincial.client import NAME
 from adapters.provincial.config import ProvincialConfig
-from adapters.provincial.contract import Contract, load_contract
 from adapters.provincial.mapping import ProvincialMapping, load_mapping
 from adapters.provincial.translate import Update, wire_to_update
 from hub import codes
 from hub.adapters import AdapterContext, load_config
+from hub.contracts import Contract, load_contract
 from hub.envelope import Envelope
 from hub.errors import ClientError, ValidationError
 

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub import codes
+from hub import codes, tomlmap
 from hub.errors import ConfigError
 from hub.outbound import PolicyConfig
 
@@ -34,13 +34,7 @@ class ProvincialConfig:
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> ProvincialConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown settings {unknown}; known: {sorted(known)}",
-                field=f"{_WHERE} {unknown[0]}",
-            )
+        tomlmap.only_known(raw, set(cls.__dataclass_fields__), _WHERE)
         values = dict(raw)
         values["base_url"] = _url(raw.get("base_url"), "base_url")
         endpoints = raw.get("endpoints", {})

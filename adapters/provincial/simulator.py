@@ -30,10 +30,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from adapters.provincial.contract import Contract, load_contract
+from hub.contracts import Contract, load_contract
 from hub.errors import ValidationError
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SimulatorServer
+from hub.simulation import SimulatedSystem, serve_until_interrupted
 
 SUBMIT_PATH = "/api/v1/hoso"
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -97,7 +97,7 @@ class ProvincialState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class ProvincialSimulator:
+class ProvincialSimulator(SimulatedSystem):
     def __init__(
         self,
         *,
@@ -112,36 +112,12 @@ class ProvincialSimulator:
         self.api_key = api_key
         self.auto_push_url = auto_push_url
         self.push_headers = dict(push_headers or {})
-        self.faults = Faults()
         self.state = ProvincialState()
         self.contract: Contract = load_contract(schemas_dir)
-        self.server = SimulatorServer(self._app(submit_path), host, port)
+        super().__init__(self._app(submit_path), host=host, port=port)
         self._tasks: set[asyncio.Task[tuple[int, str]]] = set()
 
     # ------------------------------------------------------------------ lifecycle and switches
-
-    @property
-    def base_url(self) -> str:
-        return self.server.base_url
-
-    def start(self) -> str:
-        return self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def pause(self) -> None:
-        self.server.pause()
-
-    def resume(self) -> str:
-        return self.server.resume()
-
-    def __enter__(self) -> ProvincialSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reject_next(self, message: str, field: str | None = None, *, status: int = 422,
                     count: int = 1) -> None:
@@ -269,14 +245,6 @@ class ProvincialSimulator:
                              status=int(doc.get("status", 422)), count=count)
             return {"queued": count}
 
-        @app.post("/_sim/faults")
-        async def faults(request: Request) -> dict[str, Any]:
-            doc = await request.json()
-            for key in ("slow_seconds", "fail_next", "fail_status", "hang"):
-                if key in doc:
-                    setattr(self.faults, key, type(getattr(self.faults, key))(doc[key]))
-            return {"faults": vars(self.faults)}
-
         @app.post("/_sim/auto-push")
         async def auto_push(request: Request) -> dict[str, Any]:
             doc = await request.json()
@@ -284,18 +252,7 @@ class ProvincialSimulator:
             self.push_headers = dict(doc.get("headers") or {})
             return {"auto_push_url": self.auto_push_url}
 
-        @app.post("/_sim/down")
-        async def down(request: Request) -> dict[str, Any]:
-            # For the demo: refuse connections for a while, then come back by itself.
-            seconds = float((await request.json()).get("seconds", 30))
-
-            def outage() -> None:
-                self.pause()
-                threading.Event().wait(seconds)
-                self.resume()
-
-            threading.Timer(0.1, outage).start()
-            return {"down_for": seconds}
+        self.add_fault_routes(app)
 
         return app
 
@@ -324,12 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     sim = ProvincialSimulator(api_key=args.api_key, auto_push_url=args.push_url,
                               host=args.host, port=args.port)
     print(f"provincial simulator listening on {sim.start()} (switches under /_sim/)", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.stop()
+    serve_until_interrupted(sim)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ from typing import Any
 
 from adapters.provincial.client import NAME, ProvincialClient
 from adapters.provincial.config import ProvincialConfig, anchor_of
-from adapters.provincial.contract import load_contract
 from adapters.provincial.mapping import load_mapping
-from adapters.provincial.privacy import mask_identity
 from adapters.provincial.translate import dossier_to_wire
 from hub.adapters import AdapterContext, load_config
+from hub.contracts import load_contract
 from hub.envelope import Envelope
 from hub.errors import HubError, InvalidMessage, ValidationError
 from hub.model import Dossier, parse_event_data
+from hub.privacy import mask_identity
 
 log = logging.getLogger(__name__)
 

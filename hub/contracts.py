@@ -1,8 +1,10 @@
-"""The provincial systems' contract: the JSON Schemas in ``schemas/provincial/``, one per
-request, reply and pushed update.
+"""JSON Schema contracts of a system: every ``*.schema.json`` of ``schemas/<name>/``, checked
+on what the hub sends and on what a system sends the hub.
 
-Schemas refer to each other by file name (``progress.schema.json``), resolved against their
-``$id`` in one registry, so each shape is written once.
+Schemas may refer to each other by ``$id`` (``dossier-record.schema.json``); all the files of a
+directory are resolved in one registry, so each shape is written once. A failure names the
+field (``data[0].MaHoSo``) and what is wrong with it, never the offending value: it may be a
+citizen's identity number or phone number, and error messages travel in headers and logs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from hub.errors import ConfigError, ValidationError
+from hub.errors import HUB, ConfigError, HubError, ValidationError
 
 SUFFIX = ".schema.json"
 
@@ -43,7 +45,6 @@ def describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         extra = sorted(k for k in instance if k not in allowed)
         if extra:
             return field_path([*where, extra[0]]), "is not a field of this contract"
-    # The offending value is left out: it may be a citizen's identity number or name.
     rule = error.validator_value
     messages = {
         "pattern": f"does not match the pattern {rule!r}",
@@ -55,7 +56,8 @@ def describe(error: jsonschema.ValidationError) -> tuple[str, str]:
         "minItems": f"needs at least {rule} item(s)",
         "minimum": f"must be at least {rule}",
     }
-    message = messages.get(str(error.validator), error.message[:200])
+    # jsonschema's own message repeats the value: only a known rule's wording is used.
+    message = messages.get(str(error.validator), f"fails {error.validator} {rule!r:.80}")
     return field_path(where) or "(body)", message
 
 
@@ -67,16 +69,21 @@ class Contract:
         docs: dict[str, dict[str, Any]] = {}
         for path in sorted(directory.glob(f"*{SUFFIX}")):
             try:
-                docs[path.name[: -len(SUFFIX)]] = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise ConfigError(f"{path} is not valid JSON: {exc}", field=str(path)) from None
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                Draft202012Validator.check_schema(doc)
+            except (OSError, ValueError, jsonschema.SchemaError) as exc:
+                raise ConfigError(
+                    f"{path} is not a valid JSON Schema: {exc}; fix the contract file",
+                    field=str(path),
+                ) from None
+            docs[path.name[: -len(SUFFIX)]] = doc
         if not docs:
             raise ConfigError(
                 f"no *{SUFFIX} files in {directory}; the contract files are missing",
                 field=str(directory),
             )
         registry: Registry[Any] = Registry().with_resources(
-            (doc["$id"], Resource.from_contents(doc)) for doc in docs.values()
+            (doc["$id"], Resource.from_contents(doc)) for doc in docs.values() if "$id" in doc
         )
         self._validators = {
             name: Draft202012Validator(doc, registry=registry) for name, doc in docs.items()
@@ -86,8 +93,8 @@ class Contract:
     def names(self) -> list[str]:
         return sorted(self._validators)
 
-    def validate(self, name: str, document: Any) -> None:
-        """Raise ``hub.errors.ValidationError`` naming the first bad field."""
+    def problem(self, name: str, document: Any) -> tuple[str, str] | None:
+        """The first bad field of ``document`` and what is wrong with it, or None."""
         validator = self._validators.get(name)
         if validator is None:
             raise ConfigError(
@@ -95,11 +102,31 @@ class Contract:
                 field=name,
             )
         error = jsonschema.exceptions.best_match(validator.iter_errors(document))
-        if error is not None:
-            field, message = describe(error)
-            raise ValidationError(f"{message} (contract {name}{SUFFIX})", field=field)
+        return None if error is None else describe(error)
+
+    def validate(
+        self,
+        name: str,
+        document: Any,
+        *,
+        error: type[HubError] = ValidationError,
+        code: str | None = None,
+        origin: str = HUB,
+    ) -> None:
+        """Raise ``error`` (a ``ValidationError`` unless told) naming the first bad field. The
+        class and code say whose fault it is: the hub's mapping (``InvalidMessage``) or the
+        system's reply (``PermanentError`` with ``origin="system:<name>"``)."""
+        found = self.problem(name, document)
+        if found is not None:
+            field, message = found
+            raise error(
+                f"{field} {message} (contract {self.directory.name}/{name}{SUFFIX})",
+                code=code,
+                field=field,
+                origin=origin,
+            )
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def load_contract(directory: Path) -> Contract:
-    return Contract(directory)
+    return Contract(Path(directory))

@@ -1,0 +1,186 @@
+"""Building blocks for an adapter's declarative maps (``mappings/<name>/*.toml``): reading a
+file and checking its tables, with a ``ConfigError`` that names the file and key to fix.
+
+``where`` is how a message names the place (``fields.toml`` or ``fields.toml [receipt]``);
+``field`` is what the error's ``field`` carries, so an adapter keeps the convention its operators
+and tests know (``fields.toml [dossier].code`` or ``receipt.code``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hub.errors import ConfigError
+from hub.outbound import PolicyConfig
+
+E = TypeVar("E", bound=Enum)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A mapping file, parsed; missing or broken is a ConfigError naming the file."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"the mapping file {path} is missing; restore it from the repository",
+            field=path.name,
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", field=path.name) from None
+
+
+def table(doc: dict[str, Any], key: str, where: str, *, field: str | None = None) -> dict[str, Any]:
+    """The sub-table ``[key]`` of ``doc``; its absence is an error at ``field`` (by default
+    ``<where> [<key>]``)."""
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where} needs a [{key}] table; add it", field=field or f"{where} [{key}]"
+        )
+    return value
+
+
+def exact_names(
+    doc: dict[str, Any], key: str, where: str, required: frozenset[str], *, unique: bool = True
+) -> dict[str, str]:
+    """The table ``[key]`` of hub name -> wire name: exactly the ``required`` keys, each a
+    non-empty string, and (when ``unique``) no two names on one wire name."""
+    names = table(doc, key, where)
+    at = f"{where} [{key}]"
+    missing = sorted(required - names.keys())
+    unknown = sorted(names.keys() - required)
+    if missing:
+        raise ConfigError(
+            f"lacks {', '.join(missing)}; every one of {sorted(required)} needs a wire name",
+            field=at,
+        )
+    if unknown:
+        raise ConfigError(
+            f"has unknown keys {unknown}; the known keys are {sorted(required)}",
+            field=f"{at}.{unknown[0]}",
+        )
+    seen: dict[str, str] = {}
+    for name, wire in names.items():
+        if not isinstance(wire, str) or not wire:
+            raise ConfigError(f"must be a non-empty string, got {wire!r}", field=f"{at}.{name}")
+        if unique and wire in seen:
+            raise ConfigError(
+                f"{wire!r} is also the wire name of {seen[wire]!r}; wire names must differ",
+                field=f"{at}.{name}",
+            )
+        seen[wire] = name
+    return dict(names)
+
+
+def wire_names(names: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, str]:
+    """Each of ``keys`` in ``names`` as a non-empty wire name (extra keys are let be); a gap is
+    an error at the key itself."""
+    out: dict[str, str] = {}
+    for key in keys:
+        value = names.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f'{where} needs {key} = "<wire field name>"', field=key)
+        out[key] = value
+    return out
+
+
+def member(enum: type[E], name: Any, field: str) -> E:
+    """The member of ``enum`` called ``name``."""
+    try:
+        return enum[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{name!r} is not one of {[m.name for m in enum]}", field=field) from None
+
+
+def bijection(
+    doc: dict[str, Any], key: str, enum: type[E], where: str, *, noun: str = "code"
+) -> dict[str, E]:
+    """The table ``[key]`` of wire ``noun`` -> member name, covering every member exactly once."""
+    out: dict[str, E] = {}
+    for word, name in table(doc, key, where).items():
+        at = f"{where} [{key}].{word}"
+        found = member(enum, name, at)
+        if found in out.values():
+            raise ConfigError(
+                f"{name} is mapped twice; each must have exactly one {noun}", field=at
+            )
+        out[str(word)] = found
+    missing = [m.name for m in enum if m not in out.values()]
+    if missing:
+        raise ConfigError(f"lacks a {noun} for {missing}", field=f"{where} [{key}]")
+    return out
+
+
+def timezone(name: Any, field: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{name!r} is not an IANA time zone name; use e.g. 'Asia/Ho_Chi_Minh'", field=field
+        ) from None
+
+
+def wire_time(doc: dict[str, Any], where: str) -> tuple[str, ZoneInfo]:
+    """``time_format`` (a strftime format) and ``timezone`` of a fields file, with defaults
+    the systems of the hub mostly use."""
+    time_format = doc.get("time_format", "%Y%m%d%H%M%S")
+    if not isinstance(time_format, str) or "%" not in time_format:
+        raise ConfigError(f"{where}: time_format must be a strftime format", field="time_format")
+    return time_format, timezone(doc.get("timezone", "Asia/Ho_Chi_Minh"), "timezone")
+
+
+# -- an adapter's settings (mappings/<name>/config.toml): errors name the key alone ------------
+
+
+def string(raw: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    """``raw[key]`` as a string; required when there is no ``default``."""
+    value = raw.get(key, default)
+    if value is None:
+        raise ConfigError(f"is missing from {where}; set it to a string", field=key)
+    if not isinstance(value, str):
+        raise ConfigError(f"must be a string in {where}, got {value!r:.60}", field=key)
+    return value
+
+
+def positive_number(raw: dict[str, Any], key: str, where: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"must be a positive number in {where}, got {value!r:.60}", field=key)
+    return float(value)
+
+
+def positive_int(raw: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"must be a positive integer in {where}, got {value!r:.60}", field=key)
+    return value
+
+
+def http_url(raw: dict[str, Any], key: str, where: str, system: str) -> str:
+    """``raw[key]`` as an http(s) URL without a trailing slash."""
+    url = string(raw, key, where).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{url!r} is not an http(s) URL; set {system}'s address", field=key)
+    return url
+
+
+def call_policy(raw: dict[str, Any]) -> PolicyConfig:
+    """The ``[policy]`` table (hub.outbound.PolicyConfig), defaults where it is absent."""
+    policy = raw.get("policy", {})
+    if not isinstance(policy, dict):
+        raise ConfigError("must be a table of call policy settings", field="policy")
+    return PolicyConfig.from_mapping(policy)
+
+
+def only_known(raw: dict[str, Any], known: set[str], where: str) -> None:
+    """Refuse a key no setting has (a typo would otherwise be ignored in silence)."""
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown settings {unknown}; known: {sorted(known)}", field=f"{where} {unknown[0]}"
+        )

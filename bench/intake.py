@@ -2,6 +2,7 @@
 echoes the same bodies, in the same run.
 
     .venv/bin/python bench/intake.py [--duration 10] [--connections 64] [--workers 2]
+                                     [--stores sqlite,postgresql]
 
 Each target is a function returning a ``Target`` (how to start its server in a separate
 process, and the path to post to); the load generator runs in another process: ``wrk`` (Debian
@@ -11,8 +12,13 @@ figures are the server's. Prints requests/s, p50/p99 and the ratio to the bare e
 writes bench/results/intake.json.
 
 The hub runs as in production: ``lienthong serve`` (uvicorn, N workers, httptools/uvloop when
-installed), SQLite store in a temporary directory, outbox relay publishing with confirms to
-the local RabbitMQ (own name prefix; its exchange and queue are deleted afterwards).
+installed), SQLite store in a temporary directory (target ``rest``) and, with ``--stores``
+naming it, a PostgreSQL database made for the run and dropped afterwards (``rest-pg``; the
+server in ``--pg-url``), outbox relay publishing with confirms to the local RabbitMQ (own name
+prefix; its exchange and queue are deleted afterwards).
+
+The machine may be shared: the load average before and after each target is recorded, and the
+ratio to the bare endpoint measured in the same run is the figure to compare across runs.
 
 To add a target (the SOAP intake, say): write ``def soap_target(ctx: Context) -> Target`` and
 append it to ``TARGETS``.
@@ -72,6 +78,8 @@ class Context:
     amqp_url: str
     prefix: str
     env: dict[str, str] = field(default_factory=dict)
+    stores: frozenset[str] = frozenset({"sqlite"})  # the hub's stores to measure
+    pg_url: str | None = None  # a database of the run's own, when PostgreSQL is measured
 
 
 @dataclass
@@ -109,7 +117,19 @@ def dossier_body(i: int, run: str) -> bytes:
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def rest_target(ctx: Context) -> Target:
+def rest_target(ctx: Context) -> Target | None:
+    """The hub on a SQLite store of its own."""
+    return hub_target(ctx, "rest", None) if "sqlite" in ctx.stores else None
+
+
+def rest_pg_target(ctx: Context) -> Target | None:
+    """The hub on the run's PostgreSQL database."""
+    if "postgresql" not in ctx.stores or ctx.pg_url is None:
+        return None
+    return hub_target(ctx, "rest-pg", ctx.pg_url)
+
+
+def hub_target(ctx: Context, name: str, store_url: str | None) -> Target:
     from hub.api.auth import sha256_hex
     from hub.envelope import Envelope
     from hub.settings import Settings
@@ -117,7 +137,7 @@ def rest_target(ctx: Context) -> Target:
     from hub.signing.keys import generate
     from hub.signing.truststore import TrustStore
 
-    data = ctx.workdir / "hub"
+    data = ctx.workdir / name
     settings = Settings(data_dir=data)
     generate(settings.hub_id).save(settings.keys_dir)
     client = generate(CLIENT_ID)
@@ -147,7 +167,9 @@ def rest_target(ctx: Context) -> Target:
         # The goal is the server's throughput for one busy upstream system: no rate limit.
         "LIENTHONG_RATE_PER_CLIENT": "1e12",
     }
-    return Target("rest", [sys.executable, "-c", "from hub.cli import main; main()", "serve",
+    if store_url is not None:
+        env["LIENTHONG_STORE_URL"] = store_url
+    return Target(name, [sys.executable, "-c", "from hub.cli import main; main()", "serve",
                            "--workers", str(ctx.workers), "--log-level", "warning"],
                   env, "/v1/dossiers", "/readyz", make)
 
@@ -162,7 +184,7 @@ def bare_target(ctx: Context) -> Target:
                            "--workers", str(ctx.workers)], {}, "/echo", "/docs", make)
 
 
-TARGETS: list[Callable[[Context], Target]] = [rest_target, bare_target]
+TARGETS: list[Callable[[Context], Target | None]] = [rest_target, rest_pg_target, bare_target]
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -296,6 +318,10 @@ async def _httpx_load(url: str, requests: list[tuple[bytes, dict[str, str]]], du
             "max_ms": latencies[-1] * 1000, "errors": 0, "non_2xx": bad, "generator": "httpx"}
 
 
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     count = int(args.duration * args.expected_rps * 1.5) + 1000
     requests = workdir / f"{target.name}.requests"
@@ -304,6 +330,7 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
     port = free_port()
     proc = start(target, port)
     url = f"http://127.0.0.1:{port}{target.path}"
+    load_before = load_average()
     try:
         if shutil.which("wrk"):
             # A short warm-up (connections, caches), then the measured run.
@@ -314,10 +341,28 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
             result = asyncio.run(_httpx_load(url, reqs, args.duration, args.connections))
     finally:
         stop(proc)
+    result["load_before"], result["load_after"] = load_before, load_average()
     print(f"{target.name}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, errors "
-          f"{result['errors']}", flush=True)
+          f"{result['errors']}; load average {load_before[0]:.2f} -> "
+          f"{result['load_after'][0]:.2f}", flush=True)
     return result
+
+
+def scratch_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """A PostgreSQL database of the run's own (URL for the hub) and how to drop it."""
+    import psycopg
+
+    name = f"ltbench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin_url.split("://", 1)[1].rsplit("/", 1)[0]
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql+psycopg://{base}/{name}", drop
 
 
 def declare(amqp_url: str, prefix: str) -> Callable[[], None]:
@@ -350,36 +395,57 @@ def main() -> None:
                         help="sizes the set of distinct pre-signed requests")
     parser.add_argument("--amqp-url", default=os.environ.get(
         "LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    parser.add_argument("--stores", default="sqlite",
+                        help="stores to measure the hub with: sqlite, postgresql or both "
+                             "(comma separated)")
+    parser.add_argument("--pg-url", default=os.environ.get(
+        "LIENTHONG_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test"),
+                        help="PostgreSQL server (any database) where the run makes its own")
     args = parser.parse_args()
+    stores = {s.strip() for s in args.stores.split(",") if s.strip()}
+    if not stores or stores - {"sqlite", "postgresql"}:
+        parser.error(f"--stores {args.stores!r}: name sqlite, postgresql or both")
 
     prefix = f"ltbench{uuid.uuid4().hex[:6]}"
     cleanup = declare(args.amqp_url, prefix)
     workdir = Path(tempfile.mkdtemp(prefix="lienthong-bench-"))
+    drop_database: Callable[[], None] | None = None
     try:
         ctx = Context(workdir=workdir, workers=args.workers, amqp_url=args.amqp_url,
-                      prefix=prefix)
+                      prefix=prefix, stores=frozenset(stores))
+        if "postgresql" in stores:
+            ctx.pg_url, drop_database = scratch_database(args.pg_url)
         results = {}
         for make_target in TARGETS:
             target = make_target(ctx)
+            if target is None:
+                continue
             results[target.name] = measure(target, args, workdir)
     finally:
         cleanup()
+        if drop_database is not None:
+            drop_database()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rest, bare = results["rest"], results["bare"]
-    summary = {
-        "rest_vs_bare_rps": round(rest["rps"] / bare["rps"], 3),
-        "goal": {"rps": GOAL_RPS, "p99_ms": GOAL_P99_MS},
-        "goal_met": rest["rps"] >= GOAL_RPS and rest["p99_ms"] < GOAL_P99_MS
-        and rest["non_2xx"] == 0,
-    }
-    print(f"REST / bare: {summary['rest_vs_bare_rps']:.2f}; goal (>= {GOAL_RPS:.0f} req/s, "
-          f"p99 < {GOAL_P99_MS:.0f} ms): {'met' if summary['goal_met'] else 'NOT met'}")
+    bare = results["bare"]
+    summary: dict[str, Any] = {"goal": {"rps": GOAL_RPS, "p99_ms": GOAL_P99_MS}}
+    for name in ("rest", "rest-pg"):
+        if name not in results:
+            continue
+        hub = results[name]
+        key = name.replace("-", "_")
+        summary[f"{key}_vs_bare_rps"] = round(hub["rps"] / bare["rps"], 3)
+        summary[f"{key}_goal_met"] = (hub["rps"] >= GOAL_RPS and hub["p99_ms"] < GOAL_P99_MS
+                                      and hub["non_2xx"] == 0 and hub["errors"] == 0)
+        print(f"{name} / bare: {summary[f'{key}_vs_bare_rps']:.3f}; goal (>= {GOAL_RPS:.0f} "
+              f"req/s, p99 < {GOAL_P99_MS:.0f} ms): "
+              f"{'met' if summary[f'{key}_goal_met'] else 'NOT met'}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
         "params": {"duration": args.duration, "connections": args.connections,
-                   "workers": args.workers, "wrk_threads": args.threads},
+                   "workers": args.workers, "wrk_threads": args.threads,
+                   "stores": sorted(stores)},
         "targets": results, **summary}, indent=2) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 

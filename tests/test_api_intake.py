@@ -189,3 +189,76 @@ def test_service_validates_and_authorizes(hub: Hub) -> None:
         service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key="svc-1",
                        upstream_proof=None)
     assert not accepted.duplicate
+
+
+def test_a_dossier_moved_by_another_process_is_signed_with_its_true_sequence(
+        hub: Hub, store_url: str) -> None:
+    """Each process drafts and signs an event before it reaches the writer, for the dossier
+    state it last saw; another worker process may have moved the dossier meanwhile. The
+    writer must then sign again with the sequence the store holds."""
+    first = intake(hub)
+    # A second worker process: its own service (own writer, own memory of dossiers).
+    second = IntakeService(hub.store, hub.keys.signer(hub.keys.hub), hub.settings)
+    who = client(hub)
+    code = new_code()
+    try:
+        first.accept(who, SUBMITTED, dossier(code), idempotency_key=None, upstream_proof=None)
+        second.accept(who, STATUS, {"dossier_code": code, "status": 2,
+                                    "at": "2025-01-01T09:00:00"},
+                      idempotency_key=None, upstream_proof=None)
+        # The first process still remembers sequence 1 for this dossier.
+        first.accept(who, STATUS, {"dossier_code": code, "status": 4,
+                                   "at": "2025-01-01T10:00:00"},
+                     idempotency_key=None, upstream_proof=None)
+    finally:
+        second.close()
+    trust = TrustStore(hub.settings.data_dir / "hub-trust-seq")
+    trust.add(hub.keys.hub.certificate_pem())
+    verifier = Verifier(trust, max_age=60, clock_skew=5, retry_grace=0,
+                        relays=frozenset({hub.settings.hub_id}))
+    mine = [i for i in hub.store.outbox_pending(1000, lease=None)
+            if Envelope.from_bytes(i.body).subject == code]
+    envs = [Envelope.from_bytes(i.body) for i in mine]
+    assert [e.sequence for e in envs] == [1, 2, 3]
+    assert {e.procedure for e in envs} == {"2.002492"}
+    for item, env in zip(mine, envs, strict=True):
+        verifier.verify(item.body, item.headers["lt-signature"], env)  # signed as kept
+        assert item.routing_key.endswith(".000_00_00_H56.2_002492")
+
+
+def test_refused_and_accepted_in_one_batch(hub: Hub) -> None:
+    """Jobs of one batch are checked one after the other: a refusal writes nothing and does
+    not stop the others, and a later job sees what an earlier one of the batch wrote."""
+    service = intake(hub)
+    who = client(hub)
+    code, other = new_code(), new_code()
+    outcomes: list[Accepted | Exception] = []
+    lock = threading.Lock()
+
+    def send(event_type: str, data: dict[str, Any], key: str | None) -> None:
+        try:
+            result: Accepted | Exception = service.accept(
+                who, event_type, data, idempotency_key=key, upstream_proof=None)
+        except Exception as exc:  # the outcome is what is checked
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    before = hub.outbox_count()
+    send(SUBMITTED, dossier(code), None)
+    threads = [
+        threading.Thread(target=send, args=(STATUS, {"dossier_code": code, "status": 10,
+                                                     "at": "2025-01-02T08:00:00"}, None)),
+        threading.Thread(target=send, args=(SUBMITTED, dossier(other), "batch-key")),
+        threading.Thread(target=send, args=(SUBMITTED, dossier(other), "batch-key")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    accepted = [o for o in outcomes if isinstance(o, Accepted)]
+    assert [getattr(e, "code", None) for e in refused] == ["client.bad_transition"]
+    assert sorted(a.duplicate for a in accepted) == [False, False, True]
+    assert hub.outbox_count() == before + 2
+    assert len(hub.store.timeline(code)) == 1 and len(hub.store.timeline(other)) == 1

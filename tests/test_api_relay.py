@@ -84,3 +84,28 @@ def test_connection_lost_while_accepting(make_hub: Callable[..., Hub], settings:
     wait_for(lambda: published_ids(settings, queue, seen) >= ids, timeout=20,
              message="publication after reconnecting")
     wait_for(lambda: hub.outbox_count() == 0, message="rows marked published")
+
+
+def test_two_workers_publish_each_message_once(make_hub: Callable[..., Hub],
+                                               settings: Settings, store_url: str) -> None:
+    """Two worker processes on one store, each with its relay: on SQLite one of them (the
+    leader) reads the rows without leases, on PostgreSQL both claim rows with leases; either
+    way every accepted message is published, once."""
+    queue = declare_events(settings.amqp_url, settings.name_prefix)
+    first = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    second = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    for hub in (first, second):
+        wait_for(lambda h=hub: h.http.get("/readyz").status_code == 200,  # type: ignore[misc]
+                 message="relay connected")
+    ids = [h.submit(dossier(new_code())).json()["message_id"] for h in (first, second) * 6]
+    published: list[str] = []
+
+    def drained() -> bool:
+        published.extend(Envelope.from_bytes(body).id for _, body in
+                         drain(settings.amqp_url, queue))
+        return set(published) >= set(ids)
+
+    wait_for(drained, message="publication")
+    wait_for(lambda: first.outbox_count() == 0, message="rows marked published")
+    published.extend(Envelope.from_bytes(body).id for _, body in drain(settings.amqp_url, queue))
+    assert sorted(published) == sorted(ids)

@@ -34,7 +34,7 @@ def counts(store: Store) -> tuple[int, int]:
 
 def test_opening_twice_migrates_once(url: str) -> None:
     with Store.open(url) as first:
-        assert migrate.current(first.engine) == migrate.head() == "0001"
+        assert migrate.current(first.engine) == migrate.head() == "0002"
         with first.begin() as tx:
             tx.audit_add("op", "test", "store")
     with Store.open(url) as second:
@@ -94,3 +94,37 @@ def test_an_unreachable_database_is_a_retryable_error() -> None:
     with pytest.raises(RetryableError) as caught:
         Store.open("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
     assert caught.value.code == "server.store_unavailable"
+
+
+def test_intake_tables_made_before_their_migration_are_kept(url: str) -> None:
+    """Until revision 0002 the intake created its two tables itself at start-up, outside the
+    migrations; a database from then upgrades without losing their rows."""
+    from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+
+    from hub.store.tables import UTCDateTime
+
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0001")
+        old = MetaData()
+        Table("intake_idempotency", old,
+              Column("client", String(200), primary_key=True),
+              Column("key", String(255), primary_key=True),
+              Column("message_id", String(255), nullable=False),
+              Column("request_sha256", String(64), nullable=False),
+              Column("created_at", UTCDateTime, nullable=False))
+        Table("intake_dossiers", old,
+              Column("dossier_code", String(100), primary_key=True),
+              Column("sequence", BigInteger, nullable=False),
+              Column("procedure_code", String(100)),
+              Column("status", Integer),
+              Column("updated_at", UTCDateTime, nullable=False))
+        with engine.begin() as conn:
+            old.create_all(conn)
+            conn.execute(text("INSERT INTO intake_dossiers (dossier_code, sequence, updated_at)"
+                              " VALUES ('000.00.00.H56-250101-0001', 3, '2025-01-01')"))
+    finally:
+        engine.dispose()
+    with Store.open(url) as store, store.engine.connect() as conn:
+        assert migrate.current(store.engine) == "0002"
+        assert conn.execute(text("SELECT sequence FROM intake_dossiers")).scalar_one() == 3

@@ -30,6 +30,7 @@ from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
 from hub.api.metrics import Metrics, RequestMetrics
 from hub.api.relay import ConfirmingPublisher, OutboxRelay, RelayLeader
 from hub.api.rest import BODY_MODELS, ApiContext, build_router
+from hub.broker.heap import freeze_startup_heap
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.tables import outbox
@@ -88,6 +89,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Modules, schemas, keys and routes never die: keep full collections from rescanning
+        # them while requests flow (their pauses set the tail latency).
+        freeze_startup_heap()
         stop = asyncio.Event()
         task = asyncio.create_task(outbox_relay.run(stop), name="outbox relay") if relay else None
         try:

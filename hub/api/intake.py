@@ -6,6 +6,13 @@ list, builds the canonical envelope, signs it with the hub's key, and writes in 
 transaction the outbox row, the message-log row (direction ``in``) and the dossier's timeline
 entry. Only then does it return, and only then does the entry point answer: accepted means kept.
 
+How, fast: the caller's thread validates, and drafts and signs the envelope for the dossier
+state this process last saw (``_Draft``); one writer thread per process gathers the waiting
+jobs (group commit, with a short commit delay while requests come concurrently), converts
+their rows, and only then takes the write lock for one transaction of a dozen statements,
+whatever the batch's size. Inside it each job is checked against the locked state (idempotency
+key, transition, sequence); a job whose dossier moved meanwhile is drafted and signed again.
+
 Provenance: the envelope's ``source`` is the upstream system that sent it, and the hub signs
 it as a relay (``Signer(relay=True)``; receivers accept relayed signatures from the hub's key
 only, see hub.signing.verifier). The extension ``upstream`` repeats the origin, also on events
@@ -21,19 +28,20 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import os
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
@@ -44,7 +52,7 @@ from hub.api import intake_tables as tables
 from hub.api.auth import ClientIdentity, authorize_agency, authorize_type
 from hub.api.errors import IdempotencyConflict, StoreUnavailable
 from hub.broker.messages import Outgoing
-from hub.envelope import Envelope
+from hub.envelope import Envelope, check_source, check_type
 from hub.errors import ConfigError, HubError, InvalidMessage, ValidationError
 from hub.model import (
     Dossier,
@@ -55,7 +63,8 @@ from hub.model import (
 )
 from hub.settings import Settings
 from hub.signing.replay import DuplicateMessage
-from hub.store import OutgoingLike, Store, UnitOfWork, sha256_hex
+from hub.store import Store, TimelineEvent, UnitOfWork, sha256_hex
+from hub.store.bulk import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,8 @@ UPSTREAM_PROOF = h.UPSTREAM_PROOF
 UPSTREAM_EXTENSION = "upstream"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _MAX_KEY = 255
+# Dossier states remembered per process to draft events with (see _Draft).
+_SEEN_MAX = 100_000
 # Fields copied into a timeline entry's summary; personal data (the applicant, the payer) never.
 _SUMMARY_FIELDS = (
     "status", "previous_status", "procedure_code", "agency_code", "channel", "officer",
@@ -102,21 +113,21 @@ class EventFacts:
     summary: dict[str, Any]
 
 
-def describe(model: BaseModel) -> EventFacts:
-    """Dossier, agency, procedure and time of any canonical event body."""
-    dossier = getattr(model, "code", None) if isinstance(model, Dossier) else getattr(
-        model, "dossier_code", None)
-    agency = getattr(model, "agency_code", None)
+def describe(model: BaseModel, payload: Mapping[str, Any] | None = None) -> EventFacts:
+    """Dossier, agency, procedure and time of any canonical event body. ``payload`` is the
+    model's JSON form (``model_dump(mode="json")``) when the caller has it already."""
+    data = model.model_dump(mode="json") if payload is None else payload
+    # Fields are read from the JSON form (enums as numbers, decimals as strings, what the
+    # summary keeps) and from the model's __dict__: a missing attribute of a pydantic model is
+    # an exception caught, ten times per request.
+    fields = model.__dict__
+    dossier = data.get("code") if isinstance(model, Dossier) else data.get("dossier_code")
+    agency = data.get("agency_code")
     if agency is None and dossier is not None:
         agency = codes.parse_dossier(dossier).agency.value
-    at = getattr(model, "at", None) or getattr(model, "submitted_at", None)
-    summary: dict[str, Any] = {}
-    for name in _SUMMARY_FIELDS:
-        value = getattr(model, name, None)
-        if value is not None:
-            summary[name] = int(value) if isinstance(value, Status) else value
-    summary = json.loads(json.dumps(summary, default=str))  # enums, decimals -> JSON
-    return EventFacts(dossier, agency, getattr(model, "procedure_code", None), at, summary)
+    at = fields.get("at") or fields.get("submitted_at")
+    summary = {name: data[name] for name in _SUMMARY_FIELDS if data.get(name) is not None}
+    return EventFacts(dossier, agency, data.get("procedure_code"), at, summary)
 
 
 def request_digest(event_type: str, data: Any) -> str:
@@ -151,9 +162,9 @@ def peek_request_id(token: str | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-@dataclass(slots=True)
-class _Job:
-    """One accepted-to-be event waiting for the writer."""
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One event to keep, validated and authorized."""
 
     client: str
     event_type: str
@@ -163,7 +174,55 @@ class _Job:
     headers: dict[str, str]
     key: str | None
     digest: str
-    future: Future[Accepted] = field(default_factory=Future)
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A request as it will be kept if its dossier is where the service last saw it: envelope,
+    signed message and body digest, made before the job reaches the writer, so that the writer
+    (which holds the store's write lock) neither signs nor serialises. The writer checks the
+    sequence and procedure against the dossier's locked row and drafts again when they differ
+    (another process moved the dossier meanwhile, or this one never saw it)."""
+
+    sequence: int | None
+    procedure: str | None
+    env: Envelope
+    out: Outgoing
+    body_sha256: str
+
+
+# How the writer answers a job: with the outcome (Accepted, or the error refusing it), once
+# the batch is committed. Called from the writer thread; it must not raise.
+Reply = Callable[[Accepted | BaseException], None]
+
+
+@dataclass(slots=True)
+class _Job:
+    """One accepted-to-be event waiting for the writer."""
+
+    request: _Request
+    draft: _Draft
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The outbox and timeline rows of a batch's drafts, converted for the store before the
+    write lock is taken (see hub.store.bulk): one outbox row per job, one timeline row per job
+    of a dossier (``timeline_of``: job index -> row)."""
+
+    outbox: Prepared
+    timeline: Prepared
+    timeline_of: dict[int, int]
+
+
+@dataclass(slots=True)
+class _Kept:
+    """What a batch wrote, handed to the writer to report after the commit."""
+
+    outcomes: list[Accepted | HubError]
+    states: dict[str, tables.DossierState]
 
 
 class _Writer:
@@ -174,20 +233,24 @@ class _Writer:
     failure of the transaction itself fails every job of the batch (the clients retry)."""
 
     def __init__(self, store: Store,
-                 keep: Callable[[UnitOfWork, list[_Job]], list[Accepted | HubError]],
-                 on_commit: Callable[[], None] | None, max_batch: int,
+                 rows: Callable[[list[_Job]], _Rows],
+                 keep: Callable[[UnitOfWork, list[_Job], _Rows], _Kept],
+                 on_commit: Callable[[_Kept], None], max_batch: int, linger: float,
                  write_lock: AbstractContextManager[Any]) -> None:
         self._store = store
         self._write_lock = write_lock
+        self._rows = rows
         self._keep = keep
         self._on_commit = on_commit
         self._max_batch = max_batch
+        self._linger = linger
+        self._full = threading.Event()
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def submit(self, job: _Job) -> Future[Accepted]:
+    def submit(self, job: _Job) -> None:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the hub is shutting down; retry with the same "
@@ -197,7 +260,8 @@ class _Writer:
                                                 daemon=True)
                 self._thread.start()
         self._queue.put(job)
-        return job.future
+        if self._queue.qsize() >= self._max_batch:
+            self._full.set()
 
     def close(self) -> None:
         with self._lock:
@@ -205,13 +269,23 @@ class _Writer:
             thread = self._thread
         if thread is not None:
             self._queue.put(None)
+            self._full.set()
             thread.join()
 
     def _run(self) -> None:
+        concurrent = False
         while True:
             job = self._queue.get()
             if job is None:
                 return
+            if concurrent:
+                # Commit delay: while requests come concurrently (the last batch had several),
+                # wait a little for more, so that a batch's fixed cost (the lock, a dozen
+                # statements, the commit's fsync) is shared by more of them. Woken early by a
+                # full queue; not by every job, which would cost a thread switch each. A lone
+                # request waits for nothing.
+                self._full.wait(self._linger)
+                self._full.clear()
             batch = [job]
             while len(batch) < self._max_batch:
                 try:
@@ -222,48 +296,74 @@ class _Writer:
                     self._queue.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
+            concurrent = len(batch) > 1
             try:
                 self._write(batch)
             except HubError as exc:  # the store is unavailable: every job of the batch failed
                 for pending in batch:
-                    _settle(pending.future, error=exc)
+                    _answer(pending, exc)
             except Exception:  # the writer must outlive any job
                 log.exception("intake writer: a batch failed unexpectedly")
                 for pending in batch:
-                    _settle(pending.future, error=HubError("the intake writer failed; retry "
-                                                           "with the same Idempotency-Key"))
+                    _answer(pending, HubError("the intake writer failed; retry with the same "
+                                              "Idempotency-Key"))
 
     def _write(self, batch: list[_Job]) -> None:
+        # What needs no lock is done before taking it: every writer of the database waits
+        # while it is held.
+        rows = self._rows(batch)
         for attempt in (1, 2):
             try:
                 with self._write_lock, self._store.begin() as tx:
-                    outcomes = self._keep(tx, batch)
+                    kept = self._keep(tx, batch, rows)
                 break
             except IntegrityError:
                 # Another process committed one of these Idempotency-Keys meanwhile: the second
                 # attempt finds it and answers as the first time.
                 if attempt == 2:
                     raise
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Accepted):
-                _settle(job.future, result=outcome)
-            else:
-                _settle(job.future, error=outcome)
-        if self._on_commit is not None and any(
-                isinstance(o, Accepted) and not o.duplicate for o in outcomes):
-            self._on_commit()
+        # Committed: only now may anyone hear "accepted", and nothing may stop them hearing it.
+        try:
+            self._on_commit(kept)
+        except Exception:
+            log.exception("intake writer: the after-commit hook failed")
+        for job, outcome in zip(batch, kept.outcomes, strict=True):
+            _answer(job, outcome)
 
 
-def _settle(future: Future[Accepted], *, result: Accepted | None = None,
-            error: BaseException | None = None) -> None:
-    # A caller that gave up (timeout) does not cancel the job (accept_async shields it), but
-    # never let a settled future stop the writer.
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    elif result is not None:
-        future.set_result(result)
+def _answer(job: _Job, outcome: Accepted | BaseException) -> None:
+    try:
+        job.reply(outcome)
+    except Exception:  # a caller's failure must not stop the writer
+        log.exception("intake writer: answering a job failed")
+
+
+def _reply_to(future: Future[Accepted]) -> Reply:
+    def reply(outcome: Accepted | BaseException) -> None:
+        if future.done():  # never let a settled future stop the writer
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    return reply
+
+
+def _reply_in(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Accepted]) -> Reply:
+    def settle(outcome: Accepted | BaseException) -> None:
+        if future.done():  # the request gave up (cancelled, timed out): its job was kept
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def reply(outcome: Accepted | BaseException) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(settle, outcome)
+
+    return reply
 
 
 class IntakeService:
@@ -276,6 +376,7 @@ class IntakeService:
         *,
         on_commit: Callable[[], None] | None = None,
         max_batch: int = 256,
+        linger: float = 0.002,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -284,7 +385,6 @@ class IntakeService:
         self.exchange = f"{settings.name_prefix}.events"
         # Called after each commit that added outbox rows (wakes the relay).
         self.on_commit = on_commit
-        tables.ensure(store.engine)
         # SQLite has one writer at a time, and a connection that finds the database locked
         # sleeps (1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency:
         # the writers of the entry points (this service, the outbox relay, in every worker
@@ -292,10 +392,23 @@ class IntakeService:
         self.write_lock: AbstractContextManager[Any] = (
             SqliteWriteLock(_lock_file(store)) if store.dialect == "sqlite"
             else contextlib.nullcontext())
-        self._writer = _Writer(store, self._keep_batch, self._committed, max_batch, self.write_lock)
+        # The dossiers' states as this process last kept them: the guess drafts are made for
+        # (the writer checks it). Written by the writer thread, read by callers; a dict's get
+        # and set are atomic.
+        self._seen: dict[str, tables.DossierState] = {}
+        self._writer = _Writer(store, self._batch_rows, self._keep_batch, self._committed,
+                               max_batch, linger, self.write_lock)
 
-    def _committed(self) -> None:
-        if self.on_commit is not None:
+    def _committed(self, kept: _Kept) -> None:
+        seen = self._seen
+        if len(seen) + len(kept.states) > _SEEN_MAX:
+            # Forget the oldest (dicts keep insertion order); a forgotten dossier's next event
+            # is only drafted twice.
+            for code in list(itertools.islice(seen, len(seen) // 4 + len(kept.states))):
+                seen.pop(code, None)
+        seen.update(kept.states)
+        if self.on_commit is not None and any(
+                isinstance(o, Accepted) and not o.duplicate for o in kept.outcomes):
             self.on_commit()
 
     def close(self) -> None:
@@ -336,8 +449,10 @@ class IntakeService:
         upstream_proof: str | None,
     ) -> Accepted:
         """Validate, authorize and keep; returns once the outbox row is committed."""
-        job = self._prepare(client, event_type, data, idempotency_key, upstream_proof)
-        return self._writer.submit(job).result()
+        future: Future[Accepted] = Future()
+        self._writer.submit(self._prepare(client, event_type, data, idempotency_key,
+                                          upstream_proof, _reply_to(future)))
+        return future.result()
 
     async def accept_async(
         self,
@@ -349,104 +464,158 @@ class IntakeService:
         upstream_proof: str | None,
     ) -> Accepted:
         """``accept`` for an event loop: waits for the commit without holding a thread."""
-        job = self._prepare(client, event_type, data, idempotency_key, upstream_proof)
-        # Shielded: a request that times out leaves its job to finish (kept, and found again
-        # by its idempotency key), rather than cancelling it halfway.
-        return await asyncio.shield(asyncio.wrap_future(self._writer.submit(job)))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
+        # A request that times out cancels only its wait: the job is kept all the same (and
+        # found again by its idempotency key), never cancelled halfway.
+        self._writer.submit(self._prepare(client, event_type, data, idempotency_key,
+                                          upstream_proof, _reply_in(loop, future)))
+        return await future
 
     def _prepare(self, client: ClientIdentity, event_type: str, data: dict[str, Any],
-                 idempotency_key: str | None, upstream_proof: str | None) -> _Job:
+                 idempotency_key: str | None, upstream_proof: str | None,
+                 reply: Reply) -> _Job:
+        """Everything that needs no lock, in the caller's thread: checks, validation, and the
+        draft of the signed message."""
         key = check_idempotency_key(idempotency_key)
         # The type before validation: a client that may not send it learns nothing more.
         authorize_type(client, event_type)
         model = parse_event_data(event_type, data)
-        facts = describe(model)
+        payload = model.model_dump(mode="json")
+        facts = describe(model, payload)
         authorize_agency(client, facts.agency)
         headers = {UPSTREAM_PROOF: upstream_proof} if upstream_proof else {}
-        return _Job(client.system_id, event_type, model, model.model_dump(mode="json"), facts,
-                    headers, key, request_digest(event_type, data))
+        request = _Request(client.system_id, event_type, model, payload, facts, headers, key,
+                           request_digest(event_type, data), str(uuid.uuid4()))
+        code = facts.dossier_code
+        seen = self._seen.get(code) if code is not None else None
+        return _Job(request, self._draft(request, *_next_of(facts, seen)), reply)
 
-    def _keep_batch(self, tx: UnitOfWork, jobs: list[_Job]) -> list[Accepted | HubError]:
+    def _draft(self, request: _Request, sequence: int | None, procedure: str | None) -> _Draft:
+        # The envelope names its true origin; the hub signs it as a relay, having verified the
+        # upstream's own proof (kept in lt-upstream-proof), so adapters can tell who sent it.
+        env = Envelope(
+            id=request.message_id, source=check_source(request.client),
+            type=check_type(request.event_type),
+            subject=request.facts.dossier_code or request.message_id, time=datetime.now(UTC),
+            data=request.payload, agency=request.facts.agency, procedure=procedure,
+            sequence=sequence, extensions={UPSTREAM_EXTENSION: request.client},
+        )
+        out = Outgoing.signed(env, self.signer, self.exchange)
+        out.headers.update(request.headers)
+        return _Draft(sequence, procedure, env, out, sha256_hex(out.body))
+
+    def _batch_rows(self, jobs: list[_Job]) -> _Rows:
+        """In the writer thread, before the write lock: the rows of the drafts."""
+        now = datetime.now(UTC)
+        events: list[TimelineEvent] = []
+        timeline_of: dict[int, int] = {}
+        for i, job in enumerate(jobs):
+            event = _timeline_event(job.request, job.draft)
+            if event is not None:
+                timeline_of[i] = len(events)
+                events.append(event)
+        return _Rows(self.store.prepare_outbox([job.draft.out for job in jobs], at=now),
+                     self.store.prepare_timeline(events), timeline_of)
+
+    def _keep_batch(self, tx: UnitOfWork, jobs: list[_Job], rows: _Rows) -> _Kept:
         """Inside the writer's transaction. The batch's idempotency keys and dossier states
         are read in a few queries; each job is checked against them (and against the jobs
-        before it) before it writes anything, so a refused job leaves no trace."""
+        before it) before it writes anything, so a refused job leaves no trace. What the
+        accepted jobs write goes in with one statement per table."""
         conn = tx.connection
-        known = tables.recall_many(conn, [(j.client, j.key) for j in jobs if j.key is not None])
-        codes = sorted({j.facts.dossier_code for j in jobs if j.facts.dossier_code is not None})
+        requests = [job.request for job in jobs]
+        known = tables.recall_many(conn, [(r.client, r.key) for r in requests
+                                          if r.key is not None])
+        codes = sorted({r.facts.dossier_code for r in requests
+                        if r.facts.dossier_code is not None})
         states = tables.lock_states(conn, codes)
         changed: dict[str, tables.DossierState] = {}
         new_keys: dict[tuple[str, str], tables.Remembered] = {}
         outcomes: list[Accepted | HubError] = []
-        for job in jobs:
+        messages: list[Prepared] = []
+        timeline: list[Prepared] = []
+        now = datetime.now(UTC)  # of every log row of the batch (committed together)
+        for i, job in enumerate(jobs):
+            request = job.request
             try:
-                outcomes.append(self._keep_one(tx, job, known, new_keys, states, changed))
+                kept = self._keep_one(job, known, new_keys, states, changed)
             except HubError as exc:
                 outcomes.append(exc)
+                continue
+            if isinstance(kept, Accepted):  # answered before
+                outcomes.append(kept)
+                continue
+            outcomes.append(Accepted(request.message_id, duplicate=False))
+            tx.log("in", kept.env, kept.body_sha256, peer=request.client, at=now)
+            if kept is job.draft:
+                messages.append(rows.outbox.pick((i,)))
+                if i in rows.timeline_of:
+                    timeline.append(rows.timeline.pick((rows.timeline_of[i],)))
+            else:  # drafted again, in the lock: rare
+                messages.append(self.store.prepare_outbox([kept.out], at=now))
+                event = _timeline_event(request, kept)
+                if event is not None:
+                    timeline.append(self.store.prepare_timeline([event]))
         tables.remember_many(conn, new_keys)
         tables.save_states(conn, changed)
-        return outcomes
+        tx.outbox_add_many(self.store.join_outbox(messages))
+        tx.timeline_add_many(self.store.join_timeline(timeline))
+        return _Kept(outcomes, changed)
 
-    def _keep_one(self, tx: UnitOfWork, job: _Job,
+    def _keep_one(self, job: _Job,
                   known: dict[tuple[str, str], tables.Remembered],
                   new_keys: dict[tuple[str, str], tables.Remembered],
                   states: dict[str, tables.DossierState],
-                  changed: dict[str, tables.DossierState]) -> Accepted:
-        facts = job.facts
-        if job.key is not None:
-            seen = known.get((job.client, job.key)) or new_keys.get((job.client, job.key))
+                  changed: dict[str, tables.DossierState]) -> Accepted | _Draft:
+        """The answer given before (a resubmission), or the draft to keep; a HubError when
+        the request is refused."""
+        request = job.request
+        if request.key is not None:
+            seen = known.get((request.client, request.key)) or new_keys.get(
+                (request.client, request.key))
             if seen is not None:
-                return _answer_known(seen, job.digest, job.key)
-        code = facts.dossier_code
+                return _answer_known(seen, request.digest, request.key)
+        code = request.facts.dossier_code
         state = states.get(code) if code is not None else None
         if state is not None and state.sequence == 0:
             state = None  # a row made just now to lock: the dossier was never seen
-        if isinstance(job.model, StatusChange):
-            _check_status(job.model, state.status if state else None)
+        if isinstance(request.model, StatusChange):
+            _check_status(request.model, state.status if state else None)
         # Checks passed: from here on the job writes.
-        message_id = str(uuid.uuid4())
-        if job.key is not None:
-            new_keys[(job.client, job.key)] = tables.Remembered(message_id, job.digest)
-        sequence: int | None = None
-        procedure = facts.procedure or (state.procedure_code if state else None)
-        if code is not None:
-            sequence = (state.sequence if state else 0) + 1
-            status = _status_of(job.model)
-            new_state = tables.DossierState(
+        if request.key is not None:
+            new_keys[(request.client, request.key)] = tables.Remembered(request.message_id,
+                                                                        request.digest)
+        sequence, procedure = _next_of(request.facts, state)
+        if code is not None and sequence is not None:
+            status = _status_of(request.model)
+            states[code] = changed[code] = tables.DossierState(
                 sequence, procedure,
                 status if status is not None else (state.status if state else None))
-            states[code] = changed[code] = new_state
-        # The envelope names its true origin; the hub signs it as a relay, having verified the
-        # upstream's own proof (kept in lt-upstream-proof), so adapters can tell who sent it.
-        env = Envelope.new(
-            id=message_id, source=job.client, type=job.event_type,
-            subject=code or message_id, data=job.payload, agency=facts.agency,
-            procedure=procedure, sequence=sequence,
-        )
-        env = replace(env, extensions={UPSTREAM_EXTENSION: job.client})
-        out = Outgoing.signed(env, self.signer, self.exchange)
-        out.headers.update(job.headers)
-        tx.outbox_add(_outbox_message(out))
-        tx.log("in", env, sha256_hex(out.body), peer=job.client)
-        if code is not None:
-            tx.timeline_add(code, job.event_type, message_id, facts.at or env.time,
-                            source=job.client, summary=facts.summary)
-        return Accepted(message_id, duplicate=False)
+        if (job.draft.sequence, job.draft.procedure) == (sequence, procedure):
+            return job.draft
+        return self._draft(request, sequence, procedure)
 
     def accept_envelopes(self, peer: str, envelopes: Sequence[Envelope]) -> list[str]:
         """Keep envelopes an adapter made of a system's call (a payment callback, a postal
         webhook), re-sourced to the hub and signed, in one transaction. An envelope whose id
         was already kept (the system called twice) is not kept again."""
+        # Signed before the write lock is taken (a repeated call's signature goes unused).
+        drafts = []
+        for original in envelopes:
+            env = self._relayed(original, peer)
+            out = Outgoing.signed(env, self.signer, self.exchange)
+            drafts.append((original, env, out, sha256_hex(original.to_bytes())))
         ids: list[str] = []
+        kept = False
         with self.write_lock, self.store.begin() as tx:
             conn = tx.connection
-            for original in envelopes:
+            for original, env, out, digest in drafts:
                 if not tables.remember(conn, peer, f"envelope:{original.id}", original.id,
-                                       sha256_hex(original.to_bytes())):
+                                       digest):
                     ids.append(original.id)
                     continue
-                env = self._relayed(original, peer)
-                out = Outgoing.signed(env, self.signer, self.exchange)
-                tx.outbox_add(_outbox_message(out))
+                tx.outbox_add(out)
                 tx.log("in", env, sha256_hex(out.body), peer=peer)
                 if env.subject and _is_dossier(env.subject):
                     model = _try_parse(env.type, env.data)
@@ -454,19 +623,14 @@ class IntakeService:
                     tx.timeline_add(env.subject, env.type, env.id, env.time, source=peer,
                                     summary=summary)
                 ids.append(env.id)
-        if self.on_commit is not None:
+                kept = True
+        if kept and self.on_commit is not None:
             self.on_commit()
         return ids
 
     def _relayed(self, env: Envelope, upstream: str) -> Envelope:
         extensions = {**env.extensions, UPSTREAM_EXTENSION: env.source or upstream}
         return replace(env, source=self.signer.system_id, extensions=extensions)
-
-
-def _outbox_message(out: Outgoing) -> OutgoingLike:
-    # Outgoing.app_id is optional in general but always set by Outgoing.signed.
-    assert out.app_id is not None
-    return cast(OutgoingLike, out)
 
 
 class SqliteWriteLock:
@@ -512,6 +676,25 @@ def _check_status(model: StatusChange, last: int | None) -> None:
         check_transition(Status(last), model.status, "status")
     elif model.previous_status is not None:
         check_transition(model.previous_status, model.status, "status")
+
+
+def _timeline_event(request: _Request, draft: _Draft) -> TimelineEvent | None:
+    code = request.facts.dossier_code
+    if code is None:
+        return None
+    return TimelineEvent(code, request.event_type, request.message_id,
+                         request.facts.at or draft.env.time, request.client,
+                         request.facts.summary)
+
+
+def _next_of(facts: EventFacts, state: tables.DossierState | None) -> tuple[int | None,
+                                                                           str | None]:
+    """The sequence and procedure of a dossier's next event after ``state`` (None: the dossier
+    was never seen); no sequence for an event of no dossier."""
+    procedure = facts.procedure or (state.procedure_code if state else None)
+    if facts.dossier_code is None:
+        return None, procedure
+    return (state.sequence if state else 0) + 1, procedure
 
 
 def _status_of(model: BaseModel) -> int | None:

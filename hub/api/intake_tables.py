@@ -1,78 +1,36 @@
-"""The intake's own tables, beside the store's (same database, written in the same transaction
-through ``UnitOfWork.connection``):
+"""The intake's queries on its two tables (defined with the store's, hub.store.tables, and
+created by its migrations), written in the same transaction as the rest of an accepted event
+through ``UnitOfWork.connection``:
 
 - ``intake_idempotency``: (client, Idempotency-Key) -> message id and request digest, so a
   resubmission is answered as the first time and a reused key with another body is refused;
-- ``intake_dossiers``: per dossier, the next sequence number, the procedure (status events do
-  not carry it, routing keys need it) and the last reported status (to refuse impossible
-  transitions).
+- ``intake_dossiers``: per dossier, the sequence of its last event, the procedure (status
+  events do not carry it, routing keys need it) and the last reported status (to refuse
+  impossible transitions).
 
-They are created idempotently at start-up, under a database-wide lock as the store's
-migrations are, so several workers starting at once do not race.
+A batch costs a constant number of statements, whatever its size, run as driver SQL (see
+hub.store.bulk).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Connection,
-    Engine,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    delete,
-    insert,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection
 
+from hub.store.bulk import BulkInsert, marks
 from hub.store.conflict import insert_ignore
-from hub.store.engine import SQLITE_BEGIN, is_sqlite, translate_errors
-from hub.store.tables import UTCDateTime
+from hub.store.engine import is_sqlite
+from hub.store.tables import intake_dossiers as dossiers
+from hub.store.tables import intake_idempotency as idempotency
 
-metadata = MetaData()
-
-idempotency = Table(
-    "intake_idempotency",
-    metadata,
-    Column("client", String(200), primary_key=True),
-    Column("key", String(255), primary_key=True),
-    Column("message_id", String(255), nullable=False),
-    Column("request_sha256", String(64), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_intake_idempotency_created_at", "created_at"),
-)
-
-dossiers = Table(
-    "intake_dossiers",
-    metadata,
-    Column("dossier_code", String(100), primary_key=True),
-    Column("sequence", BigInteger, nullable=False),
-    Column("procedure_code", String(100)),
-    Column("status", Integer),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-# pg_advisory_xact_lock key, distinct from the store's migration lock: "lt-intak".
-_PG_LOCK_KEY = 0x6C742D696E74616B
+__all__ = ["DossierState", "Remembered", "dossiers", "idempotency", "lock_states",
+           "recall_many", "remember", "remember_many", "save_states"]
 
 
-def ensure(engine: Engine) -> None:
-    with translate_errors("creating the intake tables"), engine.connect() as conn:
-        if is_sqlite(conn):
-            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-        with conn.begin():
-            if not is_sqlite(conn):
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-            metadata.create_all(conn, checkfirst=True)
+# Hand-written SQL on the hot path (see hub.store.bulk); "key" quoted for any dialect's taste.
+_KEY = '"key"'
 
 
 class Remembered(NamedTuple):
@@ -86,9 +44,20 @@ class DossierState(NamedTuple):
     status: int | None  # the last status reported
 
 
+_remember_many = BulkInsert(
+    idempotency, ("client", "key", "message_id", "request_sha256", "created_at"))
+_placeholders = BulkInsert(
+    dossiers, ("dossier_code", "sequence", "procedure_code", "status", "updated_at"),
+    conflict=("dossier_code",))
+_save_states = BulkInsert(
+    dossiers, ("dossier_code", "sequence", "procedure_code", "status", "updated_at"),
+    conflict=("dossier_code",), update=("sequence", "procedure_code", "status", "updated_at"))
+
+
 def remember(conn: Connection, client: str, key: str, message_id: str, digest: str) -> bool:
     """False when the key is already taken (a concurrent request with the same key won)."""
-    # RETURNING rather than rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    # RETURNING rather than rowcount: what a driver reports for INSERT ... ON CONFLICT DO
+    # NOTHING is not to be relied on.
     inserted = conn.execute(
         insert_ignore(conn, idempotency, ["client", "key"]).returning(idempotency.c.key),
         {"client": client, "key": key, "message_id": message_id, "request_sha256": digest,
@@ -105,9 +74,10 @@ def recall_many(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[st
     for client, key in pairs:
         by_client.setdefault(client, []).append(key)
     for client, keys in by_client.items():
-        rows = conn.execute(
-            select(idempotency.c.key, idempotency.c.message_id, idempotency.c.request_sha256)
-            .where(idempotency.c.client == client, idempotency.c.key.in_(keys)))
+        rows = conn.exec_driver_sql(
+            f"SELECT {_KEY}, message_id, request_sha256 FROM intake_idempotency "
+            f"WHERE client = {marks(conn.dialect, 1)} AND {_KEY} IN "
+            f"({marks(conn.dialect, len(keys))})", (client, *keys))
         for key, message_id, digest in rows:
             found[(client, str(key))] = Remembered(str(message_id), str(digest))
     return found
@@ -116,47 +86,31 @@ def recall_many(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[st
 def remember_many(conn: Connection, entries: dict[tuple[str, str], Remembered]) -> None:
     """Insert keys known to be new (checked in this transaction); a key another process
     inserted meanwhile raises IntegrityError, and the caller tries the batch again."""
-    if not entries:
-        return
     now = datetime.now(UTC)
-    conn.execute(insert(idempotency), [
-        {"client": client, "key": key, "message_id": r.message_id,
-         "request_sha256": r.request_sha256, "created_at": now}
-        for (client, key), r in entries.items()])
+    _remember_many.execute(conn, [(client, key, r.message_id, r.request_sha256, now)
+                                  for (client, key), r in entries.items()])
 
 
 def lock_states(conn: Connection, codes: list[str]) -> dict[str, DossierState]:
-    """The state of each dossier, its row locked until commit (PostgreSQL; SQLite has one
-    writer). Rows are created first (sequence 0: never seen) so that there is a row to lock
-    and two processes cannot both start a new dossier at sequence 1."""
+    """The state of each dossier the intake has seen, its row locked until commit.
+
+    PostgreSQL: rows are created first (sequence 0: never seen) so that there is a row to lock
+    and two transactions cannot both start a new dossier at sequence 1. SQLite needs none of
+    that (the writer holds the database's write lock from BEGIN IMMEDIATE): only the dossiers
+    seen before come back, which for new dossiers is no row at all."""
     if not codes:
         return {}
-    now = datetime.now(UTC)
-    conn.execute(insert_ignore(conn, dossiers, ["dossier_code"]), [
-        {"dossier_code": code, "sequence": 0, "procedure_code": None, "status": None,
-         "updated_at": now} for code in codes])
-    query = (select(dossiers.c.dossier_code, dossiers.c.sequence, dossiers.c.procedure_code,
-                    dossiers.c.status)
-             .where(dossiers.c.dossier_code.in_(codes)).with_for_update())
+    sql = ("SELECT dossier_code, sequence, procedure_code, status FROM intake_dossiers "
+           f"WHERE dossier_code IN ({marks(conn.dialect, len(codes))})")
+    if not is_sqlite(conn):
+        now = datetime.now(UTC)
+        _placeholders.execute(conn, [(code, 0, None, None, now) for code in codes])
+        sql += " FOR UPDATE"
     return {str(code): DossierState(int(seq), proc, None if status is None else int(status))
-            for code, seq, proc, status in conn.execute(query)}
+            for code, seq, proc, status in conn.exec_driver_sql(sql, tuple(codes))}
 
 
 def save_states(conn: Connection, states: dict[str, DossierState]) -> None:
-    if not states:
-        return
     now = datetime.now(UTC)
-    conn.execute(
-        update(dossiers).where(dossiers.c.dossier_code == bindparam("code")).values(
-            sequence=bindparam("seq"), procedure_code=bindparam("proc"),
-            status=bindparam("st"), updated_at=bindparam("now")),
-        [{"code": code, "seq": st.sequence, "proc": st.procedure_code, "st": st.status,
-          "now": now} for code, st in states.items()])
-
-
-def prune_idempotency(engine: Engine, older_than: timedelta) -> int:
-    """Forget Idempotency-Keys older than ``older_than`` (a client retries within minutes)."""
-    cutoff = datetime.now(UTC) - older_than
-    with translate_errors("pruning idempotency keys"), engine.begin() as conn:
-        result = conn.execute(delete(idempotency).where(idempotency.c.created_at < cutoff))
-        return int(result.rowcount)
+    _save_states.execute(conn, [(code, st.sequence, st.procedure_code, st.status, now)
+                                for code, st in states.items()])

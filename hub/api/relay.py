@@ -3,9 +3,10 @@ broker confirmed it.
 
 An asyncio task started with the app. It wakes when the intake commits (``notify``, callable
 from any thread) and polls every ``poll_interval`` seconds as a fallback (rows kept by another
-worker process, rows whose lease ran out). Rows are claimed with a lease
+worker process, rows whose lease ran out). On PostgreSQL rows are claimed with a lease
 (``Store.outbox_pending``), so several workers, each with its own relay, never publish the same
-row at once; a relay that dies leaves its rows to the others when the lease ends.
+row at once; a relay that dies leaves its rows to the others when the lease ends. On SQLite one
+relay per database publishes (``RelayLeader``) and reads the rows without a lease.
 
 While the broker is unreachable the relay claims nothing: the outbox grows (intake keeps
 answering 202) and drains when the publisher has reconnected.
@@ -159,8 +160,14 @@ class OutboxRelay:
         self.last_failed = 0
         if publisher is None:
             return 0
-        items = await asyncio.to_thread(self._locked, self.store.outbox_pending, self.batch,
-                                        lease=self.lease)
+        if self.leader is not None:
+            # The only relay of its SQLite database has nobody to hide rows from: it reads
+            # them without a lease, outside the write lock (a claim would hold that lock, which
+            # the intake's writers wait for, while it reads every row).
+            items = await asyncio.to_thread(self.store.outbox_pending, self.batch, lease=None)
+        else:
+            items = await asyncio.to_thread(self._locked, self.store.outbox_pending, self.batch,
+                                            lease=self.lease)
         if not items:
             return 0
         futures: list[asyncio.Future[None]] = []
@@ -188,11 +195,11 @@ class OutboxRelay:
                           if f.done() and not f.cancelled() and f.exception()), None)
             log.warning("outbox relay: %d of %d messages not confirmed (%s); they stay in the "
                         "outbox", len(failed), len(items), first or "timed out")
-            await asyncio.to_thread(self._locked, self.store.outbox_release, failed)
+            if self.leader is None:  # the leader leased nothing
+                await asyncio.to_thread(self._locked, self.store.outbox_release, failed)
             if self.on_failed is not None:
                 self.on_failed(len(failed))
         return len(items)
-
 
     def _locked(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.write_lock:

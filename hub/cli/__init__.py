@@ -22,6 +22,7 @@ _GROUPS = [
     ("hub.cli.serve", "serve"),
     ("hub.cli.clients", "clients"),
     ("hub.cli.worker", "worker"),
+    ("hub.cli.store", "store"),
 ]
 
 

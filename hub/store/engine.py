@@ -63,7 +63,10 @@ def make_engine(url: str) -> Engine:
         return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
     path = _sqlite_file(parsed)
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    # A batch writer's multi-row statements differ by row count (hub.store.bulk): keep more of
+    # them prepared than the sqlite3 module's default 128.
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_S,
+                                               "cached_statements": 512}}
     if path is None:
         # One shared connection, or every connection would see its own empty memory database.
         kwargs["poolclass"] = StaticPool

@@ -20,16 +20,20 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, RowMapping, delete, func, select
 
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.store import chain
+from hub.store.bulk import BulkInsert, bind, marks
 from hub.store.chain import LogReport, LogRow
 from hub.store.engine import SQLITE_BEGIN
 from hub.store.tables import log_head, log_pending, message_log
 
 HEAD_ID = 1
+_FIELDS = ("at", "direction", "message_id", "type", "source", "subject", "peer", "body_sha256")
+_insert_rows = BulkInsert(message_log, ("seq", *_FIELDS, "prev_hash", "row_hash"))
+_park_rows = BulkInsert(log_pending, _FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,25 +102,25 @@ def append(conn: Connection, entries: Sequence[PendingEntry]) -> list[int]:
 
 
 def _lock_head(conn: Connection) -> tuple[int, str]:
-    head = conn.execute(
-        select(log_head.c.seq, log_head.c.row_hash)
-        .where(log_head.c.id == HEAD_ID)
-        .with_for_update()
-    ).one_or_none()
+    # Driver SQL: this runs once per writing transaction (see hub.store.bulk).
+    sql = f"SELECT seq, row_hash FROM log_head WHERE id = {marks(conn.dialect, 1)}"
+    if conn.dialect.name != "sqlite":
+        sql += " FOR UPDATE"
+    head = conn.exec_driver_sql(sql, (HEAD_ID,)).one_or_none()
     if head is None:
         raise HubError(
             "the message log's chain head (table log_head, id 1) is missing, so the log cannot "
             "be extended; run 'lienthong log verify' and restore the row from a backup",
             code="server.log_head_missing",
         )
-    return int(head.seq), str(head.row_hash)
+    return int(head[0]), str(head[1])
 
 
 def _append_after(
     conn: Connection, head: tuple[int, str], entries: Sequence[PendingEntry]
 ) -> list[int]:
     seq, prev = head
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     seqs: list[int] = []
     for e in entries:
         seq += 1
@@ -124,29 +128,27 @@ def _append_after(
             prev, seq, e.at, e.direction, e.message_id, e.type, e.source, e.subject, e.peer,
             e.body_sha256,
         )
-        rows.append({"seq": seq, **_fields(e), "prev_hash": prev, "row_hash": digest})
+        rows.append((seq, *_values(e), prev, digest))
         seqs.append(seq)
         prev = digest
-    conn.execute(insert(message_log), rows)
-    conn.execute(
-        update(log_head)
-        .where(log_head.c.id == HEAD_ID)
-        .values(seq=seq, row_hash=prev, updated_at=datetime.now(UTC))
+    _insert_rows.execute(conn, rows)
+    dialect = conn.dialect
+    conn.exec_driver_sql(
+        f"UPDATE log_head SET seq = {marks(dialect, 1)}, row_hash = {marks(dialect, 1)}, "
+        f"updated_at = {marks(dialect, 1)} WHERE id = {marks(dialect, 1)}",
+        (seq, prev, bind(dialect, log_head, "updated_at", datetime.now(UTC)), HEAD_ID),
     )
     return seqs
 
 
 def park(conn: Connection, entries: Sequence[PendingEntry]) -> None:
     """Keep ``entries`` in ``log_pending`` inside the caller's transaction, for the linker."""
-    if entries:
-        conn.execute(insert(log_pending), [_fields(e) for e in entries])
+    _park_rows.execute(conn, [_values(e) for e in entries])
 
 
-def _fields(e: PendingEntry) -> dict[str, Any]:
-    return {
-        "at": e.at, "direction": e.direction, "message_id": e.message_id, "type": e.type,
-        "source": e.source, "subject": e.subject, "peer": e.peer, "body_sha256": e.body_sha256,
-    }
+def _values(e: PendingEntry) -> tuple[Any, ...]:
+    """In the order of ``_FIELDS``."""
+    return (e.at, e.direction, e.message_id, e.type, e.source, e.subject, e.peer, e.body_sha256)
 
 
 def link_pending(engine: Engine, batch: int = 2000) -> int:

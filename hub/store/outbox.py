@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, RowMapping, delete, insert, or_, select, update
+from sqlalchemy import Connection, Dialect, RowMapping, delete, insert, or_, select, update
 
+from hub.store.bulk import BulkInsert, Prepared
 from hub.store.tables import outbox
 
 
@@ -76,6 +77,35 @@ def add(conn: Connection, message: OutgoingLike, at: datetime | None = None) -> 
         },
     )
     return int(result.scalar_one())
+
+
+_ROW_COLUMNS = ("created_at", "message_id", "type", "app_id", "exchange", "routing_key",
+                "headers", "body")
+_insert_many = BulkInsert(outbox, _ROW_COLUMNS)
+
+
+def prepare_many(dialect: Dialect, messages: Sequence[OutgoingLike],
+                 at: datetime | None = None) -> Prepared:
+    """Rows of ``messages`` converted for ``dialect``, for ``add_many`` later."""
+    when = at or datetime.now(UTC)
+    return _insert_many.prepare(dialect, [
+        (when, m.message_id, m.type, m.app_id, m.exchange, m.routing_key, dict(m.headers),
+         bytes(m.body))
+        for m in messages
+    ])
+
+
+def join(dialect: Dialect, parts: Sequence[Prepared]) -> Prepared:
+    return _insert_many.join(dialect, parts)
+
+
+def add_many(conn: Connection, messages: Sequence[OutgoingLike] | Prepared,
+             at: datetime | None = None) -> int:
+    """Keep several messages with one statement; returns how many (ids are not returned: the
+    relay reads them back)."""
+    if not isinstance(messages, Prepared):
+        messages = prepare_many(conn.dialect, messages, at)
+    return _insert_many.execute(conn, messages)
 
 
 def _item(r: RowMapping) -> OutboxItem:

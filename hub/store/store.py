@@ -8,18 +8,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.errors import HubError
 from hub.store import messagelog, migrate, operators, outbox, timeline
+from hub.store.bulk import Prepared
 from hub.store.chain import LogReport, LogRow
 from hub.store.engine import SQLITE_BEGIN, is_sqlite, make_engine, translate_errors
 from hub.store.linker import LogLinker
 from hub.store.operators import AuditEntry, DeadLetter
-from hub.store.outbox import OutboxItem
+from hub.store.outbox import OutboxItem, OutgoingLike
 from hub.store.processed import StoreProcessedIds
-from hub.store.timeline import TimelineEntry
+from hub.store.tables import intake_idempotency
+from hub.store.timeline import TimelineEntry, TimelineEvent
 from hub.store.unit import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,16 @@ class Store:
         with self._write("claiming outbox messages") as conn:
             return outbox.claim(conn, limit, lease)
 
+    def prepare_outbox(
+        self, messages: Sequence[OutgoingLike], *, at: datetime | None = None
+    ) -> Prepared:
+        """Rows for ``UnitOfWork.outbox_add_many``, converted now, outside any transaction
+        (a batch writer does it before taking the write lock)."""
+        return outbox.prepare_many(self.engine.dialect, messages, at)
+
+    def join_outbox(self, parts: Sequence[Prepared]) -> Prepared:
+        return outbox.join(self.engine.dialect, parts)
+
     def outbox_mark_published(self, ids: Sequence[int]) -> int:
         with self._write("marking outbox messages published") as conn:
             return outbox.mark_published(conn, ids)
@@ -172,7 +184,25 @@ class Store:
         with self._write("pruning the outbox") as conn:
             return outbox.prune(conn, cutoff)
 
+    # The intake's Idempotency-Keys.
+
+    def idempotency_prune(self, older_than: datetime | timedelta) -> int:
+        """Forget Idempotency-Keys given before ``older_than`` (a time, or an age); returns how
+        many. Keep them longer than a client goes on retrying one request."""
+        cutoff = _cutoff(older_than)
+        with self._write("pruning idempotency keys") as conn:
+            result = conn.execute(
+                delete(intake_idempotency).where(intake_idempotency.c.created_at < cutoff))
+            return int(result.rowcount)
+
     # Dossier timeline and sequences.
+
+    def prepare_timeline(self, events: Sequence[TimelineEvent]) -> Prepared:
+        """Rows for ``UnitOfWork.timeline_add_many``, converted now (see ``prepare_outbox``)."""
+        return timeline.prepare_many(self.engine.dialect, events)
+
+    def join_timeline(self, parts: Sequence[Prepared]) -> Prepared:
+        return timeline.join(self.engine.dialect, parts)
 
     def timeline(self, dossier_code: str) -> list[TimelineEntry]:
         with self._read("reading a dossier timeline") as conn:

@@ -173,6 +173,33 @@ dossier_sequences = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The intake's memory of Idempotency-Keys (see hub.api.intake): (client, key) -> the answer
+# given, so a resubmission is answered as the first time and a reused key with another body is
+# refused. Pruned by age (``Store.idempotency_prune``).
+intake_idempotency = Table(
+    "intake_idempotency",
+    metadata,
+    Column("client", String(200), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("message_id", String(255), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+)
+
+# Per dossier, as the intake last kept it: the sequence of its last event, its procedure (status
+# events do not carry it, routing keys need it) and its last reported status (to refuse
+# impossible transitions). Sequence 0: a row made only to be locked, the dossier never seen.
+intake_dossiers = Table(
+    "intake_dossiers",
+    metadata,
+    Column("dossier_code", String(100), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("procedure_code", String(100)),
+    Column("status", Integer),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -3,13 +3,14 @@ per-dossier sequence a consumer last applied (status events are applied in order
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Dialect, select
 
+from hub.store.bulk import BulkInsert, Prepared
 from hub.store.conflict import dialect_insert, insert_ignore
 from hub.store.tables import dossier_sequences, timeline
 
@@ -24,6 +25,18 @@ class TimelineEntry:
     source: str
     summary: dict[str, Any]
     recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """An event to add to a dossier's timeline (``add_many``)."""
+
+    dossier_code: str
+    event_type: str
+    message_id: str
+    at: datetime
+    source: str
+    summary: Mapping[str, Any]
 
 
 def add(
@@ -46,6 +59,34 @@ def add(
         },
     )
     return result.scalar_one_or_none() is not None
+
+
+_insert_many = BulkInsert(
+    timeline,
+    ("dossier_code", "event_type", "message_id", "at", "source", "summary", "recorded_at"),
+    conflict=("dossier_code", "message_id"),
+)
+
+
+def prepare_many(dialect: Dialect, events: Sequence[TimelineEvent]) -> Prepared:
+    """Rows of ``events`` converted for ``dialect``, for ``add_many`` later."""
+    now = datetime.now(UTC)
+    return _insert_many.prepare(dialect, [
+        (e.dossier_code, e.event_type, e.message_id, e.at, e.source, dict(e.summary), now)
+        for e in events
+    ])
+
+
+def join(dialect: Dialect, parts: Sequence[Prepared]) -> Prepared:
+    return _insert_many.join(dialect, parts)
+
+
+def add_many(conn: Connection, events: Sequence[TimelineEvent] | Prepared) -> int:
+    """Add several events with one statement; returns how many were added (an event whose
+    dossier already has its message, a redelivery, is skipped and not counted)."""
+    if not isinstance(events, Prepared):
+        events = prepare_many(conn.dialect, events)
+    return _insert_many.execute(conn, events)
 
 
 def entries(conn: Connection, dossier_code: str) -> list[TimelineEntry]:

@@ -3,7 +3,7 @@ writes, committed together or not at all (``with store.begin() as tx``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +11,10 @@ from sqlalchemy import Connection
 
 from hub.envelope import Envelope
 from hub.store import messagelog, operators, outbox, processed, timeline
+from hub.store.bulk import Prepared
 from hub.store.messagelog import LogFields, PendingEntry
 from hub.store.outbox import OutgoingLike
+from hub.store.timeline import TimelineEvent
 
 
 class UnitOfWork:
@@ -50,6 +52,14 @@ class UnitOfWork:
         """Keep ``message`` (an ``Outgoing``) for the relay to publish after commit."""
         return outbox.add(self.connection, message, at)
 
+    def outbox_add_many(
+        self, messages: Sequence[OutgoingLike] | Prepared, *, at: datetime | None = None
+    ) -> int:
+        """Keep several messages with one statement (a batch); returns how many. Rows
+        prepared beforehand (``Store.prepare_outbox``) spare the transaction their
+        conversion."""
+        return outbox.add_many(self.connection, messages, at)
+
     def timeline_add(
         self,
         dossier_code: str,
@@ -64,6 +74,12 @@ class UnitOfWork:
         return timeline.add(
             self.connection, dossier_code, event_type, message_id, at, source, summary
         )
+
+    def timeline_add_many(self, events: Sequence[TimelineEvent] | Prepared) -> int:
+        """Add several dossier events with one statement; returns how many were added (an
+        event whose dossier already has its message is skipped). Rows may be prepared
+        beforehand (``Store.prepare_timeline``)."""
+        return timeline.add_many(self.connection, events)
 
     def last_sequence(self, consumer: str, dossier_code: str) -> int | None:
         """The last sequence ``consumer`` applied to the dossier, locking its row on

@@ -93,7 +93,7 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60.0) -> 
 def make_keys(settings: Settings) -> dict[str, Signer]:
     trust = TrustStore(settings.trust_dir)
     for system, alg in ((settings.hub_id, "ES256"), (f"{settings.hub_id}-soap", "RS256"),
-                        (PROVINCE, "ES256"), (PORTAL, "ES256")):
+                        (PROVINCE, "RS256"), (PORTAL, "ES256")):
         material = generate(system, alg)
         material.save(settings.keys_dir)
         trust.add(material.certificate_pem())
@@ -227,6 +227,36 @@ class Upstream:
 # -- the story ---------------------------------------------------------------------------------
 
 
+def soap_progress(settings: Settings, province: Upstream, code: str) -> None:
+    """A progress step over SOAP 1.2 with zeep, the request signed with XML-DSig by the
+    province's RSA key and the hub's signed answer checked against the hub's certificate."""
+    import requests
+    import zeep
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from hub.api.soap.client import SigningPlugin
+    from hub.signing.keys import KeyFiles, load_certificate, load_private_key
+
+    mine = KeyFiles.of(settings.keys_dir, PROVINCE)
+    hub = KeyFiles.of(settings.keys_dir, f"{settings.hub_id}-soap")
+    session = requests.Session()
+    session.headers["X-API-Key"] = province.api_key
+    key = load_private_key(mine.key)
+    assert isinstance(key, rsa.RSAPrivateKey)  # XML-DSig here is RSA-SHA256
+    client = zeep.Client(  # type: ignore[no-untyped-call]
+        f"{province.http.base_url}/soap/v1?wsdl",
+        transport=zeep.Transport(session=session),  # type: ignore[no-untyped-call]
+        plugins=[SigningPlugin(key, load_certificate(mine.certificate),
+                               hub_certificate=load_certificate(hub.certificate))],
+    )
+    answer = client.bind("IntakeService", "IntakeSoap12").ReportProgress(progress={
+        "dossierCode": code, "officer": "Lê Thị Bình", "officerTitle": "Chuyên viên",
+        "department": "Phòng Quản lý đô thị", "content": "Thẩm định hồ sơ", "status": 4,
+        "at": datetime.now(VN_TZ).replace(tzinfo=None, microsecond=0).isoformat()})
+    say(f"   SOAP 1.2 ReportProgress accepted: message {answer.messageId} "
+        "(the hub's signed answer verified)")
+
+
 def dossier(code: str, channel: int, **extra: Any) -> dict[str, Any]:
     now = datetime.now(VN_TZ).replace(microsecond=0)
     return {
@@ -286,16 +316,14 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     step("3. the province receives and processes the dossier; the portal follows")
     province.post(f"/v1/dossiers/{first}/status", "vn.gov.dossier.status-changed",
                   status(first, 2, "Đã tiếp nhận hồ sơ"))
-    province.post(f"/v1/dossiers/{first}/progress", "vn.gov.dossier.progress-reported",
-                  {"officer": "Lê Thị Bình", "content": "Thẩm định hồ sơ", "status": 4,
-                   "at": datetime.now(VN_TZ).isoformat(), "department": "Phòng Quản lý đô thị"})
+    soap_progress(settings, province, first)
     province.post(f"/v1/dossiers/{first}/status", "vn.gov.dossier.status-changed",
                   status(first, 4, "Đang xử lý"))
     wait_for("the portal to show status 4",
              lambda: str(sims.npsp.dossier(first)["TrangThaiHoSo"]) == "4")
     wait_for("the portal to have the progress step", lambda: sims.npsp.progress_of(first))
     say(f"   portal status of {first}: 4 (processing); progress steps: "
-        f"{len(sims.npsp.progress_of(first))}")
+        f"{len(sims.npsp.progress_of(first))} (reported over SOAP 1.2, XML-DSig signed)")
 
     step("4. a fee: payment requested, the citizen pays, the gateway calls back")
     reference = f"LT{counter}{secrets.token_hex(3).upper()}"

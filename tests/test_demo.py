@@ -23,6 +23,7 @@ def test_demo_carries_dossiers_through_every_system(tmp_path: Path, amqp_url: st
         "portal (DongBoHoSoMC) has",
         "province received",
         "(matched)",
+        "SOAP 1.2 ReportProgress accepted",
         "portal status of",
         "payment completed (checksum verified)",
         "postal order accepted on waybill",

@@ -39,6 +39,23 @@ log = logging.getLogger(__name__)
 TOKEN_SECRET_FILE = "oauth-token.key"
 
 
+def _mount_soap(app: FastAPI, settings: Settings, ctx: ApiContext, wanted: bool | None,
+                signer: Any) -> None:
+    from hub.api import soap as soap_api
+    from hub.signing.keys import KeyFiles
+
+    key = KeyFiles.of(settings.keys_dir, soap_api.response_signer_id(settings)).key
+    if wanted is False or (wanted is None and signer is None and not key.exists()):
+        if wanted is None:
+            log.warning(
+                "SOAP entry point disabled: no SOAP signing key at %s; create it with "
+                "`lienthong keys generate --system %s --alg RS256`",
+                key, soap_api.response_signer_id(settings))
+        return
+    app.include_router(soap_api.router(settings, ctx.intake, ctx.registry, signer=signer,
+                                       limiter=ctx.limiter))
+
+
 def create_app(
     settings: Settings,
     *,
@@ -50,7 +67,12 @@ def create_app(
     adapters: Mapping[str, AdapterSpec] | None = None,
     relay: bool = True,
     relay_poll_interval: float = 0.5,
+    soap: bool | None = None,
+    soap_signer: Any = None,
 ) -> FastAPI:
+    """The hub's HTTP entry point: REST at /v1 and, when the hub has its SOAP signing key (an
+    RSA key for ``<hub_id>-soap``) or ``soap_signer`` is given, SOAP at /soap/v1. ``soap=True``
+    insists on SOAP (a missing key is an error), ``soap=False`` leaves it out."""
     own_store = store is None
     if store is None:
         store = Store.open(settings.store_url)
@@ -119,6 +141,7 @@ def create_app(
     )
     problems.install(app)
     app.include_router(build_router(ctx))
+    _mount_soap(app, settings, ctx, soap, soap_signer)
     app.state.hub = ctx
     app.state.relay = outbox_relay
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -1,0 +1,39 @@
+"""The hub's app serves SOAP beside REST when it has its SOAP signing key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hub.api.app import create_app
+from hub.settings import Settings
+from hub.signing import generate
+from hub.store import Store
+
+
+def app_for(tmp_path: Path, *, soap_key: bool) -> TestClient:
+    settings = Settings(data_dir=tmp_path, clients_file=tmp_path / "clients.toml")
+    settings.clients_file.write_text("")
+    generate(settings.hub_id).save(settings.keys_dir)
+    if soap_key:
+        generate(f"{settings.hub_id}-soap", "RS256").save(settings.keys_dir)
+    store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
+    return TestClient(create_app(settings, store=store, relay=False))
+
+
+def test_soap_is_served_with_its_key(tmp_path: Path) -> None:
+    http = app_for(tmp_path, soap_key=True)
+    wsdl = http.get("/soap/v1?wsdl")
+    assert wsdl.status_code == 200
+    assert b"IntakeSoap12" in wsdl.content
+    assert http.get("/healthz").status_code == 200
+
+
+def test_without_its_key_soap_is_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    http = app_for(tmp_path, soap_key=False)
+    assert http.get("/soap/v1?wsdl").status_code == 404
+    assert "lienthong keys generate" in caplog.text

@@ -16,9 +16,9 @@ from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
 from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
+from hub.broker.names import Names
 from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
-from hub.broker.names import Names
 from hub.errors import ConfigError
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
 from hub.settings import Settings

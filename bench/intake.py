@@ -187,6 +187,16 @@ def bare_target(ctx: Context) -> Target:
 TARGETS: list[Callable[[Context], Target | None]] = [rest_target, rest_pg_target, bare_target]
 
 
+def extra_targets() -> list[Callable[[Context], Target | None]]:
+    """The SOAP intake (bench/intake_soap.py), measured in the same run."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench.intake_soap import soap_target
+
+    return [soap_target]
+
+
 # -- running -------------------------------------------------------------------------------------
 
 def start(target: Target, port: int) -> subprocess.Popen[bytes]:
@@ -416,7 +426,7 @@ def main() -> None:
         if "postgresql" in stores:
             ctx.pg_url, drop_database = scratch_database(args.pg_url)
         results = {}
-        for make_target in TARGETS:
+        for make_target in [*TARGETS, *extra_targets()]:
             target = make_target(ctx)
             if target is None:
                 continue

@@ -7,8 +7,9 @@ them. Times are stored as naive UTC so SQLite and PostgreSQL compare them the sa
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from hub.envelope import Envelope
 from hub.store.engine import SQLITE_BEGIN, make_engine
 
 
@@ -85,3 +87,20 @@ def mark_emitted(engine: Engine, table: sa.Table, event_ids: Iterable[str], now:
             .values(emitted_at=utc(now))
         )
     return int(result.rowcount)
+
+
+async def publish_then_mark(
+    events: Sequence[Envelope],
+    publish: Callable[[Envelope], Awaitable[None]],
+    mark: Callable[[list[str]], object],
+) -> None:
+    """Publish each event (``publish`` returns once the broker confirmed it), then mark as
+    emitted those that were: a failure part-way leaves the rest to be emitted next run, and
+    nothing is marked that the broker does not have."""
+    done: list[str] = []
+    try:
+        for env in events:
+            await publish(env)
+            done.append(env.id)
+    finally:
+        await asyncio.to_thread(mark, done)

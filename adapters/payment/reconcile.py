@@ -23,6 +23,7 @@ from adapters.payment.callback import completed_envelope
 from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
+from hub.adaptertables import publish_then_mark
 from hub.envelope import Envelope
 from hub.errors import HubError
 
@@ -155,13 +156,9 @@ async def run(
     confirmed it, e.g. sign + Publisher.publish), then mark them emitted."""
     rt = runtime or PaymentRuntime.from_context(ctx)
     report = await reconcile_report(ctx, now, runtime=rt)
-    done: list[str] = []
-    try:
-        for env in report.events:
-            await publish(env)
-            done.append(env.id)
-    finally:
-        await asyncio.to_thread(ledger.mark_emitted, rt.engine, done, rt.clock())
+    await publish_then_mark(
+        report.events, publish, lambda ids: ledger.mark_emitted(rt.engine, ids, rt.clock())
+    )
     return report
 
 

@@ -25,6 +25,7 @@ from adapters.postal.orders import Order
 from adapters.postal.runtime import PostalRuntime
 from adapters.postal.translate import TrackItem
 from hub.adapters import AdapterContext
+from hub.adaptertables import publish_then_mark
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.model import PostalTracking, validate_model
@@ -158,13 +159,9 @@ async def run(
     confirmed it), then mark them emitted."""
     rt = runtime or PostalRuntime.from_context(ctx)
     report = await poll_report(ctx, order_numbers, runtime=rt)
-    done: list[str] = []
-    try:
-        for env in report.events:
-            await publish(env)
-            done.append(env.id)
-    finally:
-        await asyncio.to_thread(orders.mark_emitted, rt.engine, done, rt.clock())
+    await publish_then_mark(
+        report.events, publish, lambda ids: orders.mark_emitted(rt.engine, ids, rt.clock())
+    )
     return report
 
 

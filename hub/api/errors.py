@@ -3,7 +3,7 @@ a stable dotted code; anything else an entry point refuses with comes from ``hub
 
 from __future__ import annotations
 
-from hub.errors import ClientError, HubError
+from hub.errors import ClientError, HubError, RetryableError
 
 
 class Unauthenticated(ClientError):
@@ -57,6 +57,8 @@ class RequestTimeout(HubError):
     http_status = 503
 
 
-class StoreUnavailable(HubError):
+class StoreUnavailable(RetryableError):
+    """The store did not answer; nothing was kept, the same request can be sent again."""
+
     code = "server.store_unavailable"
     http_status = 503

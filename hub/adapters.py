@@ -129,3 +129,35 @@ def context_for(
         store=store,
         events_exchange=f"{settings.name_prefix}.events",
     )
+
+
+# For tests and demos: calls fail fast and are not retried in-process, so each failure shows as
+# it is; the timeout stays generous so a loaded machine does not turn a normal call into one.
+QUICK_POLICY: dict[str, Any] = {
+    "timeout": 2.0,
+    "attempts": 1,
+    "backoff_initial": 0.01,
+    "backoff_max": 0.02,
+    "breaker_failures": 1000,
+    "breaker_reset": 0.1,
+}
+
+
+def quick_context(
+    settings: Any,
+    name: str,
+    base_url: str,
+    *,
+    store: Any = None,
+    signer: Any = None,
+    events_exchange: str = "",
+    **overrides: Any,
+) -> AdapterContext:
+    """An adapter's shipped configuration pointed at ``base_url`` (a simulator) with
+    ``QUICK_POLICY``; ``policy={...}`` adjusts the policy, other keywords the configuration."""
+    config = load_config(settings.mappings_dir, name)
+    config.update({"base_url": base_url, "policy": {**QUICK_POLICY,
+                                                     **overrides.pop("policy", {})}})
+    config.update(overrides)
+    return AdapterContext(settings=settings, config=config, signer=signer, store=store,
+                          events_exchange=events_exchange)

@@ -248,9 +248,12 @@ def test_the_same_message_delivered_again_runs_the_handler_once(
     calls = Calls()
     message = _message(topo)
 
+    both_received = asyncio.Event()
+
     async def handler(d: Delivery) -> None:
         calls.deliveries.append(d)
-        await asyncio.sleep(0.05)  # stay in progress while the second copy arrives
+        # Stay in progress until the second copy has arrived, so the two meet in flight.
+        await asyncio.wait_for(both_received.wait(), 10)
 
     async def scenario() -> Consumer:
         async with Publisher(settings.amqp_url, settings) as pub:
@@ -262,6 +265,8 @@ def test_the_same_message_delivered_again_runs_the_handler_once(
             await consumer.wait_consuming()
             # Two copies in flight together, then one more after the first was processed.
             await asyncio.gather(pub.publish(message), pub.publish(message))
+            await eventually(lambda: consumer.stats.received == 2)
+            both_received.set()
             await eventually(lambda: consumer.stats.handled + consumer.stats.duplicates == 2)
             await pub.publish(message)
             await eventually(lambda: consumer.stats.duplicates == 2)
@@ -344,7 +349,7 @@ def test_an_ordered_consumer_handles_one_message_at_a_time_in_order(
         nonlocal running, most
         running += 1
         most = max(most, running)
-        await asyncio.sleep(0.002)  # some I/O
+        await asyncio.sleep(0.002)  # the handler's own I/O time (no waiting on anything)
         running -= 1
         seq = d.envelope.sequence
         assert seq is not None

@@ -7,20 +7,11 @@ import uuid
 from typing import Any
 
 from adapters.payment import events
-from hub.adapters import AdapterContext, load_config
+from hub.adapters import AdapterContext, quick_context
 from hub.envelope import Envelope
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 
-# Calls fail fast and are not retried in-process: tests see each failure as it is.
-QUICK_POLICY: dict[str, Any] = {
-    "timeout": 2.0,  # generous: a loaded CI machine must not turn a normal call into a timeout
-    "attempts": 1,
-    "backoff_initial": 0.01,
-    "backoff_max": 0.02,
-    "breaker_failures": 1000,
-    "breaker_reset": 0.1,
-}
 
 
 def sample_request(**changes: Any) -> dict[str, Any]:
@@ -58,24 +49,5 @@ def request_envelope(data: dict[str, Any] | None = None, **changes: Any) -> Enve
     )
 
 
-def context(
-    settings: Any,
-    base_url: str,
-    *,
-    store: Any = None,
-    signer: Any = None,
-    events_exchange: str = "",
-    **overrides: Any,
-) -> AdapterContext:
-    config = load_config(settings.mappings_dir, "payment")
-    config.update({"base_url": base_url, "policy": dict(QUICK_POLICY)})
-    policy = overrides.pop("policy", {})
-    config["policy"].update(policy)
-    config.update(overrides)
-    return AdapterContext(
-        settings=settings,
-        config=config,
-        signer=signer,
-        store=store,
-        events_exchange=events_exchange,
-    )
+def context(settings: Any, base_url: str, **kwargs: Any) -> AdapterContext:
+    return quick_context(settings, "payment", base_url, **kwargs)

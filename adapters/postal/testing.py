@@ -8,20 +8,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from adapters.postal import events
-from hub.adapters import AdapterContext, load_config
+from hub.adapters import AdapterContext, quick_context
 from hub.envelope import Envelope
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 
-# Calls fail fast and are not retried in-process: tests see each failure as it is.
-QUICK_POLICY: dict[str, Any] = {
-    "timeout": 2.0,  # generous: a loaded CI machine must not turn a normal call into a timeout
-    "attempts": 1,
-    "backoff_initial": 0.01,
-    "backoff_max": 0.02,
-    "breaker_failures": 1000,
-    "breaker_reset": 0.1,
-}
 
 
 def random_dossier_code(agency: str = "000.00.00.H56") -> str:
@@ -73,23 +64,5 @@ def pickup_envelope(data: dict[str, Any] | None = None, **changes: Any) -> Envel
     )
 
 
-def context(
-    settings: Any,
-    base_url: str,
-    *,
-    store: Any = None,
-    signer: Any = None,
-    events_exchange: str = "",
-    **overrides: Any,
-) -> AdapterContext:
-    config = load_config(settings.mappings_dir, "postal")
-    config.update({"base_url": base_url, "policy": dict(QUICK_POLICY)})
-    config["policy"].update(overrides.pop("policy", {}))
-    config.update(overrides)
-    return AdapterContext(
-        settings=settings,
-        config=config,
-        signer=signer,
-        store=store,
-        events_exchange=events_exchange,
-    )
+def context(settings: Any, base_url: str, **kwargs: Any) -> AdapterContext:
+    return quick_context(settings, "postal", base_url, **kwargs)

@@ -103,16 +103,14 @@ def app_from_env() -> Any:
     from hub.settings import Settings
 
     settings = Settings()
+    null = os.environ.get("BENCH_SOAP_INTAKE") == "null"
     # The outbox relay publishes to the broker when the benchmark declared the exchange.
-    app = create_app(settings, relay=os.environ.get("BENCH_SOAP_RELAY") == "1")
-    ctx = app.state.hub
-    if os.environ.get("BENCH_SOAP_INTAKE") == "null":
-        app.router.routes = [r for r in app.router.routes
-                             if getattr(r, "path", None) != soap.PATH]
+    app = create_app(settings, relay=os.environ.get("BENCH_SOAP_RELAY") == "1",
+                     soap=not null)
+    if null:
+        ctx = app.state.hub
         app.include_router(soap.router(settings, NullIntake(), ctx.registry,
                                        limiter=ctx.limiter))
-    elif not any(getattr(r, "path", None) == soap.PATH for r in app.routes):
-        app.include_router(soap.router(settings, ctx.intake, ctx.registry, limiter=ctx.limiter))
     return app
 
 

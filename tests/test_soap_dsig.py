@@ -220,8 +220,8 @@ def test_a_signature_over_another_element_is_refused(trust: TrustStore, keys: Ke
     message = _refused(trust, signed, CLIENT, "client.bad_signature")
     assert "#inner" in message
     # A reference to "the whole document" (URI="") does not name the request element either.
-    whole = sign_element(etree.fromstring(REQUEST.encode()), keys.client.key,
-                         keys.client.cert)
+    whole = signer.sign(etree.fromstring(REQUEST.encode()), key=keys.client.key,
+                        cert=[keys.client.cert])
     whole.set("Id", "outer")
     _refused(trust, whole, CLIENT, "client.bad_signature")
 

@@ -6,9 +6,9 @@ answer.
                          plugins=[SigningPlugin(key, certificate, hub_certificate=hub_cert)])
     client.service.SubmitDossier(dossier={...})
 
-zeep builds the envelope; ``egress`` sets ``Id`` on the Body's element and replaces it with its
-signed copy (enveloped XML-DSig, RSA-SHA256, exclusive C14N, certificate in KeyInfo);
-``ingress`` verifies the response element's signature against the hub's certificate and
+zeep builds the envelope; ``egress`` sets ``Id`` on the Body's element and signs it in place
+(enveloped XML-DSig, RSA-SHA256, exclusive C14N, certificate in KeyInfo); ``ingress`` verifies
+the response element's signature against the hub's certificate and
 raises ``zeep.exceptions.SignatureVerificationFailed`` when it does not hold.
 """
 
@@ -19,13 +19,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml.exceptions import SignXMLException
-from signxml.verifier import SignatureConfiguration, XMLVerifier
 from zeep import Plugin
 from zeep.exceptions import SignatureVerificationFailed
 
 from hub.api.soap.dsig import SIGNATURE_TAG, covered_reference, sign_element
 from hub.api.soap.envelope import SOAP11_NS, SOAP12_NS
+from hub.api.soap.xmldsig import RSA_SHA256, SignatureRefused, check_enveloped
 from hub.errors import HubError
 
 REQUEST_ID = "request"
@@ -57,9 +56,8 @@ class SigningPlugin(Plugin):
                binding_options: Any) -> tuple[etree._Element, dict[str, str]]:
         found = body_element(envelope)
         if found is not None:
-            body, payload = found
-            body.replace(payload, sign_element(payload, self.private_key, self.certificate,
-                                               element_id=REQUEST_ID))
+            _, payload = found
+            sign_element(payload, self.private_key, self.certificate, element_id=REQUEST_ID)
         return envelope, http_headers
 
     def ingress(self, envelope: etree._Element, http_headers: Any,
@@ -74,11 +72,10 @@ class SigningPlugin(Plugin):
         if signature is None or signature.tag != SIGNATURE_TAG:
             raise _failed("the hub's response is not signed")
         try:
-            covered_reference(payload, signature)
-            XMLVerifier().verify(
-                payload, x509_cert=self.hub_certificate,
-                expect_config=SignatureConfiguration(location="./"))
-        except (HubError, SignXMLException, etree.LxmlError, ValueError) as exc:
+            reference = covered_reference(payload, signature)
+            check_enveloped(payload, signature, reference, self.hub_certificate.public_key(),
+                            RSA_SHA256)
+        except (HubError, SignatureRefused) as exc:
             raise _failed(f"the hub's response signature does not verify: {exc}") from None
         return envelope, http_headers
 

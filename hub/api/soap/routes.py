@@ -1,4 +1,8 @@
-"""The SOAP service over HTTP (FastAPI): ``POST`` requests, ``GET ?wsdl`` and ``GET ?xsd=``.
+"""The SOAP service over HTTP: ``POST`` requests, ``GET ?wsdl`` and ``GET ?xsd=``.
+
+The endpoint is a plain ASGI app in a Starlette route (``build_router``): a SOAP request needs
+none of FastAPI's per-request machinery (dependencies, body parsing, response models), and
+skipping it is measurable on the hot path. The app's middleware (metrics, limits) still runs.
 
 The body is read here with the size limit (refused as soon as it passes it, never read whole
 into memory), then the pipeline (``service``) runs: checks (``prepare``), the intake, the
@@ -18,58 +22,92 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from hub.api.errors import BodyTooLarge, RequestTimeout
 from hub.api.soap.contract import XSD_NAME
 from hub.api.soap.service import Accepted, SoapReply, SoapService
 from hub.errors import HubError
 
-_XML = "text/xml; charset=utf-8"
+_XML = b"text/xml; charset=utf-8"
+_TEXT = b"text/plain; charset=utf-8"
 # Requests up to this size are checked on the event loop (see above).
 INLINE_MAX_BYTES = 32 * 1024
 
 
 def build_router(service: SoapService, *, path: str, timeout: float,
                  inline_max_bytes: int = INLINE_MAX_BYTES) -> APIRouter:
+    """A router holding the SOAP endpoint at ``path`` (include it in the app)."""
     router = APIRouter()
+    router.routes.append(Route(path, SoapEndpoint(service, timeout=timeout,
+                                                  inline_max_bytes=inline_max_bytes),
+                               include_in_schema=False))
+    return router
 
-    @router.get(path, include_in_schema=False)
-    async def describe(request: Request) -> Response:
+
+class SoapEndpoint:
+    """The ASGI app of the SOAP endpoint."""
+
+    def __init__(self, service: SoapService, *, timeout: float,
+                 inline_max_bytes: int = INLINE_MAX_BYTES) -> None:
+        self.service = service
+        self.timeout = timeout
+        self.inline_max_bytes = inline_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method == "POST":
+            reply = await self.call(Headers(scope=scope), receive)
+            await _send(send, reply.status, reply.content_type.encode(), reply.body)
+        elif method in ("GET", "HEAD"):
+            status, content_type, body = self.describe(Request(scope))
+            await _send(send, status, content_type, b"" if method == "HEAD" else body)
+        else:
+            await _send(send, 405, _TEXT, b"POST SOAP requests; GET ?wsdl for the WSDL\n",
+                        allow=b"GET, HEAD, POST")
+
+    def describe(self, request: Request) -> tuple[int, bytes, bytes]:
         query = {k.lower(): v for k, v in request.query_params.multi_items()}
         if "wsdl" in query:
             address = str(request.url.replace(query="", fragment=""))
-            return Response(service.contract.wsdl(address), media_type=_XML)
+            return 200, _XML, self.service.contract.wsdl(address)
         if "xsd" in query:
             if query["xsd"] == XSD_NAME:
-                return Response(service.contract.xsd_bytes, media_type=_XML)
-            return Response(f"no schema {query['xsd']!r:.60}; the service's schema is "
-                            f"?xsd={XSD_NAME}\n", status_code=404, media_type="text/plain")
-        return Response(
-            "This is a SOAP 1.1 and 1.2 endpoint: POST requests to it. Its WSDL is at ?wsdl.\n",
-            status_code=405, headers={"Allow": "GET, POST"}, media_type="text/plain")
+                return 200, _XML, self.service.contract.xsd_bytes
+            return 404, _TEXT, (f"no schema {query['xsd']!r:.60}; the service's schema is "
+                                f"?xsd={XSD_NAME}\n").encode()
+        return 405, _TEXT, (b"This is a SOAP 1.1 and 1.2 endpoint: POST requests to it. "
+                            b"Its WSDL is at ?wsdl.\n")
 
-    @router.post(path, include_in_schema=False)
-    async def call(request: Request) -> Response:
-        headers: Mapping[str, str] = request.headers
+    async def call(self, headers: Mapping[str, str], receive: Receive) -> SoapReply:
+        service = self.service
         try:
-            body = await _read_limited(request, service.max_body_bytes)
+            body = await _read_limited(headers, receive, service.max_body_bytes)
         except HubError as exc:
-            reply = service.refuse(headers, exc)
-        else:
-            try:
-                async with asyncio.timeout(timeout):
-                    reply = await _handle(service, headers, body, inline_max_bytes)
-            except TimeoutError:
-                # The intake's job is not cancelled and may still keep the request: the
-                # client sends the same request again and learns its message id.
-                reply = service.refuse(headers, RequestTimeout(
-                    f"the hub did not answer within {timeout:g} s; send the same request "
-                    "again (a request that was kept is answered with its message id)"))
-        return Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+            return service.refuse(headers, exc)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await _handle(service, headers, body, self.inline_max_bytes)
+        except TimeoutError:
+            # The intake's job is not cancelled and may still keep the request: the
+            # client sends the same request again and learns its message id.
+            return service.refuse(headers, RequestTimeout(
+                f"the hub did not answer within {self.timeout:g} s; send the same request "
+                "again (a request that was kept is answered with its message id)"))
 
-    return router
+
+async def _send(send: Send, status: int, content_type: bytes, body: bytes,
+                allow: bytes | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if allow is not None:
+        headers.append((b"allow", allow))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _handle(service: SoapService, headers: Mapping[str, str], body: bytes,
@@ -104,18 +142,24 @@ async def _handle(service: SoapService, headers: Mapping[str, str], body: bytes,
     return await run_in_threadpool(service.finish, prepared, outcome)
 
 
-async def _read_limited(request: Request, max_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def _read_limited(headers: Mapping[str, str], receive: Receive, max_bytes: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(declared, max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HubError("the client went away before sending the whole request; send it "
+                           "again", field="body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise _too_large(f"more than {max_bytes}", max_bytes)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(size: str, max_bytes: int) -> BodyTooLarge:

@@ -61,10 +61,16 @@ def build_workers(
     verifier: Verifier | None = None,
     adapters: Mapping[str, AdapterSpec] | None = None,
     recorder: bool = True,
+    skipped: list[tuple[str, ConfigError]] | None = None,
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
     on its work queue with the adapter's handler (its deliveries logged), the store's processed
-    ids and the verifier; plus, with ``recorder``, the timeline recorder."""
+    ids and the verifier; plus, with ``recorder``, the timeline recorder.
+
+    An adapter that cannot start for want of configuration (a secret not set...) stops the
+    whole build when it was named. When every installed adapter was asked for and ``skipped``
+    is given, it is left out and reported there instead: one system's missing secret should
+    not stop deliveries to the four others, and its messages wait in its durable queue."""
     found = dict(adapters) if adapters is not None else discover()
     wanted = list(names) if names is not None else sorted(found)
     unknown = [n for n in wanted if n not in found]
@@ -80,7 +86,13 @@ def build_workers(
     workers = []
     for name in wanted:
         spec = found[name]
-        own = spec.make_handler(context_for(settings, name, signer=signer, store=store))
+        try:
+            own = spec.make_handler(context_for(settings, name, signer=signer, store=store))
+        except ConfigError as exc:
+            if names is not None or skipped is None:
+                raise
+            skipped.append((name, exc))
+            continue
         handler = logged(own, store, name)
         consumer = Consumer(
             settings,

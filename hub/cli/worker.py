@@ -10,11 +10,12 @@ import signal
 
 import typer
 
-from hub.errors import HubError
+from hub.errors import ConfigError, HubError
 
 
 def _run(adapters: list[str] | None, verbose: bool) -> None:
     from hub import runtime
+    from hub.recorder import TIMELINE
     from hub.settings import load
     from hub.store import Store
 
@@ -23,7 +24,15 @@ def _run(adapters: list[str] | None, verbose: bool) -> None:
     try:
         store = Store.open(settings.store_url)
         try:
-            workers = runtime.build_workers(settings, adapters, store=store)
+            skipped: list[tuple[str, ConfigError]] = []
+            workers = runtime.build_workers(settings, adapters, store=store, skipped=skipped)
+            for name, error in skipped:
+                typer.echo(f"warning: adapter {name} not started: {error.message}; its "
+                           f"messages wait in its queue until it runs (`lienthong worker "
+                           f"{name}` once configured)", err=True)
+            if not [w for w in workers if w.spec.name != TIMELINE]:
+                raise ConfigError("no adapter could start; see the warnings above",
+                                  field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")
             asyncio.run(runtime.run_until_signalled(workers))
         finally:

@@ -80,10 +80,10 @@ class Settings(BaseSettings):
     # Group commit: while requests arrive concurrently, the intake's writer waits this long for
     # more before writing a batch; a batch's fixed cost (about ten statements and the commit's
     # fsync) is then shared by more requests. A lone request never waits.
-    intake_commit_delay: float = 0.002
+    intake_commit_delay: float = Field(default=0.002, ge=0, le=1)
     # The GIL switch interval of the entry points' processes (sys.setswitchinterval): short, so
     # the intake's writer thread gets the GIL back soon after each database call (hub.api.app).
-    switch_interval: float = 0.0005
+    switch_interval: float = Field(default=0.0005, gt=0, le=0.1)
     rate_per_client: float = 2000.0  # requests per second per upstream system
     # Upstream systems: credentials and access lists (see mappings/clients.toml).
     clients_file: Path = PROJECT_ROOT / "mappings" / "clients.toml"

@@ -37,3 +37,22 @@ def test_without_its_key_soap_is_left_out_with_a_warning(
     http = app_for(tmp_path, soap_key=False)
     assert http.get("/soap/v1?wsdl").status_code == 404
     assert "lienthong keys generate" in caplog.text
+
+
+def test_the_app_shortens_the_switch_interval_while_it_runs(tmp_path: Path) -> None:
+    """The intake writer must get the GIL back soon after each database call (hub.api.app);
+    the process's own interval is restored when the app stops."""
+    import sys
+
+    settings = Settings(data_dir=tmp_path, clients_file=tmp_path / "clients.toml",
+                        switch_interval=0.001)
+    settings.clients_file.write_text("")
+    generate(settings.hub_id).save(settings.keys_dir)
+    store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
+    before = sys.getswitchinterval()
+    assert before != pytest.approx(0.001)
+    with TestClient(create_app(settings, store=store, relay=False, soap=False)) as http:
+        assert http.get("/healthz").status_code == 200
+        assert sys.getswitchinterval() == pytest.approx(0.001)
+    assert sys.getswitchinterval() == pytest.approx(before)
+    store.close()

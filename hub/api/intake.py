@@ -376,7 +376,6 @@ class IntakeService:
         *,
         on_commit: Callable[[], None] | None = None,
         max_batch: int = 256,
-        linger: float | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -397,9 +396,7 @@ class IntakeService:
         # and set are atomic.
         self._seen: dict[str, tables.DossierState] = {}
         self._writer = _Writer(store, self._batch_rows, self._keep_batch, self._committed,
-                               max_batch,
-                               settings.intake_commit_delay if linger is None else linger,
-                               self.write_lock)
+                               max_batch, settings.intake_commit_delay, self.write_lock)
 
     def _committed(self, kept: _Kept) -> None:
         seen = self._seen

@@ -72,10 +72,7 @@ def ec_key() -> tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, x509.Certi
 
 
 def _payload(document: bytes) -> etree._Element:
-    root = etree.fromstring(document)
-    payload = root.find(f".//{{{NS}}}ReportStatus")
-    assert payload is not None
-    return payload
+    return _payload_of(etree.fromstring(document))
 
 
 def _ours(payload: etree._Element, cert: x509.Certificate, method: str = RSA_SHA256) -> None:

@@ -68,6 +68,7 @@ from hub.api.soap.xmldsig import (
     SignatureRefused,
     check_enveloped,
     sign_enveloped,
+    squeeze,
 )
 from hub.errors import ConfigError, InvalidMessage
 from hub.signing.keys import KeyFiles, kid_of, load_certificate, load_private_key, system_id_of
@@ -88,11 +89,6 @@ def _invalid(message: str, code: str, field: str | None = "Signature") -> Invali
 
 def _when(value: float) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _squeeze(value: str | None) -> str:
-    # Base64 in XML may be wrapped over lines.
-    return "".join((value or "").split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +161,7 @@ class RequestVerifier:
                     "client.unknown_key",
                 )
             return own
-        kid = self._kid_of(_squeeze(text))
+        kid = self._kid_of(squeeze(text))
         key = self.trust.get(kid)
         if key is None:
             raise _invalid(

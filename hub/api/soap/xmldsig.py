@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.hazmat.primitives.serialization import Encoding
 from lxml import etree
 
-DSIG_NS: Final = "http://www.w3.org/2000/09/xmldsig#"
+from hub.api.soap.contract import DSIG_NS
+
 EXC_C14N: Final = "http://www.w3.org/2001/10/xml-exc-c14n#"
 EXC_C14N_WITH_COMMENTS: Final = EXC_C14N + "WithComments"
 ENVELOPED: Final = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -81,13 +82,14 @@ def _c14n(element: etree._Element, prefixes: list[str] | None = None) -> bytes:
     return out
 
 
-def _squeeze(value: str | None) -> str:
+def squeeze(value: str | None) -> str:
+    """Base64 text as sent, without the line breaks XML may wrap it in."""
     return "".join((value or "").split())
 
 
 def _b64(value: str | None, what: str) -> bytes:
     try:
-        return base64.b64decode(_squeeze(value), validate=True)
+        return base64.b64decode(squeeze(value), validate=True)
     except (binascii.Error, ValueError):
         raise SignatureRefused(f"{what} is not base64") from None
 
@@ -175,7 +177,7 @@ def check_enveloped(element: etree._Element, signature: etree._Element,
     if inclusive is not None:
         signed_info_prefixes = (inclusive.get("PrefixList") or "").split() or None
     _verify_value(public_key, method, value, _c14n(signed_info, signed_info_prefixes))
-    return Checked(method=method, digest=_squeeze(digest_text), value=_squeeze(value_text))
+    return Checked(method=method, digest=squeeze(digest_text), value=squeeze(value_text))
 
 
 def _verify_value(public_key: object, method: str, value: bytes, data: bytes) -> None:

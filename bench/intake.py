@@ -61,6 +61,7 @@ API_KEY = "bench-api-key"
 GOAL_RPS = 1500.0
 GOAL_P99_MS = 100.0
 GOAL_SOAP_RPS = 800.0
+WARMUP_SECONDS = 2.0
 
 
 # -- the bare endpoint (run in its own process by `intake.py bare --port P`) -------------------
@@ -263,25 +264,31 @@ function cjson_headers(text)
   for k, v in text:gmatch("([^\1]+)\1([^\2]*)\2") do h[k] = v end
   return h
 end
+wrapped = 0
 function request()
   counter = counter + 1
-  if counter > #lines then counter = 1 end
+  if counter > #lines then
+    counter = 1
+    wrapped = wrapped + 1
+  end
   return lines[counter]
 end
 function done(summary, latency, requests)
   local e = summary.errors
+  local w = 0
+  for _, t in ipairs(threads) do w = w + (t:get("wrapped") or 0) end
   io.write(string.format(
     "RESULT {\"requests\": %d, \"duration_us\": %d, \"p50_us\": %d, \"p99_us\": %d, " ..
-    "\"max_us\": %d, \"errors\": %d, \"non_2xx\": %d}\n",
+    "\"max_us\": %d, \"errors\": %d, \"non_2xx\": %d, \"wrapped\": %d}\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, e.connect + e.read + e.write + e.timeout, e.status))
+    latency.max, e.connect + e.read + e.write + e.timeout, e.status, w))
 end
 """
 
 
-def write_requests(target: Target, count: int, path: Path) -> None:
+def write_requests(target: Target, numbers: range, path: Path) -> None:
     with path.open("wb") as fh:
-        for i in range(count):
+        for i in numbers:
             body, headers = target.make_request(i)
             head = "".join(f"{k}\1{v}\2" for k, v in headers.items()).encode()
             fh.write(head + b"\t" + body.replace(b"\n", b" ") + b"\n")
@@ -301,7 +308,10 @@ def run_wrk(url: str, requests: Path, duration: float, connections: int,
     return {"requests": raw["requests"], "seconds": round(seconds, 2),
             "rps": round(raw["requests"] / seconds, 1), "p50_ms": raw["p50_us"] / 1000,
             "p99_ms": raw["p99_us"] / 1000, "max_ms": raw["max_us"] / 1000,
-            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "generator": "wrk"}
+            "errors": raw["errors"], "non_2xx": raw["non_2xx"], "generator": "wrk",
+            # Connections that ran out of distinct requests and sent some again (answered as
+            # resubmissions, cheaper than new ones): raise --expected-rps.
+            "repeated": raw["wrapped"]}
 
 
 async def _httpx_load(url: str, requests: list[tuple[bytes, dict[str, str]]], duration: float,
@@ -361,12 +371,12 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
-def _broker_pids() -> list[int]:
+def _pids_named(*names: str) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "beam.smp":
+                if (entry / "comm").read_text().strip() in names:
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -374,12 +384,14 @@ def _broker_pids() -> list[int]:
 
 
 def cpu_seconds(server: int) -> dict[str, float]:
-    """CPU seconds used so far by the server's process tree and by the broker: with the
+    """CPU seconds used so far by the server's process tree, the broker and the PostgreSQL
+    server (its backends are processes of their own; idle when the store is SQLite): with the
     requests served, CPU per request is a figure a shared machine disturbs far less than
-    requests per second."""
+    requests per second. A backend that ends between two readings is not counted."""
     tick = os.sysconf("SC_CLK_TCK")
     return {"server": sum(_cpu_ticks(p) for p in _process_tree(server)) / tick,
-            "broker": sum(_cpu_ticks(p) for p in _broker_pids()) / tick}
+            "broker": sum(_cpu_ticks(p) for p in _pids_named("beam.smp")) / tick,
+            "database": sum(_cpu_ticks(p) for p in _pids_named("postgres")) / tick}
 
 
 def load_average() -> list[float]:
@@ -387,10 +399,16 @@ def load_average() -> list[float]:
 
 
 def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    count = int(args.duration * (target.expected_rps or args.expected_rps) * 1.5) + 1000
+    rate = target.expected_rps or args.expected_rps
+    count = int(args.duration * rate * 1.5) + 1000
+    # The warm-up sends requests of its own: resent in the measured run they would be answered
+    # as resubmissions (by their idempotency keys), which cost less than new dossiers.
+    warm = range(count, count + int(WARMUP_SECONDS * rate * 1.5) + 500)
     requests = workdir / f"{target.name}.requests"
-    print(f"{target.name}: making {count} signed requests...", flush=True)
-    write_requests(target, count, requests)
+    warmup = workdir / f"{target.name}.warmup"
+    print(f"{target.name}: making {count + len(warm)} signed requests...", flush=True)
+    write_requests(target, range(count), requests)
+    write_requests(target, warm, warmup)
     port = free_port()
     proc = start(target, port)
     url = f"http://127.0.0.1:{port}{target.path}"
@@ -398,7 +416,7 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
     try:
         if shutil.which("wrk"):
             # A short warm-up (connections, caches), then the measured run.
-            run_wrk(url, requests, 2, args.connections, args.threads)
+            run_wrk(url, warmup, WARMUP_SECONDS, args.connections, args.threads)
             cpu_before = cpu_seconds(proc.pid)
             result = run_wrk(url, requests, args.duration, args.connections, args.threads)
         else:
@@ -412,11 +430,15 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
         name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(result["requests"], 1), 3)
         for name in cpu_before}
     result["load_before"], result["load_after"] = load_before, load_average()
+    if result.get("repeated"):
+        print(f"{target.name}: WARNING: requests ran out and were sent again; the figures "
+              "include resubmissions; raise --expected-rps", flush=True)
     cpu = result["cpu_ms_per_request"]
     print(f"{target.name}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
           f"p99 {result['p99_ms']:.1f} ms, non-2xx {result['non_2xx']}, errors "
           f"{result['errors']}; CPU per request: server {cpu['server']:.2f} ms, broker "
-          f"{cpu['broker']:.2f} ms; load average {load_before[0]:.2f} -> "
+          f"{cpu['broker']:.2f} ms, database {cpu['database']:.2f} ms; load average "
+          f"{load_before[0]:.2f} -> "
           f"{result['load_after'][0]:.2f}", flush=True)
     return result
 

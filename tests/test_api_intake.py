@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 from test_api_support import (  # noqa: F401 - fixtures
     CLIENT_ID,
     PROGRESS,
@@ -21,10 +24,11 @@ from test_api_support import (  # noqa: F401 - fixtures
     new_code,
 )
 
+from hub.api import intake_tables
 from hub.api.errors import IdempotencyConflict
 from hub.api.intake import UPSTREAM_PROOF, Accepted, IntakeService
 from hub.envelope import Envelope
-from hub.errors import AccessDenied, ValidationError
+from hub.errors import AccessDenied, HubError, ValidationError
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 
@@ -262,3 +266,48 @@ def test_refused_and_accepted_in_one_batch(hub: Hub) -> None:
     assert sorted(a.duplicate for a in accepted) == [False, False, True]
     assert hub.outbox_count() == before + 2
     assert len(hub.store.timeline(code)) == 1 and len(hub.store.timeline(other)) == 1
+
+
+def test_a_refused_new_dossier_leaves_no_row(hub: Hub) -> None:
+    """On PostgreSQL the writer makes a row for each new dossier of a batch, to lock it; a
+    dossier whose every job is refused must not keep it (nor anything else)."""
+    unknown = new_code()
+    bad = hub.post(f"/v1/dossiers/{unknown}/status",
+                   {"status": 10, "previous_status": 1, "at": "2025-01-02T08:00:00"}, STATUS)
+    assert bad.status_code == 422 and bad.json()["code"] == "client.bad_transition"
+    with hub.store.engine.connect() as conn:
+        left = conn.execute(select(func.count()).select_from(intake_tables.dossiers).where(
+            intake_tables.dossiers.c.dossier_code == unknown)).scalar_one()
+    assert left == 0
+    assert hub.store.timeline(unknown) == []
+    # The dossier is new for the next request, which starts its sequence at 1.
+    assert hub.submit(dossier(unknown)).status_code == 202
+    [item] = [i for i in hub.store.outbox_pending(1000, lease=None)
+              if Envelope.from_bytes(i.body).subject == unknown]
+    assert Envelope.from_bytes(item.body).sequence == 1
+
+
+def test_a_request_the_store_refuses_fails_alone(hub: Hub) -> None:
+    """A batch that fails for a value one job brought (here a time no database column can
+    hold, slipped past validation) is written again job by job: the others are kept, the
+    guilty one is answered with the hub's error and leaves nothing."""
+    service = intake(hub)
+    who = client(hub)
+    outcomes: dict[str, Accepted | BaseException] = {}
+
+    def job(name: str, code: str) -> Any:
+        return service._prepare(who, SUBMITTED, dossier(code), None, None,
+                                lambda outcome: outcomes.__setitem__(name, outcome))
+
+    good, other, broken = new_code(), new_code(), new_code()
+    first, second, bad = job("first", good), job("second", other), job("bad", broken)
+    never = datetime.min.replace(tzinfo=timezone(timedelta(hours=14)))  # before year 1 in UTC
+    bad = replace(bad, request=replace(bad.request, facts=replace(bad.request.facts, at=never)))
+    before = hub.outbox_count()
+    service._writer._write_isolating([first, bad, second])
+    assert isinstance(outcomes["first"], Accepted) and isinstance(outcomes["second"], Accepted)
+    failed = outcomes["bad"]
+    assert isinstance(failed, HubError) and failed.code == "server.internal"
+    assert "nothing of it was kept" in failed.message
+    assert hub.outbox_count() == before + 2
+    assert hub.store.timeline(broken) == [] and len(hub.store.timeline(good)) == 1

@@ -297,16 +297,27 @@ class _Writer:
                     break
                 batch.append(more)
             concurrent = len(batch) > 1
-            try:
-                self._write(batch)
-            except HubError as exc:  # the store is unavailable: every job of the batch failed
-                for pending in batch:
-                    _answer(pending, exc)
-            except Exception:  # the writer must outlive any job
-                log.exception("intake writer: a batch failed unexpectedly")
-                for pending in batch:
-                    _answer(pending, HubError("the intake writer failed; retry with the same "
-                                              "Idempotency-Key"))
+            self._write_isolating(batch)
+
+    def _write_isolating(self, batch: list[_Job]) -> None:
+        """``_write``, and when the batch fails for a reason other than the store being
+        unavailable (a value one job brought that the database or a conversion refuses), each
+        job again on its own: nothing of the failed batch was kept, and one request must not
+        fail the others that happened to share its commit."""
+        try:
+            self._write(batch)
+        except HubError as exc:  # the store is unavailable: every job of the batch failed
+            for pending in batch:
+                _answer(pending, exc)
+        except Exception:  # the writer must outlive any job
+            if len(batch) > 1:
+                for job in batch:
+                    self._write_isolating([job])
+                return
+            log.exception("intake writer: a request could not be kept")
+            _answer(batch[0], HubError(
+                "the hub could not keep this request (its error is logged); nothing of it "
+                "was kept; report it to the hub's operators"))
 
     def _write(self, batch: list[_Job]) -> None:
         # What needs no lock is done before taking it: every writer of the database waits
@@ -558,6 +569,10 @@ class IntakeService:
                     timeline.append(self.store.prepare_timeline([event]))
         tables.remember_many(conn, new_keys)
         tables.save_states(conn, changed)
+        # Rows lock_states made for new dossiers whose every job was refused: a refusal leaves
+        # no trace (their sequence is still 0, and save_states did not touch them).
+        tables.forget_unseen(conn, [code for code, state in states.items()
+                                    if state.sequence == 0 and code not in changed])
         tx.outbox_add_many(self.store.join_outbox(messages))
         tx.timeline_add_many(self.store.join_timeline(timeline))
         return _Kept(outcomes, changed)

@@ -25,8 +25,8 @@ from hub.store.engine import is_sqlite
 from hub.store.tables import intake_dossiers as dossiers
 from hub.store.tables import intake_idempotency as idempotency
 
-__all__ = ["DossierState", "Remembered", "dossiers", "idempotency", "lock_states",
-           "recall_many", "remember", "remember_many", "save_states"]
+__all__ = ["DossierState", "Remembered", "dossiers", "forget_unseen", "idempotency",
+           "lock_states", "recall_many", "remember", "remember_many", "save_states"]
 
 
 # Hand-written SQL on the hot path (see hub.store.bulk); "key" quoted for any dialect's taste.
@@ -108,6 +108,16 @@ def lock_states(conn: Connection, codes: list[str]) -> dict[str, DossierState]:
         sql += " FOR UPDATE"
     return {str(code): DossierState(int(seq), proc, None if status is None else int(status))
             for code, seq, proc, status in conn.exec_driver_sql(sql, tuple(codes))}
+
+
+def forget_unseen(conn: Connection, codes: list[str]) -> None:
+    """Delete the rows ``lock_states`` made for these dossiers if they are still unseen
+    (sequence 0). None are made on SQLite."""
+    if not codes or is_sqlite(conn):
+        return
+    conn.exec_driver_sql(
+        f"DELETE FROM intake_dossiers WHERE sequence = 0 AND dossier_code IN "
+        f"({marks(conn.dialect, len(codes))})", tuple(codes))
 
 
 def save_states(conn: Connection, states: dict[str, DossierState]) -> None:

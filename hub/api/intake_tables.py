@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from hub.store.bulk import BulkInsert, marks
+from hub.store.bulk import BulkInsert, marks, one_of
 from hub.store.conflict import insert_ignore
 from hub.store.engine import is_sqlite
 from hub.store.tables import intake_dossiers as dossiers
@@ -74,10 +74,10 @@ def recall_many(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[st
     for client, key in pairs:
         by_client.setdefault(client, []).append(key)
     for client, keys in by_client.items():
+        wanted, params = one_of(conn.dialect, _KEY, keys)
         rows = conn.exec_driver_sql(
             f"SELECT {_KEY}, message_id, request_sha256 FROM intake_idempotency "
-            f"WHERE client = {marks(conn.dialect, 1)} AND {_KEY} IN "
-            f"({marks(conn.dialect, len(keys))})", (client, *keys))
+            f"WHERE client = {marks(conn.dialect, 1)} AND {wanted}", (client, *params))
         for key, message_id, digest in rows:
             found[(client, str(key))] = Remembered(str(message_id), str(digest))
     return found
@@ -100,14 +100,15 @@ def lock_states(conn: Connection, codes: list[str]) -> dict[str, DossierState]:
     seen before come back, which for new dossiers is no row at all."""
     if not codes:
         return {}
+    wanted, params = one_of(conn.dialect, "dossier_code", codes)
     sql = ("SELECT dossier_code, sequence, procedure_code, status FROM intake_dossiers "
-           f"WHERE dossier_code IN ({marks(conn.dialect, len(codes))})")
+           f"WHERE {wanted}")
     if not is_sqlite(conn):
         now = datetime.now(UTC)
         _placeholders.execute(conn, [(code, 0, None, None, now) for code in codes])
         sql += " FOR UPDATE"
     return {str(code): DossierState(int(seq), proc, None if status is None else int(status))
-            for code, seq, proc, status in conn.exec_driver_sql(sql, tuple(codes))}
+            for code, seq, proc, status in conn.exec_driver_sql(sql, params)}
 
 
 def forget_unseen(conn: Connection, codes: list[str]) -> None:
@@ -115,9 +116,8 @@ def forget_unseen(conn: Connection, codes: list[str]) -> None:
     (sequence 0). None are made on SQLite."""
     if not codes or is_sqlite(conn):
         return
-    conn.exec_driver_sql(
-        f"DELETE FROM intake_dossiers WHERE sequence = 0 AND dossier_code IN "
-        f"({marks(conn.dialect, len(codes))})", tuple(codes))
+    wanted, params = one_of(conn.dialect, "dossier_code", codes)
+    conn.exec_driver_sql(f"DELETE FROM intake_dossiers WHERE sequence = 0 AND {wanted}", params)
 
 
 def save_states(conn: Connection, states: dict[str, DossierState]) -> None:

@@ -15,10 +15,19 @@ from hub.store import messagelog
 log = logging.getLogger(__name__)
 
 
+# Pause after a pass that linked rows. A pass costs about a millisecond of the process's CPU
+# and a few of the database's, whatever its size, under a lock every process's linker takes in
+# turn; woken by every commit, the linkers of two intake processes ran ~75 passes a second of
+# ~16 rows at 1,200 requests/s, a sixth of the processes' CPU. Parked rows are as durable as
+# linked ones, so waiting costs nothing but the delay before ``log verify`` sees them chained.
+PACE = 0.05
+
+
 class LogLinker:
-    def __init__(self, engine: Engine, *, retry_max: float = 30.0) -> None:
+    def __init__(self, engine: Engine, *, retry_max: float = 30.0, pace: float = PACE) -> None:
         self._engine = engine
         self._retry_max = retry_max
+        self._pace = pace
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
@@ -61,8 +70,11 @@ class LogLinker:
             # Cleared before linking: a commit landing during the pass wakes another pass.
             self._wake.clear()
             try:
-                messagelog.link_pending(self._engine)
+                linked = messagelog.link_pending(self._engine)
                 delay = 0.0
+                # Rows committed meanwhile set the wake event: the next pass takes them all.
+                if linked and self._pace and self._stop.wait(self._pace):
+                    return  # close() links what is left
             except Exception:
                 delay = min(self._retry_max, max(0.1, delay * 2))
                 log.exception("linking the message log failed; retrying in %.1fs", delay)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, RowMapping, delete, func, select
+from sqlalchemy import Connection, Engine, RowMapping, func, select
 
 from hub.envelope import Envelope
 from hub.errors import HubError
@@ -151,6 +151,20 @@ def _values(e: PendingEntry) -> tuple[Any, ...]:
     return (e.at, e.direction, e.message_id, e.type, e.source, e.subject, e.peer, e.body_sha256)
 
 
+_ANY_PARKED = "SELECT id FROM log_pending LIMIT 1"
+# Column order: id, then _FIELDS.
+_TAKE_PARKED = (
+    "DELETE FROM log_pending WHERE id IN (SELECT id FROM log_pending ORDER BY id LIMIT {limit}) "
+    f"RETURNING id, {', '.join(_FIELDS)}")
+
+
+def _aware(at: datetime | str) -> datetime:
+    # Driver values: PostgreSQL gives an aware datetime; SQLite the stored UTC text.
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def link_pending(engine: Engine, batch: int = 2000) -> int:
     """Chain every parked row, oldest first, ``batch`` per transaction; returns how many.
     Linkers in several processes take turns on the head lock; each reads the parked rows only
@@ -162,23 +176,20 @@ def link_pending(engine: Engine, batch: int = 2000) -> int:
                 conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             conn.begin()
             # Cheap look first: an empty pass takes no row lock (no commit to flush).
-            if conn.execute(select(log_pending.c.id).limit(1)).first() is None:
+            if conn.exec_driver_sql(_ANY_PARKED).first() is None:
                 return linked
             head = _lock_head(conn)
-            parked = conn.execute(
-                select(log_pending).order_by(log_pending.c.id).limit(batch)
-            ).mappings().all()
+            # Taken out and read back in one statement (DELETE ... RETURNING: PostgreSQL, and
+            # SQLite since 3.35), under the head lock: no other linker takes them meanwhile.
+            parked = sorted(conn.exec_driver_sql(
+                _TAKE_PARKED.format(limit=marks(conn.dialect, 1)), (batch,)).all())
             if not parked:
                 return linked
             _append_after(conn, head, [
-                PendingEntry(
-                    at=r["at"], direction=r["direction"], message_id=r["message_id"],
-                    type=r["type"], source=r["source"], subject=r["subject"], peer=r["peer"],
-                    body_sha256=r["body_sha256"],
-                )
+                PendingEntry(at=_aware(r[1]), direction=r[2], message_id=r[3], type=r[4],
+                             source=r[5], subject=r[6], peer=r[7], body_sha256=r[8])
                 for r in parked
             ])
-            conn.execute(delete(log_pending).where(log_pending.c.id.in_([r["id"] for r in parked])))
             conn.commit()
         linked += len(parked)
         if len(parked) < batch:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Dialect, RowMapping, delete, insert, or_, select, update
 
-from hub.store.bulk import BulkInsert, Prepared
+from hub.store.bulk import BulkInsert, Prepared, bind, marks, one_of
 from hub.store.tables import outbox
 
 
@@ -152,11 +152,13 @@ def claim(conn: Connection, limit: int, lease: float | None) -> list[OutboxItem]
 def mark_published(conn: Connection, ids: Sequence[int], at: datetime | None = None) -> int:
     if not ids:
         return 0
-    result = conn.execute(
-        update(outbox)
-        .where(outbox.c.id.in_(list(ids)))
-        .values(published_at=at or datetime.now(UTC), claimed_until=None)
-    )
+    # Driver SQL: once per relayed batch (see hub.store.bulk).
+    dialect = conn.dialect
+    wanted, params = one_of(dialect, "id", ids)
+    result = conn.exec_driver_sql(
+        f"UPDATE outbox SET published_at = {marks(dialect, 1)}, claimed_until = NULL "
+        f"WHERE {wanted}",
+        (bind(dialect, outbox, "published_at", at or datetime.now(UTC)), *params))
     return int(result.rowcount)
 
 

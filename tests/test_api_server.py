@@ -186,6 +186,9 @@ def _holders(inodes: set[str]) -> dict[int, int]:
 
 def test_each_worker_listens_and_takes_its_share(server: str) -> None:
     port = int(server.rsplit(":", 1)[1])
+    # The fixture saw one worker ready; the other may still be starting.
+    wait_for(lambda: len(_sockets_on(port)[0]) == 2, timeout=30, interval=0.1,
+             message="both workers listening")
     listening, _ = _sockets_on(port)
     workers = _holders(listening)
     # One listening socket per worker, none shared: the kernel, not a race to accept, spreads
@@ -209,8 +212,9 @@ def test_each_worker_listens_and_takes_its_share(server: str) -> None:
 
 def test_a_dead_worker_is_replaced_and_serving_goes_on(server: str) -> None:
     port = int(server.rsplit(":", 1)[1])
-    before = _holders(_sockets_on(port)[0])
-    victim = min(before)
+    wait_for(lambda: len(_holders(_sockets_on(port)[0])) == 2, timeout=30, interval=0.1,
+             message="both workers listening")
+    victim = min(_holders(_sockets_on(port)[0]))
     os.kill(victim, signal.SIGKILL)
 
     def replaced() -> bool:

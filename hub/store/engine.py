@@ -11,6 +11,7 @@ error.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,10 +58,16 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
+# A pooled PostgreSQL connection idle for longer than this is pinged before use.
+PING_AFTER_IDLE_S = 1.0
+
+
 def make_engine(url: str) -> Engine:
     parsed = parse_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(parsed, pool_size=10, max_overflow=20)
+        _ping_when_idle(engine)
+        return engine
 
     path = _sqlite_file(parsed)
     # A batch writer's multi-row statements differ by row count (hub.store.bulk): keep more of
@@ -96,6 +103,32 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection that sat in the pool for a while: the
+    intake writer, the log linker and the relay each check a connection out for every
+    transaction, many a second, and a ping is a round trip each time. A connection used a
+    moment ago is as alive as a ping would show; if the server went away since, the statement
+    fails, SQLAlchemy invalidates the pool, and the caller gets ``server.store_unavailable``
+    (retryable, nothing kept) as it would for a server lost mid-transaction."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:
+            # The pool throws the connection away and checks out another (three tries).
+            raise exc.DisconnectionError(f"stale connection: {error}") from error
+        if not alive:
+            raise exc.DisconnectionError("stale connection")
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

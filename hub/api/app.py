@@ -99,6 +99,8 @@ def create_app(
         else None,
     )
     intake.on_commit = outbox_relay.notify
+    if relay:
+        intake.relay_lease = outbox_relay.lease_for_intake
     events_exchange = intake.exchange
     callbacks = CallbackDispatcher(
         adapters if adapters is not None else discover,

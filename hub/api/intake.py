@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -215,14 +215,22 @@ class _Rows:
     outbox: Prepared
     timeline: Prepared
     timeline_of: dict[int, int]
+    claimed_until: datetime | None  # of the outbox rows, leased to this process's relay
 
 
 @dataclass(slots=True)
 class _Kept:
-    """What a batch wrote, handed to the writer to report after the commit."""
+    """What a batch wrote, handed to the writer to report after the commit; ``handed``: the
+    outbox rows written leased to this process's relay (id, message), to give it."""
 
     outcomes: list[Accepted | HubError]
     states: dict[str, tables.DossierState]
+    handed: list[Handed]
+
+
+# An outbox row kept leased to this process's relay: its id, the message, and when the lease
+# ends (see IntakeService.relay_lease).
+Handed = tuple[int, Outgoing, datetime]
 
 
 class _Writer:
@@ -385,7 +393,7 @@ class IntakeService:
         settings: Settings,
         trust_verifier: RequestVerifier | None = None,
         *,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[Sequence[Handed]], None] | None = None,
         max_batch: int = 256,
     ) -> None:
         self.store = store
@@ -393,8 +401,15 @@ class IntakeService:
         self.settings = settings
         self.verifier = trust_verifier
         self.exchange = f"{settings.name_prefix}.events"
-        # Called after each commit that added outbox rows (wakes the relay).
+        # Called after each commit that added outbox rows (wakes the relay), with the rows
+        # written leased to this process's relay.
         self.on_commit = on_commit
+        # How long (seconds) the rows a batch writes are leased to this process's relay, which
+        # is then handed them after the commit instead of claiming them back from the store:
+        # one update of every row (its body included) and a read of it spared. None: rows are
+        # written unleased (SQLite, whose one relay reads them without leases; a relay that
+        # cannot reach the broker). Read for each batch.
+        self.relay_lease: Callable[[], float | None] = lambda: None
         # SQLite has one writer at a time, and a connection that finds the database locked
         # sleeps (1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency:
         # the writers of the entry points (this service, the outbox relay, in every worker
@@ -419,7 +434,7 @@ class IntakeService:
         seen.update(kept.states)
         if self.on_commit is not None and any(
                 isinstance(o, Accepted) and not o.duplicate for o in kept.outcomes):
-            self.on_commit()
+            self.on_commit(kept.handed)
 
     def close(self) -> None:
         """Finish the jobs already submitted and stop the writer thread."""
@@ -525,8 +540,11 @@ class IntakeService:
             if event is not None:
                 timeline_of[i] = len(events)
                 events.append(event)
-        return _Rows(self.store.prepare_outbox([job.draft.out for job in jobs], at=now),
-                     self.store.prepare_timeline(events), timeline_of)
+        lease = self.relay_lease()
+        claimed_until = now + timedelta(seconds=lease) if lease else None
+        return _Rows(self.store.prepare_outbox([job.draft.out for job in jobs], at=now,
+                                               claimed_until=claimed_until),
+                     self.store.prepare_timeline(events), timeline_of, claimed_until)
 
     def _keep_batch(self, tx: UnitOfWork, jobs: list[_Job], rows: _Rows) -> _Kept:
         """Inside the writer's transaction. The batch's idempotency keys and dossier states
@@ -544,6 +562,7 @@ class IntakeService:
         new_keys: dict[tuple[str, str], tables.Remembered] = {}
         outcomes: list[Accepted | HubError] = []
         messages: list[Prepared] = []
+        kept_out: list[Outgoing] = []
         timeline: list[Prepared] = []
         now = datetime.now(UTC)  # of every log row of the batch (committed together)
         for i, job in enumerate(jobs):
@@ -558,12 +577,14 @@ class IntakeService:
                 continue
             outcomes.append(Accepted(request.message_id, duplicate=False))
             tx.log("in", kept.env, kept.body_sha256, peer=request.client, at=now)
+            kept_out.append(kept.out)
             if kept is job.draft:
                 messages.append(rows.outbox.pick((i,)))
                 if i in rows.timeline_of:
                     timeline.append(rows.timeline.pick((rows.timeline_of[i],)))
             else:  # drafted again, in the lock: rare
-                messages.append(self.store.prepare_outbox([kept.out], at=now))
+                messages.append(self.store.prepare_outbox([kept.out], at=now,
+                                                          claimed_until=rows.claimed_until))
                 event = _timeline_event(request, kept)
                 if event is not None:
                     timeline.append(self.store.prepare_timeline([event]))
@@ -573,9 +594,14 @@ class IntakeService:
         # no trace (their sequence is still 0, and save_states did not touch them).
         tables.forget_unseen(conn, [code for code, state in states.items()
                                     if state.sequence == 0 and code not in changed])
-        tx.outbox_add_many(self.store.join_outbox(messages))
+        handed: list[Handed] = []
+        if rows.claimed_until is None:
+            tx.outbox_add_many(self.store.join_outbox(messages))
+        elif messages:
+            ids = tx.outbox_add_claimed(self.store.join_outbox(messages))
+            handed = [(ids[out.message_id], out, rows.claimed_until) for out in kept_out]
         tx.timeline_add_many(self.store.join_timeline(timeline))
-        return _Kept(outcomes, changed)
+        return _Kept(outcomes, changed, handed)
 
     def _keep_one(self, job: _Job,
                   known: dict[tuple[str, str], tables.Remembered],
@@ -639,7 +665,7 @@ class IntakeService:
                 ids.append(env.id)
                 kept = True
         if kept and self.on_commit is not None:
-            self.on_commit()
+            self.on_commit(())  # kept unleased: the relay claims them
         return ids
 
     def _relayed(self, env: Envelope, upstream: str) -> Envelope:

@@ -26,11 +26,11 @@ log linker spent). One text for every row count is also one prepared statement o
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
+from sqlalchemy import Connection, CursorResult, Dialect, Table
 
 # Rows per statement: bounds how many distinct statements (one per row count) the drivers keep
 # prepared, and the parameters of one statement (SQLite allows 32,766, PostgreSQL 65,535).
@@ -152,25 +152,40 @@ class BulkInsert:
         """Write ``rows`` (Python values, or ``prepare``d); returns how many were written
         (inserted, or updated with ``update``; skipped conflicts do not count): the
         statements' own row counts, which both drivers report exactly for one statement."""
+        written = 0
+        for result in self._run(conn, rows, ""):
+            written += max(0, result.rowcount)
+        return written
+
+    def execute_returning(self, conn: Connection, rows: Sequence[Sequence[Any]] | Prepared,
+                          columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``execute``, returning ``columns`` of each row written, in no particular order
+        (neither database promises one for RETURNING)."""
+        for name in columns:
+            if name not in self.table.c:
+                raise ValueError(f"table {self.table.name} has no column {name!r}")
+        quote = conn.dialect.identifier_preparer.quote
+        returning = " RETURNING " + ", ".join(quote(c) for c in columns)
+        return [tuple(row) for result in self._run(conn, rows, returning) for row in result]
+
+    def _run(self, conn: Connection, rows: Sequence[Sequence[Any]] | Prepared,
+             returning: str) -> Iterator[CursorResult[Any]]:
         dialect = conn.dialect
         if isinstance(rows, Prepared):
             converted = self._check(rows, dialect).rows
         else:
             converted = self.prepare(dialect, rows).rows
         if not converted:
-            return 0
+            return
         if dialect.name == "postgresql":
             columns = tuple(list(values) for values in zip(*converted, strict=True))
-            result = conn.exec_driver_sql(self._unnest(dialect), columns)
-            return max(0, result.rowcount)
-        written = 0
+            yield conn.exec_driver_sql(self._unnest(dialect) + returning, columns)
+            return
         step = self.rows_per_statement
         for start in range(0, len(converted), step):
             chunk = converted[start:start + step]
             params = tuple(v for row in chunk for v in row)
-            result = conn.exec_driver_sql(self._statement(dialect, len(chunk)), params)
-            written += max(0, result.rowcount)
-        return written
+            yield conn.exec_driver_sql(self._statement(dialect, len(chunk)) + returning, params)
 
     def _check(self, prepared: Prepared, dialect: Dialect) -> Prepared:
         if prepared.insert is not self or prepared.dialect != dialect.name:

@@ -80,17 +80,20 @@ def add(conn: Connection, message: OutgoingLike, at: datetime | None = None) -> 
 
 
 _ROW_COLUMNS = ("created_at", "message_id", "type", "app_id", "exchange", "routing_key",
-                "headers", "body")
+                "headers", "body", "claimed_until")
 _insert_many = BulkInsert(outbox, _ROW_COLUMNS)
 
 
 def prepare_many(dialect: Dialect, messages: Sequence[OutgoingLike],
-                 at: datetime | None = None) -> Prepared:
-    """Rows of ``messages`` converted for ``dialect``, for ``add_many`` later."""
+                 at: datetime | None = None, *,
+                 claimed_until: datetime | None = None) -> Prepared:
+    """Rows of ``messages`` converted for ``dialect``, for ``add_many`` later. With
+    ``claimed_until`` they are written leased already, to the relay of the writing process
+    (see ``add_claimed``)."""
     when = at or datetime.now(UTC)
     return _insert_many.prepare(dialect, [
         (when, m.message_id, m.type, m.app_id, m.exchange, m.routing_key, dict(m.headers),
-         bytes(m.body))
+         bytes(m.body), claimed_until)
         for m in messages
     ])
 
@@ -106,6 +109,15 @@ def add_many(conn: Connection, messages: Sequence[OutgoingLike] | Prepared,
     if not isinstance(messages, Prepared):
         messages = prepare_many(conn.dialect, messages, at)
     return _insert_many.execute(conn, messages)
+
+
+def add_claimed(conn: Connection, messages: Prepared) -> dict[str, int]:
+    """``add_many`` for rows prepared with ``claimed_until``, returning their ids by message id:
+    the process that wrote them hands them to its own relay, which publishes them without
+    claiming (another relay skips them until the lease ends, as it skips any claimed row) and
+    marks them published by id."""
+    return {str(message_id): int(row_id) for row_id, message_id in
+            _insert_many.execute_returning(conn, messages, ("id", "message_id"))}
 
 
 def _item(r: RowMapping) -> OutboxItem:

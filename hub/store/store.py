@@ -160,11 +160,14 @@ class Store:
             return outbox.claim(conn, limit, lease)
 
     def prepare_outbox(
-        self, messages: Sequence[OutgoingLike], *, at: datetime | None = None
+        self, messages: Sequence[OutgoingLike], *, at: datetime | None = None,
+        claimed_until: datetime | None = None,
     ) -> Prepared:
-        """Rows for ``UnitOfWork.outbox_add_many``, converted now, outside any transaction
-        (a batch writer does it before taking the write lock)."""
-        return outbox.prepare_many(self.engine.dialect, messages, at)
+        """Rows for ``UnitOfWork.outbox_add_many`` (or, leased already to this process's
+        relay until ``claimed_until``, for ``outbox_add_claimed``), converted now, outside any
+        transaction (a batch writer does it before taking the write lock)."""
+        return outbox.prepare_many(self.engine.dialect, messages, at,
+                                   claimed_until=claimed_until)
 
     def join_outbox(self, parts: Sequence[Prepared]) -> Prepared:
         return outbox.join(self.engine.dialect, parts)

@@ -60,6 +60,11 @@ class UnitOfWork:
         conversion."""
         return outbox.add_many(self.connection, messages, at)
 
+    def outbox_add_claimed(self, messages: Prepared) -> dict[str, int]:
+        """Keep messages prepared leased to this process's relay (``Store.prepare_outbox``
+        with ``claimed_until``); returns their ids by message id, to hand to it."""
+        return outbox.add_claimed(self.connection, messages)
+
     def timeline_add(
         self,
         dossier_code: str,

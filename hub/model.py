@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from hub import codes
 from hub.errors import CodeError
@@ -111,12 +112,65 @@ class ApplicantKind(IntEnum):
     OTHER = 4
 
 
+# The years a time of the model may fall in. A dossier's times (submitted, due, a status
+# change, a payment, a postal scan) belong to administrative life: none predates the 20th
+# century, none is centuries ahead. The bounds also keep every time far from datetime's own
+# limits (years 1 and 9999), so that each conversion made of it stays representable: to UTC
+# for the store, to Vietnam time for a wire format, to a Unix timestamp (a UTC offset is always
+# less than 24 hours); and strftime writes the year with four digits, as the fixed-width wire
+# formats (yyyyMMddHHmmss) need. Years of birth share the upper bound.
+MIN_YEAR = 1900
+MAX_YEAR = 2200
+# Years of birth go back further (the population database keeps citizens born from 1850).
+MIN_BIRTH_YEAR = 1850
+
+
+def _time_problem(value: datetime) -> str | None:
+    # The year as written, naive or not: within the bounds, no offset can carry the time out
+    # of what datetime represents.
+    if MIN_YEAR <= value.year <= MAX_YEAR:
+        return None
+    return (f"is in the year {value.year}, outside the years {MIN_YEAR} to {MAX_YEAR} a "
+            "dossier's times fall in")
+
+
 def _as_vn_time(value: datetime) -> datetime:
+    problem = _time_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("datetime_out_of_range", "{problem}; send the actual time, "
+                                  "e.g. 2025-01-01T08:00:00+07:00", {"problem": problem})
     # Systems send naive local times on the wire; they are Vietnam time by convention.
     return value.replace(tzinfo=VN_TZ) if value.tzinfo is None else value
 
 
+def check_time(value: datetime, field: str) -> datetime:
+    """``value`` if it is a time the model takes (``VnDateTime``), else the hub's
+    ``ValidationError`` naming ``field``. For an adapter that reads a system's own time format
+    and uses the time (in its own tables, converted to UTC) before the model sees it."""
+    problem = _time_problem(value)
+    if problem is not None:
+        raise HubValidationError(f"{problem}; the system must send the actual time",
+                                 field=field)
+    return value
+
+
+def _civil_date(value: date) -> date:
+    # A calendar date (a birth date) is never converted, but it is written with strftime in
+    # fixed-width wire formats, which need a four-digit year.
+    if not MIN_BIRTH_YEAR <= value.year <= MAX_YEAR:
+        raise PydanticCustomError(
+            "date_out_of_range",
+            "is in the year {year}, outside the years {min_year} to {max_year}; send the "
+            "actual date, e.g. 1980-05-17, or leave it out when it is not known",
+            {"year": value.year, "min_year": MIN_BIRTH_YEAR, "max_year": MAX_YEAR},
+        )
+    return value
+
+
+# Every time of the model: naive means Vietnam time; refused outside MIN_YEAR..MAX_YEAR.
 VnDateTime = Annotated[datetime, AfterValidator(_as_vn_time)]
+# Every calendar date of the model (dates of birth): MIN_BIRTH_YEAR..MAX_YEAR.
+CivilDate = Annotated[date, AfterValidator(_civil_date)]
 AgencyStr = Annotated[str, AfterValidator(lambda v: codes.parse_agency(v).value)]
 DossierStr = Annotated[str, AfterValidator(lambda v: codes.parse_dossier(v).value)]
 ProcedureStr = Annotated[str, AfterValidator(lambda v: codes.parse_procedure(v).value)]
@@ -130,7 +184,7 @@ class _Model(BaseModel):
 class Applicant(_Model):
     identity_number: str
     name: str = Field(min_length=1, max_length=200)
-    birth_date: date | None = None
+    birth_date: CivilDate | None = None
     kind: ApplicantKind = ApplicantKind.CITIZEN
     address: str | None = None
     phone: str | None = None
@@ -259,8 +313,10 @@ class CitizenVerification(_Model):
     dossier_code: DossierStr | None = None
     identity_number: str
     name: str = Field(min_length=1, max_length=200)
-    birth_date: date | None = None
-    birth_year: int | None = None
+    birth_date: CivilDate | None = None
+    # Written as a date of 1 January by the population adapter: a year datetime cannot hold
+    # would fail there, after the request was accepted.
+    birth_year: int | None = Field(default=None, ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
 
     @field_validator("identity_number")
     @classmethod
@@ -326,8 +382,8 @@ class CitizenRecord(_Model):
     ethnicity_code: str | None = None
     ethnicity: str | None = None  # decoded from the code by the mapping, when known
     nationality: str | None = None
-    birth_date: date | None = None
-    birth_year: int = Field(ge=1850, le=2200)
+    birth_date: CivilDate | None = None
+    birth_year: int = Field(ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
     hometown: Address | None = None
     permanent_address: Address | None = None
     current_address: Address | None = None

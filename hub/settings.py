@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     max_body_bytes: int = 1_048_576
+    # JSON bodies (REST, callbacks) nesting arrays and objects deeper are refused
+    # (client.too_deep, hub.jsonbody). At most 256: whatever walks a value afterwards (pydantic,
+    # jsonschema, json.dumps) recurses, and Python's recursion limit is 1000 frames.
+    max_json_depth: int = Field(default=32, ge=1, le=256)
     request_timeout: float = 10.0
     # Group commit: while requests arrive concurrently, the intake's writer waits this long for
     # more before writing a batch; a batch's fixed cost (about ten statements and the commit's

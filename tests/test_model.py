@@ -1,11 +1,21 @@
-from datetime import datetime
-from typing import Any
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
+from types import NoneType
+from typing import Annotated, Any, get_args, get_origin
+from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import AfterValidator, BaseModel
 
+from adapters.npsp.dates import WireDates as PortalDates
+from adapters.provincial.dates import WireDates as ProvinceDates
+from hub import model as model_module
 from hub.errors import ValidationError
 from hub.model import (
     EVENT_MODELS,
+    MAX_YEAR,
+    MIN_YEAR,
     TRANSITIONS,
     VN_TZ,
     Dossier,
@@ -15,6 +25,7 @@ from hub.model import (
     parse_event_data,
     validate_model,
 )
+from hub.store import Store
 
 
 def dossier(**over: Any) -> dict[str, Any]:
@@ -120,3 +131,130 @@ def test_event_data_by_type() -> None:
         parse_event_data("vn.gov.nothing.happened", {})
     assert err.value.field == "type"
     assert "vn.gov.dossier.submitted" in EVENT_MODELS
+
+
+# -- times and dates: one shared type, a range every conversion survives ----------------------
+
+STATUS_CHANGED = "vn.gov.dossier.status-changed"
+CODE = "000.00.00.H56-250101-0001"
+
+
+def _scan(tp: Any, metadata: list[Any], where: str) -> Iterator[tuple[str, type, list[Any]]]:
+    """Every time or date inside a field's type, with the validators that apply to it."""
+    if get_origin(tp) is Annotated:
+        inner, *extra = get_args(tp)
+        yield from _scan(inner, [*metadata, *extra], where)
+    elif tp is datetime or tp is date:
+        yield where, tp, [m.func for m in metadata if isinstance(m, AfterValidator)]
+    elif isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, info in tp.model_fields.items():
+            yield from _scan(info.annotation, list(info.metadata), f"{where}{name}.")
+    else:
+        for arg in get_args(tp):
+            if arg is not Ellipsis and arg is not NoneType:
+                yield from _scan(arg, [], where)
+
+
+def test_every_time_and_date_of_the_models_uses_the_shared_types() -> None:
+    found = {(where.rstrip("."), tp): funcs for model in EVENT_MODELS.values()
+             for where, tp, funcs in _scan(model, [], "")}
+    assert ("submitted_at", datetime) in found and ("checked_at", datetime) in found
+    assert ("record.birth_date", date) in found and ("payer.birth_date", date) in found
+    for (where, tp), funcs in found.items():
+        shared = model_module._as_vn_time if tp is datetime else model_module._civil_date
+        assert shared in funcs, f"{where} ({tp.__name__}) is not VnDateTime / CivilDate"
+
+
+OUT_OF_RANGE: list[Any] = [
+    "0001-01-01T00:00:00", "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-14:00",
+    "9999-12-31T23:59:59-12:00", "9999-12-31T23:59:59", "9999-12-31T23:59:59+14:00",
+    "1899-12-31T23:59:59", "1899-12-31T23:59:59+07:00", "2201-01-01T00:00:00",
+    "2201-01-01T00:00:00Z", datetime.min, datetime.max, datetime.max.replace(tzinfo=UTC),
+    datetime.min.replace(tzinfo=timezone(timedelta(hours=14))),
+]
+
+
+@pytest.mark.parametrize("at", OUT_OF_RANGE)
+def test_a_time_outside_the_range_is_refused_naming_the_field(at: Any) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_event_data(STATUS_CHANGED, {"dossier_code": CODE, "status": 2, "at": at})
+    assert err.value.code == "client.schema_invalid" and err.value.field == "at"
+    assert f"{MIN_YEAR} to {MAX_YEAR}" in err.value.message
+    with pytest.raises(ValidationError) as err:
+        validate_model(Dossier, dossier(due_at=at))
+    assert err.value.field == "due_at"
+
+
+@pytest.mark.parametrize(("event_type", "data", "field"), [
+    ("vn.gov.dossier.submitted", dossier(applicant={"identity_number": "001203004567",
+                                                    "name": "A", "birth_date": "0001-01-01"}),
+     "applicant.birth_date"),
+    ("vn.gov.citizen.verification-requested",
+     {"identity_number": "001203004567", "name": "A", "birth_date": "9999-12-31"},
+     "birth_date"),
+    ("vn.gov.citizen.verification-requested",
+     {"identity_number": "001203004567", "name": "A", "birth_year": 0}, "birth_year"),
+    ("vn.gov.citizen.verification-requested",
+     {"identity_number": "001203004567", "name": "A", "birth_year": 10_000}, "birth_year"),
+    ("vn.gov.postal.tracking-updated",
+     {"dossier_code": CODE, "waybill": "EB1VN", "state": 1, "at": "0001-01-01T00:00:00"},
+     "at"),
+    ("vn.gov.dossier.progress-reported",
+     {"dossier_code": CODE, "officer": "A", "content": "x", "status": 4,
+      "at": "2025-01-01T08:00:00", "started_at": "9999-12-31T23:59:59-12:00"}, "started_at"),
+])
+def test_dates_and_years_outside_the_range_are_refused(event_type: str, data: dict[str, Any],
+                                                       field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_event_data(event_type, data)
+    assert err.value.code == "client.schema_invalid" and err.value.field == field
+
+
+# The extremes the model takes, naive (Vietnam time: in 1900 the zone's local mean time, with
+# an offset of seconds) and with the largest offsets an RFC 3339 time can carry.
+EDGES = ["1900-01-01T00:00:00", "1900-01-01T00:00:00+14:00", "1900-01-01T00:00:00+23:59",
+         "2200-12-31T23:59:59.999999", "2200-12-31T23:59:59-12:00",
+         "2200-12-31T23:59:59-23:59"]
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store.open(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_the_extremes_go_through_every_use_of_a_time(store: Store) -> None:
+    portal = PortalDates("%Y%m%d%H%M%S", VN_TZ)
+    province = ProvinceDates("%d/%m/%Y %H:%M:%S", "%d/%m/%Y", ZoneInfo("Asia/Ho_Chi_Minh"))
+    dossier_code = f"000.00.00.H56-250101-{uuid.uuid4().int % 9000 + 1000}"
+    for text in EDGES:
+        at = parse_event_data(STATUS_CHANGED, {"dossier_code": CODE, "status": 2,
+                                               "at": text}).at  # type: ignore[attr-defined]
+        assert at.tzinfo is not None
+        utc = at.astimezone(UTC)
+        assert utc == at and 1899 <= utc.year <= 2201
+        assert isinstance(at.timestamp(), float)
+        wire = portal.write(at)  # yyyyMMddHHmmss, the portal's fixed width
+        assert len(wire) == 14 and wire.isdigit()
+        assert portal.read(wire, "at") == at.replace(microsecond=0)
+        assert province.read(province.write(at), "at") == at.replace(microsecond=0)
+        with store.begin() as tx:
+            tx.timeline_add(dossier_code, STATUS_CHANGED, str(uuid.uuid4()), at,
+                            source="test", summary={})
+    kept = [entry.at for entry in store.timeline(dossier_code)]
+    assert len(kept) == len(EDGES) and all(entry.tzinfo is not None for entry in kept)
+
+
+def test_check_time_is_the_models_range_for_adapters() -> None:
+    """An adapter that keeps a system's time before the model sees it (the postal tracking
+    rows) checks it with the model's own rule, naming the system's field."""
+    at = datetime(2025, 1, 1, 8, tzinfo=VN_TZ)
+    assert model_module.check_time(at, "Time") is at
+    for wrong in (datetime(1, 1, 1, tzinfo=VN_TZ), datetime(9999, 12, 31, 23, 59, 59)):
+        with pytest.raises(ValidationError) as err:
+            model_module.check_time(wrong, "Time")
+        assert err.value.field == "Time" and err.value.code == "client.schema_invalid"
+        assert f"{MIN_YEAR} to {MAX_YEAR}" in err.value.message

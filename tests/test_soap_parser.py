@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from hub.api.errors import BodyTooLarge
-from hub.api.soap.parser import MAX_DEPTH, new_parser, parse_document
+from hub.api.soap.parser import LIBXML2_MAX_DEPTH, MAX_DEPTH, new_parser, parse_document
 from hub.errors import InvalidMessage
 
 LIMIT = 1_048_576
@@ -174,9 +174,21 @@ def test_depth_limit() -> None:
     _refused(_nested(20), "client.too_deep", max_depth=10)
 
 
-def test_very_deep_documents_stop_in_the_parser() -> None:
-    # libxml2's own guard (no huge_tree) stops the parse long before memory suffers.
-    _refused(_nested(100_000), "client.unparseable")
+@pytest.mark.parametrize("depth", [LIBXML2_MAX_DEPTH + 1, 300, 100_000])
+def test_very_deep_documents_stop_in_the_parser(depth: int) -> None:
+    # libxml2's own guard (no huge_tree) stops the parse long before memory suffers; the
+    # refusal is the hub's own, whichever limit fired first.
+    error = _refused(_nested(depth), "client.too_deep")
+    assert str(MAX_DEPTH) in error.message
+    # With a limit above libxml2's, the message names the limit that actually held.
+    error = _refused(_nested(depth), "client.too_deep", max_depth=1000)
+    assert str(LIBXML2_MAX_DEPTH) in error.message
+
+
+def test_libxml2_depth_limit_is_where_the_hub_expects_it() -> None:
+    assert _parse(_nested(LIBXML2_MAX_DEPTH), max_depth=LIBXML2_MAX_DEPTH).tag == "a"
+    with pytest.raises(etree.XMLSyntaxError, match="Excessive depth"):
+        etree.fromstring(_nested(LIBXML2_MAX_DEPTH + 1), new_parser())
 
 
 def test_a_wide_document_is_checked_quickly() -> None:

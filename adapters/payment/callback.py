@@ -20,6 +20,7 @@ from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.errors import ClientError, HubError, ValidationError
+from hub.jsonbody import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,8 @@ class PaymentCallback:
         return [envelope]
 
     def _parse(self, body: bytes) -> dict[str, Any]:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ClientError(
-                "the callback body is not JSON; the gateway sends a JSON object",
-                code="client.unparseable",
-            ) from None
+        doc = parse_json(body, max_depth=self.ctx.settings.max_json_depth,
+                         what="the callback body")
         if not isinstance(doc, dict):
             raise ClientError("the callback body is not a JSON object", code="client.unparseable")
         contract.check(

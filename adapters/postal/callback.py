@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ from adapters.postal.tracking import tracking_envelope
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.errors import ClientError, ValidationError
+from hub.jsonbody import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +85,8 @@ class PostalWebhook:
             )
 
     def _parse(self, body: bytes) -> dict[str, Any]:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ClientError(
-                "the webhook body is not JSON; the postal service sends a JSON object",
-                code="client.unparseable",
-            ) from None
+        doc = parse_json(body, max_depth=self.ctx.settings.max_json_depth,
+                         what="the webhook body")
         if not isinstance(doc, dict):
             raise ClientError("the webhook body is not a JSON object", code="client.unparseable")
         contract.check(

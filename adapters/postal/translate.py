@@ -11,7 +11,7 @@ from typing import Any
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
 from hub.errors import ValidationError
-from hub.model import Party, PostalPickup
+from hub.model import Party, PostalPickup, check_time
 
 MAPPING_FAILED = "client.mapping_failed"
 
@@ -23,13 +23,15 @@ def wire_time(at: datetime, mapping: PostalMapping) -> str:
 
 def parse_wire_time(text: Any, mapping: PostalMapping, field: str) -> datetime:
     try:
-        return datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
+        at = datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
     except ValueError:
         raise ValidationError(
             f"{text!r:.40} is not a time in the postal service's format "
             f"{mapping.time_format!r} (yyyyMMddHHmmss, Vietnam time)",
             field=field,
         ) from None
+    # The order's tracking rows keep it (in UTC) before the canonical model sees it.
+    return check_time(at, field)
 
 
 def vnd(amount: Decimal, field: str) -> int:

@@ -27,7 +27,8 @@ from hub import codes
 from hub.adapters import AdapterContext, load_config
 from hub.contracts import Contract, load_contract
 from hub.envelope import Envelope
-from hub.errors import ClientError, ValidationError
+from hub.errors import ValidationError
+from hub.jsonbody import MAX_DEPTH, parse_json
 
 Callback = Callable[[bytes, Mapping[str, str]], list[Envelope]]
 # Namespace of the ids of envelopes made of provincial updates (uuid5 of the update).
@@ -64,15 +65,10 @@ def message_id(update: Update, sequence: int) -> str:
 
 
 def parse_updates(
-    body: bytes, m: ProvincialMapping, contract: Contract, hub_id: str, limit: int = 500
+    body: bytes, m: ProvincialMapping, contract: Contract, hub_id: str, limit: int = 500,
+    max_depth: int = MAX_DEPTH,
 ) -> list[Envelope]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ClientError(
-            f"the body is not JSON ({exc}); send the update as application/json",
-            code="client.unparseable",
-        ) from None
+    doc = parse_json(body, max_depth=max_depth)
     items, key = _items(doc, m, limit)
     kinds = {m.update_kinds["status"]: "status-change", m.update_kinds["progress"]: "progress"}
     envelopes = []
@@ -108,6 +104,7 @@ def make_callback(ctx: AdapterContext) -> Callback:
     hub_id: str = settings.hub_id
 
     def callback(body: bytes, headers: Mapping[str, str]) -> list[Envelope]:
-        return parse_updates(body, mapping, contract, hub_id, config.max_updates)
+        return parse_updates(body, mapping, contract, hub_id, config.max_updates,
+                             settings.max_json_depth)
 
     return callback

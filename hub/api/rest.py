@@ -44,7 +44,8 @@ from hub.api.errors import UnsupportedMediaType
 from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
-from hub.errors import AccessDenied, InvalidMessage, ValidationError
+from hub.errors import AccessDenied, ValidationError
+from hub.jsonbody import parse_object
 from hub.model import Dossier
 from hub.settings import Settings
 from hub.store import Store
@@ -127,7 +128,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         # the store write waits, without holding a thread, for the group commit.
         request_id = ctx.intake.verify_request(client, event_type, body, token,
                                                path_code or "-")
-        data = _parse_object(body)
+        data = parse_object(body, max_depth=ctx.settings.max_json_depth)
         if path_code is not None:
             data = _with_path_code(data, path_code)
         if authorize is not None:
@@ -336,18 +337,6 @@ def _verification_agency(client: ClientIdentity, event_type: str,
     # intake is handed the identity scoped to this request. (The envelope then has no agency;
     # its routing key reads citizen.verification-requested.none.none.)
     return replace(client, allowed_agencies=frozenset({"*"}))
-
-
-def _parse_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidMessage(f"the body is not valid JSON ({exc}); send a JSON object",
-                             code="client.unparseable", field="body") from None
-    if not isinstance(data, dict):
-        raise ValidationError(f"the body is a JSON {type(data).__name__}; send a JSON object",
-                              field="body")
-    return data
 
 
 def _with_path_code(data: dict[str, Any], code: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ that (SOAP 1.1 and 1.2 both forbid a document type declaration), so the parser r
   SOAP message may use) and again after parsing, from the parsed document itself, so no
   encoding trick slips one through; entities are never resolved nor loaded;
 - no network access, no huge-tree mode (libxml2 keeps its own size and amplification limits);
-- a size limit (checked again here, whatever the HTTP layer did) and a depth limit.
+- a size limit (checked again here, whatever the HTTP layer did) and a depth limit (a
+  document deeper than libxml2's own limit is refused with the same code).
 
 Comments and processing instructions are dropped while parsing: nothing in a request depends on
 them and canonical XML without comments ignores them anyway.
@@ -28,6 +29,9 @@ from hub.privacy import scrub
 # Deeper than any valid request (the envelope, the request element and the dossier model nest
 # about ten levels, an XML-DSig signature a few more), far below what recursion can suffer.
 MAX_DEPTH = 64
+# libxml2's own depth limit without huge_tree (xmlParserMaxDepth): a deeper document stops the
+# parse itself, before the hub's check can run on the tree.
+LIBXML2_MAX_DEPTH = 256
 
 # The declarations that open every DTD-based attack, in the encodings SOAP allows (UTF-8 and
 # UTF-16 in both byte orders; anything ASCII-compatible matches the first form).
@@ -106,6 +110,10 @@ def parse_document(
     try:
         root = etree.fromstring(body, parser or parser_for_thread())
     except etree.XMLSyntaxError as exc:
+        if _excessive_depth(exc):
+            # The same refusal as the hub's own limit: a client matching on client.too_deep
+            # must not see client.unparseable only because its document was deeper still.
+            raise _refuse_too_deep(min(max_depth, LIBXML2_MAX_DEPTH)) from None
         raise InvalidMessage(
             f"the request is not well-formed XML: {_syntax_message(exc)}; send one SOAP "
             "envelope in UTF-8",
@@ -118,17 +126,24 @@ def parse_document(
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise refuse_dtd()
     if _too_deep(max_depth)(root):
-        raise InvalidMessage(
-            f"the document nests elements more than {max_depth} levels deep; no request of "
-            "this service needs that many: send the request as the WSDL describes it",
-            code="client.too_deep",
-        )
+        raise _refuse_too_deep(max_depth)
     return root
 
 
+def _refuse_too_deep(max_depth: int) -> InvalidMessage:
+    return InvalidMessage(
+        f"the document nests elements more than {max_depth} levels deep; no request of "
+        "this service needs that many: send the request as the WSDL describes it",
+        code="client.too_deep",
+    )
+
+
+def _excessive_depth(exc: etree.XMLSyntaxError) -> bool:
+    # libxml2 says "Excessive depth in document: 256 use XML_PARSE_HUGE option"; its error code
+    # changed across versions (XML_ERR_INTERNAL_ERROR, then XML_ERR_RESOURCE_LIMIT), the words
+    # did not.
+    return "Excessive depth" in str(exc.msg or exc)
+
+
 def _syntax_message(exc: etree.XMLSyntaxError) -> str:
-    msg = str(exc.msg or exc).strip()
-    # "Excessive depth" and "amplification" are libxml2's own guards firing: say so plainly.
-    if "Excessive depth" in msg:
-        return f"it nests elements too deeply ({msg})"
-    return scrub(msg[:300])
+    return scrub(str(exc.msg or exc).strip()[:300])

@@ -4,12 +4,13 @@ named by ``LIENTHONG_CONFIG`` over the defaults below. Nested values use ``__``
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -91,6 +92,29 @@ class Settings(BaseSettings):
     rate_per_client: float = 2000.0  # requests per second per upstream system
     # Upstream systems: credentials and access lists (see mappings/clients.toml).
     clients_file: Path = PROJECT_ROOT / "mappings" / "clients.toml"
+    # The TLS terminators allowed to pass on a client certificate's fingerprint (header
+    # X-Client-Cert-SHA256): addresses or CIDR networks of the connection's peer. A
+    # certificate's SHA-256 is public, so the header proves nothing unless it was set by the
+    # terminator that checked the certificate; from any other peer it is refused. Loopback
+    # only by default, because the terminator usually runs beside the hub. The peer is the TCP
+    # peer (uvicorn's X-Forwarded-For rewriting is off in `lienthong serve` for this reason);
+    # the terminator must strip the header from what clients send.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                # Names are refused rather than resolved: the check must not hang on DNS.
+                raise ValueError(
+                    f"{item!r} is not an IP address or CIDR network; list the addresses of "
+                    "the TLS terminators in front of the hub (e.g. 10.0.0.5 or 10.0.0.0/24)"
+                ) from None
+        return out
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:

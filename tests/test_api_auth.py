@@ -1,19 +1,25 @@
 """Authentication and access lists: API key, OAuth2 client credentials, client-certificate
-fingerprint; default deny by event type and agency."""
+fingerprint (only from a trusted TLS terminator, alone or required with the key); default deny
+by event type and agency."""
 
 from __future__ import annotations
 
 import base64
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+from pydantic import ValidationError
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     CERT_FINGERPRINT,
     CLIENT_ID,
     OAUTH_ID,
     OAUTH_SECRET,
+    OTHER_ID,
     OTHER_KEY,
     STATUS,
     SUBMITTED,
@@ -24,18 +30,28 @@ from test_api_support import (  # noqa: F401 - fixtures
     make_hub_fixture,
     new_code,
 )
+from typer.testing import CliRunner
 
 from hub.api.auth import (
+    UNKNOWN_PEER,
     ClientIdentity,
     ClientRegistry,
     OAuthError,
+    Peer,
     TokenIssuer,
+    TrustedProxies,
     load_or_create_secret,
     sha256_hex,
 )
 from hub.api.errors import Unauthenticated
+from hub.cli import app as cli_app
+from hub.cli import serve as serve_cli
 from hub.errors import AccessDenied, ConfigError
-from hub.settings import PROJECT_ROOT
+from hub.settings import PROJECT_ROOT, Settings
+
+# A peer that passed the trusted-proxies check, as hub.api.auth.RequestPeer records it.
+TERMINATOR = Peer("127.0.0.1", True)
+OTHER_CERT = "cd" * 32
 
 
 class Clock:
@@ -58,7 +74,8 @@ def test_each_credential_names_its_client() -> None:
     assert reg.authenticate({"X-API-Key": API_KEY}).system_id == CLIENT_ID
     assert reg.authenticate({"x-api-key": API_KEY}).system_id == CLIENT_ID
     fingerprint = ":".join(CERT_FINGERPRINT[i:i + 2].upper() for i in range(0, 64, 2))
-    assert reg.authenticate({"X-Client-Cert-SHA256": fingerprint}).system_id == CLIENT_ID
+    assert reg.authenticate({"X-Client-Cert-SHA256": fingerprint},
+                            peer=TERMINATOR).system_id == CLIENT_ID
     token = reg.issue_token(OAUTH_ID, OAUTH_SECRET).access_token
     assert reg.authenticate({"Authorization": f"Bearer {token}"}).system_id == CLIENT_ID
 
@@ -70,7 +87,7 @@ def test_each_credential_names_its_client() -> None:
         ({"X-API-Key": "wrong"}, "X-API-Key", "not known"),
         ({"Authorization": "Basic abc"}, "Authorization", "scheme"),
         ({"Authorization": "Bearer not-a-token"}, "Authorization", "not one the hub issued"),
-        ({"X-Client-Cert-SHA256": "cd" * 32}, "X-Client-Cert-SHA256", "not known"),
+        ({"X-Client-Cert-SHA256": OTHER_CERT}, "X-Client-Cert-SHA256", "not known"),
         # A wrong key is refused even if a good certificate is also presented.
         ({"X-API-Key": "wrong", "X-Client-Cert-SHA256": CERT_FINGERPRINT}, "X-API-Key",
          "not known"),
@@ -79,11 +96,152 @@ def test_each_credential_names_its_client() -> None:
 def test_bad_credentials_are_refused(headers: dict[str, str], field: str | None,
                                      words: str) -> None:
     with pytest.raises(Unauthenticated) as info:
-        registry().authenticate(headers)
+        registry().authenticate(headers, peer=TERMINATOR)
     assert info.value.code == "client.unauthenticated"
     assert info.value.http_status == 401
     assert info.value.field == field
     assert words in info.value.message
+
+
+# -- the certificate header and who sent it ---------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("peer", "words"),
+    [
+        (Peer("203.0.113.9", False), "came from 203.0.113.9, which is not a trusted TLS"),
+        (Peer("testclient", False), "came from testclient"),
+        (UNKNOWN_PEER, "does not know"),
+    ],
+)
+def test_the_certificate_header_from_an_untrusted_peer_is_refused(peer: Peer,
+                                                                  words: str) -> None:
+    reg = registry()
+    for headers in ({"X-Client-Cert-SHA256": CERT_FINGERPRINT},
+                    # Even beside a good key: the header is a forgery or a misconfiguration.
+                    {"X-API-Key": API_KEY, "X-Client-Cert-SHA256": CERT_FINGERPRINT}):
+        with pytest.raises(Unauthenticated) as info:
+            reg.authenticate(headers, peer=peer)
+        assert info.value.field == "X-Client-Cert-SHA256"
+        assert words in info.value.message
+        assert "trusted_proxies" in info.value.message  # what to configure
+    # Outside a request (no RequestPeer) the peer is unknown: refused, never honoured.
+    with pytest.raises(Unauthenticated, match="does not know"):
+        reg.authenticate({"X-Client-Cert-SHA256": CERT_FINGERPRINT})
+    # Without the header the peer does not matter.
+    assert reg.authenticate({"X-API-Key": API_KEY}, peer=peer).system_id == CLIENT_ID
+
+
+def test_trusted_proxies() -> None:
+    default = TrustedProxies(Settings().trusted_proxies)
+    for host in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert default.trusts(host), host
+    for host in ("10.0.0.1", "::2", "::ffff:10.0.0.1", "testclient", "", None):
+        assert not default.trusts(host), host
+    listed = TrustedProxies(["10.1.2.0/24", "2001:db8::5"])
+    assert listed.trusts("10.1.2.77") and listed.trusts("2001:db8::5")
+    assert not listed.trusts("10.1.3.1") and not listed.trusts("127.0.0.1")
+
+
+def test_trusted_proxies_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().trusted_proxies == ["127.0.0.0/8", "::1/128"]
+    assert Settings(trusted_proxies=["10.0.0.5", "10.1.0.9/16"]).trusted_proxies == [
+        "10.0.0.5/32", "10.1.0.0/16"]
+    monkeypatch.setenv("LIENTHONG_TRUSTED_PROXIES", '["192.0.2.1"]')
+    assert Settings().trusted_proxies == ["192.0.2.1/32"]
+    with pytest.raises(ValidationError) as info:
+        Settings(trusted_proxies=["tls.example.vn"])
+    text = str(info.value)
+    assert "trusted_proxies" in text and "'tls.example.vn' is not an IP address" in text
+
+
+def test_serve_shows_the_app_the_true_peer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn's proxy headers would replace the terminator's address by X-Forwarded-For.
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    serve_cli.serve(host="127.0.0.1", port=1, workers=1)
+    assert seen["proxy_headers"] is False
+
+
+# -- certificate and key together -------------------------------------------------------------
+
+def both_factors_registry() -> ClientRegistry:
+    config = clients_config()
+    config["clients"][0]["require_certificate"] = True
+    config["clients"][1]["cert_sha256"] = [OTHER_CERT]
+    return ClientRegistry.from_dict(config, token_secret=b"s" * 32, clock=Clock())
+
+
+def test_a_client_may_need_its_certificate_and_its_key() -> None:
+    reg = both_factors_registry()
+    cert = {"X-Client-Cert-SHA256": CERT_FINGERPRINT}
+    token = reg.issue_token(OAUTH_ID, OAUTH_SECRET).access_token
+    for secret in ({"X-API-Key": API_KEY}, {"Authorization": f"Bearer {token}"}):
+        assert reg.authenticate({**secret, **cert}, peer=TERMINATOR).system_id == CLIENT_ID
+        with pytest.raises(Unauthenticated) as info:
+            reg.authenticate(secret, peer=TERMINATOR)
+        assert info.value.field == "X-Client-Cert-SHA256"
+        assert f"{CLIENT_ID} must also present its client certificate" in info.value.message
+        # Another client's certificate, or one nobody has, is not its certificate.
+        for fingerprint in (OTHER_CERT, "ef" * 32):
+            with pytest.raises(Unauthenticated, match=f"not one of {CLIENT_ID}'s"):
+                reg.authenticate({**secret, "X-Client-Cert-SHA256": fingerprint},
+                                 peer=TERMINATOR)
+        # The certificate is checked for where it came from first of all.
+        with pytest.raises(Unauthenticated, match="not a trusted TLS terminator"):
+            reg.authenticate({**secret, **cert}, peer=Peer("198.51.100.1", False))
+    with pytest.raises(Unauthenticated) as info:
+        reg.authenticate(cert, peer=TERMINATOR)
+    assert info.value.field == "X-API-Key"
+    assert "as well as its client certificate" in info.value.message
+    # A client without the option keeps either credential alone.
+    assert reg.authenticate({"X-API-Key": OTHER_KEY}, peer=TERMINATOR).system_id == OTHER_ID
+    assert reg.authenticate({"X-Client-Cert-SHA256": OTHER_CERT},
+                            peer=TERMINATOR).system_id == OTHER_ID
+    assert reg.get(CLIENT_ID).require_certificate  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"cert_sha256": []}, "cert_sha256 is empty"),
+        ({"api_key_sha256": [], "oauth_client_id": None, "oauth_secret_sha256": None},
+         "no API key nor OAuth2 client"),
+    ],
+)
+def test_require_certificate_needs_both_factors(change: dict[str, object], words: str) -> None:
+    config = clients_config()
+    config["clients"][0].update({"require_certificate": True, **change})
+    with pytest.raises(ConfigError, match=words) as info:
+        ClientRegistry.from_dict(config)
+    assert CLIENT_ID in info.value.message
+
+
+def test_clients_add_can_require_the_certificate(tmp_path: Path) -> None:
+    runner = CliRunner()
+    help_text = runner.invoke(cli_app, ["clients", "add", "--help"],
+                              env={"COLUMNS": "200", "NO_COLOR": "1"}).output
+    assert "--require-certificate" in help_text and "a leaked key" in help_text
+    base = ["clients", "add", "--system-id", CLIENT_ID, "--name", "igate", "--type",
+            "vn.gov.dossier.*", "--agency", "000.00.00.H56*"]
+    fingerprint = ":".join([CERT_FINGERPRINT[i:i + 2].upper() for i in range(0, 64, 2)])
+    result = runner.invoke(cli_app, [*base, "--cert-sha256", fingerprint,
+                                     "--require-certificate"])
+    assert result.exit_code == 0, result.output
+    block = result.stdout[result.stdout.index("[[clients]]"):]
+    assert "require_certificate = true" in block
+    (tmp_path / "clients.toml").write_text(block)
+    reg = ClientRegistry.load(tmp_path / "clients.toml")
+    assert reg.clients[0].require_certificate
+    checked = runner.invoke(cli_app, ["clients", "check", str(tmp_path / "clients.toml")])
+    assert "certificate required" in checked.output
+    # Without a fingerprint, or with nothing to go with it, the option cannot hold.
+    for extra in (["--require-certificate"],
+                  ["--no-api-key", "--cert-sha256", CERT_FINGERPRINT, "--require-certificate"]):
+        refused = runner.invoke(cli_app, [*base, *extra])
+        assert refused.exit_code == 2
+        assert "--require-certificate" in refused.output
+    plain = runner.invoke(cli_app, [*base, "--cert-sha256", CERT_FINGERPRINT])
+    assert "require_certificate" not in plain.stdout
 
 
 def test_tokens_expire() -> None:
@@ -157,8 +315,26 @@ def test_duplicate_credentials_are_refused() -> None:
 
 
 def test_example_clients_file_loads() -> None:
-    reg = ClientRegistry.load(PROJECT_ROOT / "mappings" / "clients.toml")
-    client = reg.authenticate({"X-API-Key": "example-api-key-do-not-use"})
+    path = PROJECT_ROOT / "mappings" / "clients.toml"
+    # As shipped no client is live: a published example key opens nothing.
+    shipped = ClientRegistry.load(path)
+    assert shipped.clients == []
+    with pytest.raises(Unauthenticated):
+        shipped.authenticate({"X-API-Key": "example-api-key-do-not-use"})
+    with pytest.raises(OAuthError):
+        shipped.issue_token("example-igate-h56", "example-secret-do-not-use")
+
+    # The commented-out example, uncommented, is valid TOML and a valid client entry.
+    lines = path.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# [[clients]]")
+    example = [line.removeprefix("#").removeprefix(" ") for line in lines[start:]]
+    text = "\n".join(lines[:start] + example)
+    reg = ClientRegistry.from_dict(tomllib.loads(text), source="example")
+    assert len(reg.clients) == 1
+    example_cert = {"X-Client-Cert-SHA256": sha256_hex("example-certificate-do-not-use")}
+    client = reg.authenticate({"X-API-Key": "example-api-key-do-not-use", **example_cert},
+                              peer=TERMINATOR)
+    assert client.require_certificate
     assert client.may_send(SUBMITTED) and client.may_send("vn.gov.payment.requested")
     assert not client.may_send("vn.gov.payment.completed")  # default deny
     assert reg.issue_token("example-igate-h56", "example-secret-do-not-use").access_token
@@ -245,6 +421,41 @@ def test_expired_token_over_http(make_hub: Callable[..., Hub]) -> None:
 
 
 def test_client_certificate_over_http(make_hub: Callable[..., Hub]) -> None:
-    hub = make_hub()
+    # The TLS terminator beside the hub: loopback, trusted by default.
+    hub = make_hub(peer=("127.0.0.1", 50000))
     hub.headers = {"X-Client-Cert-SHA256": CERT_FINGERPRINT.upper()}
+    assert hub.submit(dossier(new_code())).status_code == 202
+
+
+def test_client_certificate_from_an_untrusted_peer_over_http(make_hub: Callable[..., Hub],
+                                                             tmp_path: Path) -> None:
+    headers = {"X-Client-Cert-SHA256": CERT_FINGERPRINT}
+    # The test client's peer, "testclient", is no address: never a terminator.
+    hub = make_hub()
+    hub.headers = headers
+    refused = hub.submit(dossier(new_code()))
+    assert refused.status_code == 401
+    body = refused.json()
+    assert (body["code"], body["field"]) == ("client.unauthenticated", "X-Client-Cert-SHA256")
+    assert "testclient" in body["message"] and "trusted_proxies" in body["message"]
+
+    # A terminator on another host is trusted once listed, and loopback then is not.
+    listed = Settings(data_dir=tmp_path, name_prefix=hub.settings.name_prefix,
+                      trusted_proxies=["192.0.2.0/28"])
+    remote = make_hub(settings=listed, peer=("192.0.2.7", 44321))
+    remote.headers = headers
+    assert remote.submit(dossier(new_code())).status_code == 202
+    local = make_hub(settings=listed, peer=("127.0.0.1", 44321))
+    local.headers = headers
+    answer = local.submit(dossier(new_code()))
+    assert answer.status_code == 401 and "came from 127.0.0.1" in answer.json()["message"]
+    assert hub.outbox_count() == 1
+
+
+def test_certificate_and_key_over_http(make_hub: Callable[..., Hub]) -> None:
+    hub = make_hub(registry=both_factors_registry(), peer=("::1", 50000))
+    key_only = hub.submit(dossier(new_code()))
+    assert key_only.status_code == 401
+    assert key_only.json()["field"] == "X-Client-Cert-SHA256"
+    hub.headers = {"X-API-Key": API_KEY, "X-Client-Cert-SHA256": CERT_FINGERPRINT}
     assert hub.submit(dossier(new_code())).status_code == 202

@@ -153,7 +153,13 @@ class Hub:
                    if item.exchange == exchange)
 
 
-def build_hub(settings: Settings, keys: Keys, store_url: str, **app_kwargs: Any) -> Hub:
+# Starlette's test client says the connection comes from the host "testclient", which is no
+# address, so never a trusted TLS terminator; tests of certificates give an address (``peer``).
+TEST_PEER = ("testclient", 50000)
+
+
+def build_hub(settings: Settings, keys: Keys, store_url: str, *,
+              peer: tuple[str, int] = TEST_PEER, **app_kwargs: Any) -> Hub:
     trust = TrustStore(settings.trust_dir)
     for material in (keys.client, keys.other, keys.hub):
         trust.add(material.certificate_pem())
@@ -167,7 +173,8 @@ def build_hub(settings: Settings, keys: Keys, store_url: str, **app_kwargs: Any)
     app_kwargs.setdefault("verifier", verifier)
     app = create_app(settings, store=store, signer=keys.signer(keys.hub), registry=registry,
                      **app_kwargs)
-    return Hub(settings, store, app, TestClient(app), keys, keys.signer(keys.client), registry)
+    return Hub(settings, store, app, TestClient(app, client=peer), keys,
+               keys.signer(keys.client), registry)
 
 
 @pytest.fixture(name="make_hub")

@@ -24,7 +24,13 @@ from starlette.middleware import Middleware
 from hub import __version__
 from hub.adapters import AdapterSpec, discover
 from hub.api import problems
-from hub.api.auth import API_KEY_HEADER, CLIENT_CERT_HEADER, ClientRegistry, load_or_create_secret
+from hub.api.auth import (
+    API_KEY_HEADER,
+    CLIENT_CERT_HEADER,
+    ClientRegistry,
+    RequestPeer,
+    load_or_create_secret,
+)
 from hub.api.callbacks import CallbackDispatcher, context_factory
 from hub.api.intake import EnvelopeSigner, IntakeService, RequestVerifier
 from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
@@ -149,6 +155,7 @@ def create_app(
             Middleware(RequestMetrics, metrics=metrics),
             Middleware(RequestTimeoutLimit, seconds=settings.request_timeout),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            Middleware(RequestPeer, trusted_proxies=settings.trusted_proxies),
         ],
     )
     problems.install(app)
@@ -215,7 +222,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "clientCertificate": {"type": "apiKey", "in": "header", "name": CLIENT_CERT_HEADER,
                               "description": "SHA-256 of the client certificate's DER, set by "
                                              "the TLS terminator (which must strip it from "
-                                             "incoming requests)"},
+                                             "incoming requests); honoured only from the "
+                                             "hub's trusted_proxies"},
     }
     doc["security"] = [{"apiKey": []}, {"oauth2": []}, {"clientCertificate": []}]
     app.openapi_schema = doc

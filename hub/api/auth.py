@@ -7,6 +7,12 @@ certificates as the SHA-256 fingerprint of their DER that a TLS terminator passe
 ``X-Client-Cert-SHA256``. OAuth2 bearer tokens are short-lived JWTs (HS256) signed with a secret
 the hub keeps in its data directory, so every worker process accepts every other's tokens.
 
+A fingerprint is public, so the header is honoured only from a trusted TLS terminator
+(``Settings.trusted_proxies``): the ``RequestPeer`` middleware notes, for each request carrying
+the header, whether its connection's peer is one, and ``authenticate`` refuses the header from
+anyone else. A client with ``require_certificate`` needs its certificate as well as its API key
+or bearer token.
+
 Shared by the REST and SOAP entry points: ``ClientRegistry.authenticate(headers)`` then
 ``registry.authorize(client, event_type, agency_code)``.
 """
@@ -15,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +36,9 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.api.errors import Unauthenticated
 from hub.envelope import check_source
@@ -38,6 +47,7 @@ from hub.errors import AccessDenied, ClientError, ConfigError, HubError
 API_KEY_HEADER = "X-API-Key"
 AUTHORIZATION_HEADER = "Authorization"
 CLIENT_CERT_HEADER = "X-Client-Cert-SHA256"
+_CERT_HEADER_RAW = CLIENT_CERT_HEADER.lower().encode()
 TOKEN_ISSUER = "lienthong"
 DEFAULT_TOKEN_TTL = 300.0
 _HEX64 = r"^[0-9a-f]{64}$"
@@ -62,6 +72,8 @@ class ClientIdentity:
     name: str
     allowed_types: frozenset[str]
     allowed_agencies: frozenset[str]
+    # Its certificate is needed with its API key or bearer token, not instead of them.
+    require_certificate: bool = False
 
     def may_send(self, event_type: str) -> bool:
         return _matches(self.allowed_types, event_type)
@@ -74,6 +86,73 @@ def _matches(patterns: frozenset[str], value: str) -> bool:
     if value in patterns or "*" in patterns:
         return True
     return any(p.endswith("*") and value.startswith(p[:-1]) for p in patterns)
+
+
+# -- the connection's peer --------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The other end of a request's connection, as the ASGI server gives it (``scope["client"]``),
+    and whether it is a trusted TLS terminator."""
+
+    host: str | None
+    trusted: bool
+
+
+UNKNOWN_PEER = Peer(None, False)
+# Set by RequestPeer for the request being handled. A context variable rather than a parameter
+# threaded through the entry points: the SOAP pipeline is framework-free and sees only headers,
+# and only the ASGI layer knows the connection. Outside a request (or in an app without the
+# middleware) the peer is unknown, so a certificate header is refused: the check fails closed.
+_request_peer: ContextVar[Peer] = ContextVar("lienthong_request_peer", default=UNKNOWN_PEER)
+
+
+class TrustedProxies:
+    """The addresses and networks of ``Settings.trusted_proxies``."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def trusts(self, host: str | None) -> bool:
+        if host is None:
+            return False  # a Unix socket, or a server that does not say
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # not an address (Starlette's test client says "testclient")
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d.
+            address = address.ipv4_mapped
+        # An address of the other IP version is never in a network (no error).
+        return any(address in network for network in self.networks)
+
+
+class RequestPeer:
+    """ASGI middleware: for a request that carries ``X-Client-Cert-SHA256``, records its peer
+    and whether it is a trusted TLS terminator, for ``ClientRegistry.authenticate``. Requests
+    without the header (nearly all) pass through untouched."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str]) -> None:
+        self.app = app
+        self.proxies = TrustedProxies(trusted_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(
+                name == _CERT_HEADER_RAW for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        host = str(client[0]) if client else None
+        token = _request_peer.set(Peer(host, self.proxies.trusts(host)))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _request_peer.reset(token)
+
+
+def current_peer() -> Peer:
+    """The peer of the request being handled (``UNKNOWN_PEER`` outside one)."""
+    return _request_peer.get()
 
 
 class OAuthError(ClientError):
@@ -175,6 +254,12 @@ class _ClientEntry(BaseModel):
     oauth_client_id: str | None = None
     oauth_secret_sha256: str | None = Field(default=None, pattern=_HEX64)
     cert_sha256: list[str] = Field(default_factory=list)
+    # Both factors: the API key or bearer token AND one of cert_sha256 on every request, so a
+    # leaked key or secret alone is not enough. A flag of its own rather than implied by
+    # listing cert_sha256: listing a fingerprint (say, before the terminator passes it on)
+    # then never locks a client out by surprise, a certificate can stay a credential on its
+    # own for systems that have nothing else, and the file says which clients need both.
+    require_certificate: bool = False
 
     @field_validator("system_id")
     @classmethod
@@ -193,6 +278,19 @@ class _ClientEntry(BaseModel):
                 raise ValueError(f"{d!r} is not a SHA-256 hex digest (64 hex digits); store "
                                  "sha256(key), never the key itself")
         return out
+
+    @model_validator(mode="after")
+    def _both_factors(self) -> _ClientEntry:
+        if not self.require_certificate:
+            return self
+        if not self.cert_sha256:
+            raise ValueError(f"{self.system_id}: require_certificate is true but cert_sha256 is "
+                             "empty; list the SHA-256 fingerprint of its client certificate")
+        if not self.api_key_sha256 and self.oauth_client_id is None:
+            raise ValueError(f"{self.system_id}: require_certificate is true but it has no API "
+                             "key nor OAuth2 client; give it api_key_sha256 or oauth_client_id "
+                             "(the certificate is required with one of them, not instead)")
+        return self
 
 
 class _OAuthSection(BaseModel):
@@ -261,7 +359,7 @@ class ClientRegistry:
             raise ConfigError(f"{source}: system {entry.system_id} is listed twice; merge the "
                               "two entries", field="system_id")
         ident = ClientIdentity(entry.system_id, entry.name, frozenset(entry.allowed_types),
-                               frozenset(entry.allowed_agencies))
+                               frozenset(entry.allowed_agencies), entry.require_certificate)
         self.clients.append(ident)
         self._by_system[ident.system_id] = ident
         for digest in entry.api_key_sha256:
@@ -290,10 +388,46 @@ class ClientRegistry:
 
     # -- authentication -------------------------------------------------------------------
 
-    def authenticate(self, headers: Mapping[str, str]) -> ClientIdentity:
-        """The client the request's credentials name. Exactly one method is used, in this
+    def authenticate(self, headers: Mapping[str, str], *,
+                     peer: Peer | None = None) -> ClientIdentity:
+        """The client the request's credentials name. One credential names the client, in this
         order: API key, bearer token, client-certificate fingerprint; a wrong credential is
-        refused even if another one would have passed."""
+        refused even if another one would have passed. A client with ``require_certificate``
+        must present its certificate too. The certificate header is refused outright unless
+        ``peer`` (by default the current request's, see ``RequestPeer``) is a trusted TLS
+        terminator."""
+        cert = _header(headers, CLIENT_CERT_HEADER)
+        if cert is not None:
+            _check_terminator(peer if peer is not None else current_peer())
+        client = self._by_secret(headers)
+        if client is None:
+            if cert is None:
+                raise Unauthenticated(
+                    f"no credentials; send an API key in {API_KEY_HEADER}, a bearer token from "
+                    f"POST /v1/oauth/token in {AUTHORIZATION_HEADER}, or connect with a client "
+                    "certificate known to the hub")
+            client = self._by_certificate(cert)
+            if client.require_certificate:
+                raise Unauthenticated(
+                    f"{client.system_id} must send its API key (header {API_KEY_HEADER}) or a "
+                    f"bearer token ({AUTHORIZATION_HEADER}) as well as its client certificate",
+                    field=API_KEY_HEADER)
+            return client
+        if client.require_certificate:
+            if cert is None:
+                raise Unauthenticated(
+                    f"{client.system_id} must also present its client certificate: connect "
+                    "through the hub's TLS terminator with it, which passes it on in "
+                    f"{CLIENT_CERT_HEADER}", field=CLIENT_CERT_HEADER)
+            if self._by_cert.get(_fingerprint(cert)) is not client:
+                raise Unauthenticated(
+                    f"the client certificate is not one of {client.system_id}'s; connect with "
+                    "the certificate whose SHA-256 fingerprint the clients file lists for it",
+                    field=CLIENT_CERT_HEADER)
+        return client
+
+    def _by_secret(self, headers: Mapping[str, str]) -> ClientIdentity | None:
+        """The client of the API key or bearer token; None if neither was sent."""
         key = _header(headers, API_KEY_HEADER)
         if key is not None:
             client = self._by_key.get(sha256_hex(key))
@@ -303,31 +437,28 @@ class ClientRegistry:
                     "to add its SHA-256 to the clients file", field=API_KEY_HEADER)
             return client
         auth = _header(headers, AUTHORIZATION_HEADER)
-        if auth is not None:
-            scheme, _, token = auth.strip().partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise Unauthenticated(
-                    f"the Authorization scheme {scheme!r:.20} is not accepted; send "
-                    "'Bearer <token>' with a token from POST /v1/oauth/token",
-                    field=AUTHORIZATION_HEADER)
-            system_id = self.tokens.check(token.strip())
-            client = self._by_system.get(system_id)
-            if client is None:
-                raise Unauthenticated(f"the bearer token names {system_id}, which is no longer "
-                                      "a client of the hub", field=AUTHORIZATION_HEADER)
-            return client
-        cert = _header(headers, CLIENT_CERT_HEADER)
-        if cert is not None:
-            client = self._by_cert.get(_fingerprint(cert))
-            if client is None:
-                raise Unauthenticated(
-                    "the client certificate is not known to the hub; ask the hub's operator to "
-                    "add its SHA-256 fingerprint to the clients file", field=CLIENT_CERT_HEADER)
-            return client
-        raise Unauthenticated(
-            f"no credentials; send an API key in {API_KEY_HEADER}, a bearer token from "
-            f"POST /v1/oauth/token in {AUTHORIZATION_HEADER}, or connect with a client "
-            "certificate known to the hub")
+        if auth is None:
+            return None
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                f"the Authorization scheme {scheme!r:.20} is not accepted; send "
+                "'Bearer <token>' with a token from POST /v1/oauth/token",
+                field=AUTHORIZATION_HEADER)
+        system_id = self.tokens.check(token.strip())
+        client = self._by_system.get(system_id)
+        if client is None:
+            raise Unauthenticated(f"the bearer token names {system_id}, which is no longer "
+                                  "a client of the hub", field=AUTHORIZATION_HEADER)
+        return client
+
+    def _by_certificate(self, cert: str) -> ClientIdentity:
+        client = self._by_cert.get(_fingerprint(cert))
+        if client is None:
+            raise Unauthenticated(
+                "the client certificate is not known to the hub; ask the hub's operator to "
+                "add its SHA-256 fingerprint to the clients file", field=CLIENT_CERT_HEADER)
+        return client
 
     def issue_token(self, client_id: str, client_secret: str) -> TokenGrant:
         """OAuth2 client-credentials grant."""
@@ -370,6 +501,22 @@ def authorize_agency(client: ClientIdentity, agency_code: str | None,
             f"{client.system_id} may not act for agency {agency_code}; it may act for "
             f"{_listing(client.allowed_agencies)}. Ask the hub's operator to extend its "
             "access list", field=field)
+
+
+def _check_terminator(peer: Peer) -> None:
+    if peer.trusted:
+        return
+    if peer.host is None:
+        raise Unauthenticated(
+            f"the header {CLIENT_CERT_HEADER} came over a connection whose peer the hub does "
+            "not know (a Unix socket, or no request context), so it cannot be from a trusted "
+            "TLS terminator; have the terminator connect over TCP from an address in the "
+            "hub's trusted_proxies (LIENTHONG_TRUSTED_PROXIES)", field=CLIENT_CERT_HEADER)
+    raise Unauthenticated(
+        f"the header {CLIENT_CERT_HEADER} came from {peer.host}, which is not a trusted TLS "
+        "terminator, and a certificate fingerprint is honoured only from one; connect through "
+        f"the hub's TLS terminator, or, if {peer.host} is that terminator, add it to the hub's "
+        "trusted_proxies (LIENTHONG_TRUSTED_PROXIES)", field=CLIENT_CERT_HEADER)
 
 
 def _listing(patterns: Iterable[str]) -> str:

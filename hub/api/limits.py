@@ -7,8 +7,11 @@ through a task group and costs more than the rest of the hot path).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,31 +108,89 @@ class RequestTimeoutLimit:
             await problem_response(error, scope["path"])(scope, receive, send)
 
 
+# Buckets kept at most, whatever the callers send: keys of unauthenticated requests (the token
+# endpoint's client ids) cost memory too. Far above the number of real clients (tens).
+MAX_BUCKETS = 10_000
+# Longer keys are kept as a prefix and a digest: a key may come from a request's body (the token
+# endpoint's client_id), as long as the body limit allows, and the cap counts buckets, not bytes.
+MAX_KEY_CHARS = 200
+# The bucket that callers beyond MAX_BUCKETS share (no client key can take this name: keys are
+# system ids, "token:<id>" and "callback:<system>").
+OVERFLOW = "*"
+
+
 class RateLimiter:
     """A token bucket per client: ``rate`` requests per second on average, bursts of up to
     ``burst`` (one second's worth by default). Per process: with N workers each holds rate/N
-    (``lienthong serve`` divides it)."""
+    (``lienthong serve`` divides it).
+
+    Memory stays bounded although keys may come from unauthenticated requests: a bucket left
+    alone for ``burst / rate`` seconds is full again, the same as no bucket, so it is dropped;
+    the buckets are kept in order of last use, so that costs a look at the oldest one per check.
+    Beyond ``max_buckets`` buckets still refilling, new keys share one more bucket: a flood of
+    made-up keys is then limited as one caller, while the callers already known keep their
+    own (refusing new keys outright would lock real clients out during such a flood)."""
 
     def __init__(self, rate: float, burst: float | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *,
+                 max_buckets: int = MAX_BUCKETS) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate)
+        self.max_buckets = max_buckets
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # key -> (tokens, time of the last check), oldest use first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # The SOAP endpoint checks large requests in worker threads while the event loop checks
+        # others: iterating an OrderedDict another thread changes raises.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """The number of buckets held (for tests and metrics)."""
+        return len(self._buckets)
 
     def check(self, key: str) -> None:
         """Take one token for ``key`` or raise ``RateLimited`` with the wait until the next."""
         if self.rate <= 0 or math.isinf(self.rate):
             return
-        now = self._clock()
-        tokens, last = self._buckets.get(key, (self.burst, now))
+        if len(key) > MAX_KEY_CHARS:
+            digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+            key = f"{key[:MAX_KEY_CHARS - 40]}...#{digest}"
+        with self._lock:
+            self._take(key, self._clock())
+
+    def _take(self, key: str, now: float) -> None:
+        buckets = self._buckets
+        self._drop_full(now)
+        bucket = buckets.get(key)
+        if bucket is None and len(buckets) >= self.max_buckets:
+            key = OVERFLOW
+            bucket = buckets.get(key)
+        tokens, last = bucket if bucket is not None else (self.burst, now)
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
+            buckets[key] = (tokens, now)
+            buckets.move_to_end(key)
             wait = (1.0 - tokens) / self.rate
+            if key == OVERFLOW:
+                raise RateLimited(
+                    f"the hub is limiting more than {self.max_buckets} callers at once, and new "
+                    f"callers share one budget of {self.rate:g} requests per second, now spent; "
+                    f"retry after {wait:.2f} s (see Retry-After)", retry_after=wait)
             raise RateLimited(
                 f"{key} sent more than {self.rate:g} requests per second; retry after "
                 f"{wait:.2f} s (see Retry-After)",
                 retry_after=wait,
             )
-        self._buckets[key] = (tokens - 1.0, now)
+        buckets[key] = (tokens - 1.0, now)
+        buckets.move_to_end(key)
+
+    def _drop_full(self, now: float) -> None:
+        # Tokens never go below zero, so burst / rate seconds after its last use any bucket is
+        # full. The oldest use comes first: stop at the first bucket still refilling.
+        refilled = now - self.burst / self.rate
+        buckets = self._buckets
+        while buckets:
+            key, (_, last) = next(iter(buckets.items()))
+            if last > refilled:
+                return
+            del buckets[key]

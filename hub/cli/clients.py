@@ -31,7 +31,7 @@ def _toml_list(values: list[str]) -> str:
 
 def client_block(system_id: str, name: str, types: list[str], agencies: list[str], *,
                  api_key: str | None, oauth_client_id: str | None, oauth_secret: str | None,
-                 cert_sha256: list[str]) -> str:
+                 cert_sha256: list[str], require_certificate: bool = False) -> str:
     lines = [
         "[[clients]]",
         f"system_id = {json.dumps(system_id)}",
@@ -47,6 +47,8 @@ def client_block(system_id: str, name: str, types: list[str], agencies: list[str
     if cert_sha256:
         fingerprints = [c.replace(":", "").lower() for c in cert_sha256]
         lines.append(f"cert_sha256 = {_toml_list(fingerprints)}")
+    if require_certificate:
+        lines.append("require_certificate = true")
     return "\n".join(lines) + "\n"
 
 
@@ -67,7 +69,12 @@ def add(
     oauth_client_id: Annotated[str | None, typer.Option(
         help="also allow OAuth2 client credentials under this client id")] = None,
     cert_sha256: Annotated[list[str] | None, typer.Option(
-        help="SHA-256 fingerprint of its client certificate (repeat)")] = None,
+        help="SHA-256 fingerprint of its client certificate (repeat), as the TLS terminator "
+             "passes it on; alone it is a credential of its own")] = None,
+    require_certificate: Annotated[bool, typer.Option(
+        help="require the certificate (--cert-sha256) with the API key or bearer token on "
+             "every request, rather than either one: a leaked key alone is then not enough")]
+    = False,
 ) -> None:
     """Print the clients.toml block for a new upstream system, with fresh credentials."""
     try:
@@ -80,6 +87,15 @@ def add(
         typer.echo("error: the client needs a credential: an API key, --oauth-client-id or "
                    "--cert-sha256", err=True)
         raise typer.Exit(2)
+    if require_certificate and not cert_sha256:
+        typer.echo("error: --require-certificate needs the certificate's fingerprint; give "
+                   "--cert-sha256", err=True)
+        raise typer.Exit(2)
+    if require_certificate and key is None and secret is None:
+        typer.echo("error: --require-certificate requires the certificate with an API key or "
+                   "OAuth2 client, and this client has neither; drop --no-api-key or give "
+                   "--oauth-client-id", err=True)
+        raise typer.Exit(2)
     typer.echo("# Give these to the system's operator over a safe channel; the hub keeps only "
                "their SHA-256:", err=True)
     if key is not None:
@@ -89,7 +105,8 @@ def add(
     typer.echo("# Append this block to the clients file (Settings.clients_file):", err=True)
     typer.echo(client_block(system_id, name, type_, agency, api_key=key,
                             oauth_client_id=oauth_client_id, oauth_secret=secret,
-                            cert_sha256=cert_sha256 or []))
+                            cert_sha256=cert_sha256 or [],
+                            require_certificate=require_certificate))
 
 
 @app.command("hash")
@@ -113,7 +130,11 @@ def check(
         registry = ClientRegistry.load(path or Settings().clients_file)
     except HubError as exc:
         _fail(exc)
+    if not registry.clients:
+        typer.echo("no clients: the hub accepts no upstream system (add them with "
+                   "`lienthong clients add`)")
     for client in registry.clients:
-        typer.echo(f"{client.system_id}  ({client.name})")
+        needs = "  [certificate required with key/token]" if client.require_certificate else ""
+        typer.echo(f"{client.system_id}  ({client.name}){needs}")
         typer.echo(f"    types:    {', '.join(sorted(client.allowed_types)) or '(none)'}")
         typer.echo(f"    agencies: {', '.join(sorted(client.allowed_agencies)) or '(none)'}")

@@ -170,6 +170,10 @@ def serve(
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         timeout_graceful_shutdown=10,
+        # The app must see the connection's true peer: it honours a client-certificate header
+        # only from Settings.trusted_proxies (hub.api.auth.RequestPeer), and uvicorn's
+        # X-Forwarded-For rewriting would put the terminator's client there instead.
+        proxy_headers=False,
     )
     try:
         # SO_REUSEPORT spreads connections over the sockets on Linux only (elsewhere the last

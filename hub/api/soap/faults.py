@@ -22,17 +22,24 @@ HTTP binding (part 2, section 7.4.2): a Sender fault is 400, every other fault 5
 request whose content type is not SOAP at all is answered 415 (with a SOAP 1.1 fault body),
 because no SOAP version was announced.
 
+A rate-limited request (``client.rate_limited``) keeps those statuses, not REST's 429, and gets
+a ``Retry-After`` header (``fault_headers``). The SOAP stacks upstream systems run (JAX-WS,
+.NET) read a fault only from a 500 (or, in 1.2, a 400) and report any other status as a bare
+transport error: the code and the message telling the sender to wait would be lost. Retry-After
+is meaningful on any status (RFC 9110 section 10.2.3), so HTTP-level retry logic still sees it.
+
 Faults are not signed: they carry no business content, and signing them would let anyone make
 the hub spend an RSA signature per junk request.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from lxml import etree
 
-from hub.api.errors import UnsupportedMediaType
+from hub.api.errors import RateLimited, UnsupportedMediaType
 from hub.api.soap.contract import NS
 from hub.api.soap.envelope import SOAP11, SOAP12, MustUnderstand, SoapVersion, VersionMismatch
 from hub.errors import HUB, ClientError, HubError, InvalidMessage
@@ -59,6 +66,14 @@ def http_status(version: SoapVersion, error: HubError) -> int:
     if version is SOAP12 and fault_code(version, error) == SOAP12.sender_code:
         return 400
     return 500
+
+
+def fault_headers(error: HubError) -> tuple[tuple[bytes, bytes], ...]:
+    """HTTP headers a fault carries besides the content type."""
+    if isinstance(error, RateLimited):
+        # Whole seconds (RFC 9110), rounded up as REST's problems do: never back too early.
+        return ((b"retry-after", str(max(1, math.ceil(error.retry_after))).encode()),)
+    return ()
 
 
 def hub_fault(error: HubError) -> etree._Element:

@@ -63,7 +63,8 @@ class SoapEndpoint:
         method = scope["method"]
         if method == "POST":
             reply = await self.call(Headers(scope=scope), receive)
-            await _send(send, reply.status, reply.content_type.encode(), reply.body)
+            await _send(send, reply.status, reply.content_type.encode(), reply.body,
+                        extra=reply.headers)
         elif method in ("GET", "HEAD"):
             status, content_type, body = self.describe(Request(scope))
             await _send(send, status, content_type, b"" if method == "HEAD" else body)
@@ -102,8 +103,9 @@ class SoapEndpoint:
 
 
 async def _send(send: Send, status: int, content_type: bytes, body: bytes,
-                allow: bytes | None = None) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+                allow: bytes | None = None, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+               *extra]
     if allow is not None:
         headers.append((b"allow", allow))
     await send({"type": "http.response.start", "status": status, "headers": headers})

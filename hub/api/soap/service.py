@@ -35,7 +35,7 @@ from hub.api.soap.contract import NS, Contract
 from hub.api.soap.dispatch import Operation, dispatch
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner
 from hub.api.soap.envelope import SOAP11, Announced, SoapVersion, negotiate, open_envelope, wrap
-from hub.api.soap.faults import fault_envelope, http_status
+from hub.api.soap.faults import fault_envelope, fault_headers, http_status
 from hub.api.soap.parser import MAX_DEPTH, parse_document
 from hub.errors import HubError
 
@@ -91,6 +91,8 @@ class SoapReply:
     status: int
     content_type: str
     body: bytes
+    # More HTTP headers of the answer (a rate-limit fault's Retry-After), lower-case names.
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class SoapService:
@@ -196,7 +198,7 @@ class SoapService:
         # citizens' data never goes to the log in clear.
         log.info("SOAP %s fault %s (field %s)", version.label, error.code, error.field)
         return SoapReply(http_status(version, error), version.content_type,
-                         fault_envelope(version, error))
+                         fault_envelope(version, error), fault_headers(error))
 
     def answer(self, version: SoapVersion, op: Operation, accepted: Accepted) -> SoapReply:
         response = etree.Element(op.response_tag, nsmap={"lt": NS}, Id=RESPONSE_ID)

@@ -249,10 +249,14 @@ def soap_progress(settings: Settings, province: Upstream, code: str) -> None:
         plugins=[SigningPlugin(key, load_certificate(mine.certificate),
                                hub_certificate=load_certificate(hub.certificate))],
     )
-    answer = client.bind("IntakeService", "IntakeSoap12").ReportProgress(progress={
+    step = {
         "dossierCode": code, "officer": "Lê Thị Bình", "officerTitle": "Chuyên viên",
         "department": "Phòng Quản lý đô thị", "content": "Thẩm định hồ sơ", "status": 4,
-        "at": datetime.now(VN_TZ).replace(tzinfo=None, microsecond=0).isoformat()})
+        "at": datetime.now(VN_TZ).replace(tzinfo=None, microsecond=0).isoformat()}
+    # createdAt is the signing time, inside the signed element: the hub refuses the request
+    # once it is older than its age window, so a captured copy cannot be replayed later.
+    answer = client.bind("IntakeService", "IntakeSoap12").ReportProgress(
+        createdAt=datetime.now(VN_TZ), progress=step)
     say(f"   SOAP 1.2 ReportProgress accepted: message {answer.messageId} "
         "(the hub's signed answer verified)")
 

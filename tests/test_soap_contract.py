@@ -19,7 +19,8 @@ SOAP11_BINDING = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP12_BINDING = "http://schemas.xmlsoap.org/wsdl/soap12/"
 XS = "http://www.w3.org/2001/XMLSchema"
 NSMAP = {"w": WSDL, "s11": SOAP11_BINDING, "s12": SOAP12_BINDING, "xs": XS}
-STATUS = (f'<ReportStatus xmlns="{NS}" Id="r"><statusChange><dossierCode>'
+STATUS = (f'<ReportStatus xmlns="{NS}" Id="r"><createdAt>2025-01-01T10:00:00+07:00</createdAt>'
+          "<statusChange><dossierCode>"
           "000.00.00.H56-250101-0001</dossierCode><status>{status}</status>"
           "<at>2025-01-01T10:00:00</at></statusChange></ReportStatus>")
 
@@ -83,7 +84,8 @@ def test_valid_and_invalid_requests(contract: Contract) -> None:
 
 
 def test_error_paths_with_prefixes_and_repeated_elements(contract: Contract) -> None:
-    xml = (f'<x:SubmitDossier xmlns:x="{NS}"><x:dossier><x:code>000.00.00.H56-250101-0001'
+    xml = (f'<x:SubmitDossier xmlns:x="{NS}"><x:createdAt>2025-01-01T10:00:00Z</x:createdAt>'
+           "<x:dossier><x:code>000.00.00.H56-250101-0001"
            "</x:code><x:procedureCode>2.002492</x:procedureCode><x:agencyCode>000.00.00.H56"
            "</x:agencyCode><x:applicant><x:identityNumber>038090001234</x:identityNumber>"
            "<x:name>A</x:name></x:applicant><x:channel>1</x:channel><x:attachments>"
@@ -114,10 +116,48 @@ def test_what_the_xsd_refuses(contract: Contract, change: tuple[str, str],
     assert info.value.field == field
 
 
+@pytest.mark.parametrize("created", [
+    "2025-01-01T10:00:00Z", "2025-01-01T10:00:00+07:00", "2025-01-01T10:00:00.123456789-03:30",
+    " 2025-01-01T10:00:00Z ", "2025-12-31T24:00:00Z"])
+def test_created_at_with_a_time_zone(contract: Contract, created: str) -> None:
+    contract.validate(etree.fromstring(STATUS.format(status=4).replace(
+        "2025-01-01T10:00:00+07:00", created).encode()))
+
+
+@pytest.mark.parametrize(("created", "problem"), [
+    ("2025-01-01T10:00:00", "[0-9]{2}:[0-9]{2}"),  # no time zone: the pattern, quoted whole
+    ("2025-01-01", "not a valid value"),
+    ("1735725600", "not a valid value"),
+    ("2025-01-01T10:00:00+15:00", "not a valid value"),
+])
+def test_created_at_without_a_time_zone_is_refused(contract: Contract, created: str,
+                                                   problem: str) -> None:
+    xml = STATUS.format(status=4).replace("2025-01-01T10:00:00+07:00", created)
+    with pytest.raises(ValidationError) as info:
+        contract.validate(etree.fromstring(xml.encode()))
+    assert info.value.field == "createdAt"
+    assert problem in info.value.message
+
+
+def test_every_request_requires_created_at(contract: Contract) -> None:
+    xsd = etree.parse(str(contract.xsd_path))
+    for op in OPERATIONS:
+        element = xsd.find(f"{{{XS}}}element[@name='{op.name}']")
+        assert element is not None
+        names = [(e.get("name"), e.get("minOccurs", "1"))
+                 for e in element.iter(f"{{{XS}}}element") if e is not element]
+        assert names == [("idempotencyKey", "0"), ("createdAt", "1"), (op.data, "1")]
+    with pytest.raises(ValidationError) as info:
+        contract.validate(etree.fromstring(STATUS.format(status=4).replace(
+            "<createdAt>2025-01-01T10:00:00+07:00</createdAt>", "").encode()))
+    assert "createdAt" in info.value.message
+
+
 def test_identity_numbers(contract: Contract) -> None:
     def submit(identity: str) -> etree._Element:
         return etree.fromstring(
-            (f'<SubmitDossier xmlns="{NS}"><dossier><code>000.00.00.H56-250101-0001</code>'
+            (f'<SubmitDossier xmlns="{NS}"><createdAt>2025-01-01T10:00:00Z</createdAt>'
+             "<dossier><code>000.00.00.H56-250101-0001</code>"
              "<procedureCode>2.002492</procedureCode><agencyCode>000.00.00.H56</agencyCode>"
              f"<applicant><identityNumber>{identity}</identityNumber><name>A</name></applicant>"
              "<channel>1</channel></dossier></SubmitDossier>").encode())

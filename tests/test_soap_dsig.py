@@ -34,7 +34,10 @@ CLIENT = "VN:GOV:000.00.00.H56:igate"
 OTHER = "VN:GOV:000.00.00.H41:dvc"
 HUB_SOAP = "VN:GOV:000.00.00.G22:lienthong-soap"
 DS = {"ds": "http://www.w3.org/2000/09/xmldsig#"}
-REQUEST = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:statusChange><lt:dossierCode>'
+# The order of the P-256 group (SEC 2): an ECDSA signature (r, s) also verifies as (r, n - s).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+REQUEST = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:createdAt>2025-01-02T09:00:00+07:00'
+           "</lt:createdAt><lt:statusChange><lt:dossierCode>"
            "000.00.00.H56-250101-0001</lt:dossierCode><lt:status>4</lt:status>"
            "<lt:at>2025-01-02T09:00:00</lt:at><lt:note>Thẩm định</lt:note></lt:statusChange>"
            "</lt:ReportStatus>")
@@ -138,6 +141,38 @@ def test_the_same_signed_request_has_the_same_implicit_key(trust: TrustStore,
     assert first.startswith(f"{PROOF_SCHEME}:") and len(first) <= 255
 
 
+def test_the_implicit_key_is_the_signed_contents_not_the_signature_text(
+        trust: TrustStore, keys: Keys) -> None:
+    """A captured request whose SignatureValue is written differently, or (ECDSA) turned into
+    its other valid form, still verifies: it must still be recognised as the same request."""
+    verifier = RequestVerifier(trust)
+    ec_id = "VN:GOV:000.00.00.H56:ec"
+    payload = _signed(keys.client_ec)
+    first = verifier.verify(payload, ec_id).idempotency_key()
+    # ECDSA signs the same content differently each time: the key is still the same.
+    assert verifier.verify(_signed(keys.client_ec), ec_id).idempotency_key() == first
+    value = payload.find("ds:Signature/ds:SignatureValue", namespaces=DS)
+    assert value is not None and value.text is not None
+    raw = base64.b64decode(value.text)
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    value.text = base64.b64encode(r + (P256_ORDER - s).to_bytes(32, "big")).decode()
+    malleated = verifier.verify(payload, ec_id)
+    assert malleated.signature != "".join(base64.b64encode(raw).decode().split())
+    assert malleated.idempotency_key() == first
+    # RSA: base64 ignores the unused bits of the last character before the padding.
+    payload = _signed(keys.client)
+    rsa_key = verifier.verify(payload, CLIENT).idempotency_key()
+    value = payload.find("ds:Signature/ds:SignatureValue", namespaces=DS)
+    assert value is not None and value.text is not None and value.text.endswith("==")
+    text = "".join(value.text.split())
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet.index(text[-3])
+    value.text = text[:-3] + alphabet[last ^ 0b1111] + "=="
+    assert base64.b64decode(value.text) == base64.b64decode(text)
+    respelled = verifier.verify(payload, CLIENT)
+    assert respelled.signature != text and respelled.idempotency_key() == rsa_key
+
+
 def test_an_ec_key_pinned_to_es256_verifies(trust: TrustStore, keys: Keys) -> None:
     proof = RequestVerifier(trust).verify(_signed(keys.client_ec), "VN:GOV:000.00.00.H56:ec")
     assert proof.method.endswith("ecdsa-sha256")
@@ -154,6 +189,14 @@ def test_changed_after_signing(trust: TrustStore, keys: Keys) -> None:
     status = payload.find(f"{{{NS}}}statusChange/{{{NS}}}status")
     assert status is not None
     status.text = "9"
+    _refused(trust, payload, CLIENT, "client.bad_signature")
+
+
+def test_a_refreshed_signing_time_breaks_the_signature(trust: TrustStore, keys: Keys) -> None:
+    payload = _signed(keys.client)
+    created = payload.find(f"{{{NS}}}createdAt")
+    assert created is not None
+    created.text = datetime.now(UTC).isoformat()
     _refused(trust, payload, CLIENT, "client.bad_signature")
 
 

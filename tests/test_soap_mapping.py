@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,9 @@ from hub.api.soap.mapping import (
     PROGRESS_STEP,
     STATUS_CHANGE,
     Shape,
+    created_at,
 )
+from hub.errors import ValidationError
 from hub.model import (
     VN_TZ,
     ApplicantKind,
@@ -33,6 +35,7 @@ from hub.model import (
 from hub.settings import Settings
 
 FULL_DOSSIER = f"""<lt:SubmitDossier xmlns:lt="{NS}"><lt:idempotencyKey>k-1</lt:idempotencyKey>
+<lt:createdAt>2025-01-01T08:10:00.250+07:00</lt:createdAt>
 <lt:dossier>
   <lt:code>000.00.00.H56-250101-0001</lt:code>
   <lt:procedureCode>2.002492</lt:procedureCode>
@@ -100,6 +103,10 @@ def test_a_full_dossier_reads_into_the_canonical_model(contract: Contract) -> No
     assert model.note == ""
     assert [a.id for a in model.attachments] == ["a1", "a2"]
     assert model.fees[0].amount == Decimal("75000.50") and model.fees[0].method == 1
+    # The signing time is the request's, not the dossier's: read beside it, never into it.
+    assert "created_at" not in data
+    assert created_at(etree.fromstring(FULL_DOSSIER.encode())) == datetime(
+        2025, 1, 1, 1, 10, 0, 250000, tzinfo=UTC)
 
 
 def test_a_minimal_dossier_leaves_optional_fields_out() -> None:
@@ -118,7 +125,8 @@ def test_a_minimal_dossier_leaves_optional_fields_out() -> None:
 
 
 def test_status_change_and_progress_read(contract: Contract) -> None:
-    status = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:statusChange><lt:dossierCode>'
+    status = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:createdAt>2025-01-02T02:00:00Z'
+              "</lt:createdAt><lt:statusChange><lt:dossierCode>"
               "000.00.00.H56-250101-0001</lt:dossierCode><lt:status>4</lt:status>"
               "<lt:previousStatus>2</lt:previousStatus><lt:at>2025-01-02T09:00:00</lt:at>"
               "<lt:officer>Trần B</lt:officer><lt:note>ok</lt:note></lt:statusChange>"
@@ -128,7 +136,8 @@ def test_status_change_and_progress_read(contract: Contract) -> None:
                               STATUS_CHANGE.read(_data(status, "statusChange")))
     assert isinstance(change, StatusChange)
     assert change.status is Status.PROCESSING and change.previous_status is Status.RECEIVED
-    progress = (f'<lt:ReportProgress xmlns:lt="{NS}"><lt:progress><lt:dossierCode>'
+    progress = (f'<lt:ReportProgress xmlns:lt="{NS}"><lt:createdAt>2025-01-02T02:00:00Z'
+                "</lt:createdAt><lt:progress><lt:dossierCode>"
                 "000.00.00.H56-250101-0001</lt:dossierCode><lt:officer>Trần B</lt:officer>"
                 "<lt:officerTitle>Chuyên viên</lt:officerTitle><lt:department>Phòng QLĐT"
                 "</lt:department><lt:content>Thẩm định</lt:content><lt:status>4</lt:status>"
@@ -140,6 +149,32 @@ def test_status_change_and_progress_read(contract: Contract) -> None:
                             PROGRESS_STEP.read(_data(progress, "progress")))
     assert isinstance(step, ProgressStep)
     assert step.department == "Phòng QLĐT" and step.started_at is not None
+
+
+def _created(text: str) -> etree._Element:
+    return etree.fromstring(f'<lt:ReportStatus xmlns:lt="{NS}"><lt:createdAt>{text}'
+                            "</lt:createdAt></lt:ReportStatus>".encode())
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2025-03-01T08:00:00Z", datetime(2025, 3, 1, 8, tzinfo=UTC)),
+    (" 2025-03-01T15:00:00+07:00\n", datetime(2025, 3, 1, 15, tzinfo=timezone(timedelta(
+        hours=7)))),
+    ("2025-03-01T08:00:00.1234567-00:00", datetime(2025, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)),
+    ("2025-02-28T24:00:00+07:00", datetime(2025, 3, 1, tzinfo=timezone(timedelta(hours=7)))),
+    ("2025-02-28T24:00:00.000Z", datetime(2025, 3, 1, tzinfo=UTC)),
+])
+def test_created_at_reads_as_an_aware_time(text: str, expected: datetime) -> None:
+    value = created_at(_created(text))
+    assert value == expected and value.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize("text", ["12025-03-01T08:00:00Z", "9999-12-31T24:00:00Z", ""])
+def test_created_at_beyond_what_a_datetime_holds(text: str) -> None:
+    # Valid xs:dateTime values Python cannot hold are refused, naming the element.
+    with pytest.raises(ValidationError) as info:
+        created_at(_created(text))
+    assert info.value.field == "createdAt" and "time zone" in info.value.message
 
 
 def test_every_element_of_the_xsd_is_mapped(contract: Contract) -> None:

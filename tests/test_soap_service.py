@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from hub.api.soap.client import SigningPlugin
 from hub.api.soap.contract import NS, XSD_NAME, Contract
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner, sign_element
 from hub.api.soap.envelope import SOAP11, SOAP12, SoapVersion
+from hub.api.soap.freshness import AgeWindow
 from hub.api.soap.routes import build_router
 from hub.errors import RetryableError
 from hub.settings import Settings
@@ -61,6 +63,11 @@ PORTS = {"1.1": "IntakeSoap11", "1.2": "IntakeSoap12"}
 DS = "http://www.w3.org/2000/09/xmldsig#"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _codes = itertools.count(1)
+
+
+def now() -> datetime:
+    """The signing time a client puts in createdAt (zeep writes it with its time zone)."""
+    return datetime.now(UTC)
 
 
 def new_dossier_code() -> str:
@@ -310,7 +317,7 @@ def test_every_operation(hub: Hub, version: str) -> None:
     before = hub.rows()
     code = new_dossier_code()
 
-    submitted = service.SubmitDossier(dossier=dossier(code))
+    submitted = service.SubmitDossier(createdAt=now(), dossier=dossier(code))
     assert UUID_RE.match(submitted.messageId) and submitted.duplicate is False
     assert transport.last_status == 200
     assert transport.last_content_type.startswith(VERSIONS[version].media_type)
@@ -322,10 +329,10 @@ def test_every_operation(hub: Hub, version: str) -> None:
     response = received.find(f".//{{{NS}}}SubmitDossierResponse")
     assert response is not None and response[-1].tag == f"{{{DS}}}Signature"
 
-    status = service.ReportStatus(statusChange={
+    status = service.ReportStatus(createdAt=now(), statusChange={
         "dossierCode": code, "status": 2, "previousStatus": 1, "at": "2025-03-01T09:00:00",
         "officer": "Trần Thị B"})
-    progress = service.ReportProgress(progress={
+    progress = service.ReportProgress(createdAt=now(), progress={
         "dossierCode": code, "officer": "Trần Thị B", "officerTitle": "Chuyên viên",
         "content": "Tiếp nhận hồ sơ", "status": 2, "at": "2025-03-01T09:05:00"})
     ids = [submitted.messageId, status.messageId, progress.messageId]
@@ -350,7 +357,7 @@ def test_the_client_refuses_a_response_not_signed_by_the_hub(hub: Hub, version: 
     plugin = service._client.plugins[0]
     plugin.hub_certificate = hub.keys.other.cert  # expect another signer
     with pytest.raises(SignatureVerificationFailed):
-        service.SubmitDossier(dossier=dossier())
+        service.SubmitDossier(createdAt=now(), dossier=dossier())
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
@@ -358,13 +365,14 @@ def test_idempotency_key(hub: Hub, version: str) -> None:
     service, _, _ = hub.zeep(version)
     key = f"key-{uuid.uuid4()}"
     body = dossier()
-    first = service.SubmitDossier(idempotencyKey=key, dossier=body)
+    first = service.SubmitDossier(createdAt=now(), idempotencyKey=key, dossier=body)
     before = hub.rows()
-    again = service.SubmitDossier(idempotencyKey=key, dossier=body)
+    # Made afresh (another createdAt, another signature), the same key: the same message.
+    again = service.SubmitDossier(createdAt=now(), idempotencyKey=key, dossier=body)
     assert (again.messageId, again.duplicate) == (first.messageId, True)
     assert hub.rows() == before
     with pytest.raises(Fault) as info:
-        service.SubmitDossier(idempotencyKey=key, dossier=dict(body, channel=1))
+        service.SubmitDossier(createdAt=now(), idempotencyKey=key, dossier=dict(body, channel=1))
     _check_fault(info.value, version, "client.idempotency_conflict", "idempotencyKey")
     assert hub.rows() == before
 
@@ -372,7 +380,7 @@ def test_idempotency_key(hub: Hub, version: str) -> None:
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
 def test_the_same_signed_request_again_is_a_duplicate(hub: Hub, version: str) -> None:
     service, _, history = hub.zeep(version)
-    first = service.SubmitDossier(dossier=dossier())
+    first = service.SubmitDossier(createdAt=now(), dossier=dossier())
     wire = etree.tostring(history.last_sent["envelope"])
     headers = dict(history.last_sent["http_headers"], **{"X-API-Key": API_KEY})
     before = hub.rows()
@@ -419,6 +427,10 @@ ZEEP_REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str, str |
     "agency not allowed": ({}, {"agencyCode": "000.00.00.H41",
                                 "code": "000.00.00.H41-250301-0001"},
                            "client.access_denied", "dossier/agencyCode"),
+    # createdAt this many seconds ago: beyond signature_max_age (300 s), or in the future
+    # beyond clock_skew (60 s), a signed request is refused (a replay, or a wrong clock).
+    "created too long ago": ({"age": 400}, None, "client.stale_message", "createdAt"),
+    "created in the future": ({"age": -120}, None, "client.stale_message", "createdAt"),
 }
 
 
@@ -427,12 +439,13 @@ ZEEP_REFUSALS: dict[str, tuple[dict[str, Any], dict[str, Any] | None, str, str |
 def test_refusals_through_zeep(hub: Hub, version: str, case: str) -> None:
     options, changes, code, field_name = ZEEP_REFUSALS[case]
     options = dict(options)
+    created = now() - timedelta(seconds=options.pop("age", 0))
     if options.get("signer") in ("rogue", "other"):
         options["signer"] = getattr(hub.keys, options["signer"])
     service, transport, _ = hub.zeep(version, **options)
     before = hub.rows()
     with pytest.raises(Fault) as info:
-        service.SubmitDossier(dossier=dossier(**(changes or {})))
+        service.SubmitDossier(createdAt=created, dossier=dossier(**(changes or {})))
     _check_fault(info.value, version, code, field_name)
     assert transport.last_status == (500 if version == "1.1" else 400)
     assert transport.last_content_type.startswith(VERSIONS[version].media_type)
@@ -443,11 +456,11 @@ def test_refusals_through_zeep(hub: Hub, version: str, case: str) -> None:
 def test_a_transition_the_dossier_cannot_make(hub: Hub, version: str) -> None:
     service, _, _ = hub.zeep(version)
     code = new_dossier_code()
-    service.SubmitDossier(dossier=dossier(code))
+    service.SubmitDossier(createdAt=now(), dossier=dossier(code))
     before = hub.rows()
     with pytest.raises(Fault) as info:
-        service.ReportStatus(statusChange={"dossierCode": code, "status": 10,
-                                           "at": "2025-03-02T09:00:00"})
+        service.ReportStatus(createdAt=now(), statusChange={
+            "dossierCode": code, "status": 10, "at": "2025-03-02T09:00:00"})
     _check_fault(info.value, version, "client.bad_transition", "statusChange/status")
     assert hub.rows() == before
 
@@ -460,9 +473,15 @@ def _envelope(version: SoapVersion, body: str, header: str = "") -> bytes:
             f"{header}<s:Body>{body}</s:Body></s:Envelope>").encode()
 
 
-STATUS_REQUEST = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:statusChange><lt:dossierCode>'
-                  "000.00.00.H56-250301-0001</lt:dossierCode><lt:status>{status}</lt:status>"
-                  "<lt:at>2025-03-01T09:00:00</lt:at></lt:statusChange></lt:ReportStatus>")
+STATUS_REQUEST = (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:createdAt>{{created}}</lt:createdAt>'
+                  "<lt:statusChange><lt:dossierCode>000.00.00.H56-250301-0001</lt:dossierCode>"
+                  "<lt:status>{status}</lt:status><lt:at>2025-03-01T09:00:00</lt:at>"
+                  "</lt:statusChange></lt:ReportStatus>")
+
+
+def status_request(status: int = 2) -> str:
+    """A ReportStatus request element made now (its createdAt)."""
+    return STATUS_REQUEST.format(status=status, created=now().isoformat())
 
 
 def _xxe(canary: Path) -> Callable[[SoapVersion], bytes]:
@@ -487,28 +506,28 @@ RAW_REFUSALS: dict[str, tuple[Callable[[SoapVersion], bytes], str, str | None, s
     "too deep": (lambda v: _envelope(v, "<a>" * 70 + "</a>" * 70), "client.too_deep", None,
                  "sender"),
     "envelope of another version": (
-        lambda v: _envelope(SOAP12 if v is SOAP11 else SOAP11, STATUS_REQUEST.format(status=2)),
+        lambda v: _envelope(SOAP12 if v is SOAP11 else SOAP11, status_request(2)),
         "client.soap_version_mismatch", "Envelope", "VersionMismatch"),
     "envelope in no SOAP namespace": (
-        lambda v: STATUS_REQUEST.format(status=2).replace("ReportStatus", "Envelope").encode(),
+        lambda v: status_request(2).replace("ReportStatus", "Envelope").encode(),
         "client.soap_version_mismatch", "Envelope", "VersionMismatch"),
     "request in a wrong namespace": (
-        lambda v: _envelope(v, STATUS_REQUEST.format(status=2).replace(NS, "urn:other")),
+        lambda v: _envelope(v, status_request(2).replace(NS, "urn:other")),
         "client.unknown_operation", "Body", "sender"),
     "unknown request element": (
         lambda v: _envelope(v, f'<lt:DeleteDossier xmlns:lt="{NS}"/>'),
         "client.unknown_operation", "Body", "sender"),
     "two elements in Body": (
-        lambda v: _envelope(v, STATUS_REQUEST.format(status=2) * 2),
+        lambda v: _envelope(v, status_request(2) * 2),
         "client.envelope_invalid", "Body", "sender"),
     "schema violation": (
-        lambda v: _envelope(v, STATUS_REQUEST.format(status=11)), "client.schema_invalid",
+        lambda v: _envelope(v, status_request(11)), "client.schema_invalid",
         "statusChange/status", "sender"),
     "unsigned raw request": (
-        lambda v: _envelope(v, STATUS_REQUEST.format(status=2)), "client.missing_signature",
+        lambda v: _envelope(v, status_request(2)), "client.missing_signature",
         "Signature", "sender"),
     "mandatory header": (
-        lambda v: _envelope(v, STATUS_REQUEST.format(status=2),
+        lambda v: _envelope(v, status_request(2),
                             '<s:Header><w:Security xmlns:w="urn:wsse" s:mustUnderstand="1"/>'
                             "</s:Header>"),
         "client.soap_must_understand", "Header", "MustUnderstand"),
@@ -579,8 +598,8 @@ def test_xxe_is_refused_and_reveals_nothing(hub: Hub, version: str, tmp_path: Pa
 def test_a_mismatched_action(hub: Hub, version: str) -> None:
     soap_version = VERSIONS[version]
     before = hub.rows()
-    response = httpx.post(hub.url, content=_envelope(soap_version, STATUS_REQUEST.format(
-        status=2)), headers=_headers(soap_version, f"{NS}:SubmitDossier"))
+    response = httpx.post(hub.url, content=_envelope(soap_version, status_request(2)),
+                          headers=_headers(soap_version, f"{NS}:SubmitDossier"))
     field_name = "SOAPAction" if version == "1.1" else "Content-Type"
     _raw_fault(response, soap_version, "client.action_mismatch", field_name, "sender")
     assert hub.rows() == before
@@ -590,7 +609,7 @@ def test_a_mismatched_action(hub: Hub, version: str) -> None:
 def test_too_large(hub: Hub, version: str) -> None:
     soap_version = VERSIONS[version]
     padding = "<!--" + "x" * hub.settings.max_body_bytes + "-->"
-    body = _envelope(soap_version, STATUS_REQUEST.format(status=2) + padding)
+    body = _envelope(soap_version, status_request(2) + padding)
     before = hub.rows()
     declared = httpx.post(hub.url, content=body, headers=_headers(soap_version))
     _raw_fault(declared, soap_version, "client.body_too_large", "body", "sender")
@@ -606,7 +625,7 @@ def test_too_large(hub: Hub, version: str) -> None:
 
 def test_a_content_type_that_is_not_soap(hub: Hub) -> None:
     before = hub.rows()
-    response = httpx.post(hub.url, content=_envelope(SOAP11, STATUS_REQUEST.format(status=2)),
+    response = httpx.post(hub.url, content=_envelope(SOAP11, status_request(2)),
                           headers={"X-API-Key": API_KEY, "Content-Type": "application/json"})
     assert response.status_code == 415
     root = etree.fromstring(response.content)
@@ -624,7 +643,7 @@ def test_xmlsec1_verifies_the_request_and_the_response(hub: Hub, version: str,
     xmlsec1 = shutil.which("xmlsec1")
     assert xmlsec1, "xmlsec1 is required: install the Debian package xmlsec1"
     service, _, history = hub.zeep(version)
-    service.SubmitDossier(dossier=dossier())
+    service.SubmitDossier(createdAt=now(), dossier=dossier())
     client_pem = tmp_path / "client.pem"
     client_pem.write_bytes(hub.keys.client.pem)
     hub_pem = tmp_path / "hub.pem"
@@ -663,7 +682,7 @@ def test_concurrent_requests(hub: Hub) -> None:
 
     def call(body: dict[str, Any]) -> None:
         try:
-            results.append(service.SubmitDossier(dossier=body).messageId)
+            results.append(service.SubmitDossier(createdAt=now(), dossier=body).messageId)
         except BaseException as exc:
             errors.append(exc)
 
@@ -694,10 +713,11 @@ def test_mounted_in_the_hub_app(tmp_path: Path, keys: Keys) -> None:
             hub = Hub(base, store, keys, settings)
             for version in ("1.1", "1.2"):
                 service, _, _ = hub.zeep(version)
-                answer = service.SubmitDossier(dossier=dossier())
+                answer = service.SubmitDossier(createdAt=now(), dossier=dossier())
                 assert UUID_RE.match(answer.messageId)
                 with pytest.raises(Fault) as info:
-                    hub.zeep(version, signer=None)[0].SubmitDossier(dossier=dossier())
+                    hub.zeep(version, signer=None)[0].SubmitDossier(createdAt=now(),
+                                                                    dossier=dossier())
                 _check_fault(info.value, version, "client.missing_signature")
     finally:
         store.close()
@@ -719,7 +739,7 @@ def test_too_large_through_the_hub_app_is_a_fault(tmp_path: Path, keys: Keys) ->
                 settings, app.state.hub.intake, registry, trust=_trust(tmp_path / "t", keys),
                 signer=hub_signer(keys)))
         with _Server(app) as base:
-            body = _envelope(SOAP11, STATUS_REQUEST.format(status=2) + "<!--" + "x" * 20_000
+            body = _envelope(SOAP11, status_request(2) + "<!--" + "x" * 20_000
                              + "-->")
             response = httpx.post(f"{base}{soap.PATH}", content=body, headers=_headers(SOAP11))
             _raw_fault(response, SOAP11, "client.body_too_large", "body", "sender")
@@ -747,7 +767,7 @@ class _Intake:
 
 
 def _signed_request(keys: Keys, version: SoapVersion) -> bytes:
-    element = etree.fromstring(STATUS_REQUEST.format(status=2).encode())
+    element = etree.fromstring(status_request(2).encode())
     signed = sign_element(element, keys.client.key,
                           keys.client.cert, element_id="request")
     return _envelope(version, etree.tostring(signed).decode())
@@ -760,7 +780,7 @@ def lone_service(tmp_path: Path, keys: Keys) -> Callable[[Any], soap.SoapService
         return soap.SoapService(
             contract=Contract(settings.schemas_dir / "soap"), intake=intake,
             registry=_registry(), verifier=RequestVerifier(_trust(tmp_path / "trust", keys)),
-            signer=hub_signer(keys),
+            window=AgeWindow.from_settings(settings), signer=hub_signer(keys),
             max_body_bytes=settings.max_body_bytes)
 
     return make
@@ -854,7 +874,8 @@ def test_faults_keep_what_was_sent_out_of_the_log(
     caplog.set_level(logging.DEBUG)
     identity_number = "0380900012345"  # 13 digits: refused by the XSD, quoted in the fault
     body = _envelope(SOAP11, (
-        f'<lt:SubmitDossier xmlns:lt="{NS}"><lt:dossier><lt:code>000.00.00.H56-250301-0001'
+        f'<lt:SubmitDossier xmlns:lt="{NS}"><lt:createdAt>{now().isoformat()}</lt:createdAt>'
+        "<lt:dossier><lt:code>000.00.00.H56-250301-0001"
         "</lt:code><lt:procedureCode>2.002492</lt:procedureCode><lt:agencyCode>000.00.00.H56"
         f"</lt:agencyCode><lt:applicant><lt:identityNumber>{identity_number}</lt:identityNumber>"
         "<lt:name>A</lt:name></lt:applicant><lt:channel>1</lt:channel></lt:dossier>"

@@ -44,6 +44,7 @@ DS = {"ds": DSIG}
 DOCUMENT = f"""<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:lt="{NS}">
   <s:Body>
     <lt:ReportStatus Id="request">
+      <lt:createdAt>2025-01-01T08:00:00+07:00</lt:createdAt>
       <lt:statusChange>
         <lt:dossierCode>000.00.00.H56-250101-0001</lt:dossierCode>
         <lt:status>4</lt:status>
@@ -161,6 +162,9 @@ def test_xmlsec1_verifies_what_the_hub_signs(tmp_path: Path, rsa_key: tuple[
     document = _hub_signed(key, cert)
     assert _xmlsec1_verifies(tmp_path, document, cert)
     assert not _xmlsec1_verifies(tmp_path, document.replace(b">4<", b">5<"), cert)
+    # The signing time is covered for xmlsec1 as for the hub.
+    assert not _xmlsec1_verifies(tmp_path, document.replace(b"T08:00:00+07:00",
+                                                            b"T08:04:00+07:00"), cert)
 
 
 def test_inclusive_namespace_prefixes_are_honoured(tmp_path: Path, rsa_key: tuple[
@@ -219,6 +223,13 @@ def _xmlsec1_verifies(tmp_path: Path, document: bytes, cert: x509.Certificate,
 
 _TAMPERINGS = {
     "text": lambda p: p.find(f".//{{{NS}}}status").__setattr__("text", "5"),
+    # The signing time is signed content: a replay cannot be made fresh, not even by writing
+    # the same instant another way.
+    "created at refreshed": lambda p: p.find(f"{{{NS}}}createdAt").__setattr__(
+        "text", "2025-01-01T08:04:59+07:00"),
+    "created at rewritten": lambda p: p.find(f"{{{NS}}}createdAt").__setattr__(
+        "text", "2025-01-01T01:00:00Z"),
+    "created at removed": lambda p: p.remove(p.find(f"{{{NS}}}createdAt")),
     "attribute": lambda p: p.find(f".//{{{NS}}}note").set("lang", "vi"),
     "element added": lambda p: etree.SubElement(p.find(f"{{{NS}}}statusChange"),
                                                 f"{{{NS}}}officer"),

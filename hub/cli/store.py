@@ -44,6 +44,16 @@ def processed_ids_window(settings: Settings) -> timedelta:
                      + sum(settings.retry_tiers))
 
 
+def idempotency_window(settings: Settings) -> timedelta:
+    """The shortest an idempotency key may be kept: an entry point accepts a signed request
+    for ``signature_max_age`` after its signing time, which may be up to ``clock_skew`` ahead of
+    the hub's clock. Sent again inside that window, a request is recognised by its
+    idempotency key, the one it names or the one it implies (REST ``request:<id>``, SOAP
+    ``xmldsig:<digest>``; REST's replay cache is only per process): pruned sooner, an exact
+    resend still inside the window would be taken for a new event."""
+    return timedelta(seconds=settings.signature_max_age + settings.clock_skew)
+
+
 def _settings() -> Settings:
     try:
         return hub_settings.load()
@@ -70,7 +80,8 @@ def prune(
     idempotency_older_than: Annotated[str, typer.Option(
         "--idempotency-older-than",
         help="Forget Idempotency-Keys given longer ago than this; a client retrying a request "
-             "after that gets a new message.")] = "7d",
+             "after that gets a new message. At least the age window of signed requests "
+             "(signature_max_age + clock_skew).")] = "7d",
     outbox_older_than: Annotated[str, typer.Option(
         "--outbox-older-than",
         help="Delete outbox messages published longer ago than this (unpublished ones are "
@@ -82,6 +93,13 @@ def prune(
     processed_age = _age(processed_older_than, "--processed-older-than",
                          processed_ids_window(settings))
     idempotency_age = parse_duration(idempotency_older_than, "--idempotency-older-than")
+    window = idempotency_window(settings).total_seconds()
+    if idempotency_age.total_seconds() < window:
+        raise typer.BadParameter(
+            f"{idempotency_older_than!r} is shorter than the age window of signed requests, "
+            f"{window:g}s (signature_max_age + clock_skew), inside which an exact resend is "
+            f"recognised only by its idempotency key; give at least {window:g}s",
+            param_hint="--idempotency-older-than")
     outbox_age = parse_duration(outbox_older_than, "--outbox-older-than")
     try:
         # No linker thread: pruning writes nothing to the message log.

@@ -16,7 +16,8 @@ id ``<hub_id>-soap``), made once with
 
 Modules: ``parser`` (hardened XML parsing), ``envelope`` (SOAP 1.1 / 1.2), ``faults``,
 ``contract`` (WSDL/XSD), ``dispatch`` (operations), ``mapping`` (XML -> canonical dict),
-``dsig`` (XML-DSig verify/sign), ``service`` (the pipeline), ``routes`` (FastAPI),
+``dsig`` (XML-DSig verify/sign), ``freshness`` (the signed createdAt against the age window),
+``service`` (the pipeline), ``routes`` (FastAPI),
 ``client`` (a zeep plugin that signs requests and checks the hub's answers, for upstream
 systems and tests).
 """
@@ -27,6 +28,7 @@ from fastapi import APIRouter
 
 from hub.api.soap.contract import Contract
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner
+from hub.api.soap.freshness import AgeWindow
 from hub.api.soap.parser import MAX_DEPTH
 from hub.api.soap.routes import build_router
 from hub.api.soap.service import Intake, Limiter, Registry, SoapService
@@ -62,6 +64,7 @@ def router(
         intake=intake,
         registry=registry,
         verifier=RequestVerifier(trust if trust is not None else TrustStore(settings.trust_dir)),
+        window=AgeWindow.from_settings(settings),
         signer=signer or ResponseSigner.load(settings.keys_dir, response_signer_id(settings)),
         max_body_bytes=settings.max_body_bytes,
         max_depth=max_depth,

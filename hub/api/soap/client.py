@@ -4,11 +4,13 @@ answer.
 
     client = zeep.Client(f"{hub}/soap/v1?wsdl", transport=transport,
                          plugins=[SigningPlugin(key, certificate, hub_certificate=hub_cert)])
-    client.service.SubmitDossier(dossier={...})
+    client.service.SubmitDossier(createdAt=datetime.now(UTC), dossier={...})
 
-zeep builds the envelope; ``egress`` sets ``Id`` on the Body's element and signs it in place
-(enveloped XML-DSig, RSA-SHA256, exclusive C14N, certificate in KeyInfo); ``ingress`` verifies
-the response element's signature against the hub's certificate and
+``createdAt`` is the signing time the hub checks against its age window (5 minutes by
+default): pass the time of the call; after the window, make the request again rather than
+resend its bytes. zeep builds the envelope; ``egress`` sets ``Id`` on the Body's element and
+signs it in place (enveloped XML-DSig, RSA-SHA256, exclusive C14N, certificate in KeyInfo);
+``ingress`` verifies the response element's signature against the hub's certificate and
 raises ``zeep.exceptions.SignatureVerificationFailed`` when it does not hold.
 """
 

@@ -24,7 +24,9 @@ _ADDRESS_TAGS: Final = (
     "{http://schemas.xmlsoap.org/wsdl/soap12/}address",
 )
 _IMPORT_TAG: Final = "{http://www.w3.org/2001/XMLSchema}import"
-_CLARK_NS = re.compile(r"\{[^}]*\}")
+# A namespace in Clark notation ({urn:...}name); a URI has a colon, which keeps regex
+# quantifiers such as [0-9]{2} in a pattern facet's message intact.
+_CLARK_NS = re.compile(r"\{[^{}\s]*:[^{}\s]*\}")
 
 
 def _read_xml(path: Path) -> etree._ElementTree:

@@ -7,6 +7,7 @@ signature of the request (or response) element, the only child of the SOAP Body:
 
     <soap:Body>
       <lt:SubmitDossier Id="request">
+        <lt:createdAt>2025-03-01T08:00:00+07:00</lt:createdAt>
         ...the request...
         <ds:Signature>
           <ds:SignedInfo>
@@ -40,6 +41,8 @@ Requests are checked against the trust store (``hub.signing.TrustStore``): the c
 KeyInfo must be trusted, belong to the authenticated client (its CN is the client's system id),
 be valid now, and sign with the algorithm pinned for it (RS256 -> rsa-sha256, PS256 ->
 rsa-pss sha256-mgf1, ES256 -> ecdsa-sha256). Errors use the codes of ``hub.signing.verifier``.
+The signing time the request carries (``createdAt``, signed like the rest of the element, so
+a replay cannot be made fresh) is judged by ``freshness`` once the signature holds.
 """
 
 from __future__ import annotations
@@ -106,10 +109,17 @@ class UpstreamProof:
                 f"signature={self.signature}")
 
     def idempotency_key(self) -> str:
-        """A key for a request that names none: the very same signed request sent again is a
-        duplicate, not a second event (an RSA PKCS#1 v1.5 signature is deterministic, so the
-        same content re-signed is the same request too)."""
-        return f"{PROOF_SCHEME}:{hashlib.sha256(self.signature.encode()).hexdigest()}"
+        """A key for a request that names none: the very same signed request sent again
+        within the age window is a duplicate, not a second event.
+
+        It is made of the digest of the signed content (which covers ``createdAt``), not of
+        the SignatureValue: the text of a SignatureValue can be changed without the
+        signature's breaking (base64's unused padding bits; an ECDSA signature's s turned into
+        n - s; PSS and ECDSA sign the same content differently each time), so anyone holding
+        a captured request could make a copy under another key. The DigestValue is itself
+        signed, and the same content always digests alike."""
+        digest = base64.b64decode(self.digest)  # verified, so valid base64
+        return f"{PROOF_SCHEME}:{hashlib.sha256(digest).hexdigest()}"
 
 
 class RequestVerifier:

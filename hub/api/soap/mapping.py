@@ -6,17 +6,22 @@ several times faster than a generic XSD decoder (xmlschema's ``to_dict``) and sa
 which element becomes which field. Errors the canonical model raises name its fields
 (``applicant.identity_number``); ``xml_path`` turns them back into the element path the sender
 wrote (``dossier/applicant/identityNumber``).
+
+Beside the data element, the request element carries ``createdAt``, the time the sender signed
+it: ``created_at`` reads it as an aware datetime, for the age check (``freshness``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 from lxml import etree
 
 from hub.api.soap.contract import NS
+from hub.errors import ValidationError
 
 _PREFIX = f"{{{NS}}}"
 
@@ -171,3 +176,32 @@ PROGRESS_STEP = Shape(
     Field("startedAt", "started_at", collapsed),
     Field("dueAt", "due_at", collapsed),
 )
+
+
+CREATED_AT: Final = "createdAt"
+CREATED_AT_TAG: Final = _PREFIX + CREATED_AT
+# xs:dateTime allows 24:00:00, the end of a day: the next day's midnight.
+_END_OF_DAY: Final = "T24:00:00"
+
+
+def created_at(request: etree._Element) -> datetime:
+    """The request element's ``createdAt`` as an aware datetime. The XSD has checked that it is
+    there and is an xs:dateTime with a time zone; what is left are the values Python's datetime
+    cannot hold (years outside 1-9999)."""
+    text = (request.findtext(CREATED_AT_TAG) or "").strip()
+    try:
+        if _END_OF_DAY in text:
+            # Only 24:00:00 (with zero fractions) is valid there: the XSD checked it.
+            head, _, tail = text.partition(_END_OF_DAY)
+            value = datetime.fromisoformat(f"{head}T00:00:00{tail.lstrip('.0')}")
+            value += timedelta(days=1)
+        else:
+            value = datetime.fromisoformat(text)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ValidationError(
+            f"createdAt {text!r:.60} cannot be read as a time with its time zone; send the "
+            "time the request was made and signed, e.g. 2025-03-01T08:00:00+07:00",
+            field=CREATED_AT)
+    return value

@@ -14,8 +14,12 @@ content type and body bytes out.
     validate against the XSD                           -> client.schema_invalid
     verify the enveloped XML-DSig                      -> client.missing_signature,
                                                           client.bad_signature, ...
+    check the signed createdAt against the age window  -> client.stale_message
     read the canonical dict, intake.accept(...)        -> whatever the intake refuses
     answer <Op>Response(messageId, duplicate), signed by the hub
+
+An exact resend within the age window is answered as the first time by its idempotency key
+(the client's, or the one the signature implies); after the window it is stale (``freshness``).
 
 Nothing is written before ``accept``, and ``accept`` writes everything in one transaction, so
 a request refused at any step leaves no trace in the store. Every refusal is a fault in the
@@ -27,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from lxml import etree
@@ -36,8 +41,10 @@ from hub.api.soap.dispatch import Operation, dispatch
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner
 from hub.api.soap.envelope import SOAP11, Announced, SoapVersion, negotiate, open_envelope, wrap
 from hub.api.soap.faults import fault_envelope, fault_headers, http_status
+from hub.api.soap.freshness import AgeWindow, missing_created_at
+from hub.api.soap.mapping import created_at
 from hub.api.soap.parser import MAX_DEPTH, parse_document
-from hub.errors import HubError
+from hub.errors import HubError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +91,7 @@ class Prepared:
     data: dict[str, Any]
     idempotency_key: str
     upstream_proof: str
+    created_at: datetime  # signed by the sender, checked against the age window
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,7 @@ class SoapService:
         intake: Intake,
         registry: Registry,
         verifier: RequestVerifier,
+        window: AgeWindow,
         signer: ResponseSigner,
         max_body_bytes: int,
         max_depth: int = MAX_DEPTH,
@@ -112,6 +121,7 @@ class SoapService:
         self.intake = intake
         self.registry = registry
         self.verifier = verifier
+        self.window = window
         self.signer = signer
         self.max_body_bytes = max_body_bytes
         self.max_depth = max_depth
@@ -151,8 +161,17 @@ class SoapService:
             root = parse_document(body, max_bytes=self.max_body_bytes, max_depth=self.max_depth)
             payload = open_envelope(root, announced.version).payload
             op = dispatch(payload, announced.action, announced.action_field)
-            self.contract.validate(payload)
+            try:
+                self.contract.validate(payload)
+            except ValidationError:
+                lacking = missing_created_at(payload)
+                if lacking is None:
+                    raise
+                raise lacking from None
             proof = self.verifier.verify(payload, client.system_id)
+            # After the signature: the time judged is the one the sender signed.
+            created = created_at(payload)
+            self.window.check(created)
             data_element = payload.find(op.data_tag)
             assert data_element is not None  # the XSD requires it
             key = payload.findtext(f"{{{NS}}}idempotencyKey")
@@ -163,6 +182,7 @@ class SoapService:
                 data=op.shape.read(data_element),
                 idempotency_key=key if key is not None else proof.idempotency_key(),
                 upstream_proof=proof.header(),
+                created_at=created,
             )
         except Exception as exc:
             return self.failed(announced.version, op, exc)

@@ -16,14 +16,17 @@ from hub.privacy import scrub
 # Agency codes (Decision 20/2020/QĐ-TTg): `000.00.00.H56` for a province, `000.00.00.G22` for a
 # ministry; lower units extend it on either side (`000.20.31.H56`, `H55.242`). The anchor is one
 # letter and two digits; numeric segments of 2-3 digits stand before it and 1-4 digits after.
+# re.ASCII: a Python \d is any Unicode digit ("０", "٣"), which the contracts' patterns
+# (schemas/api, ECMA-262 regexes) and the systems downstream refuse.
 _AGENCY = r"(?:\d{2,3}\.){0,3}[A-Z]\d{2}(?:\.\d{1,4}){0,3}"
-_AGENCY_RE = re.compile(rf"^{_AGENCY}$")
-_DOSSIER_RE = re.compile(rf"^(?P<agency>{_AGENCY})-(?P<date>\d{{6}})-(?P<counter>\d{{4}})$")
+_AGENCY_RE = re.compile(rf"^{_AGENCY}$", re.ASCII)
+_DOSSIER_RE = re.compile(rf"^(?P<agency>{_AGENCY})-(?P<date>\d{{6}})-(?P<counter>\d{{4}})$",
+                         re.ASCII)
 _PROCEDURE_RE = re.compile(
-    rf"^(?P<base>\d\.\d{{6}})(?:\.(?P<agency>{_AGENCY}))?(?:\.(?P<service>0\d))?$"
+    rf"^(?P<base>\d\.\d{{6}})(?:\.(?P<agency>{_AGENCY}))?(?:\.(?P<service>0\d))?$", re.ASCII
 )
-_IDENTITY_RE = re.compile(r"^\d{12}$")
-_OLD_ID_RE = re.compile(r"^\d{9}$")
+_IDENTITY_RE = re.compile(r"^\d{12}$", re.ASCII)
+_OLD_ID_RE = re.compile(r"^\d{9}$", re.ASCII)
 
 
 def _require_str(value: object, field: str) -> str:

@@ -1,5 +1,6 @@
-"""The served OpenAPI document against the contract files in schemas/api/, and a property-based
-run over every served operation: whatever the request, never a 5xx."""
+"""The served OpenAPI document against the contract files in schemas/api/ (it serves them), the
+hub's own validation against the same files, and a property-based run over every served
+operation: whatever the request, never a 5xx."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ from test_api_support import (  # noqa: F401 - fixtures
     sign,
 )
 
+from hub.api.openapi import COMPONENTS, contract_components, serve_contracts
+from hub.errors import ConfigError, HubError
+from hub.model import parse_event_data
 from hub.settings import PROJECT_ROOT
 
 SCHEMAS = PROJECT_ROOT / "schemas" / "api"
@@ -72,26 +76,17 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _object_of(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any] | None:
-    """The object schema a property holds, directly, through a $ref, an anyOf or an array."""
-    schema = _resolve(schema, root)
-    for option in schema.get("anyOf", []):
-        found = _object_of(option, root)
-        if found is not None:
-            return found
-    if schema.get("type") == "array" and "items" in schema:
-        return _object_of(schema["items"], root)
-    return schema if "properties" in schema else None
-
-
-def shape(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
-    """Required fields and property names, recursively into nested objects."""
-    schema = _resolve(schema, root)
-    nested = {}
-    for name, prop in schema.get("properties", {}).items():
-        inner = _object_of(prop, root)
-        nested[name] = shape(inner, root) if inner is not None else None
-    return {"required": sorted(schema.get("required", [])), "properties": nested}
+def expanded(schema: Any, root: dict[str, Any]) -> Any:
+    """``schema`` with every ``$ref`` replaced by the schema it points to, recursively (the
+    contracts are not recursive): two documents then compare by all they say, types,
+    patterns, enums, formats, bounds, required, additionalProperties and descriptions, however
+    each arranges its definitions."""
+    if isinstance(schema, dict):
+        return {k: expanded(_resolve({"$ref": v}, root), root) if k == "$ref"
+                else expanded(v, root) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [expanded(v, root) for v in schema]
+    return schema
 
 
 def contract(name: str) -> dict[str, Any]:
@@ -99,12 +94,20 @@ def contract(name: str) -> dict[str, Any]:
     return doc
 
 
+def served_form(filename: str) -> Any:
+    """What the contract file says, definitions inlined, without the keywords that only
+    locate it ($schema, $id, $defs)."""
+    doc = contract(filename)
+    return expanded({k: v for k, v in doc.items() if k not in ("$schema", "$id", "$defs")}, doc)
+
+
 def test_request_schemas_agree_with_the_contract_files(hub: Hub) -> None:
     doc = hub.http.get("/openapi.json").json()
     for (path, method), filename in REQUESTS.items():
         operation = doc["paths"][path][method]
         served = operation["requestBody"]["content"]["application/json"]["schema"]
-        assert shape(served, doc) == shape(contract(filename), contract(filename)), filename
+        assert served == {"$ref": COMPONENTS + contract(filename)["title"]}, filename
+        assert expanded(_resolve(served, doc), doc) == served_form(filename), filename
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
         assert {"X-Signature", "Idempotency-Key"} <= headers
 
@@ -113,9 +116,94 @@ def test_response_schemas_agree_with_the_contract_files(hub: Hub) -> None:
     doc = hub.http.get("/openapi.json").json()
     for component, filename in RESPONSES.items():
         served = doc["components"]["schemas"][component]
-        assert shape(served, doc) == shape(contract(filename), contract(filename)), filename
+        assert expanded(served, doc) == served_form(filename), filename
+    answers = {("/v1/dossiers", "post", "202"): "Accepted",
+               ("/v1/dossiers/{code}/timeline", "get", "200"): "Timeline",
+               ("/v1/oauth/token", "post", "200"): "TokenResponse",
+               ("/v1/callbacks/{system}", "post", "202"): "CallbackAccepted"}
+    for (path, method, status), component in answers.items():
+        content = doc["paths"][path][method]["responses"][status]["content"]
+        assert content == {"application/json": {"schema": {"$ref": COMPONENTS + component}}}
+    # Refusals are application/problem+json, as problems.py sends them, and nothing else.
+    refusal = doc["paths"]["/v1/dossiers"]["post"]["responses"]["422"]["content"]
+    assert refusal == {"application/problem+json": {"schema": {"$ref": COMPONENTS + "Problem"}}}
     assert set(doc["components"]["securitySchemes"]) == {"apiKey", "oauth2",
                                                          "clientCertificate"}
+
+
+def test_the_served_components_are_the_contracts(hub: Hub) -> None:
+    """Nothing restated by a model: every component comes from a contract file, each is a
+    valid JSON Schema 2020-12 (the dialect of OpenAPI 3.1), every reference resolves."""
+    doc = hub.http.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.1.")
+    components = doc["components"]["schemas"]
+    assert components == contract_components(SCHEMAS)
+    for schema in components.values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert "$id" not in schema  # it would move the base URI of the references inside
+    refs: list[str] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            refs.extend(v for k, v in node.items() if k == "$ref" and isinstance(v, str))
+            for v in node.values():
+                collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                collect(v)
+
+    collect(doc)
+    assert refs and all(r.startswith(COMPONENTS) and r[len(COMPONENTS):] in components
+                        for r in refs), sorted(set(refs))
+
+
+def _write(directory: Path, name: str, schema: dict[str, Any]) -> None:
+    (directory / f"{name}.schema.json").write_text(json.dumps(schema))
+
+
+def test_contract_files_become_components(tmp_path: Path) -> None:
+    code = {"type": "string", "pattern": "^[A-Z]$"}
+    _write(tmp_path, "a", {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                           "$id": "urn:test:a", "title": "A", "type": "object",
+                           "properties": {"code": {"$ref": "#/$defs/Code"},
+                                          "b": {"$ref": "b.schema.json"},
+                                          "c": {"$ref": "urn:test:b#/$defs/Code"},
+                                          "self": {"$ref": "#"}},
+                           "$defs": {"Code": code}})
+    _write(tmp_path, "b", {"$id": "urn:test:b", "title": "B", "type": "object",
+                           "properties": {"code": {"$ref": "#/$defs/Code"}},
+                           "$defs": {"Code": code}})  # the same definition: one component
+    doc: dict[str, Any] = {"paths": {"/x": {"post": {"requestBody": {"content": {
+        "application/json": {"schema": {"$ref": "a.schema.json"}}}}}}}}
+    serve_contracts(doc, tmp_path)
+    assert doc["paths"]["/x"]["post"]["requestBody"]["content"]["application/json"] == {
+        "schema": {"$ref": COMPONENTS + "A"}}
+    assert doc["components"]["schemas"] == {
+        "A": {"title": "A", "type": "object",
+              "properties": {"code": {"$ref": COMPONENTS + "Code"},
+                             "b": {"$ref": COMPONENTS + "B"},
+                             "c": {"$ref": COMPONENTS + "Code"},
+                             "self": {"$ref": COMPONENTS + "A"}}},
+        "B": {"title": "B", "type": "object",
+              "properties": {"code": {"$ref": COMPONENTS + "Code"}}},
+        "Code": code,
+    }
+
+
+@pytest.mark.parametrize("b, ref, words", [
+    ({"title": "B", "$defs": {"Code": {"type": "integer"}}}, "#/$defs/Code", "differently"),
+    ({"title": "A"}, "#/$defs/Code", "differently"),
+    ({"title": "B"}, "#/properties/x", "only whole files"),
+    ({"title": "B"}, "#/$defs/Nothing", "only whole files"),
+    ({"title": "B"}, "c.schema.json", "is neither one of its"),
+])
+def test_contracts_that_cannot_be_served_are_refused(tmp_path: Path, b: dict[str, Any],
+                                                     ref: str, words: str) -> None:
+    _write(tmp_path, "a", {"title": "A", "properties": {"x": {"$ref": ref}},
+                           "$defs": {"Code": {"type": "string"}}})
+    _write(tmp_path, "b", b)
+    with pytest.raises(ConfigError, match=words):
+        contract_components(tmp_path)
 
 
 def test_contract_files_accept_what_the_hub_accepts(hub: Hub) -> None:
@@ -140,6 +228,170 @@ def test_contract_files_refuse_what_the_hub_refuses() -> None:
     for filename, value in refused:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(value, contract(filename))
+
+
+# -- the hub's own validation (hub.model, hub.codes) against the contract files ---------------
+
+CODE = "000.00.00.H56-250101-0001"
+EVENTS = {"dossier-submission": SUBMITTED, "status-change": STATUS, "progress-step": PROGRESS,
+          "payment-request": PAYMENT, "postal-order": POSTAL,
+          "citizen-verification": VERIFICATION}
+
+
+def valid_body(name: str) -> dict[str, Any]:
+    """A body of each contract that both accept; the path routes' bodies carry the path's
+    dossier code, as the route adds it before the hub validates."""
+    bodies: dict[str, Callable[[], dict[str, Any]]] = {
+        "dossier-submission": lambda: dossier(CODE),
+        "status-change": lambda: {"dossier_code": CODE, "status": 2,
+                                  "at": "2025-01-01T08:00:00"},
+        "progress-step": lambda: {"dossier_code": CODE, "officer": "Lê Thị B",
+                                  "content": "thẩm định", "status": 4,
+                                  "at": "2025-01-02T09:00:00+07:00"},
+        "payment-request": lambda: payment(dossier_code=CODE),
+        "postal-order": lambda: postal_order(dossier_code=CODE),
+        "citizen-verification": verification,
+    }
+    return bodies[name]()
+
+
+def with_field(body: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
+    *parents, last = field.split(".")
+    node = body
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return body
+
+
+def contract_accepts(name: str, body: dict[str, Any]) -> bool:
+    doc = contract(f"{name}.schema.json")
+    validator = jsonschema.Draft202012Validator(doc, format_checker=jsonschema.FormatChecker())
+    return bool(validator.is_valid(body))
+
+
+def hub_accepts(name: str, body: dict[str, Any]) -> bool:
+    try:
+        parse_event_data(EVENTS[name], body)
+    except HubError:
+        return False
+    return True
+
+
+AGREED: list[tuple[str, str, Any, bool]] = [
+    # contract, field, value, whether both accept it
+    ("dossier-submission", "code", "000.20.31.H56-240229-9999", True),
+    ("dossier-submission", "code", "H55.242-251231-0001", True),
+    ("dossier-submission", "code", "000.00.00.H56-250229-0001", False),  # 2025 is no leap year
+    ("dossier-submission", "code", "000.00.00.H56-251301-0001", False),
+    ("dossier-submission", "code", "000.00.00.H56-250431-0001", False),
+    ("dossier-submission", "code", "000.00.00.H56-250101-0000", False),  # counters start at 1
+    ("dossier-submission", "code", "000.00.00.H56-250101-001", False),
+    ("dossier-submission", "code", "000.00.00.h56-250101-0001", False),
+    ("dossier-submission", "code", "\uff1000.00.00.H56-250101-0001", False),  # fullwidth 0
+    ("dossier-submission", "code", "000.00.00.H56-250101-000\u0663", False),  # Arabic-Indic 3
+    ("dossier-submission", "agency_code", "000.00.00.G22", True),
+    ("dossier-submission", "agency_code", "H56", True),
+    ("dossier-submission", "agency_code", "0000.00.00.H56", False),
+    ("dossier-submission", "agency_code", "00.00.00.00.H56", False),
+    ("dossier-submission", "agency_code", "000.00.00.H56.12345", False),
+    ("dossier-submission", "agency_code", "000.00.00.H\u09eb\u09ec", False),  # Bengali digits
+    ("dossier-submission", "procedure_code", "2.002492.000.00.00.H56.01", True),
+    ("dossier-submission", "procedure_code", "2.002492.01", True),
+    ("dossier-submission", "procedure_code", "2.00249", False),
+    ("dossier-submission", "procedure_code", "2.002492.10", False),
+    ("dossier-submission", "procedure_code", "\uff12.002492", False),
+    ("dossier-submission", "applicant.identity_number", "123456789", True),  # old ID card
+    ("dossier-submission", "applicant.identity_number", "0010990123", False),
+    ("dossier-submission", "applicant.identity_number", "00109901234a", False),
+    ("dossier-submission", "applicant.identity_number", "\uff10" * 12, False),
+    ("dossier-submission", "submitted_at", "2025-01-01T08:00:00", True),  # Vietnam time
+    ("dossier-submission", "submitted_at", "2025-01-01T01:00:00Z", True),
+    ("dossier-submission", "submitted_at", "2024-02-29T08:00:00.123456+07:00", True),
+    ("dossier-submission", "submitted_at", "2025-02-29T08:00:00", False),
+    ("dossier-submission", "submitted_at", "2025-01-01T24:00:00", False),
+    ("dossier-submission", "submitted_at", "1899-12-31T23:59:59", False),
+    ("dossier-submission", "submitted_at", "2201-01-01T00:00:00", False),
+    ("dossier-submission", "submitted_at", "not a time", False),
+    ("dossier-submission", "applicant.birth_date", "1850-01-01", True),
+    ("dossier-submission", "applicant.birth_date", "2000-02-29", True),
+    ("dossier-submission", "applicant.birth_date", "1900-02-29", False),
+    ("dossier-submission", "applicant.birth_date", "1849-12-31", False),
+    ("dossier-submission", "fees", [{"code": "F", "name": "phí", "amount": "0"}], True),
+    ("dossier-submission", "fees", [{"code": "F", "name": "phí", "amount": -1}], False),
+    ("dossier-submission", "fees", [{"code": "F", "name": "phí", "amount": "ten"}], False),
+    ("status-change", "at", "2025-04-31T08:00:00", False),
+    ("status-change", "dossier_code", "000.00.00.H56-250101-0000", False),
+    ("progress-step", "started_at", "2025-01-01T07:00:00+06:00", True),
+    ("progress-step", "due_at", "31/01/2025", False),
+    ("payment-request", "amount", "0.50", True),
+    ("payment-request", "amount", 1, True),
+    ("payment-request", "amount", "0.00", False),
+    ("payment-request", "amount", 0, False),
+    ("postal-order", "cod_amount", "0", True),
+    ("postal-order", "cod_amount", -5, False),
+    ("citizen-verification", "name", "", False),
+    ("citizen-verification", "birth_year", 1990, True),
+    ("citizen-verification", "birth_year", 1849, False),
+    ("citizen-verification", "dossier_code", "000.00.00.H56-250132-0001", False),
+]
+
+
+@pytest.mark.parametrize("name, field, value, accepted", AGREED)
+def test_the_hub_validates_as_the_contract_says(name: str, field: str, value: Any,
+                                                accepted: bool) -> None:
+    body = with_field(valid_body(name), field, value)
+    assert contract_accepts(name, body) is accepted
+    assert hub_accepts(name, body) is accepted
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_the_valid_bodies_are_valid(name: str) -> None:
+    assert contract_accepts(name, valid_body(name)) and hub_accepts(name, valid_body(name))
+
+
+def test_calendar_dates_agree_day_by_day() -> None:
+    """Every day around the edges (month ends, leap days, the bounds on years), in a dossier
+    code, a time and a date of birth."""
+    days = [f"{y:04d}-{m:02d}-{d:02d}" for y in (1849, 1850, 1852, 1899, 1900, 1904, 2000,
+                                                 2023, 2024, 2099, 2100, 2104, 2200, 2201)
+            for m in range(0, 14) for d in range(0, 33)]
+    for day in days:
+        for name, field, value in [
+            ("citizen-verification", "birth_date", day),
+            ("status-change", "at", f"{day}T08:00:00"),
+            ("dossier-submission", "code", f"000.00.00.H56-{day[2:4]}{day[5:7]}{day[8:]}-0001"),
+        ]:
+            if field == "code" and not "2000" <= day[:4] <= "2099":
+                continue  # a dossier code's yy is 2000 + yy
+            body = with_field(valid_body(name), field, value)
+            assert contract_accepts(name, body) == hub_accepts(name, body), (field, value)
+
+
+@pytest.mark.parametrize("name, field, value", [
+    ("dossier-submission", "code", f" {CODE}"),
+    ("dossier-submission", "applicant.identity_number", "001099012345 "),
+    ("dossier-submission", "channel", "2"),
+    ("dossier-submission", "paid_online", "true"),
+    ("dossier-submission", "submitted_at", 1735689600),
+    ("dossier-submission", "submitted_at", "2025-01-01 08:00:00"),
+    ("dossier-submission", "submitted_at", "2025-01-01"),
+    ("dossier-submission", "applicant.birth_date", "2000-01-01T00:00:00"),
+    ("status-change", "status", "2"),
+])
+def test_the_hub_refuses_what_the_contract_refuses(name: str, field: str, value: Any) -> None:
+    body = with_field(valid_body(name), field, value)
+    assert not contract_accepts(name, body)
+    if hub_accepts(name, body):
+        # Known: pydantic's lax mode in hub/model.py takes numbers and booleans as strings and
+        # times as numbers or with a space; hub/codes.py strips the spaces around a code.
+        pytest.xfail("the hub is laxer than its contract here (hub/model.py, hub/codes.py)")
+
+
+def test_a_code_of_non_ascii_digits_is_refused_at_the_door(hub: Hub) -> None:
+    answer = hub.submit(dossier("000.00.00.H56-250101-000\u0663"))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "client.bad_code" and answer.json()["field"] == "code"
 
 
 # -- property-based: no request makes the hub fail ----------------------------------------------
@@ -176,7 +428,8 @@ def from_schema(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) ->
             return st.dates(min_value=date(1900, 1, 1)).map(date.isoformat)
         return st.text(max_size=30)
     if kind == "integer":
-        return st.integers(min_value=schema.get("minimum", -5), max_value=20)
+        low = schema.get("minimum", -5)
+        return st.integers(min_value=low, max_value=schema.get("maximum", max(low, 0) + 20))
     if kind == "number":
         return st.integers(-10, 10**9) | st.floats(allow_nan=False, allow_infinity=False)
     if kind == "boolean":

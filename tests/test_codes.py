@@ -1,4 +1,5 @@
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,17 @@ def test_identity_error_does_not_echo_the_number() -> None:
         codes.parse_identity("0012030045678")  # 13 digits: a real number with a slip
     assert "0012030045678" not in str(err.value)
     assert "13 characters" in str(err.value)
+
+
+@pytest.mark.parametrize("parse, value", [
+    (codes.parse_agency, "０00.00.00.H56"),  # fullwidth zero
+    (codes.parse_agency, "000.00.00.H\u09eb\u09ec"),  # Bengali five and six
+    (codes.parse_dossier, "000.00.00.H56-250101-000\u0663"),  # Arabic-Indic three
+    (codes.parse_procedure, "\uff12.002492"),
+    (codes.parse_identity, "\uff10" * 12),
+])
+def test_only_ascii_digits_are_digits(parse: Any, value: str) -> None:
+    """Python's \\d matches any Unicode digit; the contracts (and every system downstream)
+    mean 0-9."""
+    with pytest.raises(CodeError):
+        parse(value)

@@ -35,8 +35,9 @@ from hub.api.callbacks import CallbackDispatcher, context_factory
 from hub.api.intake import EnvelopeSigner, IntakeService, RequestVerifier
 from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
 from hub.api.metrics import Metrics, RequestMetrics
+from hub.api.openapi import serve_contracts
 from hub.api.relay import ConfirmingPublisher, OutboxRelay, RelayLeader
-from hub.api.rest import BODY_MODELS, ApiContext, build_router
+from hub.api.rest import ApiContext, build_router
 from hub.broker.heap import freeze_startup_heap
 from hub.settings import Settings
 from hub.store import Store
@@ -164,7 +165,7 @@ def create_app(
     app.include_router(build_router(ctx))
     app.state.hub = ctx
     app.state.relay = outbox_relay
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 
@@ -205,16 +206,13 @@ def _outbox_depth(store: Store) -> int | None:
         return None
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema is not None:
         return app.openapi_schema
     doc = get_openapi(title=app.title, version=app.version, description=app.description,
                       routes=app.routes)
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    for name, model in BODY_MODELS.items():
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[name] = schema
+    # The routes read their bodies raw and name them by contract file: the files are served.
+    serve_contracts(doc, settings.schemas_dir / "api")
     doc["components"]["securitySchemes"] = {
         "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
         "oauth2": {"type": "oauth2", "flows": {"clientCredentials": {

@@ -27,11 +27,9 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 from sqlalchemy import text
 
 from hub import codes
-from hub.api import bodies
 from hub.api.auth import (
     ClientIdentity,
     ClientRegistry,
@@ -44,9 +42,9 @@ from hub.api.errors import UnsupportedMediaType
 from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
+from hub.api.openapi import PROBLEMS, json_body
 from hub.errors import AccessDenied, ValidationError
 from hub.jsonbody import parse_object
-from hub.model import Dossier
 from hub.settings import Settings
 from hub.store import Store
 
@@ -77,15 +75,12 @@ class ApiContext:
     broker_ready: Callable[[], bool]
 
 
-# -- OpenAPI fragments (the bodies are read raw, so FastAPI is told what they are) -------------
+# -- OpenAPI fragments (the bodies are read raw, so FastAPI is told what they are: the contract
+# files, see hub.api.openapi) --------------------------------------------------------------------
 
-def _json_body(model: str, description: str) -> dict[str, Any]:
+def _json_body(contract: str, description: str) -> dict[str, Any]:
     return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
-        },
+        "requestBody": {"required": True, "description": description, **json_body(contract)},
         "parameters": [
             {"name": SIGNATURE_HEADER, "in": "header", "required": True,
              "description": "detached compact JWS (RFC 7515/7797) over the exact body bytes, "
@@ -104,7 +99,7 @@ def _json_body(model: str, description: str) -> dict[str, Any]:
 
 
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
-    202: {"model": bodies.Accepted, "description": "kept in the outbox; will be published"},
+    202: {"description": "kept in the outbox; will be published", **json_body("accepted")},
 }
 
 
@@ -143,19 +138,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
             status_code=202, media_type="application/json")
 
     @router.post(
-        "/v1/dossiers", status_code=202, responses={**_ACCEPTED, **bodies.PROBLEMS},
+        "/v1/dossiers", status_code=202, responses={**_ACCEPTED, **PROBLEMS},
         summary="Submit a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("Dossier", "the dossier, canonical model "
-                                            "(schemas/api/dossier-submission.schema.json)"),
+        openapi_extra=_json_body("dossier-submission", "the dossier, canonical model "
+                                 "(schemas/api/dossier-submission.schema.json)"),
     )
     async def submit_dossier(request: Request) -> Response:
         return await intake(request, client_of(request), SUBMITTED, None)
 
     @router.post(
         "/v1/dossiers/{code}/status", status_code=202,
-        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        responses={**_ACCEPTED, **PROBLEMS},
         summary="Report a status change of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("StatusChangeReport",
+        openapi_extra=_json_body("status-change",
                                  "schemas/api/status-change.schema.json"),
     )
     async def report_status(code: str, request: Request) -> Response:
@@ -164,9 +159,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/dossiers/{code}/progress", status_code=202,
-        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        responses={**_ACCEPTED, **PROBLEMS},
         summary="Report a processing step of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("ProgressStepReport",
+        openapi_extra=_json_body("progress-step",
                                  "schemas/api/progress-step.schema.json"),
     )
     async def report_progress(code: str, request: Request) -> Response:
@@ -175,9 +170,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/dossiers/{code}/payments", status_code=202,
-        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        responses={**_ACCEPTED, **PROBLEMS},
         summary="Request the online payment of a dossier's fees", tags=["dossiers"],
-        openapi_extra=_json_body("FeePaymentRequest",
+        openapi_extra=_json_body("payment-request",
                                  "schemas/api/payment-request.schema.json"),
     )
     async def request_payment(code: str, request: Request) -> Response:
@@ -188,9 +183,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/dossiers/{code}/postal-orders", status_code=202,
-        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        responses={**_ACCEPTED, **PROBLEMS},
         summary="Order a postal pickup or return of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("PostalOrderRequest", "schemas/api/postal-order.schema.json"),
+        openapi_extra=_json_body("postal-order", "schemas/api/postal-order.schema.json"),
     )
     async def order_postal(code: str, request: Request) -> Response:
         client = client_of(request)
@@ -198,9 +193,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/citizens/verifications", status_code=202,
-        responses={**_ACCEPTED, **bodies.PROBLEMS},
+        responses={**_ACCEPTED, **PROBLEMS},
         summary="Verify a citizen against the population database", tags=["citizens"],
-        openapi_extra=_json_body("CitizenVerificationRequest",
+        openapi_extra=_json_body("citizen-verification",
                                  "schemas/api/citizen-verification.schema.json; the answer "
                                  "is the event vn.gov.citizen.verified"),
     )
@@ -209,8 +204,10 @@ def build_router(ctx: ApiContext) -> APIRouter:
                             _verification_agency)
 
     @router.get(
-        "/v1/dossiers/{code}/timeline", response_model=bodies.Timeline,
-        responses=bodies.PROBLEMS, summary="Every event of a dossier", tags=["dossiers"],
+        "/v1/dossiers/{code}/timeline",
+        responses={200: {"description": "the dossier's events, oldest first",
+                         **json_body("timeline")}, **PROBLEMS},
+        summary="Every event of a dossier", tags=["dossiers"],
     )
     async def timeline(code: str, request: Request) -> Response:
         client = client_of(request)
@@ -225,7 +222,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         })
 
     @router.post(
-        "/v1/oauth/token", response_model=bodies.TokenResponse, responses=bodies.PROBLEMS,
+        "/v1/oauth/token",
+        responses={200: {"description": "an access token", **json_body("token")}, **PROBLEMS},
         summary="OAuth2 client credentials grant (RFC 6749 section 4.4)", tags=["auth"],
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/x-www-form-urlencoded": {"schema": {
@@ -250,8 +248,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/callbacks/{system}", status_code=202,
-        responses={202: {"model": bodies.CallbackAccepted, "description": "kept"},
-                   **bodies.PROBLEMS},
+        responses={202: {"description": "kept", **json_body("callback-accepted")},
+                   **PROBLEMS},
         summary="Inbound call of an external system, parsed by its adapter", tags=["callbacks"],
         openapi_extra={"requestBody": {"required": True, "description": "the system's own "
                        "format; its adapter checks it (checksum, signature)",
@@ -382,14 +380,3 @@ def _store_check(store: Store) -> str:
     except Exception as exc:  # any failure means not ready
         return f"unreachable: {type(exc).__name__}"
     return "ok"
-
-
-# For the OpenAPI document: the body models the routes read raw.
-BODY_MODELS: dict[str, type[BaseModel]] = {
-    "Dossier": Dossier,
-    "StatusChangeReport": bodies.StatusChangeReport,
-    "ProgressStepReport": bodies.ProgressStepReport,
-    "FeePaymentRequest": bodies.FeePaymentRequest,
-    "PostalOrderRequest": bodies.PostalOrderRequest,
-    "CitizenVerificationRequest": bodies.CitizenVerificationRequest,
-}

@@ -35,6 +35,21 @@ def store_url(pg_url: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def hubs(make_hub: Callable[..., Hub], store_url: str) -> Iterator[Callable[..., Hub]]:
+    """``make_hub``, its hubs closed before the schema is dropped (this fixture ends first)."""
+    made: list[Hub] = []
+
+    def make(*args: Any, **kwargs: Any) -> Hub:
+        made.append(make_hub(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.stop()
+        hub.store.close()
+
+
 def _claims(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Message ids the hub's relay claimed from the store (rather than was handed)."""
     claimed: list[str] = []
@@ -54,11 +69,11 @@ def _published(settings: Settings, queue: str, into: list[str]) -> list[str]:
     return into
 
 
-def test_rows_are_handed_to_the_relay_not_claimed(make_hub: Callable[..., Hub],
+def test_rows_are_handed_to_the_relay_not_claimed(hubs: Callable[..., Hub],
                                                   settings: Settings, store_url: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.2)
+    hub = hubs(store_url, settings=settings, relay=True, relay_poll_interval=0.2)
     relay: OutboxRelay = hub.app.state.relay
     wait_for(lambda: hub.http.get("/readyz").status_code == 200, message="relay connected")
     assert relay.lease_for_intake() == relay.lease
@@ -73,12 +88,12 @@ def test_rows_are_handed_to_the_relay_not_claimed(make_hub: Callable[..., Hub],
 
 
 def test_what_the_relay_drops_is_published_when_the_lease_ends(
-        make_hub: Callable[..., Hub], settings: Settings, store_url: str,
+        hubs: Callable[..., Hub], settings: Settings, store_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The rows in memory are a shortcut only: a full queue (here: no room at all) leaves them
     leased in the store, and the relay claims them once the lease has run out."""
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    hub = hubs(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
     relay: OutboxRelay = hub.app.state.relay
     relay.lease = 1.0
     relay.max_handed = 0
@@ -93,11 +108,11 @@ def test_what_the_relay_drops_is_published_when_the_lease_ends(
     assert set(claimed) >= set(ids)  # claimed from the store, the lease over
 
 
-def test_no_lease_while_the_broker_is_unreachable(make_hub: Callable[..., Hub],
+def test_no_lease_while_the_broker_is_unreachable(hubs: Callable[..., Hub],
                                                   settings: Settings, store_url: str) -> None:
     """A relay that cannot publish must not keep rows from the relays of other processes."""
     down = settings.model_copy(update={"amqp_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
-    hub = make_hub(store_url, settings=down, relay=True, relay_poll_interval=0.1)
+    hub = hubs(store_url, settings=down, relay=True, relay_poll_interval=0.1)
     relay: OutboxRelay = hub.app.state.relay
     assert relay.lease_for_intake() is None
     code = new_code()

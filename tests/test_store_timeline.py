@@ -110,3 +110,19 @@ def test_in_order_application_under_two_workers(store: Store) -> None:
         w.join(timeout=60)
     assert sorted(applied) == list(range(1, 41))
     assert store.last_sequence(consumer, dossier) == 40
+
+
+def test_within_one_second_the_order_of_recording_decides(store: Store) -> None:
+    """A system's time to the second (a gateway's payment at 09:00:05) must not sort before
+    the hub's own event of the same second that caused it (requested at 09:00:05.4)."""
+    dossier = code()
+    second = T0.replace(microsecond=0)
+    with store.begin() as tx:
+        for event_type, at in (("vn.gov.payment.requested", second.replace(microsecond=400_000)),
+                               ("vn.gov.payment.completed", second),
+                               ("vn.gov.dossier.status-changed", second + timedelta(seconds=1)),
+                               ("vn.gov.dossier.submitted", second - timedelta(seconds=1))):
+            tx.timeline_add(dossier, event_type, str(uuid.uuid4()), at, source=SRC, summary={})
+    assert [e.event_type for e in store.timeline(dossier)] == [
+        "vn.gov.dossier.submitted", "vn.gov.payment.requested", "vn.gov.payment.completed",
+        "vn.gov.dossier.status-changed"]

@@ -95,7 +95,7 @@ def entries(conn: Connection, dossier_code: str) -> list[TimelineEntry]:
         .where(timeline.c.dossier_code == dossier_code)
         .order_by(timeline.c.at, timeline.c.id)
     ).mappings()
-    return [
+    found = [
         TimelineEntry(
             id=int(r["id"]), dossier_code=r["dossier_code"], event_type=r["event_type"],
             message_id=r["message_id"], at=r["at"], source=r["source"],
@@ -103,6 +103,12 @@ def entries(conn: Connection, dossier_code: str) -> list[TimelineEntry]:
         )
         for r in rows
     ]
+    # By the second, then in the order the hub recorded them: the systems' wire formats give
+    # times to the second (yyyyMMddHHmmss), the hub's own to the microsecond, so within one
+    # second a gateway's "paid" at 09:00:05 would sort before the hub's "payment requested"
+    # at 09:00:05.4 that caused it. The order of recording follows cause and effect.
+    found.sort(key=lambda e: (e.at.replace(microsecond=0), e.id))
+    return found
 
 
 def last_sequence(

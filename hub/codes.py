@@ -2,6 +2,11 @@
 
 Each parser takes the raw string and the name of the field it came from, so the error can say
 which field was wrong, what is wrong with it and what a correct value looks like.
+
+A code is taken exactly as written: the canonical model and the entry points refuse blanks
+around it, as the contracts' patterns do. ``strip=True`` takes and strips them, for an adapter
+reading an external system's own format, where a padded code is that system's habit rather
+than a different code.
 """
 
 from __future__ import annotations
@@ -29,12 +34,17 @@ _IDENTITY_RE = re.compile(r"^\d{12}$", re.ASCII)
 _OLD_ID_RE = re.compile(r"^\d{9}$", re.ASCII)
 
 
-def _require_str(value: object, field: str) -> str:
+def _require_str(value: object, field: str, strip: bool, example: str) -> str:
     if not isinstance(value, str):
         raise CodeError(f"must be a string, got {type(value).__name__}", field=field)
     stripped = value.strip()
     if not stripped:
         raise CodeError("is empty; a code is required", field=field)
+    if not strip and len(stripped) != len(value):
+        # The contracts' patterns hold no blanks, and a code is compared and routed as it is
+        # written. Not echoed: an identity number is personal data.
+        raise CodeError(f"has blanks (spaces, tabs or line breaks) around the code; send the "
+                        f"code alone, like {example!r}", field=field)
     return stripped
 
 
@@ -77,8 +87,8 @@ class ProcedureCode:
         return self.value
 
 
-def parse_agency(value: object, field: str = "agency") -> AgencyCode:
-    text = _require_str(value, field)
+def parse_agency(value: object, field: str = "agency", *, strip: bool = False) -> AgencyCode:
+    text = _require_str(value, field, strip, "000.00.00.H56")
     if not _AGENCY_RE.match(text):
         raise CodeError(
             f"{text!r} is not an agency code; expected digits and one letter code separated "
@@ -88,8 +98,10 @@ def parse_agency(value: object, field: str = "agency") -> AgencyCode:
     return AgencyCode(text)
 
 
-def parse_dossier(value: object, field: str = "dossier_code") -> DossierCode:
-    text = _require_str(value, field)
+def parse_dossier(
+    value: object, field: str = "dossier_code", *, strip: bool = False
+) -> DossierCode:
+    text = _require_str(value, field, strip, "000.00.00.H56-250101-0001")
     m = _DOSSIER_RE.match(text)
     if not m:
         raise CodeError(
@@ -111,8 +123,10 @@ def parse_dossier(value: object, field: str = "dossier_code") -> DossierCode:
     return DossierCode(text, AgencyCode(m["agency"]), day, counter)
 
 
-def parse_procedure(value: object, field: str = "procedure_code") -> ProcedureCode:
-    text = _require_str(value, field)
+def parse_procedure(
+    value: object, field: str = "procedure_code", *, strip: bool = False
+) -> ProcedureCode:
+    text = _require_str(value, field, strip, "2.002492")
     m = _PROCEDURE_RE.match(text)
     if not m:
         raise CodeError(
@@ -125,10 +139,11 @@ def parse_procedure(value: object, field: str = "procedure_code") -> ProcedureCo
 
 
 def parse_identity(
-    value: object, field: str = "identity_number", *, allow_old: bool = False
+    value: object, field: str = "identity_number", *, allow_old: bool = False,
+    strip: bool = False,
 ) -> str:
     """A 12-digit citizen identity number; with ``allow_old`` also a 9-digit old ID card."""
-    text = _require_str(value, field)
+    text = _require_str(value, field, strip, "001099012345")
     if _IDENTITY_RE.match(text) or (allow_old and _OLD_ID_RE.match(text)):
         return text
     expected = "12 digits (or 9 for an old ID card)" if allow_old else "exactly 12 digits"

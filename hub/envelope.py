@@ -241,6 +241,15 @@ class Envelope:
                 f"the body is not valid JSON ({exc}); was it truncated?",
                 code="client.unparseable",
             ) from None
+        except RecursionError:
+            # Arrays or objects nested thousands deep exhaust the parser's recursion. Caught
+            # rather than measured (no depth scan of every message): as an exception of its
+            # own, the consumer would take it for a passing failure and retry the message.
+            raise InvalidMessage(
+                "the body nests arrays or objects too deeply to be read; no envelope nests "
+                "more than a few levels",
+                code="client.unparseable",
+            ) from None
         return cls.from_dict(doc)
 
 

@@ -5,17 +5,20 @@ Adapters translate between this model and their system's fields; the core only e
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +30,7 @@ from hub.errors import CodeError
 from hub.errors import ValidationError as HubValidationError
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+_I = TypeVar("_I", bound=int)
 
 
 class Status(IntEnum):
@@ -167,10 +171,94 @@ def _civil_date(value: date) -> date:
     return value
 
 
+# -- what the model takes of JSON ------------------------------------------------------------
+# The entry points and the consumers validate JSON values (dicts from the body parser, or from
+# an envelope's data) in pydantic's Python mode, whose lax coercions take "2" for 2, "true" for
+# true, 1735689600 or "2025-01-01 08:00:00" for a time: more than the contracts
+# (schemas/api/*.schema.json) say. Strict mode is no fit: in Python mode it refuses the ISO
+# strings and plain integers that JSON carries (an enum wants its instance, a datetime its
+# object), and even in JSON mode it takes times with a space, without seconds or as digit
+# strings. So the few types JSON and Python disagree on are checked here, before pydantic's
+# lax parsing: JSON's own type for numbers and booleans, the contracts' exact form for times
+# and dates; Python objects (an adapter's datetime, an enum member) pass as they are.
+
+# The contracts' DateTime (their $defs): RFC 3339 with T, seconds, at most microseconds, and an
+# optional offset (none: Vietnam time). The calendar (30 February) is pydantic's to check, the
+# years _as_vn_time's. ASCII: a Python \d is any Unicode digit.
+_is_datetime = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?", re.ASCII).fullmatch
+_is_date = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII).fullmatch
+_TIME_EXAMPLE = "2025-01-01T08:00:00+07:00"
+
+
+def _kind(value: object) -> str:
+    """What a value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def _json_time(value: Any) -> Any:
+    # A string first, as JSON carries it (the hot path), then what adapters pass. A date is no
+    # time (pydantic would make it midnight), nor a number (a Unix time: whose zone?).
+    if type(value) is str:
+        if _is_datetime(value):
+            return value
+        raise PydanticCustomError(
+            "datetime_format", "is not a date-time of the form yyyy-mm-ddThh:mm:ss with an "
+            "optional fraction of up to 6 digits and an optional offset (Z or +07:00; none "
+            "means Vietnam time): send e.g. {example}", {"example": _TIME_EXAMPLE})
+    if isinstance(value, datetime):
+        return value
+    raise PydanticCustomError(
+        "datetime_type", "must be a date-time string like {example}, not {kind}",
+        {"example": _TIME_EXAMPLE, "kind": _kind(value)})
+
+
+def _json_date(value: Any) -> Any:
+    if type(value) is str:
+        if _is_date(value):
+            return value
+        if not _is_datetime(value):
+            raise PydanticCustomError(
+                "date_format", "is not a date of the form yyyy-mm-dd: send e.g. 1980-05-17", {})
+        what = "a date-time"
+    # A datetime is a date too (a subclass): refused, a date of birth has no time of day.
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    else:
+        what = "a date-time" if isinstance(value, datetime) else _kind(value)
+    raise PydanticCustomError(
+        "date_type", "must be a date of the form yyyy-mm-dd, e.g. 1980-05-17, not {what}",
+        {"what": what})
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON's integers (and 2.0, an integer to JSON Schema, which pydantic's int takes); not a
+    # string nor a boolean, which pydantic's lax int would take too ("2", true).
+    if type(value) is int or not isinstance(value, str | bool):
+        return value
+    raise PydanticCustomError(
+        "integer_type", "must be an integer, written as a JSON number (2, not \"2\"), "
+        "not {kind}", {"kind": _kind(value)})
+
+
 # Every time of the model: naive means Vietnam time; refused outside MIN_YEAR..MAX_YEAR.
-VnDateTime = Annotated[datetime, AfterValidator(_as_vn_time)]
+VnDateTime = Annotated[datetime, BeforeValidator(_json_time), AfterValidator(_as_vn_time)]
 # Every calendar date of the model (dates of birth): MIN_BIRTH_YEAR..MAX_YEAR.
-CivilDate = Annotated[date, AfterValidator(_civil_date)]
+CivilDate = Annotated[date, BeforeValidator(_json_date), AfterValidator(_civil_date)]
+# Every integer of the model, plain or an enum: ``JsonInt[int]``, ``JsonInt[Status]``. Its
+# booleans are StrictBool (true and false only: lax would take "true", 1 or "yes").
+JsonInt = Annotated[_I, BeforeValidator(_json_integer)]
 AgencyStr = Annotated[str, AfterValidator(lambda v: codes.parse_agency(v).value)]
 DossierStr = Annotated[str, AfterValidator(lambda v: codes.parse_dossier(v).value)]
 ProcedureStr = Annotated[str, AfterValidator(lambda v: codes.parse_procedure(v).value)]
@@ -185,7 +273,7 @@ class Applicant(_Model):
     identity_number: str
     name: str = Field(min_length=1, max_length=200)
     birth_date: CivilDate | None = None
-    kind: ApplicantKind = ApplicantKind.CITIZEN
+    kind: JsonInt[ApplicantKind] = ApplicantKind.CITIZEN
     address: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -202,18 +290,18 @@ class Attachment(_Model):
     id: str = Field(min_length=1, max_length=100)
     name: str = Field(min_length=1, max_length=255)
     url: str = Field(pattern=r"^https?://")
-    size: int = Field(ge=0)
+    size: JsonInt[int] = Field(ge=0)
     sha256: Sha256Hex
     component_code: str | None = None
-    digitized: bool = False
+    digitized: StrictBool = False
 
 
 class Fee(_Model):
     code: str = Field(min_length=1, max_length=50)
     name: str = Field(min_length=1, max_length=255)
     amount: Decimal = Field(ge=0)
-    kind: int = 1  # 1 fee (phí), 2 charge (lệ phí)
-    method: int | None = None  # HinhThucThu
+    kind: JsonInt[int] = 1  # 1 fee (phí), 2 charge (lệ phí)
+    method: JsonInt[int] | None = None  # HinhThucThu
 
 
 class Dossier(_Model):
@@ -224,26 +312,26 @@ class Dossier(_Model):
     field_name: str | None = None
     agency_code: AgencyStr
     applicant: Applicant
-    channel: Channel
-    status: Status = Status.NEW
+    channel: JsonInt[Channel]
+    status: JsonInt[Status] = Status.NEW
     submitted_at: VnDateTime | None = None
     received_at: VnDateTime | None = None
     due_at: VnDateTime | None = None
     resolved_at: VnDateTime | None = None
     returned_at: VnDateTime | None = None
     refused_at: VnDateTime | None = None
-    result_by_post: bool = False
+    result_by_post: StrictBool = False
     handling_unit: str | None = None
     note: str | None = None
     attachments: tuple[Attachment, ...] = ()
     fees: tuple[Fee, ...] = ()
-    paid_online: bool = False
+    paid_online: StrictBool = False
 
 
 class StatusChange(_Model):
     dossier_code: DossierStr
-    status: Status
-    previous_status: Status | None = None
+    status: JsonInt[Status]
+    previous_status: JsonInt[Status] | None = None
     at: VnDateTime
     officer: str | None = None
     note: str | None = None
@@ -255,7 +343,7 @@ class ProgressStep(_Model):
     officer_title: str | None = None
     department: str | None = None
     content: str
-    status: Status
+    status: JsonInt[Status]
     at: VnDateTime
     started_at: VnDateTime | None = None
     due_at: VnDateTime | None = None
@@ -277,7 +365,7 @@ class PaymentCompleted(_Model):
     reference: str
     transaction_id: str
     amount: Decimal
-    paid: bool
+    paid: StrictBool
     error_code: str | None = None
     at: VnDateTime
 
@@ -304,7 +392,7 @@ class PostalTracking(_Model):
     dossier_code: DossierStr
     waybill: str
     # 0 not used, 1 registered, 2 collecting, 3 delivered, 4 cancelled
-    state: int = Field(ge=0, le=4)
+    state: JsonInt[int] = Field(ge=0, le=4)
     at: VnDateTime
     note: str | None = None
 
@@ -316,7 +404,7 @@ class CitizenVerification(_Model):
     birth_date: CivilDate | None = None
     # Written as a date of 1 January by the population adapter: a year datetime cannot hold
     # would fail there, after the request was accepted.
-    birth_year: int | None = Field(default=None, ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
+    birth_year: JsonInt[int] | None = Field(default=None, ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
 
     @field_validator("identity_number")
     @classmethod
@@ -340,7 +428,10 @@ IdentityStr = Annotated[str, AfterValidator(lambda v: codes.parse_identity(v, "i
 AnyIdentityStr = Annotated[
     str, AfterValidator(lambda v: codes.parse_identity(v, "identity_number", allow_old=True))
 ]
-OldIdentityStr = Annotated[str, Field(pattern=r"^\d{9}$")]
+# [0-9], not \d: pydantic's regex engine, like Python's, takes any Unicode digit for \d.
+OldIdentityStr = Annotated[str, Field(pattern=r"^[0-9]{9}$")]
+# Administrative unit codes (province, district, commune), ASCII digits as for OldIdentityStr.
+_UNIT_CODE = r"^[0-9]{2,5}$"
 
 
 class Gender(StrEnum):
@@ -363,9 +454,9 @@ class Address(_Model):
     """Administrative unit codes plus free text. ``district_code`` is absent on addresses
     recorded after the district level was abolished (1 July 2025)."""
 
-    province_code: str = Field(pattern=r"^\d{2,5}$")
-    district_code: str | None = Field(default=None, pattern=r"^\d{2,5}$")
-    commune_code: str | None = Field(default=None, pattern=r"^\d{2,5}$")
+    province_code: str = Field(pattern=_UNIT_CODE)
+    district_code: str | None = Field(default=None, pattern=_UNIT_CODE)
+    commune_code: str | None = Field(default=None, pattern=_UNIT_CODE)
     detail: str | None = Field(default=None, max_length=500)
 
 
@@ -383,7 +474,7 @@ class CitizenRecord(_Model):
     ethnicity: str | None = None  # decoded from the code by the mapping, when known
     nationality: str | None = None
     birth_date: CivilDate | None = None
-    birth_year: int = Field(ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
+    birth_year: JsonInt[int] = Field(ge=MIN_BIRTH_YEAR, le=MAX_YEAR)
     hometown: Address | None = None
     permanent_address: Address | None = None
     current_address: Address | None = None
@@ -408,7 +499,7 @@ class CitizenVerified(_Model):
 
     dossier_code: DossierStr | None = None
     identity_number: AnyIdentityStr  # as asked: 12 digits, or 9 for an old ID card
-    matched: bool
+    matched: StrictBool
     checked_at: VnDateTime
     record: CitizenRecord | None = None
 
@@ -450,7 +541,10 @@ def _first_error(exc: ValidationError) -> HubValidationError:
     cause = ctx.get("error")
     if isinstance(cause, CodeError):
         return HubValidationError(cause.message, code=cause.code, field=field)
-    return HubValidationError(f"{err['msg']} (got {err.get('input')!r:.80})", field=field)
+    # StrictBool's own words ("Input should be a valid boolean") do not say what to send.
+    message = (f"must be true or false (a JSON boolean), not {_kind(err.get('input'))}"
+               if err["type"] == "bool_type" else err["msg"])
+    return HubValidationError(f"{message} (got {err.get('input')!r:.80})", field=field)
 
 
 def validate_model(model: type[BaseModel], data: Any) -> Any:

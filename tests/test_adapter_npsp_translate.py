@@ -67,6 +67,26 @@ def test_minimal_dossier_round_trip(m: NpspMapping) -> None:
     assert record_to_dossier(record, m) == dossier
 
 
+def test_codes_the_portal_pads_are_read_without_the_blanks(m: NpspMapping) -> None:
+    """The canonical model refuses a code with blanks around it, as the REST contract does;
+    what the portal's own records carry is the adapter's to read, as it always has."""
+    dossier = sample_dossier()
+    record = dossier_to_record(dossier, m)
+    for name in ("MaHoSo", "MaTTHC", "SoGiayToChuHoSo"):
+        record[name] = f" {record[name]}\t"
+    # The portal writes its numbers as strings, a size too at times.
+    record["TaiLieuNop"][0]["KichThuocTep"] = str(record["TaiLieuNop"][0]["KichThuocTep"])
+    assert record_to_dossier(record, m) == dossier
+    record["TaiLieuNop"][0]["KichThuocTep"] = "12 KB"
+    with pytest.raises(ValidationError) as err:
+        record_to_dossier(record, m)
+    assert err.value.field == "TaiLieuNop[0].KichThuocTep"
+    step = sample_progress()
+    progress = progress_to_record(step, m)
+    progress["MaHoSo"] += " "
+    assert record_to_progress(progress, m) == step
+
+
 @pytest.mark.parametrize("status", list(Status))
 def test_every_status_both_ways(m: NpspMapping, status: Status) -> None:
     wire = status_to_wire(status, m)

@@ -67,6 +67,22 @@ def test_minimal_dossier_round_trip(m: ProvincialMapping) -> None:
     assert wire_to_dossier(doc, m) == dossier
 
 
+def test_codes_the_province_pads_are_read_without_the_blanks(m: ProvincialMapping) -> None:
+    """The canonical model refuses a code with blanks around it, as the REST contract does;
+    what the province's own system writes is the adapter's to read, as it always has."""
+    dossier = sample_dossier()
+    doc = dossier_to_wire(dossier, m)
+    for name in ("maHoSo", "maThuTuc", "coQuan"):
+        doc[name] = f" {doc[name]} "
+    doc["chuHoSo"]["soDinhDanh"] += "\n"
+    assert wire_to_dossier(doc, m) == dossier
+    step = sample_progress()
+    update = progress_to_wire(step, m, procedure_code="1.010708")
+    update["maHoSo"], update["maThuTuc"] = f"{update['maHoSo']} ", " 1.010708"
+    read = wire_to_update(update, m)
+    assert read.body == step and read.procedure == "1.010708"
+
+
 @pytest.mark.parametrize("status", list(Status))
 def test_every_national_status_both_ways(m: ProvincialMapping, status: Status) -> None:
     doc = dossier_to_wire(sample_dossier(status=status), m)

@@ -213,6 +213,9 @@ def test_an_invalid_message_from_the_handler_goes_to_the_invalid_queue_at_once(
         (lambda b: b"\xff\xfe" + b, "client.unparseable"),  # not UTF-8 JSON
         (lambda b: b"[1, 2]", "client.unparseable"),  # JSON, not an object
         (lambda b: b'{"id": "x"}', "client.envelope_invalid"),  # an object, not an envelope
+        # Nested beyond the JSON parser's recursion: parked, not retried as a failure.
+        (lambda b: b[:-1] + b',"x":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         "client.unparseable"),
     ],
 )
 def test_an_undecodable_body_is_invalid_and_never_reaches_the_handler(

@@ -105,3 +105,21 @@ def test_only_ascii_digits_are_digits(parse: Any, value: str) -> None:
     mean 0-9."""
     with pytest.raises(CodeError):
         parse(value)
+
+
+@pytest.mark.parametrize(("parse", "value"), [
+    (codes.parse_agency, " 000.20.31.H56"),
+    (codes.parse_dossier, "000.00.00.H56-250102-0007\n"),
+    (codes.parse_procedure, "\t1.010708"),
+    (codes.parse_identity, "038095001234\u3000"),  # an ideographic space
+])
+def test_blanks_around_a_code_are_refused_unless_stripping_is_asked(parse: Any,
+                                                                    value: str) -> None:
+    """The contracts' patterns hold no blanks: the model and the entry points take a code as
+    written. An adapter reading a system's own format may ask for them to be stripped."""
+    with pytest.raises(CodeError) as err:
+        parse(value, "f")
+    assert (err.value.field, err.value.code) == ("f", "client.bad_code")
+    assert "blanks" in err.value.message and value.strip() not in err.value.message
+    parsed = parse(value, "f", strip=True)
+    assert (parsed if isinstance(parsed, str) else parsed.value) == value.strip()

@@ -50,6 +50,9 @@ def test_derive_keeps_correlation() -> None:
         (b"\xff\xfe", "client.unparseable", None),
         (b"[]", "client.unparseable", None),
         (b'{"id": "1"}', "client.envelope_invalid", "source"),
+        # Nested beyond the parser's recursion: invalid, not an unexpected RecursionError.
+        (b"[" * 100_000 + b"]" * 100_000, "client.unparseable", None),
+        (b'{"data": ' * 100_000, "client.unparseable", None),
     ],
 )
 def test_bad_bodies(body: bytes, code: str, field: str | None) -> None:

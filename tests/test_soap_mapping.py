@@ -224,3 +224,40 @@ def test_operations_map_to_their_event_types() -> None:
         "ReportStatus": "vn.gov.dossier.status-changed",
         "ReportProgress": "vn.gov.dossier.progress-reported",
     }
+
+
+def _status_at(at: str) -> str:
+    return (f'<lt:ReportStatus xmlns:lt="{NS}"><lt:createdAt>2025-01-02T02:00:00Z'
+            "</lt:createdAt><lt:statusChange><lt:dossierCode>000.00.00.H56-250101-0001"
+            f"</lt:dossierCode><lt:status>2</lt:status><lt:at>{at}</lt:at></lt:statusChange>"
+            "</lt:ReportStatus>")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2025-01-02T09:00:00", datetime(2025, 1, 2, 9, tzinfo=VN_TZ)),
+    # .NET writes seven digits of fraction; the JSON contracts' DateTime takes six at most.
+    ("2025-01-02T09:00:00.1234567+07:00",
+     datetime(2025, 1, 2, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=7)))),
+    ("2025-01-01T24:00:00Z", datetime(2025, 1, 2, tzinfo=UTC)),
+    ("2025-01-02T02:00:00-00:00", datetime(2025, 1, 2, 2, tzinfo=UTC)),
+])
+def test_every_xs_datetime_the_xsd_takes_reaches_the_model(contract: Contract, text: str,
+                                                           expected: datetime) -> None:
+    """The model holds a time's text to the JSON contracts' form; SOAP's is xs:dateTime, read
+    into a datetime before the model sees it."""
+    xml = _status_at(text)
+    contract.validate(etree.fromstring(xml.encode()))
+    change = parse_event_data("vn.gov.dossier.status-changed",
+                              STATUS_CHANGE.read(_data(xml, "statusChange")))
+    assert isinstance(change, StatusChange)
+    assert change.at == expected and change.at.utcoffset() == expected.utcoffset()
+
+
+def test_an_xs_datetime_no_datetime_holds_is_refused_naming_the_element(
+        contract: Contract) -> None:
+    xml = _status_at("12025-01-02T09:00:00")
+    contract.validate(etree.fromstring(xml.encode()))
+    with pytest.raises(ValidationError) as info:
+        parse_event_data("vn.gov.dossier.status-changed",
+                         STATUS_CHANGE.read(_data(xml, "statusChange")))
+    assert info.value.field == "at" and STATUS_CHANGE.xml_path("at") == "at"

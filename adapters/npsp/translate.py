@@ -190,6 +190,23 @@ def _required(rec: Mapping[str, Any], name: str, where: str = "") -> Any:
     return value
 
 
+def _code(rec: Mapping[str, Any], name: str, where: str = "") -> Any:
+    """A required code or identity number as the portal wrote it, without the blanks around
+    it that its records may carry: the canonical model takes a code exactly as the contracts
+    write it, with none."""
+    value = _required(rec, name, where)
+    return value.strip() if isinstance(value, str) else value
+
+
+def _count(value: Any) -> Any:
+    """A whole number the portal may write as a string of digits, as it writes its codes; the
+    canonical model takes a JSON number only. Anything else is left for the model to refuse,
+    naming the field."""
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        return int(value)
+    return value
+
+
 def _optional_date(rec: Mapping[str, Any], name: str, m: NpspMapping, where: str = "") -> Any:
     value = rec.get(name)
     if value is None or value == "":
@@ -215,9 +232,9 @@ def _with_wire_names(rename: Callable[[str], str], build: Callable[[], Any]) -> 
 
 def record_to_dossier(rec: Mapping[str, Any], m: NpspMapping) -> Dossier:
     f, a, p = m.dossier, m.attachment, m.fee
-    code = _required(rec, f["code"])
+    code = _code(rec, f["code"])
     try:
-        agency = codes.parse_dossier(code, f["code"]).agency.value
+        agency = codes.parse_dossier(code, f["code"], strip=True).agency.value
     except CodeError as exc:
         raise ValidationError(exc.message, code=exc.code, field=f["code"]) from None
     attachments = []
@@ -227,7 +244,7 @@ def record_to_dossier(rec: Mapping[str, Any], m: NpspMapping) -> Dossier:
             "id": _required(doc, a["id"], at),
             "name": _required(doc, a["name"], at),
             "url": _required(doc, a["url"], at),
-            "size": _required(doc, a["size"], at),
+            "size": _count(_required(doc, a["size"], at)),
             "sha256": _required(doc, a["sha256"], at),
             "component_code": doc.get(a["component_code"]) or None,
             "digitized": _read_bool(doc.get(a["digitized"], m.false_value), m,
@@ -251,13 +268,13 @@ def record_to_dossier(rec: Mapping[str, Any], m: NpspMapping) -> Dossier:
         })
     data: dict[str, Any] = {
         "code": code,
-        "procedure_code": _required(rec, f["procedure_code"]),
+        "procedure_code": _code(rec, f["procedure_code"]),
         "procedure_name": rec.get(f["procedure_name"]) or None,
         "field_code": rec.get(f["field_code"]) or None,
         "field_name": rec.get(f["field_name"]) or None,
         "agency_code": agency,
         "applicant": {
-            "identity_number": _required(rec, f["applicant_identity"]),
+            "identity_number": _code(rec, f["applicant_identity"]),
             "name": _required(rec, f["applicant_name"]),
             "kind": _lookup(m.kind_from_wire, rec.get(f["applicant_kind"], "1"),
                             f["applicant_kind"], "kind of applicant"),
@@ -296,7 +313,7 @@ def record_to_dossier(rec: Mapping[str, Any], m: NpspMapping) -> Dossier:
 def record_to_progress(rec: Mapping[str, Any], m: NpspMapping) -> ProgressStep:
     f = m.progress
     data = {
-        "dossier_code": _required(rec, f["dossier_code"]),
+        "dossier_code": _code(rec, f["dossier_code"]),
         "officer": _required(rec, f["officer"]),
         "officer_title": rec.get(f["officer_title"]) or None,
         "department": rec.get(f["department"]) or None,

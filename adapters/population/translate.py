@@ -121,7 +121,8 @@ def from_request(body: MappingABC[str, Any], m: Mapping) -> tuple[CitizenVerific
     req = m.request
     caller = Caller(**{key: str(body[req[key]]) for key in
                        ("request_id", "service_code", "integration_code", "officer")})
-    number = str(body.get(req["identity_number"]) or body.get(req["old_identity_number"]) or "")
+    number = str(body.get(req["identity_number"]) or body.get(req["old_identity_number"])
+                 or "").strip()
     birth = body.get(req["birth"]) or {}
     birth_date = birth_year = None
     if birth.get(req["birth_date"]):

@@ -18,7 +18,7 @@ _ANCHOR_RE = re.compile(r"^[A-Z]\d{2}$")
 
 def anchor_of(agency_code: str, field: str = "agency_code") -> str:
     """The province (or ministry) letter code of an agency: ``000.20.31.H56`` -> ``H56``."""
-    return codes.parse_agency(agency_code, field).anchor
+    return codes.parse_agency(agency_code, field, strip=True).anchor
 
 
 @dataclass(frozen=True)

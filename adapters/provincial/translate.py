@@ -162,6 +162,14 @@ def _required(doc: Mapping[str, Any], name: str, where: str) -> Any:
     return value
 
 
+def _code(doc: Mapping[str, Any], name: str, where: str) -> Any:
+    """A required code or identity number as the province wrote it, without the blanks around
+    it that its system may leave: the canonical model takes a code exactly as the contracts
+    write it, with none."""
+    value = _required(doc, name, where)
+    return value.strip() if isinstance(value, str) else value
+
+
 def _optional_str(doc: Mapping[str, Any], name: str, where: str) -> str | None:
     value = doc.get(name)
     if value is None or value == "":
@@ -212,7 +220,7 @@ def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "
     aw = f"{where}{f['applicant']}."
     birth = raw_applicant.get(ap["birth_date"])
     applicant = {
-        "identity_number": _required(raw_applicant, ap["identity_number"], aw),
+        "identity_number": _code(raw_applicant, ap["identity_number"], aw),
         "name": _required(raw_applicant, ap["name"], aw),
         "kind": _word(m.kind_from_wire,
                       raw_applicant.get(ap["kind"], m.kind_to_wire[ApplicantKind.CITIZEN]),
@@ -250,12 +258,12 @@ def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "
                      "name": _required(item, fe["name"], iw), "amount": amount,
                      "kind": item.get(fe["kind"], 1), "method": item.get(fe["method"])})
     data: Doc = {
-        "code": _required(doc, f["code"], where),
-        "procedure_code": _required(doc, f["procedure_code"], where),
+        "code": _code(doc, f["code"], where),
+        "procedure_code": _code(doc, f["procedure_code"], where),
         "procedure_name": _optional_str(doc, f["procedure_name"], where),
         "field_code": _optional_str(doc, f["field_code"], where),
         "field_name": _optional_str(doc, f["field_name"], where),
-        "agency_code": _required(doc, f["agency_code"], where),
+        "agency_code": _code(doc, f["agency_code"], where),
         "applicant": applicant,
         "channel": _word(m.channel_from_wire, _required(doc, f["channel"], where),
                          where + f["channel"], "submission channel"),
@@ -306,7 +314,7 @@ def _procedure(doc: Mapping[str, Any], name: str, where: str) -> str | None:
     if value is None:
         return None
     try:
-        return codes.parse_procedure(value, where + name).value
+        return codes.parse_procedure(value, where + name, strip=True).value
     except CodeError as exc:
         raise ValidationError(exc.message, code=exc.code, field=where + name) from None
 
@@ -323,7 +331,7 @@ def wire_to_status_change(doc: Mapping[str, Any], m: ProvincialMapping, where: s
         except HubError as exc:
             raise ValidationError(exc.message, code=exc.code, field=exc.field) from None
     data: Doc = {
-        "dossier_code": _required(doc, f["dossier_code"], where),
+        "dossier_code": _code(doc, f["dossier_code"], where),
         "status": status,
         "previous_status": previous,
         "at": m.dates.read(_required(doc, f["at"], where), where + f["at"]),
@@ -338,7 +346,7 @@ def wire_to_status_change(doc: Mapping[str, Any], m: ProvincialMapping, where: s
 def wire_to_progress(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Update:
     f = m.progress
     data: Doc = {
-        "dossier_code": _required(doc, f["dossier_code"], where),
+        "dossier_code": _code(doc, f["dossier_code"], where),
         "officer": _required(doc, f["officer"], where),
         "officer_title": _optional_str(doc, f["officer_title"], where),
         "department": _optional_str(doc, f["department"], where),

@@ -52,11 +52,36 @@ def problem_headers(error: HubError) -> dict[str, str]:
     return headers
 
 
+class ProblemResponse(JSONResponse):
+    """A problem body as UTF-8 JSON, whatever its strings hold."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            # A lone surrogate (in a message quoting a value, or a field named after one) is no
+            # character, and UTF-8 cannot carry it: the refusal must not become a 500 for it.
+            return super().render(_printable(content))
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with each lone surrogate written as the text of its escape (``\\udfff``):
+    valid Unicode, and a reader still sees what was there."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(v) for v in value]
+    return value
+
+
 def problem_response(error: HubError, instance: str | None = None) -> JSONResponse:
-    return JSONResponse(
+    return ProblemResponse(
         problem_body(error, instance),
         status_code=error.http_status,
-        media_type=PROBLEM_JSON,
         headers=problem_headers(error),
     )
 

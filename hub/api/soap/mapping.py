@@ -41,9 +41,19 @@ def boolean(value: str) -> bool:
 
 
 def collapsed(value: str) -> str:
-    # xs:decimal, xs:date, xs:dateTime: the lexical form, whitespace collapsed; the model
-    # parses it (Decimal keeps every digit, a float would not).
+    # xs:decimal, xs:date: the lexical form, whitespace collapsed; the model parses it (Decimal
+    # keeps every digit, a float would not).
     return value.strip()
+
+
+def date_time(value: str) -> datetime | str:
+    # xs:dateTime as a datetime, which the model takes as it is. Its text is no fit for the
+    # model, which holds a time's text to the JSON contracts' form: the XSD allows fractions of
+    # any length (.NET writes seven digits) and 24:00:00. A time no datetime holds (year 0 or
+    # 10000) stays text, for the model to refuse naming the field.
+    text = value.strip()
+    parsed = _xs_datetime(text)
+    return text if parsed is None else parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +152,12 @@ DOSSIER = Shape(
     Field("applicant", "applicant", shape=APPLICANT),
     Field("channel", "channel", integer),
     Field("status", "status", integer),
-    Field("submittedAt", "submitted_at", collapsed),
-    Field("receivedAt", "received_at", collapsed),
-    Field("dueAt", "due_at", collapsed),
-    Field("resolvedAt", "resolved_at", collapsed),
-    Field("returnedAt", "returned_at", collapsed),
-    Field("refusedAt", "refused_at", collapsed),
+    Field("submittedAt", "submitted_at", date_time),
+    Field("receivedAt", "received_at", date_time),
+    Field("dueAt", "due_at", date_time),
+    Field("resolvedAt", "resolved_at", date_time),
+    Field("returnedAt", "returned_at", date_time),
+    Field("refusedAt", "refused_at", date_time),
     Field("resultByPost", "result_by_post", boolean),
     Field("handlingUnit", "handling_unit"),
     Field("note", "note"),
@@ -160,7 +170,7 @@ STATUS_CHANGE = Shape(
     Field("dossierCode", "dossier_code"),
     Field("status", "status", integer),
     Field("previousStatus", "previous_status", integer),
-    Field("at", "at", collapsed),
+    Field("at", "at", date_time),
     Field("officer", "officer"),
     Field("note", "note"),
 )
@@ -172,9 +182,9 @@ PROGRESS_STEP = Shape(
     Field("department", "department"),
     Field("content", "content"),
     Field("status", "status", integer),
-    Field("at", "at", collapsed),
-    Field("startedAt", "started_at", collapsed),
-    Field("dueAt", "due_at", collapsed),
+    Field("at", "at", date_time),
+    Field("startedAt", "started_at", date_time),
+    Field("dueAt", "due_at", date_time),
 )
 
 
@@ -184,21 +194,26 @@ CREATED_AT_TAG: Final = _PREFIX + CREATED_AT
 _END_OF_DAY: Final = "T24:00:00"
 
 
-def created_at(request: etree._Element) -> datetime:
-    """The request element's ``createdAt`` as an aware datetime. The XSD has checked that it is
-    there and is an xs:dateTime with a time zone; what is left are the values Python's datetime
-    cannot hold (years outside 1-9999)."""
-    text = (request.findtext(CREATED_AT_TAG) or "").strip()
+def _xs_datetime(text: str) -> datetime | None:
+    """An xs:dateTime the XSD has checked, or None for the values Python's datetime cannot
+    hold (years outside 1-9999)."""
     try:
         if _END_OF_DAY in text:
             # Only 24:00:00 (with zero fractions) is valid there: the XSD checked it.
             head, _, tail = text.partition(_END_OF_DAY)
             value = datetime.fromisoformat(f"{head}T00:00:00{tail.lstrip('.0')}")
-            value += timedelta(days=1)
-        else:
-            value = datetime.fromisoformat(text)
+            return value + timedelta(days=1)
+        return datetime.fromisoformat(text)
     except (ValueError, OverflowError):
-        value = None
+        return None
+
+
+def created_at(request: etree._Element) -> datetime:
+    """The request element's ``createdAt`` as an aware datetime. The XSD has checked that it is
+    there and is an xs:dateTime with a time zone; what is left are the values Python's datetime
+    cannot hold (years outside 1-9999)."""
+    text = (request.findtext(CREATED_AT_TAG) or "").strip()
+    value = _xs_datetime(text)
     if value is None or value.tzinfo is None:
         raise ValidationError(
             f"createdAt {text!r:.60} cannot be read as a time with its time zone; send the "

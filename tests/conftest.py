@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from hub.settings import Settings
+from hub.store import Store
 
 AMQP_HOST = os.environ.get("LIENTHONG_TEST_AMQP_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -92,6 +93,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'hub.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A store on ``store_url`` (both databases), closed after the test. Modules that need
+    more of it (a schema of their own, extra tables) define their own ``store``."""
+    with Store.open(store_url) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -59,12 +59,6 @@ class HubStandIn:
         return app
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store.open(store_url) as opened:
-        yield opened
-
-
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[PaymentSimulator, HubStandIn]]:
     sim = make_simulator(secret=SECRET)

@@ -59,12 +59,6 @@ def sim(gateway: PaymentSimulator, monkeypatch: pytest.MonkeyPatch) -> PaymentSi
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store.open(store_url) as opened:
-        yield opened
-
-
-@pytest.fixture
 def ctx(tmp_path: Path, sim: PaymentSimulator, store: Store) -> AdapterContext:
     settings = Settings(data_dir=tmp_path)
     signer_keys = generate(settings.hub_id)

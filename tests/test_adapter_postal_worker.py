@@ -62,12 +62,6 @@ def sim(service: PostalSimulator) -> PostalSimulator:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    with Store.open(store_url) as opened:
-        yield opened
-
-
-@pytest.fixture
 def customer() -> str:
     return f"C{uuid.uuid4().hex[:8].upper()}"
 

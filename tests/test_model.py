@@ -237,15 +237,6 @@ EDGES = ["1900-01-01T00:00:00", "1900-01-01T00:00:00+14:00", "1900-01-01T00:00:0
          "2200-12-31T23:59:59-23:59"]
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def test_the_extremes_go_through_every_use_of_a_time(store: Store) -> None:
     portal = PortalDates("%Y%m%d%H%M%S", VN_TZ)
     province = ProvinceDates("%d/%m/%Y %H:%M:%S", "%d/%m/%Y", ZoneInfo("Asia/Ho_Chi_Minh"))

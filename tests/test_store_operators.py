@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,15 +11,6 @@ import pytest
 from hub.store import Store
 
 T0 = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def parked(queue: str, **changes: Any) -> dict[str, Any]:

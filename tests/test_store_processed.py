@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,15 +11,6 @@ from sqlalchemy import update
 
 from hub.store import Store, sha256_hex
 from hub.store.tables import processed_ids
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def ids(n: int) -> list[str]:

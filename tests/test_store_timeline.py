@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,15 +12,6 @@ from hub.store import Store
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 SRC = "VN:GOV:000.00.00.H56:igate"
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def code() -> str:

@@ -4,6 +4,7 @@ queues or rows. If either service cannot be reached the run fails loudly: it nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -20,9 +21,24 @@ import pytest
 
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.testing import scratch_url
 
 AMQP_HOST = os.environ.get("LIENTHONG_TEST_AMQP_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def open_store(request: pytest.FixtureRequest, directory: Path,
+               stack: contextlib.ExitStack) -> Store:
+    """A store of its own, closed (and on PostgreSQL its schema dropped) with ``stack``, on the
+    database ``request.param`` names: a new SQLite file in ``directory``, or a new schema of
+    the session's PostgreSQL database. For module-scoped fixtures parametrised by database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{directory / 'hub.db'}"
+    else:
+        url = stack.enter_context(scratch_url(request.getfixturevalue("pg_url"), directory))
+    store = Store.open(url)
+    stack.callback(store.close)
+    return store
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,

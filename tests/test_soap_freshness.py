@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import open_store
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from lxml import etree
@@ -38,7 +39,6 @@ from hub.signing import Signer, TrustStore, generate
 from hub.signing.keys import KeyMaterial
 from hub.store import Store
 from hub.store import tables as store_tables
-from hub.store.testing import scratch_url
 
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
 CLIENT = "VN:GOV:000.00.00.H56:igate"
@@ -102,12 +102,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     settings = Settings(data_dir=tmp, hub_id=HUB_ID, signature_max_age=MAX_AGE,
                         clock_skew=SKEW)
     with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp / 'hub.db'}"
-        else:
-            url = stack.enter_context(scratch_url(request.getfixturevalue("pg_url"), tmp))
-        store = Store.open(url)
-        stack.callback(store.close)
+        store = open_store(request, tmp, stack)
         hub_key = keys.hub.private_key
         assert keys.hub.certificate is not None
         intake = IntakeService(store, Signer(hub_key, keys.hub.certificate, relay=True),

@@ -25,7 +25,7 @@ import pytest
 import requests
 import uvicorn
 import zeep
-from conftest import wait_for
+from conftest import open_store, wait_for
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
@@ -51,7 +51,6 @@ from hub.signing import Signer, TrustStore, generate
 from hub.signing.keys import KeyMaterial, kid_of
 from hub.store import Store
 from hub.store import tables as store_tables
-from hub.store.testing import scratch_url
 
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
 CLIENT = "VN:GOV:000.00.00.H56:igate"
@@ -268,12 +267,7 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp(f"soap-{request.param}")
     settings = Settings(data_dir=tmp, hub_id=HUB_ID, max_body_bytes=64 * 1024)
     with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp / 'hub.db'}"
-        else:
-            url = stack.enter_context(scratch_url(request.getfixturevalue("pg_url"), tmp))
-        store = Store.open(url)
-        stack.callback(store.close)
+        store = open_store(request, tmp, stack)
         app = _app(settings, store, keys, _trust(tmp / "trust", keys), _registry())
         base = stack.enter_context(_Server(app))
         yield Hub(base, store, keys, settings)

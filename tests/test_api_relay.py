@@ -20,9 +20,11 @@ from test_api_support import (  # noqa: F401 - fixtures
     declare_events,
     dossier,
     drain,
+    hubs_fixture,
     keys_fixture,
     make_hub_fixture,
     new_code,
+    relay_store_url_fixture,
 )
 
 from hub.api.intake import UPSTREAM_PROOF
@@ -39,10 +41,10 @@ def published_ids(settings: Settings, queue: str, into: set[str]) -> set[str]:
     return into
 
 
-def test_accepted_messages_are_published(make_hub: Callable[..., Hub], settings: Settings,
-                                         store_url: str) -> None:
+def test_accepted_messages_are_published(hubs: Callable[..., Hub], settings: Settings,
+                                         relay_store_url: str) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.2)
+    hub = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.2)
     wait_for(lambda: hub.http.get("/readyz").status_code == 200, message="relay connected")
     ids = {hub.submit(dossier(new_code())).json()["message_id"] for _ in range(5)}
     seen: set[str] = set()
@@ -51,12 +53,12 @@ def test_accepted_messages_are_published(make_hub: Callable[..., Hub], settings:
     assert "lienthong_outbox_published_total 5.0" in hub.http.get("/metrics").text
 
 
-def test_broker_down_then_back(make_hub: Callable[..., Hub], settings: Settings,
-                               store_url: str) -> None:
+def test_broker_down_then_back(hubs: Callable[..., Hub], settings: Settings,
+                               relay_store_url: str) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
     nowhere = settings.model_copy(update={
         "amqp_url": f"amqp://guest:guest@127.0.0.1:5672/{quote('lt-no-such-vhost', safe='')}"})
-    down = make_hub(store_url, settings=nowhere, relay=True, relay_poll_interval=0.1)
+    down = hubs(relay_store_url, settings=nowhere, relay=True, relay_poll_interval=0.1)
     ids = set()
     for _ in range(3):
         answer = down.submit(dossier(new_code()))
@@ -68,17 +70,17 @@ def test_broker_down_then_back(make_hub: Callable[..., Hub], settings: Settings,
     assert drain(settings.amqp_url, queue) == []
     down.stop()  # and its relay
 
-    back = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    back = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.1)
     seen: set[str] = set()
     wait_for(lambda: published_ids(settings, queue, seen) >= ids, message="publication")
     wait_for(lambda: back.outbox_count() == 0, message="rows marked published")
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_connection_lost_while_accepting(make_hub: Callable[..., Hub], settings: Settings,
-                                         store_url: str, amqp_vhost: str) -> None:
+@pytest.mark.parametrize("relay_store_url", ["sqlite"], indirect=True)
+def test_connection_lost_while_accepting(hubs: Callable[..., Hub], settings: Settings,
+                                         relay_store_url: str, amqp_vhost: str) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    hub = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.1)
     wait_for(lambda: hub.http.get("/readyz").status_code == 200, message="relay connected")
     ids = {hub.submit(dossier(new_code())).json()["message_id"]}
     rabbitmqctl("close_all_connections", "--vhost", amqp_vhost, "test: broker connection lost")
@@ -92,14 +94,14 @@ def test_connection_lost_while_accepting(make_hub: Callable[..., Hub], settings:
     wait_for(lambda: hub.outbox_count() == 0, message="rows marked published")
 
 
-def test_two_workers_publish_each_message_once(make_hub: Callable[..., Hub],
-                                               settings: Settings, store_url: str) -> None:
+def test_two_workers_publish_each_message_once(hubs: Callable[..., Hub],
+                                               settings: Settings, relay_store_url: str) -> None:
     """Two worker processes on one store, each with its relay: on SQLite one of them (the
     leader) reads the rows without leases, on PostgreSQL both claim rows with leases; either
     way every accepted message is published, once."""
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    first = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
-    second = make_hub(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    first = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    second = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.1)
     for hub in (first, second):
         wait_for(lambda h=hub: h.http.get("/readyz").status_code == 200,  # type: ignore[misc]
                  message="relay connected")
@@ -231,10 +233,10 @@ def queue_depth(amqp_url: str, queue: str) -> int:
 
 
 def test_the_same_relay_recovers_from_an_unreachable_broker_and_a_cut(
-        gate: BrokerGate, make_hub: Callable[..., Hub], settings: Settings, store_url: str,
+        gate: BrokerGate, hubs: Callable[..., Hub], settings: Settings, relay_store_url: str,
         amqp_vhost: str) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = make_hub(store_url, settings=settings.model_copy(update={"amqp_url": gate.url(
+    hub = hubs(relay_store_url, settings=settings.model_copy(update={"amqp_url": gate.url(
         amqp_vhost)}), relay=True, relay_poll_interval=0.1)
     relay = hub.app.state.relay
 

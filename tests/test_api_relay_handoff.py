@@ -1,13 +1,11 @@
 """The relay's hand-off on PostgreSQL (hub.api.relay): the intake of its process writes rows
 leased to it and hands them over, so they are published without being claimed from the store;
 what the relay drops from memory is still published, by the store's lease, once. Each test has
-a PostgreSQL schema of its own: a relay claims every unpublished row of its store, and the
-session's shared database holds other tests' rows, for exchanges that no longer exist."""
+a PostgreSQL schema of its own (test_api_support.relay_store_url)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,37 +15,19 @@ from test_api_support import (  # noqa: F401 - fixtures
     declare_events,
     dossier,
     drain,
+    hubs_fixture,
     keys_fixture,
     make_hub_fixture,
     new_code,
+    relay_store_url_fixture,
 )
 
 from hub.api.relay import OutboxRelay
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.store import OutboxItem
-from hub.store.testing import scratch_url
 
-
-@pytest.fixture
-def store_url(pg_url: str, tmp_path: Path) -> Iterator[str]:
-    with scratch_url(pg_url, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def hubs(make_hub: Callable[..., Hub], store_url: str) -> Iterator[Callable[..., Hub]]:
-    """``make_hub``, its hubs closed before the schema is dropped (this fixture ends first)."""
-    made: list[Hub] = []
-
-    def make(*args: Any, **kwargs: Any) -> Hub:
-        made.append(make_hub(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for hub in made:
-        hub.stop()
-        hub.store.close()
+pytestmark = pytest.mark.parametrize("relay_store_url", ["postgresql"], indirect=True)
 
 
 def _claims(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -70,10 +50,10 @@ def _published(settings: Settings, queue: str, into: list[str]) -> list[str]:
 
 
 def test_rows_are_handed_to_the_relay_not_claimed(hubs: Callable[..., Hub],
-                                                  settings: Settings, store_url: str,
+                                                  settings: Settings, relay_store_url: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = hubs(store_url, settings=settings, relay=True, relay_poll_interval=0.2)
+    hub = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.2)
     relay: OutboxRelay = hub.app.state.relay
     wait_for(lambda: hub.http.get("/readyz").status_code == 200, message="relay connected")
     assert relay.lease_for_intake() == relay.lease
@@ -88,12 +68,12 @@ def test_rows_are_handed_to_the_relay_not_claimed(hubs: Callable[..., Hub],
 
 
 def test_what_the_relay_drops_is_published_when_the_lease_ends(
-        hubs: Callable[..., Hub], settings: Settings, store_url: str,
+        hubs: Callable[..., Hub], settings: Settings, relay_store_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The rows in memory are a shortcut only: a full queue (here: no room at all) leaves them
     leased in the store, and the relay claims them once the lease has run out."""
     queue = declare_events(settings.amqp_url, settings.name_prefix)
-    hub = hubs(store_url, settings=settings, relay=True, relay_poll_interval=0.1)
+    hub = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.1)
     relay: OutboxRelay = hub.app.state.relay
     relay.lease = 1.0
     relay.max_handed = 0
@@ -109,10 +89,10 @@ def test_what_the_relay_drops_is_published_when_the_lease_ends(
 
 
 def test_no_lease_while_the_broker_is_unreachable(hubs: Callable[..., Hub],
-                                                  settings: Settings, store_url: str) -> None:
+                                                  settings: Settings, relay_store_url: str) -> None:
     """A relay that cannot publish must not keep rows from the relays of other processes."""
     down = settings.model_copy(update={"amqp_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
-    hub = hubs(store_url, settings=down, relay=True, relay_poll_interval=0.1)
+    hub = hubs(relay_store_url, settings=down, relay=True, relay_poll_interval=0.1)
     relay: OutboxRelay = hub.app.state.relay
     assert relay.lease_for_intake() is None
     code = new_code()

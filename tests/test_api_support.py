@@ -27,6 +27,7 @@ from hub.signing.replay import ReplayCache
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 from hub.store import Store
+from hub.store.testing import scratch_url
 
 CLIENT_ID = "VN:GOV:000.00.00.H56:igate"
 OTHER_ID = "VN:GOV:000.00.00.H41:other"
@@ -223,3 +224,33 @@ def drain(amqp_url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]
             got.append((props, body))
     finally:
         conn.close()
+
+
+@pytest.fixture(name="relay_store_url", params=["sqlite", "postgresql"])
+def relay_store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """``store_url`` for tests of running relays: on PostgreSQL a schema of the test's own. A
+    relay claims every unpublished row of its store, and the session's shared database holds
+    other tests' rows, for exchanges that are gone: publishing one closes the relay's channel,
+    and what it had in flight is sent again."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+        return
+    with scratch_url(request.getfixturevalue("pg_url"), tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(name="hubs")
+def hubs_fixture(make_hub: Callable[..., Hub],
+                 relay_store_url: str) -> Iterator[Callable[..., Hub]]:
+    """``make_hub`` for those tests: its hubs are closed before their schema is dropped (this
+    fixture ends before ``relay_store_url``)."""
+    made: list[Hub] = []
+
+    def make(*args: Any, **kwargs: Any) -> Hub:
+        made.append(make_hub(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for hub in made:
+        hub.stop()
+        hub.store.close()

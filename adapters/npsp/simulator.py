@@ -239,6 +239,11 @@ class NpspSimulator(SimulatedSystem):
                 "isUpdating": body.get("isUpdating"),
                 "codes": [r.get("MaHoSo") for r in body.get("data") or [] if isinstance(r, dict)]
                 or [body.get("mahoso")],
+                # When and in which status each record arrived: what a benchmark needs to time
+                # deliveries and to check one dossier's order.
+                "statuses": [r.get("TrangThaiHoSo") for r in body.get("data") or []
+                             if isinstance(r, dict)],
+                "at": time.time(),
             })
             if state.rejections:
                 rejection = state.rejections.pop(0)

@@ -1,0 +1,569 @@
+"""End-to-end benchmark: what a province feels, from the hub's 202 to the portal's receipt.
+
+The hub runs as a province runs it, each part a process of its own: `lienthong serve` (REST
+intake and outbox relay), `lienthong worker npsp` (one or several processes, the timeline
+recorder included) and the portal simulator (`python -m adapters.npsp.simulator`) answering
+after a configurable latency, with the portal adapter's rate limit lifted. A load generator
+sends signed dossiers through the REST intake; each dossier is submitted, then its status is
+changed, so the simulator also checks one dossier's order (status 1 must reach it before 2).
+
+For every combination of store, worker processes and destination latency it measures:
+- offered load: `--rate` dossiers per second for `--seconds`, every event timed from its 202 to
+  its arrival at the simulator (p50/p99), and the dossiers per second delivered;
+- backlog: with the workers stopped, `--backlog` dossiers are taken in and relayed to the work
+  queue; then the workers start, and the drain rate is dossiers per second from the first
+  delivery to the last (and from the workers' start);
+- CPU per delivered dossier of every process: intake, workers, broker, simulator (and the
+  PostgreSQL server, machine-wide, when it is the store);
+and, as the baseline of the same run, the bare pika relay of `bench/relay.py`.
+
+    .venv/bin/python bench/e2e.py                       # the full matrix (long)
+    .venv/bin/python bench/e2e.py --quick               # one small round of each phase
+    .venv/bin/python bench/e2e.py --latency 200 --processes 1,2 --stores sqlite
+
+Prints the figures and writes JSON to bench/results/e2e-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pika
+
+from hub.envelope import Envelope
+from hub.model import VN_TZ
+from hub.signing import Signer, TrustStore, generate, load_signer
+from hub.simulation import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+LIENTHONG = str(Path(PY).parent / "lienthong")
+HUB = "VN:GOV:000.00.00.G22:lienthong"
+PROVINCE = "VN:GOV:000.00.00.H56:igate"
+AGENCY = "000.00.00.H56"
+PORTAL_USER, PORTAL_PASSWORD = "bench", secrets.token_urlsafe(12)
+AMQP = os.environ.get("LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+# A dossier's statuses in the order the bench sends them (allowed transitions of hub.model).
+STATUSES = [1, 2, 4, 9, 10]
+PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://127.0.0.1:5432/test")
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def until(what: str, condition: Any, timeout: float, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"e2e: gave up after {timeout:.0f}s waiting for {what}")
+        time.sleep(step)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+# -- CPU of processes (and their children) ----------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children")
+                          .read_text().split()]
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            stack += _children(p)
+    return total
+
+
+def pids_named(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+class CpuMeter:
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.groups.items()}
+
+    def used(self) -> dict[str, float]:
+        now = self._read()
+        return {name: now[name] - self.start[name] for name in now}
+
+
+# -- the deployment -----------------------------------------------------------------------------
+
+
+@dataclass
+class Deployment:
+    store: str
+    processes: int
+    latency_ms: int
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lt-e2e-")))
+    prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    database: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "LIENTHONG_DATA_DIR": str(self.root / "data"),
+            "LIENTHONG_NAME_PREFIX": self.prefix,
+            "LIENTHONG_AMQP_URL": AMQP,
+            "NPSP_USERNAME": PORTAL_USER,
+            "NPSP_PASSWORD": PORTAL_PASSWORD,
+        })
+        if self.database:
+            env["LIENTHONG_STORE_URL"] = f"postgresql+psycopg://127.0.0.1:5432/{self.database}"
+        return env
+
+    def set_up(self) -> tuple[Signer, str]:
+        data = self.root / "data"
+        (data / "adapters").mkdir(parents=True)
+        if self.store == "postgresql":
+            import psycopg
+
+            self.database = self.prefix
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
+        trust = TrustStore(data / "trust")
+        for system in (HUB, PROVINCE):
+            material = generate(system, "ES256")
+            material.save(data / "keys")
+            trust.add(material.certificate_pem())
+        api_key = secrets.token_urlsafe(24)
+        clients = data / "clients.toml"
+        clients.write_text(
+            "[[clients]]\n"
+            f'system_id = "{PROVINCE}"\nname = "bench province"\n'
+            'allowed_types = ["vn.gov.dossier.submitted", "vn.gov.dossier.status-changed"]\n'
+            f'allowed_agencies = ["{AGENCY}*"]\n'
+            f'api_key_sha256 = ["{hashlib.sha256(api_key.encode()).hexdigest()}"]\n',
+            encoding="utf-8")
+        os.environ["LIENTHONG_CLIENTS_FILE"] = str(clients)
+        self.sim_port = free_port()
+        self.hub_port = free_port()
+        # The portal's own rate limit (50/s by default) is lifted: the bench measures the hub.
+        (data / "adapters" / "npsp.toml").write_text(
+            f'base_url = "http://127.0.0.1:{self.sim_port}"\n\n[policy]\n'
+            "rate_per_second = 100000.0\nburst = 100000\n", encoding="utf-8")
+        return load_signer(data / "keys", PROVINCE), api_key
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        env = self.env()
+        env["LIENTHONG_CLIENTS_FILE"] = str(self.root / "data" / "clients.toml")
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def run(self, args: list[str]) -> None:
+        env = self.env()
+        env["LIENTHONG_CLIENTS_FILE"] = str(self.root / "data" / "clients.toml")
+        done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"e2e: {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+    def boot(self) -> None:
+        self.start("simulator", [PY, "-m", "adapters.npsp.simulator", "--port",
+                                 str(self.sim_port), "--username", PORTAL_USER,
+                                 "--password", PORTAL_PASSWORD])
+        sim = f"http://127.0.0.1:{self.sim_port}"
+        until("the simulator", lambda: _ok(f"{sim}/_sim/calls"), 30)
+        httpx.post(f"{sim}/_sim/faults", json={"slow_seconds": self.latency_ms / 1000})
+        self.run([LIENTHONG, "topology", "apply"])
+        self.start("serve", [LIENTHONG, "serve", "--host", "127.0.0.1", "--port",
+                             str(self.hub_port), "--log-level", "warning"])
+        until("the hub to be ready", lambda: _ok(f"{self.hub_url}/readyz"), 60)
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    def start_workers(self) -> None:
+        self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)])
+        until("the workers to consume", lambda: consumers(self.work_queue) >= 1, 60)
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.prefix}.work.npsp"
+
+    def tear_down(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+        ch = conn.channel()
+        for q in _queues_of(self.prefix):
+            with contextlib.suppress(Exception):
+                ch.queue_delete(q)
+        for x in ("events", "unroutable", "return"):
+            with contextlib.suppress(Exception):
+                ch.exchange_delete(f"{self.prefix}.{x}")
+        conn.close()
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn2:
+                conn2.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _queues_of(prefix: str) -> list[str]:
+    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True,
+                         text=True).stdout
+    return [q for q in out.split() if q.startswith(prefix + ".")]
+
+
+def queue_state(queue: str) -> tuple[int, int]:
+    conn = pika.BlockingConnection(pika.URLParameters(AMQP))
+    try:
+        method = conn.channel().queue_declare(queue, passive=True).method
+        return int(method.message_count), int(method.consumer_count)
+    finally:
+        conn.close()
+
+
+def consumers(queue: str) -> int:
+    try:
+        return queue_state(queue)[1]
+    except pika.exceptions.AMQPError:
+        return 0
+
+
+# -- the load -----------------------------------------------------------------------------------
+
+
+def dossier(code: str) -> dict[str, Any]:
+    now = datetime.now(VN_TZ).replace(microsecond=0)
+    return {
+        "code": code, "procedure_code": "2.002492",
+        "procedure_name": "Cấp giấy phép xây dựng nhà ở riêng lẻ", "field_code": "G14",
+        "agency_code": AGENCY,
+        "applicant": {"identity_number": "001090012345", "name": "Nguyễn Văn An",
+                      "birth_date": "1990-01-15", "address": "Số 1 phố Thử Nghiệm"},
+        "channel": 1, "status": 1, "submitted_at": now.isoformat(),
+        "due_at": (now + timedelta(days=15)).isoformat(),
+    }
+
+
+class Province:
+    """The province's one-stop system: signed REST calls, each event's 202 time kept."""
+
+    def __init__(self, hub_url: str, api_key: str, signer: Signer, connections: int) -> None:
+        self.http = httpx.AsyncClient(base_url=hub_url, timeout=60.0, limits=httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections))
+        self.api_key = api_key
+        self.signer = signer
+        self.accepted: dict[tuple[str, int], float] = {}  # (code, status) -> time of the 202
+        self.refused = 0
+
+    async def post(self, path: str, event_type: str, data: dict[str, Any], key: tuple[str, int],
+                   ) -> bool:
+        body = json.dumps(data, ensure_ascii=False).encode()
+        request = Envelope(id=str(uuid.uuid4()), source=PROVINCE, type=event_type,
+                           subject="-", time=datetime.now(UTC), data=None)
+        for _ in range(20):
+            answer = await self.http.post(path, content=body, headers={
+                "Content-Type": "application/json", "X-API-Key": self.api_key,
+                "X-Signature": self.signer.sign(body, request), "Idempotency-Key": request.id})
+            if answer.status_code == 202:
+                self.accepted[key] = time.time()
+                return True
+            if answer.status_code not in (429, 503):
+                break
+            await asyncio.sleep(float(answer.headers.get("Retry-After", "0.2")))
+        self.refused += 1
+        say(f"  refused {path}: {answer.status_code} {answer.text[:200]}")
+        return False
+
+    async def one(self, code: str, events: int) -> None:
+        if not await self.post("/v1/dossiers", "vn.gov.dossier.submitted", dossier(code),
+                               (code, 1)):
+            return
+        for n in range(2, events + 1):
+            await self.post(f"/v1/dossiers/{code}/status", "vn.gov.dossier.status-changed",
+                            {"status": STATUSES[n - 1], "at": datetime.now(VN_TZ).isoformat(),
+                             "officer": "Lê Thị Bình", "note": "bench"}, (code, n))
+
+
+async def offer(province: Province, codes: list[str], rate: float, events: int) -> float:
+    """Start one dossier every 1/rate seconds (each dossier's events one after another)."""
+    t0 = time.perf_counter()
+    tasks = []
+    for i, code in enumerate(codes):
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(province.one(code, events)))
+    await asyncio.gather(*tasks)
+    return time.perf_counter() - t0
+
+
+async def flood(province: Province, codes: list[str], events: int, parallel: int) -> float:
+    t0 = time.perf_counter()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for code in codes:
+        queue.put_nowait(code)
+
+    async def sender() -> None:
+        while not queue.empty():
+            await province.one(queue.get_nowait(), events)
+
+    await asyncio.gather(*(sender() for _ in range(parallel)))
+    return time.perf_counter() - t0
+
+
+def codes_for(n: int, tag: str) -> list[str]:
+    """``n`` dossier codes of their own: a dossier number is a day and that day's counter
+    (0001-9999), so runs and phases take days from a random start of their own."""
+    start = datetime(2030, 1, 1) + timedelta(days=int(tag, 16) % 20000)
+    return [f"{AGENCY}-{start + timedelta(days=i // 9999):%y%m%d}-{i % 9999 + 1:04d}"
+            for i in range(n)]
+
+
+def deliveries(sim_url: str) -> dict[tuple[str, int], float]:
+    """(code, status) -> first arrival at the portal, and the order problems seen."""
+    calls = httpx.get(f"{sim_url}/_sim/calls", timeout=60).json()["calls"]
+    seen: dict[tuple[str, int], float] = {}
+    for call in calls:
+        if call["service"] != "DongBoHoSoMC":
+            continue
+        for code, status in zip(call["codes"], call.get("statuses") or [], strict=False):
+            seen.setdefault((code, STATUSES.index(int(status)) + 1), call["at"])
+    return seen
+
+
+def out_of_order(seen: dict[tuple[str, int], float], codes: list[str], events: int) -> int:
+    bad = 0
+    for code in codes:
+        times = [seen.get((code, s)) for s in range(1, events + 1)]
+        if None not in times and any(a > b for a, b in itertools.pairwise(times)):
+            bad += 1
+    return bad
+
+
+def wait_delivered(sim_url: str, codes: list[str], events: int, timeout: float,
+                   ) -> dict[tuple[str, int], float]:
+    wanted = {(c, s) for c in codes for s in range(1, events + 1)}
+    deadline = time.monotonic() + timeout
+    last = -1
+    while True:
+        seen = deliveries(sim_url)
+        have = len(wanted & seen.keys())
+        if have == len(wanted) or time.monotonic() > deadline:
+            if have < len(wanted):
+                say(f"  only {have}/{len(wanted)} events delivered after {timeout:.0f}s")
+            return seen
+        if have != last:
+            say(f"  delivered {have}/{len(wanted)}")
+            last = have
+        time.sleep(1.0)
+
+
+# -- the phases ---------------------------------------------------------------------------------
+
+
+def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
+    signer, api_key = dep.set_up()
+    dep.boot()
+    sim_url = f"http://127.0.0.1:{dep.sim_port}"
+    groups = {"intake": [dep.procs["serve"].pid], "simulator": [dep.procs["simulator"].pid],
+              "broker": pids_named("beam.smp")}
+    if dep.store == "postgresql":
+        groups["postgresql (machine-wide)"] = pids_named("postgres")
+    result: dict[str, Any] = {"store": dep.store, "processes": dep.processes,
+                              "latency_ms": dep.latency_ms}
+    events = args.events
+
+    # Offered load, workers running.
+    dep.start_workers()
+    groups["workers"] = [dep.procs["worker"].pid]
+    codes = codes_for(int(args.rate * args.seconds), uuid.uuid4().hex[:6])
+    province = Province(dep.hub_url, api_key, signer, connections=64)
+    meter = CpuMeter(groups)
+    say(f"  offering {args.rate}/s for {args.seconds}s ({len(codes)} dossiers)")
+    sent_for = asyncio.run(_close_after(province, offer(province, codes, args.rate, events)))
+    seen = wait_delivered(sim_url, codes, events, timeout=args.seconds * 4 + 60)
+    cpu = meter.used()
+    latencies = [seen[k] - t for k, t in province.accepted.items() if k in seen]
+    done = [c for c in codes if all((c, s) in seen for s in range(1, events + 1))]
+    last = max((seen[(c, events)] for c in done), default=time.time())
+    first_202 = min(province.accepted.values(), default=time.time())
+    result["offered"] = {
+        "dossiers": len(codes), "rate_offered": args.rate, "seconds_to_send": sent_for,
+        "refused": province.refused, "delivered": len(done),
+        "dossiers_per_s": len(done) / max(1e-9, last - first_202),
+        "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+        "out_of_order": out_of_order(seen, codes, events),
+        "cpu_ms_per_dossier": {k: v * 1000 / max(1, len(done)) for k, v in cpu.items()},
+    }
+    say(f"  offered: {json.dumps(result['offered'])}")
+
+    # Backlog: take it in with the workers stopped, then drain.
+    dep.stop("worker")
+    backlog = codes_for(args.backlog, uuid.uuid4().hex[:6])
+    province = Province(dep.hub_url, api_key, signer, connections=64)
+    say(f"  taking in a backlog of {len(backlog)} dossiers (workers stopped)")
+    took = asyncio.run(_close_after(province, flood(province, backlog, events, parallel=48)))
+    until("the outbox to reach the work queue",
+          lambda: queue_state(dep.work_queue)[0] >= len(backlog) * events - province.refused,
+          600, step=0.5)
+    meter = CpuMeter({k: v for k, v in groups.items() if k != "workers"})
+    t_start = time.time()
+    dep.start_workers()
+    worker_pid = dep.procs["worker"].pid
+    seen = wait_delivered(sim_url, backlog, events, timeout=args.backlog / 20 + 120)
+    worker_cpu = cpu_seconds(worker_pid)
+    cpu = meter.used()
+    cpu["workers"] = worker_cpu
+    done = [c for c in backlog if all((c, s) in seen for s in range(1, events + 1))]
+    times = [seen[(c, s)] for c in done for s in range(1, events + 1)]
+    span = (max(times) - min(times)) if times else float("nan")
+    result["backlog"] = {
+        "dossiers": len(backlog), "intake_seconds": took, "refused": province.refused,
+        "delivered": len(done),
+        "drain_dossiers_per_s": len(done) / span if span else float("nan"),
+        "drain_from_start_per_s": len(done) / max(1e-9, max(times, default=t_start) - t_start),
+        "out_of_order": out_of_order(seen, backlog, events),
+        "cpu_ms_per_dossier": {k: v * 1000 / max(1, len(done)) for k, v in cpu.items()},
+    }
+    say(f"  backlog: {json.dumps(result['backlog'])}")
+    return result
+
+
+async def _close_after(province: Province, work: Any) -> Any:
+    try:
+        return await work
+    finally:
+        await province.http.aclose()
+
+
+def bare_relay_baseline(messages: int) -> float:
+    """The bare pika relay of bench/relay.py, in this run: the machine's ceiling."""
+    sys.path.insert(0, str(ROOT))
+    from bench import relay
+    from hub.settings import Settings
+
+    data = Path(tempfile.mkdtemp(prefix="lt-e2e-relay-"))
+    relay.make_keys(data)
+    sig = relay.signer(data, relay.SOURCE)
+    src, dst = f"e2e-bare-src-{uuid.uuid4().hex[:6]}", f"e2e-bare-dst-{uuid.uuid4().hex[:6]}"
+    relay.declare(AMQP, src, dst)
+    try:
+        batch = [relay.message(sig, 2000, i) for i in range(messages)]
+        asyncio.run(relay.fill(Settings(amqp_url=AMQP), src, batch))
+        return relay.timed_relay("bare", AMQP, data, src, dst, messages)
+    finally:
+        relay.delete(AMQP, src, dst)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency", default="0,50,200",
+                        help="destination latencies in ms, comma-separated")
+    parser.add_argument("--processes", default="1,2", help="worker process counts")
+    parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--rate", type=float, default=300.0, help="dossiers/s offered")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long it is offered")
+    parser.add_argument("--backlog", type=int, default=10000, help="dossiers in the backlog")
+    parser.add_argument("--events", type=int, default=2, choices=range(1, len(STATUSES) + 1),
+                        help="events per dossier (submitted, then status changes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="200 ms, 1 process, SQLite, 100/s for 10 s, a backlog of 1,000")
+    args = parser.parse_args()
+    if args.quick:
+        args.latency, args.processes, args.stores = "200", "1", "sqlite"
+        args.rate, args.seconds, args.backlog = 100.0, 10.0, 1000
+    say("bare relay baseline (bench/relay.py's bare pika relay, this run)")
+    bare = bare_relay_baseline(20000)
+    say(f"  bare relay: {bare:,.0f} msg/s")
+    runs = []
+    for store in args.stores.split(","):
+        for processes in (int(p) for p in args.processes.split(",")):
+            for latency in (int(ms) for ms in args.latency.split(",")):
+                say(f"== {store}, {processes} worker process(es), destination latency "
+                    f"{latency} ms")
+                dep = Deployment(store, processes, latency)
+                try:
+                    runs.append(measure(dep, args))
+                finally:
+                    dep.tear_down()
+    report = {"when": datetime.now(UTC).isoformat(), "bare_relay_msgs_per_s": bare,
+              "args": vars(args), "runs": runs}
+    print(f"\n{'store':<11}{'proc':>5}{'lat ms':>7}{'offered/s':>10}{'deliv/s':>9}"
+          f"{'p50 ms':>8}{'p99 ms':>8}{'drain/s':>9}{'order':>6}  worker CPU ms/dossier")
+    for r in runs:
+        o, b = r["offered"], r["backlog"]
+        print(f"{r['store']:<11}{r['processes']:>5}{r['latency_ms']:>7}{o['rate_offered']:>10.0f}"
+              f"{o['dossiers_per_s']:>9.0f}{o['p50_ms']:>8.0f}{o['p99_ms']:>8.0f}"
+              f"{b['drain_dossiers_per_s']:>9.0f}{o['out_of_order'] + b['out_of_order']:>6}"
+              f"  {b['cpu_ms_per_dossier'].get('workers', float('nan')):.2f}")
+    print(f"bare relay of this run: {bare:,.0f} msg/s")
+    out = ROOT / "bench" / "results" / f"e2e-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"written {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,6 +5,7 @@ the spec, never a system's name in code.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,11 +56,28 @@ class AdapterSpec:
     # Translate an inbound call of the system (payment callback, postal webhook) into canonical
     # envelopes; None when the system never calls the hub.
     make_callback: Callable[[AdapterContext], Callable[[bytes, dict[str, str]], Any]] | None = None
+    # How the system's calls prove who sent them. None (the default): the caller authenticates
+    # as a client of the hub (clients.toml: API key, bearer token or client certificate) whose
+    # entry lists this adapter in ``callbacks``, and every envelope the parser returns must be
+    # for an agency that client may act for; such a parser only translates (it keeps nothing
+    # itself), because the hub checks its envelopes after it ran. Otherwise the call carries
+    # its own proof (a checksum made with a shared secret, a token) that the parser checks:
+    # given the adapter's context, the environment variables holding the secrets it needs.
+    # The hub refuses the calls (503 ``server.secret_missing``) while any of them is unset,
+    # and warns at start-up: a door is never open for want of its secret.
+    callback_secrets: Callable[[AdapterContext], Sequence[str]] | None = None
     # Build a simulator of the system (an object with start() -> base URL, and stop()).
     make_simulator: Callable[..., Any] | None = None
     # Status events of one dossier must be applied in order: single active consumer.
     ordered: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def missing_secrets(names: Sequence[str]) -> list[str]:
+    """Of the environment variables ``names`` (an adapter's ``callback_secrets``), those that
+    are unset or empty. A blank name is kept as missing: the adapter's configuration names no
+    variable, so its secret can never be set."""
+    return [name for name in names if not name or not os.environ.get(name)]
 
 
 def discover() -> dict[str, AdapterSpec]:

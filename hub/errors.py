@@ -109,3 +109,12 @@ class ConfigError(HubError):
     """The hub's own configuration is wrong; the operator must fix a file or variable."""
 
     code = "server.config_invalid"
+
+
+class SecretMissing(HubError):
+    """A door whose secret is not configured stays shut, and says which setting opens it: an
+    adapter's callback (checksum secret, webhook token) before its environment variable is set.
+    503: the call is refused as unavailable, not as the caller's fault."""
+
+    code = "server.secret_missing"
+    http_status = 503

@@ -25,6 +25,14 @@ def _make_callback(ctx: AdapterContext) -> Any:
     return make_callback(ctx)
 
 
+def _callback_secrets(ctx: AdapterContext) -> list[str]:
+    from adapters.payment.config import PaymentConfig
+
+    # The gateway's callback carries its checksum (MaXacThuc) made with the shared secret,
+    # checked by the parser: the hub keeps the callback shut until the secret is set.
+    return [PaymentConfig.from_mapping(ctx.config).secret_env]
+
+
 def _make_simulator(**switches: Any) -> Any:
     from adapters.payment.simulator import make_simulator
 
@@ -43,6 +51,7 @@ adapter = AdapterSpec(
     bindings=["payment.requested.#"],
     make_handler=_make_handler,
     make_callback=_make_callback,
+    callback_secrets=_callback_secrets,
     make_simulator=_make_simulator,
     # Payments of one dossier do not depend on each other's order; each is idempotent by its
     # reference, so the queue can have several consumers.

@@ -26,6 +26,14 @@ def _make_callback(ctx: AdapterContext) -> Any:
     return make_callback(ctx)
 
 
+def _callback_secrets(ctx: AdapterContext) -> list[str]:
+    from adapters.postal.config import PostalConfig
+
+    # The service's webhook carries a shared token (webhook_token_header), checked by the
+    # parser: the hub keeps the webhook shut until the variable holding it is set.
+    return [PostalConfig.from_mapping(ctx.config).webhook_token_env]
+
+
 def _make_simulator(**switches: Any) -> Any:
     from adapters.postal.simulator import make_simulator
 
@@ -45,6 +53,7 @@ adapter = AdapterSpec(
     bindings=["postal.pickup-requested.#"],
     make_handler=_make_handler,
     make_callback=_make_callback,
+    callback_secrets=_callback_secrets,
     make_simulator=_make_simulator,
     # Orders are independent and idempotent per dossier and direction: several consumers may
     # share the queue (the waybill pool is safe under concurrency).

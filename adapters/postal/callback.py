@@ -3,8 +3,10 @@ pushed as it happens. A change of collection state becomes ``vn.gov.postal.track
 (the same message polling would produce); an entry that changes nothing yields no event; the
 same entry pushed again yields the same message.
 
-When ``webhook_token_env`` names a variable that is set, the webhook must carry its value in
-``webhook_token_header``.
+The webhook must carry the shared token, the value of the environment variable
+``webhook_token_env`` names, in ``webhook_token_header``. Until that variable is set the
+webhook is shut: the hub refuses every call (503 ``server.secret_missing``, see
+``AdapterSpec.callback_secrets``), and so does this parser, should it be called anyway.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from adapters.postal.runtime import PostalRuntime
 from adapters.postal.tracking import tracking_envelope
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
-from hub.errors import ClientError, ValidationError
+from hub.errors import ClientError, SecretMissing, ValidationError
 from hub.jsonbody import parse_json
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,12 @@ class PostalWebhook:
     def _authenticate(self, headers: dict[str, str]) -> None:
         expected = self.rt.cfg.webhook_token()
         if expected is None:
-            return
+            # Never open for want of a secret: anyone could otherwise move any order's state.
+            raise SecretMissing(
+                "the postal webhook is shut: its shared token is not configured; the hub's "
+                f"operator sets the environment variable "
+                f"{self.rt.cfg.webhook_token_env or '(webhook_token_env names none)'} for the "
+                "hub and restarts it", field=self.rt.cfg.webhook_token_header)
         name = self.rt.cfg.webhook_token_header.lower()
         given = next((v for k, v in headers.items() if k.lower() == name), "")
         if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -14,7 +14,12 @@ anyone else. A client with ``require_certificate`` needs its certificate as well
 or bearer token.
 
 Shared by the REST and SOAP entry points: ``ClientRegistry.authenticate(headers)`` then
-``registry.authorize(client, event_type, agency_code)``.
+``registry.authorize(client, event_type, agency_code)``; the callbacks of systems that do not
+prove their calls themselves use the same registry, and ``authorize_callback(client, system)``
+(the entry's ``callbacks``, default deny).
+
+The caller's address for logs and metrics is ``request_address()``: the connection's peer, or
+the client a trusted proxy names in ``X-Forwarded-For``; a header from anyone else is ignored.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import re
 import secrets
 import time
 import tomllib
@@ -43,14 +49,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.api.errors import Unauthenticated
 from hub.envelope import check_source
 from hub.errors import AccessDenied, ClientError, ConfigError, HubError
+from hub.files import private_dir
 
 API_KEY_HEADER = "X-API-Key"
 AUTHORIZATION_HEADER = "Authorization"
 CLIENT_CERT_HEADER = "X-Client-Cert-SHA256"
-_CERT_HEADER_RAW = CLIENT_CERT_HEADER.lower().encode()
 TOKEN_ISSUER = "lienthong"
 DEFAULT_TOKEN_TTL = 300.0
 _HEX64 = r"^[0-9a-f]{64}$"
+_ADAPTER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 
 
 def sha256_hex(secret: str) -> str:
@@ -74,9 +81,14 @@ class ClientIdentity:
     allowed_agencies: frozenset[str]
     # Its certificate is needed with its API key or bearer token, not instead of them.
     require_certificate: bool = False
+    # The adapters whose callback (POST /v1/callbacks/<name>) it may call: exact names.
+    allowed_callbacks: frozenset[str] = frozenset()
 
     def may_send(self, event_type: str) -> bool:
         return _matches(self.allowed_types, event_type)
+
+    def may_call_back(self, system: str) -> bool:
+        return system in self.allowed_callbacks
 
     def may_act_for(self, agency_code: str) -> bool:
         return _matches(self.allowed_agencies, agency_code)
@@ -93,18 +105,23 @@ def _matches(patterns: frozenset[str], value: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Peer:
     """The other end of a request's connection, as the ASGI server gives it (``scope["client"]``),
-    and whether it is a trusted TLS terminator."""
+    whether it is a trusted TLS terminator, and, only when it is, the client it says it
+    forwards (``X-Forwarded-For``)."""
 
     host: str | None
     trusted: bool
+    forwarded_for: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """The caller's address as far as the hub can trust it: the one a trusted proxy
+        forwards, else the connection's."""
+        return self.forwarded_for or self.host
 
 
 UNKNOWN_PEER = Peer(None, False)
-# Set by RequestPeer for the request being handled. A context variable rather than a parameter
-# threaded through the entry points: the SOAP pipeline is framework-free and sees only headers,
-# and only the ASGI layer knows the connection. Outside a request (or in an app without the
-# middleware) the peer is unknown, so a certificate header is refused: the check fails closed.
-_request_peer: ContextVar[Peer] = ContextVar("lienthong_request_peer", default=UNKNOWN_PEER)
+FORWARDED_FOR_HEADER = "X-Forwarded-For"
+_FORWARDED_RAW = FORWARDED_FOR_HEADER.lower().encode()
 
 
 class TrustedProxies:
@@ -127,32 +144,87 @@ class TrustedProxies:
         return any(address in network for network in self.networks)
 
 
+def resolve_peer(scope: Scope, proxies: TrustedProxies) -> Peer:
+    """The peer of a request: its connection's, and, when that is a trusted proxy, the client
+    the proxy names in ``X-Forwarded-For`` (read from the right: the nearest hop that is not
+    itself a trusted proxy; anything that is not an address ends the walk). From any other peer
+    the header is ignored, whatever it says: a client can write anything there."""
+    client = scope.get("client")
+    host = str(client[0]) if client else None
+    if not proxies.trusts(host):
+        return Peer(host, False)
+    hops = [hop.strip() for name, value in scope["headers"] if name == _FORWARDED_RAW
+            for hop in value.decode("latin-1").split(",")]
+    forwarded: str | None = None
+    for hop in reversed(hops):
+        try:
+            forwarded = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break
+        if not proxies.trusts(forwarded):
+            break
+    return Peer(host, True, forwarded)
+
+
+class _Origin:
+    """The peer of the request being handled, worked out on first use: most requests never
+    need it (a refusal, a certificate, a callback parser logging who called)."""
+
+    __slots__ = ("_peer", "_proxies", "_scope")
+
+    def __init__(self, scope: Scope, proxies: TrustedProxies) -> None:
+        self._scope = scope
+        self._proxies = proxies
+        self._peer: Peer | None = None
+
+    def peer(self) -> Peer:
+        if self._peer is None:
+            self._peer = resolve_peer(self._scope, self._proxies)
+        return self._peer
+
+
+# Set by RequestPeer for the request being handled. A context variable rather than a parameter
+# threaded through the entry points: the SOAP pipeline and the adapters' callback parsers are
+# framework-free and see only headers, and only the ASGI layer knows the connection. Outside a
+# request (or in an app without the middleware) the peer is unknown, so a certificate header is
+# refused: the check fails closed.
+_request_origin: ContextVar[_Origin | None] = ContextVar("lienthong_request_origin",
+                                                         default=None)
+
+
 class RequestPeer:
-    """ASGI middleware: for a request that carries ``X-Client-Cert-SHA256``, records its peer
-    and whether it is a trusted TLS terminator, for ``ClientRegistry.authenticate``. Requests
-    without the header (nearly all) pass through untouched."""
+    """ASGI middleware: makes the request's peer known to ``current_peer`` (for
+    ``ClientRegistry.authenticate``, which honours the certificate header only from a trusted
+    TLS terminator) and to ``request_address``. The peer is worked out only if asked for."""
 
     def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str]) -> None:
         self.app = app
         self.proxies = TrustedProxies(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not any(
-                name == _CERT_HEADER_RAW for name, _ in scope["headers"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        host = str(client[0]) if client else None
-        token = _request_peer.set(Peer(host, self.proxies.trusts(host)))
+        token = _request_origin.set(_Origin(scope, self.proxies))
         try:
             await self.app(scope, receive, send)
         finally:
-            _request_peer.reset(token)
+            _request_origin.reset(token)
 
 
 def current_peer() -> Peer:
     """The peer of the request being handled (``UNKNOWN_PEER`` outside one)."""
-    return _request_peer.get()
+    origin = _request_origin.get()
+    return UNKNOWN_PEER if origin is None else origin.peer()
+
+
+def request_address() -> str | None:
+    """The address of the client calling now, for logs and metrics: the TCP peer's, or the
+    client a trusted proxy (``Settings.trusted_proxies``) forwards in ``X-Forwarded-For``;
+    None outside a request. Usable from a callback parser (it runs in the request's context,
+    also in a worker thread). Never read ``X-Forwarded-For`` from the headers directly: any
+    client can write it."""
+    return current_peer().address
 
 
 class OAuthError(ClientError):
@@ -223,7 +295,7 @@ def load_or_create_secret(path: Path) -> bytes:
     """The token-signing secret kept at ``path`` (created once, mode 0600). Several worker
     processes may race to create it: each writes a temporary file and hard-links it into place,
     which fails if another got there first, so every process ends up with the same secret."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -254,6 +326,8 @@ class _ClientEntry(BaseModel):
     oauth_client_id: str | None = None
     oauth_secret_sha256: str | None = Field(default=None, pattern=_HEX64)
     cert_sha256: list[str] = Field(default_factory=list)
+    # Adapters whose callback this system may call (POST /v1/callbacks/<name>); default none.
+    callbacks: list[str] = Field(default_factory=list)
     # Both factors: the API key or bearer token AND one of cert_sha256 on every request, so a
     # leaked key or secret alone is not enough. A flag of its own rather than implied by
     # listing cert_sha256: listing a fingerprint (say, before the terminator passes it on)
@@ -278,6 +352,15 @@ class _ClientEntry(BaseModel):
                 raise ValueError(f"{d!r} is not a SHA-256 hex digest (64 hex digits); store "
                                  "sha256(key), never the key itself")
         return out
+
+    @field_validator("callbacks")
+    @classmethod
+    def _callbacks(cls, v: list[str]) -> list[str]:
+        for name in v:
+            problem = callback_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _both_factors(self) -> _ClientEntry:
@@ -304,6 +387,15 @@ class _ClientsFile(BaseModel):
 
     oauth: _OAuthSection = Field(default_factory=_OAuthSection)
     clients: list[_ClientEntry] = Field(default_factory=list)
+
+
+def callback_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an entry of a client's ``callbacks``, or None."""
+    if _ADAPTER_NAME.fullmatch(name):
+        return None
+    return (f"{name!r:.40} is not an adapter name; list the names of the adapters whose "
+            "callback the system may call, exactly as in /v1/callbacks/<name> (no patterns: "
+            "each callback is granted on its own)")
 
 
 def _fingerprint(value: str) -> str:
@@ -359,7 +451,8 @@ class ClientRegistry:
             raise ConfigError(f"{source}: system {entry.system_id} is listed twice; merge the "
                               "two entries", field="system_id")
         ident = ClientIdentity(entry.system_id, entry.name, frozenset(entry.allowed_types),
-                               frozenset(entry.allowed_agencies), entry.require_certificate)
+                               frozenset(entry.allowed_agencies), entry.require_certificate,
+                               frozenset(entry.callbacks))
         self.clients.append(ident)
         self._by_system[ident.system_id] = ident
         for digest in entry.api_key_sha256:
@@ -487,6 +580,17 @@ def authorize_type(client: ClientIdentity, event_type: str) -> None:
             f"{client.system_id} may not send {event_type}; it may send "
             f"{_listing(client.allowed_types)}. Ask the hub's operator to extend its "
             "access list", field="type")
+
+
+def authorize_callback(client: ClientIdentity, system: str) -> None:
+    """Refuse unless the client's entry lists ``system`` in ``callbacks`` (default deny)."""
+    if not client.may_call_back(system):
+        allowed = _listing(client.allowed_callbacks).replace("nothing (no access configured)",
+                                                             "none")
+        raise AccessDenied(
+            f"{client.system_id} may not call the callback of {system!r:.40}; the callbacks it "
+            f"may call: {allowed}. Ask the hub's operator to add {system!r:.40} to its "
+            "callbacks in the clients file", field="system")
 
 
 def authorize_agency(client: ClientIdentity, agency_code: str | None,

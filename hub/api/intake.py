@@ -509,6 +509,7 @@ class IntakeService:
         payload = model.model_dump(mode="json")
         facts = describe(model, payload)
         authorize_agency(client, facts.agency)
+        _authorize_dossier(client, model, facts)
         headers = {UPSTREAM_PROOF: upstream_proof} if upstream_proof else {}
         request = _Request(client.system_id, event_type, model, payload, facts, headers, key,
                            request_digest(event_type, data), str(uuid.uuid4()))
@@ -707,6 +708,18 @@ def _lock_file(store: Store) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None  # one process only
     return Path(database).with_name(Path(database).name + ".write.lock")
+
+
+def _authorize_dossier(client: ClientIdentity, model: BaseModel, facts: EventFacts) -> None:
+    """The client must also act for the agency of the dossier's own code, whatever agency the
+    body names: a client of H56 must not create or touch ``000.00.00.H57-…`` (its timeline,
+    its status) by writing H56 in ``agency_code``."""
+    if facts.dossier_code is None:
+        return
+    agency = codes.parse_dossier(facts.dossier_code).agency.value
+    if agency != facts.agency:
+        authorize_agency(client, agency,
+                         field="code" if isinstance(model, Dossier) else "dossier_code")
 
 
 def _check_status(model: StatusChange, last: int | None) -> None:

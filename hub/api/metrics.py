@@ -1,13 +1,23 @@
 """Prometheus metrics of the entry points: requests by route and status, intake latency, outbox
-depth. Each app has its own registry, so several apps (tests) never collide. Under several
-worker processes (``PROMETHEUS_MULTIPROC_DIR`` set, as ``lienthong serve --workers N`` does),
-counters and histograms are shared through files and ``/metrics`` aggregates them."""
+depth, refusals. Each app has its own registry, so several apps (tests) never collide. Under
+several worker processes (``PROMETHEUS_MULTIPROC_DIR`` set, as ``lienthong serve --workers N``
+does), counters and histograms are shared through files and ``/metrics`` aggregates them.
+
+Refusals: whatever renders a refusal (the problem handlers of REST, the SOAP fault) notes it
+with ``note_refusal(error)``; once the answer is sent, ``RequestMetrics`` counts it in
+``lienthong_refused_total{door, code}`` and logs it with the caller's address
+(``hub.api.auth.request_address``: the connection's peer, or the client a trusted proxy
+forwards). A door is the route's template, or what the route names itself with ``note_door``
+(``callback:<system>``). The log line has the code and field, never the message: messages
+may quote what was sent, and citizens' data never goes to the log in clear."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +30,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.api.auth import current_peer
+from hub.errors import HubError, SecretMissing
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -57,6 +72,11 @@ class Metrics:
         self.publish_failures = Counter(
             "lienthong_outbox_publish_failures", "Publish attempts of the relay that failed",
             registry=self.registry)
+        self.refused = Counter(
+            "lienthong_refused",
+            "Requests refused at a door (route, or callback:<system>) by the hub's error code: "
+            "unauthenticated, access denied, closed for want of a secret, invalid...",
+            ["door", "code"], registry=self.registry)
         self._depth = _OutboxDepth(outbox_depth) if outbox_depth is not None else None
 
     def render(self) -> tuple[bytes, str]:
@@ -73,9 +93,45 @@ class Metrics:
         return out, CONTENT_TYPE_LATEST
 
 
+class _Refusal:
+    """What the request being handled was refused with, noted where the refusal is rendered."""
+
+    __slots__ = ("address", "code", "door", "field", "http_status")
+
+    def __init__(self) -> None:
+        self.door: str | None = None
+        self.code: str | None = None
+        self.field: str | None = None
+        self.http_status = 0
+        self.address: str | None = None
+
+
+_refusal: ContextVar[_Refusal | None] = ContextVar("lienthong_refusal", default=None)
+
+
+def note_refusal(error: HubError) -> None:
+    """Note that the request being handled is refused with ``error`` (no effect outside a
+    request of an app with ``RequestMetrics``). A failure of the hub itself (a 5xx other than
+    a door kept shut for want of its secret) is no refusal and is not counted as one."""
+    noted = _refusal.get()
+    if noted is None or (error.http_status >= 500 and not isinstance(error, SecretMissing)):
+        return
+    noted.code, noted.field, noted.http_status = error.code, error.field, error.http_status
+    # Read here, inside the app, where the request's peer is known (RequestPeer runs inside).
+    noted.address = current_peer().address
+
+
+def note_door(door: str) -> None:
+    """Name the door of the request being handled more finely than its route template. Only
+    with a bounded set of values (a known adapter's name, never what the caller wrote)."""
+    noted = _refusal.get()
+    if noted is not None:
+        noted.door = door
+
+
 class RequestMetrics:
     """Counts every request under its route template (``/v1/dossiers/{code}/status``, never the
-    concrete path, so the label set stays bounded)."""
+    concrete path, so the label set stays bounded), and every refusal (see ``note_refusal``)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -94,10 +150,30 @@ class RequestMetrics:
                 status = message["status"]
             await send(message)
 
+        noted = _Refusal()
+        token = _refusal.set(noted)
         try:
             await self.app(scope, receive, recording_send)
         finally:
+            _refusal.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(template, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - start)
+            if noted.code is not None:
+                self._refused(scope, noted, template)
+
+    def _refused(self, scope: Scope, noted: _Refusal, template: str) -> None:
+        door = noted.door or template
+        self.metrics.refused.labels(door, noted.code).inc()
+        address = noted.address
+        if address is None:
+            # Refused before the app knew the peer (a limit of the outer middleware): the
+            # connection's own address, never a forwarded one taken unchecked.
+            client = scope.get("client")
+            address = str(client[0]) if client else None
+        # Shut doors and unknown or unauthorised callers are what an operator watches for;
+        # the rest (a bad body, a rate limit) is the ordinary traffic of a public service.
+        level = logging.WARNING if noted.http_status in (401, 403, 503) else logging.INFO
+        log.log(level, "refused %s %s at %s from %s (field %s)", noted.http_status,
+                noted.code, door, address or "unknown", noted.field)

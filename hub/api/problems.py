@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.api.errors import MethodNotAllowed, NotFound, RateLimited, Unauthenticated
+from hub.api.metrics import note_refusal
 from hub.errors import ClientError, HubError, ValidationError
 
 PROBLEM_JSON = "application/problem+json"
@@ -79,6 +80,7 @@ def _printable(value: Any) -> Any:
 
 
 def problem_response(error: HubError, instance: str | None = None) -> JSONResponse:
+    note_refusal(error)  # counted and logged with the caller's address (hub.api.metrics)
     return ProblemResponse(
         problem_body(error, instance),
         status_code=error.http_status,

@@ -39,7 +39,7 @@ from hub.api.auth import (
     authorize_agency,
     authorize_type,
 )
-from hub.api.callbacks import CallbackDispatcher
+from hub.api.callbacks import CallbackDispatcher, check_agencies
 from hub.api.errors import UnsupportedMediaType
 from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
 from hub.api.limits import RateLimiter
@@ -253,16 +253,24 @@ def build_router(ctx: ApiContext) -> APIRouter:
         responses={202: {"description": "kept", **json_body("callback-accepted")},
                    **PROBLEMS},
         summary="Inbound call of an external system, parsed by its adapter", tags=["callbacks"],
+        description="The caller authenticates as a client of the hub allowed this system's "
+                    "callback (API key, bearer token or client certificate; the envelopes "
+                    "the call makes must be for agencies it may act for), unless the system's "
+                    "adapter checks a proof its calls carry (a checksum, a token): that door "
+                    "stays shut (503 server.secret_missing) until its secret is configured.",
         openapi_extra={"requestBody": {"required": True, "description": "the system's own "
                        "format; its adapter checks it (checksum, signature)",
                        "content": {"*/*": {"schema": {}}}}},
     )
     async def callback(system: str, request: Request) -> Response:
-        ctx.callbacks.parser(system)  # unknown system: 404 before reading anything
-        ctx.limiter.check(f"callback:{system}")
+        # Who calls, before a byte of the body is read: unknown system 404, no credentials
+        # 401, not allowed 403, a secret not configured 503.
+        admitted = ctx.callbacks.admit(system, request.headers, ctx.registry)
+        ctx.limiter.check(admitted.limit_key)
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         envelopes = await ctx.callbacks.parse(system, body, headers)
+        check_agencies(admitted, envelopes)  # refused: nothing of the call is kept
         ids = await asyncio.to_thread(ctx.intake.accept_envelopes, f"system:{system}",
                                       envelopes)
         return JSONResponse({"message_ids": ids}, status_code=202)

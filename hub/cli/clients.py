@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from hub.api.auth import ClientRegistry, new_secret, sha256_hex
+from hub.api.auth import ClientRegistry, callback_name_problem, new_secret, sha256_hex
 from hub.envelope import check_source
 from hub.errors import HubError
 from hub.settings import Settings
@@ -31,7 +31,8 @@ def _toml_list(values: list[str]) -> str:
 
 def client_block(system_id: str, name: str, types: list[str], agencies: list[str], *,
                  api_key: str | None, oauth_client_id: str | None, oauth_secret: str | None,
-                 cert_sha256: list[str], require_certificate: bool = False) -> str:
+                 cert_sha256: list[str], require_certificate: bool = False,
+                 callbacks: list[str] | None = None) -> str:
     lines = [
         "[[clients]]",
         f"system_id = {json.dumps(system_id)}",
@@ -39,6 +40,8 @@ def client_block(system_id: str, name: str, types: list[str], agencies: list[str
         f"allowed_types = {_toml_list(types)}",
         f"allowed_agencies = {_toml_list(agencies)}",
     ]
+    if callbacks:
+        lines.append(f"callbacks = {_toml_list(callbacks)}")
     if api_key is not None:
         lines.append(f"api_key_sha256 = {_toml_list([sha256_hex(api_key)])}")
     if oauth_client_id is not None and oauth_secret is not None:
@@ -61,10 +64,16 @@ def _fail(error: HubError) -> None:
 def add(
     system_id: Annotated[str, typer.Option(help="X-Road style id, VN:GOV:<agency>:<system>")],
     name: Annotated[str, typer.Option(help="human name of the system")],
-    type_: Annotated[list[str], typer.Option(
-        "--type", help="event type it may send (repeat; 'vn.gov.dossier.*' for a prefix)")],
     agency: Annotated[list[str], typer.Option(
-        help="agency code it may act for (repeat; '000.00.00.H56*' for a prefix, '*' any)")],
+        help="agency code it may act for (repeat; '000.00.00.H56*' for a prefix, '*' any); "
+             "also bounds what its callbacks may touch")],
+    type_: Annotated[list[str] | None, typer.Option(
+        "--type", help="event type it may send (repeat; 'vn.gov.dossier.*' for a prefix)")]
+    = None,
+    callback: Annotated[list[str] | None, typer.Option(
+        help="adapter whose callback it may call, POST /v1/callbacks/<name> (repeat; exact "
+             "names): the provincial system's status updates, say. Callbacks whose adapter "
+             "checks a proof of its own (a checksum, a token) need no client")] = None,
     api_key: Annotated[bool, typer.Option(help="generate an API key")] = True,
     oauth_client_id: Annotated[str | None, typer.Option(
         help="also allow OAuth2 client credentials under this client id")] = None,
@@ -81,6 +90,15 @@ def add(
         check_source(system_id, "system_id")
     except HubError as exc:
         _fail(exc)
+    if not type_ and not callback:
+        typer.echo("error: the client may do nothing; give the event types it may send "
+                   "(--type) or the callbacks it may call (--callback)", err=True)
+        raise typer.Exit(2)
+    for system in callback or []:
+        problem = callback_name_problem(system)
+        if problem is not None:
+            typer.echo(f"error: --callback {problem}", err=True)
+            raise typer.Exit(2)
     key = new_secret() if api_key else None
     secret = new_secret() if oauth_client_id else None
     if key is None and secret is None and not cert_sha256:
@@ -103,10 +121,10 @@ def add(
     if secret is not None:
         typer.echo(f"#   OAuth2 client id: {oauth_client_id}  client secret: {secret}", err=True)
     typer.echo("# Append this block to the clients file (Settings.clients_file):", err=True)
-    typer.echo(client_block(system_id, name, type_, agency, api_key=key,
+    typer.echo(client_block(system_id, name, type_ or [], agency, api_key=key,
                             oauth_client_id=oauth_client_id, oauth_secret=secret,
                             cert_sha256=cert_sha256 or [],
-                            require_certificate=require_certificate))
+                            require_certificate=require_certificate, callbacks=callback))
 
 
 @app.command("hash")
@@ -138,3 +156,5 @@ def check(
         typer.echo(f"{client.system_id}  ({client.name}){needs}")
         typer.echo(f"    types:    {', '.join(sorted(client.allowed_types)) or '(none)'}")
         typer.echo(f"    agencies: {', '.join(sorted(client.allowed_agencies)) or '(none)'}")
+        if client.allowed_callbacks:
+            typer.echo(f"    callbacks: {', '.join(sorted(client.allowed_callbacks))}")

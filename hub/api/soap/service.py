@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from lxml import etree
 
+from hub.api.metrics import note_refusal
 from hub.api.soap.contract import NS, Contract
 from hub.api.soap.dispatch import Operation, dispatch
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner
@@ -217,6 +218,7 @@ class SoapService:
         # Code and field only: messages may quote what was sent (an identity number...), and
         # citizens' data never goes to the log in clear.
         log.info("SOAP %s fault %s (field %s)", version.label, error.code, error.field)
+        note_refusal(error)  # counted and logged with the caller's address (hub.api.metrics)
         return SoapReply(http_status(version, error), version.content_type,
                          fault_envelope(version, error), fault_headers(error))
 

@@ -152,7 +152,7 @@ async def adapter_session(
     store = Store.open(settings.store_url)
     signer = hub_signer(settings)
     ctx = context_for(settings, name, signer=signer, store=store)
-    publisher = Publisher(settings.amqp_url, settings, name=f"{name} command")
+    publisher = Publisher(settings.broker_urls, settings, name=f"{name} command")
     try:
         await publisher.start()
 

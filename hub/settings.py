@@ -5,14 +5,17 @@ named by ``LIENTHONG_CONFIG`` over the defaults below. Nested values use ``__``
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -33,6 +36,11 @@ class Settings(BaseSettings):
     # SQLAlchemy URL; empty means SQLite in data_dir.
     store_url: str = ""
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    # The nodes of a RabbitMQ cluster, tried in turn: a publisher or consumer whose node dies
+    # reconnects to the next one (quorum queues keep their messages and serve from any node).
+    # A JSON list or comma-separated URLs in LIENTHONG_AMQP_URLS. Empty: [amqp_url]. When set,
+    # it wins over amqp_url, which then defaults to its first node (``broker_urls``).
+    amqp_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The hub's own system identifier: it signs what it re-signs (retries are not re-signed).
     hub_id: str = "VN:GOV:000.00.00.G22:lienthong"
 
@@ -72,6 +80,11 @@ class Settings(BaseSettings):
     # Reconnection backoff (seconds).
     reconnect_initial: float = 0.2
     reconnect_max: float = 10.0
+
+    # `lienthong worker` answers /healthz, /readyz and /metrics (Prometheus) on this address;
+    # with --processes N, process i listens on worker_metrics_port + i. Port 0: no endpoint.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9180, ge=0, le=65535)
 
     # HTTP entry points.
     http_host: str = "127.0.0.1"
@@ -116,8 +129,38 @@ class Settings(BaseSettings):
                 ) from None
         return out
 
+    @field_validator("amqp_urls", mode="before")
+    @classmethod
+    def _amqp_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"{text!r} is not a JSON list of URLs ({exc}); give a "
+                                     "JSON list or comma-separated amqp:// URLs") from None
+            else:
+                value = text.split(",")
+        if isinstance(value, list):
+            urls = [str(u).strip() for u in value if str(u).strip()]
+            for i, url in enumerate(urls, 1):
+                # The URL itself is not repeated: it may hold a password.
+                if urlsplit(url).scheme not in ("amqp", "amqps"):
+                    raise ValueError(f"node {i} is not an amqp:// or amqps:// URL; list each "
+                                     "node as amqp://user:password@host:port/vhost")
+            return urls
+        return value
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """The broker's nodes, in the order a client first tries them."""
+        return list(self.amqp_urls) or [self.amqp_url]
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
+        if self.amqp_urls and "amqp_url" not in self.model_fields_set:
+            self.amqp_url = self.amqp_urls[0]
         if not self.store_url:
             self.store_url = f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
         return self

@@ -4,6 +4,12 @@ pika's ``AsyncioConnection`` speaks in callbacks; ``Link`` turns one connection 
 channel into something that can be awaited, and exposes ``lost``: a future resolved (never
 failed) with the cause as soon as either the channel or the connection goes away. Publisher and
 consumer each own their link and reconnect with ``Backoff`` when it is lost.
+
+The broker is a list of nodes (a cluster: quorum queues keep their messages and elect new
+leaders when a node dies, and any node serves any queue). ``BrokerNodes`` remembers where a
+client was: ``Link.open`` tries the nodes in turn, starting with the one that served last, and
+a link that is lost moves the start to the next node, so a client whose node died reconnects to
+another one instead of waiting for it to come back.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pika
@@ -73,6 +80,52 @@ def _describe(params: pika.URLParameters) -> str:
     return f"{params.host}:{params.port} vhost {params.virtual_host!r}"
 
 
+def node_of(amqp_url: str) -> str:
+    """A node's URL without its credentials, for logs and messages."""
+    try:
+        return _describe(pika.URLParameters(amqp_url))
+    except ValueError:
+        return "an unparsable URL"
+
+
+URLS_HINT = "check LIENTHONG_AMQP_URLS (or LIENTHONG_AMQP_URL) and that the broker runs"
+
+
+def broker_urls(settings: Any) -> list[str]:
+    """The broker's nodes named by ``settings``: ``amqp_urls`` (hub.settings), or the single
+    ``amqp_url`` of settings-like objects that have only that."""
+    urls = getattr(settings, "broker_urls", None)
+    return list(urls) if urls else [str(settings.amqp_url)]
+
+
+class BrokerNodes:
+    """The broker's nodes, in the order a client should try them now: the node that served
+    last first, and after a lost connection the next node first."""
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("no broker URL given; set LIENTHONG_AMQP_URLS or LIENTHONG_AMQP_URL")
+        self._start = 0
+
+    @classmethod
+    def of(cls, urls: str | Sequence[str] | BrokerNodes) -> BrokerNodes:
+        return urls if isinstance(urls, BrokerNodes) else cls(urls)
+
+    def order(self) -> list[tuple[int, str]]:
+        n = len(self.urls)
+        return [((self._start + i) % n, self.urls[(self._start + i) % n]) for i in range(n)]
+
+    def served(self, index: int) -> None:
+        self._start = index
+
+    def lost(self, index: int) -> None:
+        # Only the node currently first moves the start: a late report of an older link must
+        # not skip the node that serves now.
+        if self._start == index:
+            self._start = (index + 1) % len(self.urls)
+
+
 class Link:
     def __init__(
         self,
@@ -86,10 +139,35 @@ class Link:
         self.lost = lost
         self._connection_closed = connection_closed
         self._closing = False
+        self.url = ""  # the node this link is connected to
         channel.add_on_close_callback(self._on_channel_closed)
 
     @classmethod
-    async def open(cls, amqp_url: str, name: str) -> Link:
+    async def open(cls, nodes: str | Sequence[str] | BrokerNodes, name: str) -> Link:
+        """Connect to the first node of ``nodes`` that answers (in ``BrokerNodes.order``);
+        ``BrokerUnavailable`` names every node's failure when none does."""
+        nodes = BrokerNodes.of(nodes)
+        failures: list[BrokerUnavailable] = []
+        for index, url in nodes.order():
+            try:
+                link = await cls._open_node(url, name)
+            except BrokerUnavailable as exc:
+                failures.append(exc)
+                continue
+            link.url = url
+            nodes.served(index)
+            link.lost.add_done_callback(functools.partial(_moved_on, nodes, index))
+            return link
+        if len(failures) == 1:
+            raise failures[0]
+        raise BrokerUnavailable(
+            f"cannot connect to any of the {len(failures)} RabbitMQ nodes: "
+            + "; ".join(str(f.message) for f in failures),
+            field="amqp_urls",
+        )
+
+    @classmethod
+    async def _open_node(cls, amqp_url: str, name: str) -> Link:
         loop = asyncio.get_running_loop()
         params = pika.URLParameters(amqp_url)
         params.client_properties = {"connection_name": name}
@@ -105,8 +183,8 @@ class Link:
             if not opened.done():
                 opened.set_exception(
                     BrokerUnavailable(
-                        f"cannot connect to RabbitMQ at {_describe(params)}: {exc!r}; check "
-                        "LIENTHONG_AMQP_URL and that the broker runs",
+                        f"cannot connect to RabbitMQ at {_describe(params)}: {exc!r}; "
+                        + URLS_HINT,
                         field="amqp_url",
                     )
                 )
@@ -171,6 +249,10 @@ class Link:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._connection_closed), timeout)
+
+
+def _moved_on(nodes: BrokerNodes, index: int, lost: asyncio.Future[BaseException]) -> None:
+    nodes.lost(index)
 
 
 async def _first(fut: asyncio.Future[T], lost: asyncio.Future[BaseException], what: str) -> T:

@@ -36,13 +36,13 @@ from pika.spec import Basic
 
 from hub import headers as h
 from hub.broker.acks import AckTracker
-from hub.broker.connection import Backoff, Link, sleep_unless
+from hub.broker.connection import Backoff, BrokerNodes, Link, broker_urls, sleep_unless
 from hub.broker.messages import Delivery, Outgoing
+from hub.broker.metrics import DEAD_LETTERS, RETRIES
 from hub.broker.names import Names
 from hub.broker.processed import ProcessedIds
 from hub.broker.publisher import Publisher, PublishFailed
 from hub.broker.retry import (
-    Park,
     Retry,
     attempt_of,
     decide,
@@ -128,7 +128,7 @@ class Consumer:
         processed: ProcessedIds | None = None,
         name: str | None = None,
         publisher: Publisher | None = None,
-        amqp_url: str | None = None,
+        amqp_url: str | Sequence[str] | None = None,
         ordered: bool = False,
         concurrency: int | None = None,
         drain_timeout: float = 30.0,
@@ -139,8 +139,12 @@ class Consumer:
         self.verifier = verifier
         self.processed = processed
         self.name = name or queue
-        self.amqp_url = amqp_url or settings.amqp_url
+        # The broker's nodes: a lost connection is made again to the next one.
+        self.nodes = BrokerNodes(amqp_url or broker_urls(settings))
         self.names = Names(settings.name_prefix)
+        # What the metrics and the retry log call the queue: its destination for a work queue.
+        work = self.names.work("")
+        self.destination = queue.removeprefix(work) if queue.startswith(work) else self.name
         self.prefetch = int(settings.prefetch)
         self.ordered = ordered
         self.concurrency = 1 if ordered else max(1, concurrency or self.prefetch)
@@ -220,7 +224,7 @@ class Consumer:
         publisher = self._publisher
         if publisher is None:
             publisher = self._publisher = Publisher(
-                self.amqp_url, self.settings, name=f"{self.name} publisher"
+                self.nodes.urls, self.settings, name=f"{self.name} publisher"
             )
             await publisher.start()
         workers = [
@@ -251,7 +255,7 @@ class Consumer:
     async def _connect(self, stop: asyncio.Event) -> Link | None:
         link: Link | None = None
         try:
-            link = await Link.open(self.amqp_url, self.name)
+            link = await Link.open(self.nodes, self.name)
             await link.call(link.channel.basic_qos, prefetch_count=self.prefetch)
             self._generation += 1
             generation = self._generation
@@ -439,8 +443,8 @@ class Consumer:
         now = datetime.now(UTC)
         exchange = inbound.exchange
         routing_key = inbound.routing_key
+        code, message = describe(error)
         if isinstance(decision, Retry):
-            code, message = describe(error)
             headers = retry_headers(
                 inbound.headers,
                 decision,
@@ -452,8 +456,6 @@ class Consumer:
                 routing_key=routing_key,
                 now=now,
             )
-            log.debug("%s: %s attempt %d failed (%s), retry in %ss", self.name,
-                      inbound.message_id, inbound.attempt, code, decision.delay)
         else:
             headers = parked_headers(
                 inbound.headers,
@@ -483,10 +485,24 @@ class Consumer:
             return
         if isinstance(decision, Retry):
             self.stats.retried += 1
-        elif isinstance(decision, Park) and decision.queue == self.names.invalid:
-            self.stats.invalid += 1
+            # Once the broker has the copy: the log and the counter say what will happen.
+            tier = inbound.attempt
+            RETRIES.labels(self.destination, str(tier), code).inc()
+            log.info(
+                "retry: destination %s, message %s, attempt %d failed with %s (%s); to retry "
+                "tier %d (%s), back in %ss", self.destination, inbound.message_id,
+                inbound.attempt, code, message, tier, decision.queue, decision.delay,
+                extra={"destination": self.destination, "tier": tier, "reason_code": code,
+                       "message_id": inbound.message_id},
+            )
         else:
-            self.stats.dead += 1
+            invalid = decision.queue == self.names.invalid
+            if invalid:
+                self.stats.invalid += 1
+            else:
+                self.stats.dead += 1
+            DEAD_LETTERS.labels(self.destination, "invalid" if invalid else "dead",
+                                decision.code).inc()
         self._complete(inbound, success=False)
 
     async def _publish_copy(self, inbound: _Inbound, copy: Outgoing) -> bool:

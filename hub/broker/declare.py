@@ -4,14 +4,15 @@ Declaring is idempotent: a second run finds everything in place and changes noth
 cannot change a queue's or exchange's arguments in place, so an existing declaration that differs
 from the configuration is reported (which one, which argument, both values, what to do) instead
 of being half-applied. This runs once at start-up or from the CLI, so it uses pika's blocking
-connection; the hot path (publisher, consumer) is asynchronous.
+connection; the hot path (publisher, consumer) is asynchronous. Given the nodes of a cluster,
+it connects to the first that answers.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ChannelClosedByBroker
 
+from hub.broker.connection import URLS_HINT, node_of
 from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable, ConfigError
 
@@ -101,17 +103,27 @@ def _quiet_misses() -> Iterator[None]:
         logger.removeFilter(quiet)
 
 
-def _connect(amqp_url: str, purpose: str) -> pika.BlockingConnection:
-    params = pika.URLParameters(amqp_url)
-    params.client_properties = {"connection_name": f"lienthong {purpose}"}
-    try:
-        return pika.BlockingConnection(params)
-    except AMQPError as exc:
-        raise BrokerUnavailable(
-            f"cannot connect to RabbitMQ at {params.host}:{params.port} vhost "
-            f"{params.virtual_host!r}: {exc!r}; check LIENTHONG_AMQP_URL and that the broker runs",
-            field="amqp_url",
-        ) from exc
+def _urls(amqp_url: str | Sequence[str]) -> list[str]:
+    return [amqp_url] if isinstance(amqp_url, str) else list(amqp_url)
+
+
+def connect(amqp_url: str | Sequence[str], purpose: str) -> pika.BlockingConnection:
+    """A blocking connection to the first node of ``amqp_url`` (one URL or a cluster's) that
+    answers."""
+    urls = _urls(amqp_url)
+    failures: list[str] = []
+    for url in urls:
+        params = pika.URLParameters(url)
+        params.client_properties = {"connection_name": f"lienthong {purpose}"}
+        try:
+            return pika.BlockingConnection(params)
+        except AMQPError as exc:
+            failures.append(f"{node_of(url)}: {exc!r}")
+    where = "RabbitMQ at" if len(urls) == 1 else f"any of the {len(urls)} RabbitMQ nodes:"
+    raise BrokerUnavailable(
+        f"cannot connect to {where} {'; '.join(failures)}; {URLS_HINT}",
+        field="amqp_urls" if len(urls) > 1 else "amqp_url",
+    )
 
 
 def _conflict(exc: ChannelClosedByBroker, kind: str, name: str) -> Conflict:
@@ -123,17 +135,18 @@ def _conflict(exc: ChannelClosedByBroker, kind: str, name: str) -> Conflict:
     )
 
 
-def apply(topology: Topology, amqp_url: str) -> list[Action]:
-    """Declare every exchange, queue and binding. Returns what was created and what already
-    existed; raises ``TopologyConflict`` listing every mismatching declaration."""
+def apply(topology: Topology, amqp_url: str | Sequence[str]) -> list[Action]:
+    """Declare every exchange, queue and binding, through the first node of ``amqp_url`` that
+    answers. Returns what was created and what already existed; raises ``TopologyConflict``
+    listing every mismatching declaration."""
     with _quiet_misses():
         return _apply(topology, amqp_url)
 
 
-def _apply(topology: Topology, amqp_url: str) -> list[Action]:
+def _apply(topology: Topology, amqp_url: str | Sequence[str]) -> list[Action]:
     actions: list[Action] = []
     conflicts: list[Conflict] = []
-    conn = _connect(amqp_url, "topology")
+    conn = connect(amqp_url, "topology")
     try:
         ch = conn.channel()
         for ex in topology.exchanges:
@@ -161,7 +174,8 @@ def _apply(topology: Topology, amqp_url: str) -> list[Action]:
                 conflicts.append(_conflict(exc, "queue", q.name))
                 ch = conn.channel()
         if conflicts:
-            raise TopologyConflict(conflicts, actions, pika.URLParameters(amqp_url).virtual_host)
+            vhost = pika.URLParameters(_urls(amqp_url)[0]).virtual_host
+            raise TopologyConflict(conflicts, actions, vhost)
         for b in topology.bindings:
             ch.queue_bind(b.queue, b.exchange, routing_key=b.routing_key, arguments=b.arguments)
             what = f"{b.exchange} -> {b.queue}"
@@ -191,16 +205,16 @@ def _exists(
         return False, conn.channel()
 
 
-def inspect(topology: Topology, amqp_url: str) -> list[QueueState]:
+def inspect(topology: Topology, amqp_url: str | Sequence[str]) -> list[QueueState]:
     """Depth and consumers of every queue of the topology (passive declares: nothing is
     created)."""
     with _quiet_misses():
         return _inspect(topology, amqp_url)
 
 
-def _inspect(topology: Topology, amqp_url: str) -> list[QueueState]:
+def _inspect(topology: Topology, amqp_url: str | Sequence[str]) -> list[QueueState]:
     states: list[QueueState] = []
-    conn = _connect(amqp_url, "topology show")
+    conn = connect(amqp_url, "topology show")
     try:
         ch = conn.channel()
         for q in topology.queues:

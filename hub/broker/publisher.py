@@ -6,7 +6,8 @@ e.g. full with ``overflow=reject-publish``). Many publishes are in flight at onc
 waits for room when ``max_in_flight`` are unconfirmed, so a slow broker slows its producers
 instead of filling memory.
 
-A lost connection is re-established with exponential backoff, and every publish not yet
+A lost connection is re-established with exponential backoff, to the next node of the broker's
+list when there are several (``hub.broker.connection.BrokerNodes``), and every publish not yet
 confirmed is sent again on the new connection, in its original order: a message may then reach
 a queue twice, which the idempotent receivers absorb, but nothing accepted is lost.
 """
@@ -19,7 +20,7 @@ import functools
 import logging
 import re
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ import pika
 from pika import spec
 from pika.exceptions import AMQPError, ChannelClosedByBroker
 
-from hub.broker.connection import Backoff, Link, sleep_unless
+from hub.broker.connection import Backoff, BrokerNodes, Link, node_of, sleep_unless
 from hub.broker.messages import Outgoing
 from hub.errors import BrokerUnavailable, RetryableError
 
@@ -77,13 +78,14 @@ class _Pending:
 class Publisher:
     def __init__(
         self,
-        amqp_url: str,
+        amqp_url: str | Sequence[str],
         settings: Any,
         *,
         max_in_flight: int | None = None,
         name: str = "lienthong publisher",
     ) -> None:
-        self.amqp_url = amqp_url
+        """``amqp_url``: the broker's node, or its nodes (``Settings.broker_urls``)."""
+        self.nodes = BrokerNodes(amqp_url)
         self.name = name
         self.max_in_flight = max_in_flight or int(
             getattr(settings, "publish_max_in_flight", DEFAULT_MAX_IN_FLIGHT)
@@ -160,6 +162,11 @@ class Publisher:
     @property
     def connected(self) -> bool:
         return self._link is not None
+
+    @property
+    def node(self) -> str | None:
+        """The URL of the node the publisher is connected to now."""
+        return self._link.url if self._link is not None else None
 
     # -- publishing ----------------------------------------------------------------------------
 
@@ -290,7 +297,7 @@ class Publisher:
             generation = self._generation + 1
             link: Link | None = None
             try:
-                link = await Link.open(self.amqp_url, self.name)
+                link = await Link.open(self.nodes, self.name)
                 await link.call(
                     link.channel.confirm_delivery, functools.partial(self._on_confirm, generation)
                 )
@@ -313,7 +320,8 @@ class Publisher:
             if self._closed.is_set():
                 return
             self.stats.reconnects += 1
-            log.warning("%s: connection lost (%r); reconnecting", self.name, cause)
+            log.warning("%s: connection to %s lost (%r); reconnecting", self.name,
+                        node_of(link.url), cause)
             await sleep_unless(self._closed, self._backoff.next())
 
     def _on_lost(self, link: Link) -> None:

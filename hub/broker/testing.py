@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ import pika
 from pika.exceptions import ChannelClosedByBroker
 
 from hub.broker.consumer import Consumer
+from hub.broker.declare import connect
 from hub.broker.names import Names
 from hub.envelope import Envelope
 
@@ -72,11 +73,16 @@ class Received:
         return self.properties.message_id or ""
 
 
-def read_all(amqp_url: str, queue: str, *, timeout: float = 10.0) -> list[Received]:
+# Where a helper takes ``amqp_url``, a list of a cluster's nodes works too (the first that
+# answers is used).
+Urls = str | Sequence[str]
+
+
+def read_all(amqp_url: Urls, queue: str, *, timeout: float = 10.0) -> list[Received]:
     """Take (and acknowledge) every message ready in ``queue`` now. Consumes rather than
     ``basic.get``, which quorum queues with a single active consumer refuse."""
     out: list[Received] = []
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    conn = connect(amqp_url, "test reader")
     try:
         ch = conn.channel()
         ready = int(ch.queue_declare(queue, passive=True).method.message_count)
@@ -111,9 +117,9 @@ def read_all(amqp_url: str, queue: str, *, timeout: float = 10.0) -> list[Receiv
     return out
 
 
-def depth(amqp_url: str, queue: str) -> int:
+def depth(amqp_url: Urls, queue: str) -> int:
     """Ready messages in ``queue`` (-1 when it does not exist)."""
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    conn = connect(amqp_url, "test depth")
     try:
         ok = conn.channel().queue_declare(queue, passive=True)
         return int(ok.method.message_count)
@@ -124,10 +130,10 @@ def depth(amqp_url: str, queue: str) -> int:
             conn.close()
 
 
-def delete_queues(amqp_url: str, queues: Iterable[str]) -> None:
+def delete_queues(amqp_url: Urls, queues: Iterable[str]) -> None:
     """Delete queues (absent ones are fine), so a test leaves the broker as light as it found
     it: quorum queues cost the broker even when idle."""
-    conn = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    conn = connect(amqp_url, "test cleanup")
     try:
         ch = conn.channel()
         for queue in queues:

@@ -47,7 +47,7 @@ def apply(
     settings = load()
     try:
         topology = _build(settings, topology_file, no_adapters)
-        actions = declare.apply(topology, settings.amqp_url)
+        actions = declare.apply(topology, settings.broker_urls)
     except declare.TopologyConflict as exc:
         for action in exc.actions:
             typer.echo(str(action))
@@ -90,7 +90,7 @@ def show(
     if not live:
         return
     try:
-        states = declare.inspect(topology, settings.amqp_url)
+        states = declare.inspect(topology, settings.broker_urls)
     except HubError as exc:
         raise _fail(exc) from None
     typer.echo("live:")

@@ -97,13 +97,16 @@ def test_body_must_be_a_json_object(hub: Hub) -> None:
 
 
 def test_signatures_are_required_and_checked(hub: Hub) -> None:
+    """Refusals name X-Signature, the header the client sends, not the hub's AMQP header."""
     data = dossier(new_code())
     body = json.dumps(data).encode()
     answer = hub.http.post("/v1/dossiers", content=body, headers=hub.headers)
-    problem(answer, 400, "client.missing_signature", "lt-signature")
+    missing = problem(answer, 400, "client.missing_signature", "X-Signature")
+    assert "X-Signature header" in missing["message"]
     token = sign(hub.client_signer, body, SUBMITTED)
-    problem(hub.submit({}, raw=body.replace(b"Nguy", b"Ngu "), token=token), 400,
-            "client.bad_signature", "lt-signature")
+    tampered = problem(hub.submit({}, raw=body.replace(b"Nguy", b"Ngu "), token=token), 400,
+                       "client.bad_signature", "X-Signature")
+    assert "lt-signature" not in json.dumps([missing, tampered])
     # A signature made for another path's event type cannot be reused here.
     problem(hub.submit({}, raw=body, token=sign(hub.client_signer, body, STATUS)), 400,
             "client.header_mismatch", "lt-type")
@@ -111,7 +114,7 @@ def test_signatures_are_required_and_checked(hub: Hub) -> None:
     other = hub.keys.signer(hub.keys.other)
     problem(hub.submit(data, signer=other), 400, "client.signer_mismatch", "source")
     problem(hub.submit({}, raw=body, token="garbage"), 400, "client.bad_signature",
-            "lt-signature")
+            "X-Signature")
     assert hub.outbox_count() == 0
 
 
@@ -127,6 +130,39 @@ def test_timeline_route(hub: Hub) -> None:
     problem(hub.http.get(f"/v1/dossiers/{foreign}/timeline", headers=hub.headers), 403,
             "client.access_denied", "code")
     problem(hub.http.get(f"/v1/dossiers/{code}/timeline"), 401, "client.unauthenticated", None)
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "a\tb"])
+def test_an_empty_or_bad_idempotency_key_is_refused(hub: Hub, key: str) -> None:
+    """The contract says minLength 1: an empty key is refused naming the header, not taken
+    for no key (which would make the request idempotent by its signature instead)."""
+    body = problem(hub.submit(dossier(new_code()), headers={"Idempotency-Key": key}), 422,
+                   "client.schema_invalid", "Idempotency-Key")
+    assert "1 to 255 printable characters" in body["message"]
+    assert hub.outbox_count() == 0
+
+
+def test_a_good_idempotency_key_is_taken(hub: Hub) -> None:
+    data = dossier(new_code())
+    first = hub.submit(data, headers={"Idempotency-Key": "k-1"})
+    again = hub.submit(data, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("GET", "/v1/dossiers", "POST"),  # a plain ASGI intake route, placed first
+    ("PUT", "/v1/dossiers/000.00.00.H56-250101-0001/status", "POST"),  # plain, with a code
+    ("DELETE", "/v1/dossiers/000.00.00.H56-250101-0001/timeline", "GET"),  # FastAPI's
+    ("POST", "/healthz", "GET"),
+    ("TRACE", "/v1/oauth/token", "POST"),
+])
+def test_a_method_the_path_does_not_take_is_405_with_allow(hub: Hub, method: str, path: str,
+                                                           allow: str) -> None:
+    answer = hub.http.request(method, path, headers=hub.headers)
+    body = problem(answer, 405, "client.method_not_allowed", None)
+    assert answer.headers["Allow"] == allow
+    assert allow in body["message"]
 
 
 def test_unknown_paths_and_methods(hub: Hub) -> None:

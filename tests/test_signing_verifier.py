@@ -163,7 +163,17 @@ def test_missing_signature(world: World, token: str | bytes | None) -> None:
     body, _, env = _message(world.parties["es"])
     err = _code(lambda: _verifier(world).verify(body, token, env))
     assert err.code == "client.missing_signature"
-    assert "lt-signature" in err.message
+    assert "lt-signature" in err.message and err.field == "lt-signature"
+
+
+@pytest.mark.parametrize("token", [None, "garbage", "a..b"])
+def test_refusals_name_the_header_the_token_came_in(world: World, token: str | None) -> None:
+    """The verifier serves the broker (AMQP header lt-signature) and the REST entry point
+    (X-Signature): a refusal names the header the sender actually used."""
+    body, _, env = _message(world.parties["es"])
+    err = _code(lambda: _verifier(world).verify(body, token, env, header_name="X-Signature"))
+    assert err.code in ("client.missing_signature", "client.bad_signature")
+    assert err.field == "X-Signature" and "lt-signature" not in err.message
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,15 @@ class NotFound(ClientError):
 
 
 class MethodNotAllowed(ClientError):
+    """The path does not take the method; ``allow`` lists those it takes (the ``Allow``
+    header RFC 9110 requires on a 405)."""
+
     code = "client.method_not_allowed"
     http_status = 405
+
+    def __init__(self, message: str, *, allow: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.allow = allow
 
 
 class UnsupportedMediaType(ClientError):

@@ -93,7 +93,7 @@ class RequestVerifier(Protocol):
     """``hub.signing.Verifier``."""
 
     def verify(self, body: bytes, token: str | bytes | None, env: Envelope, *,
-               attempt: int = 0) -> Any: ...
+               attempt: int = 0, header_name: str = ...) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,11 +443,12 @@ class IntakeService:
     # -- upstream signatures (REST) -------------------------------------------------------
 
     def verify_request(self, client: ClientIdentity, event_type: str, body: bytes,
-                       token: str | None, subject: str = "-") -> str:
+                       token: str | None, subject: str = "-", *, header_name: str) -> str:
         """Verify the detached JWS an upstream made over the exact request body, with the
         envelope it describes (lt-id = its request id, lt-type = ``event_type``, lt-src = the
         client). Returns the request id. An exact resend (same bytes, same token) passes: the
-        caller answers it through the idempotency key ``request:<id>``."""
+        caller answers it through the idempotency key ``request:<id>``. ``header_name`` is the
+        request header the token came in, which refusals name."""
         if self.verifier is None:
             raise ConfigError("the intake has no verifier; build it with the trust store")
         request_id = peek_request_id(token)
@@ -456,7 +457,7 @@ class IntakeService:
         # An exact resend verifies as authentic and raises DuplicateMessage: answered by the
         # idempotency key.
         with contextlib.suppress(DuplicateMessage):
-            self.verifier.verify(body, token, env)
+            self.verifier.verify(body, token, env, header_name=header_name)
         if not request_id:
             raise InvalidMessage("the signature's lt-id is empty; give every request an id "
                                  "(a UUID)", code="client.header_mismatch", field="lt-id")

@@ -24,9 +24,11 @@ SUFFIX = ".schema.json"
 COMPONENTS = "#/components/schemas/"
 
 
-def contract_ref(name: str) -> dict[str, str]:
-    """A reference to ``schemas/api/<name>.schema.json``, resolved by ``serve_contracts``."""
-    return {"$ref": name + SUFFIX}
+def contract_ref(name: str, definition: str | None = None) -> dict[str, str]:
+    """A reference to ``schemas/api/<name>.schema.json``, or to one of its ``$defs``, resolved
+    by ``serve_contracts``."""
+    ref = name + SUFFIX
+    return {"$ref": ref if definition is None else f"{ref}#/$defs/{definition}"}
 
 
 def json_body(name: str, media_type: str = "application/json") -> dict[str, Any]:
@@ -34,19 +36,41 @@ def json_body(name: str, media_type: str = "application/json") -> dict[str, Any]
     return {"content": {media_type: {"schema": contract_ref(name)}}}
 
 
+def problem(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A refusal's response: a problem body, and the headers it always carries (name ->
+    what it says)."""
+    response: dict[str, Any] = {"description": description, **json_body("problem", PROBLEM_JSON)}
+    if headers:
+        response["headers"] = {name: {"description": text, "required": True,
+                                      "schema": {"type": "string"}}
+                               for name, text in headers.items()}
+    return response
+
+
+# An unknown path is answered 404, a method a path does not take 405 with Allow (RFC 9110
+# section 15.5.6), both as problems; an operation lists them where a request can get them.
+NOT_FOUND = problem("no such path, or the path names nothing the hub knows, such as a "
+                    "callback system without an adapter (client.not_found, "
+                    "client.unknown_system)")
+METHOD_NOT_ALLOWED = problem("the path does not take this method "
+                             "(client.method_not_allowed); Allow lists the methods it takes",
+                             {"Allow": "the methods this path takes"})
+
 # The refusals every authenticated route may answer with.
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, **json_body("problem", PROBLEM_JSON)}
-    for status, text in (
-        (400, "malformed request"),
-        (401, "no or unknown credentials (client.unauthenticated)"),
-        (403, "not allowed by the client's access list (client.access_denied)"),
-        (409, "Idempotency-Key reused for another body (client.idempotency_conflict)"),
-        (413, "body too large (client.body_too_large)"),
-        (422, "the body or a code does not match its contract; field names it"),
-        (429, "too many requests from this client (client.rate_limited, Retry-After)"),
-        (503, "the hub cannot keep the message now (server.timeout, server.store_unavailable)"),
-    )
+    400: problem("malformed request: unreadable JSON, a missing or bad signature "
+                 "(client.unparseable, client.missing_signature, client.bad_signature, ...)"),
+    401: problem("no or unknown credentials (client.unauthenticated)"),
+    403: problem("not allowed by the client's access list (client.access_denied)"),
+    404: NOT_FOUND,
+    405: METHOD_NOT_ALLOWED,
+    409: problem("Idempotency-Key reused for another body (client.idempotency_conflict)"),
+    413: problem("body too large (client.body_too_large)"),
+    422: problem("the body, a header or a code does not match its contract; field names it"),
+    429: problem("too many requests from this client (client.rate_limited)",
+                 {"Retry-After": "whole seconds to wait before the next request"}),
+    503: problem("the hub cannot keep the message now (server.timeout, "
+                 "server.store_unavailable)"),
 }
 
 
@@ -129,11 +153,19 @@ def serve_contracts(doc: dict[str, Any], directory: Path) -> None:
     def to_component(ref: str) -> str:
         if ref.startswith("#/"):
             return ref
-        target = by_file.get(ref)
+        filename, _, fragment = ref.partition("#")
+        target = by_file.get(filename)
         if target is None:
             raise ConfigError(f"the OpenAPI document refers to {ref!r}, which is not a "
                               f"contract file of {directory}", field=ref)
-        return COMPONENTS + target.title
+        if not fragment:
+            return COMPONENTS + target.title
+        name = fragment.removeprefix("/$defs/")
+        if not fragment.startswith("/$defs/") or name not in target.defs:
+            raise ConfigError(f"the OpenAPI document refers to {ref!r}; {filename} has no "
+                              f"such definition (its $defs: {', '.join(target.defs)})",
+                              field=ref)
+        return COMPONENTS + name
 
     doc["paths"] = _rewrite(doc.get("paths", {}), to_component)
     doc.setdefault("components", {}).setdefault("schemas", {}).update(_components(contracts))

@@ -47,6 +47,8 @@ def problem_headers(error: HubError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="lienthong", ApiKey realm="lienthong"'
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = error.allow
     if isinstance(error, RateLimited):
         # Retry-After is whole seconds (RFC 9110); round up so a client never comes back early.
         headers["Retry-After"] = str(max(1, int(-(-error.retry_after // 1))))
@@ -105,7 +107,10 @@ def from_http_exception(exc: StarletteHTTPException) -> HubError:
     if exc.status_code == 404:
         return NotFound("no such path; the hub's paths are listed at /openapi.json")
     if exc.status_code == 405:
-        return MethodNotAllowed("this path does not accept that method; see /openapi.json")
+        # Starlette's router names the methods of the path it matched in Allow.
+        allow = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(f"this path takes only {allow or 'other methods'}; the paths "
+                                "and their methods are listed at /openapi.json", allow=allow)
     error = ClientError(str(exc.detail)) if exc.status_code < 500 else HubError(str(exc.detail))
     error.http_status = exc.status_code
     return error

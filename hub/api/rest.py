@@ -22,11 +22,11 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
@@ -41,10 +41,16 @@ from hub.api.auth import (
 )
 from hub.api.callbacks import CallbackDispatcher, check_agencies
 from hub.api.errors import UnsupportedMediaType
-from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService
+from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService, check_idempotency_key
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
-from hub.api.openapi import PROBLEMS, json_body
+from hub.api.openapi import (
+    METHOD_NOT_ALLOWED,
+    PROBLEMS,
+    contract_ref,
+    json_body,
+    problem,
+)
 from hub.errors import AccessDenied, ValidationError
 from hub.jsonbody import parse_object
 from hub.settings import Settings
@@ -80,10 +86,24 @@ class ApiContext:
 # -- OpenAPI fragments (the bodies are read raw, so FastAPI is told what they are: the contract
 # files, see hub.api.openapi) --------------------------------------------------------------------
 
-def _json_body(contract: str, description: str) -> dict[str, Any]:
+# A dossier code in a path is read as the contracts' DossierCode (the component itself, so the
+# document has one pattern for it). FastAPI's own parameter is left out of the document
+# (``PathCode``): it would say only "string".
+_CODE_PARAMETER: dict[str, Any] = {
+    "name": "code", "in": "path", "required": True,
+    "description": "the dossier's code; anything else is 422 client.bad_code",
+    "schema": contract_ref("dossier-submission", "DossierCode"),
+}
+PathCode = Annotated[str, Path(include_in_schema=False)]
+# Open to anyone: probes and scrapers carry no credentials.
+_OPEN: dict[str, Any] = {"security": []}
+
+
+def _json_body(contract: str, description: str, *, path_code: bool = False) -> dict[str, Any]:
     return {
         "requestBody": {"required": True, "description": description, **json_body(contract)},
         "parameters": [
+            *([_CODE_PARAMETER] if path_code else []),
             {"name": SIGNATURE_HEADER, "in": "header", "required": True,
              "description": "detached compact JWS (RFC 7515/7797) over the exact body bytes, "
                             "made by the client's key; protected header lt-id (request id), "
@@ -100,8 +120,11 @@ def _json_body(contract: str, description: str) -> dict[str, Any]:
     }
 
 
-_ACCEPTED: dict[int | str, dict[str, Any]] = {
+_INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "kept in the outbox; will be published", **json_body("accepted")},
+    **PROBLEMS,
+    415: problem("the body is not JSON (client.unsupported_media_type); send "
+                 "application/json"),
 }
 
 
@@ -117,21 +140,23 @@ def build_router(ctx: ApiContext) -> APIRouter:
                      path_code: str | None, authorize: Authorize | None = None) -> Response:
         _check_json(request)
         started = time.perf_counter()
+        # An empty key is refused, as the contract says (minLength 1), not taken for none.
+        key = check_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
         body = await request.body()
         token = request.headers.get(SIGNATURE_HEADER)
-        key = request.headers.get(IDEMPOTENCY_HEADER)
         # Verification and validation are CPU work of a few hundred microseconds: done here,
         # on the event loop (a thread hop would cost as much and buy no parallelism); only
         # the store write waits, without holding a thread, for the group commit.
         request_id = ctx.intake.verify_request(client, event_type, body, token,
-                                               path_code or "-")
+                                               path_code or "-", header_name=SIGNATURE_HEADER)
         data = parse_object(body, max_depth=ctx.settings.max_json_depth)
         if path_code is not None:
             data = _with_path_code(data, path_code)
         if authorize is not None:
             client = authorize(client, event_type, data)
         accepted = await ctx.intake.accept_async(
-            client, event_type, data, idempotency_key=key or f"request:{request_id}",
+            client, event_type, data,
+            idempotency_key=key if key is not None else f"request:{request_id}",
             upstream_proof=token)
         ctx.metrics.intake_seconds.labels(event_type).observe(time.perf_counter() - started)
         return Response(
@@ -140,7 +165,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             status_code=202, media_type="application/json")
 
     @router.post(
-        "/v1/dossiers", status_code=202, responses={**_ACCEPTED, **PROBLEMS},
+        "/v1/dossiers", status_code=202, responses=_INTAKE_RESPONSES,
         summary="Submit a dossier", tags=["dossiers"],
         openapi_extra=_json_body("dossier-submission", "the dossier, canonical model "
                                  "(schemas/api/dossier-submission.schema.json)"),
@@ -150,34 +175,34 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/dossiers/{code}/status", status_code=202,
-        responses={**_ACCEPTED, **PROBLEMS},
+        responses=_INTAKE_RESPONSES,
         summary="Report a status change of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("status-change",
-                                 "schemas/api/status-change.schema.json"),
+        openapi_extra=_json_body("status-change", "schemas/api/status-change.schema.json",
+                                 path_code=True),
     )
-    async def report_status(code: str, request: Request) -> Response:
+    async def report_status(code: PathCode, request: Request) -> Response:
         client = client_of(request)
         return await intake(request, client, STATUS_CHANGED, _path_code(code))
 
     @router.post(
         "/v1/dossiers/{code}/progress", status_code=202,
-        responses={**_ACCEPTED, **PROBLEMS},
+        responses=_INTAKE_RESPONSES,
         summary="Report a processing step of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("progress-step",
-                                 "schemas/api/progress-step.schema.json"),
+        openapi_extra=_json_body("progress-step", "schemas/api/progress-step.schema.json",
+                                 path_code=True),
     )
-    async def report_progress(code: str, request: Request) -> Response:
+    async def report_progress(code: PathCode, request: Request) -> Response:
         client = client_of(request)
         return await intake(request, client, PROGRESS_REPORTED, _path_code(code))
 
     @router.post(
         "/v1/dossiers/{code}/payments", status_code=202,
-        responses={**_ACCEPTED, **PROBLEMS},
+        responses=_INTAKE_RESPONSES,
         summary="Request the online payment of a dossier's fees", tags=["dossiers"],
-        openapi_extra=_json_body("payment-request",
-                                 "schemas/api/payment-request.schema.json"),
+        openapi_extra=_json_body("payment-request", "schemas/api/payment-request.schema.json",
+                                 path_code=True),
     )
-    async def request_payment(code: str, request: Request) -> Response:
+    async def request_payment(code: PathCode, request: Request) -> Response:
         client = client_of(request)
         path_code = _path_code(code)
         return await intake(request, client, PAYMENT_REQUESTED, path_code,
@@ -185,17 +210,18 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     @router.post(
         "/v1/dossiers/{code}/postal-orders", status_code=202,
-        responses={**_ACCEPTED, **PROBLEMS},
+        responses=_INTAKE_RESPONSES,
         summary="Order a postal pickup or return of a dossier", tags=["dossiers"],
-        openapi_extra=_json_body("postal-order", "schemas/api/postal-order.schema.json"),
+        openapi_extra=_json_body("postal-order", "schemas/api/postal-order.schema.json",
+                                 path_code=True),
     )
-    async def order_postal(code: str, request: Request) -> Response:
+    async def order_postal(code: PathCode, request: Request) -> Response:
         client = client_of(request)
         return await intake(request, client, POSTAL_PICKUP_REQUESTED, _path_code(code))
 
     @router.post(
         "/v1/citizens/verifications", status_code=202,
-        responses={**_ACCEPTED, **PROBLEMS},
+        responses=_INTAKE_RESPONSES,
         summary="Verify a citizen against the population database", tags=["citizens"],
         openapi_extra=_json_body("citizen-verification",
                                  "schemas/api/citizen-verification.schema.json; the answer "
@@ -210,8 +236,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         responses={200: {"description": "the dossier's events, oldest first",
                          **json_body("timeline")}, **PROBLEMS},
         summary="Every event of a dossier", tags=["dossiers"],
+        openapi_extra={"parameters": [_CODE_PARAMETER]},
     )
-    async def timeline(code: str, request: Request) -> Response:
+    async def timeline(code: PathCode, request: Request) -> Response:
         client = client_of(request)
         dossier = codes.parse_dossier(code, "code")
         authorize_agency(client, dossier.agency.value, field="code")
@@ -275,12 +302,19 @@ def build_router(ctx: ApiContext) -> APIRouter:
                                       envelopes)
         return JSONResponse({"message_ids": ids}, status_code=202)
 
-    @router.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", tags=["operations"], summary="The process is alive",
+                response_model=None, openapi_extra=_OPEN,
+                responses={200: {"description": "alive", **json_body("health")},
+                           405: METHOD_NOT_ALLOWED})
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
 
     @router.get("/readyz", tags=["operations"],
-                summary="The store and the broker are reachable")
+                summary="The store and the broker are reachable", openapi_extra=_OPEN,
+                responses={200: {"description": "ready", **json_body("readiness")},
+                           503: {"description": "not ready: a check says what is wrong",
+                                 **json_body("readiness")},
+                           405: METHOD_NOT_ALLOWED})
     async def readyz() -> Response:
         checks = {"store": await asyncio.to_thread(_store_check, ctx.store),
                   "broker": "ok" if ctx.broker_ready() else "not connected"}
@@ -289,7 +323,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
                             status_code=200 if ready else 503)
 
     @router.get("/metrics", tags=["operations"], summary="Prometheus metrics",
-                include_in_schema=True)
+                response_class=PlainTextResponse, openapi_extra=_OPEN,
+                responses={200: {"description": "Prometheus text exposition format 0.0.4 "
+                                                "or 1.0.0",
+                                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+                           405: METHOD_NOT_ALLOWED})
     async def metrics() -> Response:
         payload, content_type = await asyncio.to_thread(ctx.metrics.render)
         return Response(payload, media_type=content_type)

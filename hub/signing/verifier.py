@@ -98,17 +98,25 @@ class Verifier:
         )
 
     def verify(
-        self, body: bytes, token: str | bytes | None, env: Envelope, *, attempt: int = 0
+        self,
+        body: bytes,
+        token: str | bytes | None,
+        env: Envelope,
+        *,
+        attempt: int = 0,
+        header_name: str = SIGNATURE,
     ) -> TrustedKey:
+        """``header_name`` is where the sender put ``token``, named in refusals: the AMQP
+        header on the broker, ``X-Signature`` at the REST entry point."""
         if not token:
             raise _invalid(
                 f"message {env.id} carries no signature; sign the body and send the detached "
-                f"JWS in the {SIGNATURE} header",
+                f"JWS in the {header_name} header",
                 "client.missing_signature",
-                SIGNATURE,
+                header_name,
             )
         raw = token.encode() if isinstance(token, str) else bytes(token)
-        obj = self._parse(raw, body)
+        obj = self._parse(raw, body, header_name)
         header = obj.headers()
         kid = header.get("kid")
         key = self.trust.get(kid) if isinstance(kid, str) else None
@@ -162,21 +170,21 @@ class Verifier:
                     name,
                 )
         self._check_age(header.get("iat"), now, env, attempt)
-        self._check_signature(obj, key)
+        self._check_signature(obj, key, header_name)
         if self.replay is not None and self.replay.check(
             env.id, hashlib.sha256(body).digest(), now
         ):
             raise DuplicateMessage(env.id, key.system_id)
         return key
 
-    def _parse(self, raw: bytes, body: bytes) -> jws.CompactSignature:
+    def _parse(self, raw: bytes, body: bytes, header_name: str) -> jws.CompactSignature:
         parts = raw.split(b".")
         if len(parts) != 3:
             raise _invalid(
                 f"the signature has {len(parts)} dot-separated parts; expected a detached "
                 "compact JWS '<protected>..<signature>'",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             )
         if parts[1]:
             # joserfc would verify an embedded payload instead of the body: refuse it.
@@ -184,7 +192,7 @@ class Verifier:
                 "the signature embeds a payload; send a detached JWS '<protected>..<signature>' "
                 "over the body bytes",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             )
         try:
             obj = jws.extract_compact(raw, body, PARSE_REGISTRY)
@@ -193,13 +201,13 @@ class Verifier:
                 f"the signature cannot be read ({exc}); expected a detached compact JWS with "
                 "base64url parts",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             ) from None
         if not isinstance(obj.headers(), dict):
             raise _invalid(
                 "the signature's protected header is not a JSON object",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             )
         if obj.headers().get("b64") is not False:
             raise _invalid(
@@ -234,7 +242,9 @@ class Verifier:
                 "iat",
             )
 
-    def _check_signature(self, obj: jws.CompactSignature, key: TrustedKey) -> None:
+    def _check_signature(
+        self, obj: jws.CompactSignature, key: TrustedKey, header_name: str
+    ) -> None:
         try:
             ok = jws.validate_compact(obj, key.jose_key, registry=registry(key.alg))
         except JoseError as exc:
@@ -242,7 +252,7 @@ class Verifier:
                 f"the signature of {key.system_id} cannot be checked ({exc}); sign with "
                 f"{key.alg} and only the hub's header parameters",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             ) from None
         if not ok:
             raise _invalid(
@@ -250,5 +260,5 @@ class Verifier:
                 f"{key.system_id} (kid {key.kid}); the body was changed after signing or was "
                 "signed with another key",
                 "client.bad_signature",
-                SIGNATURE,
+                header_name,
             )

@@ -5,6 +5,14 @@ body as it is. Hub-specific attributes are CloudEvents extensions (lowercase, al
 ``correlationid``, ``causationid``, ``sequence`` (per-dossier order), ``agency`` and
 ``procedure`` (what routing keys are made of, so routing never parses ``data``).
 
+``sequence`` is CloudEvents' sequence extension, whose type is String and whose values a
+producer MUST keep lexicographically orderable: the hub's per-dossier counter (an int here) is
+written as a decimal string zero-padded to ``SEQUENCE_DIGITS`` digits, so that a tool comparing
+the strings orders them as the hub does ("0000000000000000010" after "0000000000000000009";
+"10" would sort before "9"). Nineteen digits hold any value of the store's BIGINT column, so
+every sequence the hub can assign has one spelling, and a reader accepts exactly that spelling.
+A system's own counter travels apart, as the string extension ``systemsequence``.
+
 The body bytes are what the signature covers; ``to_bytes`` is called once, by the producer, and
 a receiver verifies the bytes it received, never a re-serialisation.
 """
@@ -20,6 +28,7 @@ from typing import Any
 
 from hub import codes
 from hub.errors import InvalidMessage
+from hub.jsonbody import DuplicateMember, loads_unique
 
 SPECVERSION = "1.0"
 CONTENT_TYPE = "application/cloudevents+json"
@@ -27,6 +36,13 @@ CONTENT_TYPE = "application/cloudevents+json"
 _SOURCE_RE = re.compile(r"^VN:GOV:[0-9A-Z.]+:[a-z0-9][a-z0-9._-]{0,62}$")
 _TYPE_RE = re.compile(r"^vn\.gov\.[a-z]+\.[a-z][a-z-]*$")
 _REQUIRED = ("id", "source", "type", "subject", "time", "data")
+# Width of the sequence's decimal string (see the module's docstring).
+SEQUENCE_DIGITS = 19
+_SEQUENCE_MAX = 10**SEQUENCE_DIGITS - 1
+_SEQUENCE_RE = re.compile(rf"[0-9]{{{SEQUENCE_DIGITS}}}")
+# A system's own counter of its events (a province's soThuTu), kept apart from the hub's
+# sequence: CloudEvents extension attribute, a string.
+SYSTEM_SEQUENCE = "systemsequence"
 _KNOWN = frozenset(
     {"specversion", "datacontenttype", "correlationid", "causationid", "sequence", "agency",
      "procedure", *_REQUIRED}
@@ -60,6 +76,28 @@ def check_source(value: str, field: str = "source") -> str:
     codes.parse_agency(value.split(":")[2], field)
     _remember(_good_sources, value)
     return value
+
+
+def sequence_text(value: int) -> str:
+    """The wire form of a sequence: decimal, zero-padded to SEQUENCE_DIGITS."""
+    if type(value) is not int or not 0 <= value <= _SEQUENCE_MAX:
+        raise ValueError(f"a sequence is an int from 0 to {_SEQUENCE_MAX}, got {value!r:.40}")
+    return f"{value:0{SEQUENCE_DIGITS}d}"
+
+
+def parse_sequence(value: Any) -> int:
+    """The int of a sequence's wire form; refuses every other spelling (a JSON number, a sign,
+    spaces, other widths, non-ASCII digits), since two spellings of one value would not sort
+    together."""
+    if not isinstance(value, str) or not _SEQUENCE_RE.fullmatch(value):
+        raise InvalidMessage(
+            f"must be a string of exactly {SEQUENCE_DIGITS} ASCII digits (CloudEvents' sequence "
+            f"is a lexicographically orderable string; the hub zero-pads its counter), got "
+            f"{value!r:.40}",
+            code="client.envelope_invalid",
+            field="sequence",
+        )
+    return int(value)
 
 
 def check_type(value: str, field: str = "type") -> str:
@@ -107,6 +145,7 @@ class Envelope:
         causationid: str | None = None,
         id: str | None = None,
         time: datetime | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> Envelope:
         check_source(source)
         check_type(type)
@@ -122,10 +161,13 @@ class Envelope:
             sequence=sequence,
             correlationid=correlationid,
             causationid=causationid,
+            extensions=dict(extensions) if extensions else {},
         )
 
     def derive(self, *, source: str, type: str, data: Any, **changes: Any) -> Envelope:
-        """A new message caused by this one: same subject and correlation, causation = this id."""
+        """A new message caused by this one: same subject and correlation, causation = this id.
+        No sequence: the new event takes its own place in the dossier's sequence, which the hub
+        assigns when it keeps or publishes it (hub.sequencing), never the cause's."""
         base = Envelope.new(
             source=source,
             type=type,
@@ -133,7 +175,6 @@ class Envelope:
             data=data,
             agency=self.agency,
             procedure=self.procedure,
-            sequence=self.sequence,
             correlationid=self.correlationid or self.id,
             causationid=self.id,
         )
@@ -149,10 +190,12 @@ class Envelope:
             "time": self.time.isoformat(),
             "datacontenttype": self.datacontenttype,
         }
-        for name in ("correlationid", "causationid", "sequence", "agency", "procedure"):
+        for name in ("correlationid", "causationid", "agency", "procedure"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.sequence is not None:
+            out["sequence"] = sequence_text(self.sequence)
         out.update(self.extensions)
         out["data"] = self.data
         return out
@@ -210,12 +253,8 @@ class Envelope:
                 field="time",
             )
         seq = doc.get("sequence")
-        if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
-            raise InvalidMessage(
-                f"must be a non-negative integer, got {seq!r:.40}",
-                code="client.envelope_invalid",
-                field="sequence",
-            )
+        if seq is not None:
+            seq = parse_sequence(seq)
         return cls(
             id=doc["id"],
             source=check_source(doc["source"]),
@@ -235,7 +274,10 @@ class Envelope:
     @classmethod
     def from_bytes(cls, body: bytes) -> Envelope:
         try:
-            doc = json.loads(body)
+            doc = loads_unique(body)
+        except DuplicateMember as exc:
+            # Signed bytes that two parsers would read differently (hub.jsonbody).
+            raise InvalidMessage(str(exc), code="client.duplicate_key", field=exc.field) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidMessage(
                 f"the body is not valid JSON ({exc}); was it truncated?",

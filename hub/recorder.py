@@ -5,7 +5,11 @@
   all systems, whichever adapter caused it.
 - ``logged``: wraps an adapter's handler so that a delivery to a system is logged ``out`` and
   what the system answered with (the events the handler returns) is logged ``in``, in the
-  hash-chained message log. Entry points log what they accept themselves.
+  hash-chained message log, those events numbered in their dossiers' one sequence in the same
+  transaction (hub.sequencing). Entry points log what they accept themselves.
+- ``report_skip``: an event a destination does not deliver (its worker found it already
+  superseded, say) is never dropped in silence: a WARNING, the counter
+  ``lienthong_skipped_total{destination,reason}`` and an entry in the dossier's timeline.
 
 Summaries keep no personal data: only the fields named in ``SUMMARY_FIELDS``.
 """
@@ -13,12 +17,23 @@ Summaries keep no personal data: only the fields named in ``SUMMARY_FIELDS``.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import Counter
+
+from hub import codes
 from hub.adapters import Handler
+from hub.broker.messages import EnvelopeSigner
+from hub.broker.metrics import REGISTRY as METRICS
 from hub.envelope import Envelope
+from hub.errors import HubError
+from hub.sequencing import number_outgoing
 from hub.store import Store
+from hub.store.timeline import skipped_event
+
+log = logging.getLogger(__name__)
 
 TIMELINE = "timeline"  # the recorder's destination name: its queue is P.work.timeline
 
@@ -47,12 +62,17 @@ def make_timeline_recorder(store: Store) -> Handler:
     return record
 
 
-def logged(handler: Handler, store: Store, system: str) -> Handler:
-    """``handler`` with its deliveries and their answers written to the message log."""
+def logged(handler: Handler, store: Store, system: str, signer: EnvelopeSigner) -> Handler:
+    """``handler`` with its deliveries and their answers written to the message log; the
+    events it returns take their dossiers' next sequence numbers in the same transaction (the
+    one sequence of every event the hub accepts: hub.sequencing), signed again by ``signer``
+    (the hub's) when their number changed."""
 
     async def handle(delivery: Any) -> Sequence[Any]:
         produced = await handler(delivery)
         with store.begin() as tx:
+            if produced:
+                produced = number_outgoing(tx, list(produced), signer)
             tx.log("out", delivery.envelope, hashlib.sha256(delivery.body).hexdigest(), system)
             for out in produced:
                 env = Envelope.from_bytes(out.body)
@@ -60,3 +80,36 @@ def logged(handler: Handler, store: Store, system: str) -> Handler:
         return produced
 
     return handle
+
+
+# In the registry a worker process serves on /metrics (hub.workerhealth), beside its retry and
+# dead-letter counters. Labels stay bounded: destinations are adapters, reasons a few codes.
+SKIPPED = Counter(
+    "lienthong_skipped",
+    "Events a destination's worker did not deliver (each also logged as a warning and entered "
+    "in the dossier's timeline), by destination and reason",
+    ["destination", "reason"], registry=METRICS)
+
+
+def report_skip(store: Store | None, destination: str, env: Envelope, reason: str, note: str,
+                **detail: Any) -> None:
+    """Say that ``destination`` did not deliver ``env`` and why: a WARNING, the counter, and a
+    timeline entry of its dossier (one per message and destination, however often it comes
+    back). ``reason`` is a stable code for the counter's label, ``note`` a sentence, ``detail``
+    what the decision was made on (numbers; no personal data). Blocking: it writes the store."""
+    SKIPPED.labels(destination, reason).inc()
+    log.warning("%s did not deliver %s %s of %s (%s): %s", destination, env.type, env.id,
+                env.subject, reason, note)
+    if store is None or not _is_dossier(env.subject):
+        return
+    with store.begin() as tx:
+        tx.timeline_add_many([skipped_event(env.subject, destination, env.id, env.type,
+                                            reason, note, **detail)])
+
+
+def _is_dossier(subject: str) -> bool:
+    try:
+        codes.parse_dossier(subject)
+    except HubError:
+        return False
+    return True

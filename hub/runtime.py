@@ -21,6 +21,7 @@ from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
+from hub.sequencing import number
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, Verifier, load_signer
 from hub.store import Store
@@ -93,7 +94,7 @@ def build_workers(
                 raise
             skipped.append((name, exc))
             continue
-        handler = logged(own, store, name)
+        handler = logged(own, store, name, signer)
         consumer = Consumer(
             settings,
             queues.work(name),
@@ -146,9 +147,10 @@ Publish = Callable[[Envelope], Awaitable[None]]
 async def adapter_session(
     settings: Settings, name: str
 ) -> AsyncIterator[tuple[AdapterContext, Publish]]:
-    """An adapter's context and a ``publish(envelope)`` that signs with the hub's key and
-    returns once the broker confirmed: what an adapter's own commands (reconciliation,
-    polling) need to emit events outside a worker."""
+    """An adapter's context and a ``publish(envelope)`` that numbers the envelope in its
+    dossier's sequence (hub.sequencing), signs it with the hub's key and returns once the
+    broker confirmed: what an adapter's own commands (reconciliation, polling) need to emit
+    events outside a worker."""
     store = Store.open(settings.store_url)
     signer = hub_signer(settings)
     ctx = context_for(settings, name, signer=signer, store=store)
@@ -157,6 +159,10 @@ async def adapter_session(
         await publisher.start()
 
         async def publish(env: Envelope) -> None:
+            # Committed before publishing: a number is never given twice, and a publish that
+            # fails leaves a gap, which destinations tolerate (they only skip what is older).
+            with store.begin() as tx:
+                [env] = number(tx, [env])
             await publisher.publish(Outgoing.signed(env, signer, ctx.events_exchange))
 
         yield ctx, publish

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.envelope import Envelope, routing_key
+from hub.envelope import SEQUENCE_DIGITS, Envelope, routing_key
 from hub.errors import InvalidMessage
 
 SOURCE = "VN:GOV:000.00.00.H56:igate"
@@ -34,13 +34,63 @@ def test_round_trip_and_cloudevents_names() -> None:
 
 
 def test_derive_keeps_correlation() -> None:
-    first = make()
+    first = make(sequence=4)
     second = first.derive(source="VN:GOV:000.00.00.G22:lienthong", type="vn.gov.payment.requested",
                           data={})
     assert second.causationid == first.id
     assert second.correlationid == first.id
     assert second.subject == first.subject
     assert second.id != first.id
+    # A new event of the dossier takes its own number when the hub keeps it, not its cause's.
+    assert second.sequence is None
+
+
+def test_sequence_is_a_zero_padded_string_on_the_wire() -> None:
+    """CloudEvents' sequence is a String that must order lexicographically: the hub writes its
+    int zero-padded, so string order is number order, and keeps an int in Python."""
+    bodies = [make(sequence=n).to_bytes() for n in (9, 10, 123_456_789_012)]
+    wire = [json.loads(b)["sequence"] for b in bodies]
+    assert wire == ["0000000000000000009", "0000000000000000010", "0000000123456789012"]
+    assert all(len(w) == SEQUENCE_DIGITS for w in wire)
+    assert sorted(wire) == wire
+    assert [Envelope.from_bytes(b).sequence for b in bodies] == [9, 10, 123_456_789_012]
+    assert "sequence" not in json.loads(make().to_bytes())  # none: absent, never null
+    # The largest value the store's BIGINT holds has a spelling; beyond the width, none.
+    big = 2**63 - 1
+    assert Envelope.from_bytes(make(sequence=big).to_bytes()).sequence == big
+    with pytest.raises(ValueError, match="sequence"):
+        make(sequence=10**SEQUENCE_DIGITS).to_bytes()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        3,  # a JSON number: the extension's type is String
+        "3",  # unpadded: "10" would sort before "9"
+        "00000000000000000003",  # too wide
+        "-000000000000000003",
+        "+000000000000000003",
+        " 000000000000000003",
+        "000000000000000_003",
+        "000000000000000003\n",
+        "٠٠٠٠٠٠٠٠٠٠٠٠٠٠٠٠٠٠٣",  # Arabic-Indic digits: int() would take them
+        True,
+        "",
+    ],
+)
+def test_sequence_is_read_strictly(value: object) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        Envelope.from_dict(_doc(sequence=value))
+    assert (err.value.field, err.value.code) == ("sequence", "client.envelope_invalid")
+    assert "19 ASCII digits" in err.value.message
+
+
+def test_system_sequence_travels_as_its_own_string_extension() -> None:
+    env = make(sequence=7, extensions={"systemsequence": "42"})
+    doc = json.loads(env.to_bytes())
+    assert (doc["sequence"], doc["systemsequence"]) == ("0000000000000000007", "42")
+    back = Envelope.from_bytes(env.to_bytes())
+    assert back.sequence == 7 and back.extensions == {"systemsequence": "42"}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,11 @@
 that waited in the retry tiers while a newer one went through) is treated as already applied
 instead of moving the portal's status backwards.
 
+The numbers compared are the hub's: every event of a dossier, whatever door it came through,
+takes the next number of the dossier's one sequence (hub.sequencing), so "not newer" means
+"accepted by the hub before the last one applied". A system's own counter (``systemsequence``)
+is never compared here.
+
 The store (``hub.store.Store.last_sequence`` / ``set_sequence``) keeps it across restarts and
 workers; without a store (unit tests, a store-less demo) it is kept in memory.
 """
@@ -48,13 +53,14 @@ class Sequencer:
         self.consumer = consumer
         self._in_memory = isinstance(log, MemorySequenceLog)
 
-    async def is_stale(self, dossier_code: str, sequence: int | None) -> bool:
-        """True when ``sequence`` (or a later one) was already applied to this dossier."""
+    async def superseded_by(self, dossier_code: str, sequence: int | None) -> int | None:
+        """The last sequence applied to this dossier when it is ``sequence`` or a later one
+        (the event is not to be applied); None when the event is newer, or has no sequence."""
         if sequence is None:
-            return False
+            return None
         last = (self.log.last_sequence(self.consumer, dossier_code) if self._in_memory
                 else await asyncio.to_thread(self.log.last_sequence, self.consumer, dossier_code))
-        return last is not None and sequence <= last
+        return last if last is not None and sequence <= last else None
 
     async def applied(self, dossier_code: str, sequence: int | None) -> None:
         if sequence is None:

@@ -10,12 +10,16 @@
   tiers).
 - ``vn.gov.dossier.progress-reported`` -> ``CapNhatTienDoHoSoMC``.
 
-Dossier and status events carry a per-dossier ``sequence``: one that is not newer than the last
-applied to the portal is treated as already applied.
+Dossier and status events carry the hub's per-dossier ``sequence`` (one space for every door:
+REST, SOAP, callbacks, adapters' events): one that is not newer than the last applied to the
+portal is not sent, and never in silence: ``hub.recorder.report_skip`` logs a WARNING, counts
+it (``lienthong_skipped_total{destination="npsp"}``) and enters it in the dossier's timeline. A
+dossier submitted at the portal itself is not synced back: that is no skip (the portal has it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,6 +35,7 @@ from hub.envelope import Envelope
 from hub.errors import HubError, InvalidMessage, ValidationError
 from hub.model import Dossier, ProgressStep, StatusChange, parse_event_data
 from hub.privacy import mask_identity
+from hub.recorder import report_skip
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ class NpspHandler:
         self.mapping = load_mapping(settings.mappings_dir / NAME)
         self.contract = load_contract(settings.schemas_dir / NAME)
         self.client = NpspClient(self.config, self.mapping, self.contract)
+        self.store = ctx.store
         self.sequencer = Sequencer(sequence_log(ctx.store), NAME)
 
     async def aclose(self) -> None:
@@ -97,9 +103,7 @@ class NpspHandler:
             log.info("dossier %s was submitted at the portal (%s): not synced back",
                      dossier.code, env.source)
             return
-        if await self.sequencer.is_stale(dossier.code, env.sequence):
-            log.info("dossier %s: sequence %s already applied on the portal; skipped",
-                     dossier.code, env.sequence)
+        if await self._superseded(env, dossier.code):
             return
         record = dossier_to_record(dossier, self.mapping)
         outcome = await self.client.upsert_dossier(record, agency=dossier.agency_code)
@@ -109,9 +113,7 @@ class NpspHandler:
 
     async def _status_changed(self, env: Envelope, change: StatusChange) -> None:
         code = change.dossier_code
-        if await self.sequencer.is_stale(code, env.sequence):
-            log.info("dossier %s: status %d (sequence %s) is older than what the portal has; "
-                     "skipped", code, change.status, env.sequence)
+        if await self._superseded(env, code, status=int(change.status)):
             return
         agency = _agency_of(code)
         current = await self.client.lookup(code, agency=agency)
@@ -125,6 +127,25 @@ class NpspHandler:
         await self.client.sync_dossiers([updated], update=True, agency=agency)
         await self.sequencer.applied(code, env.sequence)
         log.info("dossier %s: status %d sent to the portal", code, change.status)
+
+    async def _superseded(self, env: Envelope, code: str, **detail: Any) -> bool:
+        """True when the portal already has this event or a later one of the dossier: the
+        event is then not sent, and the skip is reported."""
+        last = await self.sequencer.superseded_by(code, env.sequence)
+        if last is None:
+            return False
+        assert env.sequence is not None
+        if env.sequence == last:
+            reason = "already_applied"
+            note = (f"sequence {env.sequence} was already applied to the portal (a redelivery "
+                    "of an event sent before)")
+        else:
+            reason = "stale_sequence"
+            note = (f"sequence {env.sequence} is older than sequence {last}, already applied "
+                    "to the portal: sending it would move the portal's record backwards")
+        await asyncio.to_thread(report_skip, self.store, NAME, env, reason, note,
+                                sequence=env.sequence, last_applied=last, **detail)
+        return True
 
     async def _progress(self, step: ProgressStep) -> None:
         record = progress_to_record(step, self.mapping)

@@ -5,10 +5,13 @@ The body is one update or a batch ``{"danhSach": [...]}`` (names from the mappin
 raises ``hub.errors.ValidationError`` (or ``ClientError`` for unparseable JSON) naming the
 province's field, e.g. ``danhSach[2].thoiGian``: the whole batch is refused, nothing half-taken.
 
-The envelopes are emitted by the hub (source = the hub's id, since the hub signs them). Their
-``sequence`` is the province's own counter when it sends one (``soThuTu``), else the time of the
-update in milliseconds, which keeps one dossier's updates in the order they happened. Their
-``id`` is derived from the update itself, so a province that pushes the same update twice (it
+The envelopes are emitted by the hub (source = the hub's id, since the hub signs them). They
+carry no ``sequence``: the hub gives them the next numbers of each dossier's one sequence when
+it keeps them (``IntakeService.accept_envelopes``), the same numbering as the dossier's REST and
+SOAP events, so a destination that applies a dossier's events in order sees one order. The
+province's own counter (``soThuTu``), when sent, travels apart as the string extension
+``systemsequence``. Their ``id`` is derived from the update itself (with the province's counter,
+or else the update's time in milliseconds), so a province that pushes the same update twice (it
 did not see the hub's answer) produces the same message, which the hub keeps once.
 """
 
@@ -26,7 +29,7 @@ from adapters.provincial.translate import Update, wire_to_update
 from hub import codes
 from hub.adapters import AdapterContext, load_config
 from hub.contracts import Contract, load_contract
-from hub.envelope import Envelope
+from hub.envelope import SYSTEM_SEQUENCE, Envelope
 from hub.errors import ValidationError
 from hub.jsonbody import MAX_DEPTH, parse_json
 
@@ -51,15 +54,18 @@ def _items(doc: Any, m: ProvincialMapping, limit: int) -> tuple[list[Any], str]:
     return [doc], ""
 
 
-def sequence_of(update: Update) -> int:
+def update_order(update: Update) -> int:
+    """Where the province puts this update among its own: its counter when it sends one, else
+    the update's time in milliseconds. Only part of the update's identity (``message_id``); the
+    order destinations apply is the hub's sequence."""
     if update.sequence is not None:
         return update.sequence
     return int(update.at.timestamp() * 1000)
 
 
-def message_id(update: Update, sequence: int) -> str:
+def message_id(update: Update, order: int) -> str:
     """The same update always gets the same id."""
-    facts = json.dumps([update.event_type, update.body.model_dump(mode="json"), sequence,
+    facts = json.dumps([update.event_type, update.body.model_dump(mode="json"), order,
                         update.procedure], sort_keys=True, ensure_ascii=False)
     return str(uuid.uuid5(_IDS, facts))
 
@@ -82,16 +88,16 @@ def parse_updates(
             raise ValidationError(exc.message, code=exc.code,
                                   field=(where + inner).rstrip(".") or None) from None
         dossier = codes.parse_dossier(update.dossier_code, where + "dossier_code")
-        sequence = sequence_of(update)
+        own = ({SYSTEM_SEQUENCE: str(update.sequence)} if update.sequence is not None else None)
         envelopes.append(Envelope.new(
-            id=message_id(update, sequence),
+            id=message_id(update, update_order(update)),
             source=hub_id,
             type=update.event_type,
             subject=dossier.value,
             data=update.body.model_dump(mode="json"),
             agency=dossier.agency.value,
             procedure=update.procedure,
-            sequence=sequence,
+            extensions=own,
         ))
     return envelopes
 

@@ -206,6 +206,20 @@ class _Job:
     reply: Reply
 
 
+@dataclass(slots=True)
+class _Relayed:
+    """An envelope of a system's call (``accept_envelopes``) as it will be kept: ``env`` and
+    ``out`` drafted for the guessed sequence, drafted again in the lock when it differs."""
+
+    original: Envelope
+    code: str | None  # the dossier, when the subject is a dossier code
+    status: int | None  # the status it reports
+    model: BaseModel | None  # its body as a canonical event, when it is one
+    env: Envelope
+    out: Outgoing
+    digest: str  # of the original, for its idempotency key
+
+
 @dataclass(frozen=True, slots=True)
 class _Rows:
     """The outbox and timeline rows of a batch's drafts, converted for the store before the
@@ -640,39 +654,78 @@ class IntakeService:
 
     def accept_envelopes(self, peer: str, envelopes: Sequence[Envelope]) -> list[str]:
         """Keep envelopes an adapter made of a system's call (a payment callback, a postal
-        webhook), re-sourced to the hub and signed, in one transaction. An envelope whose id
-        was already kept (the system called twice) is not kept again."""
-        # Signed before the write lock is taken (a repeated call's signature goes unused).
-        drafts = []
+        webhook, a province's updates), re-sourced to the hub and signed, in one transaction.
+        An envelope whose id was already kept (the system called twice) is not kept again.
+
+        The envelopes of a dossier take the next numbers of its one sequence, in the order
+        given, from the dossier's intake row (locked as the intake's writer locks it, in the
+        transaction that keeps them), so a callback's status change and a REST one are ordered
+        by when the hub accepted them; a sequence the system set is replaced (its own counter
+        belongs in the ``systemsequence`` extension). The status a callback reports becomes
+        the dossier's last known status, which the next REST status change must follow."""
+        # Drafted and signed before the write lock is taken, for the dossier states this
+        # process last saw; signed again in the lock only when the dossier moved meanwhile.
+        drafts: list[_Relayed] = []
+        guesses: dict[str, tables.DossierState] = {}
         for original in envelopes:
-            env = self._relayed(original, peer)
-            out = Outgoing.signed(env, self.signer, self.exchange)
-            drafts.append((original, env, out, sha256_hex(original.to_bytes())))
+            code = original.subject if _is_dossier(original.subject) else None
+            model = _try_parse(original.type, original.data)
+            status = _status_of(model) if model is not None else None
+            sequence, procedure = None, original.procedure
+            if code is not None:
+                seen = guesses.get(code) or self._seen.get(code)
+                sequence = (seen.sequence if seen else 0) + 1
+                procedure = procedure or (seen.procedure_code if seen else None)
+                guesses[code] = tables.DossierState(sequence, procedure, status)
+            env = self._relayed(original, peer, sequence, procedure)
+            drafts.append(_Relayed(original, code, status, model, env,
+                                   Outgoing.signed(env, self.signer, self.exchange),
+                                   sha256_hex(original.to_bytes())))
         ids: list[str] = []
-        kept = False
+        kept: list[_Relayed] = []
         with self.write_lock, self.store.begin() as tx:
             conn = tx.connection
-            for original, env, out, digest in drafts:
-                if not tables.remember(conn, peer, f"envelope:{original.id}", original.id,
-                                       digest):
-                    ids.append(original.id)
-                    continue
-                tx.outbox_add(out)
-                tx.log("in", env, sha256_hex(out.body), peer=peer)
-                if env.subject and _is_dossier(env.subject):
-                    model = _try_parse(env.type, env.data)
-                    summary = describe(model).summary if model is not None else {}
-                    tx.timeline_add(env.subject, env.type, env.id, env.time, source=peer,
+            for draft in drafts:
+                ids.append(draft.original.id)
+                if tables.remember(conn, peer, f"envelope:{draft.original.id}",
+                                   draft.original.id, draft.digest):
+                    kept.append(draft)
+            numbered = [d for d in kept if d.code is not None]
+            states = tables.advance(conn, [(d.code, d.original.procedure, d.status)
+                                           for d in numbered if d.code is not None])
+            for draft, state in zip(numbered, states, strict=True):
+                if (draft.env.sequence, draft.env.procedure) != (state.sequence,
+                                                                 state.procedure_code):
+                    draft.env = self._relayed(draft.original, peer, state.sequence,
+                                              state.procedure_code)
+                    draft.out = Outgoing.signed(draft.env, self.signer, self.exchange)
+            for draft in kept:
+                env = draft.env
+                tx.outbox_add(draft.out)
+                tx.log("in", env, sha256_hex(draft.out.body), peer=peer)
+                if draft.code is not None:
+                    summary = describe(draft.model).summary if draft.model is not None else {}
+                    tx.timeline_add(draft.code, env.type, env.id, env.time, source=peer,
                                     summary=summary)
-                ids.append(env.id)
-                kept = True
+        self._saw({d.code: s for d, s in zip(numbered, states, strict=True)
+                   if d.code is not None})
         if kept and self.on_commit is not None:
             self.on_commit(())  # kept unleased: the relay claims them
         return ids
 
-    def _relayed(self, env: Envelope, upstream: str) -> Envelope:
+    def _saw(self, states: dict[str, tables.DossierState]) -> None:
+        """Remember dossier states committed outside the writer (it may have committed a later
+        state of the same dossier meanwhile: a guess never goes back)."""
+        for code, state in states.items():
+            seen = self._seen.get(code)
+            if seen is None or seen.sequence < state.sequence:
+                self._seen[code] = state
+
+    def _relayed(self, env: Envelope, upstream: str, sequence: int | None,
+                 procedure: str | None) -> Envelope:
         extensions = {**env.extensions, UPSTREAM_EXTENSION: env.source or upstream}
-        return replace(env, source=self.signer.system_id, extensions=extensions)
+        return replace(env, source=self.signer.system_id, extensions=extensions,
+                       sequence=sequence, procedure=procedure)
 
 
 class SqliteWriteLock:

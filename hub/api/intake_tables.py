@@ -6,7 +6,10 @@ through ``UnitOfWork.connection``:
   resubmission is answered as the first time and a reused key with another body is refused;
 - ``intake_dossiers``: per dossier, the sequence of its last event, the procedure (status
   events do not carry it, routing keys need it) and the last reported status (to refuse
-  impossible transitions).
+  impossible transitions). It is the dossier's ONE sequence: every event the hub accepts for
+  a dossier takes its next number here, whatever the door (REST and SOAP through the intake's
+  writer, callbacks through ``IntakeService.accept_envelopes``, adapters' own events through
+  ``hub.sequencing``), always with the row locked as ``lock_states`` locks it (``advance``).
 
 A batch costs a constant number of statements, whatever its size, run as driver SQL (see
 hub.store.bulk).
@@ -14,6 +17,7 @@ hub.store.bulk).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -25,7 +29,7 @@ from hub.store.engine import is_sqlite
 from hub.store.tables import intake_dossiers as dossiers
 from hub.store.tables import intake_idempotency as idempotency
 
-__all__ = ["DossierState", "Remembered", "dossiers", "forget_unseen", "idempotency",
+__all__ = ["DossierState", "Remembered", "advance", "dossiers", "forget_unseen", "idempotency",
            "lock_states", "recall_many", "remember", "remember_many", "save_states"]
 
 
@@ -124,3 +128,29 @@ def save_states(conn: Connection, states: dict[str, DossierState]) -> None:
     now = datetime.now(UTC)
     _save_states.execute(conn, [(code, st.sequence, st.procedure_code, st.status, now)
                                 for code, st in states.items()])
+
+
+def advance(conn: Connection,
+            events: Sequence[tuple[str, str | None, int | None]]) -> list[DossierState]:
+    """Number events of dossiers kept in this transaction, in the order given, each given as
+    (dossier code, its procedure or None, the status it reports or None): the dossiers' rows
+    are locked (``lock_states``) and saved with their new state; returns each event's state
+    after it (its ``sequence`` is the event's). An event without a procedure takes the
+    dossier's, as the intake's own events do."""
+    if not events:
+        return []
+    states = lock_states(conn, sorted({code for code, _, _ in events}))
+    changed: dict[str, DossierState] = {}
+    after: list[DossierState] = []
+    for code, procedure, status in events:
+        state = states.get(code)
+        if state is not None and state.sequence == 0:
+            state = None  # a row made just now to lock: the dossier was never seen
+        new = DossierState(
+            (state.sequence if state else 0) + 1,
+            procedure or (state.procedure_code if state else None),
+            status if status is not None else (state.status if state else None))
+        states[code] = changed[code] = new
+        after.append(new)
+    save_states(conn, changed)
+    return after

@@ -200,6 +200,19 @@ intake_dossiers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The number each event an adapter made took in its dossier's sequence (hub.sequencing), by
+# message id, so that the same message made again takes the same number. Pruned by age with the
+# processed ids (``Store.event_sequences_prune``).
+event_sequences = Table(
+    "event_sequences",
+    metadata,
+    Column("message_id", String(255), primary_key=True),
+    Column("dossier_code", String(100), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("assigned_at", UTCDateTime, nullable=False),
+    Index(None, "assigned_at"),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -1,8 +1,14 @@
 """The dossier timeline (every event of a dossier, from every system, in time order) and the
-per-dossier sequence a consumer last applied (status events are applied in order)."""
+per-dossier sequence a consumer last applied (status events are applied in order).
+
+Besides the events, the timeline says what a destination did NOT deliver: an entry of type
+``SKIPPED`` (``skipped_event``) naming the destination, the event skipped and why, so an
+operator reading a dossier sees that the portal never got a status, and the reason.
+"""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +19,13 @@ from sqlalchemy import Connection, Dialect, select
 from hub.store.bulk import BulkInsert, Prepared
 from hub.store.conflict import dialect_insert, insert_ignore
 from hub.store.tables import dossier_sequences, timeline
+
+# Event type of the timeline entry of an event a destination skipped. Not a CloudEvents type
+# (those are vn.gov.*): nothing of this type travels on the broker.
+SKIPPED = "hub.delivery.skipped"
+# Namespace of the ids of those entries: one per destination and skipped message, however
+# often the message is redelivered and skipped again.
+_SKIPPED_IDS = uuid.UUID("0b6c3f5e-2d41-5a8e-9c17-4e2f8a6d3b90")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +50,18 @@ class TimelineEvent:
     at: datetime
     source: str
     summary: Mapping[str, Any]
+
+
+def skipped_event(dossier_code: str, destination: str, message_id: str, event_type: str,
+                  reason: str, note: str, **detail: Any) -> TimelineEvent:
+    """The timeline entry saying that ``destination`` did not deliver the event
+    ``message_id`` (of type ``event_type``), with a stable ``reason`` code, a sentence
+    (``note``) and what the decision was made on (``detail``: numbers, no personal data)."""
+    return TimelineEvent(
+        dossier_code, SKIPPED, str(uuid.uuid5(_SKIPPED_IDS, f"{destination}\n{message_id}")),
+        datetime.now(UTC), f"worker:{destination}",
+        {"destination": destination, "reason": reason, "skipped_message_id": message_id,
+         "skipped_type": event_type, "note": note, **detail})
 
 
 def add(

@@ -12,9 +12,21 @@ them, as a 500:
   them: the body is decoded strictly here.)
 - ``NaN``, ``Infinity`` and numbers beyond a float (``1e400``) are not JSON numbers anything
   downstream can carry (RFC 8259 section 6; the hub's own JSON would say ``Infinity``).
+- an object naming the same member twice (``{"amount": 1, "amount": 1000}``) is read by
+  ``json.loads`` as its last value, by other parsers as the first, or refused (RFC 8259 section
+  4 leaves it open): the hub and whoever checks the same signed bytes after it (an auditor,
+  the system the body is forwarded to) would read two different requests. Refused, naming the
+  member (``client.duplicate_key``); envelopes read from the broker likewise
+  (``loads_unique``).
+
+Numbers written with an exponent (``1e30``) come back as ``ExponentNumber``, a float that says
+so: JSON Schema sees the value only, but an amount must be written in plain digits, and the
+canonical model (``hub.model``) refuses an exponent there.
 
 The checks cost next to nothing on an ordinary body, which the throughput of the intake
-depends on (about a microsecond on a 2 KB dossier, over json.loads' eight): the depth is
+depends on (about a microsecond on a 2 KB dossier, over json.loads' eight; the members are
+counted as each object is built, by a hook json's C scanner calls, a tenth of a microsecond
+for a dossier's few objects): the depth is
 measured only when the body holds more brackets than the limit (a body with n brackets cannot
 nest deeper than n), and strings are searched for surrogates only when the body holds an escape
 in the surrogate range (``\\uD800`` to ``\\uDFFF``).
@@ -58,6 +70,8 @@ def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH, what: str = "the body
                 f"at byte {exc.start}); send JSON encoded in UTF-8")
     try:
         value = _DECODER.decode(text)
+    except _Duplicate:
+        _refuse_duplicate(text, what, max_depth)
     except json.JSONDecodeError as exc:
         _refuse(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column "
                 f"{exc.colno}); send a JSON object")
@@ -99,8 +113,101 @@ def parse_object(body: bytes, *, max_depth: int = MAX_DEPTH,
     return value
 
 
+class DuplicateMember(ValueError):
+    """An object of the JSON text names a member twice. ``field``: the member, where it is
+    (``fees[0].amount``); the message says what to do."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def loads_unique(body: bytes | str) -> Any:
+    """``json.loads`` of JSON the hub did not write itself and cannot refuse at a door (an
+    envelope on the broker), refusing only a member named twice (``DuplicateMember``);
+    ``ValueError``/``RecursionError`` as ``json.loads`` raises them otherwise."""
+    text = (body if isinstance(body, str)
+            else body.decode(json.detect_encoding(body), "surrogatepass"))
+    try:
+        return _UNIQUE.decode(text)
+    except _Duplicate:
+        path, key = _find_duplicate(text)
+        raise DuplicateMember(_duplicate_message(path, key, "the message"),
+                              field_path((*path, _printable(key)))) from None
+
+
+class ExponentNumber(float):
+    """A JSON number written with an exponent (``1e30``, ``2.5E3``). A float in every
+    respect: the canonical model refuses it where a number must be written in plain digits
+    (amounts: ``1e30`` VND is no amount, and ``1e-7`` would reach a payment gateway as
+    ``1E-7``)."""
+
+    __slots__ = ()
+
+
 class _NotANumber(ValueError):
     pass
+
+
+class _Duplicate(ValueError):
+    """Raised by the members hook, inside json's scanner: the parse stops at once, and the
+    slow path (``_find_duplicate``) names the member."""
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _Duplicate
+    return members
+
+
+class _Members(list[tuple[str, Any]]):
+    """An object's members in order, duplicates kept (the slow path only)."""
+
+
+def _find_duplicate(text: str) -> tuple[tuple[Any, ...], str]:
+    """Where the first object (in document order) naming a member twice is, and the member.
+    Only for a text known to hold one: parsed again, keeping every member of every object."""
+    root = _LOCATOR.decode(text)
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Members):
+            seen: set[str] = set()
+            for key, _ in node:
+                if key in seen:
+                    return path, key
+                seen.add(key)
+            children = [(item, (*path, key)) for key, item in node]
+        elif isinstance(node, list):
+            children = [(item, (*path, i)) for i, item in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))  # depth first, in document order
+    raise AssertionError("no member named twice")  # pragma: no cover - called when one is
+
+
+def _printable(key: str) -> str:
+    # A member name may hold a lone surrogate (checked after parsing): the error names it
+    # with its escape, as the error must itself be UTF-8.
+    return key.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _duplicate_message(path: tuple[Any, ...], key: str, what: str) -> str:
+    where = f"an object at {field_path(path)}" if path else what
+    return (f'{where} has the member "{_printable(key):.80}" twice; send each member once '
+            "(JSON parsers differ on which of the two counts, so two readers of the same "
+            "bytes would read two different requests)")
+
+
+def _refuse_duplicate(text: str, what: str, max_depth: int) -> NoReturn:
+    try:
+        path, key = _find_duplicate(text)
+    except RecursionError:
+        # The first parse stopped at the duplicate before reaching a member nested this deep.
+        _too_deep(what, max_depth)
+    _refuse(_duplicate_message(path, key, what), code="client.duplicate_key",
+            field=field_path((*path, _printable(key))))
 
 
 def _no_constant(name: str) -> NoReturn:
@@ -111,6 +218,8 @@ def _finite_float(literal: str) -> float:
     number = float(literal)
     if math.isinf(number):
         raise _NotANumber(literal)
+    if "e" in literal or "E" in literal:
+        return ExponentNumber(number)
     return number
 
 
@@ -120,8 +229,14 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 
 # One decoder for every call: json.loads with arguments would build one per call. parse_float
-# is called only for numbers with a fraction or an exponent, which bodies hold few of.
-_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
+# is called only for numbers with a fraction or an exponent, which bodies hold few of; the
+# members hook once per object (json's C scanner builds the pairs either way).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
+                            object_pairs_hook=_unique_members)
+_UNIQUE = json.JSONDecoder(object_pairs_hook=_unique_members)
+# The slow path's: structure only (numbers are not converted, so none can fail it).
+_LOCATOR = json.JSONDecoder(object_pairs_hook=_Members, parse_int=len, parse_float=len,
+                            parse_constant=len)
 
 
 def _refuse(message: str, *, code: str | None = None, field: str = "body") -> NoReturn:

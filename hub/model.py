@@ -6,6 +6,7 @@ Adapters translate between this model and their system's fields; the core only e
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -18,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     StrictBool,
     ValidationError,
     field_validator,
@@ -28,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from hub import codes
 from hub.errors import CodeError
 from hub.errors import ValidationError as HubValidationError
+from hub.jsonbody import ExponentNumber
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _I = TypeVar("_I", bound=int)
@@ -252,6 +255,55 @@ def _json_integer(value: Any) -> Any:
         "not {kind}", {"kind": _kind(value)})
 
 
+# The contracts' amounts as text: ASCII digits, an optional fraction; no sign, exponent, blanks
+# or digit separators, which pydantic's Decimal took (" 1", "+1", "1e3", "1_000", ".5", "1.").
+_is_amount = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII).fullmatch
+_is_signed_amount = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII).fullmatch
+_AMOUNT_EXAMPLE = "150000 or \"150000.50\""
+
+
+def _amount_check(is_text: Callable[[str], object]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        # A JSON number (an int, a float not written with an exponent), a decimal string as
+        # the contracts' pattern has it, or an adapter's Decimal; not a boolean.
+        if type(value) is int or type(value) is float or isinstance(value, Decimal):
+            return value
+        if type(value) is str:
+            if is_text(value):
+                return value
+            raise PydanticCustomError(
+                "decimal_format", "is not an amount written as ASCII digits with an optional "
+                "fraction (no sign, exponent, blanks or separators): send e.g. {example}",
+                {"example": _AMOUNT_EXAMPLE})
+        if isinstance(value, ExponentNumber):
+            # The value alone would do for JSON Schema, but an amount written 1e30 is no
+            # amount anyone keys in, and digits are what every system downstream reads alike.
+            raise PydanticCustomError(
+                "decimal_exponent", "is written with an exponent ({value}); write the amount "
+                "in plain digits, e.g. {example}", {"value": repr(float(value)),
+                                                    "example": _AMOUNT_EXAMPLE})
+        raise PydanticCustomError(
+            "decimal_type", "must be an amount, a JSON number or a decimal string like "
+            "{example}, not {kind}", {"example": _AMOUNT_EXAMPLE, "kind": _kind(value)})
+
+    return check
+
+
+def _plain(value: Decimal) -> str:
+    # The JSON form stays in the contracts' pattern whatever an adapter built: str() would
+    # write Decimal(10**30) made by Decimal("1E+30") as "1E+30", and -0.0 (which is >= 0) as
+    # "-0.0".
+    if value.is_zero() and value.is_signed():
+        value = value.copy_abs()
+    return format(value, "f")
+
+
+# Every amount of the model (VND): a non-negative one, as the contracts write it.
+Amount = Annotated[Decimal, BeforeValidator(_amount_check(_is_amount)),
+                   PlainSerializer(_plain, return_type=str, when_used="json")]
+# An amount a system reports (a gateway's payment), which the model does not bound.
+SignedAmount = Annotated[Decimal, BeforeValidator(_amount_check(_is_signed_amount)),
+                         PlainSerializer(_plain, return_type=str, when_used="json")]
 # Every time of the model: naive means Vietnam time; refused outside MIN_YEAR..MAX_YEAR.
 VnDateTime = Annotated[datetime, BeforeValidator(_json_time), AfterValidator(_as_vn_time)]
 # Every calendar date of the model (dates of birth): MIN_BIRTH_YEAR..MAX_YEAR.
@@ -299,7 +351,7 @@ class Attachment(_Model):
 class Fee(_Model):
     code: str = Field(min_length=1, max_length=50)
     name: str = Field(min_length=1, max_length=255)
-    amount: Decimal = Field(ge=0)
+    amount: Amount = Field(ge=0)
     kind: JsonInt[int] = 1  # 1 fee (phí), 2 charge (lệ phí)
     method: JsonInt[int] | None = None  # HinhThucThu
 
@@ -354,7 +406,7 @@ class PaymentRequest(_Model):
     procedure_code: ProcedureStr
     agency_code: AgencyStr
     reference: str = Field(min_length=1, max_length=50)
-    amount: Decimal = Field(gt=0)
+    amount: Amount = Field(gt=0)
     fees: tuple[Fee, ...] = ()
     payer: Applicant
     description: str = ""
@@ -364,7 +416,7 @@ class PaymentCompleted(_Model):
     dossier_code: DossierStr
     reference: str
     transaction_id: str
-    amount: Decimal
+    amount: SignedAmount
     paid: StrictBool
     error_code: str | None = None
     at: VnDateTime
@@ -383,7 +435,7 @@ class PostalPickup(_Model):
     dossier_code: DossierStr
     sender: Party
     receiver: Party
-    cod_amount: Decimal = Field(default=Decimal(0), ge=0)
+    cod_amount: Amount = Field(default=Decimal(0), ge=0)
     description: str = ""
     direction: str = Field(default="return", pattern="^(pickup|return)$")
 
@@ -417,7 +469,7 @@ class PaymentInitiated(_Model):
 
     dossier_code: DossierStr
     reference: str = Field(min_length=1, max_length=50)
-    amount: Decimal = Field(gt=0)
+    amount: Amount = Field(gt=0)
     payment_url: str = Field(pattern=r"^https?://")
     at: VnDateTime
 

@@ -470,7 +470,11 @@ def main() -> None:
     if args.data_dir.exists():
         shutil.rmtree(args.data_dir)
     args.data_dir.mkdir(parents=True)
-    for name in ("NPSP_USERNAME", "NPSP_PASSWORD", "LIENTHONG_PAYMENT_SECRET"):
+    # Secrets of this run: the gateway's checksum secret and the postal webhook's token open
+    # the hub's callbacks of those systems (shut while unset), and their simulators sign or
+    # send with them.
+    for name in ("NPSP_USERNAME", "NPSP_PASSWORD", "LIENTHONG_PAYMENT_SECRET",
+                 "LIENTHONG_POSTAL_WEBHOOK_TOKEN"):
         os.environ.setdefault(name, secrets.token_urlsafe(16))
     settings = Settings(
         data_dir=args.data_dir,

@@ -1,22 +1,26 @@
-"""Tracking against the postal simulator: by polling (paged) and by webhook (pushed by the
-simulator over a real socket to a stand-in of ``POST /v1/callbacks/postal``). Only changes of
-collection state become events; the same change seen twice is the same message. Each test has
-a customer code of its own: polling only sees that customer's orders (exact counts)."""
+"""Tracking against the postal simulator: by polling (paged) and by webhook, pushed by the
+simulator over a real socket to the hub's own ``POST /v1/callbacks/postal`` (the real app,
+served by uvicorn, keeping what it accepts in its store). Only changes of collection state
+become events; the same change seen twice is the same message. The webhook is shut until its
+token is configured. Each test has a customer code of its own: polling only sees that
+customer's orders (exact counts)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from test_api_support import Keys, build_hub, keys_fixture  # noqa: F401 - fixtures
 
+from adapters.postal import adapter as postal_adapter
 from adapters.postal import events, orders, pool, tracking
 from adapters.postal.callback import PostalWebhook
 from adapters.postal.db import ensure_schema
@@ -25,75 +29,87 @@ from adapters.postal.testing import context, pickup_envelope, random_dossier_cod
 from adapters.postal.worker import PostalWorker
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
-from hub.errors import HubError
+from hub.errors import SecretMissing
 from hub.settings import Settings
 from hub.simulation import SimulatorServer
 from hub.store import Store
 
+TOKEN_ENV = "LIENTHONG_POSTAL_WEBHOOK_TOKEN"
+
 
 @dataclass
-class HubStandIn:
-    """The hub's callback endpoint reduced to what the adapter needs: parse, keep, answer."""
+class PostalHub:
+    """The hub's entry point with the postal adapter installed, on a socket of its own."""
 
-    parser: PostalWebhook | None = None
-    received: list[Envelope] = field(default_factory=list)
-    server: SimulatorServer | None = None
+    settings: Settings
+    store: Store
+    server: SimulatorServer
 
-    def app(self) -> FastAPI:
-        app = FastAPI()
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.server.base_url}/v1/callbacks/postal"
 
-        @app.post("/v1/callbacks/postal")
-        async def callback(request: Request) -> Response:
-            assert self.parser is not None
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            try:
-                found = await asyncio.to_thread(self.parser, await request.body(), headers)
-            except HubError as exc:
-                return JSONResponse(exc.to_dict(), status_code=exc.http_status)
-            self.received.extend(found)
-            return JSONResponse({"message_ids": [e.id for e in found]}, status_code=202)
+    @property
+    def received(self) -> list[Envelope]:
+        """What the hub kept of the webhooks, in the order it kept them (its outbox: the
+        relay is off, so nothing leaves it)."""
+        exchange = f"{self.settings.name_prefix}.events"
+        return [Envelope.from_bytes(item.body)
+                for item in self.store.outbox_pending(100_000, lease=None)
+                if item.exchange == exchange]
 
-        return app
+
+@pytest.fixture
+def start_hub(store_url: str, tmp_path: Path,
+              keys: Keys) -> Iterator[Callable[[], PostalHub]]:
+    started: list[PostalHub] = []
+
+    def start() -> PostalHub:
+        settings = Settings(data_dir=tmp_path, name_prefix=f"lt{uuid.uuid4().hex[:8]}")
+        built = build_hub(settings, keys, store_url, adapters={"postal": postal_adapter})
+        server = SimulatorServer(built.app, lifespan="on")
+        hub = PostalHub(settings, built.store, server)
+        started.append(hub)
+        server.start()
+        return hub
+
+    yield start
+    for hub in started:
+        hub.server.stop()
+        hub.store.close()
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[tuple[PostalSimulator, HubStandIn]]:
-    sim = make_simulator(webhook_token="")
-    sim.start()
-    hub = HubStandIn()
-    hub.server = SimulatorServer(hub.app())
-    sim.webhook_url = f"{hub.server.start()}/v1/callbacks/postal"
+def sim() -> Iterator[PostalSimulator]:
+    simulator = make_simulator(webhook_token="")
+    simulator.start()
     try:
-        yield sim, hub
+        yield simulator
     finally:
-        hub.server.stop()
-        sim.stop()
+        simulator.stop()
 
 
 @pytest.fixture
 def setup(
-    store_url: str,
-    tmp_path: Path,
-    servers: tuple[PostalSimulator, HubStandIn],
+    start_hub: Callable[[], PostalHub],
+    sim: PostalSimulator,
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[AdapterContext, PostalSimulator, HubStandIn]]:
-    monkeypatch.delenv("LIENTHONG_POSTAL_WEBHOOK_TOKEN", raising=False)
-    sim, hub = servers
+) -> Iterator[tuple[AdapterContext, PostalSimulator, PostalHub]]:
+    # The webhook's shared token, made for this test; the simulator sends it.
+    token = secrets.token_urlsafe(16)
+    monkeypatch.setenv(TOKEN_ENV, token)
+    hub = start_hub()
     sim.reset()
-    sim.webhook_token = ""
+    sim.webhook_token = token
+    sim.webhook_url = hub.webhook_url
     customer = f"C{uuid.uuid4().hex[:8].upper()}"
     sim.customer_code = customer
-    with Store.open(store_url) as store:
-        ctx = context(
-            Settings(data_dir=tmp_path), sim.base_url, store=store, customer_code=customer
-        )
-        ensure_schema(store.engine)
-        pool.add(
-            store.engine, customer, [f"{customer}{i:03d}" for i in range(20)], datetime.now(UTC)
-        )
-        hub.parser = PostalWebhook(ctx)
-        hub.received.clear()
-        yield ctx, sim, hub
+    ctx = context(hub.settings, sim.base_url, store=hub.store, customer_code=customer)
+    ensure_schema(hub.store.engine)
+    pool.add(
+        hub.store.engine, customer, [f"{customer}{i:03d}" for i in range(20)], datetime.now(UTC)
+    )
+    yield ctx, sim, hub
 
 
 def place(ctx: AdapterContext, count: int = 1) -> list[tuple[str, str]]:
@@ -120,7 +136,7 @@ def poll(ctx: AdapterContext, numbers: list[str] | None = None) -> tracking.Poll
 
 
 def test_polling_reads_every_page_and_emits_only_changes(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, _ = setup
     ((number, waybill),) = place(ctx)
@@ -144,7 +160,7 @@ def test_polling_reads_every_page_and_emits_only_changes(
 
 
 def test_polled_events_come_back_until_marked_emitted(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, _ = setup
     ((number, waybill),) = place(ctx)
@@ -166,7 +182,7 @@ def test_polled_events_come_back_until_marked_emitted(
 
 
 def test_polling_all_open_orders_skips_closed_ones(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, _ = setup
     (open_number, open_waybill), (done_number, done_waybill) = place(ctx, 2)
@@ -181,7 +197,7 @@ def test_polling_all_open_orders_skips_closed_ones(
 
 
 def test_polling_with_the_service_down(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, _ = setup
     numbers = [n for n, _ in place(ctx, 2)]
@@ -193,7 +209,7 @@ def test_polling_with_the_service_down(
 
 @pytest.mark.parametrize("state", [0, 1, 2, 3, 4])
 def test_webhook_each_collection_state(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn], state: int
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub], state: int
 ) -> None:
     ctx, sim, hub = setup
     ((number, waybill),) = place(ctx)
@@ -211,18 +227,19 @@ def test_webhook_each_collection_state(
 
 
 def test_webhook_sent_twice_is_the_same_message(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, hub = setup
-    ((_, waybill),) = place(ctx)
+    ((number, waybill),) = place(ctx)
     sim.advance(waybill, 2)
     sim.push(waybill)
-    first, second = hub.received
-    assert first.to_bytes() == second.to_bytes()
+    assert sim.webhook_statuses == [202, 202]
+    (kept,) = hub.received  # the second push named the same message: kept once
+    assert kept.data["state"] == 2 and len(hub.store.timeline(number)) == 1
 
 
 def test_polled_then_pushed_is_the_same_message(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, hub = setup
     ((number, waybill),) = place(ctx)
@@ -230,11 +247,14 @@ def test_polled_then_pushed_is_the_same_message(
     (polled,) = poll(ctx, [number]).events
     sim.push(waybill)
     (pushed,) = hub.received
-    assert pushed.to_bytes() == polled.to_bytes()
+    # The hub keeps it relayed (signed by it, the origin in the upstream extension): the
+    # same message as polling made, the same id, subject and data.
+    assert (pushed.id, pushed.type, pushed.subject, pushed.data) == (
+        polled.id, polled.type, polled.subject, polled.data)
 
 
 def test_pushed_then_polled_is_not_emitted_again(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, hub = setup
     ((number, waybill),) = place(ctx)
@@ -244,50 +264,90 @@ def test_pushed_then_polled_is_not_emitted_again(
 
 
 def test_webhook_older_than_known_is_ignored(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn],
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, hub = setup
     ((number, waybill),) = place(ctx)
     sim.advance(waybill, 2)
     sim.advance(waybill, 3)
     stale = {"OrderNumber": number, "ItemCode": waybill, "State": "0", "Time": "20200101000000"}
-    assert post(hub, stale).status_code == 202
+    assert post(hub, stale, sim.webhook_token).status_code == 202
     assert states(hub.received) == [2, 3]
 
 
-def post(
-    hub: HubStandIn, body: Mapping[str, object], headers: dict[str, str] | None = None
-) -> httpx.Response:
-    assert hub.server is not None
-    return httpx.post(
-        f"{hub.server.base_url}/v1/callbacks/postal", json=body, headers=headers or {}
-    )
+def post(hub: PostalHub, body: Mapping[str, object], token: str | None) -> httpx.Response:
+    headers = {"X-Postal-Token": token} if token is not None else {}
+    return httpx.post(hub.webhook_url, json=body, headers=headers)
 
 
-def test_webhook_refusals(setup: tuple[AdapterContext, PostalSimulator, HubStandIn]) -> None:
-    ctx, _, hub = setup
+def test_webhook_refusals(setup: tuple[AdapterContext, PostalSimulator, PostalHub]) -> None:
+    ctx, sim, hub = setup
     ((number, waybill),) = place(ctx)
     entry = {"OrderNumber": number, "ItemCode": waybill, "State": "2", "Time": "20990101000000"}
-    answer = post(hub, {**entry, "ItemCode": "NOSUCH1"})
+    token = sim.webhook_token
+    answer = post(hub, {**entry, "ItemCode": "NOSUCH1"}, token)
     assert (answer.status_code, answer.json()["code"]) == (404, "client.unknown_waybill")
-    answer = post(hub, {**entry, "OrderNumber": "000.00.00.H56-250101-9999"})
+    answer = post(hub, {**entry, "OrderNumber": "000.00.00.H56-250101-9999"}, token)
     assert (answer.status_code, answer.json()["code"]) == (400, "client.order_mismatch")
-    answer = post(hub, {**entry, "State": "7"})
+    answer = post(hub, {**entry, "State": "7"}, token)
     assert (answer.status_code, answer.json()["field"]) == (422, "State")
-    answer = post(hub, {k: v for k, v in entry.items() if k != "Time"})
+    answer = post(hub, {k: v for k, v in entry.items() if k != "Time"}, token)
     assert (answer.status_code, answer.json()["code"]) == (422, "client.schema_invalid")
     assert hub.received == []
 
 
-def test_webhook_token_when_configured(
-    setup: tuple[AdapterContext, PostalSimulator, HubStandIn], monkeypatch: pytest.MonkeyPatch
+def kept_nothing(hub: PostalHub, number: str, waybill: str) -> bool:
+    order = orders.by_waybill(hub.store.engine, waybill)
+    return (hub.received == [] and hub.store.timeline(number) == []
+            and hub.store.log_rows(subject=number) == []
+            and order is not None and order.last_state == 1)  # as placed
+
+
+def test_webhook_needs_its_token(
+    setup: tuple[AdapterContext, PostalSimulator, PostalHub],
 ) -> None:
     ctx, sim, hub = setup
-    monkeypatch.setenv("LIENTHONG_POSTAL_WEBHOOK_TOKEN", "t0ken")
-    hub.parser = PostalWebhook(ctx)
-    ((_, waybill),) = place(ctx)
-    assert sim.advance(waybill, 2) == 401
-    assert hub.received == []
-    sim.webhook_token = "t0ken"
-    assert sim.push(waybill) == 202
+    ((number, waybill),) = place(ctx)
+    entry = {"OrderNumber": number, "ItemCode": waybill, "State": "2", "Time": "20990101000000"}
+    for token in (None, "", "wrong-token", sim.webhook_token + "x"):
+        answer = post(hub, entry, token)
+        assert answer.status_code == 401, answer.text
+        assert (answer.json()["code"], answer.json()["field"]) == ("client.bad_token",
+                                                                   "X-Postal-Token")
+    assert kept_nothing(hub, number, waybill)
+    assert sim.advance(waybill, 2) == 202
     assert states(hub.received) == [2]
+
+
+def test_webhook_is_shut_while_its_token_is_unset(
+    start_hub: Callable[[], PostalHub], sim: PostalSimulator, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As shipped: the variable the configuration names is not set.
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with caplog.at_level(logging.WARNING, logger="hub.api.callbacks"):
+        hub = start_hub()
+    # The hub says so when it starts, naming the variable.
+    assert any("/v1/callbacks/postal" in r.getMessage() and TOKEN_ENV in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING), caplog.text
+    sim.reset()
+    sim.webhook_url, sim.webhook_token = hub.webhook_url, ""
+    customer = f"C{uuid.uuid4().hex[:8].upper()}"
+    sim.customer_code = customer
+    ctx = context(hub.settings, sim.base_url, store=hub.store, customer_code=customer)
+    ensure_schema(hub.store.engine)
+    pool.add(hub.store.engine, customer, [f"{customer}{i:03d}" for i in range(3)],
+             datetime.now(UTC))
+    ((number, waybill),) = place(ctx)
+    # Whatever the call carries, it is refused as the hub's to fix, naming the variable.
+    for token in (None, "", "anything"):
+        answer = post(hub, {"OrderNumber": number, "ItemCode": waybill, "State": "3",
+                            "Time": "20990101000000"}, token)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["code"] == "server.secret_missing"
+        assert TOKEN_ENV in answer.json()["message"]
+    assert sim.advance(waybill, 3) == 503
+    assert kept_nothing(hub, number, waybill)
+    # The adapter's parser, reached some other way, is shut as well: never open.
+    with pytest.raises(SecretMissing, match=TOKEN_ENV):
+        PostalWebhook(ctx)(b"{}", {})

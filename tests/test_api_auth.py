@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import tomllib
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from test_api_support import (  # noqa: F401 - fixtures
     STATUS,
     SUBMITTED,
     Hub,
+    Keys,
+    build_hub,
     clients_config,
     dossier,
     keys_fixture,
@@ -40,7 +44,9 @@ from hub.api.auth import (
     Peer,
     TokenIssuer,
     TrustedProxies,
+    authorize_callback,
     load_or_create_secret,
+    resolve_peer,
     sha256_hex,
 )
 from hub.api.errors import Unauthenticated
@@ -459,3 +465,145 @@ def test_certificate_and_key_over_http(make_hub: Callable[..., Hub]) -> None:
     assert key_only.json()["field"] == "X-Client-Cert-SHA256"
     hub.headers = {"X-API-Key": API_KEY, "X-Client-Cert-SHA256": CERT_FINGERPRINT}
     assert hub.submit(dossier(new_code())).status_code == 202
+
+
+# -- the agency of a dossier's own code (REST and SOAP) ----------------------------------------
+
+def test_a_client_writes_only_dossiers_of_its_agencies(make_hub: Callable[..., Hub]) -> None:
+    """igate may act for 000.00.00.H56*: a dossier coded for H57 is refused whatever agency
+    its body names, and leaves nothing behind (no outbox row, log row nor timeline)."""
+    hub = make_hub()
+    theirs = new_code("000.00.00.H57")
+    answer = hub.submit(dossier(theirs))  # agency_code H56, code H57
+    assert answer.status_code == 403, answer.text
+    problem = answer.json()
+    assert (problem["code"], problem["field"]) == ("client.access_denied", "code")
+    assert "000.00.00.H57" in problem["message"] and CLIENT_ID in problem["message"]
+    status = {"status": 2, "previous_status": 1, "at": "2025-01-01T09:00:00+07:00"}
+    assert hub.post(f"/v1/dossiers/{theirs}/status", status, STATUS).status_code == 403
+    assert hub.outbox_count() == 0
+    assert hub.store.timeline(theirs) == [] and hub.store.log_rows(subject=theirs) == []
+    # Its own agency's dossiers, sub-agencies included, are taken.
+    assert hub.submit(dossier(new_code())).status_code == 202
+    sub = new_code("000.00.00.H56.12")
+    assert hub.submit(dossier(sub, agency_code="000.00.00.H56.12")).status_code == 202
+    assert hub.outbox_count() == 2
+
+
+def test_a_client_writes_only_dossiers_of_its_agencies_over_soap(
+        keys: Keys, store_url: str, tmp_path: Path) -> None:
+    import zeep
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from requests import Session
+    from zeep.exceptions import Fault
+
+    from hub.api.soap import response_signer_id
+    from hub.api.soap.client import SigningPlugin
+    from hub.api.soap.contract import NS
+    from hub.api.soap.dsig import ResponseSigner
+    from hub.signing.keys import generate
+    from hub.signing.truststore import TrustStore
+    from hub.simulation import SimulatorServer
+
+    settings = Settings(data_dir=tmp_path, name_prefix=f"lt{uuid.uuid4().hex[:8]}")
+    # XML-DSig here is RSA-SHA256: the hub's SOAP key and an RSA key of igate's own.
+    hub_soap, igate = generate(response_signer_id(settings), "RS256"), generate(CLIENT_ID,
+                                                                               "RS256")
+    assert isinstance(hub_soap.private_key, rsa.RSAPrivateKey) and hub_soap.certificate
+    assert isinstance(igate.private_key, rsa.RSAPrivateKey) and igate.certificate
+    TrustStore(settings.trust_dir).add(igate.certificate_pem())
+    hub = build_hub(settings, keys, store_url, soap_signer=ResponseSigner(
+        hub_soap.private_key, hub_soap.certificate))
+    server = SimulatorServer(hub.app, lifespan="on")
+    session = Session()
+    session.headers["X-API-Key"] = API_KEY
+    try:
+        base = server.start()
+        client = zeep.Client(  # type: ignore[no-untyped-call]
+            f"{base}/soap/v1?wsdl", transport=zeep.Transport(session=session),  # type: ignore[no-untyped-call]
+            plugins=[SigningPlugin(igate.private_key, igate.certificate,
+                                   hub_certificate=hub_soap.certificate)])
+        service = client.bind("IntakeService", "IntakeSoap11")
+
+        def submit(code: str) -> Any:
+            return service.SubmitDossier(createdAt=datetime.now(UTC), dossier={
+                "code": code, "procedureCode": "2.002492", "agencyCode": "000.00.00.H56",
+                "applicant": {"identityNumber": "038090001234", "name": "Nguyễn Văn An"},
+                "channel": 2, "submittedAt": "2025-03-01T08:00:00"})
+
+        theirs = new_code("000.00.00.H57")
+        with pytest.raises(Fault) as info:
+            submit(theirs)
+        detail = info.value.detail
+        assert detail is not None
+        assert detail.findtext(f".//{{{NS}}}code") == "client.access_denied"
+        assert detail.findtext(f".//{{{NS}}}field") == "dossier/code"
+        assert hub.outbox_count() == 0
+        assert hub.store.timeline(theirs) == [] and hub.store.log_rows(subject=theirs) == []
+        assert submit(new_code()).duplicate is False
+        assert hub.outbox_count() == 1
+    finally:
+        server.stop()
+        hub.store.close()
+
+
+# -- the callbacks a client may call ----------------------------------------------------------
+
+def test_callbacks_are_granted_one_by_one() -> None:
+    config = clients_config()
+    config["clients"][0]["callbacks"] = ["provincial"]
+    reg = ClientRegistry.from_dict(config)
+    igate = reg.authenticate({"X-API-Key": API_KEY})
+    other = reg.authenticate({"X-API-Key": OTHER_KEY})
+    assert igate.may_call_back("provincial") and not igate.may_call_back("postal")
+    assert not other.may_call_back("provincial")  # default deny
+    authorize_callback(igate, "provincial")
+    with pytest.raises(AccessDenied) as info:
+        authorize_callback(other, "provincial")
+    assert info.value.field == "system" and "callbacks" in info.value.message
+    for bad in (["*"], ["provincial*"], ["Provincial"], [""]):
+        config["clients"][0]["callbacks"] = bad
+        with pytest.raises(ConfigError, match="not an adapter name"):
+            ClientRegistry.from_dict(config)
+
+
+def test_clients_add_can_grant_a_callback(tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["clients", "add", "--system-id", CLIENT_ID, "--name", "igate", "--agency",
+            "000.00.00.H56*"]
+    # A system that only calls back (a province pushing status changes) needs no --type.
+    result = runner.invoke(cli_app, [*base, "--callback", "provincial"])
+    assert result.exit_code == 0, result.output
+    block = result.stdout[result.stdout.index("[[clients]]"):]
+    assert 'callbacks = ["provincial"]' in block
+    (tmp_path / "clients.toml").write_text(block)
+    client = ClientRegistry.load(tmp_path / "clients.toml").clients[0]
+    assert client.allowed_callbacks == {"provincial"} and client.allowed_types == frozenset()
+    checked = runner.invoke(cli_app, ["clients", "check", str(tmp_path / "clients.toml")])
+    assert "callbacks: provincial" in checked.output
+    for extra, words in (([], "may do nothing"), (["--callback", "postal*"], "not an adapter")):
+        refused = runner.invoke(cli_app, [*base, *extra])
+        assert refused.exit_code == 2 and words in refused.output
+
+
+# -- the caller's address -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "address"),
+    [
+        ("203.0.113.9", ["198.51.100.7"], "203.0.113.9"),  # no trusted proxy: header ignored
+        ("127.0.0.1", [], "127.0.0.1"),
+        ("127.0.0.1", ["198.51.100.7"], "198.51.100.7"),
+        ("127.0.0.1", ["198.51.100.7, 10.0.0.2"], "10.0.0.2"),  # the nearest untrusted hop
+        ("127.0.0.1", ["198.51.100.7, 127.0.0.2"], "198.51.100.7"),  # trusted hops skipped
+        ("127.0.0.1", ["198.51.100.7", "127.0.0.2"], "198.51.100.7"),  # header repeated
+        ("127.0.0.1", ["garbage"], "127.0.0.1"),
+        ("::ffff:127.0.0.1", ["2001:db8::1"], "2001:db8::1"),
+    ],
+)
+def test_the_callers_address(peer: str, forwarded: list[str], address: str) -> None:
+    scope = {"type": "http", "client": (peer, 1234),
+             "headers": [(b"x-forwarded-for", f.encode()) for f in forwarded]}
+    resolved = resolve_peer(scope, TrustedProxies(Settings().trusted_proxies))
+    assert resolved.address == address
+    assert resolved.trusted is (peer != "203.0.113.9")

@@ -57,6 +57,7 @@ from adapters.postal.runtime import PostalRuntime
 from hub.adapters import context_for
 
 SECRET = "hostile-test-secret"
+POSTAL_TOKEN = "hostile-test-postal-token"
 
 # -- times -----------------------------------------------------------------------------------
 
@@ -104,6 +105,8 @@ class Route:
     dates: tuple[str, ...] = ()
     years: tuple[str, ...] = ()
     seal: Callable[[Hub, dict[str, Any]], dict[str, Any]] = field(default=lambda hub, b: b)
+    # The headers a callback's caller authenticates with (every door is shut without them).
+    credentials: tuple[tuple[str, str], ...] = ()
 
 
 def payment_runtime(hub: Hub) -> PaymentRuntime:
@@ -176,12 +179,13 @@ ROUTES = [
           texts=("name",), numbers=("birth_year",), dates=("birth_date",),
           years=("birth_year",)),
     Route("/v1/callbacks/provincial", None, province_update, times=("thoiGian",),
-          time_format=province, texts=("canBo", "ghiChu"), numbers=("soThuTu",)),
+          time_format=province, texts=("canBo", "ghiChu"), numbers=("soThuTu",),
+          credentials=(("X-API-Key", API_KEY),)),
     Route("/v1/callbacks/payment", None, gateway_callback, times=("ThoiGianGD",),
           time_format=compact, texts=("ThongTinGiaoDich",), numbers=("SoTien",),
           seal=seal_callback),
     Route("/v1/callbacks/postal", None, postal_webhook, times=("Time",), time_format=compact,
-          texts=("Note",), numbers=("State",)),
+          texts=("Note",), numbers=("State",), credentials=(("X-Postal-Token", POSTAL_TOKEN),)),
 ]
 
 # -- what makes a body hostile ---------------------------------------------------------------
@@ -264,16 +268,17 @@ def hostile_body(data: st.DataObject, hub: Hub, route: Route, code: str) -> byte
 @pytest.fixture
 def hub(make_hub: Callable[..., Hub], monkeypatch: pytest.MonkeyPatch) -> Hub:
     # The installed adapters (payment, postal, provincial take callbacks), as `lienthong
-    # serve` runs them; the gateway's checksum secret, no postal webhook token.
+    # serve` runs them; the gateway's checksum secret and the postal webhook's token (their
+    # doors are shut without them), the province calling as a client (requests_registry).
     monkeypatch.setenv("LIENTHONG_PAYMENT_SECRET", SECRET)
-    monkeypatch.delenv("LIENTHONG_POSTAL_WEBHOOK_TOKEN", raising=False)
+    monkeypatch.setenv("LIENTHONG_POSTAL_WEBHOOK_TOKEN", POSTAL_TOKEN)
     return make_hub(registry=requests_registry(), adapters=None)
 
 
 def _post(hub: Hub, route: Route, code: str, content: bytes) -> Any:
     """``content`` to ``route`` for dossier ``code``, signed and with the API key when the
-    route takes an upstream's event (callbacks carry their systems' own proofs)."""
-    headers = {"Content-Type": "application/json"}
+    route takes an upstream's event, with the caller's credentials for a callback."""
+    headers = {"Content-Type": "application/json", **dict(route.credentials)}
     if route.event_type is not None:
         headers["X-API-Key"] = API_KEY
         headers["X-Signature"] = sign(hub.client_signer, content, route.event_type)

@@ -42,11 +42,13 @@ VERIFICATIONS = "/v1/citizens/verifications"
 
 
 def requests_registry() -> ClientRegistry:
-    """igate may also send the three requests; the other system may send payments and
-    verifications for H56 only, not for H41, the agency of its own system id."""
+    """igate may also send the three requests, and call the provincial callback; the other
+    system may send payments and verifications for H56 only, not for H41, the agency of its
+    own system id."""
     config = clients_config()
     igate, other = config["clients"]
     igate["allowed_types"] = ["vn.gov.dossier.*", PAYMENT, POSTAL, VERIFICATION]
+    igate["callbacks"] = ["provincial"]
     other["allowed_types"] = [PAYMENT, VERIFICATION]
     other["allowed_agencies"] = ["000.00.00.H56*"]
     return ClientRegistry.from_dict(config)

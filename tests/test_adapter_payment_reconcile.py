@@ -208,3 +208,29 @@ def test_outcome_switch_pending_forever_and_failed(
     report = asyncio.run(reconcile.reconcile_report(ctx, datetime.now(UTC) + LATER))
     assert (report.still_pending, report.failed, report.paid) == (1, 1, 0)
     assert [completed(e).reference for e in report.events] == [refused]
+
+
+def test_a_paid_answer_for_another_amount_parks_the_payment(
+    ctx: AdapterContext, sim: PaymentSimulator
+) -> None:
+    mismatched, agreed = initiate(ctx, 2)
+    sim.pay(mismatched, callback=False)
+    sim.pay(agreed, callback=False)
+    sim.transactions[mismatched].amount = 149_000  # the gateway's record is not the hub's
+    later = datetime.now(UTC) + LATER
+    report = asyncio.run(reconcile.reconcile_report(ctx, later))
+    assert (report.checked, report.paid, report.mismatched) == (2, 1, 1)
+    assert [completed(e).reference for e in report.events] == [agreed]
+    engine = ctx.store.engine
+    payment = ledger.get(engine, mismatched)
+    assert payment is not None and payment.status == ledger.MISMATCH
+    (parked,) = ledger.parked_reports(engine, reference=mismatched)
+    assert (parked.source, parked.reason_code, parked.field) == (
+        "query", "client.payment_mismatch", "SoTien")
+    assert parked.reported["SoTien"] == 149_000 and parked.expected["amount"] == 150_000
+    assert '"mismatched": 1' in reconcile.summary(report)
+    # Parked is no longer pending: the next run does not ask again, and publishes nothing of it.
+    again = asyncio.run(reconcile.reconcile_report(ctx, later))
+    assert again.checked == 0
+    assert queried(sim).count(mismatched) == 1
+    assert all(completed(e).reference != mismatched for e in again.events)

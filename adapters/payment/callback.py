@@ -1,10 +1,20 @@
 """The gateway's callback (``POST /v1/callbacks/payment`` on the hub): the result of a payment.
 
-A callback is applied only when its MaXacThuc matches; otherwise it is refused with
-``client.bad_checksum`` and recorded (``payment_callbacks``), never applied. A verified
-callback becomes a ``vn.gov.payment.completed`` envelope whose id is derived from partner,
-reference and gateway transaction id, and whose bytes are stored: the same callback sent again
-yields the same message, which the hub's idempotency absorbs.
+Three kinds of answer:
+
+- refused: the body does not parse, breaks the contract, or its MaXacThuc does not match (not
+  the gateway, or altered). Nothing is written anywhere: the hub's door logs the refusal with
+  the caller's address and counts it (``lienthong_refused_total{door="callback:payment"}``).
+- parked (409, 404 or 400): the checksum matches, so the gateway said it, but the ledger cannot
+  apply it: the amount, currency, partner or reference differ from the payment's, the payment is
+  already paid, or the gateway had refused its INIT. The payment is not marked paid and no event
+  is published; the report is kept for an operator (``payment_mismatches``, ``lienthong payment
+  mismatches``) and logged as a WARNING. The message log never holds it.
+- applied (202): a ``vn.gov.payment.completed`` envelope whose id is derived from partner,
+  reference and gateway transaction id, and whose bytes are stored: the same callback sent
+  again yields the same message, which the hub's idempotency absorbs.
+
+The payment's state moves by the ledger's table of transitions (``ledger.TRANSITIONS``).
 """
 
 from __future__ import annotations
@@ -18,8 +28,9 @@ from typing import Any
 from adapters.payment import checksum, contract, events, ledger, translate
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
+from hub.api.auth import request_address
 from hub.envelope import Envelope
-from hub.errors import ClientError, HubError, ValidationError
+from hub.errors import ClientError, ValidationError
 from hub.jsonbody import parse_json
 
 log = logging.getLogger(__name__)
@@ -33,16 +44,19 @@ class BadChecksum(ClientError):
 
 
 class UnknownPayment(ClientError):
-    code = "client.unknown_reference"
+    code = ledger.CODE_UNKNOWN_REFERENCE
     http_status = 404
 
 
+class PaymentParked(ClientError):
+    """The gateway's report disagrees with the ledger: not applied, kept for an operator.
+    409: the report conflicts with the state of the payment it names."""
+
+    code = ledger.CODE_MISMATCH
+    http_status = 409
+
+
 CallbackFn = Callable[[bytes, dict[str, str]], list[Envelope]]
-
-
-def _peer(headers: dict[str, str]) -> str | None:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    return lowered.get("x-forwarded-for") or lowered.get("x-real-ip") or lowered.get("x-peer")
 
 
 class PaymentCallback:
@@ -51,44 +65,10 @@ class PaymentCallback:
         self.rt = runtime or PaymentRuntime.from_context(ctx)
 
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
-        rt = self.rt
-        now = rt.clock()
-        digest = hashlib.sha256(body).hexdigest()
-        doc: dict[str, Any] = {}
-        try:
-            doc = self._parse(body)
-            envelope = self._apply(doc)
-        except HubError as exc:
-            ledger.record_callback(
-                rt.engine,
-                body=body,
-                body_sha256=digest,
-                reference=_text(doc.get("MaThamChieu")),
-                transaction_id=_text(doc.get("MaGiaoDich")),
-                accepted=False,
-                reason_code=exc.code,
-                reason=exc.message,
-                event_id=None,
-                peer=_peer(headers),
-                now=now,
-            )
-            self._log_to_store(doc, digest, headers, exc)
-            log.warning("payment callback refused (%s): %s", exc.code, exc.message)
-            raise
-        ledger.record_callback(
-            rt.engine,
-            body=body,
-            body_sha256=digest,
-            reference=str(doc["MaThamChieu"]),
-            transaction_id=str(doc["MaGiaoDich"]),
-            accepted=True,
-            reason_code=None,
-            reason=None,
-            event_id=envelope.id,
-            peer=_peer(headers),
-            now=now,
-        )
-        return [envelope]
+        # Refusals propagate untouched: the door logs and counts them, and nothing is kept.
+        doc = self._parse(body)
+        self._authenticate(doc)
+        return self._apply(doc, hashlib.sha256(body).hexdigest())
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         doc = parse_json(body, max_depth=self.ctx.settings.max_json_depth,
@@ -100,71 +80,81 @@ class PaymentCallback:
         )
         return doc
 
-    def _apply(self, doc: dict[str, Any]) -> Envelope:
+    def _authenticate(self, doc: dict[str, Any]) -> None:
         rt = self.rt
         if not checksum.matches(doc, rt.mapping.checksum_orders["callback"], rt.secret):
             raise BadChecksum(
-                f"the MaXacThuc of the callback for {doc['MaThamChieu']!r} does not match its "
-                "fields; refused and recorded. If the gateway is genuine, compare its secret and "
-                "field order with mappings/payment/checksums.toml [callback]",
+                f"the MaXacThuc of the callback for {doc['MaThamChieu']!r:.60} does not match "
+                "its fields; refused, nothing kept. If the gateway is genuine, compare its "
+                "secret and field order with mappings/payment/checksums.toml [callback]",
                 field="MaXacThuc",
             )
-        if doc["MaDoiTac"] != rt.cfg.partner_code:
-            raise ClientError(
-                f"the callback is addressed to partner {doc['MaDoiTac']!r}, not this hub's "
-                f"{rt.cfg.partner_code!r}",
-                code="client.unknown_partner",
-                field="MaDoiTac",
-            )
-        reference = str(doc["MaThamChieu"])
-        payment = ledger.get(rt.engine, reference)
+
+    def _apply(self, doc: dict[str, Any], digest: str) -> list[Envelope]:
+        rt = self.rt
+        now = rt.clock()
+        # Checked before parking: a time the gateway could not have meant is a malformed
+        # message, refused like any other, not a fact to weigh against the ledger.
+        translate.parse_wire_time(doc["ThoiGianGD"], rt.mapping, "ThoiGianGD")
+        report = ledger.Report(
+            reference=str(doc["MaThamChieu"]),
+            transaction_id=str(doc["MaGiaoDich"]),
+            paid=str(doc["MaLoi"]) == "00",
+            amount=int(doc["SoTien"]),
+            currency=str(doc["MaTienTe"]),
+            partner=str(doc["MaDoiTac"]),
+            facts=doc,
+            digest=digest,
+            source="callback",
+            outcome_field="MaLoi",
+            peer=request_address(),
+        )
+        if report.partner != rt.cfg.partner_code:
+            self._park_unmatched(report, ledger.Parked(
+                ledger.CODE_UNKNOWN_PARTNER,
+                f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
+                f"{rt.cfg.partner_code!r}", "MaDoiTac"), 400)
+        payment = ledger.get(rt.engine, report.reference)
         if payment is None:
-            raise UnknownPayment(
-                f"no payment with reference {reference!r} was initiated by this hub",
-                field="MaThamChieu",
-            )
-        outcome = translate.from_callback(doc, payment.dossier_code, rt.mapping)
-        if int(outcome.amount) != payment.amount:
-            log.warning(
-                "payment %s: the gateway reports %s VND, %s VND were requested",
-                reference,
-                outcome.amount,
-                payment.amount,
-            )
-        candidate = completed_envelope(rt, payment, outcome.model_dump(mode="json"), outcome.at)
-        stored = ledger.settle(
-            rt.engine,
-            reference=reference,
-            transaction_id=outcome.transaction_id,
-            paid=outcome.paid,
-            event=candidate,
-            settled_by="callback",
-            now=rt.clock(),
-            emitted=True,  # the hub's callback endpoint publishes what this returns
-        )
-        return Envelope.from_bytes(stored.encode())
+            self._park_unmatched(report, ledger.Parked(
+                ledger.CODE_UNKNOWN_REFERENCE,
+                f"no payment with reference {report.reference!r:.60} was initiated by this hub",
+                "MaThamChieu"), 404)
+        assert payment is not None
+        candidate = None
+        if ledger.disagreement(payment, report, rt.cfg.currency) is None:
+            outcome = translate.from_callback(doc, payment.dossier_code, rt.mapping)
+            candidate = completed_envelope(rt, payment, outcome.model_dump(mode="json"),
+                                           outcome.at)
+        settled = ledger.settle(rt.engine, report, event=candidate, currency=rt.cfg.currency,
+                                now=now, emitted=True)  # the hub's callback route publishes it
+        if settled.parked is not None:
+            warn_parked(report, settled.parked, settled.state)
+            raise PaymentParked(
+                f"{settled.parked.reason}; not applied (payment {settled.state}), kept for an "
+                "operator", code=settled.parked.code, field=settled.parked.field)
+        if settled.event is None:
+            return []
+        return [Envelope.from_bytes(settled.event.encode())]
 
-    def _log_to_store(
-        self, doc: dict[str, Any], digest: str, headers: dict[str, str], exc: HubError
-    ) -> None:
-        """Also write a refused callback to the hub's message log when the store has one."""
-        begin = getattr(self.ctx.store, "begin", None)
-        if begin is None:
-            return
-        from hub.store import LogFields
+    def _park_unmatched(self, report: ledger.Report, parked: ledger.Parked, status: int) -> None:
+        rt = self.rt
+        ledger.park_unmatched(rt.engine, report, parked, rt.clock(),
+                              expected={"partner": rt.cfg.partner_code,
+                                        "currency": rt.cfg.currency})
+        warn_parked(report, parked, None)
+        error = UnknownPayment if status == 404 else ClientError
+        raise error(f"{parked.reason}; kept for an operator", code=parked.code,
+                    field=parked.field)
 
-        fields = LogFields(
-            message_id=f"payment-callback:{digest}",
-            type=f"payment.callback.refused:{exc.code}",
-            source="system:payment",
-            subject=_text(doc.get("MaThamChieu")),
-        )
-        try:
-            with begin() as tx:
-                tx.log("in", fields, digest, _peer(headers) or "system:payment")
-        except Exception:
-            # The adapter's own payment_callbacks table already holds the record.
-            log.exception("could not write the refused payment callback to the message log")
+
+def warn_parked(report: ledger.Report, parked: ledger.Parked, state: str | None) -> None:
+    log.warning(
+        "payment %s: the gateway's %s (transaction %s, from %s) is parked for an operator "
+        "(%s): %s; the payment stays %s. See `lienthong payment mismatches`.",
+        report.reference, report.source, report.transaction_id, report.peer or "-",
+        parked.code, parked.reason, state or "unknown to the ledger",
+    )
 
 
 def completed_envelope(
@@ -185,10 +175,6 @@ def completed_envelope(
         causationid=causation or payment.request_id,
         time=at,
     )
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def make_callback(ctx: AdapterContext) -> PaymentCallback:

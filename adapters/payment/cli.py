@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Payment gateway: reconciliation of payments left pending.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Payment gateway: reconciliation of payments left pending, and the "
+                  "gateway's reports parked for an operator.", no_args_is_help=True)
 
 
 @app.command()
@@ -24,3 +26,29 @@ def reconcile() -> None:
             return job.summary(await job.run(ctx, publish))
 
     typer.echo(asyncio.run(go()))
+
+
+@app.command()
+def mismatches(
+    reference: Annotated[str | None, typer.Option(help="only the reports of this payment")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many, latest first")] = 100,
+) -> None:
+    """The gateway's reports the ledger did not apply (an amount, currency, partner or
+    reference other than the payment's; a payment already paid; a payment whose INIT the
+    gateway refused), one JSON object a line, most recently seen first: the reason, the
+    gateway's message as received, what the ledger expected, the payment's state before and
+    after, how many times it came. None of them was published."""
+    from adapters.payment import ledger
+    from adapters.payment.config import PaymentConfig
+    from hub import adaptertables
+    from hub.adapters import context_for
+    from hub.settings import load
+    from hub.store import Store
+
+    settings = load()
+    with Store.open(settings.store_url, deferred_log=False) as store:
+        cfg = PaymentConfig.from_mapping(context_for(settings, "payment", store=store).config)
+        engine = adaptertables.engine_for(store, cfg.state_url, settings.data_dir, "payment.db")
+        ledger.ensure_schema(engine)
+        for parked in ledger.parked_reports(engine, reference=reference, limit=limit):
+            typer.echo(json.dumps(parked.to_dict(), ensure_ascii=False, default=str))

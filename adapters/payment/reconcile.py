@@ -1,6 +1,8 @@
 """Reconciliation: payments still pending some time after INIT (no callback came) are asked for
 with QUERY; the paid and failed ones become ``vn.gov.payment.completed`` events, the pending
-ones are left for the next run.
+ones are left for the next run. A reply is a report like a callback and moves the payment by the
+same table (``ledger.TRANSITIONS``): one whose facts (amount, partner, reference, currency) are
+not the ledger's parks the payment as ``mismatch`` for an operator, with no event.
 
 ``reconcile(ctx)`` returns the events to publish: those settled in this run and any settled
 earlier whose publication was never confirmed. After publishing them, call
@@ -12,6 +14,7 @@ publishing one twice is absorbed downstream. Meant to run every few minutes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from adapters.payment import ledger, translate
-from adapters.payment.callback import completed_envelope
+from adapters.payment.callback import completed_envelope, warn_parked
 from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
@@ -36,6 +39,7 @@ class ReconcileReport:
     checked: int = 0
     paid: int = 0
     failed: int = 0
+    mismatched: int = 0  # parked for an operator: the gateway's facts are not the ledger's
     still_pending: int = 0
     errors: list[HubError] = field(default_factory=list)
 
@@ -96,31 +100,49 @@ async def _check(
     paid = outcome == ledger.PAID
     raw_time = reply.get("ThoiGianGD")
     at = translate.parse_wire_time(raw_time, rt.mapping, "ThoiGianGD") if raw_time else now
-    data = translate.completed(
-        dossier_code=payment.dossier_code,
-        reference=payment.reference,
+    said = ledger.Report(
+        reference=str(reply.get("MaThamChieu", "")),
         transaction_id=str(reply.get("MaGiaoDich") or ""),
-        amount=reply.get("SoTien") or payment.amount,
         paid=paid,
-        error_code=None
-        if paid
-        else f"TrangThaiGD={reply.get(rt.mapping.reply['transaction_state'])}",
-        at=at,
+        amount=None if reply.get("SoTien") in (None, "") else int(reply["SoTien"]),
+        currency=None if reply.get("MaTienTe") is None else str(reply["MaTienTe"]),
+        partner=str(reply.get("MaDoiTac", "")),
+        facts=reply,
+        digest=hashlib.sha256(
+            json.dumps(reply, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
+        source="query",
+        outcome_field=rt.mapping.reply["transaction_state"],
     )
-    candidate = completed_envelope(rt, payment, data.model_dump(mode="json"), data.at)
-    await asyncio.to_thread(
+    candidate = None
+    # The same facts as a callback's, checked the same way: a QUERY that says paid for another
+    # amount parks the payment as a mismatch, it does not pay it.
+    if ledger.disagreement(payment, said, rt.cfg.currency) is None:
+        data = translate.completed(
+            dossier_code=payment.dossier_code,
+            reference=payment.reference,
+            transaction_id=said.transaction_id,
+            amount=payment.amount if said.amount is None else said.amount,
+            paid=paid,
+            error_code=None
+            if paid
+            else f"TrangThaiGD={reply.get(rt.mapping.reply['transaction_state'])}",
+            at=at,
+        )
+        candidate = completed_envelope(rt, payment, data.model_dump(mode="json"), data.at)
+    settled = await asyncio.to_thread(
         lambda: ledger.settle(
             rt.engine,
-            reference=payment.reference,
-            transaction_id=data.transaction_id,
-            paid=paid,
+            said,
             event=candidate,
-            settled_by="query",
+            currency=rt.cfg.currency,
             now=now,
             emitted=False,
         )
     )
-    if paid:
+    if settled.parked is not None:
+        report.mismatched += 1
+        warn_parked(said, settled.parked, settled.state)
+    elif paid:
         report.paid += 1
     else:
         report.failed += 1
@@ -168,6 +190,7 @@ def summary(report: ReconcileReport) -> str:
             "checked": report.checked,
             "paid": report.paid,
             "failed": report.failed,
+            "mismatched": report.mismatched,
             "still_pending": report.still_pending,
             "events": len(report.events),
             "errors": [e.to_dict() for e in report.errors],

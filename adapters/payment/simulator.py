@@ -10,7 +10,10 @@ Switches: ``down()``/``up()`` (connection refused), ``faults.slow_seconds``, ``f
 (HTTP 5xx), ``refuse`` (a MaLoi every INIT is refused with), ``wrong_checksum`` (replies and
 callbacks carry a bad MaXacThuc), ``duplicate_callback`` (each callback is sent twice),
 ``outcome`` ("paid", "failed", or "pending": the payment never completes and no callback is
-sent). Inspect and flip them over HTTP too: ``GET /sim/state``, ``POST /sim/switches``.
+sent), ``currency`` (MaTienTe of callbacks). A test that needs the gateway to report another
+amount than was initiated changes ``transactions[reference].amount``: callbacks and QUERY
+replies report it, correctly sealed. Inspect and flip the switches over HTTP too:
+``GET /sim/state``, ``POST /sim/switches``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class PaymentSimulator(SwitchedSystem):
         duplicate_callback: bool = False,
         outcome: str = "paid",
         refuse: str = "",
+        currency: str = "VND",
         down: bool = False,
     ) -> None:
         if outcome not in OUTCOMES:
@@ -92,6 +96,7 @@ class PaymentSimulator(SwitchedSystem):
         self.duplicate_callback = duplicate_callback
         self.outcome = outcome
         self.refuse = refuse  # a MaLoi every INIT is refused with ("" = accept)
+        self.currency = currency  # MaTienTe of callbacks (another one: a gateway gone wrong)
         self.transactions: dict[str, SimTransaction] = {}
         self.requests: list[dict[str, Any]] = []  # every INIT and QUERY received, as sent
         self.callback_statuses: list[int] = []
@@ -106,7 +111,7 @@ class PaymentSimulator(SwitchedSystem):
 
     def reset_switches(self) -> None:
         self.wrong_checksum = self.duplicate_callback = False
-        self.outcome, self.refuse = "paid", ""
+        self.outcome, self.refuse, self.currency = "paid", "", "VND"
         self.secret = self._configured_secret
         self.requests.clear()
         self.callback_statuses.clear()
@@ -206,7 +211,7 @@ class PaymentSimulator(SwitchedSystem):
             "MaDoiTac": self.partner_code,
             "MaThamChieu": reference,
             "SoTien": tx.amount,
-            "MaTienTe": "VND",
+            "MaTienTe": self.currency,
             "MaGiaoDich": tx.transaction_id,
             "MaNganHang": tx.bank,
             "ThoiGianGD": tx.paid_at,
@@ -312,6 +317,7 @@ class PaymentSimulator(SwitchedSystem):
             "duplicate_callback": self.duplicate_callback,
             "outcome": self.outcome,
             "refuse": self.refuse,
+            "currency": self.currency,
             "callback_url": self.callback_url,
         }
 
@@ -320,7 +326,7 @@ class PaymentSimulator(SwitchedSystem):
             setattr(self, key, bool(value))
         elif key == "outcome" and value in OUTCOMES:
             self.outcome = str(value)
-        elif key in ("callback_url", "refuse"):
+        elif key in ("callback_url", "refuse", "currency"):
             setattr(self, key, str(value))
         else:
             return False

@@ -81,12 +81,7 @@ class PaymentWorker:
         if payment.status == ledger.REFUSED:
             # An operator replays a request the gateway refused: try again.
             await asyncio.to_thread(
-                ledger.set_status,
-                rt.engine,
-                request.reference,
-                ledger.PENDING,
-                now,
-                only_if=ledger.REFUSED,
+                ledger.step, rt.engine, request.reference, ledger.INIT_RETRIED, now
             )
         elif payment.status != ledger.PENDING:
             log.info("payment %s is already %s; nothing to do", request.reference, payment.status)
@@ -106,12 +101,7 @@ class PaymentWorker:
                 # The gateway refused it: no payment exists there, so reconciliation has
                 # nothing to ask about. (A reply we cannot trust leaves the payment pending.)
                 await asyncio.to_thread(
-                    ledger.set_status,
-                    rt.engine,
-                    request.reference,
-                    ledger.REFUSED,
-                    now,
-                    only_if=ledger.PENDING,
+                    ledger.step, rt.engine, request.reference, ledger.INIT_REFUSED, now
                 )
             raise
         url = reply.get(rt.mapping.reply["payment_url"])

@@ -4,6 +4,7 @@ socket; the store for sequences is real SQLite)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,9 +19,11 @@ from hub.adapters import AdapterContext, load_config
 from hub.broker.messages import Delivery
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, RetryableError
+from hub.broker.metrics import REGISTRY
 from hub.model import Status
 from hub.settings import PROJECT_ROOT, Settings
 from hub.store.store import Store
+from hub.store.timeline import SKIPPED
 
 T = TypeVar("T")
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
@@ -131,6 +134,48 @@ def test_status_changes_apply_in_sequence(sim: NpspSimulator, store: Store,
     assert len(updates) == 2
     assert len(sim.calls("TraCuuHoSo")) == 2
     assert store.last_sequence("npsp", DOSSIER_CODE) == 4
+
+
+def skipped_count(reason: str) -> float:
+    value = REGISTRY.get_sample_value("lienthong_skipped_total",
+                                      {"destination": "npsp", "reason": reason})
+    return value or 0.0
+
+
+def test_a_skipped_event_is_never_silent(sim: NpspSimulator, store: Store, tmp_path: Path,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """An event the portal does not get leaves a WARNING, a count and a timeline entry of its
+    dossier saying why; the same skip seen again (a redelivery) is one entry."""
+    stale = status(Status.PROCESSING, 3)
+    again = submitted(sequence=4)
+    before = skipped_count("stale_sequence"), skipped_count("already_applied")
+
+    async def go(h: NpspHandler) -> None:
+        await h(submitted(sequence=1))
+        await h(again)
+        await h(stale)
+        await h(stale)  # redelivered: skipped again, counted again, entered once
+        await h(again)
+
+    with caplog.at_level(logging.WARNING, logger="hub.recorder"):
+        run(context(sim, store, tmp_path), go)
+    assert (skipped_count("stale_sequence") - before[0],
+            skipped_count("already_applied") - before[1]) == (2, 1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert stale.message_id in warnings[0] and "stale_sequence" in warnings[0]
+    assert "sequence 3 is older than sequence 4" in warnings[0]
+    entries = [e for e in store.timeline(DOSSIER_CODE) if e.event_type == SKIPPED]
+    assert [(e.summary["skipped_message_id"], e.summary["reason"]) for e in entries] == [
+        (stale.message_id, "stale_sequence"), (again.message_id, "already_applied")]
+    first = entries[0]
+    assert first.source == "worker:npsp"
+    assert first.summary | {"note": None} == {
+        "destination": "npsp", "reason": "stale_sequence", "skipped_message_id":
+        stale.message_id, "skipped_type": "vn.gov.dossier.status-changed", "sequence": 3,
+        "last_applied": 4, "status": 4, "note": None}
+    assert "move the portal's record backwards" in first.summary["note"]
+    assert sim.dossier(DOSSIER_CODE)["TrangThaiHoSo"] == "1"  # type: ignore[index]
 
 
 def test_status_without_sequence_is_applied(sim: NpspSimulator, tmp_path: Path) -> None:

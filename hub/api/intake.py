@@ -41,7 +41,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
@@ -195,6 +195,21 @@ class _Draft:
 # How the writer answers a job: with the outcome (Accepted, or the error refusing it), once
 # the batch is committed. Called from the writer thread; it must not raise.
 Reply = Callable[[Accepted | BaseException], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Work the writer thread runs between batches (``_Writer.call``)."""
+
+    work: Callable[[], Any]
+    future: Future[Any]
+
+    def run(self) -> None:
+        try:
+            self.future.set_result(self.work())
+        except BaseException as exc:  # handed to the caller; the writer goes on
+            self.future.set_exception(exc)
 
 
 @dataclass(slots=True)
@@ -267,12 +282,29 @@ class _Writer:
         self._max_batch = max_batch
         self._linger = linger
         self._full = threading.Event()
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | _Call | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def submit(self, job: _Job) -> None:
+        self._started()
+        self._queue.put(job)
+        if self._queue.qsize() >= self._max_batch:
+            self._full.set()
+
+    def call(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (a transaction of its own) in the writer thread, between two batches,
+        and return what it returns: what it commits and hands to the relay is then ordered
+        with the batches, as the intake's own events of the same dossier are."""
+        self._started()
+        future: Future[Any] = Future()
+        self._queue.put(_Call(work, future))
+        self._full.set()  # no commit delay for the batch before it
+        result: T = future.result()
+        return result
+
+    def _started(self) -> None:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the hub is shutting down; retry with the same "
@@ -281,9 +313,6 @@ class _Writer:
                 self._thread = threading.Thread(target=self._run, name="intake writer",
                                                 daemon=True)
                 self._thread.start()
-        self._queue.put(job)
-        if self._queue.qsize() >= self._max_batch:
-            self._full.set()
 
     def close(self) -> None:
         with self._lock:
@@ -300,6 +329,9 @@ class _Writer:
             job = self._queue.get()
             if job is None:
                 return
+            if isinstance(job, _Call):
+                job.run()
+                continue
             if concurrent:
                 # Commit delay: while requests come concurrently (the last batch had several),
                 # wait a little for more, so that a batch's fixed cost (the lock, a dozen
@@ -309,6 +341,7 @@ class _Writer:
                 self._full.wait(self._linger)
                 self._full.clear()
             batch = [job]
+            after: _Call | None = None
             while len(batch) < self._max_batch:
                 try:
                     more = self._queue.get_nowait()
@@ -317,9 +350,14 @@ class _Writer:
                 if more is None:
                     self._queue.put(None)  # finish this batch, then stop
                     break
+                if isinstance(more, _Call):
+                    after = more  # after the jobs submitted before it, before the later ones
+                    break
                 batch.append(more)
             concurrent = len(batch) > 1
             self._write_isolating(batch)
+            if after is not None:
+                after.run()
 
     def _write_isolating(self, batch: list[_Job]) -> None:
         """``_write``, and when the batch fails for a reason other than the store being
@@ -658,13 +696,15 @@ class IntakeService:
         An envelope whose id was already kept (the system called twice) is not kept again.
 
         The envelopes of a dossier take the next numbers of its one sequence, in the order
-        given, from the dossier's intake row (locked as the intake's writer locks it, in the
-        transaction that keeps them), so a callback's status change and a REST one are ordered
-        by when the hub accepted them; a sequence the system set is replaced (its own counter
-        belongs in the ``systemsequence`` extension). The status a callback reports becomes
-        the dossier's last known status, which the next REST status change must follow."""
-        # Drafted and signed before the write lock is taken, for the dossier states this
-        # process last saw; signed again in the lock only when the dossier moved meanwhile.
+        given, from the dossier's intake row, locked as the intake's writer locks it, in the
+        transaction that keeps them; a sequence the system set is replaced (its own counter
+        belongs in the ``systemsequence`` extension). That transaction runs in the intake's
+        writer thread between two of its batches, so it commits, and hands its rows to this
+        process's relay, in order with the REST and SOAP events of the same dossier. The
+        status a callback reports becomes the dossier's last known status, which the next
+        REST status change must follow."""
+        # Drafted and signed here, for the dossier states this process last saw; signed again
+        # in the writer only when the dossier moved meanwhile.
         drafts: list[_Relayed] = []
         guesses: dict[str, tables.DossierState] = {}
         for original in envelopes:
@@ -681,8 +721,17 @@ class IntakeService:
             drafts.append(_Relayed(original, code, status, model, env,
                                    Outgoing.signed(env, self.signer, self.exchange),
                                    sha256_hex(original.to_bytes())))
+        return self._writer.call(lambda: self._keep_envelopes(peer, drafts))
+
+    def _keep_envelopes(self, peer: str, drafts: list[_Relayed]) -> list[str]:
+        """In the writer thread: ``accept_envelopes``' transaction, and what follows its
+        commit."""
         ids: list[str] = []
         kept: list[_Relayed] = []
+        now = datetime.now(UTC)
+        lease = self.relay_lease()
+        claimed_until = now + timedelta(seconds=lease) if lease else None
+        handed: list[Handed] = []
         with self.write_lock, self.store.begin() as tx:
             conn = tx.connection
             for draft in drafts:
@@ -699,10 +748,19 @@ class IntakeService:
                     draft.env = self._relayed(draft.original, peer, state.sequence,
                                               state.procedure_code)
                     draft.out = Outgoing.signed(draft.env, self.signer, self.exchange)
+            outs = [draft.out for draft in kept]
+            if outs and claimed_until is not None:
+                # Leased to this process's relay and handed to it, as the writer's batches
+                # are, so that it publishes them in the order they were committed.
+                until = claimed_until
+                row_ids = tx.outbox_add_claimed(self.store.prepare_outbox(
+                    outs, at=now, claimed_until=until))
+                handed = [(row_ids[out.message_id], out, until) for out in outs]
+            elif outs:
+                tx.outbox_add_many(outs, at=now)
             for draft in kept:
                 env = draft.env
-                tx.outbox_add(draft.out)
-                tx.log("in", env, sha256_hex(draft.out.body), peer=peer)
+                tx.log("in", env, sha256_hex(draft.out.body), peer=peer, at=now)
                 if draft.code is not None:
                     summary = describe(draft.model).summary if draft.model is not None else {}
                     tx.timeline_add(draft.code, env.type, env.id, env.time, source=peer,
@@ -710,7 +768,10 @@ class IntakeService:
         self._saw({d.code: s for d, s in zip(numbered, states, strict=True)
                    if d.code is not None})
         if kept and self.on_commit is not None:
-            self.on_commit(())  # kept unleased: the relay claims them
+            try:
+                self.on_commit(handed)
+            except Exception:  # committed: the caller must hear "accepted" all the same
+                log.exception("intake: the after-commit hook failed")
         return ids
 
     def _saw(self, states: dict[str, tables.DossierState]) -> None:

@@ -220,16 +220,23 @@ def test_duplicate_callback_is_the_same_message_kept_once(
 def test_failed_then_paid_are_two_events_in_order(
     hub: RealHub, ctx: AdapterContext, gateway: PaymentSimulator
 ) -> None:
-    reference, _ = initiate(ctx)
-    assert gateway.pay(reference, "failed") == [202]
+    reference, code = initiate(ctx)
+    declined = gateway.settle(reference, "failed")
+    assert hub.post(declined).status_code == 202
     assert status(hub, reference) == ledger.FAILED
     paid = hub.post(gateway.settle(reference, "paid"))
     assert paid.status_code == 202
-    hub.wait_published(paid.json()["message_ids"][0])
+    # The declined attempt's callback resent after the payment: acknowledged, nothing kept.
+    resent = hub.post(declined)
+    assert (resent.status_code, resent.json()) == (202, {"message_ids": []})
+    marker_reference, _ = initiate(ctx)
+    marker = hub.post(gateway.settle(marker_reference, "paid"))
+    hub.wait_published(marker.json()["message_ids"][0])
     failed_event, paid_event = hub.completed_for(reference)
     assert (failed_event.paid, failed_event.error_code) == (False, "51")
     assert paid_event.paid and paid_event.transaction_id != failed_event.transaction_id
     assert status(hub, reference) == ledger.PAID
+    assert len(logged_completions(hub, code)) == 2
 
 
 # -- parked: the gateway said it, the ledger says otherwise ----------------------------------------

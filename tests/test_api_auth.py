@@ -469,6 +469,12 @@ def test_certificate_and_key_over_http(make_hub: Callable[..., Hub]) -> None:
 
 # -- the agency of a dossier's own code (REST and SOAP) ----------------------------------------
 
+def refusals(metrics: str, door: str, code: str) -> float:
+    """``lienthong_refused_total{door, code}`` in a /metrics page (labels sorted by name)."""
+    line = f'lienthong_refused_total{{code="{code}",door="{door}"}} '
+    return next((float(x[len(line):]) for x in metrics.splitlines() if x.startswith(line)), 0.0)
+
+
 def test_a_client_writes_only_dossiers_of_its_agencies(make_hub: Callable[..., Hub]) -> None:
     """igate may act for 000.00.00.H56*: a dossier coded for H57 is refused whatever agency
     its body names, and leaves nothing behind (no outbox row, log row nor timeline)."""
@@ -483,6 +489,7 @@ def test_a_client_writes_only_dossiers_of_its_agencies(make_hub: Callable[..., H
     assert hub.post(f"/v1/dossiers/{theirs}/status", status, STATUS).status_code == 403
     assert hub.outbox_count() == 0
     assert hub.store.timeline(theirs) == [] and hub.store.log_rows(subject=theirs) == []
+    assert refusals(hub.http.get("/metrics").text, "/v1/dossiers", "client.access_denied") == 1
     # Its own agency's dossiers, sub-agencies included, are taken.
     assert hub.submit(dossier(new_code())).status_code == 202
     sub = new_code("000.00.00.H56.12")
@@ -540,6 +547,8 @@ def test_a_client_writes_only_dossiers_of_its_agencies_over_soap(
         assert detail.findtext(f".//{{{NS}}}field") == "dossier/code"
         assert hub.outbox_count() == 0
         assert hub.store.timeline(theirs) == [] and hub.store.log_rows(subject=theirs) == []
+        metrics = session.get(f"{base}/metrics").text
+        assert refusals(metrics, "/soap/v1", "client.access_denied") == 1
         assert submit(new_code()).duplicate is False
         assert hub.outbox_count() == 1
     finally:

@@ -156,7 +156,9 @@ class RequestMetrics:
             await self.app(scope, receive, recording_send)
         finally:
             _refusal.reset(token)
-            route = scope.get("route")
+            # FastAPI names only its own routes in the scope; a plain Starlette route (SOAP)
+            # is known by its endpoint, which says its path.
+            route = scope.get("route") or scope.get("endpoint")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(template, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - start)

@@ -21,9 +21,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-# The repository root in a development checkout (editable install): schemas/ and mappings/ live
-# there, beside hub/.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+# The directory that holds schemas/ and mappings/: in a checkout (editable install) the
+# repository root, beside hub/; in an installed wheel hub/_data, where setup.py copies them.
+# The checkout never has hub/_data (builds copy into their own build tree).
+PROJECT_ROOT = _PACKAGE / "_data" if (_PACKAGE / "_data" / "schemas").is_dir() else _PACKAGE.parent
 
 
 class Settings(BaseSettings):

@@ -382,7 +382,8 @@ def refused(name: str, field: str, value: Any, code: str = "client.schema_invali
 
 BAD_CODE = "client.bad_code"
 # What pydantic's lax mode took (numbers and booleans as strings, times as numbers, with a
-# space or without seconds, dates as times) and what hub/codes.py took by stripping blanks.
+# space or without seconds, dates as times, amounts as any text Python's Decimal reads) and
+# what hub/codes.py took by stripping blanks.
 REFUSED = [
     refused("dossier-submission", "code", f" {CODE}", BAD_CODE),
     refused("dossier-submission", "code", f"{CODE}\u3000", BAD_CODE),  # ideographic space
@@ -432,6 +433,21 @@ REFUSED = [
     refused("citizen-verification", "identity_number", "001099012345\t", BAD_CODE),
     refused("citizen-verification", "birth_year", "1990"),
     refused("citizen-verification", "birth_date", "1999-05-01T00:00:00"),
+    refused("payment-request", "amount", "1e30"),
+    refused("payment-request", "amount", "1.5E5"),
+    refused("payment-request", "amount", " 150000"),
+    refused("payment-request", "amount", "+150000"),
+    refused("payment-request", "amount", "150_000"),
+    refused("payment-request", "amount", ".5"),
+    refused("payment-request", "amount", "150000."),
+    refused("payment-request", "amount", "\u0661\u0665\u0660"),  # Arabic-Indic digits
+    refused("payment-request", "amount", True),
+    refused("payment-request", "fees", [{"code": "F", "name": "phí", "amount": "7.5e4"}],
+            named="fees.0.amount"),
+    refused("dossier-submission", "fees", [{"code": "F", "name": "phí", "amount": "-0"}],
+            named="fees.0.amount"),
+    refused("postal-order", "cod_amount", "25000 "),
+    refused("postal-order", "cod_amount", "-0"),
 ]
 
 
@@ -463,6 +479,24 @@ def test_a_request_the_contract_refuses_gets_a_422_naming_the_field(
     problem = answer.json()
     assert (problem["code"], problem["field"], problem["origin"]) == (code, named, "hub")
     assert problem["detail"].startswith(f"{named}: ")
+    assert hub.outbox_count() == 0
+
+
+@pytest.mark.parametrize(("name", "field", "literal"), [
+    ("payment-request", "amount", "1e30"), ("payment-request", "amount", "1.5E5"),
+    ("postal-order", "cod_amount", "2.5e4"), ("postal-order", "cod_amount", "0e0"),
+])
+def test_an_amount_written_with_an_exponent_is_refused(hub: Hub, name: str, field: str,
+                                                       literal: str) -> None:
+    """JSON Schema reads a number's value only, so the contract takes 1e30 as it takes its
+    digits; the hub refuses the exponent in an amount (written in digits by every system that
+    keys one in, read alike by every parser), which the contract's description says."""
+    body = json.dumps(with_field(valid_body(name), field, "@")).replace('"@"', literal)
+    answer = hub.post(ROUTES[name], None, EVENTS[name], raw=body.encode())
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert (problem["code"], problem["field"]) == ("client.schema_invalid", field)
+    assert "exponent" in problem["message"]
     assert hub.outbox_count() == 0
 
 

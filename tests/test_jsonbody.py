@@ -5,11 +5,21 @@ refused with a stable code, and an ordinary body costs no more than it did."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_api_hostile import POSTAL_TOKEN, ROUTES, SECRET, Route, _post
+from test_api_requests import requests_registry
+from test_api_support import (  # noqa: F401 - fixtures
+    Hub,
+    keys_fixture,
+    make_hub_fixture,
+    new_code,
+)
 
 from hub import jsonbody
+from hub.envelope import Envelope
 from hub.errors import ClientError, InvalidMessage, ValidationError
 from hub.jsonbody import MAX_DEPTH, BadJson, parse_json, parse_object
 from hub.settings import Settings
@@ -109,6 +119,7 @@ def test_an_ordinary_body_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(jsonbody, "_deeper_than", fail)
     monkeypatch.setattr(jsonbody, "_check_text", fail)
+    monkeypatch.setattr(jsonbody, "_find_duplicate", fail)
     parse_object(json.dumps(DOSSIER, ensure_ascii=False).encode())
     parse_object(json.dumps(DOSSIER).encode())  # escapes, none in the surrogate range
 
@@ -171,6 +182,82 @@ def test_big_numbers() -> None:
         assert "finite" in error.message
 
 
+def test_a_number_written_with_an_exponent_says_so() -> None:
+    """The value is the float json.loads makes; its type tells the model how it was written
+    (an amount must be plain digits, hub.model)."""
+    value = parse_object(b'{"a": 1e3, "b": 2.5E-2, "c": 1.5, "d": 7, "e": [-1e+30]}')
+    assert value == {"a": 1000.0, "b": 0.025, "c": 1.5, "d": 7, "e": [-1e30]}
+    assert type(value["a"]) is type(value["b"]) is type(value["e"][0]) is jsonbody.ExponentNumber
+    assert type(value["c"]) is float and type(value["d"]) is int
+    assert json.dumps(value) == '{"a": 1000.0, "b": 0.025, "c": 1.5, "d": 7, "e": [-1e+30]}'
+
+
+# -- members named twice ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "field", "where"), [
+    (b'{"amount": 1, "amount": 1000000}', "amount", "the body has"),
+    (b'{"fees": [{"code": "F"}, {"amount": 1, "code": "F", "amount": 1}]}', "fees[1].amount",
+     "an object at fees[1] has"),
+    (b'{"applicant": {"name": "A", "name": "B"}, "x": 1}', "applicant.name",
+     "an object at applicant has"),
+    (b'[1, {"a": {"b": 1, "b": 2}}]', "[1].a.b", "an object at [1].a has"),
+    # Equal values too: whoever reads the bytes must not have to know that they are equal.
+    (b'{"a": 1, "a": 1}', "a", "the body has"),
+    # Escaped, the same name: "\u0061" is "a".
+    (b'{"a": 1, "\\u0061": 2}', "a", "the body has"),
+])
+def test_a_member_named_twice_is_refused_naming_it(body: bytes, field: str,
+                                                    where: str) -> None:
+    error = refused(body, "client.duplicate_key")
+    assert error.field == field
+    assert error.message.startswith(f"{where} the member \"{field.rsplit('.', 1)[-1]}\" twice")
+    assert "send each member once" in error.message
+
+
+def test_of_several_members_named_twice_the_outermost_first_is_named() -> None:
+    body = b'{"a": {"x": 1, "x": 2}, "b": {"y": 1, "y": 2}, "a": 3}'
+    assert refused(body, "client.duplicate_key").field == "a"
+    body = b'{"a": {"x": 1, "x": 2}, "b": {"y": 1, "y": 2}}'
+    assert refused(body, "client.duplicate_key").field == "a.x"
+
+
+def test_a_member_name_named_twice_with_a_lone_surrogate_is_named_by_its_escape() -> None:
+    error = refused(b'{"\\ud800": 1, "\\ud800": 2}', "client.duplicate_key")
+    assert error.field == "\\ud800"  # the escape, as text: the refusal must be UTF-8
+
+
+def test_the_same_name_in_different_objects_is_no_duplicate() -> None:
+    body = b'{"a": {"a": {"a": 1}}, "b": [{"a": 1}, {"a": 2}]}'
+    assert parse_object(body) == json.loads(body)
+
+
+def test_a_member_named_twice_beside_what_else_is_refused_is_still_a_4xx() -> None:
+    # The duplicate stops the parse before the deep member (and the number no int holds) that
+    # follows it; naming it parses again, which must not fail on them.
+    refused(b'{"x": {"a": 1, "a": 2}, "b": ' + nested(5000) + b"}", "client.too_deep")
+    error = refused(b'{"x": {"a": 1, "a": 2}, "b": ' + b"9" * 5000 + b"}",
+                    "client.duplicate_key")
+    assert error.field == "x.a"
+    refused(b'{"x": {"a": 1, "a": 2}, "b": NaN}', "client.duplicate_key")
+    # What closes the outer object comes after: the number is met first.
+    refused(b'{"a": 1, "a": 2, "b": ' + b"9" * 5000 + b"}", "client.unparseable")
+
+
+def test_envelopes_from_the_broker_refuse_a_member_named_twice() -> None:
+    """Signed bytes: the hub's json.loads would take the last "data" and verify the signature
+    over the bytes; a consumer of another language may take the first."""
+    env = Envelope.new(source="VN:GOV:000.00.00.H56:igate", type="vn.gov.dossier.submitted",
+                       subject="000.00.00.H56-250101-0001", data={"amount": "1"})
+    body = env.to_bytes()
+    assert Envelope.from_bytes(body) == env
+    twice = body.replace(b'"data":{', b'"data":{"amount":"1000000",', 1)
+    with pytest.raises(InvalidMessage) as info:
+        Envelope.from_bytes(twice)
+    assert (info.value.code, info.value.field) == ("client.duplicate_key", "data.amount")
+    with pytest.raises(jsonbody.DuplicateMember):
+        jsonbody.loads_unique(b'{"id": "a", "id": "b"}')
+
+
 # -- not an object, not JSON, not UTF-8 ------------------------------------------------------
 
 @pytest.mark.parametrize(("body", "kind"), [(b"[1, 2]", "array"), (b'"x"', "string"),
@@ -205,3 +292,35 @@ def test_a_utf8_byte_order_mark_is_taken() -> None:
 def test_what_names_the_body_in_messages() -> None:
     error = refused(b"nope", "client.unparseable", what="the webhook body")
     assert error.message.startswith("the webhook body is not valid JSON")
+
+
+# -- at every door, through the app ----------------------------------------------------------
+
+@pytest.fixture(name="hub")
+def hub_fixture(make_hub: Callable[..., Hub], monkeypatch: pytest.MonkeyPatch) -> Hub:
+    """The hub of test_api_hostile: the installed adapters, their callbacks' secrets set."""
+    monkeypatch.setenv("LIENTHONG_PAYMENT_SECRET", SECRET)
+    monkeypatch.setenv("LIENTHONG_POSTAL_WEBHOOK_TOKEN", POSTAL_TOKEN)
+    return make_hub(registry=requests_registry(), adapters=None)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[r.path for r in ROUTES])
+def test_a_member_named_twice_is_refused_at_every_door(hub: Hub, route: Route) -> None:
+    """Each REST route and each callback, its valid body with its first member sent once more
+    before it, with another value: json.loads would read the last one (the one a gateway's
+    checksum or an upstream's signature was made for), another parser the first."""
+    code = new_code()
+    body = route.seal(hub, route.body(hub, code))
+    first = next(iter(body))
+    content = json.dumps(body, ensure_ascii=False).encode()
+    content = b"{" + json.dumps(first).encode() + b': "1", ' + content[1:]
+    before = hub.outbox_count()
+    answer = _post(hub, route, code, content)
+    assert answer.status_code == 400, answer.text
+    problem = answer.json()
+    assert (problem["code"], problem["field"], problem["origin"]) == (
+        "client.duplicate_key", first, "hub")
+    assert hub.outbox_count() == before
+    # The same body, each member once, is taken: the refusal is the duplicate's.
+    again = json.dumps(route.seal(hub, route.body(hub, code)), ensure_ascii=False).encode()
+    assert _post(hub, route, code, again).status_code == 202

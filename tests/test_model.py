@@ -16,6 +16,7 @@ from adapters.provincial.dates import WireDates as ProvinceDates
 from hub import model as model_module
 from hub.envelope import Envelope
 from hub.errors import ValidationError
+from hub.jsonbody import parse_object
 from hub.model import (
     EVENT_MODELS,
     MAX_YEAR,
@@ -377,3 +378,77 @@ def test_unit_codes_and_old_identity_numbers_are_ascii_digits(model: type[BaseMo
     with pytest.raises(ValidationError) as err:
         validate_model(model, data)
     assert err.value.field == named
+
+
+# -- amounts ---------------------------------------------------------------------------------
+
+AMOUNTS: list[tuple[type[BaseModel], str]] = [
+    (Fee, "amount"), (PaymentRequest, "amount"), (PaymentInitiated, "amount"),
+    (PaymentCompleted, "amount"), (PostalPickup, "cod_amount")]
+
+
+def test_every_amount_of_the_models_is_an_amount() -> None:
+    """Each Decimal field is one of the two amount types: a new one cannot take pydantic's lax
+    Decimal by mistake."""
+    found = {(m, name) for m in _models() for name, f in m.model_fields.items()
+             if Decimal in (f.annotation, *get_args(f.annotation))}
+    assert found == set(AMOUNTS)
+    checks = {get_args(t)[1] for t in (model_module.Amount, model_module.SignedAmount)}
+    for m, name in AMOUNTS:
+        assert checks & set(m.model_fields[name].metadata), (m, name)
+
+
+def _models() -> Iterator[type[BaseModel]]:
+    return (v for v in vars(model_module).values()
+            if isinstance(v, type) and issubclass(v, BaseModel) and v is not BaseModel
+            and v.__module__ == model_module.__name__)
+
+
+@pytest.mark.parametrize("text", ["1e3", "1E3", "1.5e2", " 150000", "150000 ", "+150000",
+                                  "150_000", ".5", "150000.", "\u0661\u0665\u0660", "0x10",
+                                  "Infinity", "NaN", "-0", "-1", "", "1,5", "150000\n"])
+def test_an_amount_as_text_is_digits_with_an_optional_fraction(text: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        validate_model(Fee, {"code": "F", "name": "phí", "amount": text})
+    assert err.value.field == "amount" and err.value.code == "client.schema_invalid"
+
+
+@pytest.mark.parametrize("value", [True, False, None, [], {}, b"1"])
+def test_an_amount_is_a_number_or_a_decimal_string(value: Any) -> None:
+    with pytest.raises(ValidationError) as err:
+        validate_model(Fee, {"code": "F", "name": "phí", "amount": value})
+    assert err.value.field == "amount"
+
+
+def test_an_amount_written_with_an_exponent_is_refused() -> None:
+    for literal in (b"1e30", b"1.5E5", b"2e0", b"1e-7"):
+        data = parse_object(b'{"code": "F", "name": "ph\\u00ed", "amount": ' + literal + b"}")
+        with pytest.raises(ValidationError) as err:
+            validate_model(Fee, data)
+        assert err.value.field == "amount" and "exponent" in err.value.message
+    # Written in digits, the same values are amounts.
+    for literal, value in ((b"1000000000000000000000000000000", Decimal(10**30)),
+                           (b"150000.0", Decimal("150000")), (b"0.0000001", Decimal("1E-7"))):
+        data = parse_object(b'{"code": "F", "name": "F", "amount": ' + literal + b"}")
+        assert validate_model(Fee, data).amount == value
+
+
+def test_amounts_are_written_in_plain_digits() -> None:
+    """Whatever an adapter built (a Decimal with an exponent, a negative zero), the JSON form
+    is in the contracts' pattern, so that the consumers of the envelope take it back."""
+    amounts: tuple[tuple[Any, str], ...] = (
+        (Decimal("1E+3"), "1000"), (Decimal("1.5E-7"), "0.00000015"),
+        (Decimal("-0.0"), "0.0"), (-0.0, "0.0"), (Decimal("150000.50"), "150000.50"),
+        (1e16, "10000000000000000"))
+    for amount, text in amounts:
+        fee = validate_model(Fee, {"code": "F", "name": "phí", "amount": amount})
+        assert fee.model_dump(mode="json")["amount"] == text, amount
+        assert validate_model(Fee, fee.model_dump(mode="json")) == fee
+
+
+def test_a_reported_payment_may_carry_a_sign() -> None:
+    data = {"dossier_code": CODE, "reference": "LT1", "transaction_id": "T1", "amount": "-150000",
+            "paid": False, "at": "2025-01-01T08:00:00"}
+    assert validate_model(PaymentCompleted, data).amount == Decimal(-150000)
+    with pytest.raises(ValidationError):
+        validate_model(PaymentCompleted, {**data, "amount": "- 1"})

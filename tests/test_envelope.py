@@ -4,8 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hub.contracts import load_contract
 from hub.envelope import SEQUENCE_DIGITS, Envelope, routing_key
 from hub.errors import InvalidMessage
+from hub.settings import PROJECT_ROOT
 
 SOURCE = "VN:GOV:000.00.00.H56:igate"
 
@@ -83,6 +85,18 @@ def test_sequence_is_read_strictly(value: object) -> None:
         Envelope.from_dict(_doc(sequence=value))
     assert (err.value.field, err.value.code) == ("sequence", "client.envelope_invalid")
     assert "19 ASCII digits" in err.value.message
+    # The published contract (schemas/broker) refuses it too: the hub is never laxer.
+    assert CONTRACT.problem("envelope", _doc(sequence=value)) is not None
+
+
+CONTRACT = load_contract(PROJECT_ROOT / "schemas" / "broker")
+
+
+def test_what_the_hub_writes_meets_its_published_contract() -> None:
+    relayed = make(sequence=12, correlationid="c", causationid="d",
+                   extensions={"upstream": SOURCE, "systemsequence": "5001"})
+    for env in (make(), relayed):
+        assert CONTRACT.problem("envelope", json.loads(env.to_bytes())) is None
 
 
 def test_system_sequence_travels_as_its_own_string_extension() -> None:

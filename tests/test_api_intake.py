@@ -3,6 +3,7 @@ transaction), idempotent resubmission, sequences and status transitions."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable
@@ -22,11 +23,18 @@ from test_api_support import (  # noqa: F401 - fixtures
     keys_fixture,
     make_hub_fixture,
     new_code,
+    sign,
 )
 
 from hub.api import intake_tables
 from hub.api.errors import IdempotencyConflict
-from hub.api.intake import UPSTREAM_PROOF, Accepted, IntakeService
+from hub.api.intake import (
+    SIGNED_KEY_PREFIX,
+    UPSTREAM_PROOF,
+    Accepted,
+    IntakeService,
+    signed_request_key,
+)
 from hub.envelope import Envelope
 from hub.errors import AccessDenied, HubError, ValidationError
 from hub.signing.truststore import TrustStore
@@ -296,7 +304,7 @@ def test_a_request_the_store_refuses_fails_alone(hub: Hub) -> None:
     outcomes: dict[str, Accepted | BaseException] = {}
 
     def job(name: str, code: str) -> Any:
-        return service._prepare(who, SUBMITTED, dossier(code), None, None,
+        return service._prepare(who, SUBMITTED, dossier(code), None, None, None,
                                 lambda outcome: outcomes.__setitem__(name, outcome))
 
     good, other, broken = new_code(), new_code(), new_code()
@@ -311,3 +319,164 @@ def test_a_request_the_store_refuses_fails_alone(hub: Hub) -> None:
     assert "nothing of it was kept" in failed.message
     assert hub.outbox_count() == before + 2
     assert hub.store.timeline(broken) == [] and len(hub.store.timeline(good)) == 1
+
+
+# -- a signed request counts once, whatever its Idempotency-Key --------------------------------
+
+# The order of P-256: an ECDSA signature (r, s) verifies as (r, n - s) too.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def respelled(token: str) -> str:
+    """The same ES256 signature with s turned into n - s: another text, as valid."""
+    protected, _, signature = token.split(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    return f"{protected}..{b64url(r + (P256_N - s).to_bytes(32, 'big'))}"
+
+
+def idempotency_rows(hub: Hub, message_id: str) -> list[str]:
+    with hub.store.engine.connect() as conn:
+        return sorted(str(k) for k in conn.execute(
+            select(intake_tables.idempotency.c.key).where(
+                intake_tables.idempotency.c.message_id == message_id)).scalars())
+
+
+def log_rows(hub: Hub, code: str) -> int:
+    hub.store.link_log()
+    return len(hub.store.log_rows(subject=code))
+
+
+@pytest.mark.parametrize("first_key", [None, "client-key-1"])
+def test_a_replay_under_a_new_idempotency_key_is_the_same_message(hub: Hub,
+                                                                   first_key: str | None
+                                                                   ) -> None:
+    """A captured request sent again within the age window under new Idempotency-Keys (the
+    header is not signed): answered as the first time, one message, one outbox row."""
+    code = new_code()
+    body = json.dumps(dossier(code)).encode()
+    token = sign(hub.client_signer, body, SUBMITTED)
+    before = hub.outbox_count()
+    first = hub.submit({}, raw=body, token=token,
+                       headers={"Idempotency-Key": first_key} if first_key else {})
+    assert first.status_code == 202 and first.json()["duplicate"] is False, first.text
+    message_id = first.json()["message_id"]
+    for replay_key in ("attacker-1", "attacker-2", first_key or "attacker-3"):
+        again = hub.submit({}, raw=body, token=token, headers={"Idempotency-Key": replay_key})
+        assert again.status_code == 202, again.text
+        assert again.json() == {"message_id": message_id, "duplicate": True}
+    again = hub.submit({}, raw=body, token=token)  # and without the header
+    assert again.json() == {"message_id": message_id, "duplicate": True}
+    assert hub.outbox_count() == before + 1
+    assert len(hub.store.timeline(code)) == 1 and log_rows(hub, code) == 1
+    # What the store keeps: the signed content's key beside the client's (or the lt-id's).
+    rows = idempotency_rows(hub, message_id)
+    assert len(rows) == 2 and sum(r.startswith(SIGNED_KEY_PREFIX) for r in rows) == 1
+    assert (first_key or "request:") in " ".join(rows)
+
+
+def test_a_respelled_ecdsa_signature_is_the_same_request(hub: Hub) -> None:
+    code = new_code()
+    body = json.dumps(dossier(code)).encode()
+    token = sign(hub.client_signer, body, SUBMITTED)
+    other = respelled(token)
+    assert other != token
+    first = hub.submit({}, raw=body, token=token, headers={"Idempotency-Key": "k-ecdsa"})
+    assert first.status_code == 202, first.text
+    again = hub.submit({}, raw=body, token=other, headers={"Idempotency-Key": "k-other"})
+    # Verified (the respelled signature holds), and recognised.
+    assert again.status_code == 202, again.text
+    assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}
+    assert len(hub.store.timeline(code)) == 1
+
+
+def test_a_resubmission_signed_anew_is_caught_under_another_key_too(hub: Hub) -> None:
+    """A client retrying with its key and a new signature: the new signed request is recorded
+    as the same message, so a copy of it under another key is not new either."""
+    code = new_code()
+    body = json.dumps(dossier(code)).encode()
+    first = hub.submit({}, raw=body, headers={"Idempotency-Key": f"k-{code}"})
+    retry_token = sign(hub.client_signer, body, SUBMITTED)
+    retry = hub.submit({}, raw=body, token=retry_token, headers={"Idempotency-Key": f"k-{code}"})
+    copy = hub.submit({}, raw=body, token=retry_token, headers={"Idempotency-Key": "stolen"})
+    expected = {"message_id": first.json()["message_id"], "duplicate": True}
+    assert retry.json() == expected and copy.json() == expected
+    assert len(hub.store.timeline(code)) == 1
+
+
+def test_the_same_signed_body_on_another_path_is_refused(hub: Hub) -> None:
+    """A status change names its dossier in the path, which the signature does not cover: the
+    same signed bytes sent to another dossier's path are not a second status change."""
+    mine, other = new_code(), new_code()
+    body = json.dumps({"status": 2, "at": "2025-01-01T09:00:00"}).encode()
+    token = sign(hub.client_signer, body, STATUS)
+    first = hub.post(f"/v1/dossiers/{mine}/status", None, STATUS, raw=body, token=token)
+    assert first.status_code == 202, first.text
+    moved = hub.post(f"/v1/dossiers/{other}/status", None, STATUS, raw=body, token=token,
+                     headers={"Idempotency-Key": "elsewhere"})
+    assert moved.status_code == 409, moved.text
+    assert (moved.json()["code"], moved.json()["field"]) == ("client.replayed_id",
+                                                             "X-Signature")
+    assert first.json()["message_id"] in moved.json()["message"]
+    assert hub.store.timeline(other) == [] and len(hub.store.timeline(mine)) == 1
+
+
+def test_a_replay_is_recognised_by_another_process_and_after_a_restart(
+        make_hub: Callable[..., Hub], store_url: str) -> None:
+    """The replay key is a row of the store, not a process's memory: a hub started afresh on
+    the same store (another worker process, or the same after a restart, its in-memory replay
+    cache empty) answers the replay as the first hub did."""
+    first_hub = make_hub(store_url)
+    code = new_code()
+    body = json.dumps(dossier(code)).encode()
+    token = sign(first_hub.client_signer, body, SUBMITTED)
+    first = first_hub.submit({}, raw=body, token=token, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 202, first.text
+    first_hub.stop()
+    second_hub = make_hub(store_url, settings=first_hub.settings)
+    again = second_hub.submit({}, raw=body, token=respelled(token),
+                              headers={"Idempotency-Key": "k2"})
+    assert again.status_code == 202, again.text
+    assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}
+    assert second_hub.outbox_count() == 1 and len(second_hub.store.timeline(code)) == 1
+
+
+def test_concurrent_replays_under_different_keys_give_one_message(hub: Hub) -> None:
+    """Six copies of one signed request at once, each with a key of its own, through the
+    writer's batches (and its second attempt when another transaction took the key)."""
+    service = intake(hub)
+    code = new_code()
+    who = client(hub)
+    body = json.dumps(dossier(code)).encode()
+    signed = service.verify_request(who, SUBMITTED, body, sign(hub.client_signer, body,
+                                                               SUBMITTED),
+                                    header_name="X-Signature")
+    results: list[Accepted] = []
+
+    def send(n: int) -> None:
+        results.append(service.accept(who, SUBMITTED, dossier(code), idempotency_key=f"k{n}",
+                                      upstream_proof=None, replay_key=signed.replay_key))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.message_id for r in results}) == 1
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 5
+    assert len(hub.store.timeline(code)) == 1
+
+
+def test_the_replay_key_is_the_signed_content() -> None:
+    """Of the protected header as sent and the body: not the signature's text."""
+    protected = b64url(b'{"alg":"ES256","lt-id":"1"}')
+    key = signed_request_key(f"{protected}..{b64url(b'x' * 64)}", b"body")
+    assert key == signed_request_key(f"{protected}..{b64url(b'y' * 64)}", b"body")
+    assert key.startswith(SIGNED_KEY_PREFIX) and len(key) <= 255
+    assert key != signed_request_key(f"{protected}..{b64url(b'x' * 64)}", b"body ")
+    other = b64url(b'{"alg":"ES256","lt-id":"2"}')
+    assert key != signed_request_key(f"{other}..{b64url(b'x' * 64)}", b"body")

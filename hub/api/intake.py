@@ -72,6 +72,8 @@ UPSTREAM_PROOF = h.UPSTREAM_PROOF
 # Envelope extension naming the system that sent the event to the hub.
 UPSTREAM_EXTENSION = "upstream"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Idempotency rows of a signed request's content (signed_request_key), beside the client's.
+SIGNED_KEY_PREFIX = "signed:"
 _MAX_KEY = 255
 # Dossier states remembered per process to draft events with (see _Draft).
 _SEEN_MAX = 100_000
@@ -148,6 +150,30 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A REST request whose signature verified: its request id (the JWS ``lt-id``) and the key
+    of what it signed (``signed_request_key``)."""
+
+    id: str
+    replay_key: str
+
+
+def signed_request_key(token: str, body: bytes) -> str:
+    """The idempotency key of a signed request's signed content: its JWS protected header as
+    sent (the signing input takes it as it is, so no other spelling verifies) and the digest
+    of the body it covers.
+
+    Not the ``Idempotency-Key`` header, which is outside the signature: anyone holding a
+    captured request could send it again under new keys, one message each. Nor the signature
+    text, which can be respelled without breaking it (an ECDSA signature's s turned into
+    n - s verifies as well), and differs each time the same input is signed (ECDSA and PSS
+    are randomised): the signed content is one."""
+    protected = token.split(".", 1)[0].encode()
+    digest = hashlib.sha256(protected + b"." + hashlib.sha256(body).digest()).hexdigest()
+    return f"{SIGNED_KEY_PREFIX}{digest}"
+
+
 def peek_request_id(token: str | None) -> str:
     """The ``lt-id`` of a detached JWS, read before verification (verification then checks it
     against the signed header). Empty when unreadable: the verifier explains why."""
@@ -175,6 +201,8 @@ class _Request:
     key: str | None
     digest: str
     message_id: str
+    # The key of the signed content (REST), answered as one request whatever ``key`` is.
+    replay_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,12 +523,14 @@ class IntakeService:
     # -- upstream signatures (REST) -------------------------------------------------------
 
     def verify_request(self, client: ClientIdentity, event_type: str, body: bytes,
-                       token: str | None, subject: str = "-", *, header_name: str) -> str:
+                       token: str | None, subject: str = "-", *,
+                       header_name: str) -> SignedRequest:
         """Verify the detached JWS an upstream made over the exact request body, with the
         envelope it describes (lt-id = its request id, lt-type = ``event_type``, lt-src = the
-        client). Returns the request id. An exact resend (same bytes, same token) passes: the
-        caller answers it through the idempotency key ``request:<id>``. ``header_name`` is the
-        request header the token came in, which refusals name."""
+        client). Returns the request id and the key of its signed content. An exact resend
+        passes: the caller hands ``accept`` the replay key, which answers it as the first
+        time, whatever Idempotency-Key it comes with. ``header_name`` is the request header
+        the token came in, which refusals name."""
         if self.verifier is None:
             raise ConfigError("the intake has no verifier; build it with the trust store")
         request_id = peek_request_id(token)
@@ -513,7 +543,8 @@ class IntakeService:
         if not request_id:
             raise InvalidMessage("the signature's lt-id is empty; give every request an id "
                                  "(a UUID)", code="client.header_mismatch", field="lt-id")
-        return request_id
+        assert token  # verified
+        return SignedRequest(request_id, signed_request_key(token, body))
 
     # -- accepting ------------------------------------------------------------------------
 
@@ -525,11 +556,19 @@ class IntakeService:
         *,
         idempotency_key: str | None,
         upstream_proof: str | None,
+        replay_key: str | None = None,
     ) -> Accepted:
-        """Validate, authorize and keep; returns once the outbox row is committed."""
+        """Validate, authorize and keep; returns once the outbox row is committed.
+
+        ``idempotency_key``: the client's key for the request (a resubmission with the same
+        body gets the first answer, another body 409). ``replay_key``: the key of what the
+        request's signature covers (``SignedRequest.replay_key``): the same signed content is
+        answered as the first time whatever ``idempotency_key`` comes with it, and in another
+        request (another path) refused. Both are kept, in the store, as long as
+        ``lienthong store prune`` lets idempotency rows live (at least the age window)."""
         future: Future[Accepted] = Future()
         self._writer.submit(self._prepare(client, event_type, data, idempotency_key,
-                                          upstream_proof, _reply_to(future)))
+                                          upstream_proof, replay_key, _reply_to(future)))
         return future.result()
 
     async def accept_async(
@@ -540,6 +579,7 @@ class IntakeService:
         *,
         idempotency_key: str | None,
         upstream_proof: str | None,
+        replay_key: str | None = None,
     ) -> Accepted:
         """``accept`` for an event loop: waits for the commit without holding a thread."""
         loop = asyncio.get_running_loop()
@@ -547,12 +587,12 @@ class IntakeService:
         # A request that times out cancels only its wait: the job is kept all the same (and
         # found again by its idempotency key), never cancelled halfway.
         self._writer.submit(self._prepare(client, event_type, data, idempotency_key,
-                                          upstream_proof, _reply_in(loop, future)))
+                                          upstream_proof, replay_key, _reply_in(loop, future)))
         return await future
 
     def _prepare(self, client: ClientIdentity, event_type: str, data: dict[str, Any],
                  idempotency_key: str | None, upstream_proof: str | None,
-                 reply: Reply) -> _Job:
+                 replay_key: str | None, reply: Reply) -> _Job:
         """Everything that needs no lock, in the caller's thread: checks, validation, and the
         draft of the signed message."""
         key = check_idempotency_key(idempotency_key)
@@ -565,7 +605,7 @@ class IntakeService:
         _authorize_dossier(client, model, facts)
         headers = {UPSTREAM_PROOF: upstream_proof} if upstream_proof else {}
         request = _Request(client.system_id, event_type, model, payload, facts, headers, key,
-                           request_digest(event_type, data), str(uuid.uuid4()))
+                           request_digest(event_type, data), str(uuid.uuid4()), replay_key)
         code = facts.dossier_code
         seen = self._seen.get(code) if code is not None else None
         return _Job(request, self._draft(request, *_next_of(facts, seen)), reply)
@@ -607,8 +647,8 @@ class IntakeService:
         accepted jobs write goes in with one statement per table."""
         conn = tx.connection
         requests = [job.request for job in jobs]
-        known = tables.recall_many(conn, [(r.client, r.key) for r in requests
-                                          if r.key is not None])
+        known = tables.recall_many(conn, [(r.client, key) for r in requests
+                                          for key in (r.key, r.replay_key) if key is not None])
         codes = sorted({r.facts.dossier_code for r in requests
                         if r.facts.dossier_code is not None})
         states = tables.lock_states(conn, codes)
@@ -665,11 +705,22 @@ class IntakeService:
         """The answer given before (a resubmission), or the draft to keep; a HubError when
         the request is refused."""
         request = job.request
+        client = request.client
+        replay = request.replay_key
+        if replay is not None:
+            seen = known.get((client, replay)) or new_keys.get((client, replay))
+            if seen is not None:  # this very signed request, whatever its Idempotency-Key
+                return _answer_replayed(seen, request.digest)
         if request.key is not None:
-            seen = known.get((request.client, request.key)) or new_keys.get(
-                (request.client, request.key))
+            seen = known.get((client, request.key)) or new_keys.get((client, request.key))
             if seen is not None:
-                return _answer_known(seen, request.digest, request.key)
+                answer = _answer_known(seen, request.digest, request.key)
+                if replay is not None:
+                    # A resubmission signed anew: its signed content is this message too, or
+                    # a copy of it sent under another key would be taken for a new request.
+                    new_keys[(client, replay)] = tables.Remembered(seen.message_id,
+                                                                   request.digest)
+                return answer
         code = request.facts.dossier_code
         state = states.get(code) if code is not None else None
         if state is not None and state.sequence == 0:
@@ -677,9 +728,11 @@ class IntakeService:
         if isinstance(request.model, StatusChange):
             _check_status(request.model, state.status if state else None)
         # Checks passed: from here on the job writes.
+        remembered = tables.Remembered(request.message_id, request.digest)
         if request.key is not None:
-            new_keys[(request.client, request.key)] = tables.Remembered(request.message_id,
-                                                                        request.digest)
+            new_keys[(client, request.key)] = remembered
+        if replay is not None:
+            new_keys[(client, replay)] = remembered
         sequence, procedure = _next_of(request.facts, state)
         if code is not None and sequence is not None:
             status = _status_of(request.model)
@@ -878,6 +931,17 @@ def _answer_known(known: tables.Remembered, digest: str, key: str) -> Accepted:
             f"the Idempotency-Key {key!r:.60} was used before for a different request "
             f"(message {known.message_id}); use a new key for a new request",
             field=IDEMPOTENCY_HEADER)
+    return Accepted(known.message_id, duplicate=True)
+
+
+def _answer_replayed(known: tables.Remembered, digest: str) -> Accepted:
+    if known.request_sha256 != digest:
+        # The same signed bytes for another request: the path (a dossier code the body leaves
+        # out) is not signed, and the signature counts once.
+        raise IdempotencyConflict(
+            f"this signed request was already kept, as message {known.message_id}, for "
+            "another path; a signature counts for one request: sign each request anew "
+            "(a new lt-id)", code="client.replayed_id", field="X-Signature")
     return Accepted(known.message_id, duplicate=True)
 
 

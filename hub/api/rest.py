@@ -147,8 +147,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         # Verification and validation are CPU work of a few hundred microseconds: done here,
         # on the event loop (a thread hop would cost as much and buy no parallelism); only
         # the store write waits, without holding a thread, for the group commit.
-        request_id = ctx.intake.verify_request(client, event_type, body, token,
-                                               path_code or "-", header_name=SIGNATURE_HEADER)
+        signed = ctx.intake.verify_request(client, event_type, body, token, path_code or "-",
+                                           header_name=SIGNATURE_HEADER)
         data = parse_object(body, max_depth=ctx.settings.max_json_depth)
         if path_code is not None:
             data = _with_path_code(data, path_code)
@@ -156,8 +156,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
             client = authorize(client, event_type, data)
         accepted = await ctx.intake.accept_async(
             client, event_type, data,
-            idempotency_key=key if key is not None else f"request:{request_id}",
-            upstream_proof=token)
+            idempotency_key=key if key is not None else f"request:{signed.id}",
+            upstream_proof=token, replay_key=signed.replay_key)
         ctx.metrics.intake_seconds.labels(event_type).observe(time.perf_counter() - started)
         return Response(
             json.dumps({"message_id": accepted.message_id,

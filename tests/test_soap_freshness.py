@@ -1,5 +1,6 @@
 """Signed SOAP requests cannot be replayed: the signed ``createdAt`` against the age window
-(hub.api.soap.freshness), an exact resend within the window answered as a resubmission, and
+(hub.api.soap.freshness), the same signed request within the window answered as a
+resubmission however it travels, another idempotencyKey no way to make it new, and
 ``lienthong store prune`` never forgetting a resend's idempotency key inside that window. The
 real intake and store (SQLite and PostgreSQL); the age window's clock is the test's."""
 
@@ -281,6 +282,62 @@ def test_a_request_made_afresh_with_its_idempotency_key_is_a_resubmission(hub: H
                                   datetime.now(UTC).isoformat())
     assert answer(hub.send(signed(hub.keys, again_xml))) == (first, "true")
     assert hub.outbox_rows(first) == 1
+
+
+def with_key(xml: str, key: str) -> str:
+    return xml.replace("<lt:createdAt>",
+                       f"<lt:idempotencyKey>{key}</lt:idempotencyKey><lt:createdAt>")
+
+
+def signed_element(body: bytes) -> bytes:
+    """The signed request element of an envelope made by ``envelope``."""
+    return body.split(b"<s:Body>", 1)[1].rsplit(b"</s:Body>", 1)[0]
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["no key", "idempotencyKey"])
+def test_the_same_signed_request_however_it_travels_is_a_resubmission(hub: Hub,
+                                                                      keyed: bool) -> None:
+    """What anyone holding a captured request can change without breaking its signature: the
+    envelope around the signed element (SOAP 1.2 instead of 1.1, a header added), the
+    SignatureValue's spelling (base64 wrapped in lines). The same signed content, so the same
+    message: the request's key is its signed idempotencyKey, or the signed content's digest."""
+    xml = submit_dossier(ago(1))
+    body = signed(hub.keys, with_key(xml, f"k-{next(_numbers)}") if keyed else xml)
+    first, duplicate = answer(hub.send(body))
+    assert duplicate == "false"
+    before = hub.outbox_rows()
+    element = signed_element(body)
+    start = element.index(b"SignatureValue>") + len(b"SignatureValue>")
+    end = element.index(b"</", start)
+    value = element[start:end]
+    wrapped = b"\n".join(value[i:i + 64] for i in range(0, len(value), 64))
+    assert wrapped != value
+    respelled = element[:start] + wrapped + element[end:]
+    moved = (f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAP12.namespace}">'
+             '<s:Header><x:Trace xmlns:x="urn:example:trace">replayed</x:Trace></s:Header>'
+             "<s:Body>").encode() + respelled + b"</s:Body></s:Envelope>"
+    assert answer(hub.send(moved, SOAP12)) == (first, "true")
+    assert hub.outbox_rows(first) == 1 and hub.outbox_rows() == before
+
+
+def test_another_idempotency_key_is_another_signed_request(hub: Hub) -> None:
+    """Unlike REST's Idempotency-Key header, the SOAP idempotencyKey is inside the signed
+    element: a copy of a signed request under another key (or with a key added) is signed
+    content its sender never signed, refused by the signature, and nothing is kept."""
+    key = f"k-{next(_numbers)}"
+    keyed = signed(hub.keys, with_key(submit_dossier(ago(1)), key))
+    first, _ = answer(hub.send(keyed))
+    keyless = signed(hub.keys, submit_dossier(ago(1)))
+    second, _ = answer(hub.send(keyless))
+    before = hub.outbox_rows()
+    for copy in (keyed.replace(key.encode(), b"k-other"),
+                 keyless.replace(b"<lt:createdAt>",
+                                 b"<lt:idempotencyKey>k-added</lt:idempotencyKey>"
+                                 b"<lt:createdAt>", 1)):
+        assert copy != keyed and copy != keyless
+        assert fault(hub.send(copy))["code"] == "client.bad_signature"
+    assert hub.outbox_rows() == before
+    assert hub.outbox_rows(first) == hub.outbox_rows(second) == 1
 
 
 def test_xmlsec1_signs_a_request_the_hub_accepts(hub: Hub, tmp_path: Path) -> None:

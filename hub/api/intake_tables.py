@@ -2,8 +2,13 @@
 created by its migrations), written in the same transaction as the rest of an accepted event
 through ``UnitOfWork.connection``:
 
-- ``intake_idempotency``: (client, Idempotency-Key) -> message id and request digest, so a
-  resubmission is answered as the first time and a reused key with another body is refused;
+- ``intake_idempotency``: (client, key) -> message id and request digest, so a resubmission is
+  answered as the first time and a reused key with another body is refused. The keys of a
+  request: the client's (its Idempotency-Key, REST ``request:<lt-id>`` without one, SOAP its
+  ``idempotencyKey`` or ``xmldsig:<digest>``) and, for a signed REST request, the key of its
+  signed content (``signed:<digest>``, hub.api.intake.signed_request_key), since the
+  Idempotency-Key header is outside the signature. Rows live as long as ``lienthong store
+  prune`` allows, never less than the entry points' age window;
 - ``intake_dossiers``: per dossier, the sequence of its last event, the procedure (status
   events do not carry it, routing keys need it) and the last reported status (to refuse
   impossible transitions). It is the dossier's ONE sequence: every event the hub accepts for

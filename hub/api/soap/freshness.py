@@ -24,6 +24,16 @@ Within the window, the very same request sent again is a resubmission: its idemp
 client's ``idempotencyKey``, or ``UpstreamProof.idempotency_key``) finds the first answer in
 the store. That row must outlive the window (``span``), which ``lienthong store prune``
 enforces; after the window the request is stale, whether its row is still there or not.
+
+Both keys are signed content, so the key of a request is the key of what its sender signed
+(REST needs a row of its own for that, hub.api.intake.signed_request_key, because its
+Idempotency-Key is a header outside the signature). ``idempotencyKey`` is an element of the
+signed request: a copy of a captured request under another key, or with a key added, is content
+its sender never signed and fails the signature (``client.bad_signature``); a sender that signs
+the same dossier again under a new key makes a new request, as a REST client re-signing under a
+new Idempotency-Key does. Without a key, the DigestValue's digest: what travels around the
+signed element (the SOAP version's envelope, its header, the SignatureValue's spelling) changes
+nothing of it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ content type and body bytes out.
     answer <Op>Response(messageId, duplicate), signed by the hub
 
 An exact resend within the age window is answered as the first time by its idempotency key
-(the client's, or the one the signature implies); after the window it is stale (``freshness``).
+(the client's, or the one the signature implies: both are signed content, so another key is
+another signed request, see ``freshness``); after the window it is stale.
 
 Nothing is written before ``accept``, and ``accept`` writes everything in one transaction, so
 a request refused at any step leaves no trace in the store. Every refusal is a fault in the

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from hub.cli.store import app, parse_duration, processed_ids_window
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.tables import intake_idempotency, processed_ids
+from hub.store.tables import event_sequences, intake_idempotency, processed_ids
 from hub.store.testing import scratch_url
 
 NOW = datetime.now(UTC)
@@ -100,6 +100,25 @@ def test_cli_prune(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "1 published outbox messages" in again.output
     # Processed ids default to the longest a message can come back: the 1 hour old one stays.
     assert "pruned 0 processed ids" in again.output
+
+
+def test_event_numbers_go_with_the_processed_ids(url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numbers adapters' events took (hub.sequencing) are kept as long as processed ids:
+    the CLI prunes them with the same age."""
+    monkeypatch.setenv("LIENTHONG_DATA_DIR", str(tmp_path))
+    with Store.open(url) as store, store.begin() as tx:
+        tx.connection.execute(insert(event_sequences), [
+            {"message_id": f"m-{age}", "dossier_code": "000.00.00.H56-250101-0001",
+             "sequence": n, "assigned_at": NOW - ago}
+            for n, (age, ago) in enumerate((("old", timedelta(days=3)),
+                                            ("new", timedelta(hours=1))), 1)])
+    result = CliRunner().invoke(app, ["prune", "--store-url", url,
+                                      "--processed-older-than", "2d"])
+    assert result.exit_code == 0, result.output
+    assert "1 sequence numbers of adapters' events" in result.output
+    with Store.open(url) as store, store.engine.connect() as conn:
+        assert conn.execute(select(event_sequences.c.message_id)).scalars().all() == ["m-new"]
 
 
 def test_cli_prune_as_a_group_of_lienthong(tmp_path: Path,

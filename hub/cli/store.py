@@ -1,5 +1,6 @@
 """``lienthong store``: upkeep of the hub's database: ``prune`` forgets what no longer needs
-remembering (processed message ids, Idempotency-Keys, published outbox messages)."""
+remembering (processed message ids, Idempotency-Keys, published outbox messages, the sequence
+numbers adapters' events took)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,9 @@ def prune(
     processed_older_than: Annotated[str | None, typer.Option(
         "--processed-older-than", show_default=False,
         help="Forget processed message ids recorded longer ago than this (90s, 30m, 12h, "
-             "7d); default: the longest a message can come back (queued_max_age + clock_skew "
-             "+ the retry tiers). Shorter lets a late redelivery run twice.")] = None,
+             "7d), and the sequence numbers adapters' events took as long ago; default: the "
+             "longest a message can come back (queued_max_age + clock_skew + the retry "
+             "tiers). Shorter lets a late redelivery run twice.")] = None,
     idempotency_older_than: Annotated[str, typer.Option(
         "--idempotency-older-than",
         help="Forget Idempotency-Keys given longer ago than this; a client retrying a request "
@@ -105,6 +107,7 @@ def prune(
         # No linker thread: pruning writes nothing to the message log.
         with Store.open(store_url or settings.store_url, deferred_log=False) as store:
             processed = store.processed.prune(processed_age)
+            numbers = store.event_sequences_prune(processed_age)
             keys = store.idempotency_prune(idempotency_age)
             published = store.outbox_prune(outbox_age)
     except HubError as exc:
@@ -112,4 +115,5 @@ def prune(
         raise typer.Exit(2) from None
     typer.echo(f"pruned {processed} processed ids (older than {processed_age}), {keys} "
                f"idempotency keys (older than {idempotency_age}), {published} published "
-               f"outbox messages (older than {outbox_age})")
+               f"outbox messages (older than {outbox_age}), {numbers} sequence numbers of "
+               f"adapters' events (with the processed ids)")

@@ -20,7 +20,7 @@ from hub.store.linker import LogLinker
 from hub.store.operators import AuditEntry, DeadLetter
 from hub.store.outbox import OutboxItem, OutgoingLike
 from hub.store.processed import StoreProcessedIds
-from hub.store.tables import intake_idempotency
+from hub.store.tables import event_sequences, intake_idempotency
 from hub.store.timeline import TimelineEntry, TimelineEvent
 from hub.store.unit import UnitOfWork
 
@@ -196,6 +196,16 @@ class Store:
         with self._write("pruning idempotency keys") as conn:
             result = conn.execute(
                 delete(intake_idempotency).where(intake_idempotency.c.created_at < cutoff))
+            return int(result.rowcount)
+
+    def event_sequences_prune(self, older_than: datetime | timedelta) -> int:
+        """Forget the numbers adapters' events took (hub.sequencing) before ``older_than``;
+        returns how many. Keep them as long as processed ids: an event made again after that
+        takes a new number, and its receivers no longer remember the first one either."""
+        cutoff = _cutoff(older_than)
+        with self._write("pruning event sequence numbers") as conn:
+            result = conn.execute(
+                delete(event_sequences).where(event_sequences.c.assigned_at < cutoff))
             return int(result.rowcount)
 
     # Dossier timeline and sequences.

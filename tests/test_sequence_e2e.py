@@ -9,8 +9,8 @@ change of the dossier, with an info line only.
 
 - through the real app (both databases): callbacks and REST requests share the numbering, and
   the status a callback reports is the one the next REST change must follow;
-- adapters' events (a real worker on the real broker): numbered after the intake's, the same
-  message always with the same number;
+- adapters' events (a real worker on the real broker, and an adapter's command publishing):
+  numbered after the intake's, the same message always with the same number;
 - end to end: `lienthong serve` on a socket, `lienthong worker npsp` over RabbitMQ and the
   portal simulator, provincial callbacks and REST status changes interleaved: every one reaches
   the portal, in order.
@@ -27,7 +27,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from test_api_support import (  # noqa: F401 - fixtures
     Hub,
     Keys,
     clients_config,
+    declare_events,
     dossier,
     drain,
     keys_fixture,
@@ -256,6 +257,31 @@ def test_the_same_event_made_again_keeps_its_number(store_url: str, keys: Keys,
         assert [Envelope.from_bytes(o.body).sequence for o in (a, b, c)] == [1, 1, 2]
         with store.begin() as tx:
             assert lock_states(tx.connection, [code])[code].sequence == 2
+
+
+def test_adapter_commands_publish_numbered_events(settings: Settings, keys: Keys,
+                                                  store_url: str) -> None:
+    """What an adapter's command publishes (payment reconcile, postal poll) through
+    ``hub.runtime.adapter_session`` is numbered too; published again (its confirm was lost),
+    the same event goes out with the same number and bytes."""
+    settings = settings.model_copy(update={"store_url": store_url})
+    keys.hub.save(settings.keys_dir)
+    spy = declare_events(settings.amqp_url, settings.name_prefix)
+    code = new_code()
+
+    async def go() -> None:
+        async with runtime.adapter_session(settings, "postal") as (_ctx, publish):
+            env = Envelope.new(source=settings.hub_id, type="vn.gov.postal.tracking-updated",
+                               subject=code, data={"dossier_code": code},
+                               agency="000.00.00.H56")
+            await publish(env)
+            await publish(env)
+            await publish(replace(env, id=str(uuid.uuid4())))
+
+    asyncio.run(go())
+    bodies = [body for _, body in drain(settings.amqp_url, spy)]
+    assert [Envelope.from_bytes(b).sequence for b in bodies] == [1, 1, 2]
+    assert bodies[0] == bodies[1]
 
 
 # -- end to end: the real server, a real portal worker, the portal simulator ---------------

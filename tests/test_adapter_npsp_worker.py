@@ -17,9 +17,9 @@ from adapters.npsp.simulator import NpspSimulator
 from adapters.npsp.worker import NpspHandler, make_handler
 from hub.adapters import AdapterContext, load_config
 from hub.broker.messages import Delivery
+from hub.broker.metrics import REGISTRY
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, RetryableError
-from hub.broker.metrics import REGISTRY
 from hub.model import Status
 from hub.settings import PROJECT_ROOT, Settings
 from hub.store.store import Store

@@ -105,7 +105,26 @@ class Settings(BaseSettings):
     # the intake's writer thread gets the GIL back soon after each database call (hub.api.app).
     switch_interval: float = Field(default=0.0005, gt=0, le=0.1)
     rate_per_client: float = 2000.0  # requests per second per upstream system
+    # Every request, from the end of its headers to its answer, reading the body included: a
+    # body that has not arrived by then is 408 client.request_timeout (and the connection is
+    # closed), a hub that has not finished is 503 server.timeout.
     # Upstream systems: credentials and access lists (see mappings/clients.toml).
+    # The header phase (hub.api.protocol, run by `lienthong serve`): a client has header_timeout
+    # seconds from connecting (or from the first byte of a further request on the connection) to
+    # send its request line and headers (else 408 client.request_timeout), at most
+    # max_header_bytes of request target, names and values in at most max_headers fields (else
+    # 431 client.headers_too_large); either way the connection is closed.
+    header_timeout: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=32_768, ge=1024)
+    max_headers: int = Field(default=100, ge=8)
+    # An idle keep-alive connection is closed after this many seconds.
+    keep_alive_timeout: int = Field(default=5, ge=1)
+    # The hub's public base URL as its clients reach it (scheme, host, port and the path prefix
+    # of a proxy, if any), e.g. https://lienthong.example.gov.vn: the SOAP service's address in
+    # the served WSDL. Unset, the WSDL names the address and port the request's connection
+    # arrived on (the socket's, never the Host header, which any client writes): set it whenever
+    # a proxy or TLS terminator stands in front of the hub.
+    public_url: str = ""
     clients_file: Path = PROJECT_ROOT / "mappings" / "clients.toml"
     # The TLS terminators allowed to pass on a client certificate's fingerprint (header
     # X-Client-Cert-SHA256): addresses or CIDR networks of the connection's peer. A
@@ -140,6 +159,20 @@ class Settings(BaseSettings):
                 try:
                     value = json.loads(text)
                 except ValueError as exc:
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+                or parts.fragment:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL with a host and no query; give the hub's "
+                "base URL as its clients reach it, e.g. https://lienthong.example.gov.vn")
+        return value.rstrip("/")
+
                     raise ValueError(f"{text!r} is not a JSON list of URLs ({exc}); give a "
                                      "JSON list or comma-separated amqp:// URLs") from None
             else:

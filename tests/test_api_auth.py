@@ -162,10 +162,15 @@ def test_trusted_proxies_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_serve_shows_the_app_the_true_peer(monkeypatch: pytest.MonkeyPatch) -> None:
     # uvicorn's proxy headers would replace the terminator's address by X-Forwarded-For.
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    seen: list[uvicorn.Config] = []
+
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        seen.append(server.config)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     serve_cli.serve(host="127.0.0.1", port=1, workers=1)
-    assert seen["proxy_headers"] is False
+    assert [config.proxy_headers for config in seen] == [False]
 
 
 # -- certificate and key together -------------------------------------------------------------

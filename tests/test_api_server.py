@@ -1,20 +1,28 @@
 """The real thing: `lienthong serve` (uvicorn, two worker processes) on a socket, with the
-store, the trust store, the clients file and the broker it would have in production."""
+store, the trust store, the clients file and the broker it would have in production; and the
+limits of a connection (hub.api.protocol, hub.api.limits) against raw sockets, on a hub set up
+by the CLI under umask 000."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import wait_for
+from lxml import etree
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     CLIENT_ID,
@@ -28,6 +36,8 @@ from test_api_support import (  # noqa: F401 - fixtures
     sign,
 )
 
+from hub.api import soap
+from hub.api.soap.contract import NS
 from hub.cli.clients import client_block
 from hub.envelope import Envelope
 from hub.settings import Settings
@@ -60,11 +70,23 @@ def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
         "LIENTHONG_CLIENTS_FILE": str(clients),
         "LIENTHONG_MAX_BODY_BYTES": str(MAX_BODY),
     }
+    with serving(port, env, workers=2) as base:
+        yield base
+
+
+def lienthong(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from hub.cli import main; main()", *args]
+
+
+@contextlib.contextmanager
+def serving(port: int, env: dict[str, str], *, workers: int, umask: int = -1) -> Iterator[str]:
+    """`lienthong serve` on ``port`` until the block ends; its base URL once /readyz answers."""
+    env = {**env}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port", str(port),
-         "--workers", "2", "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        lienthong("serve", "--port", str(port), "--workers", str(workers),
+                  "--log-level", "warning"),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, umask=umask,
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -266,3 +288,298 @@ def test_a_port_taken_by_another_program_is_refused(settings: Settings) -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2, out
     assert b"cannot listen on 127.0.0.1:" in out and b"--port" in out, out
+
+
+# -- the limits of a connection, on a hub set up by the CLI under umask 000 -------------------
+
+HEADER_TIMEOUT = 1.5
+REQUEST_TIMEOUT = 3.0
+PUBLIC_URL = "https://lienthong.example.gov.vn/hub"
+# How much later than its deadline a cut may come on this shared, loaded machine.
+SLACK = 5.0
+# A trickling client sends a byte this often (its behaviour under test, not a wait).
+PACE = 0.1
+
+
+@dataclass
+class Edge:
+    base: str
+    port: int
+    data_dir: Path
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory, amqp_url: str, keys: Keys) -> Iterator[Edge]:
+    """One `lienthong serve` worker with short deadlines and a public URL. Its data directory
+    does not exist before `lienthong keys` makes it; the commands and the server run under
+    umask 000, so every mode in it is one the hub set."""
+    tmp = tmp_path_factory.mktemp("edge")
+    data_dir = tmp / "data"
+    client_pem = tmp / "client.pem"
+    client_pem.write_bytes(keys.client.certificate_pem())
+    clients = tmp / "clients.toml"
+    clients.write_text(client_block(CLIENT_ID, "igate", ["vn.gov.dossier.*"], ["000.00.00.H56*"],
+                                    api_key=API_KEY, oauth_client_id=None, oauth_secret=None,
+                                    cert_sha256=[]))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LIENTHONG_")},
+        "LIENTHONG_DATA_DIR": str(data_dir),
+        "LIENTHONG_AMQP_URL": amqp_url,
+        "LIENTHONG_NAME_PREFIX": f"lt{uuid.uuid4().hex[:8]}",
+        "LIENTHONG_CLIENTS_FILE": str(clients),
+        "LIENTHONG_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
+        "LIENTHONG_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+        "LIENTHONG_PUBLIC_URL": PUBLIC_URL,
+    }
+    hub_id = Settings().hub_id
+    for args in (("keys", "generate", "--system", hub_id),
+                 ("keys", "generate", "--system", soap.response_signer_id(Settings()),
+                  "--alg", "RS256"),
+                 ("keys", "trust", str(client_pem))):
+        done = subprocess.run(lienthong(*args), env=env, umask=0, capture_output=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    port = free_port()
+    with serving(port, env, workers=1, umask=0) as base:
+        yield Edge(base, port, data_dir)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    after: float  # seconds from the request's first byte to the whole answer
+    closed: bool | None  # the server closed the connection after the answer (None: not looked)
+
+
+def _connect(edge: Edge) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", edge.port), timeout=10)
+
+
+def _closed(sock: socket.socket, wait: float) -> bool:
+    """Whether the server closes the connection within ``wait`` seconds (what it still sends
+    is read and dropped)."""
+    sock.settimeout(wait)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def _answer(sock: socket.socket, started: float, *, within: float, trickle: bytes = b"",
+            then_closed: bool = True) -> Answer:
+    """The server's answer on ``sock``, whole (head and Content-Length body), and whether the
+    server then closes the connection (``then_closed``). Until the answer comes, ``trickle`` is
+    sent a byte every PACE seconds, as a slow client does."""
+    data = b""
+    sent = 0
+    sock.settimeout(PACE)
+    while True:
+        head, end, body = data.partition(b"\r\n\r\n")
+        if end:
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.strip().lower(): v.strip()
+                       for k, v in (line.split(":", 1) for line in lines[1:])}
+            if len(body) >= int(headers.get("content-length", "0")):
+                after = time.monotonic() - started
+                return Answer(int(lines[0].split()[1]), headers, body, after,
+                              _closed(sock, SLACK) if then_closed else None)
+        if time.monotonic() - started > within:
+            raise AssertionError(f"no answer within {within} s; got {data[:300]!r}")
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            if sent < len(trickle):
+                sock.sendall(trickle[sent:sent + 1])
+                sent += 1
+            continue
+        if not chunk:
+            raise AssertionError(f"closed without a whole answer: {data[:300]!r}")
+        data += chunk
+
+
+def _problem(answer: Answer) -> dict[str, object]:
+    assert answer.headers["content-type"] == "application/problem+json", answer.headers
+    problem: dict[str, object] = json.loads(answer.body)
+    assert problem["status"] == answer.status, problem
+    return problem
+
+
+def test_a_1_mb_header_is_refused_431(edge: Edge) -> None:
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        # The server stops reading it after 32 KiB: the rest may meet a closed connection.
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Big: " + b"a" * 1_000_000
+                         + b"\r\n\r\n")
+        answer = _answer(sock, started, within=SLACK)
+    assert answer.status == 431, answer
+    problem = _problem(answer)
+    assert (problem["code"], problem["field"]) == ("client.headers_too_large", "headers")
+    assert "32768 bytes" in str(problem["message"])
+    assert answer.headers["connection"] == "close" and answer.closed
+    assert httpx.get(f"{edge.base}/healthz").status_code == 200  # the worker serves on
+
+
+def test_ten_thousand_headers_are_refused_431(edge: Edge) -> None:
+    fields = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n" + fields + b"\r\n")
+        answer = _answer(sock, started, within=SLACK)
+    assert answer.status == 431, answer
+    problem = _problem(answer)
+    assert problem["code"] == "client.headers_too_large"
+    assert "more than 100 header fields" in str(problem["message"])
+    assert answer.closed
+
+
+def test_headers_within_the_limits_and_a_large_body_pass(edge: Edge) -> None:
+    """90 fields of 300 bytes (27 KB of headers) pass, and a body is never counted as headers,
+    even when it arrives in the same reads."""
+    fields = {f"X-H{i}": "v" * 290 for i in range(90)}
+    assert httpx.get(f"{edge.base}/healthz", headers=fields).status_code == 200
+    answer = httpx.post(f"{edge.base}/v1/dossiers", content=b" " * 600_000,
+                        headers={"X-API-Key": "unknown", "Content-Type": "application/json"})
+    assert answer.status_code == 401, answer.text
+
+
+def test_a_header_trickle_is_cut_with_408(edge: Edge) -> None:
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n")
+        answer = _answer(sock, started, within=HEADER_TIMEOUT + SLACK,
+                         trickle=b"X-Slow: " + b"a" * 10_000)
+    assert answer.status == 408, answer
+    problem = _problem(answer)
+    assert (problem["code"], problem["field"]) == ("client.request_timeout", "headers")
+    # Cut at the deadline although bytes kept coming (the keep-alive timer, which any byte
+    # resets, would never have fired).
+    assert HEADER_TIMEOUT - 0.05 <= answer.after <= HEADER_TIMEOUT + SLACK
+    assert answer.closed
+
+
+def test_a_silent_connection_is_closed(edge: Edge) -> None:
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        assert _closed(sock, HEADER_TIMEOUT + SLACK)
+        assert time.monotonic() - started >= HEADER_TIMEOUT - 0.05
+
+
+def _dossier_head(body: bytes, signer_keys: Keys, *, length: int | None = None,
+                  api_key: str = API_KEY) -> bytes:
+    signature = sign(signer_keys.signer(signer_keys.client), body, SUBMITTED)
+    return (f"POST /v1/dossiers HTTP/1.1\r\nHost: hub\r\nX-API-Key: {api_key}\r\n"
+            f"X-Signature: {signature}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n\r\n").encode()
+
+
+def test_a_rest_body_shorter_than_its_length_gets_408(edge: Edge, keys: Keys) -> None:
+    body = json.dumps(dossier(new_code())).encode()
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        sock.sendall(_dossier_head(body, keys) + body[:-20])  # and nothing more
+        answer = _answer(sock, started, within=REQUEST_TIMEOUT + SLACK)
+    assert answer.status == 408, answer
+    problem = _problem(answer)
+    assert (problem["code"], problem["field"]) == ("client.request_timeout", "body")
+    assert f"Content-Length announced {len(body)} bytes" in str(problem["message"])
+    assert REQUEST_TIMEOUT - 0.05 <= answer.after <= REQUEST_TIMEOUT + SLACK
+    assert answer.headers["connection"] == "close" and answer.closed
+
+
+def test_a_body_trickling_after_an_early_refusal_is_cut(edge: Edge, keys: Keys) -> None:
+    """Refused before its body was read (unknown key), a request whose body keeps trickling
+    does not hold the connection beyond the request deadline."""
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        sock.sendall(_dossier_head(b"", keys, length=100_000, api_key="unknown") + b"{")
+        refused = _answer(sock, started, within=SLACK, trickle=b" " * 100, then_closed=False)
+        assert refused.status == 401, refused
+        assert "connection" not in refused.headers  # a keep-alive answer
+        # The body goes on, byte by byte: each byte would reset a keep-alive timer.
+        sock.settimeout(PACE)
+        cut = None
+        while cut is None and time.monotonic() - started < REQUEST_TIMEOUT + SLACK:
+            try:
+                if sock.recv(65536) == b"":
+                    cut = time.monotonic() - started
+            except TimeoutError:
+                try:
+                    sock.sendall(b" ")
+                except OSError:
+                    cut = time.monotonic() - started
+            except ConnectionResetError:
+                cut = time.monotonic() - started
+    assert cut is not None, "the connection was never closed"
+    assert REQUEST_TIMEOUT - 0.05 <= cut <= REQUEST_TIMEOUT + SLACK
+
+
+SOAP_ANSWERS = {"1.1": ("text/xml; charset=utf-8", 500),
+                "1.2": ("application/soap+xml; charset=utf-8", 400)}
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_a_soap_body_shorter_than_its_length_gets_a_fault(edge: Edge, version: str) -> None:
+    content_type, status = SOAP_ANSWERS[version]
+    head = (f"POST {soap.PATH} HTTP/1.1\r\nHost: hub\r\nContent-Type: {content_type}\r\n"
+            f"SOAPAction: \"\"\r\nX-API-Key: {API_KEY}\r\nContent-Length: 5000\r\n\r\n").encode()
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        sock.sendall(head + b"<soap:Envelope xmlns:soap=")  # and nothing more
+        answer = _answer(sock, started, within=REQUEST_TIMEOUT + SLACK)
+    # A fault in the announced version, with its status (hub.api.soap.faults), not 408: SOAP
+    # stacks read faults only from these.
+    assert answer.status == status, answer
+    assert answer.headers["content-type"].startswith(content_type.split(";")[0])
+    fault = etree.fromstring(answer.body).find(f".//{{{NS}}}HubFault")
+    assert fault is not None, answer.body
+    assert fault.findtext(f"{{{NS}}}code") == "client.request_timeout"
+    assert fault.findtext(f"{{{NS}}}field") == "body"
+    assert REQUEST_TIMEOUT - 0.05 <= answer.after <= REQUEST_TIMEOUT + SLACK
+    assert answer.headers["connection"] == "close" and answer.closed
+
+
+def test_the_wsdl_names_the_public_url_whatever_the_host(edge: Edge) -> None:
+    address = f"{PUBLIC_URL}{soap.PATH}"
+    for host in ("attacker.example", f"127.0.0.1:{edge.port}"):
+        answer = httpx.get(f"{edge.base}{soap.PATH}?wsdl", headers={"Host": host})
+        assert answer.status_code == 200
+        doc = etree.fromstring(answer.content)
+        assert doc.xpath("//*[local-name()='address']/@location") == [address, address]
+        assert doc.xpath("//*[local-name()='import']/@schemaLocation") == [
+            f"{address}?xsd=intake.xsd"]
+        assert b"attacker" not in answer.content
+
+
+def test_the_data_directory_is_private_under_umask_000(edge: Edge, keys: Keys) -> None:
+    # A dossier kept: the database, its write-ahead log and the intake's lock all exist.
+    body = json.dumps(dossier(new_code())).encode()
+    answer = httpx.post(f"{edge.base}/v1/dossiers", content=body, headers={
+        "X-API-Key": API_KEY, "Content-Type": "application/json",
+        "X-Signature": sign(keys.signer(keys.client), body, SUBMITTED)}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    modes = {path.relative_to(edge.data_dir).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in [edge.data_dir, *edge.data_dir.rglob("*")]}
+    dirs = {name for name in modes if (edge.data_dir / name).is_dir()}
+    assert {name: oct(modes[name]) for name in dirs} == {name: "0o700" for name in dirs}
+    secret = {"hub.db", "hub.db-wal", "hub.db-shm", "hub.db.write.lock", "hub.db.relay.lock",
+              "oauth-token.key"}
+    assert secret <= set(modes), sorted(modes)
+    key_files = {name for name in modes if name.endswith(".key.pem")}
+    assert len(key_files) == 2, sorted(modes)  # the hub's JWS key and its SOAP key
+    # Certificates (the hub's own, the trusted ones) and algorithm pins.
+    public = {name for name in modes
+              if name.endswith((".crt.pem", "pins.toml")) or name.startswith("trust/")}
+    files = set(modes) - dirs
+    # Nothing else lies there: each file is secret (0600) or public (0644, never writable).
+    assert files == secret | key_files | public, sorted(files)
+    assert {name: oct(modes[name]) for name in secret | key_files} == {
+        name: "0o600" for name in secret | key_files}
+    assert {name: oct(modes[name]) for name in public} == {name: "0o644" for name in public}

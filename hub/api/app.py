@@ -60,6 +60,10 @@ def _mount_soap(app: FastAPI, settings: Settings, ctx: ApiContext, wanted: bool 
                 "`lienthong keys generate --system %s --alg RS256`",
                 key, soap_api.response_signer_id(settings))
         return
+    if not settings.public_url:
+        log.info("public_url is not set: the WSDL at %s?wsdl names the address each connection "
+                 "arrives on; set LIENTHONG_PUBLIC_URL to the hub's URL as its clients reach it "
+                 "(needed behind a proxy or TLS terminator)", soap_api.PATH)
     app.include_router(soap_api.router(settings, ctx.intake, ctx.registry, signer=signer,
                                        limiter=ctx.limiter))
 

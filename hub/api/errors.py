@@ -64,6 +64,24 @@ class RequestTimeout(HubError):
     http_status = 503
 
 
+class SlowRequest(ClientError):
+    """The client did not send its whole request in time: its headers within
+    ``Settings.header_timeout``, or its body within ``Settings.request_timeout``. Answered 408
+    and the connection is closed (what is left of the request can no longer be told apart from
+    a next one)."""
+
+    code = "client.request_timeout"
+    http_status = 408
+
+
+class HeadersTooLarge(ClientError):
+    """The request's headers pass ``Settings.max_header_bytes`` or ``Settings.max_headers``
+    (HTTP 431); the connection is closed."""
+
+    code = "client.headers_too_large"
+    http_status = 431
+
+
 class StoreUnavailable(RetryableError):
     """The store did not answer; nothing was kept, the same request can be sent again."""
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.errors import BodyTooLarge, RateLimited, RequestTimeout
+from hub.api.errors import BodyTooLarge, RateLimited, RequestTimeout, SlowRequest
 from hub.api.problems import problem_response
 
 # The SOAP router enforces the same limits itself and answers with SOAP faults, which a SOAP
@@ -76,9 +76,17 @@ class BodySizeLimit:
 
 
 class RequestTimeoutLimit:
-    """Answer 503 ``server.timeout`` when a request runs longer than ``seconds``. Work already
-    committed stays committed (a store write runs in a thread that cannot be cancelled): the
-    client retries with the same Idempotency-Key and learns the message id."""
+    """One deadline of ``seconds`` for the whole request, reading its body included. When it
+    passes before the answer:
+
+    - the body has not all arrived: 408 ``client.request_timeout``, and the connection is
+      closed (a client that announced more bytes than it sends would otherwise hold a request,
+      and a worker's attention, for ever);
+    - the body is in but the hub has not finished: 503 ``server.timeout``. Work already
+      committed stays committed (a store write runs in a thread that cannot be cancelled):
+      the client retries with the same Idempotency-Key and learns the message id.
+
+    The SOAP endpoint keeps the same deadline itself, to answer with a fault."""
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app
@@ -89,6 +97,14 @@ class RequestTimeoutLimit:
             await self.app(scope, receive, send)
             return
         started = False
+        body_in = False
+
+        async def tracking_receive() -> Message:
+            nonlocal body_in
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_in = True
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
@@ -98,14 +114,43 @@ class RequestTimeoutLimit:
 
         try:
             async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, tracking_receive, tracking_send)
         except TimeoutError:
             if started:
                 raise
+            if not body_in and not await arrived(tracking_receive):
+                slow = SlowRequest(
+                    f"the request's body did not arrive within {self.seconds:g} s"
+                    f"{_announced(scope)}; send the whole request at once", field="body")
+                response = problem_response(slow, scope["path"])
+                response.headers["connection"] = "close"
+                await response(scope, receive, send)
+                return
             error = RequestTimeout(
                 f"the hub did not answer within {self.seconds:g} s; retry with the same "
                 "Idempotency-Key (a request that was kept is answered with its message id)")
             await problem_response(error, scope["path"])(scope, receive, send)
+
+
+async def arrived(receive: Receive) -> bool:
+    """Whether the rest of the request's body is already with the server (received, though
+    the app has not asked for it yet): read without waiting, and dropped."""
+    try:
+        # A deadline already past cancels the first wait; messages already there are taken.
+        async with asyncio.timeout(0):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+
+
+def _announced(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return f" (Content-Length announced {value.decode('latin-1')[:20]} bytes)"
+    return ""
 
 
 # Buckets kept at most, whatever the callers send: keys of unauthenticated requests (the token

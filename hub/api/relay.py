@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from hub.broker.messages import Outgoing
 from hub.errors import BrokerUnavailable, HubError
+from hub.files import private_dir
 from hub.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class RelayLeader:
     def __call__(self) -> bool:
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -2,7 +2,11 @@
 
 With several workers each process builds its own app from the same settings (environment and
 ``LIENTHONG_CONFIG``): the per-client rate is divided among them, and Prometheus metrics are
-shared through ``PROMETHEUS_MULTIPROC_DIR`` so ``/metrics`` reports all of them."""
+shared through ``PROMETHEUS_MULTIPROC_DIR`` so ``/metrics`` reports all of them.
+
+Connections are served by ``hub.api.protocol`` (uvicorn's httptools protocol with limits on the
+header phase: ``Settings.header_timeout``, ``max_header_bytes``, ``max_headers``), idle
+keep-alive connections closed after ``Settings.keep_alive_timeout``."""
 
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from hub.api.protocol import ConnectionLimits, HubConfig
 from hub.settings import Settings
 
 FACTORY = "hub.cli.serve:app_from_env"
+# uvicorn's exit status when its server does not start (uvicorn.main.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
 
 
 def app_from_env() -> FastAPI:
@@ -166,23 +173,32 @@ def serve(
         workers=workers,
         log_level=log_level,
         access_log=access_log,
-        # The C parser and event loop when installed (uvicorn[standard]); pure Python else.
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        # The C event loop when installed; the protocol (HubConfig) is httptools, the C parser.
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=10,
         # The app must see the connection's true peer: it honours a client-certificate header
         # only from Settings.trusted_proxies (hub.api.auth.RequestPeer), and uvicorn's
         # X-Forwarded-For rewriting would put the terminator's client there instead.
         proxy_headers=False,
     )
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers, body_timeout=settings.request_timeout)
+    config = HubConfig(FACTORY, limits=limits, **options)
     try:
-        # SO_REUSEPORT spreads connections over the sockets on Linux only (elsewhere the last
-        # socket bound would take them all).
-        if workers > 1 and sys.platform == "linux":
-            with contextlib.suppress(KeyboardInterrupt):
-                ReusePortWorkers(uvicorn.Config(FACTORY, **options)).run()
-        else:
-            uvicorn.run(FACTORY, **options)
+        with contextlib.suppress(KeyboardInterrupt):
+            # SO_REUSEPORT spreads connections over the sockets on Linux only (elsewhere the
+            # last socket bound would take them all).
+            if workers > 1 and sys.platform == "linux":
+                ReusePortWorkers(config).run()
+            elif workers > 1:
+                Multiprocess(config, sockets=[config.bind_socket()]).run()
+            else:
+                server = uvicorn.Server(config)
+                server.run()
+                if not server.started:
+                    sys.exit(STARTUP_FAILURE)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from hub.envelope import check_source
 from hub.errors import CodeError, ConfigError, InvalidMessage
+from hub.files import PRIVATE_FILE, PUBLIC_FILE, private_dir, write_atomic
 from hub.signing import pins
 from hub.signing.algorithms import (
     ALGORITHMS,
@@ -171,7 +171,7 @@ class KeyMaterial:
                 "overwrite=True (`lienthong keys generate --force`) to replace it",
                 field="system_id",
             )
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(keys_dir)
         _write_private(files.key, self.private_pem())
         if self.certificate is not None:
             _write_public(files.certificate, self.certificate_pem())
@@ -350,18 +350,9 @@ def family_label(key: SigningKey | VerifyingKey) -> str:
 
 def _write_private(path: Path, data: bytes) -> None:
     # Created 0600 from the start (never world-readable, not even briefly), then renamed over.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, data, PRIVATE_FILE)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    # 0644 whatever the umask: readable, never writable by others.
+    write_atomic(path, data, PUBLIC_FILE)

@@ -12,11 +12,11 @@ A kid pin wins over a system pin, which wins over the key type's default.
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from pathlib import Path
 
 from hub.errors import ConfigError
+from hub.files import PUBLIC_FILE, private_dir, write_atomic
 from hub.signing.algorithms import ALGORITHMS
 
 FILENAME = "pins.toml"
@@ -55,7 +55,7 @@ def set_pin(directory: Path, name: str, alg: str | None) -> None:
     if pins.get(name) == alg:
         return
     path = directory / FILENAME
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     if alg is not None and name not in pins:
         text = path.read_text() if path.exists() else _HEADER
         if not text.endswith("\n"):
@@ -75,6 +75,4 @@ def _line(name: str, alg: str) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text.encode(), PUBLIC_FILE)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from joserfc.jwk import Key
 
 from hub.errors import ConfigError
+from hub.files import PUBLIC_FILE, private_dir, write_atomic
 from hub.signing import pins
 from hub.signing.algorithms import VerifyingKey, check_alg, default_alg, jose_key
 from hub.signing.keys import (
@@ -145,13 +146,11 @@ class TrustStore:
                 f"the certificate of {key.system_id} expired on {key.not_after:%Y-%m-%d %H:%M} "
                 "UTC; ask its owner for a renewed certificate"
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         known = self._by_kid.get(key.kid)
         if known is None or known.path is None or not known.path.exists():
             path = self.directory / f"{file_stem(key.system_id)}_{key.kid[:16]}.pem"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(key.pem())
-            os.replace(tmp, path)
+            write_atomic(path, key.pem(), PUBLIC_FILE)
         if alg is not None:
             default = default_alg(key.public_key)
             pins.set_pin(self.directory, key.kid, None if alg == default else alg)

@@ -5,8 +5,10 @@ SQLite: WAL (readers never block the writer), foreign keys on, a busy timeout so
 instead of failing, and transactions begun by us rather than by the sqlite3 module, so that a
 writing unit of work starts with ``BEGIN IMMEDIATE`` (takes the write lock up front: no
 deadlock between two deferred transactions upgrading, and the hash chain stays linear) and DDL
-is transactional. PostgreSQL: psycopg 3, pre-ping so a restarted server costs one retry, not an
-error.
+is transactional. The SQLite files hold citizens' names and identity numbers: the database is
+created 0600 (in a directory created 0700) before SQLite opens it, whatever the umask, and
+SQLite gives its -wal, -shm and -journal files the database's own mode. PostgreSQL: psycopg 3,
+pre-ping so a restarted server costs one retry, not an error.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import StaticPool
 
 from hub.errors import ConfigError, RetryableError
+from hub.files import private_dir, private_file, tighten
 
 BUSY_TIMEOUT_S = 30.0
 # Execution option read by the SQLite "begin" hook: IMMEDIATE for writers, DEFERRED for readers.
@@ -58,6 +61,20 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
+# Files SQLite keeps beside a database (rollback journal, write-ahead log, its shared index).
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")
+
+
+def _private_database(path: Path) -> None:
+    """The database file made 0600 before SQLite first opens it: SQLite creates a missing one
+    0644 minus the umask, and its companions copy the database's mode, so this one mode covers
+    them all. A database (or companion) left wider by an older hub is tightened."""
+    private_dir(path.parent)
+    private_file(path)
+    for suffix in SQLITE_COMPANIONS:
+        tighten(path.with_name(path.name + suffix))
+
+
 # A pooled PostgreSQL connection idle for longer than this is pinged before use.
 PING_AFTER_IDLE_S = 1.0
 
@@ -79,7 +96,7 @@ def make_engine(url: str) -> Engine:
         kwargs["poolclass"] = StaticPool
         kwargs["connect_args"]["check_same_thread"] = False
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_database(path)
     engine = create_engine(parsed, **kwargs)
     memory = path is None
 

@@ -3,7 +3,8 @@
 Contract first: ``schemas/soap/intake.wsdl`` and ``intake.xsd`` (document/literal wrapped,
 namespace ``urn:lienthong:hub:v1``, operations SubmitDossier, ReportStatus, ReportProgress),
 served at ``/soap/v1?wsdl`` and ``/soap/v1?xsd=intake.xsd``; requests are POSTed to
-``/soap/v1``.
+``/soap/v1``. The WSDL names the service at ``Settings.public_url`` + ``/soap/v1`` (unset: the
+address the connection arrived on; never the request's Host header).
 
 The app factory mounts it with::
 
@@ -70,7 +71,8 @@ def router(
         max_depth=max_depth,
         limiter=limiter,
     )
-    return build_router(service, path=PATH, timeout=settings.request_timeout)
+    return build_router(service, path=PATH, timeout=settings.request_timeout,
+                        public_url=settings.public_url)
 
 
 __all__ = ["PATH", "ResponseSigner", "SoapService", "response_signer_id", "router"]

@@ -1,5 +1,6 @@
 """The SOAP contract files (schemas/soap/intake.wsdl and intake.xsd): loaded once, the XSD
-compiled once per thread, the WSDL served with its addresses pointing where it was fetched."""
+compiled once per thread, the WSDL served with its addresses set to the service's address
+(``Settings.public_url``, see ``routes``)."""
 
 from __future__ import annotations
 
@@ -80,8 +81,8 @@ class Contract:
         )
 
     def wsdl(self, address: str) -> bytes:
-        """The WSDL with both ports' soap:address set to ``address`` (the URL it was fetched
-        from, without query) and the schema import pointing at ``address?xsd=intake.xsd``."""
+        """The WSDL with both ports' soap:address set to ``address`` (the service's URL) and
+        the schema import pointing at ``address?xsd=intake.xsd``."""
         doc = copy.deepcopy(self._wsdl_doc)
         for tag in _ADDRESS_TAGS:
             for el in doc.iter(tag):

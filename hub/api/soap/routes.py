@@ -6,7 +6,13 @@ skipping it is measurable on the hot path. The app's middleware (metrics, limits
 
 The body is read here with the size limit (refused as soon as it passes it, never read whole
 into memory), then the pipeline (``service``) runs: checks (``prepare``), the intake, the
-signed answer (``finish``).
+signed answer (``finish``). One deadline (``Settings.request_timeout``) covers both: a body
+that has not all arrived by then is a ``client.request_timeout`` fault and the connection is
+closed; a pipeline that has not finished is ``server.timeout``.
+
+The WSDL names the service at ``Settings.public_url`` (the hub's address as its clients reach
+it), else at the address the connection arrived on: never at the request's Host header, which
+any client writes, so a forged one cannot send the next client's requests elsewhere.
 
 Where the checks run is a measured choice. A typical request (a few KB) costs about a
 millisecond of CPU to parse, validate and verify, and about as much again is lost handing it to
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +36,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub.api.errors import BodyTooLarge, RequestTimeout
+from hub.api.errors import BodyTooLarge, RequestTimeout, SlowRequest
 from hub.api.soap.contract import XSD_NAME
 from hub.api.soap.service import Accepted, SoapReply, SoapService
 from hub.errors import HubError
@@ -41,11 +48,13 @@ INLINE_MAX_BYTES = 32 * 1024
 
 
 def build_router(service: SoapService, *, path: str, timeout: float,
-                 inline_max_bytes: int = INLINE_MAX_BYTES) -> APIRouter:
-    """A router holding the SOAP endpoint at ``path`` (include it in the app)."""
+                 inline_max_bytes: int = INLINE_MAX_BYTES, public_url: str = "") -> APIRouter:
+    """A router holding the SOAP endpoint at ``path`` (include it in the app); its WSDL names
+    it at ``public_url + path`` (see the module's docstring when ``public_url`` is empty)."""
     router = APIRouter()
     router.routes.append(Route(path, SoapEndpoint(service, timeout=timeout,
-                                                  inline_max_bytes=inline_max_bytes),
+                                                  inline_max_bytes=inline_max_bytes,
+                                                  public_url=public_url, path=path),
                                include_in_schema=False))
     return router
 
@@ -54,10 +63,13 @@ class SoapEndpoint:
     """The ASGI app of the SOAP endpoint."""
 
     def __init__(self, service: SoapService, *, timeout: float,
-                 inline_max_bytes: int = INLINE_MAX_BYTES) -> None:
+                 inline_max_bytes: int = INLINE_MAX_BYTES, public_url: str = "",
+                 path: str = "/soap/v1") -> None:
         self.service = service
         self.timeout = timeout
         self.inline_max_bytes = inline_max_bytes
+        self.public_url = public_url.rstrip("/")
+        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -66,16 +78,31 @@ class SoapEndpoint:
             await _send(send, reply.status, reply.content_type.encode(), reply.body,
                         extra=reply.headers)
         elif method in ("GET", "HEAD"):
-            status, content_type, body = self.describe(Request(scope))
+            status, content_type, body = self.describe(Request(scope), self.address(scope))
             await _send(send, status, content_type, b"" if method == "HEAD" else body)
         else:
             await _send(send, 405, _TEXT, b"POST SOAP requests; GET ?wsdl for the WSDL\n",
                         allow=b"GET, HEAD, POST")
 
-    def describe(self, request: Request) -> tuple[int, bytes, bytes]:
+    def address(self, scope: Scope) -> str:
+        """The service's address in the WSDL: the configured public URL, else the socket's
+        local address (where this connection arrived) and scheme."""
+        if self.public_url:
+            return self.public_url + self.path
+        server = scope.get("server")
+        if not server:
+            raise RuntimeError("no public_url and no server address to name in the WSDL")
+        host, port = server[0], server[1]
+        scheme = "https" if scope.get("scheme") == "https" else "http"
+        if ":" in host:
+            host = f"[{host}]"
+        default = {"http": 80, "https": 443}[scheme]
+        netloc = host if port in (None, default) else f"{host}:{port}"
+        return f"{scheme}://{netloc}{scope.get('root_path', '')}{self.path}"
+
+    def describe(self, request: Request, address: str) -> tuple[int, bytes, bytes]:
         query = {k.lower(): v for k, v in request.query_params.multi_items()}
         if "wsdl" in query:
-            address = str(request.url.replace(query="", fragment=""))
             return 200, _XML, self.service.contract.wsdl(address)
         if "xsd" in query:
             if query["xsd"] == XSD_NAME:
@@ -87,14 +114,23 @@ class SoapEndpoint:
 
     async def call(self, headers: Mapping[str, str], receive: Receive) -> SoapReply:
         service = self.service
-        try:
-            body = await _read_limited(headers, receive, service.max_body_bytes)
-        except HubError as exc:
-            return service.refuse(headers, exc)
+        body: bytes | None = None
         try:
             async with asyncio.timeout(self.timeout):
+                try:
+                    body = await _read_limited(headers, receive, service.max_body_bytes)
+                except HubError as exc:
+                    return service.refuse(headers, exc)
                 return await _handle(service, headers, body, self.inline_max_bytes)
         except TimeoutError:
+            if body is None:
+                announced = headers.get("content-length")
+                reply = service.refuse(headers, SlowRequest(
+                    f"the request's body did not arrive within {self.timeout:g} s"
+                    + (f" (Content-Length announced {announced[:20]} bytes)" if announced
+                       else "") + "; send the whole request at once", field="body"))
+                # The rest of the body may still come: it must not be read as a next request.
+                return replace(reply, headers=(*reply.headers, (b"connection", b"close")))
             # The intake's job is not cancelled and may still keep the request: the
             # client sends the same request again and learns its message id.
             return service.refuse(headers, RequestTimeout(

@@ -10,6 +10,7 @@ copies nothing: the hub then reads the checkout's own directories.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -45,6 +46,10 @@ class BuildWithData(build_py):
 
     def run(self) -> None:
         super().run()
+        if not self.editable_mode:
+            # An in-tree build reuses build/lib: a file since removed from the checkout must not
+            # ship from an earlier build.
+            shutil.rmtree(Path(self.build_lib) / "hub" / "_data", ignore_errors=True)
         for source, target in self._data_targets():
             self.mkpath(str(target.parent))
             self.copy_file(str(source), str(target), preserve_mode=False)

@@ -2,19 +2,21 @@
 the boundary into the hub's errors (see ``hub.outbound``): connection refused, timeouts, 5xx
 and 429 are ``RetryableError`` (the system is down or busy), another 4xx is ``PermanentError``
 (it refused the content), and a reply that is not a JSON object is ``RetryableError``
-``system.bad_reply`` (systems behind proxies answer outages with an HTML page and status 200).
+``system.bad_reply`` (systems behind proxies answer outages with an HTML page and status 200),
+as is one naming a member twice (a checksum checked over one of the two values would vouch for
+a reply another reader reads differently; see ``hub.jsonbody``).
 
 What the system's own reply codes mean stays the adapter's business.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from hub.errors import PermanentError, RetryableError
+from hub.jsonbody import DuplicateMember, loads_unique
 from hub.privacy import scrub
 
 
@@ -60,7 +62,14 @@ async def request_json(
             origin=origin,
         )
     try:
-        reply = json.loads(response.content)
+        reply = loads_unique(response.content)
+    except DuplicateMember as exc:
+        raise RetryableError(
+            f"{system}'s reply on {path} names the member {exc.field} twice; the hub reads no "
+            "reply whose readers could disagree",
+            code="system.bad_reply",
+            origin=origin,
+        ) from None
     except ValueError:
         raise RetryableError(
             f"{system}'s reply on {path} is not JSON: {scrub(response.text[:120])}",

@@ -4,10 +4,12 @@ refused with a stable code, and an ordinary body costs no more than it did."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from test_api_hostile import POSTAL_TOKEN, ROUTES, SECRET, Route, _post
 from test_api_requests import requests_registry
@@ -20,7 +22,8 @@ from test_api_support import (  # noqa: F401 - fixtures
 
 from hub import jsonbody
 from hub.envelope import Envelope
-from hub.errors import ClientError, InvalidMessage, ValidationError
+from hub.errors import ClientError, InvalidMessage, RetryableError, ValidationError
+from hub.httpcall import request_json
 from hub.jsonbody import MAX_DEPTH, BadJson, parse_json, parse_object
 from hub.settings import Settings
 
@@ -324,3 +327,27 @@ def test_a_member_named_twice_is_refused_at_every_door(hub: Hub, route: Route) -
     # The same body, each member once, is taken: the refusal is the duplicate's.
     again = json.dumps(route.seal(hub, route.body(hub, code)), ensure_ascii=False).encode()
     assert _post(hub, route, code, again).status_code == 202
+
+
+def test_a_systems_reply_naming_a_member_twice_is_a_bad_reply() -> None:
+    """The replies of the systems the hub calls (hub.httpcall) are JSON from outside too: a
+    gateway's checksum checked over the last "SoTien" would vouch for a reply another reader
+    takes the first of. The system's HTTP server is a stand-in: what is tested is the
+    reading of its bytes."""
+    replies = {"/twice": b'{"MaLoi": "00", "SoTien": 1, "SoTien": 150000}',
+               "/once": b'{"MaLoi": "00", "SoTien": 150000}'}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=replies[request.url.path],
+                              headers={"content-type": "application/json"})
+
+    async def call(path: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer),
+                                     base_url="http://gateway.test") as http:
+            return await request_json(http, "POST", path, system="the gateway",
+                                      origin="system:payment")
+
+    assert asyncio.run(call("/once")) == {"MaLoi": "00", "SoTien": 150000}
+    with pytest.raises(RetryableError) as info:
+        asyncio.run(call("/twice"))
+    assert info.value.code == "system.bad_reply" and "SoTien twice" in info.value.message

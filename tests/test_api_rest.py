@@ -142,6 +142,17 @@ def test_an_empty_or_bad_idempotency_key_is_refused(hub: Hub, key: str) -> None:
     assert hub.outbox_count() == 0
 
 
+def test_an_idempotency_key_beyond_ascii_is_refused(hub: Hub) -> None:
+    """The document's pattern is printable ASCII; a header octet beyond it (obsolete in RFC
+    9110) is refused, not read as Latin-1."""
+    body = json.dumps(dossier(new_code())).encode()
+    answer = hub.http.post("/v1/dossiers", content=body, headers={
+        **hub.headers, "Content-Type": "application/json", "Idempotency-Key": "clé".encode(
+            "latin-1"), "X-Signature": sign(hub.client_signer, body, SUBMITTED)})
+    assert "beyond ASCII" in problem(answer, 422, "client.schema_invalid",
+                                     "Idempotency-Key")["message"]
+
+
 def test_a_good_idempotency_key_is_taken(hub: Hub) -> None:
     data = dossier(new_code())
     first = hub.submit(data, headers={"Idempotency-Key": "k-1"})

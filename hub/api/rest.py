@@ -86,6 +86,9 @@ class ApiContext:
 # -- OpenAPI fragments (the bodies are read raw, so FastAPI is told what they are: the contract
 # files, see hub.api.openapi) --------------------------------------------------------------------
 
+# Printable ASCII, no blank at either end (HTTP strips those): what check_idempotency_key takes
+# of what a header can carry (RFC 9110 leaves other octets obsolete).
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 # A dossier code in a path is read as the contracts' DossierCode (the component itself, so the
 # document has one pattern for it). FastAPI's own parameter is left out of the document
 # (``PathCode``): it would say only "string".
@@ -101,7 +104,9 @@ _OPEN: dict[str, Any] = {"security": []}
 
 def _json_body(contract: str, description: str, *, path_code: bool = False) -> dict[str, Any]:
     return {
-        "requestBody": {"required": True, "description": description, **json_body(contract)},
+        "requestBody": {"required": True, **json_body(contract), "description": (
+            f"{description}; a dossier_code in the body must be the path's code (422 "
+            "otherwise): the path's code is the one kept" if path_code else description)},
         "parameters": [
             *([_CODE_PARAMETER] if path_code else []),
             {"name": SIGNATURE_HEADER, "in": "header", "required": True,
@@ -115,7 +120,8 @@ def _json_body(contract: str, description: str, *, path_code: bool = False) -> d
                             "message; with another body, 409. Without it, an exact resend "
                             "(same bytes, same signature) is recognised by the signature's "
                             "lt-id",
-             "schema": {"type": "string", "minLength": 1, "maxLength": 255}},
+             "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                        "pattern": IDEMPOTENCY_KEY_PATTERN}},
         ],
     }
 
@@ -141,7 +147,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
         _check_json(request)
         started = time.perf_counter()
         # An empty key is refused, as the contract says (minLength 1), not taken for none.
-        key = check_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        key = _idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
         body = await request.body()
         token = request.headers.get(SIGNATURE_HEADER)
         # Verification and validation are CPU work of a few hundred microseconds: done here,
@@ -382,6 +388,13 @@ def _check_json(request: Request) -> None:
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {media!r:.60} is not JSON; send "
                                    "application/json", field="Content-Type")
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is not None and not value.isascii():
+        raise ValidationError("must be 1 to 255 printable ASCII characters (a UUID is a good "
+                              "choice), got a character beyond ASCII", field=IDEMPOTENCY_HEADER)
+    return check_idempotency_key(value)
 
 
 def _path_code(code: str) -> str:

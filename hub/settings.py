@@ -96,19 +96,10 @@ class Settings(BaseSettings):
     # (client.too_deep, hub.jsonbody). At most 256: whatever walks a value afterwards (pydantic,
     # jsonschema, json.dumps) recurses, and Python's recursion limit is 1000 frames.
     max_json_depth: int = Field(default=32, ge=1, le=256)
-    request_timeout: float = 10.0
-    # Group commit: while requests arrive concurrently, the intake's writer waits this long for
-    # more before writing a batch; a batch's fixed cost (about ten statements and the commit's
-    # fsync) is then shared by more requests. A lone request never waits.
-    intake_commit_delay: float = Field(default=0.002, ge=0, le=1)
-    # The GIL switch interval of the entry points' processes (sys.setswitchinterval): short, so
-    # the intake's writer thread gets the GIL back soon after each database call (hub.api.app).
-    switch_interval: float = Field(default=0.0005, gt=0, le=0.1)
-    rate_per_client: float = 2000.0  # requests per second per upstream system
     # Every request, from the end of its headers to its answer, reading the body included: a
     # body that has not arrived by then is 408 client.request_timeout (and the connection is
     # closed), a hub that has not finished is 503 server.timeout.
-    # Upstream systems: credentials and access lists (see mappings/clients.toml).
+    request_timeout: float = 10.0
     # The header phase (hub.api.protocol, run by `lienthong serve`): a client has header_timeout
     # seconds from connecting (or from the first byte of a further request on the connection) to
     # send its request line and headers (else 408 client.request_timeout), at most
@@ -125,6 +116,15 @@ class Settings(BaseSettings):
     # arrived on (the socket's, never the Host header, which any client writes): set it whenever
     # a proxy or TLS terminator stands in front of the hub.
     public_url: str = ""
+    # Group commit: while requests arrive concurrently, the intake's writer waits this long for
+    # more before writing a batch; a batch's fixed cost (about ten statements and the commit's
+    # fsync) is then shared by more requests. A lone request never waits.
+    intake_commit_delay: float = Field(default=0.002, ge=0, le=1)
+    # The GIL switch interval of the entry points' processes (sys.setswitchinterval): short, so
+    # the intake's writer thread gets the GIL back soon after each database call (hub.api.app).
+    switch_interval: float = Field(default=0.0005, gt=0, le=0.1)
+    rate_per_client: float = 2000.0  # requests per second per upstream system
+    # Upstream systems: credentials and access lists (see mappings/clients.toml).
     clients_file: Path = PROJECT_ROOT / "mappings" / "clients.toml"
     # The TLS terminators allowed to pass on a client certificate's fingerprint (header
     # X-Client-Cert-SHA256): addresses or CIDR networks of the connection's peer. A
@@ -150,15 +150,6 @@ class Settings(BaseSettings):
                 ) from None
         return out
 
-    @field_validator("amqp_urls", mode="before")
-    @classmethod
-    def _amqp_urls(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except ValueError as exc:
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
@@ -173,6 +164,15 @@ class Settings(BaseSettings):
                 "base URL as its clients reach it, e.g. https://lienthong.example.gov.vn")
         return value.rstrip("/")
 
+    @field_validator("amqp_urls", mode="before")
+    @classmethod
+    def _amqp_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError as exc:
                     raise ValueError(f"{text!r} is not a JSON list of URLs ({exc}); give a "
                                      "JSON list or comma-separated amqp:// URLs") from None
             else:

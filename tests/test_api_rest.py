@@ -8,17 +8,29 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import wait_for
+from cryptography.hazmat.primitives import serialization
+from joserfc import jws
+from joserfc.errors import BadSignatureError
+from joserfc.jwk import ECKey
 from test_api_support import (  # noqa: F401 - fixtures
     PROGRESS,
     STATUS,
     SUBMITTED,
     Hub,
+    declare_events,
     dossier,
+    drain,
     keys_fixture,
     make_hub_fixture,
     new_code,
     sign,
 )
+
+from hub.api.intake import UPSTREAM_PROOF
+from hub.envelope import Envelope
+from hub.settings import Settings
+from hub.signing.keys import kid_of
 
 
 @pytest.fixture
@@ -195,3 +207,39 @@ def test_operations_routes(hub: Hub) -> None:
     assert 'route="/v1/dossiers",status="422"' in text
     assert 'lienthong_intake_seconds_count{type="vn.gov.dossier.submitted"} 1.0' in text
     assert "lienthong_outbox_depth 1.0" in text
+
+
+def test_the_upstream_proof_is_checked_with_the_request_body(
+        make_hub: Callable[..., Hub], settings: Settings) -> None:
+    """What docs/architecture.md says of lt-upstream-proof, on a message taken off the broker:
+    stock joserfc verifies it against the upstream's certificate with the exact request body
+    as the detached payload; with what the message carries instead (the canonical data) it
+    does not verify: the proof is evidence for whoever holds the request, not a check a
+    receiver can make alone."""
+    queue = declare_events(settings.amqp_url, settings.name_prefix)
+    hub = make_hub(settings=settings, relay=True, relay_poll_interval=0.2)
+    wait_for(lambda: hub.http.get("/readyz").status_code == 200, message="relay connected")
+    # Spelt as a client may: its own member order and spacing, no optional member.
+    sent = json.dumps(dossier(new_code()), ensure_ascii=False, indent=1).encode()
+    assert hub.submit({}, raw=sent).status_code == 202
+    [(props, body)] = wait_for(lambda: drain(settings.amqp_url, queue), message="publication")
+    env = Envelope.from_bytes(body)
+    proof = props.headers[UPSTREAM_PROOF]
+    assert proof.split(".")[1] == ""  # detached: the proof alone carries no payload
+    certificate = hub.keys.client.certificate
+    assert certificate is not None
+    key = ECKey.import_key(certificate.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    # The lt-* header parameters are the hub's: a stock verifier lets them through.
+    stock = jws.JWSRegistry(strict_check_header=False)
+    verified = jws.deserialize_compact(proof, key, algorithms=["ES256"], payload=sent,
+                                       registry=stock)
+    header = verified.headers()
+    assert (header["lt-src"], header["lt-type"]) == (env.source, env.type)
+    assert header["kid"] == kid_of(certificate) and header["b64"] is False
+    # The receiver has the envelope, whose data is the hub's canonical form of the request.
+    assert env.data != json.loads(sent)  # defaults filled in
+    for carried in (json.dumps(env.data, ensure_ascii=False).encode(), body):
+        with pytest.raises(BadSignatureError):
+            jws.deserialize_compact(proof, key, algorithms=["ES256"], payload=carried,
+                                    registry=stock)

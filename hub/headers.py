@@ -13,3 +13,9 @@ PARKED_BY = "lt-parked-by"  # the consumer that gave up on it
 HISTORY = "lt-history"  # list of {attempt, code, message, at} kept across retries
 EDITED = "lt-edited"  # set when an operator edited and resubmitted a message
 UPSTREAM_PROOF = "lt-upstream-proof"  # the upstream system's own signature over what it sent
+# Set on a message sent to a retry tier behind an earlier message of its dossier (the id of
+# the message its dossier waits on): held, not failed; its lt-attempt is left as it was.
+HELD_BEHIND = "lt-held-behind"
+# The dossier's slot, 0-63 (hub.broker.names.slot_of its subject), set by Outgoing.signed:
+# partitioned work queues are bound by it.
+SLOT = "lt-slot"

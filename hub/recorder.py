@@ -6,7 +6,9 @@
 - ``logged``: wraps an adapter's handler so that a delivery to a system is logged ``out`` and
   what the system answered with (the events the handler returns) is logged ``in``, in the
   hash-chained message log, those events numbered in their dossiers' one sequence in the same
-  transaction (hub.sequencing). Entry points log what they accept themselves.
+  transaction (hub.sequencing). Entry points log what they accept themselves. Both the log and
+  the timeline are written through ``Delivery.record``: after the call, retried as writes by
+  the consumer when the store refuses them, and committed with other deliveries' writes.
 - ``report_skip``: an event a destination does not deliver (its worker found it already
   superseded, say) is never dropped in silence: a WARNING, the counter
   ``lienthong_skipped_total{destination,reason}`` and an entry in the dossier's timeline.
@@ -53,10 +55,10 @@ def summary(env: Envelope) -> dict[str, Any]:
 def make_timeline_recorder(store: Store) -> Handler:
     async def record(delivery: Any) -> Sequence[Any]:
         env: Envelope = delivery.envelope
-        with store.begin() as tx:
-            tx.timeline_add(
-                env.subject, env.type, env.id, env.time, source=env.source, summary=summary(env)
-            )
+        entry = summary(env)
+        # Through the consumer's recording: the entries of many deliveries share a commit.
+        delivery.record(store, lambda tx: tx.timeline_add(
+            env.subject, env.type, env.id, env.time, source=env.source, summary=entry))
         return []
 
     return record
@@ -69,15 +71,24 @@ def logged(handler: Handler, store: Store, system: str, signer: EnvelopeSigner) 
     (the hub's) when their number changed."""
 
     async def handle(delivery: Any) -> Sequence[Any]:
-        produced = await handler(delivery)
-        with store.begin() as tx:
-            if produced:
-                produced = number_outgoing(tx, list(produced), signer)
-            tx.log("out", delivery.envelope, hashlib.sha256(delivery.body).hexdigest(), system)
-            for out in produced:
-                env = Envelope.from_bytes(out.body)
-                tx.log("in", env, hashlib.sha256(out.body).hexdigest(), system)
-        return produced
+        produced = list(await handler(delivery) or ())
+        outputs: list[Any] = []
+        digest = hashlib.sha256(delivery.body).hexdigest()
+
+        def write(tx: Any) -> None:
+            numbered = number_outgoing(tx, produced, signer) if produced else []
+            tx.log("out", delivery.envelope, digest, system)
+            for out in numbered:
+                tx.log("in", Envelope.from_bytes(out.body), hashlib.sha256(out.body).hexdigest(),
+                       system)
+            # Filled when the write runs: a consumer publishes ``outputs`` only after its
+            # recordings are committed (written again if the store refused them at first).
+            outputs[:] = numbered
+
+        # The system was called: what follows is recorded, and a store that refuses it makes
+        # the consumer retry the write, never the call.
+        delivery.record(store, write)
+        return outputs
 
     return handle
 

@@ -5,6 +5,7 @@ the pieces by hand."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -14,10 +15,11 @@ from typing import Any
 
 from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
+from hub.broker.declare import former_queues
 from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
-from hub.broker.names import Names
 from hub.broker.publisher import Publisher
+from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
@@ -63,10 +65,18 @@ def build_workers(
     adapters: Mapping[str, AdapterSpec] | None = None,
     recorder: bool = True,
     skipped: list[tuple[str, ConfigError]] | None = None,
+    process: tuple[int, int] = (0, 1),
+    topology: Topology | None = None,
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
-    on its work queue with the adapter's handler (its deliveries logged), the store's processed
+    on its work queues with the adapter's handler (its deliveries logged), the store's processed
     ids and the verifier; plus, with ``recorder``, the timeline recorder.
+
+    Ordering, concurrency and partitions come from the resolved topology (the adapters'
+    destinations merged with the topology file, ``hub.broker.topology``): the queues and the
+    workers read one source. ``process`` (i, n): this process is the i-th of n worker
+    processes (``lienthong worker --processes n``); it takes the partitions p with
+    p % n == i first and stands by for the others.
 
     An adapter that cannot start for want of configuration (a secret not set...) stops the
     whole build when it was named. When every installed adapter was asked for and ``skipped``
@@ -83,10 +93,25 @@ def build_workers(
         )
     signer = signer or hub_signer(settings)
     verifier = verifier or queue_verifier(settings)
-    queues = Names(settings.name_prefix)
+    topo = topology or Topology.from_settings(settings, found)
     workers = []
+
+    def consumer(destination: str, handler: Any, name: str, **kw: Any) -> Consumer:
+        return Consumer.for_destination(
+            settings, topo, destination, handler, verifier=verifier, processed=store.processed,
+            name=name, store=store, process=process,
+            drain_first=functools.partial(former_queues, topo, destination, settings.broker_urls),
+            **kw)
+
     for name in wanted:
         spec = found[name]
+        try:
+            topo.destination(name)
+        except ConfigError:
+            # Left out by the topology file (enabled = false): it has no queue to consume.
+            if names is not None:
+                raise
+            continue
         try:
             own = spec.make_handler(context_for(settings, name, signer=signer, store=store))
         except ConfigError as exc:
@@ -95,16 +120,7 @@ def build_workers(
             skipped.append((name, exc))
             continue
         handler = logged(own, store, name, signer)
-        consumer = Consumer(
-            settings,
-            queues.work(name),
-            handler,
-            verifier=verifier,
-            processed=store.processed,
-            name=f"worker:{name}",
-            ordered=spec.ordered,
-        )
-        workers.append(Worker(spec, consumer, own))
+        workers.append(Worker(spec, consumer(name, handler, f"worker:{name}"), own))
     if recorder:
         spec = AdapterSpec(
             name=TIMELINE,
@@ -113,11 +129,17 @@ def build_workers(
             make_handler=lambda ctx: make_timeline_recorder(store),
             ordered=False,
         )
-        consumer = Consumer(
-            settings, queues.work(TIMELINE), make_timeline_recorder(store), verifier=verifier,
-            processed=store.processed, name="recorder:timeline", concurrency=8,
-        )
-        workers.append(Worker(spec, consumer))
+        try:
+            topo.destination(TIMELINE)
+        except ConfigError:
+            raise ConfigError(
+                f"the timeline recorder has no work queue: the topology file "
+                f"({settings.topology_file}) must declare [destinations.{TIMELINE}] (as the "
+                "shipped mappings/topology.toml does), or run the workers with --no-recorder",
+                field=f"destinations.{TIMELINE}",
+            ) from None
+        recording = consumer(TIMELINE, make_timeline_recorder(store), "recorder:timeline")
+        workers.append(Worker(spec, recording))
     return workers
 
 

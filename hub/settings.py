@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     prefetch: int = 500
     ack_batch: int = 100  # acks are sent in batches of up to this many (multiple=True)
     ack_interval: float = 0.05  # ...or after this many seconds, whichever comes first
+    # Deliveries a worker process handles at once for one destination, unless its own
+    # `concurrency` in the topology file says otherwise. An ordered destination still handles
+    # one dossier's events one at a time, in order; its prefetch is raised to this if lower.
+    worker_concurrency: int = Field(default=256, ge=1, le=10_000)
+    # With several worker processes (`lienthong worker --processes n`), process i registers at
+    # once on the partitions p with p % n == i, and on the others this many seconds later as
+    # standby: the partitions' single active consumers are spread over the processes, and a
+    # standby takes a partition over when the process that had it stops or dies.
+    standby_delay: float = Field(default=2.0, ge=0)
 
     # Reconnection backoff (seconds).
     reconnect_initial: float = 0.2

@@ -340,37 +340,41 @@ def test_results_that_cannot_be_published_send_the_message_to_retry(
 
 
 @pytest.mark.parametrize("ordered", [True, False])
-def test_an_ordered_consumer_handles_one_message_at_a_time_in_order(
+def test_an_ordered_consumer_keeps_each_dossiers_order_and_runs_dossiers_concurrently(
     settings: Settings, tmp_path: Path, ordered: bool
 ) -> None:
     topo = _topology(settings, tmp_path, ordered=ordered)
-    seen: list[int] = []
-    running = 0
+    seen: dict[str, list[int]] = {}
+    running: Counter[str] = Counter()
     most = 0
+    most_per_dossier = 0
 
     async def handler(d: Delivery) -> list[Outgoing]:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        await asyncio.sleep(0.002)  # the handler's own I/O time (no waiting on anything)
-        running -= 1
+        nonlocal most, most_per_dossier
+        subject = d.envelope.subject
+        running[subject] += 1
+        most = max(most, sum(running.values()))
+        most_per_dossier = max(most_per_dossier, running[subject])
+        await asyncio.sleep(0.05)  # the handler's own I/O time (no waiting on anything)
+        running[subject] -= 1
         seq = d.envelope.sequence
         assert seq is not None
-        seen.append(seq)
+        seen.setdefault(subject, []).append(seq)
         env = d.envelope.derive(source=d.envelope.source, type="vn.gov.relay.done", data={})
         return [Outgoing.signed(env, NullSigner(), topo.names.events)]
 
-    messages = [_message(topo, i, sequence=i) for i in range(100)]
+    # 20 dossiers with 5 events each, published interleaved (sample_envelope: subject i % 10000).
+    messages = [_message(topo, dossier, sequence=n) for n in range(5) for dossier in range(20)]
     asyncio.run(
         _consume(settings, topo, handler, messages, lambda c: c.stats.handled == 100,
-                 ordered=ordered)
+                 ordered=ordered, concurrency=64)
     )
+    assert most > 1  # dossiers overlap
+    assert sorted(n for events in seen.values() for n in events) == sorted(
+        n for n in range(5) for _ in range(20))
     if ordered:
-        assert most == 1
-        assert seen == list(range(100))
-    else:
-        assert most > 1  # handlers overlap up to the prefetch window
-        assert sorted(seen) == list(range(100))
+        assert most_per_dossier == 1  # one dossier's events one at a time...
+        assert all(events == [0, 1, 2, 3, 4] for events in seen.values())  # ...in order
 
 
 def test_a_consumer_runs_in_a_background_thread_for_synchronous_callers(

@@ -82,9 +82,9 @@ class NpspHandler:
             ) from None
         try:
             if isinstance(body, Dossier):
-                await self._submitted(env, body)
+                await self._submitted(delivery, env, body)
             elif isinstance(body, StatusChange):
-                await self._status_changed(env, body)
+                await self._status_changed(delivery, env, body)
             elif isinstance(body, ProgressStep):
                 await self._progress(body)
         except ValidationError as exc:
@@ -98,7 +98,7 @@ class NpspHandler:
         # The portal's answers cause no further events.
         return []
 
-    async def _submitted(self, env: Envelope, dossier: Dossier) -> None:
+    async def _submitted(self, delivery: Any, env: Envelope, dossier: Dossier) -> None:
         if env.source in self.config.portal_sources:
             log.info("dossier %s was submitted at the portal (%s): not synced back",
                      dossier.code, env.source)
@@ -107,11 +107,11 @@ class NpspHandler:
             return
         record = dossier_to_record(dossier, self.mapping)
         outcome = await self.client.upsert_dossier(record, agency=dossier.agency_code)
-        await self.sequencer.applied(dossier.code, env.sequence)
+        await self._applied(delivery, dossier.code, env.sequence)
         log.info("dossier %s %s on the portal (applicant %s, status %d)", dossier.code, outcome,
                  mask_identity(dossier.applicant.identity_number), dossier.status)
 
-    async def _status_changed(self, env: Envelope, change: StatusChange) -> None:
+    async def _status_changed(self, delivery: Any, env: Envelope, change: StatusChange) -> None:
         code = change.dossier_code
         if await self._superseded(env, code, status=int(change.status)):
             return
@@ -125,8 +125,19 @@ class NpspHandler:
             )
         updated = apply_status(current, change, self.mapping)
         await self.client.sync_dossiers([updated], update=True, agency=agency)
-        await self.sequencer.applied(code, env.sequence)
+        await self._applied(delivery, code, env.sequence)
         log.info("dossier %s: status %d sent to the portal", code, change.status)
+
+    async def _applied(self, delivery: Any, code: str, sequence: int | None) -> None:
+        """The portal has the event: its sequence is recorded through the consumer
+        (``Delivery.record``), so a store that refuses the write makes the consumer retry the
+        write, never the portal call."""
+        if sequence is None:
+            return
+        if self.store is not None and hasattr(delivery, "record"):
+            delivery.record(self.store, lambda tx: tx.set_sequence(NAME, code, sequence))
+        else:
+            await self.sequencer.applied(code, sequence)
 
     async def _superseded(self, env: Envelope, code: str, **detail: Any) -> bool:
         """True when the portal already has this event or a later one of the dossier: the

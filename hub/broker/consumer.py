@@ -1,11 +1,12 @@
-"""Consuming a work queue: the idempotent receiver around a handler.
+"""Consuming work queues: the idempotent receiver around a handler.
 
 Per delivery: decode the envelope -> processed-id check (identical bytes again: acknowledged
 without running the handler; the same id with other bytes: ``client.replayed_id``) -> verify the
-signature -> ``handler(delivery)`` -> publish what it returned and wait for the confirms ->
-record the id as processed -> acknowledge. A failure publishes a copy to the next retry tier,
-the dead letters or the invalid messages (``hub.broker.retry`` decides which) and acknowledges
-the original only once the broker has confirmed that copy.
+signature -> ``handler(delivery)`` -> record what the handler asked to record
+(``Delivery.record``) -> publish what it returned and wait for the confirms -> record the id as
+processed -> acknowledge. A failure publishes a copy to the next retry tier, the dead letters or
+the invalid messages (``hub.broker.retry`` decides which) and acknowledges the original only
+once the broker has confirmed that copy.
 
 Acknowledgements are batched (``multiple=True``, every ``ack_batch`` messages or
 ``ack_interval`` seconds), and processed ids are recorded in the same batches, just before the
@@ -13,9 +14,30 @@ acks they cover. A message whose id is in progress on this consumer waits for th
 finish, so a broker redelivery after a lost connection (or the same message published twice)
 never runs the handler twice at once.
 
-Handlers run concurrently up to ``concurrency`` (default: the prefetch window). An ordered
-consumer runs them one at a time, in delivery order; it still lets the broker confirm one
-message's results while the next message is handled.
+Handlers run concurrently up to ``concurrency``. An *ordered* consumer keeps the order per
+dossier, not per queue (``hub.broker.lanes``): deliveries are put in a lane keyed by their
+dossier (the envelope's subject); one lane's deliveries run one at a time in delivery order,
+different lanes concurrently. A dossier whose message goes to a retry tier is held: its later
+messages are sent behind it to the same tier (header ``lt-held-behind``, not counted as an
+attempt) and come back in order; the held groups are kept in the store, so a restarted worker
+goes on holding.
+
+One consumer may take several queues (the partitions of a destination, ``hub.broker
+.topology``), on one channel, sharing its lanes and its concurrency. Each partition queue has a
+single active consumer; ``home`` queues are registered at once and the others after
+``Settings.standby_delay`` as standby, so that the partitions spread over worker processes and
+a standby takes over a partition whose process died. Former work queues of the destination
+(``drain_first``: left by another partition count) are consumed first, and the partitions only
+once those have no ready message left.
+
+The store (``store``): a result that could not be recorded is never obtained again by calling
+anyone. What a handler records after its call goes through ``Delivery.record``: the consumer
+runs those writes (many deliveries' in one transaction) and, when the store refuses them
+(unreachable, read-only, full), keeps the results in memory and retries the *writes* until the
+store takes them. Meanwhile it dispatches no new delivery, so nothing else is called, and it
+probes the store until it can write again. A store failure raised by the handler itself (a
+read or a write before its call) runs the handler again once the store is back, without
+counting an attempt: a handler must record what follows its call through ``Delivery.record``.
 """
 
 from __future__ import annotations
@@ -25,6 +47,7 @@ import contextlib
 import hashlib
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,16 +60,19 @@ from pika.spec import Basic
 from hub import headers as h
 from hub.broker.acks import AckTracker
 from hub.broker.connection import Backoff, BrokerNodes, Link, broker_urls, sleep_unless
+from hub.broker.lanes import HeldGroup, Lanes
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.metrics import DEAD_LETTERS, RETRIES
 from hub.broker.names import Names
 from hub.broker.processed import ProcessedIds
 from hub.broker.publisher import Publisher, PublishFailed
 from hub.broker.retry import (
+    Park,
     Retry,
     attempt_of,
     decide,
     describe,
+    held_headers,
     parked_headers,
     retry_headers,
 )
@@ -58,12 +84,35 @@ log = logging.getLogger(__name__)
 
 # Async or plain; returns the messages the delivery causes (published before it is acked).
 Handler = Callable[[Delivery], Awaitable[Sequence[Outgoing] | None] | Sequence[Outgoing] | None]
+# One write a handler asked for (``Delivery.record``): the store, and what to do in its unit of
+# work.
+Write = tuple[Any, Callable[[Any], object]]
+# Writes of many deliveries go in one transaction, up to this many deliveries.
+MAX_WRITE_BATCH = 500
+# How often a consumer draining former queues looks whether they are empty.
+DRAIN_POLL = 0.5
+_PARTITION = re.compile(r"\.p\d+$")
 
 
 class Verifier(Protocol):
     """What the consumer needs of ``hub.signing.Verifier``."""
 
     def verify(self, body: bytes, token: str, env: Envelope, *, attempt: int = 0) -> Any: ...
+
+
+class ConsumerStore(Protocol):
+    """What the consumer needs of ``hub.store.Store``: a probe, which failures mean "cannot
+    write now", and the held dossiers of its queues."""
+
+    def probe(self) -> str: ...
+
+    def is_failure(self, error: BaseException) -> bool: ...
+
+    def held_load(self, queue: str) -> dict[str, dict[str, Any]]: ...
+
+    def held_save(self, queue: str, dossier_code: str, state: dict[str, Any]) -> None: ...
+
+    def held_release(self, queue: str, dossier_code: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -76,6 +125,15 @@ class ConsumerStats:
     invalid: int = 0
     abandoned: int = 0  # delivered on a connection lost before they were finished
     reconnects: int = 0
+    held: int = 0  # sent to a retry tier behind an earlier message of their dossier
+    store_pauses: int = 0  # times deliveries stopped because the store could not be written
+    rewrites: int = 0  # recordings retried after the store refused them (never a new call)
+    reruns: int = 0  # deliveries run again after a store failure before any call
+
+
+class _StoreDown(Exception):
+    """The delivery met a store that cannot be written before anyone was called: it runs
+    again once the store is back."""
 
 
 class _Inbound:
@@ -84,13 +142,16 @@ class _Inbound:
     __slots__ = (
         "attempt",
         "body",
+        "decode_error",
         "digest",
         "envelope",
         "exchange",
         "generation",
         "headers",
+        "key",
         "message_id",
         "properties",
+        "queue",
         "redelivered",
         "routing_key",
         "settled",
@@ -99,9 +160,11 @@ class _Inbound:
     )
 
     def __init__(
-        self, generation: int, method: Basic.Deliver, properties: pika.BasicProperties, body: bytes
+        self, generation: int, queue: str, method: Basic.Deliver,
+        properties: pika.BasicProperties, body: bytes,
     ) -> None:
         self.generation = generation
+        self.queue = queue
         self.tag: int = method.delivery_tag
         self.exchange: str = method.exchange
         self.routing_key: str = method.routing_key
@@ -112,16 +175,28 @@ class _Inbound:
         self.attempt = attempt_of(self.headers)
         self.message_id: str = properties.message_id or ""
         self.envelope: Envelope | None = None
+        self.decode_error: Exception | None = None
+        self.key: str | None = None  # the lane: the dossier, for an ordered consumer
         self.digest: str | None = None
         self.tracked = False  # registered in the consumer's in-progress ids
         self.settled = False  # acked, left for redelivery or abandoned
+
+
+class _Pending:
+    """Writes of one delivery waiting for the store."""
+
+    __slots__ = ("done", "writes")
+
+    def __init__(self, writes: list[Write], done: asyncio.Future[None]) -> None:
+        self.writes = writes
+        self.done = done
 
 
 class Consumer:
     def __init__(
         self,
         settings: Any,
-        queue: str,
+        queue: str | Sequence[str],
         handler: Handler,
         *,
         verifier: Verifier | None = None,
@@ -132,22 +207,37 @@ class Consumer:
         ordered: bool = False,
         concurrency: int | None = None,
         drain_timeout: float = 30.0,
+        store: ConsumerStore | None = None,
+        destination: str | None = None,
+        home: Sequence[str] | None = None,
+        drain_first: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.settings = settings
-        self.queue = queue
+        self.queues = [queue] if isinstance(queue, str) else list(queue)
+        if not self.queues:
+            raise ValueError("a consumer needs at least one queue")
+        self.queue = self.queues[0]
         self.handler = handler
         self.verifier = verifier
         self.processed = processed
-        self.name = name or queue
+        self.store = store
+        self.name = name or self.queue
         # The broker's nodes: a lost connection is made again to the next one.
         self.nodes = BrokerNodes(amqp_url or broker_urls(settings))
         self.names = Names(settings.name_prefix)
         # What the metrics and the retry log call the queue: its destination for a work queue.
         work = self.names.work("")
-        self.destination = queue.removeprefix(work) if queue.startswith(work) else self.name
-        self.prefetch = int(settings.prefetch)
+        self.destination = destination or (
+            _PARTITION.sub("", self.queue.removeprefix(work)) if self.queue.startswith(work)
+            else self.name)
         self.ordered = ordered
-        self.concurrency = 1 if ordered else max(1, concurrency or self.prefetch)
+        default = int(getattr(settings, "worker_concurrency", 0) or 0) if ordered else 0
+        self.concurrency = max(1, concurrency or default or int(settings.prefetch))
+        # Each handler slot needs a delivery to work on: the window is at least that wide.
+        self.prefetch = max(int(settings.prefetch), self.concurrency)
+        self.home = list(self.queues if home is None else home)
+        self.standby_delay = float(getattr(settings, "standby_delay", 0.0))
+        self._drain_first = drain_first
         self.drain_timeout = drain_timeout
         self.stats = ConsumerStats()
         # Set while the consumer is registered with the broker (tests wait on it).
@@ -161,7 +251,8 @@ class Consumer:
         self._link: Link | None = None
         self._generation = 0
         self._tracker = AckTracker(self.prefetch // 2)
-        self._inbox: asyncio.Queue[_Inbound] = asyncio.Queue()
+        self._ready: asyncio.Queue[_Inbound] = asyncio.Queue()
+        self._lanes: Lanes[_Inbound] = Lanes()
         self._outstanding = 0  # received and not finished (acked, abandoned or left)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -170,21 +261,40 @@ class Consumer:
         self._to_record: list[tuple[str, str]] = []
         self._recorded_waiters: list[str] = []
         self._in_progress: dict[str, asyncio.Future[None]] = {}
-        self._finishing: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._consumer_tag = ""
+        self._consumer_tags: dict[str, str] = {}
+        self._registering: set[asyncio.Task[None]] = set()
+        self._draining: set[str] = set()  # former queues consumed before the partitions
+        self._in_flight: dict[str, int] = {}  # per queue, received and not finished
+        # Held dossiers per queue, loaded from the store once per connection (generation).
+        self._held: dict[str, dict[str, HeldGroup]] = {}
+        self._held_loaded: dict[str, asyncio.Task[None]] = {}
+        # The store gate: set while the store takes writes.
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._writes: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._writer_failing = False
+        self._recovery: asyncio.Task[None] | None = None
 
     @classmethod
     def for_destination(
-        cls, settings: Any, topology: Topology, destination: str, handler: Handler, **kw: Any
+        cls, settings: Any, topology: Topology, destination: str, handler: Handler, *,
+        process: tuple[int, int] = (0, 1), **kw: Any,
     ) -> Consumer:
-        """The consumer of a destination's work queue, ordered if the destination is."""
+        """The consumer of a destination's work queues, as the topology resolves it: ordered
+        or not, its concurrency, its partitions. ``process``: (i, n), this process's place
+        among the destination's n worker processes; it registers at once on the partitions p
+        with p % n == i, on the others as standby."""
         dest = topology.destination(destination)
+        queues = topology.work_queues(dest.name)
+        index, count = process
+        home = [q for p, q in enumerate(queues) if count <= 1 or p % count == index % count]
         kw.setdefault("name", dest.name)
-        return cls(
-            settings, topology.names.work(dest.name), handler, ordered=dest.ordered, **kw
-        )
+        kw.setdefault("concurrency", dest.concurrency)
+        return cls(settings, queues, handler, ordered=dest.ordered, destination=dest.name,
+                   home=home, **kw)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -217,6 +327,11 @@ class Consumer:
                 f"consumer {self.name} is not consuming {self.queue!r} after {timeout}s; does the "
                 "queue exist (lienthong topology apply)?"
             )
+
+    @property
+    def writable(self) -> bool:
+        """False while the store refuses writes (deliveries are paused)."""
+        return self._writable.is_set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish what was received, flush the acks and
@@ -255,21 +370,29 @@ class Consumer:
     async def _connect(self, stop: asyncio.Event) -> Link | None:
         link: Link | None = None
         try:
+            first: list[str] = []
+            if self._drain_first is not None:
+                first = [q for q in await asyncio.to_thread(self._drain_first)
+                         if q not in self.queues]
             link = await Link.open(self.nodes, self.name)
             await link.call(link.channel.basic_qos, prefetch_count=self.prefetch)
             self._generation += 1
             generation = self._generation
             self._tracker = AckTracker(self.prefetch // 2)
             self._link = link
+            self._consumer_tags = {}
+            self._held_loaded = {}
             # The broker cancels a consumer whose queue is deleted: start again from scratch.
             link.channel.add_on_cancel_callback(lambda frame: link.close() if link else None)
-            frame = await link.call(
-                link.channel.basic_consume,
-                self.queue,
-                lambda ch, m, p, b: self._on_message(generation, m, p, b),
-                auto_ack=False,
-            )
-            self._consumer_tag = frame.method.consumer_tag
+            self._draining = set(first)
+            if first:
+                log.warning("%s: draining the former work queue(s) %s before %s", self.name,
+                            ", ".join(first), ", ".join(self.queues))
+                for queue in first:
+                    await self._register(link, generation, queue)
+                self._later(self._after_drain(link, generation))
+            else:
+                await self._register_partitions(link, generation)
         except (BrokerUnavailable, AMQPError) as exc:
             if link is not None:
                 self._on_lost(link)
@@ -279,6 +402,55 @@ class Consumer:
         self._backoff.reset()
         self.consuming.set()
         return link
+
+    async def _register(self, link: Link, generation: int, queue: str) -> None:
+        frame = await link.call(
+            link.channel.basic_consume,
+            queue,
+            lambda ch, m, p, b: self._on_message(generation, queue, m, p, b),
+            auto_ack=False,
+        )
+        self._consumer_tags[queue] = frame.method.consumer_tag
+
+    async def _register_partitions(self, link: Link, generation: int) -> None:
+        home = [q for q in self.queues if q in self.home]
+        standby = [q for q in self.queues if q not in self.home]
+        for queue in home:
+            await self._register(link, generation, queue)
+        if standby:
+            self._later(self._register_standby(link, generation, standby))
+
+    async def _register_standby(self, link: Link, generation: int, queues: list[str]) -> None:
+        # Registered after the home partitions of the other processes: each partition's single
+        # active consumer is then in the process whose home it is, and this one waits behind.
+        await asyncio.sleep(self.standby_delay)
+        if generation != self._generation or not link.is_open:
+            return
+        with contextlib.suppress(BrokerUnavailable, AMQPError):
+            for queue in queues:
+                await self._register(link, generation, queue)
+
+    async def _after_drain(self, link: Link, generation: int) -> None:
+        """Register on the partitions once the former queues have no ready message and
+        nothing of theirs is in progress here: their messages are older than any of the
+        partitions'."""
+        with contextlib.suppress(BrokerUnavailable, AMQPError):
+            while generation == self._generation and link.is_open:
+                ready = 0
+                for queue in sorted(self._draining):
+                    frame = await link.call(link.channel.queue_declare, queue, passive=True)
+                    ready += int(frame.method.message_count) + self._in_flight.get(queue, 0)
+                if ready == 0:
+                    log.warning("%s: former work queue(s) %s drained; consuming %s", self.name,
+                                ", ".join(sorted(self._draining)), ", ".join(self.queues))
+                    await self._register_partitions(link, generation)
+                    return
+                await asyncio.sleep(DRAIN_POLL)
+
+    def _later(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._registering.add(task)
+        task.add_done_callback(self._registering.discard)
 
     def _on_lost(self, link: Link) -> None:
         self.consuming.clear()
@@ -291,19 +463,33 @@ class Consumer:
         link.close()
 
     def _on_message(
-        self, generation: int, method: Basic.Deliver, properties: pika.BasicProperties, body: bytes
+        self, generation: int, queue: str, method: Basic.Deliver,
+        properties: pika.BasicProperties, body: bytes,
     ) -> None:
         self.stats.received += 1
         self._outstanding += 1
+        self._in_flight[queue] = self._in_flight.get(queue, 0) + 1
         self._idle.clear()
-        self._inbox.put_nowait(_Inbound(generation, method, properties, body))
+        inbound = _Inbound(generation, queue, method, properties, body)
+        if self.ordered:
+            # The lane is the dossier: the envelope is read now (and kept for the handler).
+            try:
+                inbound.envelope = Envelope.from_bytes(body)
+                inbound.key = inbound.envelope.subject or None
+            except Exception as exc:  # undecodable: no lane; the handler never sees it
+                inbound.decode_error = exc
+        if self._lanes.admit(inbound.key, inbound):
+            self._ready.put_nowait(inbound)
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
         link = self._link
+        for task in list(self._registering):
+            task.cancel()
         if link is not None and link.is_open:
             # No new deliveries; what was already sent our way is still handled below.
             with contextlib.suppress(BrokerUnavailable, AMQPError):
-                await link.call(link.channel.basic_cancel, self._consumer_tag)
+                for tag in list(self._consumer_tags.values()):
+                    await link.call(link.channel.basic_cancel, tag)
         try:
             await asyncio.wait_for(self._idle.wait(), self.drain_timeout)
         except TimeoutError:
@@ -312,11 +498,11 @@ class Consumer:
                 self.name, self._outstanding, self.drain_timeout,
             )
         self._flush()
-        for task in workers:
+        extra = [t for t in (self._writer, self._recovery) if t is not None]
+        for task in (*workers, *extra, *self._held_loaded.values()):
             task.cancel()
-        for task in list(self._finishing):
-            task.cancel()
-        await asyncio.gather(*workers, *self._finishing, return_exceptions=True)
+        await asyncio.gather(*workers, *extra, *self._held_loaded.values(),
+                             return_exceptions=True)
         self.consuming.clear()
         if self._link is not None:
             await self._link.aclose()
@@ -328,53 +514,90 @@ class Consumer:
     # -- one message ---------------------------------------------------------------------------
 
     async def _work(self) -> None:
-        inbox = self._inbox
+        ready = self._ready
         while True:
-            inbound = await inbox.get()
-            if inbound.generation != self._generation:
-                # Its connection is gone, so it cannot be acked: the broker redelivers it.
-                self.stats.abandoned += 1
-                self._release(inbound)
-                continue
+            inbound = await ready.get()
             try:
-                await self._process(inbound)
+                await self._run(inbound)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug here must not kill the worker
                 log.exception("%s: unexpected failure handling a delivery", self.name)
                 self._leave(inbound)
+            finally:
+                following = self._lanes.done(inbound.key)
+                if following is not None:
+                    ready.put_nowait(following)
+
+    async def _run(self, inbound: _Inbound) -> None:
+        while True:
+            if inbound.generation != self._generation:
+                # Its connection is gone, so it cannot be acked: the broker redelivers it.
+                self.stats.abandoned += 1
+                self._release(inbound)
+                return
+            if not self._writable.is_set():
+                # Nothing is called while the store cannot record what it answers.
+                await self._writable.wait()
+                continue
+            try:
+                await self._process(inbound)
+                return
+            except _StoreDown:
+                self.stats.reruns += 1
+                continue
 
     async def _process(self, inbound: _Inbound) -> None:
+        group: HeldGroup | None = None
         try:
+            if self.ordered and inbound.key is not None and inbound.envelope is not None:
+                group = (await self._groups(inbound.queue)).get(inbound.key)
+                if group is not None:
+                    handle, changed = group.arrive(inbound.envelope.id)
+                    if not handle:
+                        if changed:
+                            await self._save(group)
+                        await self._send_behind(inbound, group)
+                        return
             delivery = await self._admit(inbound)
             if delivery is None:
+                # Already handled: acked as a duplicate, once its dossier's group (if it was
+                # the message the group waited on) is told.
+                if group is not None and group.settle(inbound.message_id, None):
+                    await self._save(group)
+                self.stats.duplicates += 1
+                self._complete(inbound, success=False)
                 return
+            recording: list[Write] | None = [] if self.store is not None else None
+            delivery.recording = recording
             result = self.handler(delivery)
             if inspect.isawaitable(result):
                 result = await result
+            if recording:
+                # The call is made: from here on only the writes are retried, never the call.
+                await self._record(recording)
             outputs: Sequence[Outgoing] = (
                 (result,) if isinstance(result, Outgoing) else (result or ())
             )
-            if not outputs:
-                self._complete(inbound, success=True)
-                return
             publisher = self._publisher
             assert publisher is not None
             futures = [publisher.publish_nowait(o) for o in outputs]
+        except _StoreDown:
+            self._untrack(inbound)
+            raise
         except Exception as exc:  # every failure is routed by its class
-            await self._fail(inbound, exc)
+            if self._store_failure(exc):
+                self._untrack(inbound)
+                raise _StoreDown from exc
+            await self._fail(inbound, exc, group)
             return
-        if self.ordered:
-            # Handle the next message while the broker confirms this one's results.
-            task = asyncio.create_task(self._finish(inbound, futures))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
-        else:
-            await self._finish(inbound, futures)
+        await self._finish(inbound, futures, group)
 
     async def _admit(self, inbound: _Inbound) -> Delivery | None:
-        """Decode, deduplicate and verify; None when the message is a duplicate (acked)."""
-        env = Envelope.from_bytes(inbound.body)
+        """Decode, deduplicate and verify; None when the message is a duplicate (to ack)."""
+        if inbound.decode_error is not None:
+            raise inbound.decode_error
+        env = inbound.envelope or Envelope.from_bytes(inbound.body)
         inbound.envelope = env
         inbound.message_id = env.id
         processed = self.processed
@@ -387,8 +610,6 @@ class Consumer:
             known = processed.lookup(self.name, env.id)
             if known is not None:
                 if known == digest:
-                    self.stats.duplicates += 1
-                    self._complete(inbound, success=False)
                     return None
                 raise InvalidMessage(
                     f"message id {env.id} was already processed with a different body; a "
@@ -414,7 +635,7 @@ class Consumer:
             body=inbound.body,
             envelope=env,
             headers=inbound.headers,
-            queue=self.queue,
+            queue=inbound.queue,
             exchange=inbound.exchange,
             routing_key=inbound.routing_key,
             redelivered=inbound.redelivered,
@@ -424,21 +645,25 @@ class Consumer:
             signer=signer,
         )
 
-    async def _finish(self, inbound: _Inbound, futures: list[asyncio.Future[None]]) -> None:
+    async def _finish(
+        self, inbound: _Inbound, futures: list[asyncio.Future[None]], group: HeldGroup | None,
+    ) -> None:
         try:
             if len(futures) == 1:
                 await futures[0]
-            else:
+            elif futures:
                 results = await asyncio.gather(*futures, return_exceptions=True)
                 for r in results:
                     if isinstance(r, BaseException):
                         raise r
         except PublishFailed as exc:
-            await self._fail(inbound, exc)
+            await self._fail(inbound, exc, group)
             return
+        if group is not None and group.settle(inbound.message_id, None):
+            await self._save(group)
         self._complete(inbound, success=True)
 
-    async def _fail(self, inbound: _Inbound, error: Exception) -> None:
+    async def _fail(self, inbound: _Inbound, error: Exception, group: HeldGroup | None) -> None:
         decision = decide(error, inbound.attempt, self.names, self._retry_tiers)
         now = datetime.now(UTC)
         exchange = inbound.exchange
@@ -451,7 +676,7 @@ class Consumer:
                 failed_attempt=inbound.attempt,
                 code=code,
                 message=message,
-                return_to=self.queue,
+                return_to=inbound.queue,
                 exchange=exchange,
                 routing_key=routing_key,
                 now=now,
@@ -468,6 +693,7 @@ class Consumer:
             )
             log.warning("%s: message %s parked in %s: %s (%s)", self.name, inbound.message_id,
                         decision.queue, decision.reason, decision.code)
+        await self._hold_on_failure(inbound, decision, group)
         props = inbound.properties
         copy = Outgoing(
             body=inbound.body,
@@ -505,6 +731,51 @@ class Consumer:
                                 decision.code).inc()
         self._complete(inbound, success=False)
 
+    async def _hold_on_failure(
+        self, inbound: _Inbound, decision: Retry | Park, group: HeldGroup | None,
+    ) -> None:
+        """An ordered dossier's message failed: its dossier is held behind it while it is in a
+        retry tier (saved before the copy is published, so a restart goes on holding); parked,
+        it no longer holds anyone back."""
+        key = inbound.key
+        if not self.ordered or key is None or inbound.envelope is None:
+            return
+        if isinstance(decision, Retry):
+            if group is None:
+                group = HeldGroup(inbound.queue, key, None, decision.queue)
+                self._held.setdefault(inbound.queue, {})[key] = group
+            group.settle(inbound.message_id, decision.queue)
+            await self._save(group)
+        elif group is not None and group.settle(inbound.message_id, None):
+            log.warning(
+                "%s: dossier %s was held behind message %s, now parked in %s; the %d "
+                "message(s) held behind it go on in order", self.name, key,
+                inbound.message_id, decision.queue, len(group.members))
+            await self._save(group)
+
+    async def _send_behind(self, inbound: _Inbound, group: HeldGroup) -> None:
+        behind = group.head or (group.members[0] if group.members else "")
+        props = inbound.properties
+        copy = Outgoing(
+            body=inbound.body,
+            exchange="",
+            routing_key=group.tier,
+            message_id=inbound.message_id,
+            type=props.type or "",
+            headers=held_headers(inbound.headers, behind=behind, return_to=inbound.queue,
+                                 exchange=inbound.exchange, routing_key=inbound.routing_key),
+            app_id=props.app_id,
+            content_type=props.content_type or CONTENT_TYPE,
+            timestamp=props.timestamp,
+        )
+        if not await self._publish_copy(inbound, copy):
+            self._leave(inbound)
+            return
+        self.stats.held += 1
+        log.info("%s: message %s of dossier %s sent to %s behind %s (its dossier is held)",
+                 self.name, inbound.message_id, group.key, group.tier, behind)
+        self._complete(inbound, success=False)
+
     async def _publish_copy(self, inbound: _Inbound, copy: Outgoing) -> bool:
         """Publish until confirmed; False if the original can no longer be acked anyway."""
         backoff = Backoff(self.settings.reconnect_initial, self.settings.reconnect_max)
@@ -520,6 +791,141 @@ class Consumer:
                 log.error("%s: cannot publish %s to %s: %s", self.name, copy.message_id,
                           copy.routing_key, exc)
                 await asyncio.sleep(backoff.next())
+
+    # -- held dossiers ---------------------------------------------------------------------------
+
+    async def _groups(self, queue: str) -> dict[str, HeldGroup]:
+        """The held dossiers of ``queue``, read from the store on the first delivery of each
+        connection: deliveries of a partition reach this process only while it is the
+        partition's active consumer, so this is when it takes the partition over (from a
+        process that stopped or died, holding dossiers there)."""
+        task = self._held_loaded.get(queue)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._held_loaded[queue] = asyncio.ensure_future(self._load_groups(queue))
+        await asyncio.shield(task)
+        return self._held.setdefault(queue, {})
+
+    async def _load_groups(self, queue: str) -> None:
+        store = self.store
+        if store is None:
+            return
+        try:
+            rows = await asyncio.to_thread(store.held_load, queue)
+        except Exception as exc:
+            if self._store_failure(exc):
+                raise _StoreDown from exc
+            raise
+        self._held[queue] = {key: HeldGroup.from_dict(queue, key, state)
+                             for key, state in rows.items()}
+        if rows:
+            log.warning("%s: %d dossier(s) of %s held behind a message in a retry tier: %s",
+                        self.name, len(rows), queue, ", ".join(sorted(rows)[:20]))
+
+    async def _save(self, group: HeldGroup) -> None:
+        """Keep the group in the store (delete it once released), retried as a write while
+        the store refuses it."""
+        if group.released:
+            self._held.get(group.queue, {}).pop(group.key, None)
+        store = self.store
+        if store is None:
+            return
+        if group.released:
+            await self._durably(store.held_release, group.queue, group.key)
+        else:
+            await self._durably(store.held_save, group.queue, group.key, group.to_dict())
+
+    async def _durably(self, write: Callable[..., object], *args: Any) -> None:
+        backoff = Backoff(self.settings.reconnect_initial, max(self.settings.reconnect_max, 1.0))
+        while True:
+            try:
+                await asyncio.to_thread(write, *args)
+                return
+            except Exception as exc:
+                if not self._store_failure(exc):
+                    raise
+                self.stats.rewrites += 1
+                await asyncio.sleep(backoff.next())
+
+    # -- the store gate and the recordings -----------------------------------------------------
+
+    def _store_failure(self, error: BaseException) -> bool:
+        store = self.store
+        if store is None or not store.is_failure(error):
+            return False
+        self._store_failed(error)
+        return True
+
+    def _store_failed(self, error: BaseException) -> None:
+        if self._writable.is_set():
+            self._writable.clear()
+            self.stats.store_pauses += 1
+            log.warning(
+                "%s: the store cannot be written (%s); no new delivery is started until it "
+                "can, and results already obtained are kept and their recording retried",
+                self.name, error)
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.ensure_future(self._recover())
+
+    def _store_back(self) -> None:
+        if not self._writable.is_set():
+            self._writable.set()
+            log.warning("%s: the store takes writes again; deliveries resume", self.name)
+
+    async def _recover(self) -> None:
+        store = self.store
+        assert store is not None
+        backoff = Backoff(self.settings.reconnect_initial, max(self.settings.reconnect_max, 1.0))
+        while not self._writable.is_set():
+            await asyncio.sleep(backoff.next())
+            if self._writer_failing:
+                continue  # the writer retries its own writes: their success reopens the gate
+            verdict = await asyncio.to_thread(store.probe)
+            if verdict == "ok" and not self._writer_failing:
+                self._store_back()
+            else:
+                log.info("%s: store still unusable: %s", self.name, verdict)
+
+    async def _record(self, writes: list[Write]) -> None:
+        """Run a delivery's writes (with other deliveries' in one transaction); returns once
+        they are committed, however long the store refuses them."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.append(_Pending(writes, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_all())
+        await done
+
+    async def _write_all(self) -> None:
+        backoff = Backoff(self.settings.reconnect_initial, max(self.settings.reconnect_max, 1.0))
+        while self._writes:
+            batch, self._writes = self._writes[:MAX_WRITE_BATCH], self._writes[MAX_WRITE_BATCH:]
+            try:
+                await asyncio.to_thread(_write_batch, batch)
+            except Exception as exc:
+                if self._store_failure(exc):
+                    # Kept in memory and written again: the results are not asked for again.
+                    self._writer_failing = True
+                    self.stats.rewrites += len(batch)
+                    self._writes = batch + self._writes
+                    await asyncio.sleep(backoff.next())
+                    continue
+                # Not the store: one of the writes is at fault. Each alone, to find which.
+                for pending in batch:
+                    try:
+                        await asyncio.to_thread(_write_batch, [pending])
+                    except Exception as alone:
+                        if not pending.done.done():
+                            pending.done.set_exception(alone)
+                        continue
+                    if not pending.done.done():
+                        pending.done.set_result(None)
+                continue
+            if self._writer_failing:
+                self._writer_failing = False
+                self._store_back()
+            backoff.reset()
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_result(None)
 
     # -- finishing: records and acks -----------------------------------------------------------
 
@@ -561,6 +967,7 @@ class Consumer:
             return
         inbound.settled = True
         self._outstanding -= 1
+        self._in_flight[inbound.queue] -= 1
         if self._outstanding == 0:
             self._idle.set()
 
@@ -575,7 +982,9 @@ class Consumer:
             assert self.processed is not None
             try:
                 self.processed.record(self.name, items)
-            except Exception:  # keep the batch and hold the acks it covers
+            except Exception as exc:  # keep the batch and hold the acks it covers
+                if self.store is not None and self.store.is_failure(exc):
+                    self._store_failed(exc)
                 log.exception(
                     "%s: cannot record %d processed ids; acks held", self.name, len(items)
                 )
@@ -601,3 +1010,14 @@ class Consumer:
         except AMQPError as exc:
             log.warning("%s: acks not sent (%s); the broker will redeliver", self.name, exc)
 
+
+def _write_batch(batch: list[_Pending]) -> None:
+    """The writes of ``batch`` in one transaction per store (a thread of its own)."""
+    stores: dict[int, tuple[Any, list[Callable[[Any], object]]]] = {}
+    for pending in batch:
+        for store, write in pending.writes:
+            stores.setdefault(id(store), (store, []))[1].append(write)
+    for store, writes in stores.values():
+        with store.begin() as tx:
+            for write in writes:
+                write(tx)

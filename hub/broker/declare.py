@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,8 +20,9 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ChannelClosedByBroker
 
+from hub import headers as h
 from hub.broker.connection import URLS_HINT, node_of
-from hub.broker.topology import Topology
+from hub.broker.topology import BindingDecl, Topology
 from hub.errors import BrokerUnavailable, ConfigError
 
 _NOT_FOUND = 404
@@ -177,17 +178,107 @@ def _apply(topology: Topology, amqp_url: str | Sequence[str]) -> list[Action]:
             vhost = pika.URLParameters(_urls(amqp_url)[0]).virtual_host
             raise TopologyConflict(conflicts, actions, vhost)
         for b in topology.bindings:
-            ch.queue_bind(b.queue, b.exchange, routing_key=b.routing_key, arguments=b.arguments)
-            what = f"{b.exchange} -> {b.queue}"
-            if b.routing_key:
-                what += f" {b.routing_key!r}"
-            elif b.arguments:
-                what += " " + " ".join(f"{k}={v}" for k, v in b.arguments.items())
-            actions.append(Action("binding", what, "bound"))
+            if b.to_exchange:
+                ch.exchange_bind(b.queue, b.exchange, routing_key=b.routing_key,
+                                 arguments=b.arguments)
+            else:
+                ch.queue_bind(b.queue, b.exchange, routing_key=b.routing_key,
+                              arguments=b.arguments)
+            actions.append(Action("binding", _binding(b), "bound"))
+        probe = _Probe(conn, ch)
+        _unbind_stale(probe, topology, actions)
+        for dest in topology.destinations:
+            for queue in former_candidates(topology, dest.name, probe.exists):
+                count = probe.depth(queue)
+                if count is not None:
+                    actions.append(Action("queue", f"{queue} (former work queue of "
+                                          f"{dest.name}: {count} ready; its workers drain it "
+                                          "before their partitions; delete it once empty)",
+                                          "kept"))
     finally:
         if conn.is_open:
             conn.close()
     return actions
+
+
+def _binding(b: BindingDecl) -> str:
+    what = f"{b.exchange} -> {b.queue}"
+    if b.routing_key:
+        what += f" {b.routing_key!r}"
+    elif b.arguments:
+        what += " " + " ".join(f"{k}={v}" for k, v in b.arguments.items())
+    return what
+
+
+class _Probe:
+    """Existence of exchanges and queues on one blocking connection, each name asked once (a
+    passive declare of something absent closes the channel: a new one is opened)."""
+
+    def __init__(self, conn: pika.BlockingConnection, ch: BlockingChannel) -> None:
+        self.conn = conn
+        self.ch = ch
+        self._known: dict[tuple[str, str], bool] = {}
+
+    def exists(self, kind: str, name: str) -> bool:
+        if (kind, name) not in self._known:
+            self._known[(kind, name)], self.ch = _exists(self.conn, self.ch, kind, name)
+        return self._known[(kind, name)]
+
+    def depth(self, queue: str) -> int | None:
+        """Ready messages of ``queue``; None when it does not exist."""
+        try:
+            return int(self.ch.queue_declare(queue, passive=True).method.message_count)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code != _NOT_FOUND:
+                raise
+            self.ch = self.conn.channel()
+            return None
+
+
+def former_candidates(topology: Topology, destination: str,
+                      exists: Callable[[str, str], bool]) -> list[str]:
+    """The destination's former work queues worth asking about: its plain queue once it is
+    partitioned, and other partitions only if it ever was (its route exchange exists)."""
+    dest = topology.destination(destination)
+    former = topology.former_queues(destination)
+    if exists("exchange", topology.names.route(dest.name)):
+        return list(former)
+    plain = topology.names.work(dest.name)
+    return [plain] if plain in former else []
+
+
+def _unbind_stale(probe: _Probe, topology: Topology, actions: list[Action]) -> None:
+    """Remove the bindings of an earlier configuration (``Topology.stale_bindings``) whose
+    exchange and queue exist. Unbinding what was never bound is harmless to the broker, so only
+    existence is checked."""
+    for b in topology.stale_bindings:
+        if not probe.exists("exchange", b.exchange):
+            continue
+        if not probe.exists("exchange" if b.to_exchange else "queue", b.queue):
+            continue
+        if b.to_exchange:
+            probe.ch.exchange_unbind(b.queue, b.exchange, routing_key=b.routing_key,
+                                     arguments=b.arguments)
+        else:
+            probe.ch.queue_unbind(b.queue, b.exchange, routing_key=b.routing_key,
+                                  arguments=b.arguments)
+        if h.SLOT not in b.arguments:  # 64 slots each: too many lines to be of use
+            actions.append(Action("binding", _binding(b), "unbound"))
+
+
+def former_queues(topology: Topology, destination: str,
+                  amqp_url: str | Sequence[str]) -> list[str]:
+    """The destination's former work queues that exist on the broker (its workers drain them
+    before their partitions): passive declares, nothing is created."""
+    with _quiet_misses():
+        conn = connect(amqp_url, "topology check")
+        try:
+            probe = _Probe(conn, conn.channel())
+            return [q for q in former_candidates(topology, destination, probe.exists)
+                    if probe.exists("queue", q)]
+        finally:
+            if conn.is_open:
+                conn.close()
 
 
 def _exists(

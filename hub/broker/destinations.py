@@ -5,7 +5,12 @@ They come from two places, merged in this order:
    its bindings and ordering;
 2. ``mappings/topology.toml`` (``Settings.topology_file``), where an operator adds destinations
    that have no adapter (a ministry's subscription), adds or replaces bindings, changes ordering,
-   or leaves an adapter's destination out. The file's own comments describe its format.
+   concurrency or partitions, or leaves an adapter's destination out. The file's own comments
+   describe its format.
+
+The merged destination is the one source of truth: the queues are declared from it and the
+workers take their ordering, concurrency and partitions from it (``hub.runtime``), never from
+the adapter's spec alone.
 """
 
 from __future__ import annotations
@@ -24,18 +29,30 @@ from hub.errors import ConfigError
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # A topic pattern: dot-separated words, each a literal word, "*" (one word) or "#" (any).
 _WORD_RE = re.compile(r"^(\*|#|[A-Za-z0-9_-]+)$")
-_KEYS = {"bindings", "extra_bindings", "ordered", "description", "enabled"}
+_KEYS = {"bindings", "extra_bindings", "ordered", "description", "enabled", "concurrency",
+         "partitions"}
+# Partitions bind slots of hub.broker.names.SLOTS: more partitions than slots would leave some
+# empty.
+MAX_PARTITIONS = 64
+MAX_CONCURRENCY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Destination:
     name: str
     bindings: tuple[str, ...]
-    # Ordered destinations get a single active consumer: one dossier's events are applied in
-    # the order they were published.
+    # Ordered: one dossier's events are applied in the order they were published (its
+    # deliveries one at a time, a single active consumer per queue); different dossiers still
+    # run concurrently.
     ordered: bool = True
     description: str = ""
     origin: str = "adapter"  # "adapter", "topology.toml" or "adapter+topology.toml"
+    # Deliveries a worker process handles at once (None: Settings.worker_concurrency).
+    concurrency: int | None = None
+    # Work queues the destination's work is split into by dossier (hub.broker.names.slot_of),
+    # each with a single active consumer, so that several worker processes share an ordered
+    # destination. 1: its one plain work queue.
+    partitions: int = 1
 
 
 def check_name(name: str, where: str) -> str:
@@ -150,6 +167,13 @@ def load_overrides(path: Path) -> dict[str, dict[str, Any]]:
                     )
                 for pattern in value:
                     check_pattern(pattern, f"{where}.{key}")
+        for key, most in (("concurrency", MAX_CONCURRENCY), ("partitions", MAX_PARTITIONS)):
+            if key in table and (isinstance(table[key], bool) or not isinstance(table[key], int)
+                                 or not 1 <= table[key] <= most):
+                raise ConfigError(
+                    f"{where}.{key} must be a whole number from 1 to {most}, got {table[key]!r}",
+                    field=f"{where}.{key}",
+                )
         for key in ("ordered", "enabled"):
             if key in table and not isinstance(table[key], bool):
                 raise ConfigError(
@@ -188,19 +212,32 @@ def merge(
                 field=f"destinations.{name}.bindings",
             )
         if current is None:
-            merged[name] = Destination(
+            dest = Destination(
                 name,
                 bindings,
                 bool(table.get("ordered", True)),
                 str(table.get("description", "")),
                 "topology.toml",
+                concurrency=table.get("concurrency"),
+                partitions=int(table.get("partitions", 1)),
             )
         else:
-            merged[name] = replace(
+            dest = replace(
                 current,
                 bindings=bindings,
                 ordered=bool(table.get("ordered", current.ordered)),
                 description=str(table.get("description", current.description)),
                 origin="adapter+topology.toml",
+                concurrency=table.get("concurrency", current.concurrency),
+                partitions=int(table.get("partitions", current.partitions)),
             )
+        if dest.partitions > 1 and not dest.ordered:
+            raise ConfigError(
+                f"destination {name!r} has partitions = {dest.partitions} but is not ordered; "
+                "partitions keep one dossier's events in one queue for ordered destinations "
+                "only (the consumers of an unordered queue share it as it is): remove "
+                "partitions or set ordered = true",
+                field=f"destinations.{name}.partitions",
+            )
+        merged[name] = dest
     return [merged[k] for k in sorted(merged)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pika
 
 from hub import headers as h
+from hub.broker.names import slot_of
 from hub.envelope import CONTENT_TYPE, Envelope
 from hub.envelope import routing_key as routing_key_of
 
@@ -51,7 +53,8 @@ class Outgoing:
             routing_key=routing_key if routing_key is not None else routing_key_of(env),
             message_id=env.id,
             type=env.type,
-            headers={h.SIGNATURE: signer.sign(body, env), h.ATTEMPT: 0},
+            headers={h.SIGNATURE: signer.sign(body, env), h.ATTEMPT: 0,
+                     h.SLOT: slot_of(env.subject)},
             app_id=env.source,
         )
 
@@ -84,3 +87,18 @@ class Delivery:
     # The trust-store entry that verified the signature (None when the consumer verifies
     # nothing).
     signer: Any = None
+    # Set by a consumer that records results itself (``record``); None: write at once.
+    recording: list[tuple[Any, Callable[[Any], object]]] | None = None
+
+    def record(self, store: Any, write: Callable[[Any], object]) -> None:
+        """Have ``write(tx)`` run in a unit of work of ``store`` (``hub.store.Store``) once the
+        handler has returned: what a handler writes *after* it called its system goes here, so
+        that a store that cannot take the write makes the consumer retry the write, never the
+        call. Under a consumer the writes of many deliveries share one transaction, run
+        before what the handler returned is read and published (a write may fill in that
+        sequence); outside one (a handler called directly) it runs now."""
+        if self.recording is not None:
+            self.recording.append((store, write))
+            return
+        with store.begin() as tx:
+            write(tx)

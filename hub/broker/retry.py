@@ -128,6 +128,7 @@ def retry_headers(
     )
     out[h.ATTEMPT] = decision.attempt
     out[h.RETURN_TO] = return_to
+    out.pop(h.HELD_BEHIND, None)
     # x-death is the broker's own account of earlier dead-lettering; the hub counts attempts
     # itself and a growing x-death only bloats the copy.
     out.pop("x-death", None)
@@ -162,4 +163,27 @@ def parked_headers(
     out[h.PARKED_AT] = now.isoformat()
     out[h.PARKED_BY] = parked_by
     out.pop(h.RETURN_TO, None)
+    out.pop(h.HELD_BEHIND, None)
+    return out
+
+
+def held_headers(
+    headers: Mapping[str, Any] | None,
+    *,
+    behind: str,
+    return_to: str,
+    exchange: str,
+    routing_key: str,
+) -> dict[str, Any]:
+    """Headers of a message sent to a retry tier behind ``behind``, an earlier message of its
+    dossier that failed: it did not fail itself, so its attempt count and history stay as
+    they were; it comes back to ``return_to`` like a retry."""
+    out = dict(headers or {})
+    out.setdefault(h.ORIGINAL_EXCHANGE, exchange)
+    out.setdefault(h.ORIGINAL_ROUTING_KEY, routing_key)
+    out[h.HELD_BEHIND] = behind
+    out[h.RETURN_TO] = return_to
+    for name in ("x-death", "x-first-death-exchange", "x-first-death-queue",
+                 "x-first-death-reason"):
+        out.pop(name, None)
     return out

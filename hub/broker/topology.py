@@ -6,6 +6,14 @@ argument explicit. ``hub.broker.declare`` applies it to a broker.
 - ``P.work.<dest>``: one quorum queue per destination, bound on ``P.events``. A message the
   consumer keeps crashing on is dead-lettered by the broker into ``P.dead`` after
   ``delivery_limit`` deliveries.
+- A destination with ``partitions`` n > 1 has n work queues ``P.work.<dest>.p<i>`` instead,
+  each with a single active consumer (ordered). ``P.events`` routes the destination's patterns
+  to its headers exchange ``P.route.<dest>``, which sends a message to the partition of its
+  ``lt-slot`` header (the dossier's slot, ``hub.broker.names.slot_of``, set by
+  ``Outgoing.signed``): partition i is bound on slots i, i + n, i + 2n... A message without a
+  slot goes through ``P.route.<dest>.unslotted`` (the route's alternate exchange) to partition
+  0. The hub computes the slot itself rather than using RabbitMQ's consistent-hash exchange: no
+  plugin to enable on a province's broker, and an exact, even split.
 - ``P.retry.<i>``: one quorum queue per retry tier with a message TTL; an expired message is
   dead-lettered into the headers exchange ``P.return``, where each work queue is bound on its
   own ``lt-return-to`` value, so it goes back to the queue it came from.
@@ -25,13 +33,14 @@ from typing import Any
 from hub import headers as h
 from hub.adapters import AdapterSpec
 from hub.broker.destinations import (
+    MAX_PARTITIONS,
     Destination,
     as_destinations,
     discover_destinations,
     load_overrides,
     merge,
 )
-from hub.broker.names import Names
+from hub.broker.names import SLOTS, Names
 from hub.errors import ConfigError
 
 
@@ -52,9 +61,10 @@ class QueueDecl:
 @dataclass(frozen=True, slots=True)
 class BindingDecl:
     exchange: str
-    queue: str
+    queue: str  # the queue bound, or the exchange when ``to_exchange``
     routing_key: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
+    to_exchange: bool = False  # an exchange-to-exchange binding
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,13 @@ class Topology:
     retry_tiers: tuple[float, ...]
     # Adapters that failed to import while discovering; their queues are not in this topology.
     problems: tuple[str, ...] = ()
+    # Bindings that an earlier configuration made and this one must not keep (a destination
+    # now partitioned: its plain work queue no longer takes new events; a partition count
+    # changed: slots bound to another partition). ``declare.apply`` removes those that exist.
+    stale_bindings: tuple[BindingDecl, ...] = ()
+    # Per destination, the work queues an earlier configuration may have left with messages
+    # (``former_queues``): its workers drain the ones that exist before their partitions.
+    former: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -108,7 +125,19 @@ class Topology:
         )
 
     def work_queue(self, name: str) -> str:
-        return self.names.work(self.destination(name).name)
+        """The one work queue of an unpartitioned destination (partition 0 of a partitioned
+        one: see ``work_queues``)."""
+        return self.work_queues(name)[0]
+
+    def work_queues(self, name: str) -> list[str]:
+        """Every work queue of a destination: its partitions in order."""
+        dest = self.destination(name)
+        return self.names.partitions(dest.name, dest.partitions)
+
+    def former_queues(self, name: str) -> tuple[str, ...]:
+        """Work queues of the destination under other partition counts: those that exist hold
+        messages taken in before the change, to be handled before the partitions' own."""
+        return self.former.get(self.destination(name).name, ())
 
     def describe(self) -> list[str]:
         """The intended topology, one line per declaration, for ``lienthong topology show``."""
@@ -119,9 +148,17 @@ class Topology:
         for q in self.queues:
             lines.append(f"  {q.name}  [{q.role}]{_args(q.arguments)}")
         lines.append("bindings:")
+        slots: dict[tuple[str, str], list[int]] = {}
         for b in self.bindings:
+            if h.SLOT in b.arguments:
+                # 64 slot bindings per partitioned destination: one line per partition.
+                slots.setdefault((b.exchange, b.queue), []).append(int(b.arguments[h.SLOT]))
+                continue
             key = f" {b.routing_key!r}" if b.routing_key else ""
-            lines.append(f"  {b.exchange} -> {b.queue}{key}{_args(b.arguments)}")
+            kind = " (exchange)" if b.to_exchange else ""
+            lines.append(f"  {b.exchange} -> {b.queue}{kind}{key}{_args(b.arguments)}")
+        for (exchange, queue), numbers in slots.items():
+            lines.append(f"  {exchange} -> {queue}  {h.SLOT} in {sorted(numbers)}")
         return lines
 
 
@@ -178,37 +215,77 @@ def build(
             )
         )
     for dest in dests:
-        queues.append(
-            QueueDecl(
-                names.work(dest.name),
-                "work",
-                {
-                    "x-queue-type": "quorum",
-                    "x-delivery-limit": delivery_limit,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": names.dead,
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                    "x-max-length": work_max_length,
-                    "x-single-active-consumer": dest.ordered,
-                },
+        for queue in names.partitions(dest.name, dest.partitions):
+            queues.append(
+                QueueDecl(
+                    queue,
+                    "work",
+                    {
+                        "x-queue-type": "quorum",
+                        "x-delivery-limit": delivery_limit,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": names.dead,
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
+                        "x-max-length": work_max_length,
+                        "x-single-active-consumer": dest.ordered,
+                    },
+                )
             )
-        )
     bindings: list[BindingDecl] = [BindingDecl(names.unroutable, names.unroutable)]
+    stale: list[BindingDecl] = []
+    former: dict[str, tuple[str, ...]] = {}
+    partitioned: list[ExchangeDecl] = []
     for dest in dests:
-        queue = names.work(dest.name)
-        bindings.extend(BindingDecl(names.events, queue, pattern) for pattern in dest.bindings)
-        bindings.append(
-            BindingDecl(names.return_exchange, queue, "", {"x-match": "all", h.RETURN_TO: queue})
-        )
+        parts = names.partitions(dest.name, dest.partitions)
+        if dest.partitions == 1:
+            queue = parts[0]
+            bindings.extend(BindingDecl(names.events, queue, p) for p in dest.bindings)
+        else:
+            route, unslotted = names.route(dest.name), names.unslotted(dest.name)
+            partitioned += [ExchangeDecl(unslotted, "fanout"),
+                            ExchangeDecl(route, "headers", {"alternate-exchange": unslotted})]
+            bindings.extend(BindingDecl(names.events, route, p, to_exchange=True)
+                            for p in dest.bindings)
+            bindings.extend(
+                BindingDecl(route, parts[slot % dest.partitions], "",
+                            {"x-match": "all", h.SLOT: slot})
+                for slot in range(SLOTS)
+            )
+            bindings.append(BindingDecl(unslotted, parts[0]))
+            # The plain work queue of before: no new events (its retries still come back).
+            stale.extend(BindingDecl(names.events, names.work(dest.name), p)
+                         for p in dest.bindings)
+        # Partitions of another count: the queues may hold messages to drain first, and
+        # their bindings must go (or a message would reach two partitions).
+        others = [names.work(dest.name)] if dest.partitions > 1 else []
+        others += [names.partition(dest.name, i) for i in range(MAX_PARTITIONS)
+                   if i >= dest.partitions or dest.partitions == 1]
+        former[dest.name] = tuple(others)
+        if dest.partitions == 1:
+            # Once partitioned: the route no longer takes the destination's events.
+            stale.extend(BindingDecl(names.events, names.route(dest.name), p, to_exchange=True)
+                         for p in dest.bindings)
+        else:
+            stale.extend(
+                BindingDecl(names.route(dest.name), names.partition(dest.name, i), "",
+                            {"x-match": "all", h.SLOT: slot})
+                for i in range(MAX_PARTITIONS) for slot in range(SLOTS)
+                if slot % dest.partitions != i
+            )
+        for queue in parts:
+            bindings.append(BindingDecl(names.return_exchange, queue, "",
+                                        {"x-match": "all", h.RETURN_TO: queue}))
     return Topology(
         names=names,
         destinations=dests,
-        exchanges=exchanges,
+        exchanges=exchanges + tuple(partitioned),
         queues=tuple(queues),
         bindings=tuple(bindings),
         retry_tiers=tuple(retry_tiers),
         problems=tuple(problems),
+        stale_bindings=tuple(stale),
+        former=former,
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.errors import HubError
-from hub.store import messagelog, migrate, operators, outbox, timeline
+from hub.store import health, held, messagelog, migrate, operators, outbox, timeline
 from hub.store.bulk import Prepared
 from hub.store.chain import LogReport, LogRow
 from hub.store.engine import SQLITE_BEGIN, is_sqlite, make_engine, translate_errors
@@ -228,6 +228,32 @@ class Store:
     def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool:
         with self._write("recording a dossier sequence") as conn:
             return timeline.set_sequence(conn, consumer, dossier_code, sequence)
+
+    # Held dossiers of ordered consumers (hub.broker.lanes) and the write probe.
+
+    def held_load(self, queue: str) -> dict[str, dict[str, Any]]:
+        """The held dossiers of ``queue``: dossier code -> the group's state."""
+        with self._read("reading held dossiers") as conn:
+            return held.load(conn, queue)
+
+    def held_save(self, queue: str, dossier_code: str, state: dict[str, Any]) -> None:
+        with self._write("saving a held dossier") as conn:
+            held.save(conn, queue, dossier_code, state)
+
+    def held_release(self, queue: str, dossier_code: str) -> None:
+        with self._write("releasing a held dossier") as conn:
+            held.remove(conn, queue, dossier_code)
+
+    def probe(self) -> str:
+        """"ok", or why the store cannot be used: ``unreachable: ...`` or ``not writable:
+        ...`` (it answers reads but refuses a write). Blocking; see ``hub.store.health``."""
+        return health.probe(self.engine)
+
+    @staticmethod
+    def is_failure(error: BaseException) -> bool:
+        """True when ``error`` says the store cannot be written now (unreachable, locked,
+        read-only, full), rather than a bug: the same write can succeed later."""
+        return health.is_store_failure(error)
 
     # Operators.
 

@@ -213,6 +213,28 @@ event_sequences = Table(
     Index(None, "assigned_at"),
 )
 
+# Dossiers an ordered consumer holds (hub.broker.lanes.HeldGroup): one of their messages sits
+# in a retry tier, and the later ones travel behind it. Written only when a delivery fails or a
+# held message moves, so that a restarted worker (or the one that takes a partition over) goes
+# on holding; a row is deleted when its dossier is released.
+held_groups = Table(
+    "held_groups",
+    metadata,
+    Column("queue", String(255), primary_key=True),
+    Column("dossier_code", String(200), primary_key=True),
+    Column("state", JSONDoc, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per process that probed whether the store takes writes (hub.store.probe): an upsert,
+# the smallest write that a read-only or full database refuses.
+store_probes = Table(
+    "store_probes",
+    metadata,
+    Column("prober", String(255), primary_key=True),
+    Column("probed_at", UTCDateTime, nullable=False),
+)
+
 dead_letters = Table(
     "dead_letters",
     metadata,

@@ -56,6 +56,14 @@ METHOD_NOT_ALLOWED = problem("the path does not take this method "
                              "(client.method_not_allowed); Allow lists the methods it takes",
                              {"Allow": "the methods this path takes"})
 
+# Refusals of the connection's limits (hub.api.protocol, hub.api.limits), whatever the route;
+# the connection is closed after them.
+CONNECTION_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    408: problem("the request did not arrive in time (client.request_timeout)"),
+    431: problem("the request's headers are too large or too many "
+                 "(client.headers_too_large)"),
+}
+
 # The refusals every authenticated route may answer with.
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: problem("malformed request: unreadable JSON, a missing or bad signature "
@@ -64,6 +72,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     403: problem("not allowed by the client's access list (client.access_denied)"),
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
+    **CONNECTION_PROBLEMS,
     409: problem("Idempotency-Key reused for another body (client.idempotency_conflict)"),
     413: problem("body too large (client.body_too_large)"),
     422: problem("the body, a header or a code does not match its contract; field names it"),

@@ -45,6 +45,7 @@ from hub.api.intake import IDEMPOTENCY_HEADER, IntakeService, check_idempotency_
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
 from hub.api.openapi import (
+    CONNECTION_PROBLEMS,
     METHOD_NOT_ALLOWED,
     PROBLEMS,
     contract_ref,
@@ -311,7 +312,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.get("/healthz", tags=["operations"], summary="The process is alive",
                 response_model=None, openapi_extra=_OPEN,
                 responses={200: {"description": "alive", **json_body("health")},
-                           405: METHOD_NOT_ALLOWED})
+                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -320,7 +321,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 responses={200: {"description": "ready", **json_body("readiness")},
                            503: {"description": "not ready: a check says what is wrong",
                                  **json_body("readiness")},
-                           405: METHOD_NOT_ALLOWED})
+                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
     async def readyz() -> Response:
         checks = {"store": await asyncio.to_thread(_store_check, ctx.store),
                   "broker": "ok" if ctx.broker_ready() else "not connected"}
@@ -333,7 +334,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 responses={200: {"description": "Prometheus text exposition format 0.0.4 "
                                                 "or 1.0.0",
                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
-                           405: METHOD_NOT_ALLOWED})
+                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
     async def metrics() -> Response:
         payload, content_type = await asyncio.to_thread(ctx.metrics.render)
         return Response(payload, media_type=content_type)

@@ -80,6 +80,11 @@ class NpspClient:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.config.policy.timeout),
                 headers={"dstcode": self.config.dstcode, "Accept": "application/json"},
+                # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
+                # calls in flight, and the policy's rate limit their pace: a pool smaller than
+                # the concurrency would only queue calls here (httpx's default is 100, 20
+                # kept alive), and a connection closed after each call costs a handshake.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
             )
         return self._http
 

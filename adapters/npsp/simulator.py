@@ -5,8 +5,15 @@ its protocol on a real socket: login -> session; ``DongBoHoSoMC`` (an upsert sto
 Switches: ``pause()``/``resume()`` (down: connection refused), ``faults`` (slow, hang, the next
 N requests fail with a 5xx), ``expire_sessions()`` (every session expires now),
 ``reject_next(error_code, message)`` (the next calls are refused with that code),
-``report_exists_next()`` (the next inserts answer "already exists"). The same switches are
-reachable over HTTP under ``/_sim/`` for the demo:
+``report_exists_next()`` (the next inserts answer "already exists"), ``fail_dossier(code, n)``
+(the next n calls about one dossier fail as the portal's temporary error). The same switches
+are reachable over HTTP under ``/_sim/`` for the demo.
+
+What it saw, for tests and benchmarks: every call with its time and the statuses it carried
+(``calls``), the most calls it was answering at once (``most_concurrent``), and the order of
+each dossier's syncs: a sync that takes a dossier to a status code lower than the one it had
+is counted in ``regressions`` (tests and the benchmark send each dossier's statuses in
+increasing order, so every regression is an event applied out of order):
 
     python -m adapters.npsp.simulator --port 8102 --username hub --password secret
 """
@@ -79,6 +86,10 @@ class NpspState:
     logins: int = 0
     rejections: list[_Rejection] = field(default_factory=list)
     exists_next: int = 0
+    failing: dict[str, int] = field(default_factory=dict)  # dossier -> calls still to fail
+    active: int = 0  # service calls being answered now
+    most_concurrent: int = 0
+    regressions: list[tuple[str, int, int]] = field(default_factory=list)  # code, had, got
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -121,11 +132,18 @@ class NpspSimulator(SimulatedSystem):
         with self.state.lock:
             self.state.exists_next += count
 
+    def fail_dossier(self, code: str, count: int = 1) -> None:
+        """The next ``count`` calls about dossier ``code`` answer the portal's temporary error
+        (``-1``, retried by the hub); other dossiers are not affected."""
+        with self.state.lock:
+            self.state.failing[code] = self.state.failing.get(code, 0) + count
+
     def reset(self) -> None:
         self.faults.reset()
         with self.state.lock:
             self.state.rejections.clear()
             self.state.exists_next = 0
+            self.state.failing.clear()
 
     # ------------------------------------------------------------------ inspection
 
@@ -145,6 +163,18 @@ class NpspSimulator(SimulatedSystem):
     @property
     def logins(self) -> int:
         return self.state.logins
+
+    @property
+    def most_concurrent(self) -> int:
+        """The most service calls this simulator was answering at one time."""
+        return self.state.most_concurrent
+
+    @property
+    def regressions(self) -> list[tuple[str, int, int]]:
+        """(dossier, status it had, lower status a later sync gave it), one per sync that
+        moved a dossier backwards."""
+        with self.state.lock:
+            return list(self.state.regressions)
 
     # ------------------------------------------------------------------ the portal
 
@@ -172,7 +202,14 @@ class NpspSimulator(SimulatedSystem):
 
         @app.post(integration_path)
         async def service(request: Request) -> Response:
-            return await guarded(request, self._service)
+            with state.lock:
+                state.active += 1
+                state.most_concurrent = max(state.most_concurrent, state.active)
+            try:
+                return await guarded(request, self._service)
+            finally:
+                with state.lock:
+                    state.active -= 1
 
         @app.get("/_sim/dossiers")
         async def all_dossiers() -> dict[str, Any]:
@@ -189,6 +226,18 @@ class NpspSimulator(SimulatedSystem):
         @app.get("/_sim/calls")
         async def calls() -> dict[str, Any]:
             return {"calls": self.calls(), "logins": state.logins}
+
+        @app.get("/_sim/order")
+        async def order() -> dict[str, Any]:
+            with state.lock:
+                return {"most_concurrent": state.most_concurrent,
+                        "regressions": [list(r) for r in state.regressions]}
+
+        @app.post("/_sim/fail-dossier")
+        async def fail_dossier(request: Request) -> dict[str, Any]:
+            doc = await request.json()
+            self.fail_dossier(str(doc["code"]), int(doc.get("count", 1)))
+            return {"failing": str(doc["code"]), "count": int(doc.get("count", 1))}
 
         @app.post("/_sim/expire-sessions")
         async def expire() -> dict[str, Any]:
@@ -248,6 +297,10 @@ class NpspSimulator(SimulatedSystem):
             if state.rejections:
                 rejection = state.rejections.pop(0)
                 return reply(rejection.error_code, rejection.message)
+            for code in state.calls[-1]["codes"]:
+                if state.failing.get(code, 0) > 0:
+                    state.failing[code] -= 1
+                    return reply(SYSTEM_ERROR)
         handlers: dict[str, Callable[[dict[str, Any]], Response]] = {
             "DongBoHoSoMC": self._sync,
             "CapNhatTienDoHoSoMC": self._progress,
@@ -278,6 +331,10 @@ class NpspSimulator(SimulatedSystem):
                 if unknown:
                     return reply(NOT_FOUND, f"{MESSAGES[NOT_FOUND]}: {', '.join(unknown)}")
             for record in records:
+                had = state.dossiers.get(record["MaHoSo"])
+                if had is not None and _status(record) < _status(had):
+                    state.regressions.append(
+                        (record["MaHoSo"], _status(had), _status(record)))
                 state.dossiers[record["MaHoSo"]] = dict(record)
         return reply(OK)
 
@@ -293,6 +350,13 @@ class NpspSimulator(SimulatedSystem):
     def _lookup(self, body: dict[str, Any]) -> Response:
         found = self.dossier(body["mahoso"])
         return reply(OK, result=[found] if found is not None else [])
+
+
+def _status(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("TrangThaiHoSo") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def make_simulator(**switches: Any) -> NpspSimulator:

@@ -27,7 +27,6 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import text
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
@@ -475,9 +474,6 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
 
 
 def _store_check(store: Store) -> str:
-    try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means not ready
-        return f"unreachable: {type(exc).__name__}"
-    return "ok"
+    # A read and the smallest write (hub.store.health): a store that answers reads but
+    # refuses writes (read-only, disk full) cannot take a dossier in, so it is not ready.
+    return store.probe()

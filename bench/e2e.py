@@ -335,12 +335,19 @@ class Province:
         body = json.dumps(data, ensure_ascii=False).encode()
         request = Envelope(id=str(uuid.uuid4()), source=PROVINCE, type=event_type,
                            subject="-", time=datetime.now(UTC), data=None)
+        answer: httpx.Response | None = None
         for _ in range(20):
-            async with self.slots:
-                answer = await self.http.post(path, content=body, headers={
-                    "Content-Type": "application/json", "X-API-Key": self.api_key,
-                    "X-Signature": self.signer.sign(body, request),
-                    "Idempotency-Key": request.id})
+            try:
+                async with self.slots:
+                    answer = await self.http.post(path, content=body, headers={
+                        "Content-Type": "application/json", "X-API-Key": self.api_key,
+                        "X-Signature": self.signer.sign(body, request),
+                        "Idempotency-Key": request.id})
+            except httpx.TransportError:
+                # A kept-alive connection the server closed as the request went out: the
+                # Idempotency-Key makes sending it again safe.
+                await asyncio.sleep(0.2)
+                continue
             if answer.status_code == 202:
                 self.accepted[key] = time.time()
                 return True
@@ -348,7 +355,8 @@ class Province:
                 break
             await asyncio.sleep(float(answer.headers.get("Retry-After", "0.2")))
         self.refused += 1
-        say(f"  refused {path}: {answer.status_code} {answer.text[:200]}")
+        say(f"  refused {path}: {answer.status_code} {answer.text[:200]}" if answer is not None
+            else f"  refused {path}: the connection failed every time")
         return False
 
     async def one(self, code: str, events: int) -> None:

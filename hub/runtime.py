@@ -16,6 +16,7 @@ from typing import Any
 from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
 from hub.broker.consumer import Consumer
 from hub.broker.declare import former_queues
+from hub.broker.destinations import as_destinations, discover_destinations
 from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
@@ -93,7 +94,15 @@ def build_workers(
         )
     signer = signer or hub_signer(settings)
     verifier = verifier or queue_verifier(settings)
-    topo = topology or Topology.from_settings(settings, found)
+    if topology is None:
+        # Every installed adapter's destination, as `lienthong topology apply` declares them
+        # (the topology file may tune any of them), with the adapters given here over them.
+        given = as_destinations(found)
+        installed, _ = discover_destinations()
+        taken = {d.name for d in given}
+        topology = Topology.from_settings(
+            settings, [d for d in installed if d.name not in taken] + given)
+    topo = topology
     workers = []
 
     def consumer(destination: str, handler: Any, name: str, **kw: Any) -> Consumer:

@@ -380,12 +380,13 @@ def running(settings: Settings, keys: Keys, relay_store_url: str,
 
 
 def consumers(settings: Settings, destination: str) -> int:
+    """The fewest consumers on any of the destination's work queues (its partitions)."""
+    queues = Topology.from_settings(settings).work_queues(destination)
     conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     try:
-        ok = conn.channel().queue_declare(f"{settings.name_prefix}.work.{destination}",
-                                          passive=True)
-        count: int = ok.method.consumer_count
-        return count
+        channel = conn.channel()
+        return min(int(channel.queue_declare(q, passive=True).method.consumer_count)
+                   for q in queues)
     finally:
         conn.close()
 

@@ -42,7 +42,9 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2**self._attempt)
+        # The exponent stops growing once the maximum is reached: 2**attempt of a long outage
+        # would overflow a float (after about a thousand attempts).
+        delay = min(self.maximum, self.initial * 2 ** min(self._attempt, 64))
         self._attempt += 1
         return float(delay * random.uniform(0.8, 1.0))
 
@@ -111,6 +113,11 @@ class BrokerNodes:
     @classmethod
     def of(cls, urls: str | Sequence[str] | BrokerNodes) -> BrokerNodes:
         return urls if isinstance(urls, BrokerNodes) else cls(urls)
+
+    @property
+    def first(self) -> str:
+        """The node tried first now: while a link is up, the node serving it."""
+        return self.urls[self._start]
 
     def order(self) -> list[tuple[int, str]]:
         n = len(self.urls)

@@ -10,6 +10,14 @@ A lost connection is re-established with exponential backoff, to the next node o
 list when there are several (``hub.broker.connection.BrokerNodes``), and every publish not yet
 confirmed is sent again on the new connection, in its original order: a message may then reach
 a queue twice, which the idempotent receivers absorb, but nothing accepted is lost.
+
+A channel whose publishes to one exchange and routing key have all been refused for
+``REFUSED_RESET`` seconds is opened anew (on the next node). RabbitMQ 3.10's quorum queue
+client registers a channel as a publisher with the queue's leader once; a channel that did so
+while the leader was dying (a node lost) is never told of the new leader and has every later
+publish to that queue refused, while a new channel publishes at once (fixed in RabbitMQ 4.0,
+rabbitmq-server#13095). A queue that refuses because it is full is reopened for at the same
+slow pace, which costs a reconnection every few seconds and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import contextlib
 import functools
 import logging
 import re
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +44,7 @@ from hub.errors import BrokerUnavailable, RetryableError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 1000
+REFUSED_RESET = 5.0  # seconds of refusals (and no confirm) to one place before a new channel
 
 
 _NO_EXCHANGE = re.compile(r"NOT_FOUND - no exchange '(?P<name>[^']*)'")
@@ -103,6 +113,10 @@ class Publisher:
         self._closed = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._last_error: BaseException | None = None
+        # (exchange, routing key) -> when its publishes began to be refused (none confirmed
+        # since); see REFUSED_RESET.
+        self._refused_since: dict[tuple[str, str], float] = {}
+        self._last_reset = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -249,10 +263,15 @@ class Publisher:
             return
         if ok and entry.returned is None:
             self.stats.confirmed += 1
+            if self._refused_since:
+                o = entry.outgoing
+                self._refused_since.pop((o.exchange, o.routing_key), None)
             future.set_result(None)
             return
         self.stats.failed += 1
         o = entry.outgoing
+        if not ok:
+            self._refused(o)
         if entry.returned is not None:
             reason = (
                 f"unroutable: exchange {o.exchange!r} has no binding for routing key "
@@ -265,6 +284,21 @@ class Publisher:
                 "(nack: a target queue is full or unavailable); retry later"
             )
         future.set_exception(PublishFailed(reason, field="routing_key"))
+
+    def _refused(self, o: Outgoing) -> None:
+        now = time.monotonic()
+        since = self._refused_since.setdefault((o.exchange, o.routing_key), now)
+        link = self._link
+        if (now - since < REFUSED_RESET or now - self._last_reset < REFUSED_RESET
+                or link is None):
+            return
+        log.warning(
+            "%s: every publish to %r/%r refused for %.0fs; opening a new channel (a full queue, "
+            "or a quorum queue that changed leader and no longer takes this channel's "
+            "publishes)", self.name, o.exchange, o.routing_key, now - since)
+        self._refused_since.clear()
+        self._last_reset = now
+        link.close()  # the supervisor reconnects and sends the unconfirmed again
 
     def _on_return(
         self,

@@ -1,0 +1,207 @@
+"""The broker is a list of nodes: the settings take several, a client tries them in turn, and on a
+RabbitMQ cluster of the test's own (three nodes, tests/cluster.py) killing the node that the
+publisher and the worker are connected to does not stop deliveries: they move to another
+node, quorum queues elect new leaders, nothing is lost and nothing is handled twice."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster import Cluster, free_port, rabbitmq_cluster
+from pydantic import ValidationError
+
+from hub.broker import declare
+from hub.broker.connection import Backoff, BrokerNodes
+from hub.broker.consumer import Consumer
+from hub.broker.destinations import Destination
+from hub.broker.messages import Delivery, Outgoing
+from hub.broker.publisher import Publisher, PublishFailed
+from hub.broker.testing import NullSigner, delete_queues, eventually, read_all, sample_envelope
+from hub.broker.topology import Topology
+from hub.errors import BrokerUnavailable
+from hub.settings import Settings
+from hub.store import Store
+
+NODES = ["amqp://u:p@node1:5672/%2F", "amqp://u:p@node2:5672/%2F", "amqp://u:p@node3:5672/%2F"]
+
+
+# -- the list of nodes in the settings ----------------------------------------------------------
+
+def test_amqp_urls_from_the_environment_as_json_or_comma_separated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIENTHONG_AMQP_URLS", json.dumps(NODES[:2]))
+    assert Settings().broker_urls == NODES[:2]
+    monkeypatch.setenv("LIENTHONG_AMQP_URLS", " , ".join(NODES))
+    settings = Settings()
+    assert settings.broker_urls == NODES
+    assert settings.amqp_url == NODES[0]  # what single-URL code reads: the first node
+
+
+def test_a_single_amqp_url_is_a_list_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIENTHONG_AMQP_URLS", raising=False)
+    monkeypatch.setenv("LIENTHONG_AMQP_URL", NODES[1])
+    assert Settings().broker_urls == [NODES[1]]
+
+
+def test_a_node_that_is_not_an_amqp_url_is_refused_without_repeating_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(amqp_urls=f"{NODES[0]},http://admin:secret@node2/")
+    message = str(caught.value.errors()[0]["msg"])
+    assert "node 2 is not an amqp:// or amqps:// URL" in message
+    assert "secret" not in message
+
+
+def test_the_nodes_are_tried_from_the_one_after_the_node_lost() -> None:
+    nodes = BrokerNodes(NODES)
+    assert [u for _, u in nodes.order()] == NODES
+    nodes.served(0)
+    nodes.lost(0)
+    assert [u for _, u in nodes.order()] == [NODES[1], NODES[2], NODES[0]]
+    nodes.served(1)
+    nodes.lost(0)  # a late report of the link on node 1 does not skip node 2
+    assert nodes.first == NODES[1]
+    nodes.lost(1)
+    nodes.lost(2)
+    assert nodes.first == NODES[0]
+
+
+# -- a node that does not answer, on the shared broker -------------------------------------------
+
+def test_clients_skip_a_node_that_does_not_answer(settings: Settings, amqp_url: str) -> None:
+    dead = amqp_url.replace(":5672/", f":{free_port()}/")
+    settings = settings.model_copy(update={"amqp_urls": [dead, amqp_url]})
+    empty = settings.data_dir / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination("sink", ("dossier.#",), False)],
+                                      topology_file=empty)
+    actions = declare.apply(topology, settings.broker_urls)
+    assert {a.outcome for a in actions} >= {"created"}
+    queue = topology.work_queue("sink")
+
+    async def go() -> tuple[str | None, int]:
+        async with Publisher(settings.broker_urls, settings) as pub:
+            await pub.publish(Outgoing.signed(sample_envelope(1), NullSigner(),
+                                              topology.names.events))
+            return pub.node, pub.stats.reconnects
+
+    try:
+        node, reconnects = asyncio.run(go())
+        assert node == amqp_url and reconnects == 0
+        assert len(read_all(settings.broker_urls, queue)) == 1
+        with pytest.raises(BrokerUnavailable, match=r"any of the 2 RabbitMQ nodes") as caught:
+            declare.apply(topology, [dead, dead.replace("127.0.0.1", "127.0.0.2")])
+        assert "guest" not in caught.value.message  # credentials stay out of messages
+    finally:
+        delete_queues(amqp_url, [q.name for q in topology.queues])
+
+
+# -- a cluster of the test's own -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with rabbitmq_cluster(tmp_path_factory.mktemp("rabbitmq")) as running:
+        yield running
+
+
+BATCH = 100
+FAILOVER_DEADLINE = 30.0  # seconds from the kill until every message is handled
+
+
+@pytest.mark.slow
+def test_deliveries_continue_when_the_connected_node_dies(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    node1 = cluster.nodes[0]
+    settings = Settings(data_dir=tmp_path, amqp_urls=cluster.urls, name_prefix="ltcluster",
+                        retry_tiers=[0.5, 1.0], reconnect_initial=0.05, reconnect_max=0.5)
+    assert settings.broker_urls[0] == node1.url
+    empty = tmp_path / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination("sink", ("dossier.#",), False)],
+                                      topology_file=empty)
+    declare.apply(topology, settings.broker_urls)
+    events = topology.names.events
+
+    handled: collections.Counter[str] = collections.Counter()
+    gate = asyncio.Event()  # holds the second batch in the worker's hands across the kill
+    held = {"n": 0}
+
+    async def handle(delivery: Delivery) -> None:
+        i = delivery.envelope.data["i"]
+        if BATCH <= i < 2 * BATCH and not gate.is_set():
+            held["n"] += 1
+            await gate.wait()
+        handled[delivery.message_id] += 1
+
+    def batch(start: int) -> list[Outgoing]:
+        return [Outgoing.signed(sample_envelope(i), NullSigner(), events)
+                for i in range(start, start + BATCH)]
+
+    sent: list[str] = []
+
+    async def publish(pub: Publisher, outgoing: Outgoing) -> None:
+        # As the outbox relay does: a queue whose leader died refuses publishes (nack) until
+        # the others have elected a new one; the message is published again.
+        backoff = Backoff(0.05, 0.5)
+        while True:
+            try:
+                await pub.publish(outgoing)
+                return
+            except PublishFailed:
+                await asyncio.sleep(backoff.next())
+
+    async def go(store: Store) -> tuple[Consumer, Publisher, float, list[str | None]]:
+        async with Publisher(settings.broker_urls, settings, name="cluster test") as pub:
+            consumer = Consumer(settings, topology.work_queue("sink"), handle,
+                                processed=store.processed, name="sink")
+            consumer.start()
+            await consumer.wait_consuming()
+            assert pub.node == node1.url and consumer.nodes.first == node1.url
+
+            first = batch(0)
+            await asyncio.gather(*(publish(pub, o) for o in first))
+            sent.extend(o.message_id for o in first)
+            await eventually(lambda: len(handled) == BATCH, 20, "the first batch")
+
+            second = batch(BATCH)
+            await asyncio.gather(*(publish(pub, o) for o in second))
+            sent.extend(o.message_id for o in second)
+            await eventually(lambda: held["n"] == BATCH, 20, "the worker to hold a batch")
+
+            # Node 1 dies with a batch delivered and unacked, its results not yet published.
+            await asyncio.to_thread(cluster.kill, node1)
+            killed = time.monotonic()
+            gate.set()
+            third = batch(2 * BATCH)
+            # Published while the publisher is reconnecting: it takes them, then sends them
+            # to the node it reaches.
+            await asyncio.gather(*(publish(pub, o) for o in third))
+            sent.extend(o.message_id for o in third)
+            await eventually(lambda: len(handled) == 3 * BATCH, FAILOVER_DEADLINE,
+                             "every message handled after the kill")
+            took = time.monotonic() - killed
+            serving = [pub.node, consumer.nodes.first]
+            # The held batch was redelivered by the new leader: its copies are absorbed as
+            # duplicates (their ids were recorded), never handled again.
+            await eventually(lambda: consumer.stats.duplicates >= BATCH, 20,
+                             "the redelivered batch")
+            await consumer.stop()  # finishes what it holds: every result confirmed
+            return consumer, pub, took, serving
+
+    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+        consumer, pub, took, serving = asyncio.run(go(store))
+
+    print(f"failover: every message handled {took:.1f}s after the kill")
+    assert set(handled) == set(sent) and len(sent) == 3 * BATCH
+    twice = [m for m, n in handled.items() if n != 1]
+    assert twice == [], f"{len(twice)} messages handled more than once"
+    assert consumer.stats.reconnects >= 1 and pub.stats.reconnects >= 1
+    assert node1.url not in serving and None not in serving
+    # `topology apply` still works with the first node of the list dead.
+    again = declare.apply(topology, settings.broker_urls)
+    assert {a.outcome for a in again if a.kind == "queue"} == {"exists"}

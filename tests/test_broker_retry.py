@@ -1,13 +1,27 @@
-"""Retry decisions and the headers a copy carries (pure functions: no broker)."""
+"""Retry decisions and the headers a copy carries (pure functions: no broker); then a retry
+through a real worker on RabbitMQ: logged at INFO with destination, tier and reason, and
+counted on the worker's /metrics, scraped over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub import headers as h
+from hub import runtime
+from hub.adapters import AdapterContext, AdapterSpec
+from hub.broker import declare
+from hub.broker.destinations import Destination
+from hub.broker.messages import Delivery, Outgoing
 from hub.broker.names import Names
+from hub.broker.publisher import Publisher
 from hub.broker.retry import (
     MAX_HISTORY,
     MAX_MESSAGE,
@@ -19,7 +33,13 @@ from hub.broker.retry import (
     parked_headers,
     retry_headers,
 )
+from hub.broker.testing import SAMPLE_SOURCE, delete_queues, eventually, sample_envelope
+from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable, InvalidMessage, PermanentError, RetryableError
+from hub.settings import Settings
+from hub.signing import Signer, TrustStore, generate, load_signer
+from hub.store import Store
+from hub.workerhealth import WorkerHealth, serving
 
 N = Names("p")
 TIERS = [0.2, 0.4, 0.6]
@@ -121,3 +141,92 @@ def test_a_parked_copy_says_why_when_and_by_whom() -> None:
     assert out[h.ATTEMPT] == 2
     assert h.RETURN_TO not in out
     assert out[h.HISTORY][-1]["attempt"] == 2
+
+
+# -- through a real worker ---------------------------------------------------------------------
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_a_retry_is_logged_and_counted_on_the_workers_metrics(
+        settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    hub_keys = generate(settings.hub_id)
+    hub_keys.save(settings.keys_dir)
+    sender = generate(SAMPLE_SOURCE)
+    trust = TrustStore(settings.trust_dir)
+    trust.add(hub_keys.certificate_pem())
+    trust.add(sender.certificate_pem())
+    assert sender.certificate is not None
+    sign = Signer(sender.private_key, sender.certificate)
+
+    def make_handler(ctx: AdapterContext) -> Any:
+        async def handle(delivery: Delivery) -> None:
+            if delivery.envelope.data["i"] == 2:
+                raise PermanentError("the system refused the dossier", code="system.rejected")
+            if delivery.attempt == 0:
+                raise RetryableError("the system answered 503", code="system.unavailable")
+
+        return handle
+
+    name = "flaky"
+    spec = AdapterSpec(name=name, description="fails once", bindings=["dossier.#"],
+                       make_handler=make_handler, ordered=False)
+    empty = tmp_path / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination(name, ("dossier.#",), False)],
+                                      topology_file=empty)
+    declare.apply(topology, settings.broker_urls)
+    caplog.set_level(logging.INFO, logger="hub.broker.consumer")
+
+    async def go(store: Store) -> tuple[Any, dict[Any, float], dict[Any, float], httpx.Response]:
+        [worker] = runtime.build_workers(
+            settings, [name], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
+            adapters={name: spec}, recorder=False, topology=topology)
+        consumer = worker.consumer
+        async with serving(WorkerHealth([consumer], store), "127.0.0.1", 0) as port, \
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            before = _samples((await http.get("/metrics")).text)
+            consumer.start()
+            await consumer.wait_consuming()
+            async with Publisher(settings.broker_urls, settings) as pub:
+                for i in (1, 2):
+                    await pub.publish(Outgoing.signed(sample_envelope(i), sign,
+                                                      topology.names.events))
+            await eventually(lambda: consumer.stats.handled == 1 and consumer.stats.dead == 1,
+                             15, "one retried and handled, one dead")
+            scraped = await http.get("/metrics")
+            assert scraped.headers["content-type"].startswith("text/plain")
+            after = _samples(scraped.text)
+            ready = await http.get("/readyz")
+            await worker.stop()
+        return consumer, before, after, ready
+
+    try:
+        with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+            consumer, before, after, ready = asyncio.run(go(store))
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+
+    destination = consumer.destination
+    retry = ("lienthong_retries_total", (("destination", destination),
+                                         ("reason_code", "system.unavailable"), ("tier", "0")))
+    dead = ("lienthong_dead_letters_total", (("destination", destination), ("queue", "dead"),
+                                             ("reason_code", "system.rejected")))
+    assert after[retry] - before.get(retry, 0.0) == 1.0
+    assert after[dead] - before.get(dead, 0.0) == 1.0
+    handled = ("lienthong_worker_messages_total",
+               (("consumer", consumer.name), ("outcome", "handled")))
+    assert after[handled] == 1.0
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "broker": "ok"}}
+
+    [line] = [r for r in caplog.records if r.getMessage().startswith("retry:")]
+    assert line.levelno == logging.INFO
+    text = line.getMessage()
+    assert f"destination {destination}" in text and "tier 0" in text
+    assert "system.unavailable" in text and "the system answered 503" in text
+    assert (line.destination, line.tier, line.reason_code) == (  # type: ignore[attr-defined]
+        destination, 0, "system.unavailable")

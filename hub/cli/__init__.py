@@ -23,6 +23,7 @@ _GROUPS = [
     ("hub.cli.clients", "clients"),
     ("hub.cli.worker", "worker"),
     ("hub.cli.store", "store"),
+    ("hub.cli.outbox", "outbox"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""``lienthong worker``: run adapter workers, each consuming its system's work queue."""
+"""``lienthong worker``: run adapter workers, each consuming its system's work queue, with a
+health and metrics endpoint per process (hub.workerhealth)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,42 @@ import logging
 import multiprocessing
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import typer
 
 from hub.errors import ConfigError, HubError
 
+if TYPE_CHECKING:
+    from hub.runtime import Worker
+    from hub.settings import Settings
+    from hub.store import Store
 
-def _run(adapters: list[str] | None, verbose: bool) -> None:
+
+async def _serve(workers: list[Worker], store: Store, settings: Settings, index: int) -> None:
+    from hub import runtime
+    from hub.workerhealth import WorkerHealth, serving
+
+    if settings.worker_metrics_port == 0:
+        await runtime.run_until_signalled(workers)
+        return
+    health = WorkerHealth([w.consumer for w in workers], store)
+    # Listening before consuming: a port taken stops the worker before it takes anything.
+    async with serving(health, settings.worker_metrics_host,
+                       settings.worker_metrics_port + index):
+        await runtime.run_until_signalled(workers)
+
+
+def _run(adapters: list[str] | None, verbose: bool, index: int = 0) -> None:
     from hub import runtime
     from hub.recorder import TIMELINE
     from hub.settings import load
     from hub.store import Store
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    # The hub's own INFO lines (each retry with its destination, tier and reason; the queues
+    # consumed) are shown by default; the adapters' per-delivery lines and pika's with -v.
+    logging.getLogger("hub").setLevel(logging.INFO)
     settings = load()
     try:
         store = Store.open(settings.store_url)
@@ -34,7 +58,7 @@ def _run(adapters: list[str] | None, verbose: bool) -> None:
                 raise ConfigError("no adapter could start; see the warnings above",
                                   field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")
-            asyncio.run(runtime.run_until_signalled(workers))
+            asyncio.run(_serve(workers, store, settings, index))
         finally:
             store.close()
     except HubError as exc:
@@ -52,19 +76,22 @@ def register(app: typer.Typer) -> None:
             1, "--processes", "-p", min=1,
             help="Worker processes sharing the queues. Safe for every destination: ordered "
             "ones have a single active consumer, the others share the load (a relay is "
-            "CPU-bound: one process per core).",
+            "CPU-bound: one process per core). Process i answers /healthz, /readyz and "
+            "/metrics on worker_metrics_port + i.",
         ),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
     ) -> None:
         """Consume the work queues of the named adapters and deliver to their systems, until
-        interrupted (Ctrl-C stops cleanly: in-flight messages finish and are acked)."""
+        interrupted (Ctrl-C stops cleanly: in-flight messages finish and are acked). Each
+        process answers /healthz, /readyz and /metrics on LIENTHONG_WORKER_METRICS_HOST and
+        LIENTHONG_WORKER_METRICS_PORT (default 127.0.0.1:9180; 0: none)."""
         try:
             if processes == 1:
                 _run(adapters or None, verbose)
                 return
             children = [
-                multiprocessing.Process(target=_run, args=(adapters or None, verbose))
-                for _ in range(processes)
+                multiprocessing.Process(target=_run, args=(adapters or None, verbose, i))
+                for i in range(processes)
             ]
             for child in children:
                 child.start()

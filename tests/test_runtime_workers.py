@@ -1,18 +1,36 @@
-"""Which workers ``lienthong worker`` builds when an adapter cannot start."""
+"""Which workers ``lienthong worker`` builds when an adapter cannot start; the health, readiness
+and metrics endpoint of each worker process (a real ``lienthong worker --processes 2``, and the
+readiness of a store that reads but does not write, on both databases)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from conftest import wait_for
+from sqlalchemy.engine import make_url
 
 from hub import runtime
 from hub.adapters import AdapterContext, AdapterSpec
+from hub.broker import declare
+from hub.broker.consumer import Consumer
+from hub.broker.testing import delete_queues
+from hub.broker.topology import Topology
 from hub.errors import ConfigError
 from hub.settings import Settings
 from hub.signing import TrustStore, generate, load_signer
 from hub.store import Store
+from hub.store.testing import scratch_url
+from hub.workerhealth import WorkerHealth, serving
 
 
 def _spec(name: str, *, secret_missing: bool = False) -> AdapterSpec:
@@ -67,3 +85,137 @@ def test_an_adapter_named_must_start(built: Any) -> None:
 def test_without_a_place_to_report_skips_nothing_is_skipped(built: Any) -> None:
     with pytest.raises(ConfigError, match="LIENTHONG_PAYMENT_SECRET"):
         built(None, None)
+
+
+# -- the endpoint of a worker process ------------------------------------------------------------
+
+
+def _two_free_ports() -> int:
+    """A port p with p + 1 free too (what --processes 2 listens on)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_each_worker_process_answers_health_readiness_and_metrics(
+        settings: Settings, tmp_path: Path) -> None:
+    hub_keys = generate(settings.hub_id)
+    hub_keys.save(settings.keys_dir)
+    TrustStore(settings.trust_dir).add(hub_keys.certificate_pem())
+    topology = Topology.from_settings(settings)
+    declare.apply(topology, settings.broker_urls)
+    port = _two_free_ports()
+    env = {
+        **os.environ,
+        "LIENTHONG_DATA_DIR": str(settings.data_dir),
+        "LIENTHONG_AMQP_URLS": settings.amqp_url,
+        "LIENTHONG_NAME_PREFIX": settings.name_prefix,
+        "LIENTHONG_WORKER_METRICS_PORT": str(port),
+        "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp",
+         "--processes", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    bases = [f"http://127.0.0.1:{port + i}" for i in range(2)]
+
+    def ready(base: str) -> bool:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"the worker exited: {out}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        for base in bases:
+            wait_for(lambda base=base: ready(base), timeout=60, interval=0.2,
+                     message=f"the worker process at {base} to be ready")
+        for base in bases:
+            assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+            readiness = httpx.get(f"{base}/readyz").json()
+            assert readiness == {"status": "ready", "checks": {"store": "ok", "broker": "ok"}}
+            metrics = httpx.get(f"{base}/metrics")
+            assert metrics.headers["content-type"].startswith("text/plain")
+            for consumer in ("worker:npsp", "recorder:timeline"):
+                assert f'lienthong_worker_consuming{{consumer="{consumer}"}} 1.0' in metrics.text
+            assert "# TYPE lienthong_retries_total counter" in metrics.text
+        refused = httpx.post(f"{bases[0]}/metrics")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+        assert httpx.get(f"{bases[0]}/nothing").json()["code"] == "client.not_found"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert code == 0
+
+
+def test_a_taken_port_stops_the_worker_before_it_consumes(settings: Settings) -> None:
+    async def go() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            health = WorkerHealth([], Store.open(f"sqlite:///{settings.data_dir / 'h.db'}"))
+            try:
+                async with serving(health, "127.0.0.1", taken.getsockname()[1]):
+                    raise AssertionError("listened on a taken port")
+            finally:
+                health.store.close()
+
+    with pytest.raises(ConfigError, match="LIENTHONG_WORKER_METRICS_PORT") as caught:
+        asyncio.run(go())
+    assert caught.value.field == "worker_metrics_port"
+
+
+@pytest.fixture
+def read_only_store(store_url: str, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """(a store, the same database opened read-only): SQLite through a read-only URI,
+    PostgreSQL with read-only transactions by default, on a schema of the test's own."""
+    with scratch_url(store_url, tmp_path) as url, Store.open(url) as writable:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            ro_url = f"sqlite:///file:{parsed.database}?mode=ro&uri=true"
+        else:
+            options = str(parsed.query.get("options", ""))
+            ro_url = parsed.update_query_dict(
+                {"options": f"{options} -cdefault_transaction_read_only=on"}
+            ).render_as_string(hide_password=False)
+        with Store.open(ro_url, migrate_schema=False, deferred_log=False) as read_only:
+            yield writable, read_only
+
+
+def test_readiness_says_a_store_that_cannot_be_written_is_not_ready(
+        read_only_store: tuple[Store, Store], settings: Settings) -> None:
+    writable, read_only = read_only_store
+    consumer = Consumer(settings, "lt.work.nowhere", lambda d: None, name="worker:nowhere")
+
+    async def readyz(store: Store, consumers: list[Consumer]) -> httpx.Response:
+        async with serving(WorkerHealth(consumers, store), "127.0.0.1", 0) as port, \
+                httpx.AsyncClient() as http:
+            return await http.get(f"http://127.0.0.1:{port}/readyz")
+
+    answer = asyncio.run(readyz(read_only, []))
+    assert answer.status_code == 503
+    checks = answer.json()["checks"]
+    assert checks["store"].startswith("not writable: "), checks
+    assert checks["broker"] == "ok"
+
+    # A consumer not registered with the broker (not started) is not ready either.
+    answer = asyncio.run(readyz(writable, [consumer]))
+    assert answer.status_code == 503
+    assert answer.json()["checks"] == {"store": "ok",
+                                       "broker": "not connected: worker:nowhere"}

@@ -66,7 +66,7 @@ def build_workers(
     adapters: Mapping[str, AdapterSpec] | None = None,
     recorder: bool = True,
     skipped: list[tuple[str, ConfigError]] | None = None,
-    process: tuple[int, int] = (0, 1),
+    process: tuple[int, int] | None = None,
     topology: Topology | None = None,
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
@@ -77,7 +77,8 @@ def build_workers(
     destinations merged with the topology file, ``hub.broker.topology``): the queues and the
     workers read one source. ``process`` (i, n): this process is the i-th of n worker
     processes (``lienthong worker --processes n``); it takes the partitions p with
-    p % n == i first and stands by for the others.
+    p % n == i first and stands by for the others. Default: ``Settings.worker_process`` of
+    ``worker_processes`` (processes started one by one say where they stand there).
 
     An adapter that cannot start for want of configuration (a secret not set...) stops the
     whole build when it was named. When every installed adapter was asked for and ``skipped``
@@ -94,6 +95,8 @@ def build_workers(
         )
     signer = signer or hub_signer(settings)
     verifier = verifier or queue_verifier(settings)
+    if process is None:
+        process = (settings.worker_process, settings.worker_processes)
     if topology is None:
         # Every installed adapter's destination, as `lienthong topology apply` declares them
         # (the topology file may tune any of them), with the adapters given here over them.

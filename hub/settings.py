@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # standby: the partitions' single active consumers are spread over the processes, and a
     # standby takes a partition over when the process that had it stops or dies.
     standby_delay: float = Field(default=2.0, ge=0)
+    # This worker process's place among the worker processes of the same destinations, when
+    # they are started one by one (services, containers): process `worker_process` of
+    # `worker_processes` (counted from 0) takes the partitions p with p % worker_processes ==
+    # worker_process first, and stands by for the others.
+    worker_process: int = Field(default=0, ge=0)
+    worker_processes: int = Field(default=1, ge=1)
 
     # Reconnection backoff (seconds).
     reconnect_initial: float = 0.2
@@ -207,6 +213,10 @@ class Settings(BaseSettings):
             self.amqp_url = self.amqp_urls[0]
         if not self.store_url:
             self.store_url = f"sqlite:///{(self.data_dir / 'hub.db').resolve()}"
+        if self.worker_process >= self.worker_processes:
+            raise ValueError(
+                f"worker_process is {self.worker_process} but there are {self.worker_processes} "
+                "worker processes (worker_processes); number them from 0 to worker_processes - 1")
         return self
 
     @property

@@ -329,6 +329,12 @@ class Consumer:
             )
 
     @property
+    def registered(self) -> list[str]:
+        """The queues this consumer is registered on now, active or standby (the broker's
+        consumer count of a single-active-consumer queue counts the active one only)."""
+        return list(self._consumer_tags)
+
+    @property
     def writable(self) -> bool:
         """False while the store refuses writes (deliveries are paused)."""
         return self._writable.is_set()

@@ -16,6 +16,8 @@ import pytest
 from cluster import Cluster, free_port, rabbitmq_cluster
 from pydantic import ValidationError
 
+from hub.api.app import default_publisher
+from hub.api.relay import OutboxRelay
 from hub.broker import declare
 from hub.broker.connection import Backoff, BrokerNodes
 from hub.broker.consumer import Consumer
@@ -205,3 +207,41 @@ def test_deliveries_continue_when_the_connected_node_dies(cluster: Cluster,
     # `topology apply` still works with the first node of the list dead.
     again = declare.apply(topology, settings.broker_urls)
     assert {a.outcome for a in again if a.kind == "queue"} == {"exists"}
+
+
+@pytest.mark.slow
+def test_the_outbox_relay_and_topology_apply_go_past_a_dead_first_node(
+        cluster: Cluster, tmp_path: Path) -> None:
+    node1 = cluster.nodes[0]
+    cluster.kill(node1)  # already dead after the failover test; the list still names it first
+    settings = Settings(data_dir=tmp_path, amqp_urls=cluster.urls, name_prefix="ltrelay",
+                        reconnect_initial=0.05, reconnect_max=0.5)
+    empty = tmp_path / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination("sink", ("dossier.#",), False)],
+                                      topology_file=empty)
+    assert {a.outcome for a in declare.apply(topology, settings.broker_urls)
+            if a.kind == "queue"} == {"created"}
+    accepted = [Outgoing.signed(sample_envelope(i), NullSigner(), topology.names.events)
+                for i in range(50)]
+
+    async def go(store: Store) -> str | None:
+        relay = OutboxRelay(store, default_publisher(settings), poll_interval=0.1)
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        try:
+            await eventually(lambda: relay.published == len(accepted), 30,
+                             "the relay to publish the outbox")
+            assert relay.publisher is not None
+            return relay.publisher.node
+        finally:
+            stop.set()
+            await task
+
+    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+        with store.begin() as tx:
+            tx.outbox_add_many(accepted)
+        node = asyncio.run(go(store))
+    assert node in cluster.urls[1:]
+    published = read_all(settings.broker_urls, topology.work_queue("sink"))
+    assert {r.message_id for r in published} == {o.message_id for o in accepted}

@@ -318,7 +318,7 @@ def soap(*, requests: int = 4000, concurrency: int = 32, workers: int = 2,
 
     from hub.store import Store
     from hub.store.tables import outbox
-    from hub.store.testing import scratch_url
+    from hub.testing.store import scratch_url
 
     host = "127.0.0.1"
     with ExitStack() as stack:

@@ -234,8 +234,8 @@ def soap_progress(settings: Settings, province: Upstream, code: str) -> None:
     import zeep
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from hub.api.soap.client import SigningPlugin
     from hub.signing.keys import KeyFiles, load_certificate, load_private_key
+    from hub.testing.soap import SigningPlugin
 
     mine = KeyFiles.of(settings.keys_dir, PROVINCE)
     hub = KeyFiles.of(settings.keys_dir, f"{settings.hub_id}-soap")

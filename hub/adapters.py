@@ -6,13 +6,13 @@ the spec, never a system's name in code.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from hub.adapterconfig import ConfigData, overlay_dir, read_adapter_config
 from hub.errors import ConfigError
 
 GROUP = "lienthong.adapters"
@@ -39,7 +39,9 @@ class AdapterContext:
     """What the core hands an adapter when it builds its worker or callback parser."""
 
     settings: Any  # hub.settings.Settings
-    config: dict[str, Any]  # the adapter's own section: mappings/<name>/config.toml + overrides
+    # The adapter's own settings: mappings/<name>/config.toml with the deployment's overrides
+    # (hub.adapterconfig.ConfigData); its typed model reads them (AdapterConfig.from_context).
+    config: dict[str, Any]
     signer: Any = None  # hub.signing.Signer of the hub, for messages the adapter emits
     store: Any = None  # hub.store.Store
     events_exchange: str = ""
@@ -99,41 +101,14 @@ def discover() -> dict[str, AdapterSpec]:
     return found
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path} cannot be read: {exc}; fix the file") from exc
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_config(
     mappings_dir: Path, name: str, overlay_dir: Path | None = None
-) -> dict[str, Any]:
-    """An adapter's configuration: ``mappings/<name>/config.toml`` (the shipped defaults), with
-    ``<overlay_dir>/<name>.toml`` merged over it key by key (a deployment's own endpoints and
-    limits, kept out of the repository). Empty if neither exists."""
-    config = _read_toml(mappings_dir / name / "config.toml")
-    if overlay_dir is not None:
-        config = _merge(config, _read_toml(overlay_dir / f"{name}.toml"))
-    return config
-
-
-def overlay_dir(settings: Any) -> Path:
-    """Where a deployment keeps its adapter overrides: ``<data_dir>/adapters/``."""
-    return Path(settings.data_dir) / "adapters"
+) -> ConfigData:
+    """An adapter's raw configuration: ``mappings/<name>/config.toml`` (the shipped defaults),
+    with ``<overlay_dir>/<name>.toml`` merged over it key by key (a deployment's own endpoints
+    and limits, kept out of the repository), remembering which file set each key. Its model
+    (``hub.adapterconfig.AdapterConfig``) checks it. Empty if neither exists."""
+    return read_adapter_config(mappings_dir, name, overlay_dir)
 
 
 def context_for(
@@ -147,35 +122,3 @@ def context_for(
         store=store,
         events_exchange=f"{settings.name_prefix}.events",
     )
-
-
-# For tests and demos: calls fail fast and are not retried in-process, so each failure shows as
-# it is; the timeout stays generous so a loaded machine does not turn a normal call into one.
-QUICK_POLICY: dict[str, Any] = {
-    "timeout": 2.0,
-    "attempts": 1,
-    "backoff_initial": 0.01,
-    "backoff_max": 0.02,
-    "breaker_failures": 1000,
-    "breaker_reset": 0.1,
-}
-
-
-def quick_context(
-    settings: Any,
-    name: str,
-    base_url: str,
-    *,
-    store: Any = None,
-    signer: Any = None,
-    events_exchange: str = "",
-    **overrides: Any,
-) -> AdapterContext:
-    """An adapter's shipped configuration pointed at ``base_url`` (a simulator) with
-    ``QUICK_POLICY``; ``policy={...}`` adjusts the policy, other keywords the configuration."""
-    config = load_config(settings.mappings_dir, name)
-    config.update({"base_url": base_url, "policy": {**QUICK_POLICY,
-                                                     **overrides.pop("policy", {})}})
-    config.update(overrides)
-    return AdapterContext(settings=settings, config=config, signer=signer, store=store,
-                          events_exchange=events_exchange)

@@ -21,7 +21,7 @@ import pytest
 
 from hub.settings import Settings
 from hub.store import Store
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 AMQP_HOST = os.environ.get("LIENTHONG_TEST_AMQP_HOST", "127.0.0.1")
 PG_ADMIN_URL = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

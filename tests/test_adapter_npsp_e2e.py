@@ -20,7 +20,6 @@ from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.testing import depth, eventually, read_all
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.model import Status
@@ -30,6 +29,7 @@ from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 from hub.store.store import Store
+from hub.testing.broker import depth, eventually, read_all
 
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
 CODE = "000.00.00.H56-250101-0001"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from adapter_support import declared_topology, signer_for, until
+from payment_support import UPSTREAM, context, request_envelope, sample_request
 
 from adapters.payment import adapter, events
 from adapters.payment.simulator import PaymentSimulator, make_simulator
-from adapters.payment.testing import UPSTREAM, context, request_envelope, sample_request
 from adapters.payment.worker import PaymentWorker
 from hub import headers as h
 from hub.broker.consumer import Consumer
@@ -23,11 +23,11 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
-from hub.broker.testing import Received, depth, read_all
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
+from hub.testing.broker import Received, depth, read_all
 
 SECRET = "broker-test-secret"
 OBSERVER = Destination("observer", ("payment.initiated.#",), ordered=False)

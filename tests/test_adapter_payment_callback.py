@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import wait_for
+from payment_support import context, request_envelope
 from test_api_support import (  # noqa: F401 - fixtures
     Keys,
     clients_config,
@@ -34,7 +35,6 @@ from typer.testing import CliRunner
 from adapters.payment import adapter as payment_adapter
 from adapters.payment import checksum, events, ledger
 from adapters.payment.simulator import PaymentSimulator, make_simulator
-from adapters.payment.testing import context, request_envelope
 from adapters.payment.worker import PaymentWorker
 from hub.adapters import AdapterContext
 from hub.api.app import create_app

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from payment_support import context, request_envelope
 
 from adapters.payment import callback as payment_callback
 from adapters.payment import events, ledger, reconcile
 from adapters.payment.simulator import PaymentSimulator, make_simulator
-from adapters.payment.testing import context, request_envelope
 from adapters.payment.worker import PaymentWorker
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from payment_support import context, request_envelope, sample_request
 
 from adapters.payment import checksum, events, ledger
 from adapters.payment.simulator import PaymentSimulator, SimTransaction, make_simulator
-from adapters.payment.testing import context, request_envelope, sample_request
 from adapters.payment.worker import PaymentWorker
 from hub import adaptertables
 from hub.adapters import AdapterContext

@@ -25,11 +25,11 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
-from hub.broker.testing import Received, depth, read_all
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, Verifier
+from hub.testing.broker import Received, depth, read_all
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 DOSSIER = "000.00.00.H56-250101-0007"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 from adapter_support import declared_topology, signer_for, until
+from postal_support import UPSTREAM, context, pickup_envelope
 
 from adapters.postal import adapter, events, pool
 from adapters.postal.db import ensure_schema
 from adapters.postal.simulator import PostalSimulator, make_simulator
-from adapters.postal.testing import UPSTREAM, context, pickup_envelope
 from adapters.postal.worker import PostalWorker
 from hub import headers as h
 from hub.broker.consumer import Consumer
@@ -26,11 +26,11 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
-from hub.broker.testing import Received, depth, read_all
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
+from hub.testing.broker import Received, depth, read_all
 
 OBSERVER = Destination("observer", ("postal.tracking-updated.#",), ordered=False)
 

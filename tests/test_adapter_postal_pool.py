@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from postal_support import context
 from sqlalchemy.engine import Engine
 
 from adapters.postal import admin, pool
 from adapters.postal.db import ensure_schema
-from adapters.postal.testing import context
 from hub.errors import ConfigError, RetryableError
 from hub.settings import Settings
 from hub.store import Store

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from postal_support import context, pickup_envelope, random_dossier_code
 from test_api_support import Keys, build_hub, keys_fixture  # noqa: F401 - fixtures
 
 from adapters.postal import adapter as postal_adapter
@@ -25,7 +26,6 @@ from adapters.postal import events, orders, pool, tracking
 from adapters.postal.callback import PostalWebhook
 from adapters.postal.db import ensure_schema
 from adapters.postal.simulator import PostalSimulator, make_simulator
-from adapters.postal.testing import context, pickup_envelope, random_dossier_code
 from adapters.postal.worker import PostalWorker
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from postal_support import sample_pickup
 
 from adapters.postal import contract, mapping, translate
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
-from adapters.postal.testing import sample_pickup
 from hub.adapters import load_config
 from hub.errors import ConfigError, InvalidMessage, ValidationError
 from hub.model import VN_TZ, PostalPickup

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from postal_support import context, pickup_envelope, random_dossier_code
 
 from adapters.postal import events, orders, pool
 from adapters.postal.simulator import PostalSimulator, make_simulator
-from adapters.postal.testing import context, pickup_envelope, random_dossier_code
 from adapters.postal.worker import PostalWorker
 from hub.adapters import AdapterContext
 from hub.broker.messages import Delivery

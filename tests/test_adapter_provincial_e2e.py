@@ -17,7 +17,6 @@ from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.testing import depth, eventually, read_all
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.settings import PROJECT_ROOT, Settings
@@ -25,6 +24,7 @@ from hub.signing import keys
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
+from hub.testing.broker import depth, eventually, read_all
 
 DELIVERED = "000.00.00.H56-250101-0001"
 DEAD = "000.00.00.H56-250101-0002"

@@ -73,11 +73,11 @@ def test_toy_adapter_gets_a_queue_and_deliveries(
     from hub.broker.messages import Outgoing
     from hub.broker.names import Names
     from hub.broker.publisher import Publisher
-    from hub.broker.testing import read_all
     from hub.broker.topology import Topology
     from hub.envelope import Envelope
     from hub.signing import TrustStore, generate, load_signer
     from hub.store import Store
+    from hub.testing.broker import read_all
 
     spec = discover()["toy"]
     system = spec.make_simulator()  # type: ignore[misc]

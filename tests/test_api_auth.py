@@ -510,12 +510,12 @@ def test_a_client_writes_only_dossiers_of_its_agencies_over_soap(
     from zeep.exceptions import Fault
 
     from hub.api.soap import response_signer_id
-    from hub.api.soap.client import SigningPlugin
     from hub.api.soap.contract import NS
     from hub.api.soap.dsig import ResponseSigner
     from hub.signing.keys import generate
     from hub.signing.truststore import TrustStore
     from hub.simulation import SimulatorServer
+    from hub.testing.soap import SigningPlugin
 
     settings = Settings(data_dir=tmp_path, name_prefix=f"lt{uuid.uuid4().hex[:8]}")
     # XML-DSig here is RSA-SHA256: the hub's SOAP key and an RSA key of igate's own.

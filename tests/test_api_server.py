@@ -294,6 +294,7 @@ def test_a_port_taken_by_another_program_is_refused(settings: Settings) -> None:
 
 HEADER_TIMEOUT = 1.5
 REQUEST_TIMEOUT = 3.0
+KEEP_ALIVE = 2
 PUBLIC_URL = "https://lienthong.example.gov.vn/hub"
 # How much later than its deadline a cut may come on this shared, loaded machine.
 SLACK = 5.0
@@ -329,6 +330,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, amqp_url: str, keys: Keys) ->
         "LIENTHONG_CLIENTS_FILE": str(clients),
         "LIENTHONG_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "LIENTHONG_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+        "LIENTHONG_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE),
         "LIENTHONG_PUBLIC_URL": PUBLIC_URL,
     }
     hub_id = Settings().hub_id
@@ -470,6 +472,27 @@ def test_a_silent_connection_is_closed(edge: Edge) -> None:
         started = time.monotonic()
         assert _closed(sock, HEADER_TIMEOUT + SLACK)
         assert time.monotonic() - started >= HEADER_TIMEOUT - 0.05
+
+
+def test_keep_alive_after_an_early_answer(edge: Edge) -> None:
+    """Requests follow one another on a connection; one answered before its body was in (a
+    refusal) leaves the connection usable once the body has come, and idle, it is closed after
+    keep_alive_timeout (uvicorn arms its keep-alive timer when it answers; the body's bytes
+    disarmed it, and nothing armed it again)."""
+    early = (b"POST /v1/dossiers HTTP/1.1\r\nHost: hub\r\nX-API-Key: unknown\r\n"
+             b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{")
+    with _connect(edge) as sock:
+        for request in (b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n", early) * 2:
+            started = time.monotonic()
+            sock.sendall(request)
+            answer = _answer(sock, started, within=SLACK, then_closed=False)
+            assert answer.status == (200 if request.startswith(b"GET") else 401), answer
+            assert "connection" not in answer.headers
+            if request is early:
+                sock.sendall(b"}")  # the rest of its body, after the answer
+        idle = time.monotonic()
+        assert _closed(sock, KEEP_ALIVE + SLACK)
+        assert time.monotonic() - idle >= KEEP_ALIVE - 0.05
 
 
 def _dossier_head(body: bytes, signer_keys: Keys, *, length: int | None = None,

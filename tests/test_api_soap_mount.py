@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from hub.api.app import create_app
 from hub.settings import Settings
@@ -56,3 +57,16 @@ def test_the_app_shortens_the_switch_interval_while_it_runs(tmp_path: Path) -> N
         assert sys.getswitchinterval() == pytest.approx(0.001)
     assert sys.getswitchinterval() == pytest.approx(before)
     store.close()
+
+
+@pytest.mark.parametrize("url", ["lienthong.example.gov.vn", "ftp://hub.example.vn",
+                                 "https://", "https://hub.example.vn/?x=1"])
+def test_a_public_url_must_be_an_http_base_url(url: str) -> None:
+    with pytest.raises(ValidationError, match="public_url") as info:
+        Settings(public_url=url)
+    assert "e.g. https://lienthong.example.gov.vn" in str(info.value)
+
+
+def test_the_public_url_is_kept_without_its_trailing_slash() -> None:
+    assert Settings(public_url=" https://hub.example.vn/lt/ ").public_url == (
+        "https://hub.example.vn/lt")

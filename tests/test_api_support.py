@@ -27,7 +27,7 @@ from hub.signing.replay import ReplayCache
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 from hub.store import Store
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 CLIENT_ID = "VN:GOV:000.00.00.H56:igate"
 OTHER_ID = "VN:GOV:000.00.00.H41:other"

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hub.adapters import AdapterSpec
-from hub.broker.testing import delete_queues, topology_queues
 from hub.cli import app
+from hub.testing.broker import delete_queues, topology_queues
 
 runner = CliRunner()
 

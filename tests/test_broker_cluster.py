@@ -24,11 +24,11 @@ from hub.broker.consumer import Consumer
 from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.publisher import Publisher, PublishFailed
-from hub.broker.testing import NullSigner, delete_queues, eventually, read_all, sample_envelope
 from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable
 from hub.settings import Settings
 from hub.store import Store
+from hub.testing.broker import NullSigner, delete_queues, eventually, read_all, sample_envelope
 
 NODES = ["amqp://u:p@node1:5672/%2F", "amqp://u:p@node2:5672/%2F", "amqp://u:p@node3:5672/%2F"]
 

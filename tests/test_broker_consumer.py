@@ -22,7 +22,11 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
-from hub.broker.testing import (
+from hub.broker.topology import Topology
+from hub.envelope import Envelope
+from hub.errors import InvalidMessage, PermanentError, RetryableError
+from hub.settings import Settings
+from hub.testing.broker import (
     NullSigner,
     close_connections,
     consuming,
@@ -33,10 +37,6 @@ from hub.broker.testing import (
     sample_envelope,
     topology_queues,
 )
-from hub.broker.topology import Topology
-from hub.envelope import Envelope
-from hub.errors import InvalidMessage, PermanentError, RetryableError
-from hub.settings import Settings
 
 ORIGINAL_KEY = "dossier.submitted.000_00_00_H56.2_002492"
 

@@ -21,7 +21,11 @@ from hub.broker.destinations import Destination
 from hub.broker.lanes import HeldGroup, Lanes
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.testing import (
+from hub.broker.topology import Topology
+from hub.errors import PermanentError, RetryableError
+from hub.settings import Settings
+from hub.store import Store
+from hub.testing.broker import (
     NullSigner,
     delete_queues,
     depth,
@@ -29,10 +33,6 @@ from hub.broker.testing import (
     sample_envelope,
     topology_queues,
 )
-from hub.broker.topology import Topology
-from hub.errors import PermanentError, RetryableError
-from hub.settings import Settings
-from hub.store import Store
 
 # -- lanes ------------------------------------------------------------------------------------
 

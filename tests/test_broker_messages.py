@@ -5,8 +5,8 @@ from __future__ import annotations
 from hub import headers as h
 from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
-from hub.broker.testing import sample_envelope
 from hub.envelope import CONTENT_TYPE, Envelope
+from hub.testing.broker import sample_envelope
 
 
 class RecordingSigner:

@@ -21,7 +21,11 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.names import slot_of
 from hub.broker.publisher import Publisher
-from hub.broker.testing import (
+from hub.broker.topology import Topology
+from hub.envelope import Envelope
+from hub.errors import RetryableError
+from hub.settings import Settings
+from hub.testing.broker import (
     NullSigner,
     delete_queues,
     depth,
@@ -30,10 +34,6 @@ from hub.broker.testing import (
     sample_envelope,
     topology_queues,
 )
-from hub.broker.topology import Topology
-from hub.envelope import Envelope
-from hub.errors import RetryableError
-from hub.settings import Settings
 
 ORDERS = Destination("orders", ("dossier.#",), ordered=True)
 

@@ -15,7 +15,10 @@ from hub.broker import declare
 from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher, PublishFailed
-from hub.broker.testing import (
+from hub.broker.topology import Topology
+from hub.envelope import CONTENT_TYPE
+from hub.settings import Settings
+from hub.testing.broker import (
     NullSigner,
     close_connections,
     delete_queues,
@@ -23,9 +26,6 @@ from hub.broker.testing import (
     sample_envelope,
     topology_queues,
 )
-from hub.broker.topology import Topology
-from hub.envelope import CONTENT_TYPE
-from hub.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -33,12 +33,12 @@ from hub.broker.retry import (
     parked_headers,
     retry_headers,
 )
-from hub.broker.testing import SAMPLE_SOURCE, delete_queues, eventually, sample_envelope
 from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable, InvalidMessage, PermanentError, RetryableError
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.store import Store
+from hub.testing.broker import SAMPLE_SOURCE, delete_queues, eventually, sample_envelope
 from hub.workerhealth import WorkerHealth, serving
 
 N = Names("p")

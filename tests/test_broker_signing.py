@@ -17,19 +17,19 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
-from hub.broker.testing import (
-    delete_queues,
-    eventually,
-    read_all,
-    sample_envelope,
-    topology_queues,
-)
 from hub.broker.topology import Topology
 from hub.settings import Settings
 from hub.signing import keys
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
+from hub.testing.broker import (
+    delete_queues,
+    eventually,
+    read_all,
+    sample_envelope,
+    topology_queues,
+)
 
 SOURCE = "VN:GOV:000.00.00.H56:igate"
 

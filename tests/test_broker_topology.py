@@ -20,16 +20,16 @@ from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
 from hub.broker.names import Names
 from hub.broker.publisher import Publisher
-from hub.broker.testing import (
+from hub.broker.topology import Topology
+from hub.errors import ConfigError
+from hub.settings import Settings
+from hub.testing.broker import (
     NullSigner,
     delete_queues,
     read_all,
     sample_envelope,
     topology_queues,
 )
-from hub.broker.topology import Topology
-from hub.errors import ConfigError
-from hub.settings import Settings
 
 ORDERS = Destination("orders", ("dossier.*.*.#",), ordered=True)
 AUDIT = Destination("audit", ("payment.#",), ordered=False)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hub.cli import app
 from hub.cli import log as log_cli
 from hub.store import LogFields, Store, UnitOfWork, sha256_hex
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ import pytest
 
 from hub.broker.messages import Outgoing
 from hub.store import Store
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 
 @pytest.fixture

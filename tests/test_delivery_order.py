@@ -25,13 +25,13 @@ from hub import runtime
 from hub.broker import declare
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.testing import delete_queues, eventually
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.model import Status
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate
 from hub.store import Store
+from hub.testing.broker import delete_queues, eventually
 
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
 SUBMITTED = "vn.gov.dossier.submitted"

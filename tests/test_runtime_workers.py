@@ -23,13 +23,13 @@ from hub import runtime
 from hub.adapters import AdapterContext, AdapterSpec
 from hub.broker import declare
 from hub.broker.consumer import Consumer
-from hub.broker.testing import delete_queues
 from hub.broker.topology import Topology
 from hub.errors import ConfigError
 from hub.settings import Settings
 from hub.signing import TrustStore, generate, load_signer
 from hub.store import Store
-from hub.store.testing import scratch_url
+from hub.testing.broker import delete_queues
+from hub.testing.store import scratch_url
 from hub.workerhealth import WorkerHealth, serving
 
 

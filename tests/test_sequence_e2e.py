@@ -63,7 +63,6 @@ from hub.api.intake_tables import lock_states
 from hub.broker import declare
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.testing import eventually
 from hub.broker.topology import Topology
 from hub.cli.clients import client_block
 from hub.envelope import SEQUENCE_DIGITS, Envelope
@@ -72,6 +71,7 @@ from hub.settings import Settings
 from hub.signing.truststore import TrustStore
 from hub.store import Store
 from hub.store.timeline import SKIPPED
+from hub.testing.broker import eventually
 
 CALLBACK = "/v1/callbacks/provincial"
 

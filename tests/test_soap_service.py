@@ -39,7 +39,6 @@ from zeep.transports import Transport
 from hub.api import intake_tables, soap
 from hub.api.auth import ClientRegistry, sha256_hex
 from hub.api.intake import UPSTREAM_PROOF, Accepted, IntakeService
-from hub.api.soap.client import SigningPlugin
 from hub.api.soap.contract import NS, XSD_NAME, Contract
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner, sign_element
 from hub.api.soap.envelope import SOAP11, SOAP12, SoapVersion
@@ -51,6 +50,7 @@ from hub.signing import Signer, TrustStore, generate
 from hub.signing.keys import KeyMaterial, kid_of
 from hub.store import Store
 from hub.store import tables as store_tables
+from hub.testing.soap import SigningPlugin
 
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
 CLIENT = "VN:GOV:000.00.00.H56:igate"

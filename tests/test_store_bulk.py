@@ -17,7 +17,7 @@ from sqlalchemy import Connection, event, select
 from hub.store import Store, TimelineEvent
 from hub.store.bulk import MAX_ROWS, BulkInsert
 from hub.store.tables import intake_dossiers
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 SRC = "VN:GOV:000.00.00.H56:igate"

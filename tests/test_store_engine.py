@@ -1,15 +1,21 @@
-"""hub.store.engine on PostgreSQL: a pooled connection the server dropped is replaced before use
-when it sat idle; one used a moment ago is not pinged, and losing it is a retryable error."""
+"""hub.store.engine. PostgreSQL: a pooled connection the server dropped is replaced before use
+when it sat idle; one used a moment ago is not pinged, and losing it is a retryable error.
+SQLite: the database and its companion files are 0600 in directories made 0700, whatever the
+umask."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
 
 from hub.errors import RetryableError
+from hub.store import Store
 from hub.store import engine as engine_module
 from hub.store.engine import make_engine, translate_errors
 
@@ -66,3 +72,52 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(engine: Engine, pg_url: st
     assert info.value.code == "server.store_unavailable"
     # The pool was invalidated: the next use gets a live connection.
     assert _backend(engine) != first
+
+
+# -- SQLite files: the store holds names and identity numbers --------------------------------
+
+@pytest.fixture
+def umask_000() -> Iterator[None]:
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _mode(path: Path) -> str:
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+def test_a_new_sqlite_store_is_private_whatever_the_umask(tmp_path: Path, umask_000: None) -> None:
+    database = tmp_path / "var" / "lienthong" / "hub.db"
+    store = Store.open(f"sqlite:///{database}")
+    try:
+        with store.engine.connect() as conn:  # the write-ahead log and its index exist now
+            conn.execute(text("SELECT 1"))
+        files = {p.name: _mode(p) for p in database.parent.iterdir()}
+        assert files == {"hub.db": "0o600", "hub.db-wal": "0o600", "hub.db-shm": "0o600"}
+    finally:
+        store.close()
+    # Every directory the store made; the one that was there already is not the hub's.
+    assert (_mode(tmp_path / "var"), _mode(database.parent)) == ("0o700", "0o700")
+    assert _mode(tmp_path) == oct(stat.S_IMODE(tmp_path.stat().st_mode))
+
+
+def test_an_older_store_left_readable_is_tightened(tmp_path: Path, umask_000: None) -> None:
+    database = tmp_path / "hub.db"
+    Store.open(f"sqlite:///{database}").close()
+    wal = tmp_path / "hub.db-wal"
+    wal.touch()
+    for path in (database, wal):
+        path.chmod(0o666)
+    shared = stat.S_IMODE(tmp_path.stat().st_mode)
+    tmp_path.chmod(0o755)
+    try:
+        # Checked while open: SQLite deletes its write-ahead log when the last connection
+        # closes.
+        with Store.open(f"sqlite:///{database}"):
+            assert (_mode(database), _mode(wal)) == ("0o600", "0o600")
+        assert _mode(tmp_path) == "0o755"  # a directory it did not make is left alone
+    finally:
+        tmp_path.chmod(shared)

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.store import LogFields, Store, UnitOfWork, sha256_hex
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 SRC = "VN:GOV:000.00.00.H56:igate"
 

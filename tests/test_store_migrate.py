@@ -16,7 +16,7 @@ from hub.errors import ConfigError, RetryableError
 from hub.store import Store, migrate
 from hub.store.engine import make_engine, parse_url
 from hub.store.tables import metadata
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from hub.broker.messages import Outgoing
 from hub.store import OutboxItem, Store
 from hub.store.outbox import MESSAGE_FIELDS
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 
 @dataclass(frozen=True)

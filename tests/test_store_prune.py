@@ -19,7 +19,7 @@ from hub.cli.store import app, parse_duration, processed_ids_window
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.tables import event_sequences, intake_idempotency, processed_ids
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 NOW = datetime.now(UTC)
 

@@ -15,7 +15,7 @@ import pytest
 from hub.envelope import Envelope
 from hub.errors import RetryableError
 from hub.store import Store, sha256_hex
-from hub.store.testing import scratch_url
+from hub.testing.store import scratch_url
 
 SRC = "VN:GOV:000.00.00.H56:igate"
 

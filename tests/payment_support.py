@@ -1,4 +1,4 @@
-"""Building blocks for tests and demos of the payment adapter: a sample payment request, its
+"""Building blocks for tests of the payment adapter: a sample payment request, its
 envelope, and an AdapterContext pointed at a simulator with a quick call policy."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 from adapters.payment import events
-from hub.adapters import AdapterContext, quick_context
+from hub.adapters import AdapterContext
 from hub.envelope import Envelope
+from hub.testing.adapters import quick_context
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 

@@ -1,0 +1,15 @@
+"""What tests, the demo and the benchmarks use to drive the hub, and a deployment never runs.
+
+Nothing outside this package imports it (``tests/test_testing_apart.py`` checks): a worker or
+a server in production loads none of it. It ships in the wheel because the demo runs from an
+installed wheel too (``python -m demo`` signs its SOAP calls with ``soap.SigningPlugin``), and
+because an adapter written outside this repository tests itself with the same helpers.
+
+Modules:
+``adapters`` an adapter's context pointed at a simulator with a call policy that fails fast
+    (``quick_context``);
+``broker``   queues looked at from outside (``read_all``, ``depth``), a consumer run from
+    synchronous code (``consuming``), sample envelopes;
+``store``    an empty store of a test's own beside a shared database (``scratch_url``);
+``soap``     the client side of the hub's SOAP signatures, as a zeep plugin (``SigningPlugin``).
+"""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from functools import cached_property
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar
 
@@ -70,12 +70,12 @@ class ConfigData(dict[str, Any]):
 
     def __init__(
         self,
-        data: Mapping[str, Any] = {},  # noqa: B006 - read, never kept
+        data: Mapping[str, Any] | None = None,
         *,
         files: Sequence[str] = (),
         origin: Mapping[tuple[str, ...], str] | None = None,
     ) -> None:
-        super().__init__(data)
+        super().__init__(data or {})
         self.files = tuple(files)
         self.origin = dict(origin or {})
 
@@ -164,7 +164,7 @@ class AdapterConfigError(ConfigError):
         self.file = file
 
 
-class SettingProblem(Exception):  # noqa: N818 - not an error of the hub until named
+class SettingProblem(Exception):
     """Raised by a model's own checks (those that read the environment, or look at several
     settings at once) for the setting ``key``; the loader turns it into an
     ``AdapterConfigError`` naming the file. Not a ValueError on purpose: pydantic lets it
@@ -348,16 +348,19 @@ class Section(BaseModel):
 class CallPolicySection(Section):
     """The ``[policy]`` table every adapter has, checked into ``hub.outbound.PolicyConfig``."""
 
-    timeout: float = Field(10.0, gt=0, description="seconds one call may take")
-    attempts: int = Field(3, ge=1, description="tries in-process before the retry tiers")
-    backoff_initial: float = Field(0.2, ge=0, description="seconds")
-    backoff_max: float = Field(2.0, ge=0, description="seconds")
-    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the "
-                                                       "breaker")
-    breaker_reset: float = Field(30.0, ge=0, description="seconds the breaker stays open")
-    rate_per_second: float = Field(0.0, ge=0, description="calls per second at most; 0 for "
-                                                          "no limit")
-    burst: int = Field(10, ge=1, description="calls let through at once by the rate limit")
+    timeout: Annotated[float, Field(gt=0, description="seconds one call may take")] = 10.0
+    attempts: Annotated[int, Field(ge=1, description="tries in-process before the retry "
+                                                      "tiers")] = 3
+    backoff_initial: Annotated[float, Field(ge=0, description="seconds")] = 0.2
+    backoff_max: Annotated[float, Field(ge=0, description="seconds")] = 2.0
+    breaker_failures: Annotated[int, Field(ge=1, description="consecutive failures that "
+                                                              "open the breaker")] = 5
+    breaker_reset: Annotated[float, Field(ge=0, description="seconds the breaker stays "
+                                                             "open")] = 30.0
+    rate_per_second: Annotated[float, Field(ge=0, description="calls per second at most; "
+                                                               "0 for no limit")] = 0.0
+    burst: Annotated[int, Field(ge=1, description="calls let through at once by the rate "
+                                                   "limit")] = 10
 
     def config(self) -> PolicyConfig:
         return PolicyConfig(**self.model_dump())
@@ -366,7 +369,7 @@ class CallPolicySection(Section):
 class AdapterConfig(Section):
     """Base of every adapter's configuration: the call policy, and the ways to load it."""
 
-    policy_table: CallPolicySection = Field(default_factory=CallPolicySection, alias="policy")
+    policy_table: Annotated[CallPolicySection, Field(alias="policy")] = CallPolicySection()
 
     @cached_property
     def policy(self) -> PolicyConfig:

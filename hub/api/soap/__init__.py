@@ -18,9 +18,8 @@ id ``<hub_id>-soap``), made once with
 Modules: ``parser`` (hardened XML parsing), ``envelope`` (SOAP 1.1 / 1.2), ``faults``,
 ``contract`` (WSDL/XSD), ``dispatch`` (operations), ``mapping`` (XML -> canonical dict),
 ``dsig`` (XML-DSig verify/sign), ``freshness`` (the signed createdAt against the age window),
-``service`` (the pipeline), ``routes`` (FastAPI),
-``client`` (a zeep plugin that signs requests and checks the hub's answers, for upstream
-systems and tests).
+``service`` (the pipeline), ``routes`` (FastAPI). The client side (a zeep plugin that signs
+requests and checks the hub's answers), which tests and the demo use, is ``hub.testing.soap``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ PARKED_AT = "lt-parked-at"
 PARKED_BY = "lt-parked-by"  # the consumer that gave up on it
 HISTORY = "lt-history"  # list of {attempt, code, message, at} kept across retries
 EDITED = "lt-edited"  # set when an operator edited and resubmitted a message
+# Set on a copy an operator replayed or resubmitted: the id of the dead letter (the store's
+# row) it came from, so that a copy failing again is parked as a new dead letter linked to it.
+REPLAY_OF = "lt-replay-of"
 UPSTREAM_PROOF = "lt-upstream-proof"  # the upstream system's own signature over what it sent
 # Set on a message sent to a retry tier behind an earlier message of its dossier (the id of
 # the message its dossier waits on): held, not failed; its lt-attempt is left as it was.

@@ -8,7 +8,7 @@ import asyncio
 import functools
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
+from hub.console.keeper import KEEPER, Keeper
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
@@ -46,7 +47,7 @@ def queue_verifier(settings: Settings, trust: TrustStore | None = None) -> Verif
 @dataclass
 class Worker:
     spec: AdapterSpec
-    consumer: Consumer
+    consumer: Consumer | Keeper
     handler: Any = None  # the adapter's own handler: closed (``aclose``) when the worker stops
 
     async def stop(self) -> None:
@@ -65,6 +66,7 @@ def build_workers(
     verifier: Verifier | None = None,
     adapters: Mapping[str, AdapterSpec] | None = None,
     recorder: bool = True,
+    keeper: bool = False,
     skipped: list[tuple[str, ConfigError]] | None = None,
     process: tuple[int, int] | None = None,
     topology: Topology | None = None,
@@ -152,6 +154,14 @@ def build_workers(
             ) from None
         recording = consumer(TIMELINE, make_timeline_recorder(store), "recorder:timeline")
         workers.append(Worker(spec, recording))
+    if keeper:
+        # The operator console's dead-letter keeper (hub.console.keeper), beside the recorder.
+        async def nothing(delivery: Any) -> Sequence[Any]:
+            return []  # the keeper consumes by itself; a spec only names it
+
+        keeper_spec = AdapterSpec(name=KEEPER, description="the dead-letter keeper",
+                                  bindings=[], make_handler=lambda ctx: nothing, ordered=False)
+        workers.append(Worker(keeper_spec, Keeper(settings, store)))
     return workers
 
 

@@ -103,6 +103,19 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9180, ge=0, le=65535)
 
+    # Operator console (hub.console). A signed-in operator's session lasts this long without
+    # use; replays (one, a selection or a filter's) are published at most this many per second.
+    console_session_ttl: float = Field(default=1800.0, gt=0)
+    console_replay_rate: float = Field(default=50.0, gt=0)
+    # Roles that see a dead letter's personal data unmasked (viewer, operator, admin).
+    console_personal_data_roles: list[str] = Field(default_factory=lambda: ["admin", "operator"])
+    # Alert thresholds, shown on the console and exposed as metrics (lienthong_alert_threshold)
+    # for the shipped rules (ops/prometheus/alerts.yml): dead letters parked in the last hour,
+    # the oldest message of a work queue in minutes, a certificate's remaining days.
+    alert_dead_letters_per_hour: int = Field(default=10, ge=0)
+    alert_queue_age_minutes: float = Field(default=15.0, gt=0)
+    alert_certificate_days: float = Field(default=30.0, gt=0)
+
     # HTTP entry points.
     http_host: str = "127.0.0.1"
     http_port: int = 8080

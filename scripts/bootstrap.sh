@@ -18,6 +18,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+# promtool checks the shipped Prometheus alert rules; Debian's chromium drives the console's
+# browser test (Playwright with its executable path: no browser download).
+for pkg in prometheus:promtool chromium:chromium; do
+  if ! command -v "${pkg#*:}" >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing ${pkg%%:*}"
+      (apt-get install -y -qq "${pkg%%:*}" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq "${pkg%%:*}" >/dev/null; })
+    else
+      echo "bootstrap: ${pkg#*:} is missing; install it (Debian: apt-get install ${pkg%%:*})" >&2
+    fi
+  fi
+done
 # xmlsec1 proves that stock tools verify the hub's XML signatures (tests use it).
 if ! command -v xmlsec1 >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

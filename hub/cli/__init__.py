@@ -24,6 +24,9 @@ _GROUPS = [
     ("hub.cli.worker", "worker"),
     ("hub.cli.store", "store"),
     ("hub.cli.outbox", "outbox"),
+    ("hub.cli.console", "console"),
+    ("hub.cli.operators", "operators"),
+    ("hub.cli.audit", "audit"),
 ]
 
 

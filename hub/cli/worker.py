@@ -36,6 +36,7 @@ async def _serve(workers: list[Worker], store: Store, settings: Settings, index:
 
 def _run(adapters: list[str] | None, verbose: bool, index: int = 0) -> None:
     from hub import runtime
+    from hub.console.keeper import KEEPER
     from hub.recorder import TIMELINE
     from hub.settings import load
     from hub.store import Store
@@ -49,12 +50,13 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0) -> None:
         store = Store.open(settings.store_url)
         try:
             skipped: list[tuple[str, ConfigError]] = []
-            workers = runtime.build_workers(settings, adapters, store=store, skipped=skipped)
+            workers = runtime.build_workers(settings, adapters, store=store, skipped=skipped,
+                                            keeper=True)
             for name, error in skipped:
                 typer.echo(f"warning: adapter {name} not started: {error.message}; its "
                            f"messages wait in its queue until it runs (`lienthong worker "
                            f"{name}` once configured)", err=True)
-            if not [w for w in workers if w.spec.name != TIMELINE]:
+            if not [w for w in workers if w.spec.name not in (TIMELINE, KEEPER)]:
                 raise ConfigError("no adapter could start; see the warnings above",
                                   field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")

@@ -235,6 +235,10 @@ store_probes = Table(
     Column("probed_at", UTCDateTime, nullable=False),
 )
 
+# The operator console's mirror of the terminal queues (hub.console.keeper). The keeper is fed
+# at least once: a message seen again with the same bytes and headers (same id and digest) is
+# one row; the same message parked again after a replay has new headers, hence a new row,
+# linked to the first by ``replay_of``.
 dead_letters = Table(
     "dead_letters",
     metadata,
@@ -254,14 +258,31 @@ dead_letters = Table(
     Column("parked_at", UTCDateTime, nullable=False),
     Column("state", String(20), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # sha256 of the body and the headers as received: with the message id, what makes a
+    # redelivery (a keeper that crashed before its ack) the same row.
+    Column("digest", String(64)),
+    # retries exhausted, delivery limit, invalid signature, schema, unroutable, refused...
+    Column("kind", String(40)),
+    Column("dossier_code", String(100)),
+    Column("first_failure_at", UTCDateTime),
+    Column("last_failure_at", UTCDateTime),
+    Column("history", JSONDoc),
+    Column("replay_of", BigInteger),
+    # Who closed it (replayed, edited, discarded), when, and the details of that action.
+    Column("resolved_by", String(200)),
+    Column("resolved_at", UTCDateTime),
+    Column("resolution", JSONDoc),
     CheckConstraint(
         "state IN ('parked', 'replayed', 'discarded', 'edited')", name="state"
     ),
-    # The mirror is fed at least once; the same parking seen twice is one row.
-    UniqueConstraint("message_id", "queue", "parked_at"),
+    UniqueConstraint("message_id", "digest"),
     Index(None, "state", "parked_at"),
+    Index(None, "kind", "parked_at"),
+    Index(None, "dossier_code"),
 )
 
+# Every operator action, append-only (triggers refuse UPDATE and DELETE) and hash-chained:
+# each row's hash covers its fields and the previous row's hash (hub.store.operators).
 audit = Table(
     "audit",
     metadata,
@@ -272,6 +293,57 @@ audit = Table(
     Column("action", String(100), nullable=False),
     Column("target", String(255), nullable=False),
     Column("detail", JSONDoc, nullable=False),
+    Column("why", Text),
+    Column("prev_hash", String(64)),
+    Column("row_hash", String(64)),
     Index(None, "target", "at"),
     Index(None, "at"),
+)
+
+OPERATOR_ROLES = ("viewer", "operator", "admin")
+
+# Console operators: argon2 password hashes (hub.console.accounts), a role, and disabled
+# accounts kept (their actions stay attributed in the audit trail).
+operators = Table(
+    "operators",
+    metadata,
+    Column("username", String(100), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("disabled", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="role"),
+)
+
+# Signed-in sessions: the sha256 of the token (the token itself is only in the operator's
+# cookie), the CSRF token of its forms, and when it expires (pushed on by use).
+operator_sessions = Table(
+    "operator_sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("username", String(100), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "expires_at"),
+)
+
+# Ministries' subscriptions (hub.subscriptions): what each queue P.sub.<name> is bound to. The
+# broker's declarations are made from these rows by `lienthong topology apply`; the queue's
+# user is the ministry's (one RabbitMQ user per ministry system). consumer_seen_at: when a
+# consumer was last seen on the queue (reported when gone for too long).
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("ministry", String(200), nullable=False),
+    Column("event_types", JSONDoc, nullable=False),
+    Column("agencies", JSONDoc, nullable=False),
+    Column("procedures", JSONDoc, nullable=False),
+    Column("projection", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("consumer_seen_at", UTCDateTime),
+    Index(None, "ministry"),
 )

@@ -109,5 +109,7 @@ class UnitOfWork:
 
     def audit_add(
         self, actor: str, action: str, target: str, detail: Mapping[str, Any] | None = None,
+        why: str | None = None,
     ) -> int:
-        return operators.add_audit(self.connection, actor, action, target, detail)
+        """Append to the hash-chained audit trail, in this unit of work."""
+        return operators.add_audit(self.connection, actor, action, target, detail, why=why)

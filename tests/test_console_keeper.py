@@ -1,0 +1,151 @@
+"""The dead-letter keeper on RabbitMQ and both stores: what a worker parks (refused, invalid
+signature), what nothing routes, and what the broker dead-letters is kept with its bytes,
+headers, reason and history, acknowledged only once committed; a keeper that dies between
+commit and ack gets the batch again and keeps it once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from hub import headers as h
+from hub import runtime
+from hub.adapters import AdapterContext, AdapterSpec
+from hub.broker import declare
+from hub.broker.connection import Link
+from hub.broker.destinations import Destination
+from hub.broker.messages import Delivery, Outgoing
+from hub.broker.publisher import Publisher
+from hub.broker.topology import Topology
+from hub.console import deadletters as kinds
+from hub.console.keeper import Keeper
+from hub.errors import PermanentError
+from hub.settings import Settings
+from hub.signing import Signer, TrustStore, generate, load_signer
+from hub.store import Store
+from hub.testing.broker import SAMPLE_SOURCE, delete_queues, depth, eventually, sample_envelope
+
+DEST = "portal"
+
+
+def _topology(settings: Settings, tmp_path: Path) -> Topology:
+    empty = tmp_path / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination(DEST, ("dossier.#",), False)],
+                                      topology_file=empty)
+    declare.apply(topology, settings.broker_urls)
+    return topology
+
+
+def test_parked_messages_are_kept_with_their_reasons(
+        settings: Settings, tmp_path: Path, store: Store) -> None:
+    hub_keys = generate(settings.hub_id)
+    hub_keys.save(settings.keys_dir)
+    sender = generate(SAMPLE_SOURCE)
+    stranger = generate(SAMPLE_SOURCE)  # same name, a key the hub does not trust
+    trust = TrustStore(settings.trust_dir)
+    trust.add(hub_keys.certificate_pem())
+    trust.add(sender.certificate_pem())
+    assert sender.certificate is not None and stranger.certificate is not None
+    good = Signer(sender.private_key, sender.certificate)
+    bad = Signer(stranger.private_key, stranger.certificate)
+
+    def make_handler(ctx: AdapterContext) -> Any:
+        async def handle(delivery: Delivery) -> None:
+            raise PermanentError("portal answered 400: MaHoSo 0012345678901 unknown",
+                                 code="system.rejected")
+        return handle
+
+    spec = AdapterSpec(name=DEST, description="refuses", bindings=["dossier.#"],
+                       make_handler=make_handler, ordered=False)
+    topology = _topology(settings, tmp_path)
+    refused, forged, lost = sample_envelope(1), sample_envelope(2), sample_envelope(3)
+
+    async def go() -> tuple[Keeper, int]:
+        workers = runtime.build_workers(
+            settings, [DEST], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
+            adapters={DEST: spec}, recorder=False, keeper=True, topology=topology)
+        for w in workers:
+            w.consumer.start()
+        for w in workers:
+            await w.consumer.wait_consuming()
+        [keeper] = [w.consumer for w in workers if isinstance(w.consumer, Keeper)]
+        async with Publisher(settings.broker_urls, settings) as pub:
+            await pub.publish(Outgoing.signed(refused, good, topology.names.events))
+            await pub.publish(Outgoing.signed(forged, bad, topology.names.events))
+            # No binding takes this routing key: the alternate exchange keeps it.
+            await pub.publish(Outgoing.signed(lost, good, topology.names.events,
+                                              routing_key="nobody.listens"))
+        await eventually(lambda: keeper.state.kept == 3, 20, "three dead letters kept")
+        for w in workers:
+            await w.stop()
+        return keeper, sum(depth(settings.amqp_url, q) for q in
+                           (topology.names.dead, topology.names.invalid,
+                            topology.names.unroutable))
+
+    try:
+        keeper, left = asyncio.run(go())
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert left == 0  # acknowledged once kept
+    rows = {d.message_id: d for d in store.dead_letters(limit=10)}
+    assert set(rows) == {refused.id, forged.id, lost.id}
+    one = rows[refused.id]
+    assert one.kind == kinds.REFUSED and one.reason_code == "system.rejected"
+    assert "MaHoSo" in one.reason
+    assert one.destination == DEST and one.source == SAMPLE_SOURCE
+    assert one.type == refused.type and one.agency == "000.00.00.H56"
+    assert one.dossier_code == refused.subject
+    assert one.body == refused.to_bytes()  # the original bytes
+    assert one.headers[h.SIGNATURE] and one.headers[h.PARKED_BY] == f"worker:{DEST}"
+    assert one.history and one.history[-1]["code"] == "system.rejected"
+    assert one.first_failure_at is not None and one.last_failure_at is not None
+    assert rows[forged.id].kind == kinds.INVALID_SIGNATURE
+    assert rows[forged.id].queue == topology.names.invalid
+    assert rows[lost.id].kind == kinds.UNROUTABLE and rows[lost.id].destination is None
+
+
+class _DiesBeforeAck(Keeper):
+    """Commits its batch, then loses its connection instead of acknowledging."""
+
+    def _ack(self, link: Link, tag: int) -> None:
+        self._stop.set()  # a dead process does not come back
+        link.connection.close()
+        raise pika.exceptions.AMQPConnectionError("died before the ack")
+
+
+def test_a_crash_between_commit_and_ack_keeps_one_row(
+        settings: Settings, tmp_path: Path, store: Store) -> None:
+    topology = _topology(settings, tmp_path)
+    env = sample_envelope(7)
+    headers = {h.REASON_CODE: "system.rejected", h.REASON: "refused", h.ATTEMPT: 0,
+               h.PARKED_BY: f"worker:{DEST}", h.PARKED_AT: "2026-12-07T05:00:00+00:00",
+               h.HISTORY: [{"attempt": 0, "code": "system.rejected", "message": "refused",
+                            "at": "2026-12-07T05:00:00+00:00"}]}
+
+    async def go() -> tuple[Keeper, Keeper]:
+        async with Publisher(settings.broker_urls, settings) as pub:
+            await pub.publish(Outgoing(body=env.to_bytes(), exchange="",
+                                       routing_key=topology.names.dead, message_id=env.id,
+                                       type=env.type, headers=headers))
+        first = _DiesBeforeAck(settings, store)
+        first.start()
+        await eventually(lambda: first.state.kept == 1, 15, "first keeper commits")
+        await first.stop()
+        second = Keeper(settings, store)
+        second.start()
+        await eventually(lambda: second.state.duplicates == 1, 15, f"redelivery recognised {second.state} {first.state}")
+        await second.stop()
+        return first, second
+
+    try:
+        first, second = asyncio.run(go())
+        assert depth(settings.amqp_url, topology.names.dead) == 0
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert second.state.kept == 0
+    [row] = store.dead_letters(limit=10)
+    assert row.message_id == env.id and row.kind == kinds.REFUSED

@@ -17,12 +17,14 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Self, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
 )
@@ -42,11 +44,14 @@ __all__ = [
     "ConfigData",
     "EnvName",
     "HttpUrl",
+    "NonBlank",
     "OptionalEnvName",
     "Section",
     "SettingProblem",
+    "Texts",
     "UrlPath",
     "environ_of",
+    "http_url",
     "layered",
     "load_adapter_config",
     "overlay_dir",
@@ -211,7 +216,7 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel], raw: Mapping[str,
     kind = error["type"]
     if kind == "missing":
         file = _files_text(sources.files)
-        text = f"{key} is missing; set it in {file}"
+        text = f"{key} is missing; set it" + (f" in {file}" if sources.files else "")
     else:
         file = sources.source_of(loc) or _files_text(sources.files)
         if kind in ("extra_forbidden", "unexpected_keyword_argument"):
@@ -222,6 +227,8 @@ def _explain(error: Mapping[str, Any], model: type[BaseModel], raw: Mapping[str,
                     "correct its name")
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             text = f"{key} should be a table ([{key}]), got {error.get('input')!r:.80}"
+        elif kind in ("tuple_type", "list_type"):
+            text = f"{key} should be an array ([...]), got {error.get('input')!r:.80}"
         else:
             expectation = str(error["msg"])
             if expectation.startswith("Input should"):
@@ -294,7 +301,7 @@ def secret(variable: str, key: str, what: str) -> str:
         raise ConfigError(
             f"the environment variable {variable or '(none)'} holding {what} is not set; "
             f"export it (a secret is never kept in a file; {key} names the variable)",
-            field=variable or key,
+            field=key,
         )
     return value
 
@@ -302,8 +309,10 @@ def secret(variable: str, key: str, what: str) -> str:
 # -- types of settings ----------------------------------------------------------------------------
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+def http_url(value: str) -> str:
+    """``value`` as an http(s) URL without a trailing slash (a PydanticCustomError if not)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PydanticCustomError("http_url", "should be an http(s) URL such as "
                                   "'https://system.example.vn'")
     return value.rstrip("/")
@@ -329,13 +338,15 @@ def _nonblank(value: str) -> str:
     return value.strip()
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HttpUrl = Annotated[str, AfterValidator(http_url)]
 """An http(s) URL, kept without a trailing slash."""
 UrlPath = Annotated[str, AfterValidator(_url_path)]
 NonBlank = Annotated[str, AfterValidator(_nonblank)]
 OptionalEnvName = Annotated[str, AfterValidator(_env_name)]
 """The name of an environment variable, or empty: none."""
 EnvName = Annotated[str, AfterValidator(_env_name), AfterValidator(_nonblank)]
+# A TOML array is a list; kept as a tuple (the model is read-only). Items stay strict.
+Texts = Annotated[tuple[Annotated[str, Strict()], ...], Field(strict=False)]
 
 
 class Section(BaseModel):

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hub.errors import ConfigError
-from hub.outbound import PolicyConfig
 
 E = TypeVar("E", bound=Enum)
 
@@ -134,7 +133,7 @@ def wire_time(doc: dict[str, Any], where: str) -> tuple[str, ZoneInfo]:
     return time_format, timezone(doc.get("timezone", "Asia/Ho_Chi_Minh"), "timezone")
 
 
-# -- an adapter's settings (mappings/<name>/config.toml): errors name the key alone ------------
+# -- a value of a table: errors name the key alone (adapters' settings: hub.adapterconfig) --
 
 
 def string(raw: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -145,42 +144,3 @@ def string(raw: dict[str, Any], key: str, where: str, default: str | None = None
     if not isinstance(value, str):
         raise ConfigError(f"must be a string in {where}, got {value!r:.60}", field=key)
     return value
-
-
-def positive_number(raw: dict[str, Any], key: str, where: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"must be a positive number in {where}, got {value!r:.60}", field=key)
-    return float(value)
-
-
-def positive_int(raw: dict[str, Any], key: str, where: str, default: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"must be a positive integer in {where}, got {value!r:.60}", field=key)
-    return value
-
-
-def http_url(raw: dict[str, Any], key: str, where: str, system: str) -> str:
-    """``raw[key]`` as an http(s) URL without a trailing slash."""
-    url = string(raw, key, where).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{url!r} is not an http(s) URL; set {system}'s address", field=key)
-    return url
-
-
-def call_policy(raw: dict[str, Any]) -> PolicyConfig:
-    """The ``[policy]`` table (hub.outbound.PolicyConfig), defaults where it is absent."""
-    policy = raw.get("policy", {})
-    if not isinstance(policy, dict):
-        raise ConfigError("must be a table of call policy settings", field="policy")
-    return PolicyConfig.from_mapping(policy)
-
-
-def only_known(raw: dict[str, Any], known: set[str], where: str) -> None:
-    """Refuse a key no setting has (a typo would otherwise be ignored in silence)."""
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown settings {unknown}; known: {sorted(known)}", field=f"{where} {unknown[0]}"
-        )

@@ -250,7 +250,7 @@ def test_config_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert err.value.field == "reconcile_after_minutes"
     with pytest.raises(ConfigError) as err:
         PaymentConfig.from_mapping({**raw, "policy": {"timeuot": 1}})
-    assert err.value.field == "policy"
+    assert err.value.field == "policy.timeuot"
     cfg = PaymentConfig.from_mapping({**raw, "secret_env": "LT_TEST_NO_SUCH_SECRET"})
     monkeypatch.delenv("LT_TEST_NO_SUCH_SECRET", raising=False)
     with pytest.raises(ConfigError) as err:

@@ -434,13 +434,13 @@ def test_config_reads_the_file_and_the_environment() -> None:
 @pytest.mark.parametrize(
     ("changes", "env", "field"),
     [
-        ({"colour": "blue"}, {}, "config.toml"),
+        ({"colour": "blue"}, {}, "colour"),
         ({"url": "ftp://x"}, {}, "url"),
         ({"lookup": "yes"}, {}, "lookup"),
         ({"officer": ""}, {}, "officer"),
         ({"max_connections": 0}, {}, "max_connections"),
         ({}, {"LIENTHONG_POPULATION_USERNAME": "hub"}, "auth"),
-        ({"policy": {"timeout": 1.0, "retries": 3}}, {}, "policy"),
+        ({"policy": {"timeout": 1.0, "retries": 3}}, {}, "policy.retries"),
     ],
 )
 def test_config_errors_name_the_key(

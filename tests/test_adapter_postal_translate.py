@@ -142,7 +142,7 @@ def test_config_errors_name_the_key() -> None:
     assert err.value.field == "page_size"
     with pytest.raises(ConfigError) as err:
         PostalConfig.from_mapping({**raw, "pool": {"ranges": [{"first": "VNP1"}]}})
-    assert err.value.field == "pool.ranges.0"
+    assert err.value.field == "pool.ranges.0.last"
     cfg = PostalConfig.from_mapping(
         {**raw, "pool": {"ranges": [{"first": "VNP0001", "last": "VNP0009"}]}}
     )

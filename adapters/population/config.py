@@ -1,96 +1,81 @@
-"""The adapter's configuration (``mappings/population/config.toml`` plus overrides), checked
-once, with errors naming the key."""
+"""The adapter's configuration: ``mappings/population/config.toml`` with the deployment's
+overrides (``hub.adapterconfig``), as a typed model. The service's address may come from the
+environment (``url_env``), and its HTTP basic credentials always do (``[auth]``): both are read
+once, when the configuration is loaded."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Self
 
-from hub.errors import ConfigError
-from hub.outbound import PolicyConfig
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
-FILE = "config.toml"
-_KEYS = {"url", "url_env", "integration_code", "service_code", "officer", "lookup",
-         "max_connections", "auth", "policy"}
+from hub.adapterconfig import (
+    AdapterConfig,
+    HttpUrl,
+    NonBlank,
+    OptionalEnvName,
+    Section,
+    SettingProblem,
+    environ_of,
+    http_url,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class PopulationConfig:
-    url: str
-    integration_code: str
-    service_code: str
-    officer: str
-    lookup: bool
-    max_connections: int
-    username: str | None
-    password: str | None
-    policy: PolicyConfig
+class BasicAuth(Section):
+    """Names of the environment variables holding the HTTP basic credentials, if the service
+    demands them."""
 
-    @classmethod
-    def from_mapping(
-        cls, raw: MappingABC[str, Any], environ: MappingABC[str, str] | None = None
-    ) -> PopulationConfig:
-        env = os.environ if environ is None else environ
-        unknown = sorted(set(raw) - _KEYS)
-        if unknown:
-            raise ConfigError(f"unknown keys {unknown}; known: {sorted(_KEYS)}", field=FILE)
-        url_env = _optional_str(raw, "url_env")
-        url = (env.get(url_env) if url_env else None) or _str(raw, "url")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{url!r} is not an http(s) URL of the service", field="url")
-        lookup = raw.get("lookup", False)
-        if not isinstance(lookup, bool):
-            raise ConfigError(f"must be true or false, got {lookup!r}", field="lookup")
-        max_connections = raw.get("max_connections", 20)
-        if not isinstance(max_connections, int) or isinstance(max_connections, bool) or not (
-            1 <= max_connections <= 1000
-        ):
-            raise ConfigError(f"must be an integer from 1 to 1000, got {max_connections!r}",
-                              field="max_connections")
-        auth = raw.get("auth", {})
-        if not isinstance(auth, MappingABC):
-            raise ConfigError("must be a table", field="auth")
-        unknown_auth = sorted(set(auth) - {"username_env", "password_env"})
-        if unknown_auth:
-            raise ConfigError(f"unknown keys {unknown_auth}; known: username_env, password_env",
-                              field="auth")
-        username = env.get(auth["username_env"]) if auth.get("username_env") else None
-        password = env.get(auth["password_env"]) if auth.get("password_env") else None
+    username_env: OptionalEnvName = ""
+    password_env: OptionalEnvName = ""
+
+
+class PopulationConfig(AdapterConfig):
+    # The service address; it overrides the WSDL's soap:address (the WSDL is never fetched).
+    file_url: Annotated[HttpUrl, Field(alias="url")]
+    url_env: OptionalEnvName = ""
+    integration_code: NonBlank
+    service_code: NonBlank
+    officer: NonBlank
+    lookup: bool = False
+    max_connections: Annotated[int, Field(ge=1, le=1000, description="connections kept open "
+                                                                       "to the service")] = 20
+    auth: BasicAuth = BasicAuth()
+
+    _url: str = PrivateAttr("")
+    _username: str | None = PrivateAttr(None)
+    _password: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _from_environment(self, info: ValidationInfo) -> Self:
+        env = environ_of(info)
+        url = (env.get(self.url_env) if self.url_env else None) or self.file_url
+        if url != self.file_url:
+            try:
+                url = http_url(url)
+            except PydanticCustomError:
+                raise SettingProblem(
+                    "url_env", f"the variable {self.url_env} holds {url!r}, not an http(s) URL "
+                    "of the service; correct it or unset it") from None
+        self._url = url
+        username = env.get(self.auth.username_env) if self.auth.username_env else None
+        password = env.get(self.auth.password_env) if self.auth.password_env else None
         if bool(username) != bool(password):
-            raise ConfigError(
-                f"only one of {auth.get('username_env')} and {auth.get('password_env')} is set; "
-                "set both for HTTP basic authentication, or neither",
-                field="auth",
-            )
-        policy = raw.get("policy", {})
-        if not isinstance(policy, MappingABC):
-            raise ConfigError("must be a table", field="policy")
-        return cls(
-            url=url,
-            integration_code=_str(raw, "integration_code"),
-            service_code=_str(raw, "service_code"),
-            officer=_str(raw, "officer"),
-            lookup=lookup,
-            max_connections=max_connections,
-            username=username or None,
-            password=password or None,
-            policy=PolicyConfig.from_mapping(dict(policy)),
-        )
+            raise SettingProblem(
+                "auth", f"only one of {self.auth.username_env} and {self.auth.password_env} is "
+                "set; set both for HTTP basic authentication, or neither")
+        self._username, self._password = username or None, password or None
+        return self
 
+    @property
+    def url(self) -> str:
+        """The service's address: the variable named by ``url_env`` when set, else ``url``."""
+        return self._url
 
-def _str(raw: MappingABC[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"must be a non-empty string, got {value!r}; see {FILE}", field=key)
-    return value.strip()
+    @property
+    def username(self) -> str | None:
+        return self._username
 
-
-def _optional_str(raw: MappingABC[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"must be a string, got {value!r}", field=key)
-    return value or None
+    @property
+    def password(self) -> str | None:
+        return self._password

@@ -1,18 +1,18 @@
-"""The adapter's configuration: ``mappings/provincial/config.toml`` (or the
-``AdapterContext.config`` the core built from it), checked once, with errors naming the key."""
+"""The adapter's configuration: ``mappings/provincial/config.toml`` with the deployment's
+overrides (``hub.adapterconfig``), as a typed model."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated
 
-from hub import codes, tomlmap
-from hub.errors import ConfigError
-from hub.outbound import PolicyConfig
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
-_WHERE = "mappings/provincial/config.toml"
+from hub import codes
+from hub.adapterconfig import AdapterConfig, HttpUrl, NonBlank, OptionalEnvName, UrlPath
+
 _ANCHOR_RE = re.compile(r"^[A-Z]\d{2}$")
 
 
@@ -21,38 +21,25 @@ def anchor_of(agency_code: str, field: str = "agency_code") -> str:
     return codes.parse_agency(agency_code, field, strip=True).anchor
 
 
-@dataclass(frozen=True)
-class ProvincialConfig:
-    base_url: str
-    submit_path: str = "/api/v1/hoso"
-    api_key_header: str = "X-API-Key"
-    api_key_env: str = "PROVINCIAL_API_KEY"
-    validate_requests: bool = True
-    max_updates: int = 500
-    endpoints: dict[str, str] = field(default_factory=dict)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+def _anchor(value: str) -> str:
+    if not _ANCHOR_RE.match(value):
+        raise PydanticCustomError("anchor", "should be a province letter code like 'H56'")
+    return value
 
-    @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> ProvincialConfig:
-        tomlmap.only_known(raw, set(cls.__dataclass_fields__), _WHERE)
-        values = dict(raw)
-        values["base_url"] = _url(raw.get("base_url"), "base_url")
-        endpoints = raw.get("endpoints", {})
-        if not isinstance(endpoints, dict):
-            raise ConfigError("must be a table of letter code = URL", field=f"{_WHERE} endpoints")
-        for anchor in endpoints:
-            if not _ANCHOR_RE.match(anchor):
-                raise ConfigError(
-                    f"{anchor!r} is not a province letter code like 'H56'",
-                    field=f"{_WHERE} [endpoints].{anchor}",
-                )
-        values["endpoints"] = {
-            anchor: _url(url, f"[endpoints].{anchor}") for anchor, url in endpoints.items()
-        }
-        values["policy"] = PolicyConfig.from_mapping(dict(raw.get("policy", {})))
-        if not str(values.get("submit_path", cls.submit_path)).startswith("/"):
-            raise ConfigError("must start with '/'", field=f"{_WHERE} submit_path")
-        return cls(**values)
+
+Anchor = Annotated[str, AfterValidator(_anchor)]
+
+
+class ProvincialConfig(AdapterConfig):
+    # Where dossiers go when their province has no entry in endpoints.
+    base_url: HttpUrl
+    submit_path: UrlPath = "/api/v1/hoso"
+    api_key_header: NonBlank = "X-API-Key"
+    api_key_env: OptionalEnvName = "PROVINCIAL_API_KEY"
+    validate_requests: bool = True
+    max_updates: Annotated[int, Field(ge=1, description="updates one callback may carry")] = 500
+    # One system per province, by the letter code of the agency.
+    endpoints: dict[Anchor, HttpUrl] = Field(default_factory=dict)
 
     def endpoint_for(self, anchor: str) -> str:
         return self.endpoints.get(anchor, self.base_url)
@@ -71,10 +58,4 @@ class ProvincialConfig:
 
     def api_key(self) -> str | None:
         """Read per call, so a rotated key is picked up without a restart."""
-        return os.environ.get(self.api_key_env) or None
-
-
-def _url(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigError(f"must be an http(s) URL, got {value!r}", field=f"{_WHERE} {key}")
-    return value.rstrip("/")
+        return os.environ.get(self.api_key_env) or None if self.api_key_env else None

@@ -94,6 +94,28 @@ class Settings(BaseSettings):
     worker_process: int = Field(default=0, ge=0)
     worker_processes: int = Field(default=1, ge=1)
 
+    # Ministries' subscriptions (hub.subscriptions): the access list and the personal data
+    # declaration (mappings/ministries.toml), the projections (mappings/projections/*.toml).
+    ministries_file: Path = PROJECT_ROOT / "mappings" / "ministries.toml"
+    projections_dir: Path = PROJECT_ROOT / "mappings" / "projections"
+    # RabbitMQ's management HTTP API: ministries' users and permissions, queue statistics.
+    # Its user and password default to those of amqp_url (the hub's own broker user).
+    management_url: str = "http://127.0.0.1:15672"
+    management_user: str = ""
+    management_password: str = ""
+    # Each subscription's queue holds at most this many messages (overflow=reject-publish:
+    # the fan-out retries rather than drop), and is reported past subscription_alert_depth
+    # or when no consumer has been attached for subscription_alert_idle_minutes.
+    subscription_max_length: int = Field(default=1_000_000, ge=1)
+    subscription_alert_depth: int = Field(default=10_000, ge=1)
+    subscription_alert_idle_minutes: float = Field(default=30.0, gt=0)
+    # The history stream every event is appended to: RabbitMQ's x-max-age (a number and a
+    # unit Y, M, D, h, m or s) and x-max-length-bytes.
+    history_max_age: str = Field(default="30D", pattern=r"^[1-9][0-9]*(Y|M|D|h|m|s)$")
+    history_max_bytes: int = Field(default=20_000_000_000, ge=1)
+    # `lienthong subscriptions serve` answers /healthz, /readyz and /metrics here (0: none).
+    fanout_metrics_port: int = Field(default=9190, ge=0, le=65535)
+
     # Reconnection backoff (seconds).
     reconnect_initial: float = 0.2
     reconnect_max: float = 10.0

@@ -23,6 +23,16 @@ if ! port_open 5672; then
   rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
 
+# The management API (port 15672): the hub makes ministries' users and permissions and reads
+# queue statistics through it (hub.subscriptions). Enabling an enabled plugin changes nothing.
+if ! port_open 15672; then
+  rabbitmq-plugins enable rabbitmq_management >/dev/null 2>&1 || true
+  if ! wait_port management 15672 60; then
+    echo "services: FAILED: RabbitMQ's management API did not come up on 127.0.0.1:15672" >&2
+    exit 1
+  fi
+fi
+
 if ! port_open 5432; then
   echo "services: PostgreSQL is not answering on 127.0.0.1:5432; starting it"
   if [ -d /etc/postgresql ]; then

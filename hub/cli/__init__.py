@@ -27,6 +27,7 @@ _GROUPS = [
     ("hub.cli.console", "console"),
     ("hub.cli.operators", "operators"),
     ("hub.cli.audit", "audit"),
+    ("hub.cli.subscriptions", "subscriptions"),
 ]
 
 

@@ -48,6 +48,11 @@ def apply(
     try:
         topology = _build(settings, topology_file, no_adapters)
         actions = declare.apply(topology, settings.broker_urls)
+        # Ministries' subscriptions (the history stream, the fan-out's feed, each queue and
+        # its user's permissions), from the store's rows.
+        from hub.subscriptions.topology import apply_from_store
+
+        actions += apply_from_store(settings)
     except declare.TopologyConflict as exc:
         for action in exc.actions:
             typer.echo(str(action))

@@ -1,0 +1,140 @@
+"""The fan-out: the hub's consumer of the feed (``P.fanout``), which sends each subscription
+its copy of an event.
+
+Per delivery (verified by the consumer like any work queue's): the subscriptions whose
+patterns match the event's routing key get a copy whose ``data`` is projected
+(``AccessList.project``: the personal fields their projection does not keep are removed),
+serialised once per projection and signed by the hub (its certificate's thumbprint is the
+``kid``); the envelope keeps its id, source, type, subject, time and sequence, so a ministry
+that keeps processed ids sees a replayed or redelivered copy as the same message. The copies
+go to the subscriptions' queues through the default exchange, and the delivery is acked once
+the broker confirmed every one (``hub.broker.consumer``): a queue that refuses (full) sends the
+delivery to the retry tiers, and the others' copies again, which their consumers absorb.
+
+A projection failure (an event type without a personal data declaration) fails the whole
+delivery for good: nothing unprojected is sent anywhere.
+
+Subscriptions are read from the store at start, again every ``RELOAD`` seconds, and at once
+when a delivery matches none (the feed was bound for a subscription added since). Each is
+checked against the access list again: one the list no longer allows gets nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from hub import headers as h
+from hub.broker.consumer import Consumer
+from hub.broker.messages import Delivery, EnvelopeSigner, Outgoing
+from hub.envelope import Envelope, routing_key
+from hub.errors import HubError
+from hub.settings import Settings
+from hub.signing import Signer, Verifier, load_signer
+from hub.store import Store
+from hub.subscriptions import records
+from hub.subscriptions.access import AccessList
+from hub.subscriptions.model import Subscription, SubscriptionNames
+
+log = logging.getLogger(__name__)
+
+RELOAD = 5.0
+# Header naming the subscription a copy was made for.
+SUBSCRIPTION = "lt-subscription"
+
+
+def copies(env: Envelope, subs: Sequence[Subscription], access: AccessList,
+           signer: EnvelopeSigner, sn: SubscriptionNames,
+           headers: dict[str, object] | None = None) -> list[Outgoing]:
+    """The projected, signed copies of ``env`` for ``subs`` (one serialisation and signature
+    per projection)."""
+    made: dict[str, tuple[bytes, str]] = {}
+    out = []
+    for s in subs:
+        if s.projection not in made:
+            copy = replace(env, data=access.project(s.projection, env.type, env.data))
+            body = copy.to_bytes()
+            made[s.projection] = (body, signer.sign(body, copy))
+        body, token = made[s.projection]
+        out.append(Outgoing(
+            body=body, exchange="", routing_key=sn.queue(s.name), message_id=env.id,
+            type=env.type, headers={**(headers or {}), h.SIGNATURE: token, SUBSCRIPTION: s.name},
+            app_id=env.source, timestamp=int(time.time())))
+    return out
+
+
+class Fanout:
+    """The feed's handler."""
+
+    def __init__(self, settings: Settings, store: Store, signer: EnvelopeSigner,
+                 access: AccessList | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer = signer
+        self.sn = SubscriptionNames.of(settings)
+        self._fixed_access = access
+        self.access = access or AccessList.load(settings)
+        self.subscriptions: list[Subscription] = []
+        self._loaded = 0.0
+        self.reload()
+
+    def reload(self) -> None:
+        access = self._fixed_access or AccessList.load(self.settings)
+        allowed = []
+        for s in records.all_(self.store):
+            try:
+                allowed.append(access.check(s))
+            except HubError as exc:
+                log.warning("subscription %s gets nothing: %s", s.name, exc)
+        self.access, self.subscriptions = access, allowed
+        self._loaded = time.monotonic()
+
+    def matching(self, env: Envelope) -> list[Subscription]:
+        if time.monotonic() - self._loaded > RELOAD:
+            self.reload()
+        key = routing_key(env)
+        found = [s for s in self.subscriptions if s.matches(key)]
+        if not found and time.monotonic() - self._loaded > 0.5:
+            self.reload()
+            found = [s for s in self.subscriptions if s.matches(key)]
+        return found
+
+    def __call__(self, delivery: Delivery) -> list[Outgoing]:
+        env = delivery.envelope
+        return copies(env, self.matching(env), self.access, self.signer, self.sn)
+
+
+def hub_signer(settings: Settings) -> Signer:
+    """The hub's own signer, as a relay (``hub.runtime.hub_signer``)."""
+    return load_signer(settings.keys_dir, settings.hub_id, relay=True)
+
+
+def consumer(settings: Settings, store: Store, handler: Fanout, **kw: object) -> Consumer:
+    """The feed's consumer: verifies as the workers do (queued age window)."""
+    verifier = Verifier.from_settings(settings, queued=True)
+    return Consumer(settings, handler.sn.feed, handler, verifier=verifier,
+                    processed=store.processed, name="fanout", store=store,
+                    destination="fanout", **kw)  # type: ignore[arg-type]
+
+
+async def poll_status(settings: Settings, store: Store, stop: asyncio.Event,
+                      every: float = 30.0) -> None:
+    """Look at every subscription's queue now and then: records when a consumer was last seen
+    (the alert of a consumer gone for long) and logs what is to report."""
+    from hub.subscriptions.status import statuses
+
+    while not stop.is_set():
+        try:
+            for st in await asyncio.to_thread(statuses, settings, store):
+                for alert in st.alerts:
+                    log.warning("subscription %s (%s): %s", st.subscription.name,
+                                st.subscription.ministry, alert)
+        except HubError as exc:
+            log.warning("subscriptions' status unavailable: %s", exc)
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except TimeoutError:
+            pass

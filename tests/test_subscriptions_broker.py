@@ -1,0 +1,296 @@
+"""Ministries' subscriptions through real RabbitMQ (the test's own vhost, its management API)
+and a real store: queues declared from the store, users that may read their own queue and
+nothing else, projected copies signed by the hub, history replayed, alerts."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pika
+import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey
+from pika.exceptions import ChannelClosedByBroker, ProbableAuthenticationError
+from typer.testing import CliRunner
+
+from hub.cli import app as cli
+from hub.errors import AccessDenied, ClientError
+from hub.settings import Settings
+from hub.signing.keys import kid_of
+from hub.store import Store
+from hub.subscriptions import records, service
+from hub.subscriptions.management import Management
+from hub.subscriptions.fanout import hub_signer
+from hub.subscriptions.replay import replay
+from hub.subscriptions.status import StatusCollector, statuses
+from hub.subscriptions.topology import apply_from_store
+from hub.testing.broker import depth, read_all
+from conftest import wait_for
+from subscriptions_support import (
+    BHXH,
+    H56,
+    H57,
+    HOTICH,
+    Hub,
+    dossier,
+    drop_users,
+    fanout_running,
+    make_hub,
+    publish,
+)
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Iterator[Hub]:
+    made = make_hub(settings)
+    try:
+        yield made
+    finally:
+        drop_users(settings)
+
+
+@pytest.fixture
+def store(hub: Hub) -> Iterator[Store]:
+    with Store.open(hub.settings.store_url) as opened:
+        yield opened
+
+
+def test_a_subscription_gets_a_queue_bound_through_the_feed_and_apply_is_idempotent(
+        hub: Hub, store: Store) -> None:
+    s = hub.settings
+    sub, _ = service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted",
+                                                  "vn.gov.dossier.status-changed"], [H56], [])
+    assert sub.projection == "identity-only"  # the ministry's first
+    sn = service.names_of(s)
+    with Management.from_settings(s) as mgmt:
+        feed = {b["routing_key"] for b in mgmt.queue_bindings(sn.feed)
+                if b["source"] == hub.names.events}
+        assert feed == {"dossier.submitted.000_00_00_H56.*",
+                        "dossier.status-changed.000_00_00_H56.*"}
+        # The ministry's queue is bound to nothing: only the fan-out fills it.
+        assert [b for b in mgmt.queue_bindings(sn.queue("bhxh")) if b["source"]] == []
+        history = mgmt._call("GET", f"/api/queues/{mgmt._v()}/{sn.history}")
+        assert history["arguments"]["x-queue-type"] == "stream"
+        assert history["arguments"]["x-max-age"] == s.history_max_age
+    again = apply_from_store(s)
+    assert {a.outcome for a in again if a.kind == "queue"} == {"exists"}
+    # Removing it unbinds the feed and deletes its queues.
+    service.remove(s, store, "bhxh")
+    with Management.from_settings(s) as mgmt:
+        assert not [b for b in mgmt.queue_bindings(sn.feed) if b["source"] == hub.names.events]
+        assert not mgmt.queue(sn.queue("bhxh")).exists
+
+
+def test_access_is_the_hubs_decision_default_deny(hub: Hub, store: Store) -> None:
+    s = hub.settings
+    with pytest.raises(AccessDenied) as refused:  # hotich: dossiers of H56 only
+        service.add(s, store, "ht", HOTICH, ["vn.gov.dossier.submitted"], [H57], [])
+    assert refused.value.code == "client.agency_not_allowed"
+    with pytest.raises(AccessDenied) as refused:
+        service.add(s, store, "ht", HOTICH, ["vn.gov.payment.completed"], [H56], [])
+    assert refused.value.code == "client.type_not_allowed"
+    with pytest.raises(AccessDenied) as refused:  # every agency: not in its list
+        service.add(s, store, "ht", HOTICH, ["vn.gov.dossier.submitted"], [], [])
+    assert refused.value.code == "client.agency_not_allowed"
+    with pytest.raises(AccessDenied) as refused:
+        service.add(s, store, "ht", HOTICH, ["vn.gov.dossier.submitted"], [H56], [],
+                    "identity-only")
+    assert refused.value.code == "client.projection_not_allowed"
+    with pytest.raises(AccessDenied) as refused:
+        service.add(s, store, "x", "VN:GOV:000.00.00.G99:unknown", ["vn.gov.dossier.submitted"],
+                    [H56], [])
+    assert refused.value.code == "client.ministry_unknown"
+    assert records.all_(store) == []
+
+
+def _connect(url: str) -> pika.BlockingConnection:
+    return pika.BlockingConnection(pika.URLParameters(url))
+
+
+def test_a_ministry_reads_its_own_queue_and_nothing_else(hub: Hub, store: Store) -> None:
+    s = hub.settings
+    sn = service.names_of(s)
+    service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [], [])
+    service.add(s, store, "hotich", HOTICH, ["vn.gov.dossier.submitted"], [H56], [])
+    bhxh = service.credentials(s, store, BHXH)
+    service.credentials(s, store, HOTICH)
+    with pytest.raises(ClientError) as again:  # shown once: a second call must rotate
+        service.credentials(s, store, BHXH)
+    assert again.value.code == "client.credentials_exist"
+    publish(hub, [dossier(1)])
+    with fanout_running(hub, store):
+        wait_for(lambda: depth(s.amqp_url, sn.queue("hotich")) == 1, message="hotich's copy")
+    conn = _connect(bhxh.amqp_url)
+    try:
+        ch = conn.channel()
+        assert ch.queue_declare(sn.queue("bhxh"), passive=True).method.message_count == 1
+        # Its own queue: readable.
+        method, _, body = ch.basic_get(sn.queue("bhxh"), auto_ack=True)
+        assert method is not None and json.loads(body)["type"] == "vn.gov.dossier.submitted"
+        # Another ministry's queue: refused.
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            ch.basic_get(sn.queue("hotich"), auto_ack=True)
+        assert refused.value.reply_code == 403
+        # Publishing, anywhere: refused.
+        ch = conn.channel()
+        ch.confirm_delivery()
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            ch.basic_publish(hub.names.events, "dossier.submitted.x.y", b"{}")
+        assert refused.value.reply_code == 403
+        ch = conn.channel()
+        ch.confirm_delivery()
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            ch.basic_publish("", sn.queue("bhxh"), b"{}")
+        assert refused.value.reply_code == 403
+        # Declaring a queue of its own, or binding its queue: refused.
+        ch = conn.channel()
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            ch.queue_declare("mine", durable=True)
+        assert refused.value.reply_code == 403
+        ch = conn.channel()
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            ch.queue_bind(sn.queue("bhxh"), hub.names.events, "#")
+        assert refused.value.reply_code == 403
+    finally:
+        if conn.is_open:
+            conn.close()
+    assert depth(s.amqp_url, sn.queue("hotich")) == 1  # untouched by bhxh
+    # Rotation: the old password no longer opens a connection, the new one does.
+    rotated = service.credentials(s, store, BHXH, rotate=True)
+    assert rotated.password != bhxh.password
+    with pytest.raises(ProbableAuthenticationError):
+        _connect(bhxh.amqp_url)
+    _connect(rotated.amqp_url).close()
+
+
+# A stock joserfc verifier: ES256 only, the hub's own protected members (lt-id...) let through.
+_REGISTRY = jws.JWSRegistry(algorithms=["ES256"], strict_check_header=False)
+
+
+def _hub_key(hub: Hub) -> ECKey:
+    assert hub.hub_material.certificate is not None
+    return ECKey.import_key(hub.hub_material.certificate.public_key())  # type: ignore[arg-type]
+
+
+def test_a_ministry_receives_projected_copies_signed_by_the_hub(hub: Hub, store: Store) -> None:
+    s = hub.settings
+    sn = service.names_of(s)
+    service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    service.add(s, store, "hotich", HOTICH, ["vn.gov.dossier.submitted",
+                                             "vn.gov.dossier.status-changed"], [H56], [])
+    sent = [dossier(1), dossier(2, H57), dossier(3, type="vn.gov.dossier.status-changed")]
+    publish(hub, sent)
+    with fanout_running(hub, store):
+        wait_for(lambda: depth(s.amqp_url, sn.queue("hotich")) == 2
+                 and depth(s.amqp_url, sn.queue("bhxh")) == 1, message="the copies")
+    bhxh = read_all(s.amqp_url, sn.queue("bhxh"))
+    hotich = read_all(s.amqp_url, sn.queue("hotich"))
+    # Exactly what each asked for: H57's dossier reached nobody, the status change hotich only.
+    assert [m.message_id for m in bhxh] == [sent[0].id]
+    assert sorted(m.message_id for m in hotich) == sorted([sent[0].id, sent[2].id])
+    kid = kid_of(hub.hub_material.certificate)  # type: ignore[arg-type]
+    key = _hub_key(hub)
+    for m in [*bhxh, *hotich]:
+        token = m.headers["lt-signature"]
+        header_b64 = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        assert header["kid"] == kid and header["b64"] is False and header["lt-id"] == m.message_id
+        obj = jws.deserialize_compact(token, key, payload=m.body, registry=_REGISTRY)
+        assert obj.payload == m.body
+    applicant = json.loads(bhxh[0].body)["data"]["applicant"]
+    assert applicant == {"identity_number": "001090012345"}  # identity-only
+    minimal = json.loads(next(m.body for m in hotich if m.message_id == sent[0].id))
+    assert "applicant" in minimal["data"] and minimal["data"]["applicant"] == {}
+    status = json.loads(next(m.body for m in hotich if m.message_id == sent[2].id))
+    assert "officer" not in status["data"] and status["data"]["status"] == 2
+    assert status["source"] == sent[2].source and status["subject"] == sent[2].subject
+    assert not any("Nguyễn" in m.body.decode() or "0912345678" in m.body.decode()
+                   for m in [*bhxh, *hotich])
+
+
+def test_history_is_replayed_into_a_queue_with_the_original_ids(hub: Hub, store: Store) -> None:
+    s = hub.settings
+    sn = service.names_of(s)
+    sent = [dossier(i) for i in range(1, 6)]
+    publish(hub, sent)  # before the subscription exists: only the history has them
+    sub, _ = service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    assert depth(s.amqp_url, sn.queue("bhxh")) == 0
+    signer = hub_signer(s)
+    report = replay(s, [sub], signer, offset=0)
+    assert report.read == 5 and report.copied == {"bhxh": 5} and not report.refused
+    got = read_all(s.amqp_url, sn.queue("bhxh"))
+    assert [m.message_id for m in got] == [e.id for e in sent]
+    assert all(json.loads(m.body)["data"]["applicant"] == {"identity_number": "001090012345"}
+               for m in got)
+    key = _hub_key(hub)
+    for m in got:
+        jws.deserialize_compact(m.headers["lt-signature"], key, payload=m.body,
+                               registry=_REGISTRY)
+    # From a date: what was before is left out; the end is where the replay began.
+    later = replay(s, [sub], signer, since=datetime.now(UTC) + timedelta(minutes=5))
+    assert later.copied == {"bhxh": 0} and not later.refused
+    assert depth(s.amqp_url, sn.queue("bhxh")) == 0
+    # Through the command line, by ministry: the same five again.
+    result = CliRunner().invoke(cli, ["subscriptions", "replay", BHXH, "--offset", "0"],
+                                env=_env(s))
+    assert result.exit_code == 0, result.output
+    assert "bhxh 5" in result.output
+    assert [m.message_id for m in read_all(s.amqp_url, sn.queue("bhxh"))] == [e.id for e in sent]
+
+
+def _env(s: Settings) -> dict[str, str]:
+    return {"LIENTHONG_DATA_DIR": str(s.data_dir), "LIENTHONG_AMQP_URL": s.amqp_url,
+            "LIENTHONG_NAME_PREFIX": s.name_prefix,
+            "LIENTHONG_SUBSCRIPTION_ALERT_DEPTH": str(s.subscription_alert_depth),
+            "LIENTHONG_SUBSCRIPTION_ALERT_IDLE_MINUTES":
+                str(s.subscription_alert_idle_minutes)}
+
+
+def test_operators_see_a_backlog_and_a_consumer_gone(settings: Settings) -> None:
+    hub = make_hub(settings, subscription_alert_depth=2,
+                   subscription_alert_idle_minutes=0.02)
+    s = hub.settings
+    sn = service.names_of(s)
+    try:
+        with Store.open(s.store_url) as store:
+            runner = CliRunner()
+            added = runner.invoke(cli, ["subscriptions", "add", "bhxh", "--ministry", BHXH,
+                                        "--type", "vn.gov.dossier.submitted"], env=_env(s))
+            assert added.exit_code == 0, added.output
+            assert "password (shown once, not kept)" in added.output
+            listed = runner.invoke(cli, ["subscriptions", "list", "--json"], env=_env(s))
+            assert listed.exit_code == 0, listed.output  # nothing to report yet
+            publish(hub, [dossier(i) for i in range(1, 4)])
+            with fanout_running(hub, store):
+                wait_for(lambda: depth(s.amqp_url, sn.queue("bhxh")) == 3)
+            # A consumer attaches: it is seen, so "gone" counts from now.
+            conn = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
+            ch = conn.channel()
+            ch.basic_qos(prefetch_count=1)
+            ch.basic_consume(sn.queue("bhxh"), lambda *a: None)
+            [st] = statuses(s, store)
+            # Ready messages count (the one the consumer holds does not).
+            assert (st.consumers, st.depth, st.oldest_age) == (1, 2, None)
+            assert st.reasons == ["backlog"]
+            conn.close()
+            wait_for(lambda: statuses(s, store)[0].reasons == ["backlog", "no_consumer"],
+                     timeout=20, message="the consumer reported gone")
+            [st] = statuses(s, store)
+            assert st.depth == 3 and st.oldest_age is not None and st.oldest_age < 600
+            listed = runner.invoke(cli, ["subscriptions", "list"], env=_env(s))
+            assert listed.exit_code == 3, listed.output
+            assert "ALERT: 3 messages waiting (alert at 2)" in listed.output
+            assert "ALERT: no consumer for" in listed.output
+            samples = {(m.name, tuple(sorted(x.labels.items()))): x.value
+                       for m in StatusCollector(s, store).collect() for x in m.samples}
+            key = (("ministry", BHXH), ("reason", "no_consumer"), ("subscription", "bhxh"))
+            assert samples[("lienthong_subscription_alert", key)] == 1.0
+            assert samples[("lienthong_subscription_messages",
+                            (("ministry", BHXH), ("subscription", "bhxh")))] == 3.0
+            # Peeking left the messages in place.
+            assert depth(s.amqp_url, sn.queue("bhxh")) == 3
+    finally:
+        drop_users(s)

@@ -17,7 +17,6 @@ from cluster import Cluster, free_port, rabbitmq_cluster
 from pydantic import ValidationError
 
 from hub.api.app import default_publisher
-from hub.api.relay import OutboxRelay
 from hub.broker import declare
 from hub.broker.connection import Backoff, BrokerNodes
 from hub.broker.consumer import Consumer
@@ -26,6 +25,7 @@ from hub.broker.messages import Delivery, Outgoing
 from hub.broker.publisher import Publisher, PublishFailed
 from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable
+from hub.outbox.relay import OutboxRelay
 from hub.settings import Settings
 from hub.store import Store
 from hub.testing.broker import NullSigner, delete_queues, eventually, read_all, sample_envelope

@@ -338,6 +338,33 @@ def build_router(ctx: ApiContext) -> APIRouter:
         payload, content_type = await asyncio.to_thread(ctx.metrics.render)
         return Response(payload, media_type=content_type)
 
+    # The ministries' contract (hub.subscriptions.asyncapi), generated from the live
+    # configuration at each request: open, as the OpenAPI document is.
+    @router.get("/asyncapi.json", tags=["operations"], openapi_extra=_OPEN,
+                summary="AsyncAPI 3.0 document of the events and ministries' subscriptions",
+                response_class=JSONResponse,
+                responses={200: {"description": "the AsyncAPI 3.0 document",
+                                 "content": {"application/json": {"schema": {
+                                     "type": "object"}}}},
+                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
+    async def asyncapi_json() -> Response:
+        from hub.subscriptions.asyncapi import document
+
+        doc = await asyncio.to_thread(document, ctx.settings, ctx.store)
+        return JSONResponse(doc)
+
+    @router.get("/asyncapi.yaml", tags=["operations"], openapi_extra=_OPEN,
+                summary="The AsyncAPI 3.0 document, as YAML", response_class=PlainTextResponse,
+                responses={200: {"description": "the AsyncAPI 3.0 document",
+                                 "content": {"application/yaml": {"schema": {
+                                     "type": "string"}}}},
+                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
+    async def asyncapi_yaml() -> Response:
+        from hub.subscriptions.asyncapi import document, to_yaml
+
+        doc = await asyncio.to_thread(document, ctx.settings, ctx.store)
+        return Response(to_yaml(doc), media_type="application/yaml")
+
     # The intake routes once more as plain ASGI endpoints, placed first so that they answer:
     # FastAPI's per-request machinery (dependency solving, exit stacks, its request handler)
     # was a tenth of the event loop's time per intake request (py-spy, under load), for

@@ -167,6 +167,10 @@ def create_app(
     # SOAP first: the router tries routes in order, and SOAP requests are the costlier ones.
     _mount_soap(app, settings, ctx, soap, soap_signer)
     app.include_router(build_router(ctx))
+    # The operator console: its API (/v1/console) and pages (/console), hub.console.
+    from hub.console.app import mount as mount_console
+
+    mount_console(app, settings, store, signer)
     app.state.hub = ctx
     app.state.relay = outbox_relay
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
@@ -227,6 +231,9 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
                                              "incoming requests); honoured only from the "
                                              "hub's trusted_proxies"},
     }
+    from hub.console.app import SECURITY_SCHEMES as CONSOLE_SCHEMES
+
+    doc["components"]["securitySchemes"].update(CONSOLE_SCHEMES)
     doc["security"] = [{"apiKey": []}, {"oauth2": []}, {"clientCertificate": []}]
     app.openapi_schema = doc
     return doc

@@ -1,0 +1,85 @@
+"""The console in the hub's HTTP entry point: ``mount(app, ...)`` adds the API and the pages,
+with a service that publishes replays through a publisher of its own (started at the first
+replay) and finds work queues in the topology of the installed adapters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI
+
+from hub.broker.messages import Outgoing
+from hub.console.accounts import Accounts
+from hub.console.service import ConsoleService
+from hub.console.web import Console, api_router, dead_letters_last_hour, page_router
+from hub.store import Store
+
+# The OpenAPI security schemes of the console's API (hub.api.app adds them to the document).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "operatorBasic": {"type": "http", "scheme": "basic",
+                      "description": "a console operator's name and password"},
+    "operatorSession": {"type": "http", "scheme": "bearer",
+                        "description": "a session token from POST /v1/console/sessions"},
+}
+
+
+class LazyPublisher:
+    """Connects at the first publish: a hub nobody replays from keeps no extra connection."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self._publisher: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def __call__(self, outgoing: Outgoing) -> None:
+        from hub.broker.publisher import Publisher
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._publisher is None:
+                publisher = Publisher(self.settings.broker_urls, self.settings,
+                                      name="lienthong console")
+                await publisher.start()
+                self._publisher = publisher
+        await self._publisher.publish(outgoing)
+
+
+def build_service(settings: Any, store: Store, signer: Any = None) -> ConsoleService:
+    from hub.broker.destinations import discover_destinations
+    from hub.broker.topology import Topology
+    from hub.runtime import hub_signer, queue_verifier
+
+    installed, _ = discover_destinations()
+    topology = Topology.from_settings(settings, installed)
+    if signer is None:
+        try:
+            signer = hub_signer(settings)
+        except Exception:  # no key yet: browsing works, editing says what is missing
+            signer = None
+    try:
+        verifier = queue_verifier(settings)
+    except Exception:
+        verifier = None
+    return ConsoleService(settings, store, publish=LazyPublisher(settings), signer=signer,
+                          verifier=verifier, topology=topology)
+
+
+def alerts_of(settings: Any, service: ConsoleService) -> dict[str, Any]:
+    return {"dead_letters_per_hour": settings.alert_dead_letters_per_hour,
+            "queue_age_minutes": settings.alert_queue_age_minutes,
+            "certificate_days": settings.alert_certificate_days,
+            "last_hour": dead_letters_last_hour(service)}
+
+
+def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None) -> Console:
+    service = build_service(settings, store, signer)
+    console = Console(service, Accounts(store, settings.console_session_ttl),
+                      secure_cookies=settings.public_url.startswith("https://"))
+    names = sorted(d.name for d in service.topology.destinations) if service.topology else []
+    app.include_router(api_router(console))
+    app.include_router(page_router(console, lambda: names,
+                                   lambda: alerts_of(settings, service)))
+    app.state.console = console
+    return console

@@ -57,7 +57,7 @@ def test_verification_through_the_broker(
     topo = declared_topology(settings, tmp_path, adapter, OBSERVER)
     with (PROJECT_ROOT / "mappings" / "population" / "config.toml").open("rb") as fh:
         config = tomllib.load(fh)
-    config.update(url=sim.url, url_env=None)
+    config.update(url=sim.url, url_env="")
     config["policy"] = {"timeout": 2.0, "attempts": 1, "breaker_failures": 100,
                         "rate_per_second": 0.0}
     ctx = AdapterContext(settings=settings, config=config, signer=hub_signer,

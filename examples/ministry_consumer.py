@@ -101,11 +101,10 @@ def consume(url: str, queue: str, verifier: Verifier, handle: Callable[[dict[str
     try:
         ch = conn.channel()
         ch.basic_qos(prefetch_count=100)
-        taken = 0
-        for method, props, body in ch.consume(queue, inactivity_timeout=idle_timeout):
+        for taken, (method, props, body) in enumerate(
+                ch.consume(queue, inactivity_timeout=idle_timeout), 1):
             if method is None:
                 break
-            taken += 1
             try:
                 event = verifier.verify(body, (props.headers or {}).get("lt-signature"),
                                         props.message_id)

@@ -11,24 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pika
 import pytest
+from conftest import wait_for
 from joserfc import jws
 from joserfc.jwk import ECKey
 from pika.exceptions import ChannelClosedByBroker, ProbableAuthenticationError
-from typer.testing import CliRunner
-
-from hub.cli import app as cli
-from hub.errors import AccessDenied, ClientError
-from hub.settings import Settings
-from hub.signing.keys import kid_of
-from hub.store import Store
-from hub.subscriptions import records, service
-from hub.subscriptions.management import Management
-from hub.subscriptions.fanout import hub_signer
-from hub.subscriptions.replay import replay
-from hub.subscriptions.status import StatusCollector, statuses
-from hub.subscriptions.topology import apply_from_store
-from hub.testing.broker import depth, read_all
-from conftest import wait_for
 from subscriptions_support import (
     BHXH,
     H56,
@@ -41,6 +27,20 @@ from subscriptions_support import (
     make_hub,
     publish,
 )
+from typer.testing import CliRunner
+
+from hub.cli import app as cli
+from hub.errors import AccessDenied, ClientError
+from hub.settings import Settings
+from hub.signing.keys import kid_of
+from hub.store import Store
+from hub.subscriptions import records, service
+from hub.subscriptions.fanout import hub_signer
+from hub.subscriptions.management import Management
+from hub.subscriptions.replay import replay
+from hub.subscriptions.status import StatusCollector, statuses
+from hub.subscriptions.topology import apply_from_store
+from hub.testing.broker import depth, read_all
 
 
 @pytest.fixture

@@ -71,8 +71,8 @@ def test_the_example_consumer_verifies_what_the_hub_sends(hub: Hub) -> None:
         publish(hub, sent)
         wait_for(lambda: depth(s.amqp_url, sn.queue("bhxh")) == 3, timeout=20,
                  message="the fan-out's copies")
-        assert 'lienthong_subscription_messages{ministry="%s",subscription="bhxh"} 3.0' % BHXH \
-            in scraped()
+        gauge = f'lienthong_subscription_messages{{ministry="{BHXH}",subscription="bhxh"}} 3.0'
+        assert gauge in scraped()
     finally:
         fanout.terminate()
         assert fanout.wait(30) == 0

@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,6 +19,17 @@ app = typer.Typer(
     "serve (the fan-out).",
     no_args_is_help=True,
 )
+
+
+_Types = Annotated[list[str], typer.Option("--type", help="An event type (repeatable).")]
+_Agencies = Annotated[list[str] | None, typer.Option(
+    "--agency", help="An agency code, or '*' (default: every agency).")]
+_Procedures = Annotated[list[str] | None, typer.Option(
+    "--procedure", help="A procedure code, or '*' (default: every procedure).")]
+_Since = Annotated[datetime | None, typer.Option(
+    "--since", help="From this date (ISO 8601; no zone: Asia/Ho_Chi_Minh).")]
+_Output = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Write here (default: standard output).")]
 
 
 def _fail(error: HubError) -> typer.Exit:
@@ -40,13 +52,12 @@ def _credentials_text(c: object) -> str:
 
 @app.command()
 def add(
-    name: str = typer.Argument(..., help="The subscription's name (its queue: P.sub.NAME)."),
-    ministry: str = typer.Option(..., "--ministry", help="The ministry's system id."),
-    event_types: list[str] = typer.Option(..., "--type", help="An event type (repeatable)."),
-    agencies: list[str] = typer.Option([], "--agency",
-                                       help="An agency code, or '*' (default: every agency)."),
-    procedures: list[str] = typer.Option(
-        [], "--procedure", help="A procedure code, or '*' (default: every procedure)."),
+    name: Annotated[str, typer.Argument(help="The subscription's name (its queue: "
+                                        "P.sub.NAME).")],
+    ministry: Annotated[str, typer.Option("--ministry", help="The ministry's system id.")],
+    event_types: _Types,
+    agencies: _Agencies = None,
+    procedures: _Procedures = None,
     projection: str | None = typer.Option(
         None, "--projection", help="Projection of personal data (default: the ministry's "
         "first in mappings/ministries.toml)."),
@@ -61,7 +72,8 @@ def add(
     try:
         with _store(settings) as store:
             sub, actions = service.add(settings, store, name, ministry, list(event_types),
-                                       list(agencies), list(procedures), projection)
+                                       list(agencies or []), list(procedures or []),
+                                       projection)
             for action in actions:
                 typer.echo(str(action))
             typer.echo(f"subscription {sub.name}: {', '.join(sub.patterns())} "
@@ -170,16 +182,15 @@ def credentials(ministry: str, rotate: bool = typer.Option(
 def replay(
     which: str = typer.Argument(..., help="A subscription's name, or a ministry's system id "
                                 "(all its subscriptions)."),
-    since: datetime | None = typer.Option(None, "--since", help="From this date (ISO 8601; "
-                                          "no zone: Asia/Ho_Chi_Minh)."),
+    since: _Since = None,
     offset: int | None = typer.Option(None, "--offset", help="From this offset of the stream."),
 ) -> None:
     """Copy history from the stream into the subscription's queue, projected and signed, with
     the original message ids."""
     from zoneinfo import ZoneInfo
 
-    from hub.subscriptions.fanout import hub_signer
     from hub.subscriptions import service
+    from hub.subscriptions.fanout import hub_signer
     from hub.subscriptions.replay import replay as run
 
     settings = load()
@@ -201,8 +212,7 @@ def replay(
 
 @app.command()
 def asyncapi(
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write here (default: "
-                                       "standard output)."),
+    output: _Output = None,
     fmt: str = typer.Option("json", "--format", help="json or yaml."),
 ) -> None:
     """The AsyncAPI 3.0 document of the live configuration."""

@@ -30,10 +30,8 @@ from hub.subscriptions.model import ANY, Subscription
 
 
 def allows(patterns: tuple[str, ...], value: str) -> bool:
-    for p in patterns:
-        if p == ANY or p == value or (p.endswith("*") and value.startswith(p[:-1])):
-            return True
-    return False
+    return any(p in (ANY, value) or (p.endswith("*") and value.startswith(p[:-1]))
+               for p in patterns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +128,8 @@ class AccessList:
                     "personal fields (an empty list if it has none) first",
                     code="client.type_not_declared", field="event_types")
         for a in sub.agencies:
-            if not allows(m.allowed_agencies, a) if a != ANY else ANY not in m.allowed_agencies:
+            allowed = ANY in m.allowed_agencies if a == ANY else allows(m.allowed_agencies, a)
+            if not allowed:
                 raise AccessDenied(
                     f"{sub.ministry} may not subscribe to agency {a!r}; its access list allows "
                     f"{list(m.allowed_agencies) or 'no agency'}",

@@ -22,6 +22,7 @@ checked against the access list again: one the list no longer allows gets nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -134,7 +135,5 @@ async def poll_status(settings: Settings, store: Store, stop: asyncio.Event,
                                 st.subscription.ministry, alert)
         except HubError as exc:
             log.warning("subscriptions' status unavailable: %s", exc)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
-        except TimeoutError:
-            pass

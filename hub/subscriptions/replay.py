@@ -73,8 +73,9 @@ def replay(settings: Settings, subs: Sequence[Subscription], signer: EnvelopeSig
         source.basic_qos(prefetch_count=PREFETCH)
         # A date after the marker's would start past it: the stream is read from a little
         # before now at the latest, and what is older than the date skipped (below).
-        start: Any = offset if offset is not None else min(
-            since, datetime.now(UTC) - timedelta(seconds=2))
+        start: Any = offset
+        if since is not None:
+            start = min(since, datetime.now(UTC) - timedelta(seconds=2))
         for method, props, body in source.consume(
                 sn.history, arguments={"x-stream-offset": start}, inactivity_timeout=60):
             if method is None:

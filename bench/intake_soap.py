@@ -98,7 +98,7 @@ class NullIntake:
                idempotency_key: str | None, upstream_proof: str | None) -> Any:
         import uuid
 
-        from hub.api.intake import Accepted
+        from hub.intake.jobs import Accepted
         from hub.model import parse_event_data
 
         parse_event_data(event_type, data)

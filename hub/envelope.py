@@ -167,7 +167,7 @@ class Envelope:
     def derive(self, *, source: str, type: str, data: Any, **changes: Any) -> Envelope:
         """A new message caused by this one: same subject and correlation, causation = this id.
         No sequence: the new event takes its own place in the dossier's sequence, which the hub
-        assigns when it keeps or publishes it (hub.sequencing), never the cause's."""
+        assigns when it keeps or publishes it (hub.intake.sequencing), never the cause's."""
         base = Envelope.new(
             source=source,
             type=type,

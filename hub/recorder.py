@@ -6,9 +6,10 @@
 - ``logged``: wraps an adapter's handler so that a delivery to a system is logged ``out`` and
   what the system answered with (the events the handler returns) is logged ``in``, in the
   hash-chained message log, those events numbered in their dossiers' one sequence in the same
-  transaction (hub.sequencing). Entry points log what they accept themselves. Both the log and
-  the timeline are written through ``Delivery.record``: after the call, retried as writes by
-  the consumer when the store refuses them, and committed with other deliveries' writes.
+  transaction (hub.intake.sequencing). Entry points log what they accept themselves. Both the
+  log and the timeline are written through ``Delivery.record``: after the call, retried as
+  writes by the consumer when the store refuses them, and committed with other deliveries'
+  writes.
 - ``report_skip``: an event a destination does not deliver (its worker found it already
   superseded, say) is never dropped in silence: a WARNING, the counter
   ``lienthong_skipped_total{destination,reason}`` and an entry in the dossier's timeline.
@@ -31,7 +32,7 @@ from hub.broker.messages import EnvelopeSigner
 from hub.broker.metrics import REGISTRY as METRICS
 from hub.envelope import Envelope
 from hub.errors import HubError
-from hub.sequencing import number_outgoing
+from hub.intake.sequencing import number_outgoing
 from hub.store import Store
 from hub.store.timeline import skipped_event
 
@@ -67,8 +68,8 @@ def make_timeline_recorder(store: Store) -> Handler:
 def logged(handler: Handler, store: Store, system: str, signer: EnvelopeSigner) -> Handler:
     """``handler`` with its deliveries and their answers written to the message log; the
     events it returns take their dossiers' next sequence numbers in the same transaction (the
-    one sequence of every event the hub accepts: hub.sequencing), signed again by ``signer``
-    (the hub's) when their number changed."""
+    one sequence of every event the hub accepts: hub.intake.sequencing), signed again by
+    ``signer`` (the hub's) when their number changed."""
 
     async def handle(delivery: Any) -> Sequence[Any]:
         produced = list(await handler(delivery) or ())

@@ -24,8 +24,8 @@ from hub.broker.topology import Topology
 from hub.console.keeper import KEEPER, Keeper
 from hub.envelope import Envelope
 from hub.errors import ConfigError
+from hub.intake.sequencing import number
 from hub.recorder import TIMELINE, logged, make_timeline_recorder
-from hub.sequencing import number
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, Verifier, load_signer
 from hub.store import Store
@@ -192,7 +192,7 @@ async def adapter_session(
     settings: Settings, name: str
 ) -> AsyncIterator[tuple[AdapterContext, Publish]]:
     """An adapter's context and a ``publish(envelope)`` that numbers the envelope in its
-    dossier's sequence (hub.sequencing), signs it with the hub's key and returns once the
+    dossier's sequence (hub.intake.sequencing), signs it with the hub's key and returns once the
     broker confirmed: what an adapter's own commands (reconciliation, polling) need to emit
     events outside a worker."""
     store = Store.open(settings.store_url)

@@ -26,17 +26,14 @@ from test_api_support import (  # noqa: F401 - fixtures
     sign,
 )
 
-from hub.api import intake_tables
-from hub.api.errors import IdempotencyConflict
-from hub.api.intake import (
-    SIGNED_KEY_PREFIX,
-    UPSTREAM_PROOF,
-    Accepted,
-    IntakeService,
-    signed_request_key,
-)
 from hub.envelope import Envelope
 from hub.errors import AccessDenied, HubError, ValidationError
+from hub.intake import tables as intake_tables
+from hub.intake.drafts import UPSTREAM_PROOF
+from hub.intake.errors import IdempotencyConflict
+from hub.intake.idempotency import SIGNED_KEY_PREFIX, signed_request_key
+from hub.intake.jobs import Accepted
+from hub.intake.service import IntakeService
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 

@@ -1,4 +1,4 @@
-"""The relay's hand-off on PostgreSQL (hub.api.relay): the intake of its process writes rows
+"""The relay's hand-off on PostgreSQL (hub.outbox.relay): the intake of its process writes rows
 leased to it and hands them over, so they are published without being claimed from the store;
 what the relay drops from memory is still published, by the store's lease, once. Each test has
 a PostgreSQL schema of its own (test_api_support.relay_store_url)."""
@@ -22,8 +22,8 @@ from test_api_support import (  # noqa: F401 - fixtures
     relay_store_url_fixture,
 )
 
-from hub.api.relay import OutboxRelay
 from hub.envelope import Envelope
+from hub.outbox.relay import OutboxRelay
 from hub.settings import Settings
 from hub.store import OutboxItem
 

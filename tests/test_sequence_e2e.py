@@ -59,13 +59,13 @@ from adapters.provincial.simulator import status_update
 from hub import runtime
 from hub.adapters import AdapterContext, AdapterSpec
 from hub.api.auth import ClientRegistry
-from hub.api.intake_tables import lock_states
 from hub.broker import declare
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.cli.clients import client_block
 from hub.envelope import SEQUENCE_DIGITS, Envelope
+from hub.intake.tables import lock_states
 from hub.recorder import logged
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore

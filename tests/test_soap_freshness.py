@@ -27,7 +27,6 @@ from typer.testing import CliRunner
 
 from hub.api import soap
 from hub.api.auth import ClientRegistry, sha256_hex
-from hub.api.intake import IntakeService
 from hub.api.soap.contract import NS, Contract
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner, sign_element
 from hub.api.soap.envelope import SOAP11, SOAP12, SoapVersion
@@ -35,6 +34,7 @@ from hub.api.soap.freshness import AgeWindow
 from hub.api.soap.service import SoapService
 from hub.cli.store import app as store_cli
 from hub.cli.store import idempotency_window
+from hub.intake.service import IntakeService
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate
 from hub.signing.keys import KeyMaterial

@@ -36,15 +36,18 @@ from zeep.exceptions import Fault, SignatureVerificationFailed
 from zeep.plugins import HistoryPlugin
 from zeep.transports import Transport
 
-from hub.api import intake_tables, soap
+from hub.api import soap
 from hub.api.auth import ClientRegistry, sha256_hex
-from hub.api.intake import UPSTREAM_PROOF, Accepted, IntakeService
 from hub.api.soap.contract import NS, XSD_NAME, Contract
 from hub.api.soap.dsig import RequestVerifier, ResponseSigner, sign_element
 from hub.api.soap.envelope import SOAP11, SOAP12, SoapVersion
 from hub.api.soap.freshness import AgeWindow
 from hub.api.soap.routes import build_router
 from hub.errors import RetryableError
+from hub.intake import tables as intake_tables
+from hub.intake.drafts import UPSTREAM_PROOF
+from hub.intake.jobs import Accepted
+from hub.intake.service import IntakeService
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate
 from hub.signing.keys import KeyMaterial, kid_of

@@ -104,7 +104,7 @@ def test_cli_prune(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_event_numbers_go_with_the_processed_ids(url: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """The numbers adapters' events took (hub.sequencing) are kept as long as processed ids:
+    """The numbers adapters' events took (hub.intake.sequencing) are kept as long as processed ids:
     the CLI prunes them with the same age."""
     monkeypatch.setenv("LIENTHONG_DATA_DIR", str(tmp_path))
     with Store.open(url) as store, store.begin() as tx:

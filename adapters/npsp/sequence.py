@@ -3,7 +3,7 @@ that waited in the retry tiers while a newer one went through) is treated as alr
 instead of moving the portal's status backwards.
 
 The numbers compared are the hub's: every event of a dossier, whatever door it came through,
-takes the next number of the dossier's one sequence (hub.sequencing), so "not newer" means
+takes the next number of the dossier's one sequence (hub.intake.sequencing), so "not newer" means
 "accepted by the hub before the last one applied". A system's own counter (``systemsequence``)
 is never compared here.
 

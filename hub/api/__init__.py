@@ -1,4 +1,5 @@
-"""The hub's entry points for upstream systems: REST (FastAPI, this package) and SOAP
-(``hub.api.soap``). Both authenticate the caller (``auth``), verify its signature, and hand the
-event to the intake service (``intake``), which keeps it in the outbox before answering; the
-outbox relay (``relay``) then publishes it with confirms."""
+"""The hub's HTTP entry points for upstream systems: REST (FastAPI, this package) and SOAP
+(``hub.api.soap``). They parse requests, authenticate the caller (``auth``), verify its
+signature, hand the event to the intake service (``hub.intake``), which keeps it in the outbox
+before answering, and build the answer; the outbox relay (``hub.outbox``) then publishes it with
+confirms."""

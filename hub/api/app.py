@@ -32,13 +32,14 @@ from hub.api.auth import (
     load_or_create_secret,
 )
 from hub.api.callbacks import CallbackDispatcher, context_factory
-from hub.api.intake import EnvelopeSigner, IntakeService, RequestVerifier
 from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
 from hub.api.metrics import Metrics, RequestMetrics
 from hub.api.openapi import serve_contracts
-from hub.api.relay import ConfirmingPublisher, OutboxRelay, RelayLeader
 from hub.api.rest import ApiContext, build_router
 from hub.broker.heap import freeze_startup_heap
+from hub.intake.drafts import EnvelopeSigner
+from hub.intake.service import IntakeService, RequestVerifier
+from hub.outbox.relay import ConfirmingPublisher, OutboxRelay, RelayLeader
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.tables import outbox
@@ -170,7 +171,7 @@ def create_app(
     # The operator console: its API (/v1/console) and pages (/console), hub.console.
     from hub.console.app import mount as mount_console
 
-    mount_console(app, settings, store, signer)
+    mount_console(app, settings, store, signer, registry=metrics.registry)
     app.state.hub = ctx
     app.state.relay = outbox_relay
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -48,8 +48,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.api.errors import Unauthenticated
 from hub.envelope import check_source
-from hub.errors import AccessDenied, ClientError, ConfigError, HubError
+from hub.errors import ClientError, ConfigError, HubError
 from hub.files import private_dir
+
+# The access list (what a client may send) belongs to the intake; re-exported for the doors.
+from hub.intake.access import ClientIdentity as ClientIdentity
+from hub.intake.access import authorize_agency as authorize_agency
+from hub.intake.access import authorize_callback as authorize_callback
+from hub.intake.access import authorize_type as authorize_type
 
 API_KEY_HEADER = "X-API-Key"
 AUTHORIZATION_HEADER = "Authorization"
@@ -68,36 +74,6 @@ def sha256_hex(secret: str) -> str:
 def new_secret() -> str:
     """A fresh API key or client secret: 32 random bytes, URL-safe."""
     return secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientIdentity:
-    """An authenticated upstream system and what it may send. Access-list entries are exact
-    values, prefixes ending in ``*``, or ``*`` alone for anything; an empty set allows nothing."""
-
-    system_id: str
-    name: str
-    allowed_types: frozenset[str]
-    allowed_agencies: frozenset[str]
-    # Its certificate is needed with its API key or bearer token, not instead of them.
-    require_certificate: bool = False
-    # The adapters whose callback (POST /v1/callbacks/<name>) it may call: exact names.
-    allowed_callbacks: frozenset[str] = frozenset()
-
-    def may_send(self, event_type: str) -> bool:
-        return _matches(self.allowed_types, event_type)
-
-    def may_call_back(self, system: str) -> bool:
-        return system in self.allowed_callbacks
-
-    def may_act_for(self, agency_code: str) -> bool:
-        return _matches(self.allowed_agencies, agency_code)
-
-
-def _matches(patterns: frozenset[str], value: str) -> bool:
-    if value in patterns or "*" in patterns:
-        return True
-    return any(p.endswith("*") and value.startswith(p[:-1]) for p in patterns)
 
 
 # -- the connection's peer --------------------------------------------------------------------
@@ -574,39 +550,6 @@ class ClientRegistry:
         authorize_agency(client, agency_code)
 
 
-def authorize_type(client: ClientIdentity, event_type: str) -> None:
-    if not client.may_send(event_type):
-        raise AccessDenied(
-            f"{client.system_id} may not send {event_type}; it may send "
-            f"{_listing(client.allowed_types)}. Ask the hub's operator to extend its "
-            "access list", field="type")
-
-
-def authorize_callback(client: ClientIdentity, system: str) -> None:
-    """Refuse unless the client's entry lists ``system`` in ``callbacks`` (default deny)."""
-    if not client.may_call_back(system):
-        allowed = _listing(client.allowed_callbacks).replace("nothing (no access configured)",
-                                                             "none")
-        raise AccessDenied(
-            f"{client.system_id} may not call the callback of {system!r:.40}; the callbacks it "
-            f"may call: {allowed}. Ask the hub's operator to add {system!r:.40} to its "
-            "callbacks in the clients file", field="system")
-
-
-def authorize_agency(client: ClientIdentity, agency_code: str | None,
-                     field: str = "agency_code") -> None:
-    if agency_code is None:
-        if "*" in client.allowed_agencies:
-            return
-        raise AccessDenied(f"the message names no agency and {client.system_id} is not "
-                           "allowed every agency; send the agency code", field=field)
-    if not client.may_act_for(agency_code):
-        raise AccessDenied(
-            f"{client.system_id} may not act for agency {agency_code}; it may act for "
-            f"{_listing(client.allowed_agencies)}. Ask the hub's operator to extend its "
-            "access list", field=field)
-
-
 def _check_terminator(peer: Peer) -> None:
     if peer.trusted:
         return
@@ -621,11 +564,6 @@ def _check_terminator(peer: Peer) -> None:
         "terminator, and a certificate fingerprint is honoured only from one; connect through "
         f"the hub's TLS terminator, or, if {peer.host} is that terminator, add it to the hub's "
         "trusted_proxies (LIENTHONG_TRUSTED_PROXIES)", field=CLIENT_CERT_HEADER)
-
-
-def _listing(patterns: Iterable[str]) -> str:
-    items = sorted(patterns)
-    return ", ".join(items) if items else "nothing (no access configured)"
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

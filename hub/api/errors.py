@@ -1,9 +1,10 @@
 """Refusals specific to the entry points. Each carries the HTTP status it is answered with and
-a stable dotted code; anything else an entry point refuses with comes from ``hub.errors``."""
+a stable dotted code; anything else an entry point refuses with comes from ``hub.errors`` or,
+for the rules of accepting a submission, ``hub.intake.errors``."""
 
 from __future__ import annotations
 
-from hub.errors import ClientError, HubError, RetryableError
+from hub.errors import ClientError, HubError
 
 
 class Unauthenticated(ClientError):
@@ -33,13 +34,6 @@ class MethodNotAllowed(ClientError):
 class UnsupportedMediaType(ClientError):
     code = "client.unsupported_media_type"
     http_status = 415
-
-
-class IdempotencyConflict(ClientError):
-    """The same Idempotency-Key was used before for a different body."""
-
-    code = "client.idempotency_conflict"
-    http_status = 409
 
 
 class BodyTooLarge(ClientError):
@@ -80,10 +74,3 @@ class HeadersTooLarge(ClientError):
 
     code = "client.headers_too_large"
     http_status = 431
-
-
-class StoreUnavailable(RetryableError):
-    """The store did not answer; nothing was kept, the same request can be sent again."""
-
-    code = "server.store_unavailable"
-    http_status = 503

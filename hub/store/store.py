@@ -199,7 +199,7 @@ class Store:
             return int(result.rowcount)
 
     def event_sequences_prune(self, older_than: datetime | timedelta) -> int:
-        """Forget the numbers adapters' events took (hub.sequencing) before ``older_than``;
+        """Forget the numbers adapters' events took (hub.intake.sequencing) before ``older_than``;
         returns how many. Keep them as long as processed ids: an event made again after that
         takes a new number, and its receivers no longer remember the first one either."""
         cutoff = _cutoff(older_than)

@@ -26,7 +26,7 @@ the store. That row must outlive the window (``span``), which ``lienthong store 
 enforces; after the window the request is stale, whether its row is still there or not.
 
 Both keys are signed content, so the key of a request is the key of what its sender signed
-(REST needs a row of its own for that, hub.api.intake.signed_request_key, because its
+(REST needs a row of its own for that, hub.intake.idempotency.signed_request_key, because its
 Idempotency-Key is a header outside the signature). ``idempotencyKey`` is an element of the
 signed request: a copy of a captured request under another key, or with a key added, is content
 its sender never signed and fails the signature (``client.bad_signature``); a sender that signs

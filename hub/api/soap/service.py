@@ -64,7 +64,7 @@ class Accepted(Protocol):
 
 
 class Intake(Protocol):
-    """``hub.api.intake.IntakeService``. When it also has ``accept_async`` (same arguments,
+    """``hub.intake.service.IntakeService``. When it also has ``accept_async`` (same arguments,
     awaitable), the HTTP layer awaits the commit instead of blocking a thread on it."""
 
     def accept(self, client: Any, event_type: str, data: dict[str, Any], *,

@@ -1,7 +1,7 @@
 """One sequence per dossier for the events adapters make.
 
 Every event the hub accepts for a dossier takes the next number of that dossier's one
-sequence (the intake's ``intake_dossiers`` row, see hub.api.intake_tables): REST and SOAP
+sequence (the intake's ``intake_dossiers`` row, see hub.intake.tables): REST and SOAP
 requests in the intake's writer, systems' callbacks in ``IntakeService.accept_envelopes``, and
 here the events an adapter's handler returns (a payment initiated, a citizen verified) and
 those its commands publish (a payment reconciled, postal tracking polled). A destination that
@@ -24,10 +24,10 @@ from typing import Protocol
 from sqlalchemy import Connection, insert, select
 
 from hub import codes
-from hub.api import intake_tables
 from hub.broker.messages import EnvelopeSigner, Outgoing
 from hub.envelope import Envelope
 from hub.errors import HubError
+from hub.intake import tables as intake_tables
 from hub.model import Dossier, StatusChange, parse_event_data
 from hub.store.tables import event_sequences
 

@@ -6,7 +6,7 @@ through ``UnitOfWork.connection``:
   answered as the first time and a reused key with another body is refused. The keys of a
   request: the client's (its Idempotency-Key, REST ``request:<lt-id>`` without one, SOAP its
   ``idempotencyKey`` or ``xmldsig:<digest>``) and, for a signed REST request, the key of its
-  signed content (``signed:<digest>``, hub.api.intake.signed_request_key), since the
+  signed content (``signed:<digest>``, hub.intake.idempotency.signed_request_key), since the
   Idempotency-Key header is outside the signature. Rows live as long as ``lienthong store
   prune`` allows, never less than the entry points' age window;
 - ``intake_dossiers``: per dossier, the sequence of its last event, the procedure (status
@@ -14,7 +14,7 @@ through ``UnitOfWork.connection``:
   impossible transitions). It is the dossier's ONE sequence: every event the hub accepts for
   a dossier takes its next number here, whatever the door (REST and SOAP through the intake's
   writer, callbacks through ``IntakeService.accept_envelopes``, adapters' own events through
-  ``hub.sequencing``), always with the row locked as ``lock_states`` locks it (``advance``).
+  ``hub.intake.sequencing``), always with the row locked as ``lock_states`` locks it (``advance``).
 
 A batch costs a constant number of statements, whatever its size, run as driver SQL (see
 hub.store.bulk).

@@ -1,0 +1,52 @@
+"""The write lock of an SQLite store, shared by the writers of the entry points' processes.
+
+SQLite has one writer at a time, and a connection that finds the database locked sleeps
+(1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency: the writers of the
+entry points (the intake's writer, the outbox relay, in every worker process) take turns on a
+lock file instead, which wakes the next one at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from hub.store import Store
+
+
+class SqliteWriteLock:
+    """Mutual exclusion of SQLite writers across threads (a lock) and processes (``flock`` on
+    a file beside the database)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._path is None:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+def lock_file(store: Store) -> Path | None:
+    database = store.engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None  # one process only
+    return Path(database).with_name(Path(database).name + ".write.lock")

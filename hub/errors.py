@@ -88,10 +88,23 @@ class InvalidMessage(HubError):
 
 
 class RetryableError(HubError):
-    """A temporary failure: the message is worth trying again later."""
+    """A temporary failure: the message is worth trying again later. ``retry_after``: the
+    seconds the failing system asked the hub to wait (its ``Retry-After``), when it said."""
 
     code = "server.temporarily_unavailable"
     http_status = 503
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        origin: str = HUB,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, field=field, origin=origin)
+        self.retry_after = retry_after
 
 
 class PermanentError(HubError):

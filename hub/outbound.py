@@ -6,9 +6,11 @@ queue rather than the hub's memory: when the breaker is open a call fails fast w
 ``RetryableError`` and the message goes to the retry tiers, instead of piling up in-flight
 requests against a system that cannot answer.
 
-Adapters translate their transport's failures into ``RetryableError`` (worth retrying: timeouts,
-connection refused, 5xx, 429) or ``PermanentError`` (the system refused the content) with
-``origin="system:<name>"``; ``CallPolicy`` only retries the former.
+Calls reach the policy through ``hub.transport``, which translates every failure of a system
+into ``RetryableError`` (worth retrying: timeouts, connection refused, 408, 429, 5xx) or
+``PermanentError`` (the system refused the content) with ``origin="system:<name>"``;
+``CallPolicy`` only retries the former, and never sooner than the system's ``Retry-After``:
+a system that asks for more than ``backoff_max`` is left to the retry tiers.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from typing import TypeVar
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
-from hub.errors import RetryableError
+from hub import circuits
+from hub.errors import HubError, RetryableError
 
 T = TypeVar("T")
 
@@ -132,10 +136,13 @@ class TokenBucket:
                 await asyncio.sleep((1.0 - self.tokens) / self.rate)
 
 
-def _worth_retrying_now(exc: BaseException) -> bool:
-    # An open breaker will still be open a few hundred milliseconds later: leave it to the
-    # retry tiers instead of spinning here.
-    return isinstance(exc, RetryableError) and exc.code != "server.circuit_open"
+# Told after each attempt: its outcome ("ok" or the error's code) and its duration in seconds.
+Observer = Callable[[str, float], None]
+
+
+def _retry_after(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return (exc.retry_after or 0.0) if isinstance(exc, RetryableError) else 0.0
 
 
 class CallPolicy:
@@ -145,28 +152,57 @@ class CallPolicy:
         self.name = name
         self.config = config or PolicyConfig()
         self.breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_reset)
+        circuits.register(name, self.breaker)  # readiness and metrics (hub.circuits)
         self.limiter = (
             TokenBucket(self.config.rate_per_second, self.config.burst)
             if self.config.rate_per_second > 0
             else None
         )
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+    def _worth_retrying_now(self, exc: BaseException) -> bool:
+        # An open breaker will still be open a few hundred milliseconds later, and a system
+        # that asks for a longer wait than the backoff's longest means it: leave both to the
+        # retry tiers instead of holding the delivery here.
+        return (
+            isinstance(exc, RetryableError)
+            and exc.code != "server.circuit_open"
+            and (exc.retry_after or 0.0) <= self.config.backoff_max
+        )
+
+    async def call(self, fn: Callable[[], Awaitable[T]], observe: Observer | None = None) -> T:
         """Run ``fn`` under the policy. ``fn`` makes one attempt and raises RetryableError or
-        PermanentError (already translated from its transport's exceptions)."""
+        PermanentError (already translated from its transport's exceptions); ``observe`` is
+        told each attempt's outcome and duration, a timeout and an open breaker included."""
         cfg = self.config
+        backoff = wait_exponential_jitter(
+            multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
+        )
         retrying = AsyncRetrying(
             stop=stop_after_attempt(cfg.attempts),
-            wait=wait_exponential_jitter(
-                multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
-            ),
-            retry=retry_if_exception(_worth_retrying_now),
+            wait=lambda state: max(backoff(state), _retry_after(state)),
+            retry=retry_if_exception(self._worth_retrying_now),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(fn)
+                return await self._observed(fn, observe)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _observed(self, fn: Callable[[], Awaitable[T]], observe: Observer | None) -> T:
+        if observe is None:
+            return await self._once(fn)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._once(fn)
+        except HubError as exc:
+            outcome = exc.code
+            raise
+        except Exception:
+            outcome = "server.unexpected_error"
+            raise
+        finally:
+            observe(outcome, time.perf_counter() - started)
 
     async def _once(self, fn: Callable[[], Awaitable[T]]) -> T:
         self.breaker.before_call(self.name)

@@ -159,7 +159,7 @@ def test_down_is_retryable_and_opens_the_breaker(sim: NpspSimulator) -> None:
                     await client.upsert_dossier(record(1), agency=AGENCY)
                 assert err.value.code == "system.unavailable"
                 assert err.value.origin == "system:npsp"
-            assert client.policy.breaker.state == "open"
+            assert client.outbound.policy.breaker.state == "open"
             with pytest.raises(RetryableError) as err:
                 await client.upsert_dossier(record(1), agency=AGENCY)
             assert err.value.code == "server.circuit_open"
@@ -206,7 +206,9 @@ def test_http_refusal_is_permanent() -> None:
     with NpspSimulator(dstcode="VN:GOV:000.00.00.G22:another") as sim:
         with pytest.raises(PermanentError) as err:
             run(sim, lambda c: c.upsert_dossier(record(1), agency=AGENCY))
-        assert err.value.code == "system.rejected" and "403" in err.value.message
+        # 401 and 403 say the hub's credentials are at fault, and where to look.
+        assert err.value.code == "system.unauthorized" and "403" in err.value.message
+        assert "dstcode" in err.value.message
 
 
 def test_bad_credentials_and_missing_credentials(

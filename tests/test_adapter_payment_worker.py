@@ -179,14 +179,15 @@ def test_gateway_slow_is_a_timeout(ctx: AdapterContext, sim: PaymentSimulator) -
     assert err.value.code == "system.timeout"
 
 
-@pytest.mark.parametrize("status", [500, 503, 429])
+@pytest.mark.parametrize(("status", "code"), [(500, "system.unavailable"),
+                                            (503, "system.unavailable"), (429, "system.busy")])
 def test_gateway_5xx_and_429_are_retryable(
-    ctx: AdapterContext, sim: PaymentSimulator, status: int
+    ctx: AdapterContext, sim: PaymentSimulator, status: int, code: str
 ) -> None:
     sim.faults.fail_next, sim.faults.fail_status = 1, status
     with pytest.raises(RetryableError) as err:
         run(lambda w: w.process(request_envelope()), ctx)
-    assert err.value.code == "system.unavailable"
+    assert err.value.code == code
     assert str(status) in err.value.message
 
 

@@ -265,11 +265,12 @@ def test_fault_echoing_an_identity_number_is_scrubbed(sim: PopulationSimulator) 
 
 
 def test_malformed_reply(sim: PopulationSimulator) -> None:
+    # A reply the hub cannot decode is never read, nor tried again as it is.
     sim.malformed(times=5)
     error = fails(sim, attempts=2)
-    assert isinstance(error, RetryableError)
-    assert error.code == "system.malformed_reply"
-    assert sim.calls == ["XacThucThongTinCongDan"] * 2
+    assert isinstance(error, InvalidMessage)
+    assert (error.code, error.origin) == ("system.bad_reply", "system:population")
+    assert sim.calls == ["XacThucThongTinCongDan"]
 
 
 def test_breaker_opens_on_a_dead_system(sim: PopulationSimulator) -> None:

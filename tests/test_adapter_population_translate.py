@@ -13,7 +13,7 @@ import pytest
 import zeep
 from lxml import etree
 
-from adapters.population.client import BINDING, ZEEP_SETTINGS
+from adapters.population.client import BINDING
 from adapters.population.config import PopulationConfig
 from adapters.population.faults import load_faults, parse_faults
 from adapters.population.mapping import Mapping, load_mapping, parse_mapping
@@ -40,6 +40,7 @@ from hub.errors import ConfigError, InvalidMessage, PermanentError, RetryableErr
 from hub.model import CitizenVerification
 from hub.privacy import initials, mask_identity, scrub
 from hub.settings import PROJECT_ROOT
+from hub.transport.soap import SETTINGS
 
 MAPPINGS = PROJECT_ROOT / "mappings" / "population"
 SCHEMAS = PROJECT_ROOT / "schemas" / "population"
@@ -62,7 +63,7 @@ def schema() -> etree.XMLSchema:
 @pytest.fixture(scope="module")
 def soap() -> tuple[Any, Any]:
     client: Any = zeep.Client(  # type: ignore[no-untyped-call]
-        str(SCHEMAS / "dancu.wsdl"), settings=ZEEP_SETTINGS
+        str(SCHEMAS / "dancu.wsdl"), settings=SETTINGS
     )
     return client, client.create_service(BINDING, "http://127.0.0.1:9/DanCuService")
 
@@ -380,23 +381,6 @@ def test_fault_text_is_scrubbed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "cls", "code"),
-    [
-        (401, PermanentError, "system.unauthorized"),
-        (403, PermanentError, "system.unauthorized"),
-        (404, PermanentError, "system.rejected"),
-        (429, RetryableError, "system.busy"),
-        (502, RetryableError, "system.unavailable"),
-        (503, RetryableError, "system.unavailable"),
-    ],
-)
-def test_http_statuses(status: int, cls: type[Exception], code: str) -> None:
-    error = load_faults(MAPPINGS).for_http(status)
-    assert type(error) is cls
-    assert error.code == code
-
-
-@pytest.mark.parametrize(
     ("raw", "field"),
     [
         ({"codes": {"X": {"kind": "sometimes", "code": "system.x"}}}, "faults.toml [codes.X].kind"),
@@ -404,8 +388,6 @@ def test_http_statuses(status: int, cls: type[Exception], code: str) -> None:
         ({"codes": {"X": {"kind": "permanent", "code": "system.x", "oops": 1}}},
          "faults.toml [codes.X]"),
         ({"faultcode": {}}, "faults.toml [faultcode]"),
-        ({"faultcode": {"other": {"kind": "retryable", "code": "system.f"}}, "http": {"x": {}}},
-         "faults.toml [http.x]"),
     ],
 )
 def test_fault_table_errors_name_the_key(raw: dict[str, Any], field: str) -> None:

@@ -201,13 +201,16 @@ def test_service_slow_is_a_timeout(ctx: AdapterContext, sim: PostalSimulator) ->
     assert err.value.code == "system.timeout"
 
 
-@pytest.mark.parametrize("status", [500, 502, 429])
-def test_service_5xx_is_retryable(ctx: AdapterContext, sim: PostalSimulator, status: int) -> None:
+@pytest.mark.parametrize(("status", "code"), [(500, "system.unavailable"),
+                                            (502, "system.unavailable"), (429, "system.busy")])
+def test_service_5xx_is_retryable(
+    ctx: AdapterContext, sim: PostalSimulator, status: int, code: str
+) -> None:
     fill(ctx, 1)
     sim.faults.fail_next, sim.faults.fail_status = 1, status
     with pytest.raises(RetryableError) as err:
         run(lambda w: w.process(pickup_envelope(dossier_code=dossier())), ctx)
-    assert err.value.code == "system.unavailable"
+    assert err.value.code == code
 
 
 @pytest.mark.parametrize(

@@ -22,10 +22,10 @@ from test_api_support import (  # noqa: F401 - fixtures
 
 from hub import jsonbody
 from hub.envelope import Envelope
-from hub.errors import ClientError, InvalidMessage, RetryableError, ValidationError
-from hub.httpcall import request_json
+from hub.errors import ClientError, InvalidMessage, ValidationError
 from hub.jsonbody import MAX_DEPTH, BadJson, parse_json, parse_object
 from hub.settings import Settings
+from hub.transport import HttpTransport, Request
 
 DOSSIER: dict[str, Any] = {
     "code": "000.00.00.H56-250101-0001",
@@ -330,7 +330,7 @@ def test_a_member_named_twice_is_refused_at_every_door(hub: Hub, route: Route) -
 
 
 def test_a_systems_reply_naming_a_member_twice_is_a_bad_reply() -> None:
-    """The replies of the systems the hub calls (hub.httpcall) are JSON from outside too: a
+    """The replies of the systems the hub calls (hub.transport) are JSON from outside too: a
     gateway's checksum checked over the last "SoTien" would vouch for a reply another reader
     takes the first of. The system's HTTP server is a stand-in: what is tested is the
     reading of its bytes."""
@@ -341,13 +341,15 @@ def test_a_systems_reply_naming_a_member_twice_is_a_bad_reply() -> None:
         return httpx.Response(200, content=replies[request.url.path],
                               headers={"content-type": "application/json"})
 
-    async def call(path: str) -> dict[str, Any]:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(answer),
-                                     base_url="http://gateway.test") as http:
-            return await request_json(http, "POST", path, system="the gateway",
-                                      origin="system:payment")
+    async def call(path: str) -> Any:
+        transport = HttpTransport("payment", "the gateway", base_url="http://gateway.test",
+                                  timeout=5, transport=httpx.MockTransport(answer))
+        try:
+            return (await transport.send(Request("INIT", path))).body
+        finally:
+            await transport.aclose()
 
     assert asyncio.run(call("/once")) == {"MaLoi": "00", "SoTien": 150000}
-    with pytest.raises(RetryableError) as info:
+    with pytest.raises(InvalidMessage) as info:
         asyncio.run(call("/twice"))
     assert info.value.code == "system.bad_reply" and "SoTien twice" in info.value.message

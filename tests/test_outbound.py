@@ -1,24 +1,30 @@
-"""The call policy against a real HTTP server on a socket (hub.simulation)."""
+"""The call policy against a real HTTP server on a socket (hub.simulation), and the one
+translation of a system's HTTP answers (hub.transport): what each status becomes, and the
+system's Retry-After, honoured by the policy."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from hub.errors import PermanentError, RetryableError
+from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.outbound import CallPolicy, CircuitBreaker, PolicyConfig, TokenBucket
 from hub.simulation import Faults, SimulatorServer
+from hub.transport import HttpTransport, Outbound, Request, failure, retry_after
 
 
 class Toy:
     def __init__(self) -> None:
         self.faults = Faults()
         self.calls = 0
+        self.retry_after: str | None = None  # sent with each failure
         app = FastAPI()
 
         @app.get("/thing")
@@ -26,7 +32,8 @@ class Toy:
             self.calls += 1
             status = await self.faults.apply()
             if status:
-                return JSONResponse({"error": "boom"}, status_code=status)
+                headers = {"Retry-After": self.retry_after} if self.retry_after else None
+                return JSONResponse({"error": "boom"}, status_code=status, headers=headers)
             return JSONResponse({"ok": True})
 
         self.server = SimulatorServer(app)
@@ -166,3 +173,89 @@ def test_unknown_policy_key_is_named() -> None:
 
     with pytest.raises(ConfigError, match="timeoutt"):
         PolicyConfig.from_mapping({"timeoutt": 1})
+
+
+def outbound(toy: Toy, **kw: float) -> Outbound:
+    return Outbound(HttpTransport("toy", "the toy", base_url=toy.server.base_url, timeout=1.0),
+                    policy(**kw))
+
+
+def test_a_short_retry_after_is_waited_out_in_process(toy: Toy) -> None:
+    toy.faults.fail_next, toy.faults.fail_status, toy.retry_after = 1, 429, "1"
+
+    async def go() -> float:
+        out = outbound(toy, attempts=2, backoff_max=2.0)
+        started = time.monotonic()
+        try:
+            assert (await out.send(Request("thing", "/thing", method="GET"))).body == {"ok": True}
+        finally:
+            await out.aclose()
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) >= 1.0  # not sooner than the system asked
+    assert toy.calls == 2
+
+
+def test_a_long_retry_after_is_left_to_the_retry_tiers(toy: Toy) -> None:
+    toy.faults.fail_next, toy.faults.fail_status, toy.retry_after = 5, 503, "120"
+
+    async def go() -> None:
+        out = outbound(toy, attempts=3, backoff_max=2.0)
+        try:
+            with pytest.raises(RetryableError) as err:
+                await out.send(Request("thing", "/thing", method="GET"))
+        finally:
+            await out.aclose()
+        assert (err.value.code, err.value.retry_after) == ("system.unavailable", 120.0)
+        assert "120s" in err.value.message
+
+    asyncio.run(go())
+    assert toy.calls == 1
+
+
+@pytest.mark.parametrize(("status", "kind", "code"), [
+    (408, RetryableError, "system.timeout"),
+    (429, RetryableError, "system.busy"),
+    (500, RetryableError, "system.unavailable"),
+    (502, RetryableError, "system.unavailable"),
+    (503, RetryableError, "system.unavailable"),
+    (401, PermanentError, "system.unauthorized"),
+    (403, PermanentError, "system.unauthorized"),
+    (400, PermanentError, "system.rejected"),
+    (404, PermanentError, "system.rejected"),
+    (409, PermanentError, "system.rejected"),
+    (422, PermanentError, "system.rejected"),
+    (302, PermanentError, "system.rejected"),
+])
+def test_the_one_translation(status: int, kind: type[Exception], code: str) -> None:
+    error = failure(status, {"Retry-After": "3"}, system="toy", title="the toy", operation="get")
+    assert type(error) is kind
+    assert error is not None and (error.code, error.origin) == (code, "system:toy")
+    assert str(status) in error.message
+    if isinstance(error, RetryableError):
+        assert error.retry_after == 3.0
+    assert failure(200, {}, system="toy", title="the toy", operation="get") is None
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    assert retry_after("120", now) == 120.0
+    assert retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now) == 30.0
+    assert retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now) == 0.0  # already past
+    assert retry_after("soon", now) is None and retry_after(None, now) is None
+    assert retry_after("99999999", now) == 86_400.0
+
+
+def test_garbage_is_invalid_and_not_retried(toy: Toy) -> None:
+    async def go() -> None:
+        out = Outbound(HttpTransport("toy", "the toy", base_url=toy.server.base_url,
+                                     timeout=1.0), policy(attempts=3))
+        try:
+            with pytest.raises(InvalidMessage) as err:
+                await out.send(Request("docs", "/docs", method="GET"))  # an HTML page
+        finally:
+            await out.aclose()
+        assert (err.value.code, err.value.origin) == ("system.bad_reply", "system:toy")
+        assert "text/html" in err.value.message
+
+    asyncio.run(go())

@@ -1,8 +1,5 @@
-"""The portal's client: session login, the calls, and the translation of every failure into the
-hub's error classes at this boundary.
-
-Every HTTP exchange goes through ``hub.outbound.CallPolicy`` (timeout, retries with backoff,
-breaker, rate limit). Above it, the protocol: a call carries ``session``, ``madonvi`` and
+"""The portal's client over the hub's transport (``hub.transport``: failures, masking, call
+policy and metrics). Above it, the protocol: a call carries ``session``, ``madonvi`` and
 ``service``; a reply whose ``error_code`` means "session expired" makes the client log in again
 and repeat the call once; an insert of a dossier the portal already has becomes an update.
 """
@@ -20,6 +17,8 @@ from adapters.npsp.mapping import ErrorRule, NpspMapping
 from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
+from hub.privacy import collect
+from hub.transport import HttpTransport, Outbound, Reply, Request, Said, bad_reply
 
 NAME = "npsp"
 ORIGIN = f"system:{NAME}"
@@ -62,81 +61,48 @@ class NpspClient:
         contract: Contract,
         *,
         policy: CallPolicy | None = None,
-        http: httpx.AsyncClient | None = None,
     ) -> None:
         self.config = config
         self.mapping = mapping
         self.contract = contract
-        self.policy = policy or CallPolicy(NAME, config.policy)
-        self._http = http
-        self._session: str | None = None
-        self._login_lock: asyncio.Lock | None = None
-        self.logins = 0  # for operators' metrics and tests
-
-    # ------------------------------------------------------------------ transport
-
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.policy.timeout),
-                headers={"dstcode": self.config.dstcode, "Accept": "application/json"},
+        self.outbound = Outbound(
+            HttpTransport(
+                NAME, "the portal", base_url=config.base_url, timeout=config.policy.timeout,
+                headers={"dstcode": config.dstcode}, explain=self._explain,
+                auth_hint="the dstcode header and the platform's access rights",
                 # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
                 # calls in flight, and the policy's rate limit their pace: a pool smaller than
                 # the concurrency would only queue calls here (httpx's default is 100, 20
                 # kept alive), and a connection closed after each call costs a handshake.
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
-            )
-        return self._http
+            ),
+            policy or CallPolicy(NAME, config.policy),
+        )
+        m = mapping
+        self._personal = {m.body["password"], m.dossier["applicant_name"],
+                          m.dossier["applicant_identity"], m.identity["number"],
+                          m.progress["officer"]}
+        self._session: str | None = None
+        self._login_lock: asyncio.Lock | None = None
+        self.logins = 0  # for operators' metrics and tests
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self.outbound.aclose()
+
+    def _explain(self, doc: dict[str, Any]) -> Said | None:
+        code = error_code_of(doc, self.mapping.body["error_code"])
+        return Said(f"error_code {code}: {doc.get(self.mapping.body['message'], '')}")
 
     async def _exchange(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
-        """One POST under the call policy. Transport failures, 5xx, 429 and the portal's
-        temporary error codes raise RetryableError (the policy retries them); an HTTP refusal
-        raises PermanentError; anything else is returned for the protocol to read."""
-        url = self.config.base_url + path
+        """One POST under the call policy. The portal's temporary error codes raise
+        RetryableError (the policy retries them) and a reply without its error code is
+        ``system.bad_reply``; anything else is returned for the protocol to read."""
         key = self.mapping.body["error_code"]
 
-        async def once() -> dict[str, Any]:
-            try:
-                response = await self._client().post(url, json=body)
-            except httpx.TimeoutException:
-                raise RetryableError(
-                    f"the portal did not answer {what} within {self.config.policy.timeout}s",
-                    code="system.timeout", origin=ORIGIN,
-                ) from None
-            except httpx.TransportError as exc:
-                raise RetryableError(
-                    f"the portal cannot be reached for {what} at {url}: "
-                    f"{type(exc).__name__}: {exc}",
-                    code="system.unavailable", origin=ORIGIN,
-                ) from None
-            status = response.status_code
-            if status >= 500 or status == 429:
-                raise RetryableError(
-                    f"the portal answered {what} with HTTP {status}; it is unavailable or "
-                    "overloaded, the call will be retried",
-                    code="system.unavailable", origin=ORIGIN,
-                )
-            if status >= 400:
-                raise PermanentError(
-                    f"the portal refused {what} with HTTP {status}: {response.text[:200]}; "
-                    "check the dstcode header and the platform's access rights",
-                    code="system.rejected", origin=ORIGIN,
-                )
-            try:
-                doc = response.json()
-            except ValueError:
-                doc = None
-            if not isinstance(doc, dict) or error_code_of(doc, key) is None:
-                raise RetryableError(
-                    f"the portal's reply to {what} is not a JSON object with an {key!r}: "
-                    f"{response.text[:120]!r}",
-                    code="system.bad_reply", origin=ORIGIN,
-                )
+        def read(reply: Reply) -> dict[str, Any]:
+            doc: dict[str, Any] = reply.body
+            if error_code_of(doc, key) is None:
+                raise bad_reply(NAME, "the portal", what, f"has no {key!r}")
             rule = self._rule(doc)
             if rule.kind == "retryable":
                 raise RetryableError(
@@ -144,7 +110,8 @@ class NpspClient:
                 )
             return doc
 
-        return await self.policy.call(once)
+        request = Request(what, path, body=body, personal=collect(body, self._personal))
+        return await self.outbound.call(request, read)
 
     def _rule(self, doc: dict[str, Any]) -> ErrorRule:
         code = error_code_of(doc, self.mapping.body["error_code"])

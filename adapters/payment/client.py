@@ -1,10 +1,7 @@
-"""The payment gateway's client: httpx underneath, hub errors on top.
-
-Transport failures are translated here, at the boundary: connection refused, timeouts, 5xx and
-429 are ``RetryableError`` (the gateway is down or busy); a 4xx, a reply whose checksum does not
-match or a refusal (MaLoi other than "00") is ``PermanentError``, unless codes.toml marks that
-MaLoi as worth retrying. Every call goes through the adapter's ``CallPolicy``.
-"""
+"""The payment gateway's client over the hub's transport (``hub.transport``: failures, masking,
+call policy and metrics). What is the gateway's own is read here: a reply breaking its contract
+or whose MaXacThuc does not match is ``PermanentError``, and a refusal (MaLoi other than "00")
+too, unless codes.toml marks that MaLoi as worth retrying."""
 
 from __future__ import annotations
 
@@ -14,12 +11,12 @@ from typing import Any
 import httpx
 
 from adapters.payment import checksum, contract
-from adapters.payment.config import ORIGIN, PaymentConfig
+from adapters.payment.config import NAME, ORIGIN, PaymentConfig
 from adapters.payment.mapping import PaymentMapping
 from hub.errors import PermanentError, RetryableError
-from hub.httpcall import request_json
 from hub.outbound import CallPolicy
-from hub.privacy import scrub
+from hub.privacy import collect
+from hub.transport import HttpTransport, Outbound, Reply, Request, Said
 
 
 class PaymentClient:
@@ -33,35 +30,38 @@ class PaymentClient:
         policy: CallPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.mapping = mapping
+        self.cfg, self.mapping, self.schemas_dir = cfg, mapping, schemas_dir
         self._secret = secret
-        self.schemas_dir = schemas_dir
-        self.policy = policy or CallPolicy("payment", cfg.policy)
-        self._http = httpx.AsyncClient(
-            base_url=cfg.base_url,
-            timeout=httpx.Timeout(cfg.policy.timeout),
-            transport=transport,
-            headers={"Accept": "application/json"},
+        r = mapping.receipt
+        self._personal = {r["payer_name"], r["payer_id"], r["payer_address"]}
+        self.outbound = Outbound(
+            HttpTransport(NAME, "the payment gateway", base_url=cfg.base_url,
+                          timeout=cfg.policy.timeout, explain=self._explain, transport=transport),
+            policy or CallPolicy(NAME, cfg.policy),
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.outbound.aclose()
 
     async def init(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send INIT; the verified reply of an accepted request (it carries the payment URL)."""
-        reply = await self.policy.call(lambda: self._exchange(self.cfg.init_path, message, "init"))
-        return reply
+        return await self._call(self.cfg.init_path, message, "init")
 
     async def query(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send QUERY; the verified reply (TrangThaiGD says paid, pending or failed)."""
-        reply = await self.policy.call(
-            lambda: self._exchange(self.cfg.query_path, message, "query")
-        )
-        return reply
+        return await self._call(self.cfg.query_path, message, "query")
 
-    async def _exchange(self, path: str, message: dict[str, Any], kind: str) -> dict[str, Any]:
-        reply = await self._post(path, message)
+    async def _call(self, path: str, message: dict[str, Any], kind: str) -> dict[str, Any]:
+        request = Request(kind.upper(), path, body=message,
+                          personal=collect(message, self._personal))
+        return await self.outbound.call(request, lambda reply: self._read(reply, message, kind))
+
+    def _explain(self, doc: dict[str, Any]) -> Said | None:
+        detail = doc.get(self.mapping.reply["error_text"])
+        return Said(f"MaLoi {doc.get('MaLoi')}: {detail}", "MaLoi") if "MaLoi" in doc else None
+
+    def _read(self, answer: Reply, message: dict[str, Any], kind: str) -> dict[str, Any]:
+        reply: dict[str, Any] = answer.body
         contract.check(
             self.schemas_dir, f"{kind}-reply", reply, PermanentError, "system.bad_reply", ORIGIN
         )
@@ -71,26 +71,16 @@ class PaymentClient:
                 "MaXacThuc that does not match; the reply is not trusted. Check that the shared "
                 f"secret ({self.cfg.secret_env}) and mappings/payment/checksums.toml "
                 f"[{kind}_reply] agree with the gateway's",
-                code="system.bad_checksum",
-                field="MaXacThuc",
-                origin=ORIGIN,
+                code="system.bad_checksum", field="MaXacThuc", origin=ORIGIN,
             )
         code = str(reply["MaLoi"])
-        if code != "00":
-            known = self.mapping.error(code)
-            meaning = known.meaning if known else "not listed in mappings/payment/codes.toml"
-            detail = reply.get(self.mapping.reply["error_text"])
-            text = (
-                f"the gateway refused {kind.upper()} for {message.get('MaThamChieu')!r}: MaLoi "
-                f"{code} ({meaning})" + (f": {scrub(str(detail))}" if detail else "")
-            )
-            if known is not None and known.retry:
-                raise RetryableError(text, code="system.busy", field="MaLoi", origin=ORIGIN)
-            raise PermanentError(text, code="system.rejected", field="MaLoi", origin=ORIGIN)
-        return reply
-
-    async def _post(self, path: str, message: dict[str, Any]) -> dict[str, Any]:
-        return await request_json(
-            self._http, "POST", path, system="the payment gateway", origin=ORIGIN,
-            json_body=message,
-        )
+        if code == "00":
+            return reply
+        known = self.mapping.error(code)
+        meaning = known.meaning if known else "not listed in mappings/payment/codes.toml"
+        detail = reply.get(self.mapping.reply["error_text"])
+        text = (f"the gateway refused {kind.upper()} for {message.get('MaThamChieu')!r}: MaLoi "
+                f"{code} ({meaning})" + (f": {detail}" if detail else ""))
+        if known is not None and known.retry:
+            raise RetryableError(text, code="system.busy", field="MaLoi", origin=ORIGIN)
+        raise PermanentError(text, code="system.rejected", field="MaLoi", origin=ORIGIN)

@@ -1,5 +1,6 @@
-"""The population database's errors -> the hub's error classes, driven by
-``mappings/population/faults.toml``.
+"""The population database's SOAP faults -> the hub's error classes, driven by
+``mappings/population/faults.toml``. Its HTTP answers that are not SOAP are translated as every
+system's are (``hub.transport``).
 
 Fault strings and details are the system's words and may echo the request; they are scrubbed
 (identity numbers masked) before they reach an error message.
@@ -36,7 +37,6 @@ class Rule:
 class FaultTable:
     codes: dict[str, Rule]  # MaLoi -> rule
     faultcodes: dict[str, Rule]  # "Client" / "Server" / "other" -> rule
-    http: dict[int, Rule]
 
     def for_fault(self, faultcode: str | None, detail: Any, faultstring: str | None) -> HubError:
         """The error for a SOAP fault: by the system's MaLoi, else by the faultcode class."""
@@ -54,15 +54,6 @@ class FaultTable:
         if rule.reason:
             message += f" ({rule.reason})"
         return _error(rule, message, field="MaLoi" if system_code else "faultcode")
-
-    def for_http(self, status: int) -> HubError:
-        """The error for an HTTP reply that is not SOAP (a gateway page, an auth challenge)."""
-        rule = self.http.get(status)
-        if rule is None:
-            rule = (Rule("retryable", "system.unavailable") if status >= 500
-                    else Rule("permanent", "system.rejected"))
-        return _error(rule, f"the population database answered HTTP {status} without a "
-                            "SOAP envelope", field="status")
 
 
 def _error(rule: Rule, message: str, field: str) -> HubError:
@@ -102,12 +93,7 @@ def parse_faults(raw: dict[str, Any]) -> FaultTable:
     if "other" not in faultcodes:
         raise ConfigError("needs an 'other' entry for faultcodes outside Client and Server",
                           field=f"{FILE} [faultcode]")
-    http: dict[int, Rule] = {}
-    for key, value in _section(raw, "http").items():
-        if not str(key).isdigit():
-            raise ConfigError(f"{key!r} is not an HTTP status", field=f"{FILE} [http.{key}]")
-        http[int(key)] = _rule(value, f"[http.{key}]")
-    return FaultTable(codes=codes, faultcodes=faultcodes, http=http)
+    return FaultTable(codes=codes, faultcodes=faultcodes)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

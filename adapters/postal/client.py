@@ -1,26 +1,35 @@
-"""The postal service's client: httpx underneath, hub errors on top.
-
-Transport failures are translated here, at the boundary: connection refused, timeouts, 5xx and
-429 are ``RetryableError``; a 4xx is ``PermanentError``. What a reply's Status means is the
-worker's business (mappings/postal/statuses.toml). Every call goes through the adapter's
-``CallPolicy``.
-"""
+"""The postal service's client over the hub's transport (``hub.transport``: failures, masking,
+call policy and metrics). What is the service's own is read here: a reply breaking its
+contract is ``PermanentError``; an order's Status is looked up in
+``mappings/postal/statuses.toml`` (busy: retried, refused: permanent; a used waybill is the
+worker's to handle)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from adapters.postal import contract, translate
-from adapters.postal.config import ORIGIN, PostalConfig
+from adapters.postal.config import NAME, ORIGIN, PostalConfig
 from adapters.postal.mapping import PostalMapping
 from adapters.postal.translate import TrackItem
 from hub.errors import PermanentError, RetryableError, ValidationError
-from hub.httpcall import request_json
 from hub.outbound import CallPolicy
-from hub.privacy import scrub
+from hub.privacy import collect, mask
+from hub.transport import HttpTransport, Outbound, Reply, Request, Said
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The service's answer to an order: its Status, the outcome statuses.toml gives it and a
+    sentence for logs and errors (the service's words masked)."""
+
+    status: str
+    outcome: str
+    text: str
 
 
 class PostalClient:
@@ -33,35 +42,52 @@ class PostalClient:
         policy: CallPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.mapping = mapping
-        self.schemas_dir = schemas_dir
-        self.policy = policy or CallPolicy("postal", cfg.policy)
-        headers = {"Accept": "application/json"}
+        self.cfg, self.mapping, self.schemas_dir = cfg, mapping, schemas_dir
         token = cfg.api_token()
-        if token:
-            headers[cfg.api_token_header] = token
-        self._http = httpx.AsyncClient(
-            base_url=cfg.base_url,
-            timeout=httpx.Timeout(cfg.policy.timeout),
-            transport=transport,
-            headers=headers,
+        self.outbound = Outbound(
+            HttpTransport(
+                NAME, "the postal service", base_url=cfg.base_url, timeout=cfg.policy.timeout,
+                headers={cfg.api_token_header: token} if token else None,
+                explain=self._explain, transport=transport,
+                auth_hint=f"the API token in {cfg.api_token_env or '(api_token_env is unset)'}",
+            ),
+            policy or CallPolicy(NAME, cfg.policy),
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.outbound.aclose()
 
-    async def create_order(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send the order; the reply, whatever its Status (the caller maps it)."""
+    def _explain(self, doc: dict[str, Any]) -> Said | None:
+        r = self.mapping.reply
+        return Said(f"Status {doc.get(r['status'])}: {doc.get(r['message'], '')}", r["status"])
 
-        async def once() -> dict[str, Any]:
-            reply = await self._call("POST", self.cfg.create_path, json_body=message)
-            contract.check(
-                self.schemas_dir, "order-reply", reply, PermanentError, "system.bad_reply", ORIGIN
-            )
-            return reply
+    def _status(self, reply: dict[str, Any], what: str, personal: tuple[str, ...]) -> Answer:
+        r = self.mapping.reply
+        status = str(reply[r["status"]])
+        known = self.mapping.order_statuses.get(status)
+        outcome = known.outcome if known else "rejected"
+        text = (f"the postal service answered Status {status} "
+                f"({known.meaning if known else 'not in mappings/postal/statuses.toml'}) to "
+                f"{what}: {mask(str(reply.get(r['message'], '')), personal)}")
+        if outcome == "retry":
+            raise RetryableError(text, code="system.busy", field=r["status"], origin=ORIGIN)
+        if outcome == "rejected":
+            raise PermanentError(text, code="system.rejected", field=r["status"], origin=ORIGIN)
+        return Answer(status, outcome, text)
 
-        return await self.policy.call(once)
+    async def create_order(self, message: dict[str, Any]) -> Answer:
+        """Send the order; the service's answer unless it is busy or refused the order."""
+        o, p = self.mapping.order, self.mapping.party
+        what = f"order {message[o['order_number']]!r} waybill {message[o['waybill']]}"
+        personal = collect(message, {p["name"], p["address"], p["phone"], p["email"]})
+
+        def read(answer: Reply) -> Answer:
+            contract.check(self.schemas_dir, "order-reply", answer.body, PermanentError,
+                           "system.bad_reply", ORIGIN)
+            return self._status(answer.body, what, personal)
+
+        request = Request("create-order", self.cfg.create_path, body=message, personal=personal)
+        return await self.outbound.call(request, read)
 
     async def tracking(self, order_number: str) -> list[TrackItem]:
         """Every tracking entry of an order, all pages read."""
@@ -69,66 +95,28 @@ class PostalClient:
         items: list[TrackItem] = []
         page, total = 1, 1
         while page <= total and page <= self.cfg.max_pages:
-            params = {
-                t["order_number"]: order_number,
-                t["page"]: page,
-                t["page_size"]: self.cfg.page_size,
-            }
-
-            async def once(params: dict[str, Any] = params) -> dict[str, Any]:
-                return await self._call("GET", self.cfg.tracking_path, params=params)
-
-            reply = await self.policy.call(once)
-            contract.check(
-                self.schemas_dir,
-                "tracking-reply",
-                reply,
-                PermanentError,
-                "system.bad_reply",
-                ORIGIN,
-            )
-            status = str(reply[r["status"]])
-            known = self.mapping.order_statuses.get(status)
-            if known is None or known.outcome != "accepted":
-                text = f"{status} ({known.meaning if known else 'unknown status'})"
-                error = (
-                    RetryableError
-                    if known is not None and known.outcome == "retry"
-                    else (PermanentError)
-                )
-                raise error(
-                    f"the postal service refused tracking of order {order_number!r}: {text}: "
-                    f"{scrub(str(reply.get(r['message'], '')))}",
-                    code="system.rejected" if error is PermanentError else "system.busy",
-                    field=r["status"],
-                    origin=ORIGIN,
-                )
+            params = {t["order_number"]: order_number, t["page"]: page,
+                      t["page_size"]: self.cfg.page_size}
+            reply = (await self.outbound.send(Request(
+                "tracking", self.cfg.tracking_path, method="GET", params=params))).body
+            contract.check(self.schemas_dir, "tracking-reply", reply, PermanentError,
+                           "system.bad_reply", ORIGIN)
+            if self._status(reply, f"tracking of order {order_number!r}", ()).outcome != (
+                    "accepted"):
+                raise PermanentError(
+                    f"the postal service answered the tracking of order {order_number!r} with "
+                    f"Status {reply[r['status']]}, which is no answer to a tracking request",
+                    code="system.rejected", field=r["status"], origin=ORIGIN)
             data = reply.get(r["data"]) or {}
             total = int(data.get(t["total_pages"], 1) or 0)
             for i, doc in enumerate(data.get(t["items"], [])):
                 try:
-                    items.append(
-                        translate.track_item(doc, self.mapping, f"Items.{i}", order_number)
-                    )
+                    items.append(translate.track_item(doc, self.mapping, f"Items.{i}",
+                                                      order_number))
                 except ValidationError as exc:
                     raise PermanentError(
                         f"page {page} of the tracking of {order_number!r}: {exc.message}",
-                        code="system.bad_reply",
-                        field=exc.field,
-                        origin=ORIGIN,
+                        code="system.bad_reply", field=exc.field, origin=ORIGIN,
                     ) from None
             page += 1
         return items
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json_body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return await request_json(
-            self._http, method, path, system="the postal service", origin=ORIGIN,
-            json_body=json_body, params=params,
-        )

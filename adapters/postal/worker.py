@@ -19,9 +19,9 @@ from adapters.postal.runtime import PostalRuntime
 from adapters.postal.tracking import tracking_envelope
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
-from hub.errors import InvalidMessage, PermanentError, RetryableError, ValidationError
+from hub.errors import InvalidMessage, RetryableError, ValidationError
 from hub.model import PostalPickup, parse_event_data
-from hub.privacy import initials, mask_identity, scrub
+from hub.privacy import initials, mask_identity
 
 log = logging.getLogger(__name__)
 
@@ -109,34 +109,23 @@ class PostalWorker:
             initials(pickup.receiver.name),
             mask_identity(pickup.receiver.phone),
         )
-        reply = await self.client.create_order(message)
-        status = str(reply[rt.mapping.reply["status"]])
-        meaning = rt.mapping.order_statuses.get(status)
-        outcome = meaning.outcome if meaning else "rejected"
-        said = scrub(str(reply.get(rt.mapping.reply["message"], "")))
-        text = (
-            f"the postal service answered Status {status} "
-            f"({meaning.meaning if meaning else 'not in mappings/postal/statuses.toml'}) to "
-            f"order {number!r} waybill {order.waybill}: {said}"
-        )
-        if outcome == "waybill_used":
-            await asyncio.to_thread(pool.burn, rt.engine, order.waybill, text, now)
+        answer = await self.client.create_order(message)
+        if answer.outcome == "waybill_used":
+            await asyncio.to_thread(pool.burn, rt.engine, order.waybill, answer.text, now)
             await asyncio.to_thread(orders.drop, rt.engine, order.waybill)
             raise RetryableError(
-                f"{text}; the number is burned and the order will be retried with a fresh one",
+                f"{answer.text}; the number is burned and the order will be retried with a "
+                "fresh one",
                 code="system.waybill_used",
                 field="ItemCode",
                 origin=ORIGIN,
             )
-        if outcome == "retry":
-            raise RetryableError(text, code="system.busy", field="Status", origin=ORIGIN)
-        if outcome == "rejected":
-            raise PermanentError(text, code="system.rejected", field="Status", origin=ORIGIN)
 
         # Wire times have whole seconds: so does this one, so that the service's own first
         # entries (same second) compare equal, not newer.
         at = now.replace(microsecond=0)
-        item = translate.TrackItem(order.waybill, REGISTERED, at, f"Status {status}", number)
+        item = translate.TrackItem(order.waybill, REGISTERED, at, f"Status {answer.status}",
+                                   number)
         registered = tracking_envelope(rt, order, item)
         stored = await asyncio.to_thread(
             orders.register, rt.engine, order, registered, REGISTERED, at, now

@@ -1,8 +1,9 @@
-"""The client of a provincial one-stop system: deliver a dossier, and translate every failure
-into the hub's error classes at this boundary.
+"""The client of a provincial one-stop system over the hub's transport (``hub.transport``:
+failures, masking, call policy and metrics): deliver a dossier, and read the province's answer.
 
 Each province's system is its own destination: one ``CallPolicy`` (breaker, limiter) per base
-URL, so one province being down does not stop deliveries to the others.
+URL, so one province being down does not stop deliveries to the others; the connection pool is
+shared.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
-
 from adapters.provincial.config import ProvincialConfig
 from adapters.provincial.mapping import ProvincialMapping
-from hub.errors import PermanentError, RetryableError
+from hub.errors import PermanentError
 from hub.outbound import CallPolicy
+from hub.privacy import collect
+from hub.transport import HttpTransport, Outbound, Reply, Request, Said
 
 NAME = "provincial"
 ORIGIN = f"system:{NAME}"
@@ -23,35 +24,26 @@ log = logging.getLogger(__name__)
 
 
 class ProvincialClient:
-    def __init__(
-        self,
-        config: ProvincialConfig,
-        mapping: ProvincialMapping,
-        *,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
+    def __init__(self, config: ProvincialConfig, mapping: ProvincialMapping) -> None:
         self.config = config
         self.mapping = mapping
-        self._http = http
-        self._policies: dict[str, CallPolicy] = {}
+        self._transport = HttpTransport(
+            NAME, "the province", timeout=config.policy.timeout, explain=self._explain,
+            auth_hint=f"the API key in {config.api_key_env}",
+        )
+        self._outbound: dict[str, Outbound] = {}
+        a = mapping.applicant
+        self._personal = {a[k] for k in ("identity_number", "name", "birth_date", "address",
+                                         "phone", "email") if k in a}
 
-    def policy(self, base_url: str) -> CallPolicy:
-        if base_url not in self._policies:
-            self._policies[base_url] = CallPolicy(NAME, self.config.policy)
-        return self._policies[base_url]
-
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.config.policy.timeout),
-                headers={"Accept": "application/json"},
-            )
-        return self._http
+    def _to(self, base_url: str) -> Outbound:
+        if base_url not in self._outbound:
+            self._outbound[base_url] = Outbound(self._transport,
+                                                CallPolicy(NAME, self.config.policy))
+        return self._outbound[base_url]
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._transport.aclose()
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -63,76 +55,29 @@ class ProvincialClient:
             headers["Idempotency-Key"] = idempotency_key
         return headers
 
-    def _refusal(self, response: httpx.Response, dossier_code: str) -> PermanentError:
+    def _explain(self, doc: dict[str, Any]) -> Said:
         r = self.mapping.reply
-        try:
-            doc = response.json()
-        except ValueError:
-            doc = None
-        if not isinstance(doc, dict):
-            return PermanentError(
-                f"the province refused dossier {dossier_code} with HTTP {response.status_code}: "
-                f"{response.text[:200]!r}",
-                code="system.rejected", origin=ORIGIN,
-            )
-        message = str(doc.get(r["message"]) or "no message")
         field = doc.get(r["field"])
-        hint = ""
-        if response.status_code in (401, 403):
-            hint = f"; check the API key in {self.config.api_key_env}"
-        return PermanentError(
-            f"the province refused dossier {dossier_code} (HTTP {response.status_code}, "
-            f"{r['code']} {doc.get(r['code'])!r}): {message}{hint}",
-            code="system.rejected", origin=ORIGIN,
-            field=str(field) if field else None,
-        )
+        return Said(f"{r['code']} {doc.get(r['code'])!r}: {doc.get(r['message']) or 'no message'}",
+                    str(field) if field else None)
+
+    def _read(self, reply: Reply) -> dict[str, Any]:
+        doc: dict[str, Any] = reply.body
+        # Some systems answer 200 with an error code in the body.
+        if str(doc.get(self.mapping.reply["code"])) != self.mapping.reply_ok:
+            said = self._explain(doc)
+            raise PermanentError(
+                f"the province refused the dossier (HTTP {reply.status}, {said.text})",
+                code="system.rejected", origin=ORIGIN, field=said.field,
+            )
+        return doc
 
     async def deliver(
         self, document: dict[str, Any], base_url: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """POST a dossier (already in the province's format). Returns the province's reply."""
-        url = base_url + self.config.submit_path
-        code = str(document.get(self.mapping.dossier["code"], "?"))
-        r = self.mapping.reply
-
-        async def once() -> dict[str, Any]:
-            try:
-                response = await self._client().post(
-                    url, json=document, headers=self._headers(idempotency_key)
-                )
-            except httpx.TimeoutException:
-                raise RetryableError(
-                    f"the province at {base_url} did not answer within "
-                    f"{self.config.policy.timeout}s",
-                    code="system.timeout", origin=ORIGIN,
-                ) from None
-            except httpx.TransportError as exc:
-                raise RetryableError(
-                    f"the province cannot be reached at {url}: {type(exc).__name__}: {exc}",
-                    code="system.unavailable", origin=ORIGIN,
-                ) from None
-            status = response.status_code
-            if status >= 500 or status in (408, 429):
-                raise RetryableError(
-                    f"the province at {base_url} answered HTTP {status}; it is unavailable or "
-                    "overloaded, the delivery will be retried",
-                    code="system.unavailable", origin=ORIGIN,
-                )
-            if status >= 400:
-                raise self._refusal(response, code)
-            try:
-                doc = response.json()
-            except ValueError:
-                doc = None
-            if not isinstance(doc, dict):
-                raise RetryableError(
-                    f"the province's reply to dossier {code} is not a JSON object: "
-                    f"{response.text[:120]!r}",
-                    code="system.bad_reply", origin=ORIGIN,
-                )
-            # Some systems answer 200 with an error code in the body.
-            if str(doc.get(r["code"])) != self.mapping.reply_ok:
-                raise self._refusal(response, code)
-            return doc
-
-        return await self.policy(base_url).call(once)
+        request = Request(
+            "submit", base_url + self.config.submit_path, body=document,
+            headers=self._headers(idempotency_key), personal=collect(document, self._personal),
+        )
+        return await self._to(base_url).call(request, self._read)

@@ -244,8 +244,9 @@ def test_the_same_relay_recovers_from_an_unreachable_broker_and_a_cut(
     wait_for(lambda: gate.refused >= 2, message="the relay trying the dead port")
     ready = hub.http.get("/readyz")
     assert ready.status_code == 503, ready.text
-    assert ready.json() == {"status": "not ready",
-                            "checks": {"store": "ok", "broker": "not connected"}}
+    assert ready.json()["status"] == "not ready"
+    assert {k: ready.json()["checks"][k] for k in ("store", "broker")} == {
+        "store": "ok", "broker": "not connected"}
     accepted = []
     for _ in range(5):
         answer = hub.submit(dossier(new_code()))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,9 +32,9 @@ from hub.envelope import Envelope
 from hub.runtime import queue_verifier
 from hub.settings import Settings
 from hub.signing import Signer, generate
-from hub.store import Store
 from hub.store.tables import operator_sessions
 from hub.testing.broker import delete_queues, read_all, sample_envelope
+from hub.testing.store import scratch_url
 
 PASSWORD = "correct horse battery"
 CITIZEN_ID = "001090012345"
@@ -60,9 +59,16 @@ def parked_row(settings: Settings, env: Envelope, signer: Signer, *, code: str,
 
 
 @pytest.fixture
-def console(settings: Settings, store_url: str, keys: Keys,
+def console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path,
             make_hub: Callable[..., Hub]) -> Iterator[tuple[Hub, Topology, Signer]]:
     keys.hub.save(settings.keys_dir, overwrite=True)
+    # A database of its own: counts and operators' names are the test's alone.
+    with scratch_url(store_url, tmp_path) as url:
+        yield from _console(settings, url, keys, make_hub)
+
+
+def _console(settings: Settings, store_url: str, keys: Keys,
+             make_hub: Callable[..., Hub]) -> Iterator[tuple[Hub, Topology, Signer]]:
     hub = make_hub(store_url, settings=settings)
     accounts = Accounts(hub.store)
     accounts.add("ana", PASSWORD, "operator")

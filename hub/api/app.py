@@ -171,7 +171,7 @@ def create_app(
     # The operator console: its API (/v1/console) and pages (/console), hub.console.
     from hub.console.app import mount as mount_console
 
-    mount_console(app, settings, store, signer)
+    mount_console(app, settings, store, signer, registry=metrics.registry)
     app.state.hub = ctx
     app.state.relay = outbox_relay
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]

@@ -312,15 +312,21 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return JSONResponse({"status": "ok"})
 
     @router.get("/readyz", tags=["operations"],
-                summary="The store and the broker are reachable", openapi_extra=_OPEN,
+                summary="The store and the broker are reachable (and what operators watch: the "
+                "keeper, circuits, certificates)", openapi_extra=_OPEN,
                 responses={200: {"description": "ready", **json_body("readiness")},
                            503: {"description": "not ready: a check says what is wrong",
                                  **json_body("readiness")},
                            405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         checks = {"store": await asyncio.to_thread(_store_check, ctx.store),
                   "broker": "ok" if ctx.broker_ready() else "not connected"}
         ready = all(v == "ok" for v in checks.values())
+        # Checks that inform operators without taking this process out of service: the
+        # dead-letter keeper, each circuit, each certificate (hub.console.health).
+        extra = getattr(request.app.state, "readiness_extra", None)
+        if extra is not None:
+            checks.update(await asyncio.to_thread(extra))
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 

@@ -8,9 +8,11 @@ import asyncio
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from hub.broker.messages import Outgoing
 from hub.console.accounts import Accounts
+from hub.console.health import BrokerView, PipelineCollector, extra_checks
 from hub.console.service import ConsoleService
 from hub.console.web import Console, api_router, dead_letters_last_hour, page_router
 from hub.store import Store
@@ -73,8 +75,15 @@ def alerts_of(settings: Any, service: ConsoleService) -> dict[str, Any]:
             "last_hour": dead_letters_last_hour(service)}
 
 
-def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None) -> Console:
+def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None,
+          registry: CollectorRegistry | None = None) -> Console:
+    """Add the console's routes to ``app``, its pipeline metrics to ``registry`` (the app's)
+    and, as ``app.state.readiness_extra``, the checks /readyz adds to its own."""
     service = build_service(settings, store, signer)
+    view = BrokerView(settings, service.topology)
+    if registry is not None:
+        registry.register(PipelineCollector(settings, store, view))
+    app.state.readiness_extra = lambda: extra_checks(settings, view)
     console = Console(service, Accounts(store, settings.console_session_ttl),
                       secure_cookies=settings.public_url.startswith("https://"))
     names = sorted(d.name for d in service.topology.destinations) if service.topology else []

@@ -1,0 +1,90 @@
+"""What operators watch, through the hub's app and RabbitMQ: /readyz names the keeper, every
+circuit of the process and every certificate (warnings that inform, the status still decided
+by store and broker), and /metrics covers the pipeline: dead letters parked by reason and the
+oldest one's age, queue depths and consumers, circuits, certificates, the alert thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+from conftest import wait_for
+from prometheus_client.parser import text_string_to_metric_families
+from test_api_support import Hub, Keys, keys_fixture, make_hub_fixture  # noqa: F401
+from test_console_api import dossier_env, parked_row
+
+from hub.broker import declare
+from hub.broker.destinations import discover_destinations
+from hub.broker.topology import Topology
+from hub.console.keeper import Keeper
+from hub.outbound import CallPolicy, PolicyConfig
+from hub.settings import Settings
+from hub.signing import TrustStore, generate
+from hub.testing.broker import delete_queues
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_readiness_and_metrics_for_operators(settings: Settings, keys: Keys,
+                                             make_hub: Callable[..., Hub]) -> None:
+    settings = settings.model_copy(update={"alert_certificate_days": 30.0,
+                                           "alert_dead_letters_per_hour": 7})
+    expiring = generate("VN:GOV:000.00.00.H56:postal", days=3)
+    TrustStore(settings.trust_dir).add(expiring.certificate_pem())
+    topology = Topology.from_settings(settings, discover_destinations()[0])
+    declare.apply(topology, settings.broker_urls)
+    hub = make_hub(settings=settings)
+    sender = keys.signer(keys.client)
+    with hub.store.begin() as tx:
+        tx.dead_letter_add(**parked_row(settings, dossier_env(51), sender,
+                                        code="system.rejected", reason="no"))
+    # A circuit of this process, opened by failures.
+    policy = CallPolicy("portal-x", PolicyConfig(breaker_failures=2, breaker_reset=600))
+    policy.breaker.failure()
+    policy.breaker.failure()
+    try:
+        ready = hub.http.get("/readyz")
+        checks = ready.json()["checks"]
+        assert checks["keeper"].startswith("warning: no keeper consumes")
+        assert checks["circuit:portal-x"].startswith("warning: circuit open after 2")
+        assert checks["certificate:VN:GOV:000.00.00.H56:postal"].startswith(
+            "warning: expires in")
+        assert ready.status_code == 200 or checks["broker"] != "ok"  # warnings do not decide
+        text = hub.http.get("/metrics").text
+        got = samples(text)
+        assert got[("lienthong_dead_letters_parked", (("kind", "refused"),))] == 1.0
+        assert got[("lienthong_dead_letters_last_hour", ())] == 1.0
+        assert got[("lienthong_alert_threshold", (("alert", "dead_letters_per_hour"),))] == 7
+        assert got[("lienthong_circuit_state", (("destination", "portal-x"),))] == 2.0
+        dead = (("queue", topology.names.dead), ("role", "dead"))
+        assert got[("lienthong_queue_messages", dead)] == 0.0
+        assert got[("lienthong_queue_consumers", dead)] == 0.0
+        days = got[("lienthong_certificate_expiry_seconds",
+                    (("system", "VN:GOV:000.00.00.H56:postal"),))] / 86400
+        assert 2 < days <= 3
+
+        # With a keeper consuming, the check says so (the broker view is cached briefly).
+        stop = threading.Event()
+        keeper = Keeper(settings, hub.store)
+
+        async def run_keeper() -> None:
+            keeper.start()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            await keeper.stop()
+
+        thread = threading.Thread(target=asyncio.run, args=(run_keeper(),))
+        thread.start()
+        try:
+            wait_for(lambda: hub.http.get("/readyz").json()["checks"]["keeper"] == "ok",
+                     timeout=20, message="keeper seen by /readyz")
+        finally:
+            stop.set()
+            thread.join(10)
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert policy.breaker.state == "open"  # alive until here: circuits are held weakly

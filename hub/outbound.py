@@ -30,7 +30,6 @@ from tenacity import (
 )
 
 from hub import circuits
-from hub import circuits
 from hub.errors import HubError, RetryableError
 
 T = TypeVar("T")
@@ -153,7 +152,6 @@ class CallPolicy:
         self.name = name
         self.config = config or PolicyConfig()
         self.breaker = CircuitBreaker(self.config.breaker_failures, self.config.breaker_reset)
-        circuits.register(name, self.breaker)  # readiness and metrics (hub.circuits)
         circuits.register(name, self.breaker)  # readiness and metrics (hub.circuits)
         self.limiter = (
             TokenBucket(self.config.rate_per_second, self.config.burst)

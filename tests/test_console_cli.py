@@ -23,15 +23,22 @@ from hub.signing import Signer, generate
 from hub.store import Store
 from hub.store.tables import operators
 from hub.testing.broker import delete_queues, read_all
+from hub.testing.store import scratch_url
 
 
 @pytest.fixture
-def env(settings: Settings, store_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def scratch(store_url: str, tmp_path: Path) -> Iterator[str]:
+    with scratch_url(store_url, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def env(settings: Settings, scratch: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     installed, _ = discover_destinations()
     topology = Topology.from_settings(settings, installed)
     declare.apply(topology, settings.broker_urls)
     try:
-        yield {"LIENTHONG_DATA_DIR": str(tmp_path), "LIENTHONG_STORE_URL": store_url,
+        yield {"LIENTHONG_DATA_DIR": str(tmp_path), "LIENTHONG_STORE_URL": scratch,
                "LIENTHONG_AMQP_URL": settings.amqp_url,
                "LIENTHONG_NAME_PREFIX": settings.name_prefix,
                "LIENTHONG_OPERATOR_PASSWORD": PASSWORD}
@@ -45,12 +52,12 @@ def run(env: dict[str, str], *args: str) -> str:
     return result.output
 
 
-def test_operators_add_list_disable_reset(env: dict[str, str], store_url: str) -> None:
+def test_operators_add_list_disable_reset(env: dict[str, str], scratch: str) -> None:
     run(env, "operators", "add", "ana", "--role", "operator")
     short = CliRunner().invoke(cli, ["operators", "add", "bob", "--password", "short"], env=env)
     assert short.exit_code == 2 and "at least 12" in short.output
     assert "ana\toperator\tenabled" in run(env, "operators", "list")
-    with Store.open(store_url) as store, store.engine.connect() as conn:
+    with Store.open(scratch) as store, store.engine.connect() as conn:
         stored = conn.execute(select(operators.c.password_hash)).scalar_one()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
     run(env, "operators", "disable", "ana")
@@ -62,13 +69,13 @@ def test_operators_add_list_disable_reset(env: dict[str, str], store_url: str) -
 
 
 def test_list_show_bulk_replay_with_progress_and_discard(
-        env: dict[str, str], settings: Settings, store_url: str) -> None:
+        env: dict[str, str], settings: Settings, scratch: str) -> None:
     run(env, "operators", "add", "ana", "--role", "operator")
     sender = generate("VN:GOV:000.00.00.H56:igate")
     assert sender.certificate is not None
     signer = Signer(sender.private_key, sender.certificate)
     envs = [dossier_env(i) for i in (41, 42, 43)]
-    with Store.open(store_url) as store, store.begin() as tx:
+    with Store.open(scratch) as store, store.begin() as tx:
         ids = [tx.dead_letter_add(**parked_row(settings, e, signer, code="system.rejected",
                                                reason="no")) for e in envs]
     listed = json.loads(run(env, "console", "list", "-u", "ana", "--json"))

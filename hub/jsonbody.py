@@ -24,12 +24,11 @@ so: JSON Schema sees the value only, but an amount must be written in plain digi
 canonical model (``hub.model``) refuses an exponent there.
 
 The checks cost next to nothing on an ordinary body, which the throughput of the intake
-depends on (about a microsecond on a 2 KB dossier, over json.loads' eight; the members are
-counted as each object is built, by a hook json's C scanner calls, a tenth of a microsecond
-for a dossier's few objects): the depth is
-measured only when the body holds more brackets than the limit (a body with n brackets cannot
-nest deeper than n), and strings are searched for surrogates only when the body holds an escape
-in the surrogate range (``\\uD800`` to ``\\uDFFF``).
+depends on (docs/performance.md#json-body-checks): the members are counted as each object is
+built, by a hook json's C scanner calls; the depth is measured only when the body holds more
+brackets than the limit (a body with n brackets cannot nest deeper than n), and strings are
+searched for surrogates only when the body holds an escape in the surrogate range
+(``\\uD800`` to ``\\uDFFF``).
 """
 
 from __future__ import annotations
@@ -87,8 +86,8 @@ def parse_json(body: bytes, *, max_depth: int = MAX_DEPTH, what: str = "the body
         # Last resort: the depth is measured below, after parsing, and a body nested deep
         # enough stops the parser's own recursion first.
         _too_deep(what, max_depth)
-    # The filters run in C over the bytes: deleting all but the brackets (about a microsecond
-    # for 2 KB, less than counting each kind); a backslash (memchr: a UTF-8 body from a sender
+    # The filters run in C over the bytes: deleting all but the brackets (cheaper than
+    # counting each kind); a backslash (memchr: a UTF-8 body from a sender
     # that does not escape has none), then an escape in the surrogate range.
     if (len(body) - len(body.translate(None, b"[{")) > max_depth
             and _deeper_than(value, max_depth)):

@@ -127,14 +127,13 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Modules, schemas, keys and routes never die: keep full collections from rescanning
-        # them while requests flow (their pauses set the tail latency).
+        # them while requests flow (their pauses set the tail latency); see
+        # docs/performance.md#frozen-start-up-heap.
         freeze_startup_heap()
-        # The intake writer thread holds the database's write lock (shared by the worker
-        # processes) across about ten statements, and the driver lets go of the GIL around
-        # each: after each it waits for the GIL, up to the switch interval, while the event
-        # loop is busy with requests. At the interpreter's 5 ms a batch could hold the lock for
-        # tens of milliseconds and leave the CPU idle behind it (measured: SOAP intake at 410
-        # to 680 req/s from run to run, against 660 to 730 at 0.5 ms).
+        # The intake writer thread holds the database's write lock across about ten
+        # statements and waits for the GIL after each, up to the switch interval, while the
+        # event loop is busy: a short interval gives it back soon (see
+        # docs/performance.md#switch-interval).
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(settings.switch_interval)
         stop = asyncio.Event()

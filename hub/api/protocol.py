@@ -20,8 +20,7 @@ them to the app). Here:
 Refusals made here are problem JSON (the request may not even have a path yet) and always
 close the connection: what the client sends next cannot be told apart from the rest of the
 refused request. Counting costs a few additions per header field; the timers are armed only
-for a request whose headers or body span several reads, and measured no difference in REST
-intake throughput (see docs/architecture.md).
+for a request whose headers or body span several reads (docs/performance.md#connection-limits).
 """
 
 from __future__ import annotations

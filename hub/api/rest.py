@@ -368,9 +368,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return Response(to_yaml(doc), media_type="application/yaml")
 
     # The intake routes once more as plain ASGI endpoints, placed first so that they answer:
-    # FastAPI's per-request machinery (dependency solving, exit stacks, its request handler)
-    # was a tenth of the event loop's time per intake request (py-spy, under load), for
-    # routes that take nothing but the raw request. The FastAPI routes above describe them in
+    # they take nothing but the raw request, and FastAPI's per-request machinery (dependency
+    # solving, exit stacks, its request handler) is a cost on the event loop they do without
+    # (see docs/performance.md#plain-asgi-routes). The FastAPI routes above describe them in
     # the OpenAPI document; both call the same handlers, and errors reach the same handlers
     # (hub.api.problems) through the app's exception middleware.
     def code_of(handle: Callable[[str, Request], Awaitable[Response]]) -> Handler:

@@ -55,7 +55,7 @@ class Backoff:
 class _CoalescingBuffers(collections.deque):  # type: ignore[type-arg]
     """pika's transport queues every frame separately and writes each with its own send(2): a
     publish is three frames, so three system calls. Joining the frames queued between two
-    writes makes it one call per batch, which roughly halves the CPU cost of a publish. The
+    writes makes it one call per batch (see docs/performance.md#coalesced-frames). The
     transport only appends, pops from the left and puts back the unsent rest of a partial
     write, so keeping the tail as a growing bytearray preserves the byte order."""
 

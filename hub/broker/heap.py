@@ -1,11 +1,11 @@
 """Keeping the garbage collector's full collections short in a long-running worker.
 
 A full (generation 2) collection walks every tracked object in the process: after the imports,
-the keys, the settings and the consumer's tasks are in place that is tens of thousands of
-objects, and the collection stops the event loop for 15-40 ms on a busy machine, long enough to
-set the tail latency of every message in flight. None of those objects will ever be garbage, so
-moving them out of the collector's sight once the worker is set up makes later full collections
-walk only what the worker allocated since.
+the keys, the settings and the consumer's tasks are in place that is most of the process's
+objects, and the collection stops the event loop while it walks them, long enough to set the
+tail latency of every message in flight. None of those objects will ever be garbage, so moving
+them out of the collector's sight once the worker is set up makes later full collections walk
+only what the worker allocated since. What it spares: docs/performance.md#frozen-start-up-heap.
 """
 
 from __future__ import annotations

@@ -44,10 +44,9 @@ class ReusePortWorkers(Multiprocess):
     listening socket of its own, bound with SO_REUSEPORT to the same address, instead of all
     sharing one. With one shared socket the workers race to accept: a burst of new connections
     (a client's pool opening) goes mostly to whichever worker is idle at that instant, and stays
-    there for the connections' lives; 64 keep-alive connections over 2 workers were seen split
-    15 against 49, one event loop saturated while the other waited. The kernel spreads
-    SO_REUSEPORT connections by a hash of their addresses (seen here: 28-36 at worst over six
-    runs, against 22-42 with the shared socket).
+    there for the connections' lives, one event loop saturated while the other waits. The
+    kernel spreads SO_REUSEPORT connections by a hash of their addresses
+    (docs/performance.md#worker-sockets).
 
     The parent binds each socket and hands it to the worker it starts; it keeps no copy, so a
     dead worker's socket leaves the group and gets no more connections. SO_REUSEPORT would also

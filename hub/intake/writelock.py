@@ -3,7 +3,7 @@
 SQLite has one writer at a time, and a connection that finds the database locked sleeps
 (1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency: the writers of the
 entry points (the intake's writer, the outbox relay, in every worker process) take turns on a
-lock file instead, which wakes the next one at once.
+lock file instead, which wakes the next one at once (docs/performance.md#group-commit).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class Writer:
                 # wait a little for more, so that a batch's fixed cost (the lock, a dozen
                 # statements, the commit's fsync) is shared by more of them. Woken early by a
                 # full queue; not by every job, which would cost a thread switch each. A lone
-                # request waits for nothing.
+                # request waits for nothing. See docs/performance.md#group-commit.
                 self._full.wait(self._linger)
                 self._full.clear()
             batch = [job]

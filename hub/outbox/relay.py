@@ -14,11 +14,11 @@ answering 202) and drains when the publisher has reconnected.
 Hand-off (PostgreSQL): while the relay is connected, the intake of its own process writes rows
 leased to it already (``lease_for_intake``) and hands them over after the commit (``notify``),
 so the relay publishes them without claiming them back: claiming updates every row, body and
-all, and reads it again (measured: the costliest statement of the relay, a tenth of the
-database's time). The rows in memory are only a shortcut: the store has them, leased, and a
-row the relay drops (its queue full, its lease nearly over, the process gone) is claimed by
-the next relay to poll once the lease ends. The relay still claims from the store every
-``poll_interval``, for rows of other processes and leases that ran out.
+all, and reads it again (see docs/performance.md#relay-hand-off). The rows in memory are only
+a shortcut: the store has them, leased, and a row the relay drops (its queue full, its lease
+nearly over, the process gone) is claimed by the next relay to poll once the lease ends. The
+relay still claims from the store every ``poll_interval``, for rows of other processes and
+leases that ran out.
 """
 
 from __future__ import annotations

@@ -6,21 +6,19 @@ SQLAlchemy would apply), and the helpers the few hand-written queries beside the
 Why not ``conn.execute(insert(table), rows)``: SQLAlchemy then calls the driver's
 ``executemany``, which on SQLite steps once per row and releases the GIL around each step. A
 writer thread that shares its process with a busy event loop waits for the GIL again after
-every row, up to the interpreter's switch interval (5 ms by default): about 300 µs a row was
-measured here against 2 µs alone. One statement per batch pays that once. It also spares
-SQLAlchemy's per-row parameter handling, and on PostgreSQL it is one round trip (psycopg's
-pipelined ``executemany`` waited on the server twice as often, measured here).
+every row, up to the interpreter's switch interval. One statement per batch pays that once. It
+also spares SQLAlchemy's per-row parameter handling, and on PostgreSQL it is one round trip.
 
-Building and compiling a Core statement costs 100 to 300 µs a call (cache key included);
-``exec_driver_sql`` with a ready string costs about 15: a batch runs about ten statements, so
-that is most of a small batch's cost.
+Building and compiling a Core statement costs far more than ``exec_driver_sql`` with a ready
+string, and a batch runs about ten statements.
 
 On PostgreSQL the rows go as one array per column (``INSERT ... SELECT * FROM unnest(%s::type[],
 ...)``): the statement has as many parameters as the table has columns, whatever the rows.
 psycopg converts a query's ``%s`` markers with a regular expression and caches the result only
-for queries of at most 50 parameters; a VALUES list of 64 rows of 11 columns was parsed again
-on every execution, about 2 ms of the writer's CPU each time (measured here: most of what the
-log linker spent). One text for every row count is also one prepared statement on the server.
+for queries of at most 50 parameters, so a VALUES list of many rows would be parsed again on
+every execution. One text for every row count is also one prepared statement on the server.
+
+What each of these spares, and how to measure it again: docs/performance.md#array-sql.
 """
 
 from __future__ import annotations

@@ -15,11 +15,10 @@ from hub.store import messagelog
 log = logging.getLogger(__name__)
 
 
-# Pause after a pass that linked rows. A pass costs about a millisecond of the process's CPU
-# and a few of the database's, whatever its size, under a lock every process's linker takes in
-# turn; woken by every commit, the linkers of two intake processes ran ~75 passes a second of
-# ~16 rows at 1,200 requests/s, a sixth of the processes' CPU. Parked rows are as durable as
-# linked ones, so waiting costs nothing but the delay before ``log verify`` sees them chained.
+# Pause after a pass that linked rows. A pass costs about as much whatever its size, under a
+# lock every process's linker takes in turn, and woken by every commit the linkers ran many
+# small passes (see docs/performance.md#chain-linker). Parked rows are as durable as linked
+# ones, so waiting costs nothing but the delay before ``log verify`` sees them chained.
 PACE = 0.05
 
 

@@ -183,9 +183,9 @@ class RequestVerifier:
         return [key]
 
     def _kid_of(self, certificate_b64: str) -> str:
-        # A client sends the same certificate with every request: parsing and hashing it once
-        # spares each request about 50 µs. The kid is a function of the bytes alone, so the
-        # trust store may change meanwhile; the lookup in it is made every time.
+        # A client sends the same certificate with every request: it is parsed and hashed once
+        # (docs/performance.md#certificate-kid-cache). The kid is a function of the bytes
+        # alone, so the trust store may change meanwhile; the lookup in it is made every time.
         kid = self._kids.get(certificate_b64)
         if kid is not None:
             return kid

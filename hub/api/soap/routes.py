@@ -1,8 +1,9 @@
 """The SOAP service over HTTP: ``POST`` requests, ``GET ?wsdl`` and ``GET ?xsd=``.
 
 The endpoint is a plain ASGI app in a Starlette route (``build_router``): a SOAP request needs
-none of FastAPI's per-request machinery (dependencies, body parsing, response models), and
-skipping it is measurable on the hot path. The app's middleware (metrics, limits) still runs.
+none of FastAPI's per-request machinery (dependencies, body parsing, response models), which
+costs the event loop (see docs/performance.md#plain-asgi-routes). The app's middleware
+(metrics, limits) still runs.
 
 The body is read here with the size limit (refused as soon as it passes it, never read whole
 into memory), then the pipeline (``service``) runs: checks (``prepare``), the intake, the
@@ -14,13 +15,13 @@ The WSDL names the service at ``Settings.public_url`` (the hub's address as its 
 it), else at the address the connection arrived on: never at the request's Host header, which
 any client writes, so a forged one cannot send the next client's requests elsewhere.
 
-Where the checks run is a measured choice. A typical request (a few KB) costs about a
-millisecond of CPU to parse, validate and verify, and about as much again is lost handing it to
-a worker thread and back (queue, wake-up, GIL hand-over): such requests are checked on the event
-loop itself. A large one (up to ``max_body_bytes``) would hold the loop for longer, so it goes
-to a worker thread. The answer's RSA signature releases the GIL, so signing on the loop still
-lets worker threads run. The intake's commit is awaited (``accept_async``) without holding a
-thread when the intake offers it.
+Where the checks run is a measured choice (docs/performance.md#soap-checks-on-the-event-loop):
+a typical request (a few KB) costs about as much CPU to parse, validate and verify as is lost
+handing it to a worker thread and back (queue, wake-up, GIL hand-over), so such requests are
+checked on the event loop itself. A large one (up to ``max_body_bytes``) would hold the loop
+for longer, so it goes to a worker thread. The answer's RSA signature releases the GIL, so
+signing on the loop still lets worker threads run. The intake's commit is awaited
+(``accept_async``) without holding a thread when the intake offers it.
 """
 
 from __future__ import annotations

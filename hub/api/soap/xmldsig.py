@@ -6,17 +6,15 @@ then exclusive C14N 1.0, SHA-256/384/512 digest, exclusive C14N of SignedInfo, R
 (also RSA-PSS-SHA256 and ECDSA-SHA256 for keys pinned to them).
 
 Why not signxml here: it is a general XML-DSig implementation, and for that generality it
-serialises and re-parses the document about eight times per check. Measured on a 5 KB request
-(2-core machine, same run): signxml verify 856-1,071 µs against ~100 µs for this module, and
-signxml's signature of a response spends ~400 µs beyond the RSA operation itself; on a SOAP
-request that is about 1.2 ms of a ~3.5 ms budget. python-xmlsec (libxmlsec1) was measured too:
-verify ~300 µs, sign ~1,000-1,300 µs (its bundled OpenSSL signs slower than cryptography's),
-so no gain on signing. What is left to write by hand is small because the hard parts are
-libraries: canonicalisation is libxml2's exclusive C14N (through lxml), the cryptography is
-``cryptography``'s. Anything outside the profile (another transform, an XPath, a second
-reference, an unknown algorithm) is refused, never interpreted. ``tests/test_soap_xmldsig.py``
-checks this module against two independent implementations: signxml (both directions, on
-valid and on tampered documents) and the ``xmlsec1`` command.
+serialises and re-parses the document about eight times per check, several times this module's
+cost on every SOAP request; python-xmlsec (libxmlsec1) verifies faster than signxml but signs
+slower (its bundled OpenSSL). The figures, and how to measure them again:
+docs/performance.md#xml-dsig-profile. What is left to write by hand is small because the hard
+parts are libraries: canonicalisation is libxml2's exclusive C14N (through lxml), the
+cryptography is ``cryptography``'s. Anything outside the profile (another transform, an XPath,
+a second reference, an unknown algorithm) is refused, never interpreted.
+``tests/test_soap_xmldsig.py`` checks this module against two independent implementations:
+signxml (both directions, on valid and on tampered documents) and the ``xmlsec1`` command.
 """
 
 from __future__ import annotations

@@ -1,0 +1,442 @@
+"""Does each hot-path measure of docs/performance.md still pay? One experiment per measure, each
+running the hub's way and the plain way in the same process, interleaved, so that a shared
+machine's drift falls on both alike.
+
+    .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [--rounds 3]
+        [--amqp-url URL] [--pg-url URL]
+
+- frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
+  (``hub.broker.connection._coalesce_writes``) and without (one send(2) per frame);
+- heap: the pause of a full collection in a process holding the hub's app, before and after
+  ``hub.broker.heap.freeze_startup_heap``;
+- bulk: one batch of 64 outbox rows written by ``hub.store.bulk.BulkInsert`` against
+  SQLAlchemy's ``executemany`` (SQLite, from a writer thread while the main thread keeps the
+  GIL busy as an event loop does, at the interpreter's and at the hub's switch interval), and
+  on PostgreSQL the array form (``unnest``) against a VALUES list of the same rows;
+- linker: the log linker on PostgreSQL under a steady stream of commits, with its pace
+  (``hub.store.linker.PACE``) and without: passes per second and the process's CPU;
+- xmldsig: verifying and signing a 5 KB request with the hub's one profile
+  (``hub.api.soap.xmldsig``) against signxml.
+
+Without names, every experiment runs. Prints each figure with both ways and their ratio;
+writes bench/results/hotpath.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "hotpath.json"
+
+
+def median_of(rounds: int, *ways: Callable[[], float]) -> list[float]:
+    """Each way ``rounds`` times, interleaved; the median of each."""
+    samples: list[list[float]] = [[] for _ in ways]
+    for _ in range(rounds):
+        for i, way in enumerate(ways):
+            samples[i].append(way())
+    return [statistics.median(s) for s in samples]
+
+
+def report(name: str, unit: str, hub: float, plain: float, results: dict[str, Any],
+           hub_label: str = "hub", plain_label: str = "plain") -> None:
+    ratio = plain / hub if hub else float("inf")
+    print(f"{name}: {hub_label} {hub:.1f} {unit}, {plain_label} {plain:.1f} {unit} "
+          f"(plain / hub {ratio:.2f})")
+    results[name] = {"unit": unit, hub_label: hub, plain_label: plain,
+                     "plain_over_hub": ratio}
+
+
+# -- frames: pika's write buffer coalesced -------------------------------------------------------
+
+def frames(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    import pika
+
+    from hub.broker import connection
+    from hub.broker.messages import Outgoing
+    from hub.broker.publisher import Publisher
+    from hub.settings import Settings
+
+    queue = f"lthotpath.frames.{uuid.uuid4().hex[:8]}"
+    declare = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
+    # Bounded and dropping: the broker keeps nothing of the run.
+    declare.channel().queue_declare(queue, arguments={"x-max-length": 1000,
+                                                      "x-overflow": "drop-head"})
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="lthotpath-")),
+                        amqp_url=args.amqp_url)
+    body = os.urandom(1024).hex().encode()  # 2 KB, as the relay benchmark's
+    coalesce = connection._coalesce_writes
+
+    async def publish(n: int) -> float:
+        publisher = Publisher(args.amqp_url, settings, name="lthotpath frames")
+        await publisher.start()
+        try:
+            started = time.process_time()
+            futures = []
+            for i in range(n):
+                await publisher.wait_for_room()
+                futures.append(publisher.publish_nowait(Outgoing(
+                    body, "", queue, f"m{i}", "bench.frames")))
+            await asyncio.gather(*futures)
+            return (time.process_time() - started) / n * 1e6
+        finally:
+            await publisher.close()
+
+    def way(coalesced: bool) -> Callable[[], float]:
+        def run() -> float:
+            connection._coalesce_writes = coalesce if coalesced else (lambda conn: None)
+            try:
+                return asyncio.run(publish(args.messages))
+            finally:
+                connection._coalesce_writes = coalesce
+        return run
+
+    try:
+        hub, plain = median_of(args.rounds, way(True), way(False))
+    finally:
+        declare.channel().queue_delete(queue)
+        declare.close()
+    report("frames: CPU per publish", "µs", hub, plain, results, "coalesced", "per frame")
+
+
+# -- heap: the start-up heap frozen --------------------------------------------------------------
+
+def heap(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    from hub.api.app import create_app
+    from hub.broker.heap import freeze_startup_heap
+    from hub.settings import Settings
+    from hub.signing import generate
+
+    data = Path(tempfile.mkdtemp(prefix="lthotpath-"))
+    settings = Settings(data_dir=data, amqp_url=args.amqp_url,
+                        store_url=f"sqlite:///{data / 'hub.db'}")
+    generate(settings.hub_id).save(settings.keys_dir)
+    app = create_app(settings, relay=False, soap=False)  # what a serve worker holds
+
+    def pause(frozen: bool) -> Callable[[], float]:
+        """A full collection once the worker is serving: what it allocated since start-up (the
+        requests' own objects, some in cycles) is walked either way; the start-up heap only
+        while it is not frozen."""
+        def run() -> float:
+            gc.unfreeze()
+            if frozen:
+                freeze_startup_heap()
+            since = [{"n": i, "list": [i] * 4} for i in range(20_000)]
+            started = time.perf_counter()
+            gc.collect()
+            took = (time.perf_counter() - started) * 1000
+            del since
+            return took
+        return run
+
+    hub, plain = median_of(max(5, args.rounds), pause(True), pause(False))
+    gc.unfreeze()
+    gc.collect()
+    startup = len(gc.get_objects())
+    del app
+    report("heap: full collection pause", "ms", hub, plain, results, "frozen", "unfrozen")
+    results["heap: full collection pause"]["startup_objects"] = startup
+    print(f"  objects alive at start-up, which freezing takes out of the walk: {startup}")
+
+
+# -- bulk: one statement per batch, of a fixed text ----------------------------------------------
+
+def outbox_rows(n: int) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC)
+    body = os.urandom(1024).hex().encode()
+    return [(now, str(uuid.uuid4()), "vn.gov.dossier.submitted", "VN:GOV:000.00.00.H56:igate",
+             "lienthong.events", "dossier.submitted.000_00_00_H56.2_002492",
+             {"lt-signature": "x" * 120}, body, None, None) for _ in range(n)]
+
+
+COLUMNS = ("created_at", "message_id", "type", "app_id", "exchange", "routing_key", "headers",
+           "body", "claimed_until", "published_at")
+
+
+@contextmanager
+def busy_loop() -> Iterator[None]:
+    """The main thread kept busy with Python code, as a serving event loop keeps it."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(200))
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        spinner.join()
+
+
+def bulk(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    from sqlalchemy import insert
+
+    from hub.store import Store
+    from hub.store.bulk import BulkInsert
+    from hub.store.tables import outbox
+    from hub.testing.store import scratch_url
+
+    rows = outbox_rows(64)
+    writer = BulkInsert(outbox, COLUMNS)
+    directory = Path(tempfile.mkdtemp(prefix="lthotpath-"))
+
+    def timed_in_thread(store: Store, write: Callable[[Any], None], batches: int) -> float:
+        """Milliseconds per batch written by a thread of its own, the main thread busy."""
+        took: list[float] = []
+
+        def run() -> None:
+            for _ in range(batches):
+                with store.engine.begin() as conn:  # its commit (an fsync) is not counted
+                    started = time.perf_counter()
+                    write(conn)
+                    took.append((time.perf_counter() - started) * 1000)
+
+        with busy_loop():
+            thread = threading.Thread(target=run)
+            thread.start()
+            thread.join()
+        return statistics.median(took)
+
+    with scratch_url("sqlite:///unused.db", directory) as url:
+        store = Store.open(url)
+        try:
+            switch = sys.getswitchinterval()
+            for interval, label in ((0.005, "5 ms"), (0.0005, "0.5 ms")):
+                sys.setswitchinterval(interval)
+                try:
+                    hub, plain = median_of(
+                        args.rounds,
+                        lambda: timed_in_thread(store, lambda c: writer.execute(c, rows), 20),
+                        lambda: timed_in_thread(
+                            store, lambda c: c.execute(insert(outbox),
+                                                       [dict(zip(COLUMNS, r, strict=True))
+                                                        for r in rows]), 20))
+                finally:
+                    sys.setswitchinterval(switch)
+                report(f"bulk: SQLite, 64 rows from a writer thread, switch interval {label}",
+                       "ms", hub, plain, results, "one statement", "executemany")
+        finally:
+            store.close()
+
+    if not args.pg_url:
+        return
+    with scratch_url(args.pg_url, directory) as url:
+        store = Store.open(url)
+        try:
+            values_sql = writer._statement(store.engine.dialect, len(rows))
+            flat = tuple(v for row in writer.prepare(store.engine.dialect, rows).rows
+                         for v in row)
+
+            def cpu_per_batch(write: Callable[[Any], None], batches: int = 30) -> float:
+                with store.engine.begin() as conn:
+                    write(conn)  # the first execution prepares
+                    started = time.process_time()
+                    for _ in range(batches):
+                        write(conn)
+                    return (time.process_time() - started) / batches * 1000
+
+            hub, plain = median_of(
+                args.rounds,
+                lambda: cpu_per_batch(lambda c: writer.execute(c, rows)),
+                lambda: cpu_per_batch(lambda c: c.exec_driver_sql(values_sql, flat)))
+            report("bulk: PostgreSQL, 64 rows, the process's CPU", "ms", hub, plain, results,
+                   "arrays (unnest)", "VALUES list")
+        finally:
+            store.close()
+
+
+# -- linker: the log linker's pace ---------------------------------------------------------------
+
+def linker(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    if not args.pg_url:
+        print("linker: needs --pg-url (the linker runs on PostgreSQL only)")
+        return
+    from hub.store import Store, messagelog
+    from hub.store.linker import PACE
+    from hub.store.messagelog import LogFields
+    from hub.testing.store import scratch_url
+
+    directory = Path(tempfile.mkdtemp(prefix="lthotpath-"))
+    link_pending = messagelog.link_pending
+    passes = [0]
+
+    def counted(engine: Any) -> int:
+        passes[0] += 1
+        linked: int = link_pending(engine)
+        return linked
+
+    def run(store: Store, pace: float, seconds: float = 5.0, rate: float = 400.0) -> float:
+        """Commits at ``rate`` per second from two threads, two log rows each; returns the
+        process's CPU in ms per second, and counts the linker's passes."""
+        store._linker._pace = pace  # type: ignore[union-attr]
+        passes[0] = 0
+        stop = time.monotonic() + seconds
+
+        def commit() -> None:
+            step = 2 / rate
+            due = time.monotonic()
+            while due < stop:
+                with store.begin() as tx:
+                    for _ in range(2):
+                        tx.log("in", LogFields(str(uuid.uuid4()), "bench.linker"), "0" * 64,
+                               "bench")
+                due += step
+                time.sleep(max(0.0, due - time.monotonic()))
+
+        started = time.process_time()
+        threads = [threading.Thread(target=commit) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        store.link_log()
+        return (time.process_time() - started) / seconds * 1000
+
+    messagelog.link_pending = counted
+    try:
+        with scratch_url(args.pg_url, directory) as url:
+            store = Store.open(url)
+            try:
+                paced_passes: list[int] = []
+                eager_passes: list[int] = []
+
+                def paced() -> float:
+                    cpu = run(store, PACE)
+                    paced_passes.append(passes[0])
+                    return cpu
+
+                def eager() -> float:
+                    cpu = run(store, 0.0)
+                    eager_passes.append(passes[0])
+                    return cpu
+
+                hub, plain = median_of(args.rounds, paced, eager)
+            finally:
+                store.close()
+    finally:
+        messagelog.link_pending = link_pending
+    report("linker: the process's CPU at 400 commits/s", "ms/s", hub, plain, results,
+           f"paced {PACE * 1000:.0f} ms", "unpaced")
+    results["linker: passes in 5 s"] = {"paced": statistics.median(paced_passes),
+                                        "unpaced": statistics.median(eager_passes)}
+    print(f"  linker passes in 5 s: paced {statistics.median(paced_passes):.0f}, "
+          f"unpaced {statistics.median(eager_passes):.0f}")
+
+
+# -- xmldsig: the hub's one XML-DSig profile ----------------------------------------------------
+
+def xmldsig(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    import copy
+
+    from lxml import etree
+    from signxml.algorithms import (
+        CanonicalizationMethod,
+        DigestAlgorithm,
+        SignatureConstructionMethod,
+        SignatureMethod,
+    )
+    from signxml.signer import XMLSigner
+    from signxml.verifier import SignatureConfiguration, XMLVerifier
+
+    from hub.api.soap.xmldsig import RSA_SHA256, check_enveloped, sign_enveloped
+    from hub.signing import generate
+
+    material = generate("VN:GOV:000.00.00.H56:igate", "RS256")
+    key, cert = material.private_key, material.certificate
+    ns = "urn:lienthong:hub:v1"
+    attachments = "".join(
+        f"<lt:attachment><lt:name>tep-{i}.pdf</lt:name><lt:url>https://files.example/{i}</lt:url>"
+        f"<lt:sha256>{'0' * 64}</lt:sha256></lt:attachment>" for i in range(12))
+    document = (f'<lt:SubmitDossier xmlns:lt="{ns}" Id="request"><lt:createdAt>'
+                f"2025-01-01T08:00:00+07:00</lt:createdAt><lt:dossier>{attachments}"
+                "</lt:dossier></lt:SubmitDossier>").encode()  # about 5 KB signed
+    signed = sign_enveloped(etree.fromstring(document), key, cert)
+    n = 200
+
+    def per_call(work: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
+            started = time.process_time()
+            for _ in range(n):
+                work()
+            return (time.process_time() - started) / n * 1e6
+        return run
+
+    def ours_verify() -> object:
+        signature = signed[-1]
+        reference = signature.find("{http://www.w3.org/2000/09/xmldsig#}SignedInfo/"
+                                   "{http://www.w3.org/2000/09/xmldsig#}Reference")
+        return check_enveloped(signed, signature, reference, cert.public_key(), RSA_SHA256)
+
+    def signxml_verify() -> object:
+        return XMLVerifier().verify(copy.deepcopy(signed), x509_cert=cert,
+                                    expect_config=SignatureConfiguration(location="./"))
+
+    signer = XMLSigner(method=SignatureConstructionMethod.enveloped,
+                       signature_algorithm=SignatureMethod.RSA_SHA256,
+                       digest_algorithm=DigestAlgorithm.SHA256,
+                       c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0)
+
+    hub, plain = median_of(args.rounds, per_call(ours_verify), per_call(signxml_verify))
+    report("xmldsig: verify a 5 KB request", "µs", hub, plain, results, "profile", "signxml")
+    hub, plain = median_of(
+        args.rounds, per_call(lambda: sign_enveloped(etree.fromstring(document), key, cert)),
+        per_call(lambda: signer.sign(etree.fromstring(document), key=key, cert=[cert],
+                                     reference_uri="#request")))
+    report("xmldsig: sign (RSA-2048 included)", "µs", hub, plain, results, "profile",
+           "signxml")
+
+
+EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
+    "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", help=f"of {', '.join(EXPERIMENTS)} "
+                        "(default: all)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=20_000, help="publishes per round")
+    parser.add_argument("--amqp-url", default=os.environ.get(
+        "LIENTHONG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+    parser.add_argument("--pg-url", default=os.environ.get(
+        "LIENTHONG_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+        help="PostgreSQL for bulk and linker (a schema of its own, dropped after); '' for none")
+    args = parser.parse_args()
+    unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
+    if unknown:
+        parser.error(f"no experiment {', '.join(unknown)}; choose among "
+                     f"{', '.join(EXPERIMENTS)}")
+    results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "cpus": os.cpu_count(),
+                               "load_before": os.getloadavg(), "rounds": args.rounds}
+    for name in args.experiments or list(EXPERIMENTS):
+        EXPERIMENTS[name](args, results)
+    results["load_after"] = os.getloadavg()
+    print(f"load average {results['load_before'][0]:.1f} -> {results['load_after'][0]:.1f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

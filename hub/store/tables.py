@@ -173,7 +173,7 @@ dossier_sequences = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
-# The intake's memory of Idempotency-Keys (see hub.api.intake): (client, key) -> the answer
+# The intake's memory of Idempotency-Keys (see hub.intake.idempotency): (client, key) -> the answer
 # given, so a resubmission is answered as the first time and a reused key with another body is
 # refused. Pruned by age (``Store.idempotency_prune``).
 intake_idempotency = Table(

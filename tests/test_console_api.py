@@ -285,3 +285,27 @@ def test_the_pages_sign_in_filter_inspect_and_act(console: tuple[Hub, Topology, 
     assert f'href="/console/dead-letters/{letter}"' not in discarded.text
     audit = http.get("/console/audit")
     assert "discard" in audit.text and "intact" in audit.text
+
+
+def test_replay_everything_a_filter_matches(console: tuple[Hub, Topology, Signer],
+                                            settings: Settings) -> None:
+    hub, topology, signer = console
+    envs = [dossier_env(i) for i in (61, 62, 63)]
+    ids = [keep(hub, parked_row(settings, e, signer, code="system.rejected", reason="r",
+                                destination="npsp" if i < 2 else "postal"))
+           for i, e in enumerate(envs)]
+    done = hub.http.post("/v1/console/replays",
+                         json={"filter": {"destination": "npsp"}, "why": "portal back"},
+                         headers=basic("ana"))
+    assert done.status_code == 200, done.text
+    assert done.json()["replayed"] == 2
+    assert {r["id"] for r in done.json()["results"]} == set(ids[:2])
+    queues = topology.work_queues("npsp")
+    got = {r.message_id for q in set(queues) for r in read_all(settings.amqp_url, q)}
+    assert got == {envs[0].id, envs[1].id}
+    left = hub.http.get("/v1/console/dead-letters", headers=basic("ana")).json()
+    assert [d["id"] for d in left["items"]] == [ids[2]]
+    selection = hub.http.post("/v1/console/replays", json={"ids": [ids[0], ids[2]]},
+                              headers=basic("ana")).json()
+    assert [(r["id"], r["ok"]) for r in selection["results"]] == [(ids[0], False),
+                                                                   (ids[2], True)]

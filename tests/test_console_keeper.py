@@ -24,6 +24,7 @@ from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.console import deadletters as kinds
 from hub.console.keeper import Keeper
+from hub.console.service import ConsoleService, Operator
 from hub.errors import PermanentError
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
@@ -159,3 +160,55 @@ def test_a_crash_between_commit_and_ack_keeps_one_row(
     assert first.state.kept == 1 and second.state.kept == 0
     [row] = store.dead_letters(limit=10)
     assert row.message_id == env.id and row.kind == kinds.REFUSED
+
+
+def test_a_replay_that_fails_again_is_a_new_dead_letter_linked_to_the_first(
+        settings: Settings, tmp_path: Path, store: Store) -> None:
+    hub_keys = generate(settings.hub_id)
+    hub_keys.save(settings.keys_dir)
+    sender = generate(SAMPLE_SOURCE)
+    trust = TrustStore(settings.trust_dir)
+    trust.add(hub_keys.certificate_pem())
+    trust.add(sender.certificate_pem())
+    assert sender.certificate is not None
+    good = Signer(sender.private_key, sender.certificate)
+
+    def make_handler(ctx: AdapterContext) -> Any:
+        async def handle(delivery: Delivery) -> None:
+            raise PermanentError("portal answered 400", code="system.rejected")
+        return handle
+
+    spec = AdapterSpec(name=DEST, description="refuses", bindings=["dossier.#"],
+                       make_handler=make_handler, ordered=False)
+    topology = _topology(settings, tmp_path)
+    env = sample_envelope(5)
+    operator = Operator("ana", "operator")
+
+    async def go() -> tuple[int, int, Any]:
+        workers = runtime.build_workers(
+            settings, [DEST], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
+            adapters={DEST: spec}, recorder=False, keeper=True, topology=topology)
+        for w in workers:
+            w.consumer.start()
+        for w in workers:
+            await w.consumer.wait_consuming()
+        [keeper] = [w.consumer for w in workers if isinstance(w.consumer, Keeper)]
+        async with Publisher(settings.broker_urls, settings) as pub:
+            await pub.publish(Outgoing.signed(env, good, topology.names.events))
+            await eventually(lambda: keeper.state.kept == 1, 20, "the first dead letter")
+            [first] = store.dead_letters(limit=5)
+            service = ConsoleService(settings, store, publish=pub.publish, topology=topology)
+            await service.replay(first.id, operator, why="try again")
+            await eventually(lambda: keeper.state.kept == 2, 20, "the replay parked again")
+            inspection = service.inspect(first.id, operator)
+        for w in workers:
+            await w.stop()
+        [again] = [d for d in store.dead_letters(limit=5, state=None) if d.id != first.id]
+        return first.id, again.replay_of or 0, inspection
+
+    try:
+        first_id, linked_to, inspection = asyncio.run(go())
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert linked_to == first_id
+    assert inspection.letter.state == "replayed" and len(inspection.replays) == 1

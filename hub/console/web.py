@@ -243,7 +243,7 @@ def api_router(console: Console) -> APIRouter:
                                    why=str(doc.get("why") or ""))
         return _json(asdict(out))
 
-    @router.post("/dead-letters/replay", summary="Replay a selection (ids) or every dead "
+    @router.post("/replays", summary="Replay a selection (ids) or every dead "
                  "letter matching a filter, at the configured rate",
                  openapi_extra={**_SECURITY, "requestBody": {"content": {"application/json": {
                      "schema": {"type": "object", "properties": {

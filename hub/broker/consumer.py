@@ -260,6 +260,11 @@ class Consumer:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._to_record: list[tuple[str, str]] = []
         self._recorded_waiters: list[str] = []
+        # Flushed, waiting for the thread that records processed ids: the batches, and the acks
+        # (channel generation, multiple-ack tag, single tags) they cover, in order.
+        self._records: list[tuple[list[tuple[str, str]], list[str]]] = []
+        self._acks: list[tuple[int, int, list[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._in_progress: dict[str, asyncio.Future[None]] = {}
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -504,7 +509,13 @@ class Consumer:
                 self.name, self._outstanding, self.drain_timeout,
             )
         self._flush()
-        extra = [t for t in (self._writer, self._recovery) if t is not None]
+        if self._flusher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._flusher), self.drain_timeout)
+            except TimeoutError:
+                log.warning("%s: processed ids not recorded after %ss; their messages will be "
+                            "redelivered and absorbed as duplicates", self.name, self.drain_timeout)
+        extra = [t for t in (self._writer, self._recovery, self._flusher) if t is not None]
         for task in (*workers, *extra, *self._held_loaded.values()):
             task.cancel()
         await asyncio.gather(*workers, *extra, *self._held_loaded.values(),
@@ -613,7 +624,7 @@ class Consumer:
             # Another copy of this id in progress here: let it finish (recorded or failed).
             while (earlier := self._in_progress.get(env.id)) is not None:
                 await asyncio.shield(earlier)
-            known = processed.lookup(self.name, env.id)
+            known = await self._processed_call(processed.lookup, self.name, env.id)
             if known is not None:
                 if known == digest:
                     return None
@@ -978,43 +989,75 @@ class Consumer:
             self._idle.set()
 
     def _flush(self) -> None:
+        """Send the acks of what finished so far, once the processed ids they cover are
+        recorded. The recording runs in a thread: a store that hangs (a lock held, a disk
+        gone) must not stop the event loop, where the calls in flight wait for their answers."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         self._unflushed = 0
+        link = self._link
+        if link is not None and link.is_open:
+            # Collected now: these tags are of messages finished so far, whose ids are all in
+            # the batch taken below.
+            upto, singles = self._tracker.collect()
+            if upto or singles:
+                self._acks.append((self._generation, upto, singles))
         if self._to_record:
-            items, waiting = self._to_record, self._recorded_waiters
+            self._records.append((self._to_record, self._recorded_waiters))
             self._to_record, self._recorded_waiters = [], []
-            assert self.processed is not None
-            try:
-                self.processed.record(self.name, items)
-            except Exception as exc:  # keep the batch and hold the acks it covers
-                if self.store is not None and self.store.is_failure(exc):
-                    self._store_failed(exc)
-                log.exception(
-                    "%s: cannot record %d processed ids; acks held", self.name, len(items)
-                )
-                self._to_record = items + self._to_record
-                self._recorded_waiters = waiting + self._recorded_waiters
-                self._flush_timer = asyncio.get_running_loop().call_later(
-                    max(self._ack_interval, self.settings.reconnect_initial), self._flush
-                )
-                return
-            for message_id in waiting:
-                waiter = self._in_progress.pop(message_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush_in_order())
+
+    async def _flush_in_order(self) -> None:
+        while self._records or self._acks:
+            records, self._records = self._records, []
+            acks, self._acks = self._acks, []
+            items = [item for batch, _ in records for item in batch]
+            if items:
+                assert self.processed is not None
+                try:
+                    await self._processed_call(self.processed.record, self.name, items)
+                except Exception as exc:  # keep the batches and hold the acks they cover
+                    if self.store is not None and self.store.is_failure(exc):
+                        self._store_failed(exc)
+                        log.warning("%s: cannot record %d processed ids (%s); acks held",
+                                    self.name, len(items), exc)
+                    else:
+                        log.exception("%s: cannot record %d processed ids; acks held",
+                                      self.name, len(items))
+                    self._records = records + self._records
+                    self._acks = acks + self._acks
+                    await asyncio.sleep(max(self._ack_interval, self.settings.reconnect_initial))
+                    continue
+                for _, waiting in records:
+                    for message_id in waiting:
+                        waiter = self._in_progress.pop(message_id, None)
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(None)
+            self._send_acks(acks)
+
+    def _send_acks(self, acks: list[tuple[int, int, list[int]]]) -> None:
         link = self._link
         if link is None or not link.is_open:
             return
-        upto, singles = self._tracker.collect()
         try:
-            if upto:
-                link.channel.basic_ack(upto, multiple=True)
-            for tag in singles:
-                link.channel.basic_ack(tag)
+            for generation, upto, singles in acks:
+                if generation != self._generation:
+                    continue  # tags of a lost channel: those messages come back anyway
+                if upto:
+                    link.channel.basic_ack(upto, multiple=True)
+                for tag in singles:
+                    link.channel.basic_ack(tag)
         except AMQPError as exc:
             log.warning("%s: acks not sent (%s); the broker will redeliver", self.name, exc)
+
+    async def _processed_call(self, method: Callable[..., Any], *args: Any) -> Any:
+        # The store's processed ids are database round trips: off the event loop. An
+        # in-memory implementation (tests, benchmarks) says it needs no thread.
+        if getattr(self.processed, "blocking", True):
+            return await asyncio.to_thread(method, *args)
+        return method(*args)
 
 
 def _write_batch(batch: list[_Pending]) -> None:

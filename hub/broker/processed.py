@@ -4,7 +4,8 @@ the same id with other bytes is caught as a replay.
 
 ``hub.store`` implements the port for production; ``MemoryProcessedIds`` serves unit tests and
 benchmarks. The consumer calls ``lookup`` once per message and ``record`` once per ack batch,
-on its event loop: keep both quick (a primary-key read, one multi-row insert).
+in a thread (unless the implementation says ``blocking = False``): a store that hangs must not
+stop its event loop.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class ProcessedIds(Protocol):
 
 class MemoryProcessedIds:
     """In-process store, bounded: beyond ``capacity`` entries the oldest are forgotten."""
+
+    blocking = False  # no database round trip: the consumer calls it on its event loop
 
     def __init__(self, capacity: int = 1_000_000) -> None:
         self.capacity = capacity

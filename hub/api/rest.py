@@ -358,8 +358,9 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.get("/asyncapi.yaml", tags=["operations"], openapi_extra=_OPEN,
                 summary="The AsyncAPI 3.0 document, as YAML", response_class=PlainTextResponse,
                 responses={200: {"description": "the AsyncAPI 3.0 document",
+                                 # The YAML text is the same object as the JSON one.
                                  "content": {"application/yaml": {"schema": {
-                                     "type": "string"}}}},
+                                     "type": "object"}}}},
                            405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
     async def asyncapi_yaml() -> Response:
         from hub.subscriptions.asyncapi import document, to_yaml

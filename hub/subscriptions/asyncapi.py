@@ -16,13 +16,13 @@ bodies made from the models are ``<Model>`` with their definitions under ``<Mode
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pika
+import yaml
 
 from hub import __version__
 from hub.api.openapi import contract_components
@@ -250,9 +250,4 @@ def document(settings: Settings, store: Store | None = None,
 
 
 def to_yaml(doc: dict[str, Any]) -> str:
-    """YAML when PyYAML is installed; otherwise the JSON text, which is YAML 1.2 as it is."""
-    try:
-        yaml = importlib.import_module("yaml")
-    except ModuleNotFoundError:
-        return json.dumps(doc, indent=2, ensure_ascii=False)
     return str(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))

@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 from adapters.payment import adapter as payment_adapter
 from adapters.payment import checksum, events, ledger
 from adapters.payment.simulator import PaymentSimulator, make_simulator
+from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker
 from hub.adapters import AdapterContext
 from hub.api.app import create_app
@@ -149,7 +150,7 @@ def initiate(ctx: AdapterContext) -> tuple[str, str]:
 
 
 def status(hub: RealHub, reference: str) -> str:
-    payment = ledger.get(hub.store.engine, reference)
+    payment = SqlLedger(hub.store.engine).get(reference)
     assert payment is not None
     return payment.status
 
@@ -198,7 +199,7 @@ def test_paid_callback_is_published_as_payment_completed(
     (done,) = hub.completed_for(reference)
     assert done.paid and done.transaction_id == transaction and int(done.amount) == 150000
     assert status(hub, reference) == ledger.PAID
-    (row,) = ledger.callbacks_for(hub.store.engine, reference)
+    (row,) = SqlLedger(hub.store.engine).callbacks(reference)
     assert row["accepted"] and row["event_id"] == message_id and row["body"] is None
     assert row["peer"] == "127.0.0.1"  # the socket's peer: no proxy is trusted to name another
     assert logged_completions(hub, code) == [message_id]
@@ -213,7 +214,7 @@ def test_duplicate_callback_is_the_same_message_kept_once(
     body = gateway.settle(reference, "paid")
     first, second = hub.post(body).json(), hub.post(body).json()
     assert first == second
-    assert len(ledger.callbacks_for(hub.store.engine, reference)) == 4
+    assert len(SqlLedger(hub.store.engine).callbacks(reference)) == 4
     assert len(logged_completions(hub, code)) == 1
 
 
@@ -254,7 +255,7 @@ def test_amount_mismatch_is_refused_parked_and_never_published(
     assert (problem["code"], problem["field"]) == ("client.payment_mismatch", "SoTien")
     assert "100000" in problem["message"] and "150000" in problem["message"]
     assert status(hub, reference) == ledger.MISMATCH
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert (parked.reason_code, parked.field, parked.source) == (
         "client.payment_mismatch", "SoTien", "callback")
     assert (parked.state_before, parked.state_after) == ("pending", "mismatch")
@@ -264,7 +265,7 @@ def test_amount_mismatch_is_refused_parked_and_never_published(
                for r in caplog.records if r.levelno == logging.WARNING)
     # The gateway resends what it was refused: parked once, counted.
     assert hub.post(gateway.settle(reference, "paid")).status_code == 409
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert parked.times == 2
     # The gateway corrects its report: the payment is paid, and that is all the broker saw.
     gateway.transactions[reference].amount = 150_000
@@ -275,7 +276,7 @@ def test_amount_mismatch_is_refused_parked_and_never_published(
     assert done.paid and int(done.amount) == 150_000
     assert status(hub, reference) == ledger.PAID
     assert logged_completions(hub, code) == right.json()["message_ids"]
-    assert len(ledger.parked_reports(hub.store.engine, reference=reference)) == 1
+    assert len(SqlLedger(hub.store.engine).parked_reports(reference=reference)) == 1
 
 
 def test_currency_mismatch_is_refused_parked_and_listed_for_the_operator(
@@ -286,7 +287,7 @@ def test_currency_mismatch_is_refused_parked_and_listed_for_the_operator(
     gateway.currency = "USD"
     assert gateway.pay(reference) == [409]
     assert status(hub, reference) == ledger.MISMATCH
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert (parked.reason_code, parked.field) == ("client.payment_mismatch", "MaTienTe")
     assert logged_completions(hub, code) == []
     # What the operator sees: `lienthong payment mismatches`.
@@ -310,7 +311,7 @@ def test_failure_after_paid_publishes_nothing_contradictory(
     assert late.status_code == 409, late.text
     assert (late.json()["code"], late.json()["field"]) == ("client.already_paid", "MaLoi")
     assert status(hub, reference) == ledger.PAID
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert (parked.reason_code, parked.state_before, parked.state_after) == (
         "client.already_paid", "paid", "paid")
     assert parked.reported["MaLoi"] == "51"
@@ -333,9 +334,9 @@ def test_unknown_reference_is_refused_and_parked(hub: RealHub, gateway: PaymentS
     assert answer.status_code == 404
     assert (answer.json()["code"], answer.json()["field"]) == (
         "client.unknown_reference", "MaThamChieu")
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert parked.reason_code == "client.unknown_reference" and parked.state_before is None
-    (row,) = ledger.callbacks_for(hub.store.engine, reference)
+    (row,) = SqlLedger(hub.store.engine).callbacks(reference)
     assert row["reason_code"] == "client.unknown_reference" and row["body"] is None
 
 
@@ -345,7 +346,7 @@ def test_other_partner_is_refused_and_parked(hub: RealHub, gateway: PaymentSimul
     assert answer.status_code == 400
     assert (answer.json()["code"], answer.json()["field"]) == ("client.unknown_partner",
                                                                "MaDoiTac")
-    (parked,) = ledger.parked_reports(hub.store.engine, reference=reference)
+    (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert parked.reported["MaDoiTac"] == "SOMEONE" and parked.expected["partner"] == "LIENTHONG"
 
 
@@ -398,8 +399,8 @@ def test_wrong_checksum_is_refused_with_a_log_line_and_a_metric_and_nothing_kept
     # Not a row anywhere: no message log row, no callback record, no body, no parking.
     assert hub.store.log_rows(subject=reference) == []
     assert logged_completions(hub, code) == []
-    assert ledger.callbacks_for(hub.store.engine, reference) == []
-    assert ledger.parked_reports(hub.store.engine, reference=reference) == []
+    assert SqlLedger(hub.store.engine).callbacks(reference) == []
+    assert SqlLedger(hub.store.engine).parked_reports(reference=reference) == []
     assert rows_holding(hub.store, marker) == []
 
 
@@ -426,6 +427,6 @@ def test_malformed_callbacks_are_refused_and_nothing_kept(
     if field:
         assert answer.json()["field"] == field
     assert refusals(hub, code) == 1.0
-    assert ledger.callbacks_for(hub.store.engine, reference) == []
-    assert ledger.parked_reports(hub.store.engine, reference=reference) == []
+    assert SqlLedger(hub.store.engine).callbacks(reference) == []
+    assert SqlLedger(hub.store.engine).parked_reports(reference=reference) == []
     assert hub.store.log_rows(subject=reference) == []

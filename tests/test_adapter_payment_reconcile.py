@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from payment_support import context, request_envelope
 
-from adapters.payment import callback as payment_callback
 from adapters.payment import events, ledger, reconcile
+from adapters.payment.callback import PaymentCallback
 from adapters.payment.simulator import PaymentSimulator, make_simulator
+from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
@@ -87,7 +88,8 @@ def test_paid_and_failed_become_events_pending_is_left(
     sim.pay(paid, "paid", callback=False)
     sim.pay(failed, "failed", callback=False)
     report = asyncio.run(reconcile.reconcile_report(ctx, datetime.now(UTC) + LATER))
-    assert (report.checked, report.paid, report.failed, report.still_pending) == (3, 1, 1, 1)
+    assert report.counts == {"checked": 3, "paid": 1, "failed": 1, "still_pending": 1,
+                             "mismatched": 0}
     assert report.errors == []
     by_reference = {completed(e).reference: e for e in report.events}
     assert set(by_reference) == {paid, failed}
@@ -97,9 +99,9 @@ def test_paid_and_failed_become_events_pending_is_left(
     assert completed(by_reference[failed]).error_code == "TrangThaiGD=4"
     assert all(e.type == events.COMPLETED for e in report.events)
     engine = ctx.store.engine
-    statuses = {r: ledger.get(engine, r).status for r in (paid, failed, pending)}  # type: ignore[union-attr]
+    statuses = {r: SqlLedger(engine).get(r).status for r in (paid, failed, pending)}  # type: ignore[union-attr]
     assert statuses == {paid: "paid", failed: "failed", pending: "pending"}
-    checked = ledger.get(engine, pending)
+    checked = SqlLedger(engine).get(pending)
     assert checked is not None and checked.checked_at is not None
 
 
@@ -120,7 +122,7 @@ def test_recent_payments_are_not_queried(ctx: AdapterContext, sim: PaymentSimula
     (reference,) = initiate(ctx, 1)
     sim.pay(reference, callback=False)
     report = asyncio.run(reconcile.reconcile_report(ctx, datetime.now(UTC) + timedelta(minutes=29)))
-    assert report.checked == 0 and report.events == []
+    assert report.counts["checked"] == 0 and report.events == []
     assert queried(sim) == []
 
 
@@ -139,7 +141,7 @@ def test_callback_after_reconciliation_is_the_same_message(
     body = sim.settle(reference, "paid")  # the callback is late
     assert body is not None
     (found,) = asyncio.run(reconcile.reconcile(ctx, datetime.now(UTC) + LATER))
-    (late,) = payment_callback.make_callback(ctx)(json.dumps(body).encode(), {})
+    (late,) = PaymentCallback(ctx)(json.dumps(body).encode(), {})
     assert late.to_bytes() == found.to_bytes()
 
 
@@ -152,10 +154,11 @@ def test_gateway_down_leaves_everything_pending(ctx: AdapterContext, sim: Paymen
     assert report.events == []
     # The first failure stops the run: the rest waits for the next one.
     assert [e.code for e in report.errors] == ["system.unavailable"]
-    assert all(ledger.get(ctx.store.engine, r).status == "pending" for r in references)  # type: ignore[union-attr]
+    assert all(SqlLedger(ctx.store.engine).get(r).status == "pending"  # type: ignore[union-attr]
+               for r in references)
     sim.up()
     report = asyncio.run(reconcile.reconcile_report(ctx, datetime.now(UTC) + LATER))
-    assert report.paid == 2
+    assert report.counts["paid"] == 2
 
 
 def test_unknown_at_the_gateway_is_reported_and_skipped(
@@ -194,7 +197,7 @@ def test_run_publishes_then_marks_emitted(ctx: AdapterContext, sim: PaymentSimul
     report = asyncio.run(reconcile.run(ctx, publish, later))
     assert len(report.events) == 1
     assert asyncio.run(reconcile.reconcile(ctx, later)) == []
-    assert "checked" in reconcile.summary(report)
+    assert "checked" in report.summary()
 
 
 def test_outcome_switch_pending_forever_and_failed(
@@ -206,7 +209,7 @@ def test_outcome_switch_pending_forever_and_failed(
     sim.outcome = "failed"
     sim.pay(refused, callback=False)
     report = asyncio.run(reconcile.reconcile_report(ctx, datetime.now(UTC) + LATER))
-    assert (report.still_pending, report.failed, report.paid) == (1, 1, 0)
+    assert [report.counts[k] for k in ("still_pending", "failed", "paid")] == [1, 1, 0]
     assert [completed(e).reference for e in report.events] == [refused]
 
 
@@ -219,18 +222,18 @@ def test_a_paid_answer_for_another_amount_parks_the_payment(
     sim.transactions[mismatched].amount = 149_000  # the gateway's record is not the hub's
     later = datetime.now(UTC) + LATER
     report = asyncio.run(reconcile.reconcile_report(ctx, later))
-    assert (report.checked, report.paid, report.mismatched) == (2, 1, 1)
+    assert [report.counts[k] for k in ("checked", "paid", "mismatched")] == [2, 1, 1]
     assert [completed(e).reference for e in report.events] == [agreed]
     engine = ctx.store.engine
-    payment = ledger.get(engine, mismatched)
+    payment = SqlLedger(engine).get(mismatched)
     assert payment is not None and payment.status == ledger.MISMATCH
-    (parked,) = ledger.parked_reports(engine, reference=mismatched)
+    (parked,) = SqlLedger(engine).parked_reports(reference=mismatched)
     assert (parked.source, parked.reason_code, parked.field) == (
         "query", "client.payment_mismatch", "SoTien")
     assert parked.reported["SoTien"] == 149_000 and parked.expected["amount"] == 150_000
-    assert '"mismatched": 1' in reconcile.summary(report)
+    assert '"mismatched": 1' in report.summary()
     # Parked is no longer pending: the next run does not ask again, and publishes nothing of it.
     again = asyncio.run(reconcile.reconcile_report(ctx, later))
-    assert again.checked == 0
+    assert again.counts["checked"] == 0
     assert queried(sim).count(mismatched) == 1
     assert all(completed(e).reference != mismatched for e in again.events)

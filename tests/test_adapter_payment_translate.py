@@ -10,16 +10,18 @@ from typing import Any
 
 import pytest
 
-from adapters.payment import checksum, contract, mapping, translate
+from adapters.payment import checksum, mapping, translate
 from adapters.payment.config import PaymentConfig
 from adapters.payment.mapping import PaymentMapping
 from hub.adapters import load_config
+from hub.contracts import load_contract
 from hub.errors import ConfigError, InvalidMessage, ValidationError
 from hub.model import VN_TZ, PaymentRequest
 from hub.settings import PROJECT_ROOT
 
 SECRET = "s3cr3t"
 SCHEMAS = PROJECT_ROOT / "schemas"
+CONTRACT = load_contract(SCHEMAS / "payment")
 NOW = datetime(2025, 1, 1, 8, 30, 0, tzinfo=VN_TZ)
 
 
@@ -57,7 +59,7 @@ def request(**changes: Any) -> PaymentRequest:
 
 def test_init_message_fields(cfg: PaymentConfig, maps: PaymentMapping) -> None:
     msg = translate.init_message(request(), cfg, maps, SECRET, NOW)
-    contract.check(SCHEMAS, "init", msg, InvalidMessage, "client.mapping_failed")
+    CONTRACT.validate("init", msg, error=InvalidMessage, code="client.mapping_failed")
     assert {
         k: msg[k]
         for k in (
@@ -156,14 +158,14 @@ def test_contract_names_the_bad_field(cfg: PaymentConfig, maps: PaymentMapping) 
     msg = translate.init_message(request(), cfg, maps, SECRET, NOW)
     msg["ThongTinBienLai"]["SoCMNDNguoiNop"] = "12AB"
     with pytest.raises(InvalidMessage) as err:
-        contract.check(SCHEMAS, "init", msg, InvalidMessage, "client.mapping_failed")
+        CONTRACT.validate("init", msg, error=InvalidMessage, code="client.mapping_failed")
     assert err.value.field == "ThongTinBienLai.SoCMNDNguoiNop"
     assert err.value.code == "client.mapping_failed"
 
 
 def test_query_message(cfg: PaymentConfig, maps: PaymentMapping) -> None:
     msg = translate.query_message("REF-0001", cfg, maps, SECRET, NOW)
-    contract.check(SCHEMAS, "query", msg, InvalidMessage, "client.mapping_failed")
+    CONTRACT.validate("query", msg, error=InvalidMessage, code="client.mapping_failed")
     assert msg == {
         "LoaiBanTin": "QUERY",
         "PhienBan": "1.0.6",
@@ -218,13 +220,8 @@ def test_callback_bad_time_names_the_field(maps: PaymentMapping) -> None:
 
 def test_callback_contract() -> None:
     with pytest.raises(ValidationError) as err:
-        contract.check(
-            SCHEMAS,
-            "callback",
-            {k: v for k, v in callback().items() if k != "MaLoi"},
-            ValidationError,
-            "client.schema_invalid",
-        )
+        CONTRACT.validate("callback", {k: v for k, v in callback().items() if k != "MaLoi"},
+                          code="client.schema_invalid")
     assert "MaLoi" in err.value.message
 
 

@@ -13,13 +13,14 @@ from payment_support import context, request_envelope, sample_request
 
 from adapters.payment import checksum, events, ledger
 from adapters.payment.simulator import PaymentSimulator, SimTransaction, make_simulator
+from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker
 from hub import adaptertables
 from hub.adapters import AdapterContext
 from hub.broker.messages import Delivery
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, RetryableError
-from hub.model import PaymentInitiated
+from hub.model import PaymentInitiated, parse_event_data
 from hub.settings import Settings
 from hub.signing import Signer, generate
 from hub.store import Store
@@ -76,14 +77,14 @@ def test_init_emits_the_payment_url(ctx: AdapterContext, sim: PaymentSimulator) 
     assert env.id == events.initiated_id("LIENTHONG", request.data["reference"])
     assert env.causationid == request.id and env.correlationid == request.id
     assert env.subject == request.subject and env.agency == request.agency
-    initiated = events.validate(env.type, env.data)
+    initiated = parse_event_data(env.type, env.data)
     assert isinstance(initiated, PaymentInitiated)
     assert initiated.payment_url == f"{sim.base_url}/pay/{request.data['reference']}"
     # What reached the gateway is a well-formed INIT with a checksum it accepted.
     (sent,) = sim.requests
     assert sent["LoaiBanTin"] == "INIT" and sent["SoTien"] == 150000
     assert checksum.matches(sent, sim.orders["init"], SECRET)
-    payment = ledger.get(ctx.store.engine, request.data["reference"])
+    payment = SqlLedger(ctx.store.engine).get(request.data["reference"])
     assert payment is not None
     assert payment.status == ledger.PENDING
     assert payment.payment_url == initiated.payment_url
@@ -221,13 +222,13 @@ def test_refused_payment_is_not_reconciled_and_can_be_replayed(
     sim.refuse = "02"
     with pytest.raises(PermanentError):
         run(lambda w: w.process(request), ctx)
-    payment = ledger.get(ctx.store.engine, request.data["reference"])
+    payment = SqlLedger(ctx.store.engine).get(request.data["reference"])
     assert payment is not None and payment.status == ledger.REFUSED
     # The operator fixed the cause and replays the dead letter.
     sim.refuse = ""
     (env,) = run(lambda w: w.process(request), ctx)
     assert env.type == events.INITIATED
-    payment = ledger.get(ctx.store.engine, request.data["reference"])
+    payment = SqlLedger(ctx.store.engine).get(request.data["reference"])
     assert payment is not None and payment.status == ledger.PENDING
 
 
@@ -258,5 +259,5 @@ def test_state_tables_fall_back_to_a_file_without_a_store(
     run(lambda w: w.process(request), ctx)
     assert (tmp_path / "payment.db").exists()
     engine = adaptertables.engine_for(None, "", tmp_path, "payment.db")
-    payment = ledger.get(engine, request.data["reference"])
+    payment = SqlLedger(engine).get(request.data["reference"])
     assert payment is not None and payment.payment_url

@@ -17,10 +17,12 @@ from adapter_support import declared_topology, signer_for, until
 from postal_support import UPSTREAM, context, pickup_envelope
 
 from adapters.postal import adapter, events, pool
-from adapters.postal.db import ensure_schema
 from adapters.postal.simulator import PostalSimulator, make_simulator
+from adapters.postal.store import SqlWaybills
+from adapters.postal.store import metadata as tables
 from adapters.postal.worker import PostalWorker
 from hub import headers as h
+from hub.adaptertables import ensure_schema
 from hub.broker.consumer import Consumer
 from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
@@ -64,8 +66,8 @@ def test_postal_order_through_the_broker(
         signer=hub_signer,
         events_exchange=topo.names.events,
     )
-    ensure_schema(store.engine)
-    pool.add(store.engine, "LIENTHONG", ["VNP00001", "VNP00002"], datetime.now(UTC))
+    ensure_schema(store.engine, tables)
+    SqlWaybills(store.engine).add("LIENTHONG", ["VNP00001", "VNP00002"], datetime.now(UTC))
     work, observed = topo.work_queue("postal"), topo.work_queue("observer")
     amqp = settings.amqp_url
 
@@ -102,7 +104,7 @@ def test_postal_order_through_the_broker(
             await publisher.publish(publishable("000.00.00.H56-250101-0003"))
             await until(lambda: depth(amqp, topo.names.dead) == 2, 15, "the second dead letter")
             dead = await asyncio.to_thread(read_all, amqp, topo.names.dead)
-            return registered, dead[:1], dead[1:], pool.counts(store.engine, "LIENTHONG")
+            return registered, dead[:1], dead[1:], SqlWaybills(store.engine).counts("LIENTHONG")
         finally:
             sim.up()
             await consumer.stop()

@@ -1,5 +1,6 @@
-"""The waybill pool on SQLite and PostgreSQL: numbers from files and ranges, each taken at most
-once even by many threads at once, a clear refusal when empty, refilling."""
+"""The waybill pool: numbers from files and ranges, each taken at most once even by many threads
+at once (SQLite and PostgreSQL), a clear refusal when empty, refilling; the in-memory fake unit
+tests use keeps the same promises as the SQL pool."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from pathlib import Path
 import pytest
 from postal_support import context
 from sqlalchemy.engine import Engine
+from state_fakes import MemoryWaybills
 
 from adapters.postal import admin, pool
-from adapters.postal.db import ensure_schema
+from adapters.postal.pool import Waybills
+from adapters.postal.store import SqlWaybills
+from adapters.postal.store import metadata as tables
+from hub.adaptertables import ensure_schema
 from hub.errors import ConfigError, RetryableError
 from hub.settings import Settings
 from hub.store import Store
+from hub.store.engine import make_engine
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -25,13 +31,29 @@ NOW = datetime(2025, 1, 1, tzinfo=UTC)
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     with Store.open(store_url) as opened:
-        ensure_schema(opened.engine)
+        ensure_schema(opened.engine, tables)
         yield opened
 
 
 @pytest.fixture
 def engine(store: Store) -> Engine:
     return store.engine
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def waybills(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Waybills]:
+    """The pool's port: the in-memory fake, or the SQL pool on either database."""
+    if request.param == "memory":
+        yield MemoryWaybills()
+        return
+    url = (f"sqlite:///{tmp_path / 'pool.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    engine = make_engine(url)
+    ensure_schema(engine, tables)
+    try:
+        yield SqlWaybills(engine)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -87,50 +109,51 @@ def test_file_with_comments(tmp_path: Path) -> None:
     assert err.value.field == "waybills.txt:2"
 
 
-def test_add_is_idempotent(engine: Engine, customer: str) -> None:
+def test_add_is_idempotent(waybills: Waybills, customer: str) -> None:
     first = [f"{customer[:4]}{i:04d}" for i in range(5)]
-    assert pool.add(engine, customer, first, NOW) == 5
-    assert pool.add(engine, customer, [*first[3:], f"{customer[:4]}9999"], NOW) == 1
-    assert pool.counts(engine, customer) == pool.PoolCounts(free=6, taken=0, burned=0)
+    assert waybills.add(customer, first, NOW) == 5
+    assert waybills.add(customer, [*first[3:], f"{customer[:4]}9999"], NOW) == 1
+    assert waybills.counts(customer) == pool.PoolCounts(free=6, taken=0, burned=0)
 
 
-def test_take_once_per_order(engine: Engine, customer: str) -> None:
+def test_take_once_per_order(waybills: Waybills, customer: str) -> None:
     numbers = [f"{customer}{i}" for i in range(3)]
-    pool.add(engine, customer, numbers, NOW)
-    a = pool.take(engine, customer, f"{customer}|a", NOW)
-    b = pool.take(engine, customer, f"{customer}|b", NOW)
+    waybills.add(customer, numbers, NOW)
+    a = waybills.take(customer, f"{customer}|a", NOW)
+    b = waybills.take(customer, f"{customer}|b", NOW)
     assert a != b and {a, b} <= set(numbers)
     # The same order asks again (a redelivered message): the same number.
-    assert pool.take(engine, customer, f"{customer}|a", NOW) == a
-    assert pool.counts(engine, customer) == pool.PoolCounts(free=1, taken=2, burned=0)
+    assert waybills.take(customer, f"{customer}|a", NOW) == a
+    assert waybills.counts(customer) == pool.PoolCounts(free=1, taken=2, burned=0)
 
 
-def test_empty_pool_is_retryable_and_says_how_to_refill(engine: Engine, customer: str) -> None:
-    pool.add(engine, customer, [f"{customer}1"], NOW)
-    pool.take(engine, customer, f"{customer}|a", NOW)
+def test_empty_pool_is_retryable_and_says_how_to_refill(waybills: Waybills, customer: str) -> None:
+    waybills.add(customer, [f"{customer}1"], NOW)
+    waybills.take(customer, f"{customer}|a", NOW)
     with pytest.raises(RetryableError) as err:
-        pool.take(engine, customer, f"{customer}|b", NOW)
+        waybills.take(customer, f"{customer}|b", NOW)
     assert isinstance(err.value, pool.PoolEmpty)
     assert err.value.code == "server.waybill_pool_empty"
     assert customer in err.value.message
     assert "lienthong postal pool add" in err.value.message
-    pool.add(engine, customer, [f"{customer}2"], NOW)
-    assert pool.take(engine, customer, f"{customer}|b", NOW) == f"{customer}2"
+    waybills.add(customer, [f"{customer}2"], NOW)
+    assert waybills.take(customer, f"{customer}|b", NOW) == f"{customer}2"
 
 
-def test_burned_number_is_never_given_again(engine: Engine, customer: str) -> None:
-    pool.add(engine, customer, [f"{customer}1", f"{customer}2"], NOW)
-    first = pool.take(engine, customer, f"{customer}|a", NOW)
-    pool.burn(engine, first, "used elsewhere", NOW)
-    second = pool.take(engine, customer, f"{customer}|a", NOW)
+def test_burned_number_is_never_given_again(waybills: Waybills, customer: str) -> None:
+    waybills.add(customer, [f"{customer}1", f"{customer}2"], NOW)
+    first = waybills.take(customer, f"{customer}|a", NOW)
+    waybills.burn(first, "used elsewhere", NOW)
+    second = waybills.take(customer, f"{customer}|a", NOW)
     assert second != first
-    assert pool.counts(engine, customer) == pool.PoolCounts(free=0, taken=1, burned=1)
-    assert pool.add(engine, customer, [first], NOW) == 0  # reloading does not revive it
+    assert waybills.counts(customer) == pool.PoolCounts(free=0, taken=1, burned=1)
+    assert waybills.add(customer, [first], NOW) == 0  # reloading does not revive it
 
 
 def test_concurrent_workers_never_share_a_number(engine: Engine, customer: str) -> None:
+    sql = SqlWaybills(engine)
     size, threads, each = 60, 8, 10  # 80 orders for 60 numbers
-    pool.add(engine, customer, [f"{customer}{i:03d}" for i in range(size)], NOW)
+    sql.add(customer, [f"{customer}{i:03d}" for i in range(size)], NOW)
     taken: list[tuple[str, str]] = []
     refused: list[str] = []
     failures: list[BaseException] = []
@@ -142,7 +165,7 @@ def test_concurrent_workers_never_share_a_number(engine: Engine, customer: str) 
         for j in range(each):
             key = f"{customer}|{n}|{j}"
             try:
-                number = pool.take(engine, customer, key, NOW)
+                number = sql.take(customer, key, NOW)
             except pool.PoolEmpty:
                 with lock:
                     refused.append(key)
@@ -162,19 +185,20 @@ def test_concurrent_workers_never_share_a_number(engine: Engine, customer: str) 
     numbers = [number for _, number in taken]
     assert len(numbers) == size and len(set(numbers)) == size
     assert len(refused) == threads * each - size
-    assert pool.counts(engine, customer) == pool.PoolCounts(free=0, taken=size, burned=0)
-    owners = pool.taken_by(engine, numbers)
+    assert sql.counts(customer) == pool.PoolCounts(free=0, taken=size, burned=0)
+    owners = sql.taken_by(numbers)
     assert all(owners[number] == key for key, number in taken)
 
 
 def test_concurrent_takes_for_one_order_agree(engine: Engine, customer: str) -> None:
-    pool.add(engine, customer, [f"{customer}{i}" for i in range(10)], NOW)
+    sql = SqlWaybills(engine)
+    sql.add(customer, [f"{customer}{i}" for i in range(10)], NOW)
     got: list[str] = []
     start = threading.Barrier(6)
 
     def worker() -> None:
         start.wait()
-        got.append(pool.take(engine, customer, f"{customer}|same", NOW))
+        got.append(sql.take(customer, f"{customer}|same", NOW))
 
     workers = [threading.Thread(target=worker) for _ in range(6)]
     for t in workers:
@@ -182,7 +206,7 @@ def test_concurrent_takes_for_one_order_agree(engine: Engine, customer: str) -> 
     for t in workers:
         t.join(timeout=30)
     assert len(got) == 6 and len(set(got)) == 1
-    assert pool.counts(engine, customer).taken == 1
+    assert sql.counts(customer).taken == 1
 
 
 def test_pool_add_and_status_for_operators(store: Store, customer: str, tmp_path: Path) -> None:

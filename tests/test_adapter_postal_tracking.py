@@ -22,12 +22,14 @@ from postal_support import context, pickup_envelope, random_dossier_code
 from test_api_support import Keys, build_hub, keys_fixture  # noqa: F401 - fixtures
 
 from adapters.postal import adapter as postal_adapter
-from adapters.postal import events, orders, pool, tracking
+from adapters.postal import events, tracking
 from adapters.postal.callback import PostalWebhook
-from adapters.postal.db import ensure_schema
 from adapters.postal.simulator import PostalSimulator, make_simulator
+from adapters.postal.store import SqlOrders, SqlWaybills
+from adapters.postal.store import metadata as tables
 from adapters.postal.worker import PostalWorker
 from hub.adapters import AdapterContext
+from hub.adaptertables import ensure_schema
 from hub.envelope import Envelope
 from hub.errors import SecretMissing
 from hub.settings import Settings
@@ -105,10 +107,9 @@ def setup(
     customer = f"C{uuid.uuid4().hex[:8].upper()}"
     sim.customer_code = customer
     ctx = context(hub.settings, sim.base_url, store=hub.store, customer_code=customer)
-    ensure_schema(hub.store.engine)
-    pool.add(
-        hub.store.engine, customer, [f"{customer}{i:03d}" for i in range(20)], datetime.now(UTC)
-    )
+    ensure_schema(hub.store.engine, tables)
+    SqlWaybills(hub.store.engine).add(customer, [f"{customer}{i:03d}" for i in range(20)],
+                                      datetime.now(UTC))
     yield ctx, sim, hub
 
 
@@ -148,14 +149,14 @@ def test_polling_reads_every_page_and_emits_only_changes(
     report = poll(ctx, [number])
     pages = sorted(r["PageIndex"] for r in sim.requests)
     assert pages == ["1", "2"]  # 4 entries, 2 per page
-    assert report.errors == [] and report.polled == 1
+    assert report.errors == [] and report.counts["polled"] == 1
     assert states(report.events) == [2, 3]
     assert [e.data["note"] for e in report.events] == ["Dang thu gom", "Da phat"]
     assert all(e.type == events.TRACKING_UPDATED and e.subject == number for e in report.events)
     for env in report.events:
         at = datetime.fromisoformat(env.data["at"])
         assert env.id == events.tracking_id(waybill, env.data["state"], at)
-    order = orders.by_waybill(ctx.store.engine, waybill)
+    order = SqlOrders(ctx.store.engine).by_waybill(waybill)
     assert order is not None and order.last_state == 3 and order.closed
 
 
@@ -177,7 +178,7 @@ def test_polled_events_come_back_until_marked_emitted(
         published.append(env)
 
     report = asyncio.run(tracking.run(ctx, publish, [number]))
-    assert states(published) == [3] and report.changes == 1
+    assert states(published) == [3] and report.counts["changes"] == 1
     assert asyncio.run(tracking.poll_tracking(ctx, [number])) == []
 
 
@@ -204,7 +205,7 @@ def test_polling_with_the_service_down(
     sim.down()
     report = poll(ctx, numbers)
     assert [e.code for e in report.errors] == ["system.unavailable"]  # stops at the first
-    assert report.events == [] and report.polled == 0
+    assert report.events == [] and report.counts["polled"] == 0
 
 
 @pytest.mark.parametrize("state", [0, 1, 2, 3, 4])
@@ -221,7 +222,7 @@ def test_webhook_each_collection_state(
         assert env.data["state"] == state and env.data["waybill"] == waybill
         assert env.data["note"] == f"trang thai {state}"
         assert env.subject == number
-    order = orders.by_waybill(ctx.store.engine, waybill)
+    order = SqlOrders(ctx.store.engine).by_waybill(waybill)
     assert order is not None
     assert order.closed is (state in (3, 4))
 
@@ -297,7 +298,7 @@ def test_webhook_refusals(setup: tuple[AdapterContext, PostalSimulator, PostalHu
 
 
 def kept_nothing(hub: PostalHub, number: str, waybill: str) -> bool:
-    order = orders.by_waybill(hub.store.engine, waybill)
+    order = SqlOrders(hub.store.engine).by_waybill(waybill)
     return (hub.received == [] and hub.store.timeline(number) == []
             and hub.store.log_rows(subject=number) == []
             and order is not None and order.last_state == 1)  # as placed
@@ -335,8 +336,8 @@ def test_webhook_is_shut_while_its_token_is_unset(
     customer = f"C{uuid.uuid4().hex[:8].upper()}"
     sim.customer_code = customer
     ctx = context(hub.settings, sim.base_url, store=hub.store, customer_code=customer)
-    ensure_schema(hub.store.engine)
-    pool.add(hub.store.engine, customer, [f"{customer}{i:03d}" for i in range(3)],
+    ensure_schema(hub.store.engine, tables)
+    SqlWaybills(hub.store.engine).add(customer, [f"{customer}{i:03d}" for i in range(3)],
              datetime.now(UTC))
     ((number, waybill),) = place(ctx)
     # Whatever the call carries, it is refused as the hub's to fix, naming the variable.

@@ -10,15 +10,17 @@ from typing import Any
 import pytest
 from postal_support import sample_pickup
 
-from adapters.postal import contract, mapping, translate
+from adapters.postal import mapping, translate
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
 from hub.adapters import load_config
+from hub.contracts import load_contract
 from hub.errors import ConfigError, InvalidMessage, ValidationError
 from hub.model import VN_TZ, PostalPickup
 from hub.settings import PROJECT_ROOT
 
 SCHEMAS = PROJECT_ROOT / "schemas"
+CONTRACT = load_contract(SCHEMAS / "postal")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def pickup(**changes: Any) -> PostalPickup:
 
 def test_order_message(cfg: PostalConfig, maps: PostalMapping) -> None:
     msg = translate.order_message(pickup(cod_amount="25000"), "EA123456785VN", cfg, maps)
-    contract.check(SCHEMAS, "order", msg, InvalidMessage, "client.mapping_failed")
+    CONTRACT.validate("order", msg, error=InvalidMessage, code="client.mapping_failed")
     assert msg["CustomerCode"] == "LIENTHONG"
     assert msg["ItemCode"] == "EA123456785VN"
     assert msg["OrderNumber"] == "000.00.00.H56-250101-0001"
@@ -60,7 +62,7 @@ def test_optional_party_fields_are_left_out(cfg: PostalConfig, maps: PostalMappi
     msg = translate.order_message(PostalPickup.model_validate(data), "VNP0001", cfg, maps)
     assert msg["Sender"] == {"Name": "Nguyễn Văn A", "Address": "1 Lê Lợi", "Tel": "0912345678"}
     assert msg["Description"] == "Nhận hồ sơ tại nhà"
-    contract.check(SCHEMAS, "order", msg, InvalidMessage, "client.mapping_failed")
+    CONTRACT.validate("order", msg, error=InvalidMessage, code="client.mapping_failed")
 
 
 def test_order_number_format(maps: PostalMapping) -> None:
@@ -84,7 +86,7 @@ def test_contract_names_the_field_without_repeating_the_value(
     msg = translate.order_message(pickup(), "VNP0001", cfg, maps)
     msg["Receiver"]["Tel"] = "call me 0912345678"
     with pytest.raises(InvalidMessage) as err:
-        contract.check(SCHEMAS, "order", msg, InvalidMessage, "client.mapping_failed")
+        CONTRACT.validate("order", msg, error=InvalidMessage, code="client.mapping_failed")
     assert err.value.field == "Receiver.Tel"
     assert "0912345678" not in err.value.message
 

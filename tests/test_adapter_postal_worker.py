@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 import pytest
 from postal_support import context, pickup_envelope, random_dossier_code
 
-from adapters.postal import events, orders, pool
+from adapters.postal import events, pool
 from adapters.postal.simulator import PostalSimulator, make_simulator
+from adapters.postal.store import SqlOrders, SqlWaybills
+from adapters.postal.store import metadata as tables
 from adapters.postal.worker import PostalWorker
 from hub.adapters import AdapterContext
+from hub.adaptertables import ensure_schema
 from hub.broker.messages import Delivery
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, RetryableError
@@ -86,11 +89,13 @@ def ctx(tmp_path: Path, sim: PostalSimulator, store: Store, customer: str) -> Ad
 def fill(ctx: AdapterContext, count: int) -> list[str]:
     customer = ctx.config["customer_code"]
     numbers = [f"{customer}{i:03d}" for i in range(count)]
-    from adapters.postal.db import ensure_schema
-
-    ensure_schema(ctx.store.engine)
-    pool.add(ctx.store.engine, customer, numbers, NOW)
+    ensure_schema(ctx.store.engine, tables)
+    waybills(ctx).add(customer, numbers, NOW)
     return numbers
+
+
+def waybills(ctx: AdapterContext) -> SqlWaybills:
+    return SqlWaybills(ctx.store.engine)
 
 
 def test_order_on_a_pooled_waybill(ctx: AdapterContext, sim: PostalSimulator) -> None:
@@ -108,8 +113,8 @@ def test_order_on_a_pooled_waybill(ctx: AdapterContext, sim: PostalSimulator) ->
     placed = sim.orders[numbers[0]]
     assert placed.order_number == request.subject
     assert placed.receiver["Tel"] == "0912345678"
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]).taken == 1
-    order = orders.by_waybill(ctx.store.engine, numbers[0])
+    assert waybills(ctx).counts(ctx.config["customer_code"]).taken == 1
+    order = SqlOrders(ctx.store.engine).by_waybill(numbers[0])
     assert order is not None and order.last_state == 1
 
 
@@ -140,7 +145,7 @@ def test_redelivery_reuses_waybill_and_event(ctx: AdapterContext, sim: PostalSim
     again = run(lambda w: w.process(request), ctx)
     assert [e.to_bytes() for e in again] == [e.to_bytes() for e in first]
     assert len(sim.requests) == 1
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]).taken == 1
+    assert waybills(ctx).counts(ctx.config["customer_code"]).taken == 1
 
 
 def test_retry_after_a_failure_keeps_the_waybill(ctx: AdapterContext, sim: PostalSimulator) -> None:
@@ -151,7 +156,7 @@ def test_retry_after_a_failure_keeps_the_waybill(ctx: AdapterContext, sim: Posta
         run(lambda w: w.process(request), ctx)
     (env,) = run(lambda w: w.process(request), ctx)
     assert env.data["waybill"] == numbers[0]
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]).taken == 1
+    assert waybills(ctx).counts(ctx.config["customer_code"]).taken == 1
 
 
 def test_pickup_and_return_of_one_dossier_get_two_waybills(ctx: AdapterContext) -> None:
@@ -181,7 +186,7 @@ def test_configured_ranges_fill_the_pool(ctx: AdapterContext, sim: PostalSimulat
     ctx.config["customer_code"] = sim.customer_code = customer = f"R{uuid.uuid4().hex[:8]}"
     (env,) = run(lambda w: w.process(pickup_envelope(dossier_code=dossier())), ctx)
     assert env.data["waybill"] == first
-    assert pool.counts(ctx.store.engine, customer) == pool.PoolCounts(1, 1, 0)
+    assert waybills(ctx).counts(customer) == pool.PoolCounts(1, 1, 0)
 
 
 def test_service_down_is_retryable(ctx: AdapterContext, sim: PostalSimulator) -> None:
@@ -244,7 +249,7 @@ def test_used_waybill_is_burned_and_the_next_try_takes_another(
     assert err.value.code == "system.waybill_used"
     (env,) = run(lambda w: w.process(request), ctx)
     assert env.data["waybill"] == second
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]) == pool.PoolCounts(0, 1, 1)
+    assert waybills(ctx).counts(ctx.config["customer_code"]) == pool.PoolCounts(0, 1, 1)
 
 
 def test_order_existing_at_the_service_counts_as_placed(
@@ -271,7 +276,7 @@ def test_contract_failure_spends_no_waybill(ctx: AdapterContext, sim: PostalSimu
         run(lambda w: w.process(env), ctx)
     assert err.value.field == "Receiver.Tel"
     assert err.value.code == "client.mapping_failed"
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]).taken == 0
+    assert waybills(ctx).counts(ctx.config["customer_code"]).taken == 0
     assert sim.requests == []
 
 
@@ -298,4 +303,4 @@ def test_bad_canonical_data_is_invalid(
         run(lambda w: w.process(env), ctx)
     assert err.value.field == field
     assert sim.requests == []
-    assert pool.counts(ctx.store.engine, ctx.config["customer_code"]).taken == 0
+    assert waybills(ctx).counts(ctx.config["customer_code"]).taken == 0

@@ -121,10 +121,10 @@ def gateway_callback(hub: Hub, code: str) -> dict[str, Any]:
     """The callback for a payment this hub initiated (a transaction of its ledger)."""
     rt = payment_runtime(hub)
     reference = f"LT{uuid.uuid4().hex[:16].upper()}"
-    ledger.open_transaction(rt.engine, reference=reference, partner=rt.cfg.partner_code,
-                            dossier_code=code, agency="000.00.00.H56", procedure="2.002492",
-                            amount=150000, request_id=str(uuid.uuid4()), correlation_id=None,
-                            now=datetime.now(UTC))
+    rt.ledger.add(ledger.Transaction(
+        reference=reference, partner=rt.cfg.partner_code, dossier_code=code,
+        agency="000.00.00.H56", procedure="2.002492", amount=150000, request_id=str(uuid.uuid4()),
+        correlation_id=None, created_at=datetime.now(UTC)))
     return {"LoaiBanTin": "PAY", "MaLoi": "00", "MaDoiTac": rt.cfg.partner_code,
             "MaThamChieu": reference, "SoTien": 150000, "MaTienTe": "VND",
             "MaGiaoDich": f"GD{uuid.uuid4().hex[:12]}", "MaNganHang": "VCB",
@@ -140,11 +140,11 @@ def postal_webhook(hub: Hub, code: str) -> dict[str, Any]:
     """A tracking entry of an order this hub placed."""
     rt = postal_runtime(hub)
     waybill = f"EB{uuid.uuid4().int % 10**9:09d}VN"
-    orders.open_order(rt.engine, waybill=waybill, order_key=str(uuid.uuid4()),
-                      order_number=code, customer_code=rt.cfg.customer_code,
-                      dossier_code=code, direction="return", agency="000.00.00.H56",
-                      procedure="2.002492", request_id=str(uuid.uuid4()), correlation_id=None,
-                      now=datetime.now(UTC))
+    rt.orders.add(orders.Order(
+        waybill=waybill, order_key=str(uuid.uuid4()), order_number=code,
+        customer_code=rt.cfg.customer_code, dossier_code=code, direction="return",
+        agency="000.00.00.H56", procedure="2.002492", request_id=str(uuid.uuid4()),
+        correlation_id=None, created_at=datetime.now(UTC)))
     return {"OrderNumber": code, "ItemCode": waybill, "State": "2", "Time": "20250102090000",
             "Note": "Đang phát"}
 

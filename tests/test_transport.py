@@ -82,7 +82,7 @@ class FaultySystem:
     fault: tuple[str, int, dict[str, str]] = ("status", 503, {})
     canned: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
-    release: asyncio.Event | None = None
+    said: str = ""  # what its error replies say, instead of the echo
 
     def app(self) -> Starlette:
         async def answer(request: HttpRequest) -> Response:
@@ -98,7 +98,7 @@ class FaultySystem:
             if kind == "garbage":
                 return Response(f"<html><body>Lỗi hệ thống: {echo}</body></html>",
                                 media_type="text/html")
-            said = f"không xử lý được yêu cầu của {echo}"
+            said = self.said or f"không xử lý được yêu cầu của {echo}"
             body = {"maLoi": "E99", "thongBao": said, "truong": "chuHoSo", "MaLoi": "99",
                     "MoTaLoi": said, "Status": "999", "Message": said, "error_code": 99,
                     "message": said, "error": said}
@@ -303,8 +303,12 @@ def test_the_systems_words_are_kept_masked(
     initials."""
     faulty, url = system
     faulty.fault, faulty.canned = ("status", 422, {}), {}
-    error = _call(SYSTEMS["provincial"], _config("provincial", base_url=url), tmp_path)
+    faulty.said = f"hồ sơ của {NAME.upper()}, số {IDENTITY}, điện thoại {PHONE} không hợp lệ"
+    try:
+        error = _call(SYSTEMS["provincial"], _config("provincial", base_url=url), tmp_path)
+    finally:
+        faulty.said = ""
     assert error.field == "chuHoSo"
-    assert "không xử lý được yêu cầu của" in error.message
+    assert "hồ sơ của" in error.message and "không hợp lệ" in error.message
     assert "N.V.A." in error.message and "0010******45" in error.message
     assert "0912****78" in error.message

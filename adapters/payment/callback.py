@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from adapters.payment import checksum, contract, events, ledger, translate
+from adapters.payment import checksum, events, ledger, translate
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.api.auth import request_address
 from hub.envelope import Envelope
-from hub.errors import ClientError, ValidationError
-from hub.jsonbody import parse_json
+from hub.errors import ClientError
+from hub.stateful import report_body, stored
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,6 @@ class PaymentParked(ClientError):
     http_status = 409
 
 
-CallbackFn = Callable[[bytes, dict[str, str]], list[Envelope]]
-
-
 class PaymentCallback:
     def __init__(self, ctx: AdapterContext, runtime: PaymentRuntime | None = None) -> None:
         self.ctx = ctx
@@ -66,22 +62,8 @@ class PaymentCallback:
 
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
         # Refusals propagate untouched: the door logs and counts them, and nothing is kept.
-        doc = self._parse(body)
-        self._authenticate(doc)
-        return self._apply(doc, hashlib.sha256(body).hexdigest())
-
-    def _parse(self, body: bytes) -> dict[str, Any]:
-        doc = parse_json(body, max_depth=self.ctx.settings.max_json_depth,
-                         what="the callback body")
-        if not isinstance(doc, dict):
-            raise ClientError("the callback body is not a JSON object", code="client.unparseable")
-        contract.check(
-            self.rt.schemas_dir, "callback", doc, ValidationError, "client.schema_invalid"
-        )
-        return doc
-
-    def _authenticate(self, doc: dict[str, Any]) -> None:
         rt = self.rt
+        doc = report_body(self.ctx, rt.contract, "callback", body, "the callback body")
         if not checksum.matches(doc, rt.mapping.checksum_orders["callback"], rt.secret):
             raise BadChecksum(
                 f"the MaXacThuc of the callback for {doc['MaThamChieu']!r:.60} does not match "
@@ -89,32 +71,24 @@ class PaymentCallback:
                 "secret and field order with mappings/payment/checksums.toml [callback]",
                 field="MaXacThuc",
             )
+        return self._apply(doc, hashlib.sha256(body).hexdigest())
 
     def _apply(self, doc: dict[str, Any], digest: str) -> list[Envelope]:
         rt = self.rt
-        now = rt.clock()
         # Checked before parking: a time the gateway could not have meant is a malformed
         # message, refused like any other, not a fact to weigh against the ledger.
-        translate.parse_wire_time(doc["ThoiGianGD"], rt.mapping, "ThoiGianGD")
+        rt.mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD")
         report = ledger.Report(
-            reference=str(doc["MaThamChieu"]),
-            transaction_id=str(doc["MaGiaoDich"]),
-            paid=str(doc["MaLoi"]) == "00",
-            amount=int(doc["SoTien"]),
-            currency=str(doc["MaTienTe"]),
-            partner=str(doc["MaDoiTac"]),
-            facts=doc,
-            digest=digest,
-            source="callback",
-            outcome_field="MaLoi",
-            peer=request_address(),
-        )
+            reference=str(doc["MaThamChieu"]), transaction_id=str(doc["MaGiaoDich"]),
+            paid=str(doc["MaLoi"]) == "00", amount=int(doc["SoTien"]),
+            currency=str(doc["MaTienTe"]), partner=str(doc["MaDoiTac"]), facts=doc,
+            digest=digest, source="callback", outcome_field="MaLoi", peer=request_address())
         if report.partner != rt.cfg.partner_code:
             self._park_unmatched(report, ledger.Parked(
                 ledger.CODE_UNKNOWN_PARTNER,
                 f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
                 f"{rt.cfg.partner_code!r}", "MaDoiTac"), 400)
-        payment = ledger.get(rt.engine, report.reference)
+        payment = rt.ledger.get(report.reference)
         if payment is None:
             self._park_unmatched(report, ledger.Parked(
                 ledger.CODE_UNKNOWN_REFERENCE,
@@ -126,22 +100,19 @@ class PaymentCallback:
             outcome = translate.from_callback(doc, payment.dossier_code, rt.mapping)
             candidate = completed_envelope(rt, payment, outcome.model_dump(mode="json"),
                                            outcome.at)
-        settled = ledger.settle(rt.engine, report, event=candidate, currency=rt.cfg.currency,
-                                now=now, emitted=True)  # the hub's callback route publishes it
+        settled = rt.ledger.settle(report, event=candidate, currency=rt.cfg.currency,
+                                   now=rt.clock(), emitted=True)  # the callback route publishes
         if settled.parked is not None:
             warn_parked(report, settled.parked, settled.state)
             raise PaymentParked(
                 f"{settled.parked.reason}; not applied (payment {settled.state}), kept for an "
                 "operator", code=settled.parked.code, field=settled.parked.field)
-        if settled.event is None:
-            return []
-        return [Envelope.from_bytes(settled.event.encode())]
+        return stored([settled.event] if settled.event else [])
 
     def _park_unmatched(self, report: ledger.Report, parked: ledger.Parked, status: int) -> None:
         rt = self.rt
-        ledger.park_unmatched(rt.engine, report, parked, rt.clock(),
-                              expected={"partner": rt.cfg.partner_code,
-                                        "currency": rt.cfg.currency})
+        rt.ledger.park(report, parked, rt.clock(), expected={"partner": rt.cfg.partner_code,
+                                                            "currency": rt.cfg.currency})
         warn_parked(report, parked, None)
         error = UnknownPayment if status == 404 else ClientError
         raise error(f"{parked.reason}; kept for an operator", code=parked.code,
@@ -160,22 +131,10 @@ def warn_parked(report: ledger.Report, parked: ledger.Parked, state: str | None)
 def completed_envelope(
     rt: PaymentRuntime, payment: ledger.Transaction, data: dict[str, Any], at: Any
 ) -> Envelope:
-    causation = None
-    if payment.initiated_event:
-        causation = json.loads(payment.initiated_event).get("id")
+    causation = json.loads(payment.initiated_event).get("id") if payment.initiated_event else None
     return Envelope.new(
         id=events.completed_id(rt.cfg.partner_code, payment.reference, data["transaction_id"]),
-        source=rt.hub_id,
-        type=events.COMPLETED,
-        subject=payment.dossier_code,
-        data=data,
-        agency=payment.agency,
-        procedure=payment.procedure,
-        correlationid=payment.correlation_id,
-        causationid=causation or payment.request_id,
-        time=at,
+        source=rt.hub_id, type=events.COMPLETED, subject=payment.dossier_code, data=data,
+        agency=payment.agency, procedure=payment.procedure, correlationid=payment.correlation_id,
+        causationid=causation or payment.request_id, time=at,
     )
-
-
-def make_callback(ctx: AdapterContext) -> PaymentCallback:
-    return PaymentCallback(ctx)

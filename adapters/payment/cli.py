@@ -23,7 +23,7 @@ def reconcile() -> None:
 
     async def go() -> str:
         async with adapter_session(load(), "payment") as (ctx, publish):
-            return job.summary(await job.run(ctx, publish))
+            return (await job.run(ctx, publish)).summary()
 
     typer.echo(asyncio.run(go()))
 
@@ -38,17 +38,13 @@ def mismatches(
     gateway refused), one JSON object a line, most recently seen first: the reason, the
     gateway's message as received, what the ledger expected, the payment's state before and
     after, how many times it came. None of them was published."""
-    from adapters.payment import ledger
-    from adapters.payment.config import PaymentConfig
-    from hub import adaptertables
+    from adapters.payment.runtime import PaymentRuntime
     from hub.adapters import context_for
     from hub.settings import load
     from hub.store import Store
 
     settings = load()
     with Store.open(settings.store_url, deferred_log=False) as store:
-        cfg = PaymentConfig.from_mapping(context_for(settings, "payment", store=store).config)
-        engine = adaptertables.engine_for(store, cfg.state_url, settings.data_dir, "payment.db")
-        ledger.ensure_schema(engine)
-        for parked in ledger.parked_reports(engine, reference=reference, limit=limit):
+        rt = PaymentRuntime.from_context(context_for(settings, "payment", store=store))
+        for parked in rt.ledger.parked_reports(reference=reference, limit=limit):
             typer.echo(json.dumps(parked.to_dict(), ensure_ascii=False, default=str))

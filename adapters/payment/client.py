@@ -5,14 +5,14 @@ too, unless codes.toml marks that MaLoi as worth retrying."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adapters.payment import checksum, contract
+from adapters.payment import checksum
 from adapters.payment.config import NAME, ORIGIN, PaymentConfig
 from adapters.payment.mapping import PaymentMapping
+from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.privacy import collect
@@ -25,12 +25,12 @@ class PaymentClient:
         cfg: PaymentConfig,
         mapping: PaymentMapping,
         secret: str,
-        schemas_dir: Path,
+        contract: Contract,
         *,
         policy: CallPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.cfg, self.mapping, self.schemas_dir = cfg, mapping, schemas_dir
+        self.cfg, self.mapping, self.contract = cfg, mapping, contract
         self._secret = secret
         r = mapping.receipt
         self._personal = {r["payer_name"], r["payer_id"], r["payer_address"]}
@@ -62,9 +62,8 @@ class PaymentClient:
 
     def _read(self, answer: Reply, message: dict[str, Any], kind: str) -> dict[str, Any]:
         reply: dict[str, Any] = answer.body
-        contract.check(
-            self.schemas_dir, f"{kind}-reply", reply, PermanentError, "system.bad_reply", ORIGIN
-        )
+        self.contract.validate(f"{kind}-reply", reply, error=PermanentError,
+                               code="system.bad_reply", origin=ORIGIN)
         if not checksum.matches(reply, self.mapping.checksum_orders[f"{kind}_reply"], self._secret):
             raise PermanentError(
                 f"the gateway's {kind.upper()} reply for {message.get('MaThamChieu')!r} carries a "

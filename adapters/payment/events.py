@@ -1,21 +1,14 @@
 """The events the payment adapter consumes and emits, and their ids.
 
-Bodies are canonical models (hub.model: PaymentRequest, PaymentInitiated,
-PaymentCompleted). Ids of emitted events are derived from what they describe (uuid5), so the
-same payment reported twice (a duplicate callback, a callback after a reconciliation) is the
-same message and the hub's idempotent receivers absorb it.
+Bodies are canonical models (hub.model: PaymentRequest, PaymentInitiated, PaymentCompleted).
+Ids of emitted events are derived from what they describe (uuid5), so the same payment reported
+twice (a duplicate callback, a callback after a reconciliation) is the same message and the
+hub's idempotent receivers absorb it.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
-
-from pydantic import BaseModel
-
-from hub.errors import InvalidMessage, ValidationError
-from hub.model import parse_event_data
-from hub.privacy import scrub
 
 REQUESTED = "vn.gov.payment.requested"
 INITIATED = "vn.gov.payment.initiated"
@@ -30,12 +23,3 @@ def initiated_id(partner: str, reference: str) -> str:
 
 def completed_id(partner: str, reference: str, transaction_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"completed|{partner}|{reference}|{transaction_id}"))
-
-
-def validate(event_type: str, data: Any) -> BaseModel:
-    return parse_event_data(event_type, data)
-
-
-def as_invalid(exc: ValidationError) -> InvalidMessage:
-    """Bad canonical data in a message is never worth retrying."""
-    return InvalidMessage(scrub(exc.message), code=exc.code, field=exc.field, origin=exc.origin)

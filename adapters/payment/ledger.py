@@ -1,125 +1,24 @@
-"""The payment adapter's own tables, on the hub store's engine (SQLite or PostgreSQL):
+"""The payment ledger: every payment the hub initiated, its state, the events emitted for it and
+the gateway's reports it could not apply. The adapter reaches it through ``Ledger``, a port of
+its own: ``adapters.payment.store.SqlLedger`` on the hub store's engine, or an in-memory fake
+in unit tests. Tables and transactions are the implementation's; the rules are here, pure:
 
-- ``payment_transactions``: every payment the hub initiated, with its state, so a report of the
-  gateway (callback or QUERY reply) can be tied to its dossier and checked against what was
-  asked, and reconciliation knows what is pending;
-- ``payment_settlements``: one row per (reference, gateway transaction id) with the exact
-  event emitted for it, so a repeated report of the same payment yields byte-identical
-  messages that the hub's idempotent receivers absorb;
-- ``payment_callbacks``: every callback whose checksum was valid (the gateway's), applied or
-  parked, with the reason; never the body. A callback the hub cannot authenticate is refused
-  before anything is written (a log line and a metric, see ``adapters.payment.callback``);
-- ``payment_mismatches``: the gateway's reports the ledger could not apply (amount, currency,
-  partner or reference other than the ledger's, a second payment of a paid reference, a report
-  about a payment the gateway refused), parked for an operator with the reason and the report's
-  facts (``lienthong payment mismatches``).
-
-State changes follow one table, ``TRANSITIONS``; ``transition`` is its pure reading and every
-write of a state goes through it.
-
-Created and written through ``hub.adaptertables``.
+- every state change follows one table, ``TRANSITIONS``, read by ``transition``;
+- a report of the gateway (a callback whose checksum matched, a QUERY reply) is judged against
+  the payment it names by ``judge``: applied (its event recorded, the payment moved), answered
+  again with the event recorded for it before, or parked for an operator with the reason
+  (``payment_mismatches``, ``lienthong payment mismatches``), nothing published.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
-
-from hub import adaptertables
-from hub.adaptertables import aware, utc, writing
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
-
-metadata = sa.MetaData()
-
-transactions = sa.Table(
-    "payment_transactions",
-    metadata,
-    sa.Column("reference", sa.String(50), primary_key=True),
-    sa.Column("partner", sa.String(50), nullable=False),
-    sa.Column("dossier_code", sa.String(64), nullable=False),
-    sa.Column("agency", sa.String(64)),
-    sa.Column("procedure", sa.String(100)),
-    sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=False),
-    sa.Column("correlation_id", sa.String(64)),
-    # pending | paid | failed | mismatch | refused (INIT refused: no payment at the gateway)
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("payment_url", sa.Text),
-    sa.Column("initiated_event", sa.Text),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
-    sa.Column("checked_at", sa.DateTime),
-    sa.Index("ix_payment_transactions_status_created", "status", "created_at"),
-)
-
-settlements = sa.Table(
-    "payment_settlements",
-    metadata,
-    sa.Column("reference", sa.String(50), primary_key=True),
-    sa.Column("transaction_id", sa.String(64), primary_key=True),
-    sa.Column("paid", sa.Boolean, nullable=False),
-    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
-    sa.Column("event", sa.Text, nullable=False),
-    sa.Column("settled_by", sa.String(16), nullable=False),  # callback | query
-    sa.Column("settled_at", sa.DateTime, nullable=False),
-    sa.Column("emitted_at", sa.DateTime),
-    sa.Index("ix_payment_settlements_unemitted", "emitted_at"),
-)
-
-callbacks = sa.Table(
-    "payment_callbacks",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("received_at", sa.DateTime, nullable=False),
-    sa.Column("reference", sa.String(50)),
-    sa.Column("transaction_id", sa.String(64)),
-    sa.Column("accepted", sa.Boolean, nullable=False),
-    sa.Column("reason_code", sa.String(64)),
-    sa.Column("reason", sa.Text),
-    sa.Column("event_id", sa.String(36)),
-    sa.Column("body_sha256", sa.String(64), nullable=False),
-    # No longer written (always NULL): a caller's body is never kept for a refusal, and a
-    # parked report keeps its facts in payment_mismatches. Left for databases made before.
-    sa.Column("body", sa.Text),
-    sa.Column("peer", sa.String(200)),
-    sa.Index("ix_payment_callbacks_reference", "reference"),
-)
-
-mismatches = sa.Table(
-    "payment_mismatches",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("reference", sa.String(50)),
-    sa.Column("transaction_id", sa.String(64)),
-    sa.Column("source", sa.String(16), nullable=False),  # callback | query
-    sa.Column("reason_code", sa.String(64), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("field", sa.String(32)),
-    # The payment's state before and after (NULL: no payment of the ledger has the reference).
-    sa.Column("state_before", sa.String(16)),
-    sa.Column("state_after", sa.String(16)),
-    sa.Column("dossier_code", sa.String(64)),
-    sa.Column("agency", sa.String(64)),
-    sa.Column("expected", sa.Text, nullable=False),  # JSON: the ledger's facts
-    sa.Column("reported", sa.Text, nullable=False),  # JSON: the gateway's message as received
-    sa.Column("body_sha256", sa.String(64), nullable=False),
-    sa.Column("peer", sa.String(200)),
-    sa.Column("first_seen_at", sa.DateTime, nullable=False),
-    sa.Column("last_seen_at", sa.DateTime, nullable=False),
-    sa.Column("times", sa.Integer, nullable=False),
-    # The gateway resends what it was not thanked for: the same report is one row, counted.
-    sa.UniqueConstraint("source", "body_sha256", name="uq_payment_mismatches_report"),
-    sa.Index("ix_payment_mismatches_reference", "reference"),
-    sa.Index("ix_payment_mismatches_last_seen", "last_seen_at"),
-)
 
 PENDING, PAID, FAILED, REFUSED, MISMATCH = "pending", "paid", "failed", "refused", "mismatch"
 STATES = (PENDING, PAID, FAILED, MISMATCH, REFUSED)
@@ -198,12 +97,10 @@ def transition(state: str, outcome: str) -> Transition:
         ) from None
 
 
-def ensure_schema(engine: Engine, meta: sa.MetaData = metadata) -> None:
-    adaptertables.ensure_schema(engine, meta)
-
-
 @dataclass(frozen=True)
 class Transaction:
+    """A payment of the ledger."""
+
     reference: str
     partner: str
     dossier_code: str
@@ -212,106 +109,28 @@ class Transaction:
     amount: int
     request_id: str
     correlation_id: str | None
-    status: str
-    payment_url: str | None
-    initiated_event: str | None
     created_at: datetime
-    checked_at: datetime | None
+    status: str = PENDING
+    payment_url: str | None = None
+    initiated_event: str | None = None
+    checked_at: datetime | None = None
 
 
-def _transaction(row: sa.Row[Any]) -> Transaction:
-    m = row._mapping
-    return Transaction(
-        reference=m["reference"],
-        partner=m["partner"],
-        dossier_code=m["dossier_code"],
-        agency=m["agency"],
-        procedure=m["procedure"],
-        amount=int(m["amount"]),
-        request_id=m["request_id"],
-        correlation_id=m["correlation_id"],
-        status=m["status"],
-        payment_url=m["payment_url"],
-        initiated_event=m["initiated_event"],
-        created_at=aware(m["created_at"]) or datetime.now(UTC),
-        checked_at=aware(m["checked_at"]),
-    )
-
-
-def get(engine: Engine, reference: str) -> Transaction | None:
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(transactions).where(transactions.c.reference == reference)
-        ).first()
-    return _transaction(row) if row is not None else None
-
-
-def open_transaction(
-    engine: Engine,
-    *,
-    reference: str,
-    partner: str,
-    dossier_code: str,
-    agency: str | None,
-    procedure: str | None,
-    amount: int,
-    request_id: str,
-    correlation_id: str | None,
-    now: datetime,
-) -> Transaction:
-    """Record a payment about to be initiated, or return the one already recorded under this
-    reference (a redelivered request). A reference reused for another dossier or amount is
-    refused: the gateway would tie both to one payment."""
-    values = {
-        "reference": reference,
-        "partner": partner,
-        "dossier_code": dossier_code,
-        "agency": agency,
-        "procedure": procedure,
-        "amount": amount,
-        "request_id": request_id,
-        "correlation_id": correlation_id,
-        "status": PENDING,
-        "created_at": utc(now),
-        "updated_at": utc(now),
-    }
-    try:
-        with writing(engine) as conn:
-            conn.execute(sa.insert(transactions).values(**values))
-    except IntegrityError:
-        pass
-    found = get(engine, reference)
-    if found is None:  # pragma: no cover - the row was just written or already there
-        raise RuntimeError(f"payment transaction {reference} vanished after insert")
-    if found.dossier_code != dossier_code or found.amount != amount:
+def same_payment(found: Transaction, asked: Transaction) -> Transaction:
+    """``found``, the payment recorded under ``asked``'s reference, unless it is another
+    dossier's or amount's: the gateway would tie both to one payment."""
+    if (found.dossier_code, found.amount) != (asked.dossier_code, asked.amount):
         raise InvalidMessage(
-            f"reference {reference!r} is already used by dossier {found.dossier_code} for "
+            f"reference {asked.reference!r} is already used by dossier {found.dossier_code} for "
             f"{found.amount} VND; every payment request needs its own reference",
-            code="client.duplicate_reference",
-            field="reference",
-        )
+            code="client.duplicate_reference", field="reference")
     return found
 
 
-def set_initiated(
-    engine: Engine, reference: str, payment_url: str, event: Envelope, now: datetime
-) -> str:
-    """Keep the payment URL and the exact ``initiated`` event; first writer wins. Returns the
-    stored event's JSON (re-emitted verbatim on a redelivery)."""
-    with writing(engine) as conn:
-        conn.execute(
-            sa.update(transactions)
-            .where(transactions.c.reference == reference, transactions.c.initiated_event.is_(None))
-            .values(
-                payment_url=payment_url,
-                initiated_event=json.dumps(event.to_dict(), ensure_ascii=False, default=str),
-                updated_at=utc(now),
-            )
-        )
-        stored = conn.execute(
-            sa.select(transactions.c.initiated_event).where(transactions.c.reference == reference)
-        ).scalar_one()
-    return str(stored)
+def stepped(state: str, outcome: str) -> str | None:
+    """The state a worker's ``outcome`` (INIT_REFUSED, INIT_RETRIED) takes a payment in
+    ``state`` to, or None when the table has no such move (the payment moved on meanwhile)."""
+    return transition(state, outcome).to if (state, outcome) in TRANSITIONS else None
 
 
 # -- the gateway's reports ----------------------------------------------------------------------
@@ -372,6 +191,29 @@ class Parked:
 
 
 @dataclass(frozen=True)
+class Settlement:
+    """The event recorded for one transaction of a payment, and whether it said paid."""
+
+    event_id: str
+    event: str
+    paid: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of a report (``judge``): the payment's state after, and one of: ``record``
+    its event (applied), ``again`` the settlement recorded for it before (a repeat), ``parked``
+    with what the ledger expected, or nothing at all (``note`` says why)."""
+
+    state: str
+    record: Envelope | None = None
+    again: Settlement | None = None
+    parked: Parked | None = None
+    expected: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Settled:
     """What became of a report: ``event`` (JSON) to publish, or None; the payment's state
     after; ``parked`` when the report was not applied and is kept for an operator;
@@ -383,95 +225,44 @@ class Settled:
     repeat: bool = False
 
 
-def _expected(payment: Transaction, currency: str) -> dict[str, Any]:
+def expected(payment: Transaction, currency: str) -> dict[str, Any]:
+    """The ledger's facts a parked report is kept with."""
     return {"reference": payment.reference, "partner": payment.partner,
             "amount": payment.amount, "currency": currency, "status": payment.status,
             "dossier_code": payment.dossier_code}
 
 
-def settle(
-    engine: Engine,
-    report: Report,
-    *,
-    event: Envelope | None,
-    currency: str,
-    now: datetime,
-    emitted: bool,
-) -> Settled:
-    """Apply ``report`` to its payment by the table of transitions, in one transaction: record
-    the event that reports it (``event``, built from the report by the caller) and move the
-    payment, or park the report for an operator. A report already applied returns the event
-    recorded for it. ``currency``: the one the payment's INIT asked for."""
-    with writing(engine) as conn:
-        row = conn.execute(
-            sa.select(transactions).where(transactions.c.reference == report.reference)
-            .with_for_update()
-        ).first()
-        if row is None:
-            raise LookupError(f"no payment {report.reference!r} in the ledger; park the report "
-                              "with park_unmatched")
-        payment = _transaction(row)
-        problem = disagreement(payment, report, currency)
-        stored = conn.execute(
-            sa.select(settlements.c.event, settlements.c.paid, settlements.c.event_id).where(
-                settlements.c.reference == report.reference,
-                settlements.c.transaction_id == report.transaction_id,
-            )
-        ).first()
-        if stored is not None and problem is None:
-            if bool(stored.paid) != report.paid:
-                # One transaction reported first one way, now the other: its event went out
-                # under an id derived from the transaction, so no second event can tell it.
-                problem = Disagreement(
-                    report.outcome_field,
-                    f"transaction {report.transaction_id!r} of payment {report.reference} was "
-                    f"reported {'paid' if stored.paid else 'failed'} before and is now reported "
-                    f"{'paid' if report.paid else 'failed'}")
-            elif payment.status == PAID and not stored.paid:
-                # A resend of an attempt that failed before the payment was paid: true, known,
-                # and published long ago; published again it would follow the payment.
-                _record_callback(conn, report, now, accepted=True, event_id=None,
-                                 reason_code=None, reason="a resend of an earlier failed attempt")
-                return Settled(None, payment.status, repeat=True)
-            else:
-                _record_callback(conn, report, now, accepted=True, event_id=stored.event_id,
-                                 reason_code=None, reason=None)
-                return Settled(str(stored.event), payment.status, repeat=True)
-        outcome = REPORTED_MISMATCH if problem else (REPORTED_PAID if report.paid
-                                                      else REPORTED_FAILED)
-        step = transition(payment.status, outcome)
-        if step.to != payment.status:
-            conn.execute(
-                sa.update(transactions)
-                .where(transactions.c.reference == report.reference)
-                .values(status=step.to, updated_at=utc(now))
-            )
-        if step.publish:
-            if event is None:
-                raise ValueError(f"report of {report.reference} applied without its event")
-            body = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
-            conn.execute(
-                sa.insert(settlements).values(
-                    reference=report.reference,
-                    transaction_id=report.transaction_id,
-                    paid=report.paid,
-                    event_id=event.id,
-                    event=body,
-                    settled_by=report.source,
-                    settled_at=utc(now),
-                    emitted_at=utc(now) if emitted else None,
-                )
-            )
-            _record_callback(conn, report, now, accepted=True, event_id=event.id,
-                             reason_code=None, reason=None)
-            return Settled(body, step.to)
-        assert step.park is not None  # every report's entry publishes or parks
-        parked = _parked(step.park, problem, payment, report)
-        _park(conn, report, parked, now, payment=payment, state_after=step.to,
-              expected=_expected(payment, currency))
-        _record_callback(conn, report, now, accepted=False, event_id=None,
-                         reason_code=parked.code, reason=parked.reason)
-        return Settled(None, step.to, parked)
+def judge(payment: Transaction, before: Settlement | None, report: Report,
+          event: Envelope | None, currency: str) -> Verdict:
+    """The verdict on ``report`` about ``payment`` (``before``: what was recorded for the same
+    transaction; ``event``: the report's event, built by the caller when its facts agree;
+    ``currency``: the one the INIT asked for), by the table of transitions. Pure."""
+    problem = disagreement(payment, report, currency)
+    if before is not None and problem is None:
+        if before.paid != report.paid:
+            # One transaction reported first one way, now the other: its event went out under
+            # an id derived from the transaction, so no second event can tell it.
+            problem = Disagreement(
+                report.outcome_field,
+                f"transaction {report.transaction_id!r} of payment {report.reference} was "
+                f"reported {'paid' if before.paid else 'failed'} before and is now reported "
+                f"{'paid' if report.paid else 'failed'}")
+        elif payment.status == PAID and not before.paid:
+            # A resend of an attempt that failed before the payment was paid: true, known, and
+            # published long ago; published again it would follow the payment.
+            return Verdict(payment.status, note="a resend of an earlier failed attempt")
+        else:
+            return Verdict(payment.status, again=before)
+    outcome = REPORTED_MISMATCH if problem else (REPORTED_PAID if report.paid
+                                                  else REPORTED_FAILED)
+    step = transition(payment.status, outcome)
+    if step.publish:
+        if event is None:
+            raise ValueError(f"report of {report.reference} applied without its event")
+        return Verdict(step.to, record=event)
+    assert step.park is not None  # every report's entry publishes or parks
+    return Verdict(step.to, parked=_parked(step.park, problem, payment, report),
+                   expected=expected(payment, currency))
 
 
 def _parked(code: str, problem: Disagreement | None, payment: Transaction,
@@ -486,80 +277,10 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
                   f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
 
 
-def park_unmatched(engine: Engine, report: Report, parked: Parked, now: datetime,
-                   *, expected: Mapping[str, Any]) -> None:
-    """Park a report that names no payment of this hub (a reference it never initiated, or
-    another partner), with what the hub expected instead."""
-    for attempt in (1, 2):
-        try:
-            with writing(engine) as conn:
-                _park(conn, report, parked, now, payment=None, state_after=None,
-                      expected=expected)
-                _record_callback(conn, report, now, accepted=False, event_id=None,
-                                 reason_code=parked.code, reason=parked.reason)
-            return
-        except IntegrityError:
-            # No payment row to lock: the same report, resent at once, may have been parked
-            # between this one's look and its insert. Counted on the second go.
-            if attempt == 2:
-                raise
-
-
-def _park(conn: Connection, report: Report, parked: Parked, now: datetime, *,
-          payment: Transaction | None, state_after: str | None,
-          expected: Mapping[str, Any]) -> None:
-    seen = conn.execute(
-        sa.update(mismatches)
-        .where(mismatches.c.source == report.source, mismatches.c.body_sha256 == report.digest)
-        .values(last_seen_at=utc(now), times=mismatches.c.times + 1)
-    )
-    if seen.rowcount:
-        return
-    conn.execute(
-        sa.insert(mismatches).values(
-            reference=report.reference[:50] or None,
-            transaction_id=report.transaction_id[:64] or None,
-            source=report.source,
-            reason_code=parked.code,
-            reason=parked.reason,
-            field=parked.field,
-            state_before=payment.status if payment else None,
-            state_after=state_after,
-            dossier_code=payment.dossier_code if payment else None,
-            agency=payment.agency if payment else None,
-            expected=json.dumps(dict(expected), ensure_ascii=False, default=str),
-            reported=json.dumps(dict(report.facts), ensure_ascii=False, default=str),
-            body_sha256=report.digest,
-            peer=(report.peer or "")[:200] or None,
-            first_seen_at=utc(now),
-            last_seen_at=utc(now),
-            times=1,
-        )
-    )
-
-
-def _record_callback(conn: Connection, report: Report, now: datetime, *, accepted: bool,
-                     event_id: str | None, reason_code: str | None, reason: str | None) -> None:
-    if report.source != "callback":
-        return
-    conn.execute(
-        sa.insert(callbacks).values(
-            received_at=utc(now),
-            reference=report.reference[:50] or None,
-            transaction_id=report.transaction_id[:64] or None,
-            accepted=accepted,
-            reason_code=reason_code,
-            reason=reason,
-            event_id=event_id,
-            body_sha256=report.digest,
-            body=None,
-            peer=(report.peer or "")[:200] or None,
-        )
-    )
-
-
 @dataclass(frozen=True)
 class Mismatch:
+    """A report parked for an operator."""
+
     id: int
     reference: str | None
     transaction_id: str | None
@@ -579,110 +300,57 @@ class Mismatch:
     times: int
 
     def to_dict(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out = asdict(self)
         out["first_seen_at"] = self.first_seen_at.isoformat()
         out["last_seen_at"] = self.last_seen_at.isoformat()
         return out
 
 
-def parked_reports(engine: Engine, *, reference: str | None = None,
-                   limit: int = 100) -> list[Mismatch]:
-    """Parked reports, the most recently seen first."""
-    query = sa.select(mismatches)
-    if reference is not None:
-        query = query.where(mismatches.c.reference == reference)
-    query = query.order_by(mismatches.c.last_seen_at.desc(), mismatches.c.id.desc()).limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [
-        Mismatch(
-            **{k: r[k] for k in ("reference", "transaction_id", "source", "reason_code",
-                                 "reason", "field", "state_before", "state_after",
-                                 "dossier_code", "agency", "peer")},
-            id=int(r["id"]),
-            expected=json.loads(r["expected"]),
-            reported=json.loads(r["reported"]),
-            first_seen_at=aware(r["first_seen_at"]) or datetime.now(UTC),
-            last_seen_at=aware(r["last_seen_at"]) or datetime.now(UTC),
-            times=int(r["times"]),
-        )
-        for r in rows
-    ]
+class Ledger(Protocol):
+    """The payment adapter's state."""
 
+    def add(self, payment: Transaction) -> Transaction:
+        """Record a payment about to be initiated, unless its reference is recorded already;
+        the payment recorded under the reference."""
 
-# -- the rest of the ledger ---------------------------------------------------------------------
+    def get(self, reference: str) -> Transaction | None: ...
 
+    def initiated(self, reference: str, payment_url: str, event: Envelope, now: datetime) -> str:
+        """Keep the payment URL and the exact ``initiated`` event, first writer wins; the
+        stored event's JSON (re-emitted verbatim on a redelivery)."""
 
-def pending_before(engine: Engine, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
-    """Payments of ``partner`` initiated before ``cutoff`` and still pending, oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(transactions)
-            .where(
-                transactions.c.partner == partner,
-                transactions.c.status == PENDING,
-                transactions.c.created_at <= utc(cutoff),
-            )
-            .order_by(transactions.c.created_at)
-            .limit(limit)
-        ).all()
-    return [_transaction(r) for r in rows]
+    def step(self, reference: str, outcome: str, now: datetime) -> str | None:
+        """Apply a worker's ``outcome`` (``stepped``); the new state, or None."""
 
+    def settle(self, report: Report, *, event: Envelope | None, currency: str, now: datetime,
+               emitted: bool) -> Settled:
+        """Judge ``report`` (``judge``) and apply the verdict in one transaction, the payment
+        locked; a callback's report is noted whatever the verdict. ``emitted``: the event is
+        published by the caller's door (a callback), not by reconciliation. LookupError when
+        no payment has the report's reference (``park`` it)."""
 
-def step(engine: Engine, reference: str, outcome: str, now: datetime) -> str | None:
-    """Apply a worker's ``outcome`` (INIT_REFUSED, INIT_RETRIED) by the table; the new state,
-    or None when the payment's state has no such transition (it moved on meanwhile)."""
-    with writing(engine) as conn:
-        state = conn.execute(
-            sa.select(transactions.c.status).where(transactions.c.reference == reference)
-            .with_for_update()
-        ).scalar_one_or_none()
-        if state is None or (state, outcome) not in TRANSITIONS:
-            return None
-        to = transition(state, outcome).to
-        conn.execute(
-            sa.update(transactions)
-            .where(transactions.c.reference == reference)
-            .values(status=to, updated_at=utc(now))
-        )
-    return to
+    def park(self, report: Report, parked: Parked, now: datetime, *,
+             expected: Mapping[str, Any]) -> None:
+        """Park a report that names no payment of this hub (a reference it never initiated,
+        another partner), with what the hub expected instead. The same report again is counted
+        on its row."""
 
+    def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
+        """Payments of ``partner`` initiated before ``cutoff`` and still pending, oldest
+        first."""
 
-def mark_checked(engine: Engine, reference: str, now: datetime) -> None:
-    with writing(engine) as conn:
-        conn.execute(
-            sa.update(transactions)
-            .where(transactions.c.reference == reference)
-            .values(checked_at=utc(now))
-        )
+    def checked(self, reference: str, now: datetime) -> None:
+        """Note that reconciliation asked about the payment."""
 
+    def unemitted(self, partner: str, limit: int) -> list[str]:
+        """Events of ``partner``'s settlements whose publication was not confirmed yet."""
 
-def unemitted(engine: Engine, partner: str, limit: int) -> list[str]:
-    """Events of ``partner``'s settlements found by reconciliation and not yet confirmed
-    published."""
-    mine = sa.select(transactions.c.reference).where(transactions.c.partner == partner)
-    with engine.connect() as conn:
-        rows = (
-            conn.execute(
-                sa.select(settlements.c.event)
-                .where(settlements.c.emitted_at.is_(None), settlements.c.reference.in_(mine))
-                .order_by(settlements.c.settled_at)
-                .limit(limit)
-            )
-            .scalars()
-            .all()
-        )
-    return [str(r) for r in rows]
+    def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
+        """Record that these events were published; how many were still unmarked."""
 
+    def parked_reports(self, *, reference: str | None = None,
+                       limit: int = 100) -> list[Mismatch]:
+        """Parked reports, the most recently seen first."""
 
-def mark_emitted(engine: Engine, event_ids: Iterable[str], now: datetime) -> int:
-    return adaptertables.mark_emitted(engine, settlements, event_ids, now)
-
-
-def callbacks_for(engine: Engine, reference: str) -> Sequence[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(callbacks).where(callbacks.c.reference == reference).order_by(callbacks.c.id)
-        ).all()
-    return [dict(r._mapping) for r in rows]
-
+    def callbacks(self, reference: str) -> Sequence[dict[str, Any]]:
+        """The callbacks noted for a payment, in order."""

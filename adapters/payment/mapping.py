@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from hub import tomlmap
 from hub.errors import ConfigError
+from hub.stateful import WireTime, wire_names, wire_time
 
 SECRET = "{secret}"
 MESSAGE_KINDS = ("init", "callback", "query", "init_reply", "query_reply")
@@ -31,12 +31,11 @@ RECEIPT_LINE_KEYS = ("kind", "code", "name", "amount")
 REPLY_KEYS = ("payment_url", "error_text", "transaction_state")
 
 
-# Fields of these maps are named by table and key ("receipt.code"), as operators know them.
 load_toml = tomlmap.read
-_names = tomlmap.wire_names
 
 
 def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    # Named by table and key ("errors.00"), as operators know them.
     return tomlmap.table(doc, key, where, field=key)
 
 
@@ -56,8 +55,7 @@ class Beneficiary:
 @dataclass(frozen=True)
 class PaymentMapping:
     checksum_orders: dict[str, tuple[str, ...]]
-    time_format: str
-    timezone: ZoneInfo
+    time: WireTime
     service_code: int
     receipt: dict[str, str]
     receipt_line: dict[str, str]
@@ -108,7 +106,6 @@ def load(mappings_dir: Path) -> PaymentMapping:
     checksums = parse_checksums(load_toml(base / "checksums.toml"))
 
     fields = load_toml(base / "fields.toml")
-    time_format, tz = tomlmap.wire_time(fields, "fields.toml")
     service_code = fields.get("service_code", 2)
     if not isinstance(service_code, int):
         raise ConfigError("fields.toml: service_code must be an integer", field="service_code")
@@ -138,23 +135,17 @@ def load(mappings_dir: Path) -> PaymentMapping:
     for agency, entry in load_toml(base / "beneficiaries.toml").items():
         if not isinstance(entry, dict):
             raise ConfigError(f"beneficiaries.toml: [{agency}] must be a table", field=agency)
-        names = _names(entry, ("account", "bank", "name"), f"beneficiaries.toml [{agency}]")
+        names = tomlmap.wire_names(entry, ("account", "bank", "name"),
+                                   f"beneficiaries.toml [{agency}]")
         beneficiaries[agency] = Beneficiary(names["account"], names["bank"], names["name"])
 
     return PaymentMapping(
         checksum_orders=checksums,
-        time_format=time_format,
-        timezone=tz,
+        time=wire_time(fields, "the gateway"),
         service_code=service_code,
-        receipt=_names(
-            _table(fields, "receipt", "fields.toml"), RECEIPT_KEYS, "fields.toml [receipt]"
-        ),
-        receipt_line=_names(
-            _table(fields, "receipt_line", "fields.toml"),
-            RECEIPT_LINE_KEYS,
-            "fields.toml [receipt_line]",
-        ),
-        reply=_names(_table(fields, "reply", "fields.toml"), REPLY_KEYS, "fields.toml [reply]"),
+        receipt=wire_names(fields, "receipt", RECEIPT_KEYS),
+        receipt_line=wire_names(fields, "receipt_line", RECEIPT_LINE_KEYS),
+        reply=wire_names(fields, "reply", REPLY_KEYS),
         errors=errors,
         transaction_states=states,
         beneficiaries=beneficiaries,

@@ -4,11 +4,12 @@ ones are left for the next run. A reply is a report like a callback and moves th
 same table (``ledger.TRANSITIONS``): one whose facts (amount, partner, reference, currency) are
 not the ledger's parks the payment as ``mismatch`` for an operator, with no event.
 
-``reconcile(ctx)`` returns the events to publish: those settled in this run and any settled
-earlier whose publication was never confirmed. After publishing them, call
-``mark_emitted(ctx, ids)``; ``run(ctx, publish)`` does both. Event ids and bytes are stable, so
-publishing one twice is absorbed downstream. Meant to run every few minutes
-(``lienthong payment reconcile``).
+``reconcile_report(ctx)`` returns what a pass did (``hub.stateful.Sweep``: counts ``checked``,
+``paid``, ``failed``, ``mismatched``, ``still_pending``) and the events to publish: those
+settled in this pass and any settled earlier whose publication was never confirmed. After
+publishing them, call ``mark_emitted(ctx, ids)``; ``run(ctx, publish)`` does both. Event ids
+and bytes are stable, so publishing one twice is absorbed downstream. Meant to run every few
+minutes (``lienthong payment reconcile``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from adapters.payment import ledger, translate
@@ -26,22 +25,10 @@ from adapters.payment.callback import completed_envelope, warn_parked
 from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
-from hub.adaptertables import publish_then_mark
 from hub.envelope import Envelope
-from hub.errors import HubError
+from hub.stateful import Sweep, run_job, stored, sweep
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class ReconcileReport:
-    events: list[Envelope] = field(default_factory=list)
-    checked: int = 0
-    paid: int = 0
-    failed: int = 0
-    mismatched: int = 0  # parked for an operator: the gateway's facts are not the ledger's
-    still_pending: int = 0
-    errors: list[HubError] = field(default_factory=list)
+OUTCOMES = ("checked", "paid", "failed", "mismatched", "still_pending")
 
 
 async def reconcile_report(
@@ -50,56 +37,39 @@ async def reconcile_report(
     *,
     runtime: PaymentRuntime | None = None,
     client: PaymentClient | None = None,
-) -> ReconcileReport:
+) -> Sweep:
     rt = runtime or PaymentRuntime.from_context(ctx)
-    now = now or rt.clock()
-    own_client = client is None
-    client = client or PaymentClient(rt.cfg, rt.mapping, rt.secret, rt.schemas_dir)
-    report = ReconcileReport()
+    at = now or rt.clock()
+    gateway = client or PaymentClient(rt.cfg, rt.mapping, rt.secret, rt.contract)
+    report = Sweep.of(*OUTCOMES)
+
+    async def check(payment: ledger.Transaction) -> None:
+        report.count("checked")
+        report.count(await _check(rt, gateway, payment, at))
+
     try:
-        due = await asyncio.to_thread(
-            ledger.pending_before,
-            rt.engine,
-            rt.cfg.partner_code,
-            now - rt.cfg.reconcile_after,
-            rt.cfg.reconcile_batch,
-        )
-        for payment in due:
-            report.checked += 1
-            try:
-                await _check(rt, client, payment, now, report)
-            except HubError as exc:
-                report.errors.append(exc)
-                log.warning("reconciliation of payment %s failed: %s", payment.reference, exc)
-                if exc.code in ("server.circuit_open", "system.unavailable", "system.timeout"):
-                    break  # the gateway is not answering: the rest waits for the next run
-        stored = await asyncio.to_thread(
-            ledger.unemitted, rt.engine, rt.cfg.partner_code, rt.cfg.reconcile_batch
-        )
-        report.events = [Envelope.from_bytes(text.encode()) for text in stored]
+        due = await asyncio.to_thread(rt.ledger.pending, rt.cfg.partner_code,
+                                      at - rt.cfg.reconcile_after, rt.cfg.reconcile_batch)
+        await sweep(report, due, check, lambda p: f"reconciliation of payment {p.reference}")
+        report.events = stored(await asyncio.to_thread(
+            rt.ledger.unemitted, rt.cfg.partner_code, rt.cfg.reconcile_batch))
     finally:
-        if own_client:
-            await client.aclose()
+        if client is None:
+            await gateway.aclose()
     return report
 
 
-async def _check(
-    rt: PaymentRuntime,
-    client: PaymentClient,
-    payment: ledger.Transaction,
-    now: datetime,
-    report: ReconcileReport,
-) -> None:
+async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Transaction,
+                 now: datetime) -> str:
     message = translate.query_message(payment.reference, rt.cfg, rt.mapping, rt.secret, now)
     reply = await client.query(message)
     outcome = translate.query_outcome(reply, rt.mapping)
     if outcome == ledger.PENDING:
-        report.still_pending += 1
-        await asyncio.to_thread(ledger.mark_checked, rt.engine, payment.reference, now)
-        return
+        await asyncio.to_thread(rt.ledger.checked, payment.reference, now)
+        return "still_pending"
     paid = outcome == ledger.PAID
     raw_time = reply.get("ThoiGianGD")
-    at = translate.parse_wire_time(raw_time, rt.mapping, "ThoiGianGD") if raw_time else now
+    at = rt.mapping.time.read(raw_time, "ThoiGianGD") if raw_time else now
     said = ledger.Report(
         reference=str(reply.get("MaThamChieu", "")),
         transaction_id=str(reply.get("MaGiaoDich") or ""),
@@ -118,34 +88,19 @@ async def _check(
     # amount parks the payment as a mismatch, it does not pay it.
     if ledger.disagreement(payment, said, rt.cfg.currency) is None:
         data = translate.completed(
-            dossier_code=payment.dossier_code,
-            reference=payment.reference,
+            dossier_code=payment.dossier_code, reference=payment.reference,
             transaction_id=said.transaction_id,
-            amount=payment.amount if said.amount is None else said.amount,
-            paid=paid,
-            error_code=None
-            if paid
+            amount=payment.amount if said.amount is None else said.amount, paid=paid,
+            error_code=None if paid
             else f"TrangThaiGD={reply.get(rt.mapping.reply['transaction_state'])}",
-            at=at,
-        )
+            at=at)
         candidate = completed_envelope(rt, payment, data.model_dump(mode="json"), data.at)
-    settled = await asyncio.to_thread(
-        lambda: ledger.settle(
-            rt.engine,
-            said,
-            event=candidate,
-            currency=rt.cfg.currency,
-            now=now,
-            emitted=False,
-        )
-    )
+    settled = await asyncio.to_thread(lambda: rt.ledger.settle(
+        said, event=candidate, currency=rt.cfg.currency, now=now, emitted=False))
     if settled.parked is not None:
-        report.mismatched += 1
         warn_parked(said, settled.parked, settled.state)
-    elif paid:
-        report.paid += 1
-    else:
-        report.failed += 1
+        return "mismatched"
+    return "paid" if paid else "failed"
 
 
 async def reconcile(
@@ -155,45 +110,17 @@ async def reconcile(
     return (await reconcile_report(ctx, now, runtime=runtime)).events
 
 
-def mark_emitted(
-    ctx: AdapterContext,
-    event_ids: Iterable[str],
-    *,
-    runtime: PaymentRuntime | None = None,
-    now: datetime | None = None,
-) -> int:
+def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str], *,
+                 runtime: PaymentRuntime | None = None, now: datetime | None = None) -> int:
     """Record that these events were published (confirmed): they are not returned again."""
     rt = runtime or PaymentRuntime.from_context(ctx)
-    return ledger.mark_emitted(rt.engine, event_ids, now or rt.clock())
+    return rt.ledger.mark_emitted(event_ids, now or rt.clock())
 
 
-async def run(
-    ctx: AdapterContext,
-    publish: Callable[[Envelope], Awaitable[None]],
-    now: datetime | None = None,
-    *,
-    runtime: PaymentRuntime | None = None,
-) -> ReconcileReport:
+async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],
+              now: datetime | None = None, *, runtime: PaymentRuntime | None = None) -> Sweep:
     """One reconciliation pass: query, publish each event (``publish`` resolves once the broker
     confirmed it, e.g. sign + Publisher.publish), then mark them emitted."""
     rt = runtime or PaymentRuntime.from_context(ctx)
-    report = await reconcile_report(ctx, now, runtime=rt)
-    await publish_then_mark(
-        report.events, publish, lambda ids: ledger.mark_emitted(rt.engine, ids, rt.clock())
-    )
-    return report
-
-
-def summary(report: ReconcileReport) -> str:
-    return json.dumps(
-        {
-            "checked": report.checked,
-            "paid": report.paid,
-            "failed": report.failed,
-            "mismatched": report.mismatched,
-            "still_pending": report.still_pending,
-            "events": len(report.events),
-            "errors": [e.to_dict() for e in report.errors],
-        },
-        ensure_ascii=False,
-    )
+    return await run_job(await reconcile_report(ctx, now, runtime=rt), publish,
+                         lambda ids: rt.ledger.mark_emitted(ids, rt.clock()))

@@ -1,47 +1,31 @@
-"""What the worker, the callback parser and the reconciliation job share, built once from the
-``AdapterContext``: configuration, mapping, secret, the state tables' engine, a clock."""
+"""What the payment worker, the callback parser and the reconciliation job share, built once from
+the ``AdapterContext``: configuration, mapping, the gateway's contract, the ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Self
 
-from sqlalchemy.engine import Engine
-
-from adapters.payment import ledger, mapping
-from adapters.payment.config import PaymentConfig
+from adapters.payment import mapping, store
+from adapters.payment.config import NAME, PaymentConfig
+from adapters.payment.ledger import Ledger
 from adapters.payment.mapping import PaymentMapping
-from hub import adaptertables
 from hub.adapters import AdapterContext
+from hub.stateful import Runtime, shared, state_engine
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+@dataclass(kw_only=True)
+class PaymentRuntime(Runtime[PaymentConfig, PaymentMapping]):
+    ledger: Ledger
 
-
-@dataclass
-class PaymentRuntime:
-    cfg: PaymentConfig
-    mapping: PaymentMapping
-    secret: str
-    engine: Engine
-    schemas_dir: Path
-    hub_id: str
-    clock: Callable[[], datetime] = field(default=_now)
+    @property
+    def secret(self) -> str:
+        """Read when needed, so that a rotated secret is picked up without a restart."""
+        return self.cfg.secret()
 
     @classmethod
-    def from_context(cls, ctx: AdapterContext) -> PaymentRuntime:
-        cfg = PaymentConfig.from_mapping(ctx.config)
-        settings = ctx.settings
-        engine = adaptertables.engine_for(ctx.store, cfg.state_url, settings.data_dir, "payment.db")
-        ledger.ensure_schema(engine)
-        return cls(
-            cfg=cfg,
-            mapping=mapping.load(Path(settings.mappings_dir)),
-            secret=cfg.secret(),
-            engine=engine,
-            schemas_dir=Path(settings.schemas_dir),
-            hub_id=settings.hub_id,
-        )
+    def from_context(cls, ctx: AdapterContext) -> Self:
+        cfg = PaymentConfig.from_context(ctx)
+        engine = state_engine(ctx, cfg.state_url, "payment.db", store.metadata)
+        return cls(cfg=cfg, mapping=mapping.load(ctx.settings.mappings_dir),
+                   ledger=store.SqlLedger(engine), **shared(ctx, NAME))

@@ -13,33 +13,9 @@ from adapters.payment.config import PaymentConfig
 from adapters.payment.mapping import PaymentMapping
 from hub.errors import ValidationError
 from hub.model import Fee, PaymentCompleted, PaymentRequest, validate_model
+from hub.stateful import whole_dong
 
 MAPPING_FAILED = "client.mapping_failed"
-
-
-def wire_time(at: datetime, mapping: PaymentMapping) -> str:
-    local = at.astimezone(mapping.timezone) if at.tzinfo else at
-    return local.strftime(mapping.time_format)
-
-
-def parse_wire_time(text: Any, mapping: PaymentMapping, field: str) -> datetime:
-    try:
-        return datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
-    except ValueError:
-        raise ValidationError(
-            f"{text!r:.40} is not a time in the gateway's format {mapping.time_format!r} "
-            "(yyyyMMddHHmmss, Vietnam time)",
-            field=field,
-        ) from None
-
-
-def vnd(amount: Decimal, field: str) -> int:
-    """Amounts go on the wire as whole dong: the currency has no minor unit."""
-    if amount != amount.to_integral_value():
-        raise ValidationError(
-            f"{amount} has a fractional part; VND amounts are whole numbers of dong", field=field
-        )
-    return int(amount)
 
 
 def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]:
@@ -59,7 +35,7 @@ def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]
             names["kind"]: fee.kind,
             names["code"]: fee.code,
             names["name"]: fee.name,
-            names["amount"]: vnd(fee.amount, f"fees.{i}.amount"),
+            names["amount"]: whole_dong(fee.amount, f"fees.{i}.amount"),
         }
         for i, fee in enumerate(fees)
     ]
@@ -73,7 +49,7 @@ def init_message(
     now: datetime,
 ) -> dict[str, Any]:
     """The INIT request for ``req``, MaXacThuc included."""
-    amount = vnd(req.amount, "amount")
+    amount = whole_dong(req.amount, "amount")
     account = mapping.beneficiary(req.agency_code)
     if account is None:
         raise ValidationError(
@@ -110,7 +86,7 @@ def init_message(
         "MaNganHang": cfg.bank_code,
         "ThongTinGiaoDich": req.description
         or cfg.description.format(dossier_code=req.dossier_code, reference=req.reference),
-        "ThoiGianGD": wire_time(now, mapping),
+        "ThoiGianGD": mapping.time.write(now),
         "Ip": cfg.client_ip,
         "ThongTinBienLai": receipt,
     }
@@ -125,7 +101,7 @@ def query_message(
         "PhienBan": cfg.version,
         "MaDoiTac": cfg.partner_code,
         "MaThamChieu": reference,
-        "ThoiGianGD": wire_time(now, mapping),
+        "ThoiGianGD": mapping.time.write(now),
     }
     return checksum.sign(message, mapping.checksum_orders["query"], secret)
 
@@ -168,7 +144,7 @@ def from_callback(
         amount=doc["SoTien"],
         paid=ok,
         error_code=None if ok else str(doc["MaLoi"]),
-        at=parse_wire_time(doc["ThoiGianGD"], mapping, "ThoiGianGD"),
+        at=mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD"),
     )
 
 

@@ -38,12 +38,12 @@ def pool_add(
         wanted += pool.read_file(file)
     if first is not None or last is not None:
         wanted += pool.expand_range(first or "", last or first or "")
-    added = pool.add(rt.engine, customer, wanted, rt.clock())
-    return PoolAdded(customer, len(wanted), added, pool.counts(rt.engine, customer))
+    added = rt.pool.add(customer, wanted, rt.clock())
+    return PoolAdded(customer, len(wanted), added, rt.pool.counts(customer))
 
 
 def pool_status(
     ctx: AdapterContext, customer_code: str | None = None, *, runtime: PostalRuntime | None = None
 ) -> pool.PoolCounts:
     rt = runtime or PostalRuntime.from_context(ctx)
-    return pool.counts(rt.engine, customer_code or rt.cfg.customer_code)
+    return rt.pool.counts(customer_code or rt.cfg.customer_code)

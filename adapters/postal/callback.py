@@ -14,15 +14,14 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from typing import Any
 
-from adapters.postal import contract, orders, translate
+from adapters.postal import orders, translate
 from adapters.postal.runtime import PostalRuntime
 from adapters.postal.tracking import tracking_envelope
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
-from hub.errors import ClientError, SecretMissing, ValidationError
-from hub.jsonbody import parse_json
+from hub.errors import ClientError, SecretMissing
+from hub.stateful import report_body, stored
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,9 @@ class PostalWebhook:
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
         rt = self.rt
         self._authenticate(headers)
-        doc = self._parse(body)
+        doc = report_body(self.ctx, rt.contract, "webhook", body, "the webhook body")
         item = translate.track_item(doc, rt.mapping)
-        order = orders.by_waybill(rt.engine, item.waybill)
+        order = rt.orders.by_waybill(item.waybill)
         if order is None:
             raise UnknownWaybill(
                 f"no order of this hub has waybill {item.waybill!r}", field="ItemCode"
@@ -59,48 +58,28 @@ class PostalWebhook:
                 code="client.order_mismatch",
                 field=rt.mapping.tracking["order_number"],
             )
-        stored = orders.apply(
-            rt.engine,
-            item.waybill,
-            [item],
-            functools.partial(tracking_envelope, rt),
-            source=orders.WEBHOOK,
-            now=rt.clock(),
+        found = rt.orders.track(
+            item.waybill, [item], functools.partial(tracking_envelope, rt),
+            source=orders.WEBHOOK, now=rt.clock(),
             emitted=True,  # the hub's callback endpoint publishes what this returns
-            terminal=rt.mapping.terminal_states,
-        )
-        if not stored:
+            terminal=rt.mapping.terminal_states)
+        if not found:
             log.info("postal webhook for %s state %s: no change", item.waybill, item.state)
-        return [Envelope.from_bytes(text.encode()) for text in stored]
+        return stored(found)
 
     def _authenticate(self, headers: dict[str, str]) -> None:
-        expected = self.rt.cfg.webhook_token()
+        cfg = self.rt.cfg
+        expected = cfg.webhook_token()
         if expected is None:
             # Never open for want of a secret: anyone could otherwise move any order's state.
             raise SecretMissing(
                 "the postal webhook is shut: its shared token is not configured; the hub's "
                 f"operator sets the environment variable "
-                f"{self.rt.cfg.webhook_token_env or '(webhook_token_env names none)'} for the "
-                "hub and restarts it", field=self.rt.cfg.webhook_token_header)
-        name = self.rt.cfg.webhook_token_header.lower()
+                f"{cfg.webhook_token_env or '(webhook_token_env names none)'} for the "
+                "hub and restarts it", field=cfg.webhook_token_header)
+        name = cfg.webhook_token_header.lower()
         given = next((v for k, v in headers.items() if k.lower() == name), "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise BadToken(
-                f"the webhook lacks the shared token in header {self.rt.cfg.webhook_token_header}"
-                " (or it is wrong)",
-                field=self.rt.cfg.webhook_token_header,
-            )
-
-    def _parse(self, body: bytes) -> dict[str, Any]:
-        doc = parse_json(body, max_depth=self.ctx.settings.max_json_depth,
-                         what="the webhook body")
-        if not isinstance(doc, dict):
-            raise ClientError("the webhook body is not a JSON object", code="client.unparseable")
-        contract.check(
-            self.rt.schemas_dir, "webhook", doc, ValidationError, "client.schema_invalid"
-        )
-        return doc
-
-
-def make_callback(ctx: AdapterContext) -> PostalWebhook:
-    return PostalWebhook(ctx)
+                f"the webhook lacks the shared token in header {cfg.webhook_token_header}"
+                " (or it is wrong)", field=cfg.webhook_token_header)

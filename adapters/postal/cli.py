@@ -30,7 +30,7 @@ def poll(
 
     async def go() -> str:
         async with adapter_session(load(), "postal") as (ctx, publish):
-            return tracking.summary(await tracking.run(ctx, publish, orders or None))
+            return (await tracking.run(ctx, publish, orders or None)).summary()
 
     typer.echo(asyncio.run(go()))
 

@@ -7,15 +7,15 @@ worker's to handle)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from adapters.postal import contract, translate
+from adapters.postal import translate
 from adapters.postal.config import NAME, ORIGIN, PostalConfig
 from adapters.postal.mapping import PostalMapping
 from adapters.postal.translate import TrackItem
+from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError, ValidationError
 from hub.outbound import CallPolicy
 from hub.privacy import collect, mask
@@ -37,12 +37,12 @@ class PostalClient:
         self,
         cfg: PostalConfig,
         mapping: PostalMapping,
-        schemas_dir: Path,
+        contract: Contract,
         *,
         policy: CallPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.cfg, self.mapping, self.schemas_dir = cfg, mapping, schemas_dir
+        self.cfg, self.mapping, self.contract = cfg, mapping, contract
         token = cfg.api_token()
         self.outbound = Outbound(
             HttpTransport(
@@ -82,8 +82,8 @@ class PostalClient:
         personal = collect(message, {p["name"], p["address"], p["phone"], p["email"]})
 
         def read(answer: Reply) -> Answer:
-            contract.check(self.schemas_dir, "order-reply", answer.body, PermanentError,
-                           "system.bad_reply", ORIGIN)
+            self.contract.validate("order-reply", answer.body, error=PermanentError,
+                                   code="system.bad_reply", origin=ORIGIN)
             return self._status(answer.body, what, personal)
 
         request = Request("create-order", self.cfg.create_path, body=message, personal=personal)
@@ -99,8 +99,8 @@ class PostalClient:
                       t["page_size"]: self.cfg.page_size}
             reply = (await self.outbound.send(Request(
                 "tracking", self.cfg.tracking_path, method="GET", params=params))).body
-            contract.check(self.schemas_dir, "tracking-reply", reply, PermanentError,
-                           "system.bad_reply", ORIGIN)
+            self.contract.validate("tracking-reply", reply, error=PermanentError,
+                                   code="system.bad_reply", origin=ORIGIN)
             if self._status(reply, f"tracking of order {order_number!r}", ()).outcome != (
                     "accepted"):
                 raise PermanentError(

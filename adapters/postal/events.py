@@ -10,9 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from hub.errors import InvalidMessage, ValidationError
-from hub.privacy import scrub
-
 PICKUP_REQUESTED = "vn.gov.postal.pickup-requested"
 TRACKING_UPDATED = "vn.gov.postal.tracking-updated"
 
@@ -21,8 +18,3 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:lienthong:adapter:postal")
 
 def tracking_id(waybill: str, state: int, at: datetime) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"tracking|{waybill}|{state}|{at.isoformat()}"))
-
-
-def as_invalid(exc: ValidationError) -> InvalidMessage:
-    """Bad canonical data in a message is never worth retrying."""
-    return InvalidMessage(scrub(exc.message), code=exc.code, field=exc.field, origin=exc.origin)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from hub import tomlmap
 from hub.errors import ConfigError
+from hub.stateful import WireTime, wire_names, wire_time
 
 OUTCOMES = ("accepted", "duplicate", "waybill_used", "rejected", "retry")
 ORDER_KEYS = (
@@ -36,13 +36,9 @@ TRACKING_KEYS = (
 )
 
 
-# Fields of these maps are named by table and key ("receipt.code"), as operators know them.
-load_toml = tomlmap.read
-_names = tomlmap.wire_names
-
-
-def _table(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    return tomlmap.table(doc, key, where, field=key)
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    # Named by table and key ("order_status.101"), as operators know them.
+    return tomlmap.table(doc, key, "statuses.toml", field=key)
 
 
 @dataclass(frozen=True)
@@ -53,8 +49,7 @@ class OrderStatus:
 
 @dataclass(frozen=True)
 class PostalMapping:
-    time_format: str
-    timezone: ZoneInfo
+    time: WireTime
     order: dict[str, str]
     party: dict[str, str]
     reply: dict[str, str]
@@ -66,12 +61,10 @@ class PostalMapping:
 
 def load(mappings_dir: Path) -> PostalMapping:
     base = mappings_dir / "postal"
-    fields = load_toml(base / "fields.toml")
-    time_format, tz = tomlmap.wire_time(fields, "fields.toml")
-
-    statuses_doc = load_toml(base / "statuses.toml")
+    fields = tomlmap.read(base / "fields.toml")
+    statuses_doc = tomlmap.read(base / "statuses.toml")
     statuses: dict[str, OrderStatus] = {}
-    for code, entry in _table(statuses_doc, "order_status", "statuses.toml").items():
+    for code, entry in _table(statuses_doc, "order_status").items():
         if not isinstance(entry, dict) or entry.get("outcome") not in OUTCOMES:
             raise ConfigError(
                 f"statuses.toml: order_status.{code} needs outcome = one of {', '.join(OUTCOMES)}",
@@ -83,7 +76,7 @@ def load(mappings_dir: Path) -> PostalMapping:
             'statuses.toml: no order_status has outcome = "accepted"', field="order_status"
         )
     states: dict[str, int] = {}
-    for code, value in _table(statuses_doc, "collection_state", "statuses.toml").items():
+    for code, value in _table(statuses_doc, "collection_state").items():
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
             raise ConfigError(
                 f"statuses.toml: collection_state.{code} = {value!r}; the canonical states are "
@@ -91,19 +84,16 @@ def load(mappings_dir: Path) -> PostalMapping:
                 field=f"collection_state.{code}",
             )
         states[str(code)] = value
-    terminal = _table(statuses_doc, "terminal", "statuses.toml").get("states", [3, 4])
+    terminal = _table(statuses_doc, "terminal").get("states", [3, 4])
     if not isinstance(terminal, list) or not all(isinstance(s, int) for s in terminal):
         raise ConfigError("statuses.toml: [terminal] states = [3, 4]", field="terminal.states")
 
     return PostalMapping(
-        time_format=time_format,
-        timezone=tz,
-        order=_names(_table(fields, "order", "fields.toml"), ORDER_KEYS, "fields.toml [order]"),
-        party=_names(_table(fields, "party", "fields.toml"), PARTY_KEYS, "fields.toml [party]"),
-        reply=_names(_table(fields, "reply", "fields.toml"), REPLY_KEYS, "fields.toml [reply]"),
-        tracking=_names(
-            _table(fields, "tracking", "fields.toml"), TRACKING_KEYS, "fields.toml [tracking]"
-        ),
+        time=wire_time(fields, "the postal service"),
+        order=wire_names(fields, "order", ORDER_KEYS),
+        party=wire_names(fields, "party", PARTY_KEYS),
+        reply=wire_names(fields, "reply", REPLY_KEYS),
+        tracking=wire_names(fields, "tracking", TRACKING_KEYS),
         order_statuses=statuses,
         collection_states=states,
         terminal_states=frozenset(terminal),

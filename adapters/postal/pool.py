@@ -1,8 +1,8 @@
 """The waybill pool: numbers the postal service pre-allocated to the hub's customer code, each
-given to at most one order, even with several workers taking at once.
+given to at most one order, even with several workers taking at once. The adapter reaches it
+through ``Waybills``, a port of its own (``adapters.postal.store.SqlWaybills``, or an in-memory
+fake in unit tests); the numbers' own rules (UPU S10 check digits, ranges, files) are here.
 
-Taking is one UPDATE of the first free number (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
-concurrent workers take different rows instead of queueing on one; SQLite serialises writers).
 An order takes its number once: asked again for the same order key (a redelivered message),
 the pool gives the same number back.
 
@@ -18,14 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-
-from adapters.postal.db import waybills
-from hub.adaptertables import utc, writing
 from hub.errors import ConfigError, RetryableError
 
 FREE, TAKEN, BURNED = "free", "taken", "burned"
@@ -114,95 +108,6 @@ def read_file(path: Path) -> list[str]:
     return numbers
 
 
-def add(engine: Engine, customer_code: str, numbers: Iterable[str], now: datetime) -> int:
-    """Put numbers in the pool of ``customer_code``; numbers already known (free, taken or
-    burned) are left as they are. Returns how many were new."""
-    rows = [
-        {
-            "waybill": check_waybill(n),
-            "customer_code": customer_code,
-            "state": FREE,
-            "added_at": utc(now),
-        }
-        for n in numbers
-    ]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    added = 0
-    for i in range(0, len(rows), 1000):
-        statement = (
-            dialect.insert(waybills)
-            .on_conflict_do_nothing(index_elements=["waybill"])
-            .returning(waybills.c.waybill)
-        )
-        with writing(engine) as conn:
-            added += len(conn.execute(statement, rows[i : i + 1000]).all())
-    return added
-
-
-def assigned(engine: Engine, order_key: str) -> str | None:
-    with engine.connect() as conn:
-        value = conn.execute(
-            sa.select(waybills.c.waybill).where(
-                waybills.c.order_key == order_key, waybills.c.state == TAKEN
-            )
-        ).scalar()
-    return None if value is None else str(value)
-
-
-def take(engine: Engine, customer_code: str, order_key: str, now: datetime) -> str:
-    """The waybill of ``order_key``: the one it already has, or the first free number."""
-    known = assigned(engine, order_key)
-    if known is not None:
-        return known
-    free = (
-        sa.select(waybills.c.waybill)
-        .where(waybills.c.customer_code == customer_code, waybills.c.state == FREE)
-        .order_by(waybills.c.waybill)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    claim = (
-        sa.update(waybills)
-        # The state test is repeated outside: under READ COMMITTED a row another worker took
-        # between the subquery and the update is re-checked here and left alone.
-        .where(waybills.c.waybill == free, waybills.c.state == FREE)
-        .values(state=TAKEN, order_key=order_key, taken_at=utc(now))
-        .returning(waybills.c.waybill)
-    )
-    for _ in range(20):
-        try:
-            with writing(engine) as conn:
-                got = conn.execute(claim).scalar()
-        except IntegrityError:
-            # Another worker took a number for this very order key first: use that one.
-            got = assigned(engine, order_key)
-        if got is not None:
-            return str(got)
-        if counts(engine, customer_code).free == 0:
-            raise PoolEmpty(
-                f"the waybill pool of customer code {customer_code!r} is empty; {REFILL_HINT}. "
-                "The message is retried on its own once numbers are there",
-                field="ItemCode",
-            )
-    raise RetryableError(
-        f"could not take a waybill of {customer_code!r} after 20 tries (heavy contention)",
-        code="server.waybill_contention",
-        field="ItemCode",
-    )
-
-
-def burn(engine: Engine, waybill: str, reason: str, now: datetime) -> None:
-    """Take a number out of use for good (the postal service says it is used elsewhere); its
-    order key is freed so the order gets a fresh number."""
-    with writing(engine) as conn:
-        conn.execute(
-            sa.update(waybills)
-            .where(waybills.c.waybill == waybill)
-            .values(state=BURNED, order_key=None, note=reason[:1000], taken_at=utc(now))
-        )
-
-
 @dataclass(frozen=True)
 class PoolCounts:
     free: int
@@ -210,22 +115,28 @@ class PoolCounts:
     burned: int
 
 
-def counts(engine: Engine, customer_code: str) -> PoolCounts:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(waybills.c.state, sa.func.count())
-            .where(waybills.c.customer_code == customer_code)
-            .group_by(waybills.c.state)
-        ).all()
-    found = {str(state): int(n) for state, n in rows}
-    return PoolCounts(found.get(FREE, 0), found.get(TAKEN, 0), found.get(BURNED, 0))
+def empty(customer_code: str) -> PoolEmpty:
+    return PoolEmpty(
+        f"the waybill pool of customer code {customer_code!r} is empty; {REFILL_HINT}. The "
+        "message is retried on its own once numbers are there", field="ItemCode")
 
 
-def taken_by(engine: Engine, waybills_: Sequence[str]) -> dict[str, str | None]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(waybills.c.waybill, waybills.c.order_key).where(
-                waybills.c.waybill.in_(list(waybills_))
-            )
-        ).all()
-    return {str(w): k for w, k in rows}
+class Waybills(Protocol):
+    """The postal adapter's pool of waybill numbers, by customer code."""
+
+    def add(self, customer_code: str, numbers: Iterable[str], now: datetime) -> int:
+        """Put (checked) numbers in the pool; numbers already known, free, taken or burned, are
+        left as they are. How many were new."""
+
+    def take(self, customer_code: str, order_key: str, now: datetime) -> str:
+        """The number of ``order_key``: the one it has, or a free one. ``PoolEmpty`` when none
+        is free."""
+
+    def burn(self, waybill: str, reason: str, now: datetime) -> None:
+        """Take a number out of use for good (the postal service says it is used elsewhere);
+        its order key is freed, so the order gets a fresh number."""
+
+    def counts(self, customer_code: str) -> PoolCounts: ...
+
+    def taken_by(self, waybills: Sequence[str]) -> dict[str, str | None]:
+        """The order key holding each of these numbers (None: free or burned)."""

@@ -1,45 +1,29 @@
-"""What the worker, the webhook parser and the tracking poller share, built once from the
-``AdapterContext``: configuration, mapping, the state tables' engine, a clock."""
+"""What the postal worker, the webhook parser and the tracking poller share, built once from the
+``AdapterContext``: configuration, mapping, the service's contract, the orders and the pool."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Self
 
-from sqlalchemy.engine import Engine
-
-from adapters.postal import db, mapping
-from adapters.postal.config import PostalConfig
+from adapters.postal import mapping, store
+from adapters.postal.config import NAME, PostalConfig
 from adapters.postal.mapping import PostalMapping
-from hub import adaptertables
+from adapters.postal.orders import Orders
+from adapters.postal.pool import Waybills
 from hub.adapters import AdapterContext
+from hub.stateful import Runtime, shared, state_engine
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class PostalRuntime:
-    cfg: PostalConfig
-    mapping: PostalMapping
-    engine: Engine
-    schemas_dir: Path
-    hub_id: str
-    clock: Callable[[], datetime] = field(default=_now)
+@dataclass(kw_only=True)
+class PostalRuntime(Runtime[PostalConfig, PostalMapping]):
+    orders: Orders
+    pool: Waybills
 
     @classmethod
-    def from_context(cls, ctx: AdapterContext) -> PostalRuntime:
-        cfg = PostalConfig.from_mapping(ctx.config)
-        settings = ctx.settings
-        engine = adaptertables.engine_for(ctx.store, cfg.state_url, settings.data_dir, "postal.db")
-        db.ensure_schema(engine)
-        return cls(
-            cfg=cfg,
-            mapping=mapping.load(Path(settings.mappings_dir)),
-            engine=engine,
-            schemas_dir=Path(settings.schemas_dir),
-            hub_id=settings.hub_id,
-        )
+    def from_context(cls, ctx: AdapterContext) -> Self:
+        cfg = PostalConfig.from_context(ctx)
+        engine = state_engine(ctx, cfg.state_url, "postal.db", store.metadata)
+        return cls(cfg=cfg, mapping=mapping.load(ctx.settings.mappings_dir),
+                   orders=store.SqlOrders(engine), pool=store.SqlWaybills(engine),
+                   **shared(ctx, NAME))

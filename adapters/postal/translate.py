@@ -5,41 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
 from hub.errors import ValidationError
-from hub.model import Party, PostalPickup, check_time
+from hub.model import Party, PostalPickup
+from hub.stateful import whole_dong
 
 MAPPING_FAILED = "client.mapping_failed"
-
-
-def wire_time(at: datetime, mapping: PostalMapping) -> str:
-    local = at.astimezone(mapping.timezone) if at.tzinfo else at
-    return local.strftime(mapping.time_format)
-
-
-def parse_wire_time(text: Any, mapping: PostalMapping, field: str) -> datetime:
-    try:
-        at = datetime.strptime(str(text), mapping.time_format).replace(tzinfo=mapping.timezone)
-    except ValueError:
-        raise ValidationError(
-            f"{text!r:.40} is not a time in the postal service's format "
-            f"{mapping.time_format!r} (yyyyMMddHHmmss, Vietnam time)",
-            field=field,
-        ) from None
-    # The order's tracking rows keep it (in UTC) before the canonical model sees it.
-    return check_time(at, field)
-
-
-def vnd(amount: Decimal, field: str) -> int:
-    if amount != amount.to_integral_value():
-        raise ValidationError(
-            f"{amount} has a fractional part; VND amounts are whole numbers of dong", field=field
-        )
-    return int(amount)
 
 
 def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
@@ -70,7 +44,7 @@ def order_message(
         o["customer_code"]: cfg.customer_code,
         o["waybill"]: waybill,
         o["order_number"]: order_number(pickup, cfg),
-        o["cod_amount"]: vnd(pickup.cod_amount, "cod_amount"),
+        o["cod_amount"]: whole_dong(pickup.cod_amount, "cod_amount"),
         o["sender"]: _party(pickup.sender, mapping),
         o["receiver"]: _party(pickup.receiver, mapping),
         o["description"]: pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
@@ -110,7 +84,7 @@ def track_item(
     return TrackItem(
         waybill=str(doc[t["waybill"]]),
         state=state_of(doc[t["state"]], mapping, prefix + t["state"]),
-        at=parse_wire_time(doc[t["time"]], mapping, prefix + t["time"]),
+        at=mapping.time.read(doc[t["time"]], prefix + t["time"]),
         note=None if note in (None, "") else str(note),
         order_number=order if order is not None else _opt(doc.get(t["order_number"])),
     )

@@ -1,0 +1,248 @@
+"""The scaffold of an adapter whose system answers later: a request, then the system's reports by
+callback or by polling, then reconciliation of what is still open (a payment the gateway
+settles, an order the postal service tracks).
+
+Such an adapter keeps state of its own (a ledger, orders) behind a small port of its own: a
+``Protocol`` with the real SQLAlchemy implementation on the hub store's engine
+(``state_engine``) and an in-memory fake for unit tests. It is written with:
+
+- ``Runtime``: what its worker, callback parser and jobs share, built once from its context;
+- ``StatefulWorker``: the handler of its work queue: the event's type checked, bad canonical
+  data never retried (``canonical``), what it returns signed for the events exchange;
+- ``report_body``: a report the system pushes (a callback), parsed and checked against the
+  system's contract;
+- ``Sweep`` and ``sweep``: a reconciliation or polling pass over what is open, which stops at
+  the first sign that the system is not answering; ``run_job`` publishes what it found and
+  marks it emitted once the broker confirmed it.
+
+Events the adapter emits are stored with its state (``event_json``) and re-emitted byte for
+byte (``stored``): a redelivered request or a report made twice yields the same message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from hub import adaptertables, tomlmap
+from hub.adapters import AdapterContext
+from hub.adaptertables import aware
+from hub.contracts import Contract, load_contract
+from hub.envelope import Envelope
+from hub.errors import ClientError, HubError, InvalidMessage, ValidationError
+from hub.jsonbody import parse_json
+from hub.model import check_time
+from hub.privacy import scrub
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")
+M = TypeVar("M")
+T = TypeVar("T")
+R = TypeVar("R", bound="Runtime[Any, Any]")
+# Failures that say the system is not answering at all: a pass stops at the first.
+UNREACHABLE = frozenset({"server.circuit_open", "system.unavailable", "system.timeout"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class Runtime(Generic[C, M]):
+    """What an adapter's worker, callback parser and jobs share: its configuration, its mapping,
+    its system's contract (``schemas/<name>/``), the hub's id and a clock. An adapter adds its
+    state's port."""
+
+    cfg: C
+    mapping: M
+    contract: Contract
+    hub_id: str
+    clock: Callable[[], datetime] = utcnow
+
+
+def shared(ctx: AdapterContext, name: str) -> dict[str, Any]:
+    """The ``Runtime`` fields every adapter takes from its context."""
+    return {"contract": load_contract(ctx.settings.schemas_dir / name),
+            "hub_id": ctx.settings.hub_id}
+
+
+def state_engine(ctx: AdapterContext, state_url: str, filename: str,
+                 metadata: sa.MetaData) -> Engine:
+    """The engine of an adapter's tables, created there unless they exist: the hub store's,
+    else ``state_url``, else SQLite ``filename`` in the data directory."""
+    engine = adaptertables.engine_for(ctx.store, state_url, ctx.settings.data_dir, filename)
+    adaptertables.ensure_schema(engine, metadata)
+    return engine
+
+
+def record(cls: Callable[..., T], row: Mapping[Any, Any]) -> T:
+    """A dataclass of an adapter's state from a row of its table: the columns it has a field
+    for, times as aware UTC."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{key: aware(value) if isinstance(value, datetime) else value
+                  for key, value in row.items() if key in names})
+
+
+def event_json(env: Envelope) -> str:
+    """An event as it is stored, to be re-emitted byte for byte."""
+    return json.dumps(env.to_dict(), ensure_ascii=False, default=str)
+
+
+def stored(texts: Iterable[str]) -> list[Envelope]:
+    return [Envelope.from_bytes(text.encode()) for text in texts]
+
+
+@dataclass(frozen=True)
+class WireTime:
+    """A system's way of writing times: a strftime ``format`` (yyyyMMddHHmmss) in its time
+    ``zone`` (Vietnam's); ``system`` names it in errors ("the gateway")."""
+
+    format: str
+    zone: ZoneInfo
+    system: str
+
+    def write(self, at: datetime) -> str:
+        return (at.astimezone(self.zone) if at.tzinfo else at).strftime(self.format)
+
+    def read(self, text: Any, field: str) -> datetime:
+        """The time ``text`` says, which the canonical model must take (the adapter keeps it,
+        in UTC, before the model sees it); else ``ValidationError`` naming ``field``."""
+        try:
+            at = datetime.strptime(str(text), self.format).replace(tzinfo=self.zone)
+        except ValueError:
+            raise ValidationError(
+                f"{text!r:.40} is not a time in {self.system}'s format {self.format!r} "
+                "(yyyyMMddHHmmss, Vietnam time)", field=field) from None
+        return check_time(at, field)
+
+
+def wire_names(doc: dict[str, Any], key: str, keys: Iterable[str],
+               where: str = "fields.toml") -> dict[str, str]:
+    """The table ``[key]`` of a mapping file: each of ``keys`` as a system's field name; a gap
+    is an error at ``key`` itself, as operators know it ("receipt.payer_name")."""
+    return tomlmap.wire_names(tomlmap.table(doc, key, where, field=key), tuple(keys),
+                              f"{where} [{key}]")
+
+
+def wire_time(doc: dict[str, Any], system: str, where: str = "fields.toml") -> WireTime:
+    """The ``time_format`` and ``timezone`` of a mapping file (yyyyMMddHHmmss in Vietnam's time
+    by default)."""
+    return WireTime(*tomlmap.wire_time(doc, where), system=system)
+
+
+def whole_dong(amount: Decimal, field: str) -> int:
+    """An amount as it goes on the wire, in whole dong: the currency has no minor unit."""
+    if amount != amount.to_integral_value():
+        raise ValidationError(
+            f"{amount} has a fractional part; VND amounts are whole numbers of dong", field=field)
+    return int(amount)
+
+
+@contextmanager
+def canonical() -> Iterator[None]:
+    """Bad canonical data in a message, or data its translation cannot carry, is never worth
+    retrying: ``ValidationError`` becomes ``InvalidMessage``, its identity numbers masked."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise InvalidMessage(scrub(exc.message), code=exc.code, field=exc.field,
+                             origin=exc.origin) from None
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class StatefulWorker(Generic[R]):
+    """The handler of a stateful adapter's work queue (an async callable over deliveries).
+    ``handle`` gets the verified event, of the type ``consumes`` names, and returns the
+    events it causes."""
+
+    consumes: ClassVar[str]
+
+    def __init__(self, ctx: AdapterContext, rt: R, client: Closable) -> None:
+        self.ctx, self.rt, self.client = ctx, rt, client
+
+    async def __call__(self, delivery: Any) -> list[Any]:
+        from hub.broker.messages import Outgoing  # the broker layer is only needed at run time
+
+        emitted = await self.process(delivery.envelope)
+        return [Outgoing.signed(env, self.ctx.signer, self.ctx.events_exchange) for env in emitted]
+
+    async def process(self, env: Envelope) -> list[Envelope]:
+        if env.type != self.consumes:
+            raise InvalidMessage(
+                f"this worker handles {self.consumes}, not {env.type}; check the work queue's "
+                "bindings", code="client.unexpected_type", field="type")
+        return await self.handle(env)
+
+    async def handle(self, env: Envelope) -> list[Envelope]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def report_body(ctx: AdapterContext, contract: Contract, kind: str, body: bytes,
+                what: str) -> dict[str, Any]:
+    """A report the system pushed (``what``: "the callback body"), parsed by the hub's JSON
+    parser and checked against the system's ``kind`` contract."""
+    doc = parse_json(body, max_depth=ctx.settings.max_json_depth, what=what)
+    if not isinstance(doc, dict):
+        raise ClientError(f"{what} is not a JSON object", code="client.unparseable")
+    contract.validate(kind, doc, error=ValidationError, code="client.schema_invalid")
+    return doc
+
+
+@dataclass
+class Sweep:
+    """What a reconciliation or polling pass did: counts by outcome, the failures, and the
+    events to publish."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[HubError] = field(default_factory=list)
+    events: list[Envelope] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, *outcomes: str) -> Sweep:
+        return cls(counts=dict.fromkeys(outcomes, 0))
+
+    def count(self, outcome: str, by: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + by
+
+    def summary(self) -> str:
+        return json.dumps({**self.counts, "events": len(self.events),
+                           "errors": [e.to_dict() for e in self.errors]}, ensure_ascii=False)
+
+
+async def sweep(report: Sweep, items: Iterable[T], check: Callable[[T], Awaitable[None]],
+                what: Callable[[T], str]) -> Sweep:
+    """``check`` each item in turn; a failure is kept and logged, and when the system is not
+    answering the rest waits for the next pass."""
+    for item in items:
+        try:
+            await check(item)
+        except HubError as exc:
+            report.errors.append(exc)
+            log.warning("%s failed: %s", what(item), exc)
+            if exc.code in UNREACHABLE:
+                break
+    return report
+
+
+async def run_job(report: Sweep, publish: Callable[[Envelope], Awaitable[None]],
+                  mark: Callable[[list[str]], object]) -> Sweep:
+    """Publish a pass's events (``publish`` resolves once the broker confirmed one), then mark
+    them emitted: a failure part-way leaves the rest for the next pass."""
+    await adaptertables.publish_then_mark(report.events, publish, mark)
+    return report

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from hub import adaptertables, tomlmap
 from hub.adapters import AdapterContext
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 M = TypeVar("M")
 T = TypeVar("T")
+V = TypeVar("V")
 R = TypeVar("R", bound="Runtime[Any, Any]")
 # Failures that say the system is not answering at all: a pass stops at the first.
 UNREACHABLE = frozenset({"server.circuit_open", "system.unavailable", "system.timeout"})
@@ -91,6 +93,16 @@ def record(cls: Callable[..., T], row: Mapping[Any, Any]) -> T:
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
     return cls(**{key: aware(value) if isinstance(value, datetime) else value
                   for key, value in row.items() if key in names})
+
+
+def insert_once(engine: Engine, table: sa.Table, values: Mapping[str, Any]) -> None:
+    """Insert a row unless its key is there already (a redelivered request: the caller reads
+    the row that was kept)."""
+    try:
+        with adaptertables.writing(engine) as conn:
+            conn.execute(sa.insert(table).values(dict(values)))
+    except IntegrityError:
+        pass
 
 
 def event_json(env: Envelope) -> str:
@@ -138,6 +150,16 @@ def wire_time(doc: dict[str, Any], system: str, where: str = "fields.toml") -> W
     """The ``time_format`` and ``timezone`` of a mapping file (yyyyMMddHHmmss in Vietnam's time
     by default)."""
     return WireTime(*tomlmap.wire_time(doc, where), system=system)
+
+
+def decoded(codes: Mapping[str, V], raw: Any, field: str, what: str, where: str) -> V:
+    """What a system's code ``raw`` means by a table of its mapping (``where``: the file and
+    table); a code the table lacks is a gap of the mapping, never worth retrying as it is."""
+    found = codes.get(str(raw))
+    if found is None:
+        raise ValidationError(f"{raw!r:.20} is not a known {what}; known: {sorted(codes)} "
+                              f"({where})", code="client.mapping_failed", field=field)
+    return found
 
 
 def whole_dong(amount: Decimal, field: str) -> int:

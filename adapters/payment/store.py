@@ -39,7 +39,7 @@ from adapters.payment.ledger import (
 from hub import adaptertables
 from hub.adaptertables import utc, writing
 from hub.envelope import Envelope
-from hub.stateful import event_json, record
+from hub.stateful import event_json, insert_once, record
 
 metadata = sa.MetaData()
 
@@ -143,13 +143,8 @@ class SqlLedger:
                      .values(status=state, updated_at=utc(now)))
 
     def add(self, payment: Transaction) -> Transaction:
-        try:
-            with writing(self.engine) as conn:
-                conn.execute(sa.insert(transactions).values(
-                    {**asdict(payment), "created_at": utc(payment.created_at),
-                     "updated_at": utc(payment.created_at)}))
-        except IntegrityError:
-            pass  # recorded already: a redelivered request
+        insert_once(self.engine, transactions, {**asdict(payment), "updated_at": utc(
+            payment.created_at), "created_at": utc(payment.created_at)})
         found = self.get(payment.reference)
         assert found is not None  # written just now, or there before
         return found

@@ -13,7 +13,7 @@ from adapters.payment.config import PaymentConfig
 from adapters.payment.mapping import PaymentMapping
 from hub.errors import ValidationError
 from hub.model import Fee, PaymentCompleted, PaymentRequest, validate_model
-from hub.stateful import whole_dong
+from hub.stateful import decoded, whole_dong
 
 MAPPING_FAILED = "client.mapping_failed"
 
@@ -116,18 +116,9 @@ def completed(
     error_code: str | None,
     at: datetime,
 ) -> PaymentCompleted:
-    model: PaymentCompleted = validate_model(
-        PaymentCompleted,
-        {
-            "dossier_code": dossier_code,
-            "reference": reference,
-            "transaction_id": transaction_id,
-            "amount": Decimal(str(amount)),
-            "paid": paid,
-            "error_code": error_code,
-            "at": at,
-        },
-    )
+    model: PaymentCompleted = validate_model(PaymentCompleted, {
+        "dossier_code": dossier_code, "reference": reference, "transaction_id": transaction_id,
+        "amount": Decimal(str(amount)), "paid": paid, "error_code": error_code, "at": at})
     return model
 
 
@@ -151,14 +142,5 @@ def from_callback(
 def query_outcome(reply: dict[str, Any], mapping: PaymentMapping) -> str:
     """``paid``, ``pending`` or ``failed`` from a QUERY reply's TrangThaiGD."""
     field = mapping.reply["transaction_state"]
-    raw = reply.get(field)
-    outcome = mapping.transaction_states.get(str(raw))
-    if outcome is None:
-        raise ValidationError(
-            f"{raw!r:.20} is not a known transaction state; known: "
-            f"{sorted(mapping.transaction_states)} (mappings/payment/codes.toml "
-            "[transaction_states])",
-            code=MAPPING_FAILED,
-            field=field,
-        )
-    return outcome
+    return decoded(mapping.transaction_states, reply.get(field), field, "transaction state",
+                   "mappings/payment/codes.toml [transaction_states]")

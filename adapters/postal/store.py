@@ -33,7 +33,7 @@ from hub import adaptertables
 from hub.adaptertables import utc, writing
 from hub.envelope import Envelope
 from hub.errors import RetryableError
-from hub.stateful import event_json, record
+from hub.stateful import event_json, insert_once, record
 
 metadata = sa.MetaData()
 
@@ -115,13 +115,8 @@ class SqlOrders:
         return next(iter(self._orders(orders.c.waybill == waybill)), None)
 
     def add(self, order: Order) -> Order:
-        try:
-            with writing(self.engine) as conn:
-                conn.execute(sa.insert(orders).values(
-                    {**asdict(order), "created_at": utc(order.created_at),
-                     "updated_at": utc(order.created_at)}))
-        except IntegrityError:
-            pass  # recorded already: a redelivered request
+        insert_once(self.engine, orders, {**asdict(order), "updated_at": utc(order.created_at),
+                                          "created_at": utc(order.created_at)})
         found = self.by_key(order.order_key)
         assert found is not None  # written just now, or there before
         return found

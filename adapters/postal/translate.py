@@ -9,11 +9,8 @@ from typing import Any
 
 from adapters.postal.config import PostalConfig
 from adapters.postal.mapping import PostalMapping
-from hub.errors import ValidationError
 from hub.model import Party, PostalPickup
-from hub.stateful import whole_dong
-
-MAPPING_FAILED = "client.mapping_failed"
+from hub.stateful import decoded, whole_dong
 
 
 def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
@@ -63,16 +60,8 @@ class TrackItem:
 
 
 def state_of(raw: Any, mapping: PostalMapping, field: str) -> int:
-    state = mapping.collection_states.get(str(raw))
-    if state is None:
-        raise ValidationError(
-            f"{raw!r:.20} is not a known collection state; known: "
-            f"{sorted(mapping.collection_states)} (mappings/postal/statuses.toml "
-            "[collection_state])",
-            code=MAPPING_FAILED,
-            field=field,
-        )
-    return state
+    return decoded(mapping.collection_states, raw, field, "collection state",
+                   "mappings/postal/statuses.toml [collection_state]")
 
 
 def track_item(

@@ -83,10 +83,11 @@ class Settings(BaseSettings):
     # one dossier's events one at a time, in order; its prefetch is raised to this if lower.
     worker_concurrency: int = Field(default=256, ge=1, le=10_000)
     # With several worker processes (`lienthong worker --processes n`), process i registers at
-    # once on the partitions p with p % n == i, and on the others this many seconds later as
-    # standby: the partitions' single active consumers are spread over the processes, and a
+    # once on the partitions p with p % n == i, and on each other one as standby once its own
+    # process holds it, or after this many seconds with no consumer on it (that process is not
+    # running): the partitions' single active consumers are spread over the processes, and a
     # standby takes a partition over when the process that had it stops or dies.
-    standby_delay: float = Field(default=2.0, ge=0)
+    standby_delay: float = Field(default=5.0, ge=0)
     # This worker process's place among the worker processes of the same destinations, when
     # they are started one by one (services, containers): process `worker_process` of
     # `worker_processes` (counted from 0) takes the partitions p with p % worker_processes ==

@@ -200,7 +200,8 @@ def worker_process(settings: Settings, store_url: str, index: int, log: Path,
         "LIENTHONG_STORE_URL": store_url,
         "LIENTHONG_RETRY_TIERS": "[0.5, 1, 2]",
         "LIENTHONG_WORKER_METRICS_PORT": "0",
-        "LIENTHONG_STANDBY_DELAY": "0.5",
+        # Long enough for the other process to start and take its own partitions first.
+        "LIENTHONG_STANDBY_DELAY": "20",
         "LIENTHONG_WORKER_PROCESS": str(index),
         "LIENTHONG_WORKER_PROCESSES": "2",
     }

@@ -10,8 +10,6 @@ import asyncio
 import logging
 from typing import Any
 
-import httpx
-
 from adapters.npsp.config import NpspConfig
 from adapters.npsp.mapping import ErrorRule, NpspMapping
 from hub.contracts import Contract
@@ -19,8 +17,12 @@ from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.privacy import collect
 from hub.transport import HttpTransport, Outbound, Reply, Request, Said, bad_reply
+from hub.transport.pools import PooledTransport
 
 NAME = "npsp"
+# Connections kept for the portal: above the worker's concurrency (Settings.worker_concurrency,
+# mappings/topology.toml), so a call never waits for one.
+CALLS_IN_FLIGHT = 512
 ORIGIN = f"system:{NAME}"
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,9 @@ class NpspClient:
                 # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
                 # calls in flight, and the policy's rate limit their pace: a pool smaller than
                 # the concurrency would only queue calls here (httpx's default is 100, 20
-                # kept alive), and a connection closed after each call costs a handshake.
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
+                # kept alive), and one pool as large costs more per call the more calls are
+                # in flight (hub.transport.pools).
+                transport=PooledTransport.for_calls(CALLS_IN_FLIGHT),
             ),
             policy or CallPolicy(NAME, config.policy),
         )

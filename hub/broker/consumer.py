@@ -24,9 +24,10 @@ goes on holding.
 
 One consumer may take several queues (the partitions of a destination, ``hub.broker
 .topology``), on one channel, sharing its lanes and its concurrency. Each partition queue has a
-single active consumer; ``home`` queues are registered at once and the others after
-``Settings.standby_delay`` as standby, so that the partitions spread over worker processes and
-a standby takes over a partition whose process died. Former work queues of the destination
+single active consumer; ``home`` queues are registered at once, the others once their home
+process holds them (as standby) or after ``Settings.standby_delay`` without any consumer, so
+that the partitions spread over worker processes and a standby takes over a partition whose
+process died. Former work queues of the destination
 (``drain_first``: left by another partition count) are consumed first, and the partitions only
 once those have no ready message left.
 
@@ -89,8 +90,10 @@ Handler = Callable[[Delivery], Awaitable[Sequence[Outgoing] | None] | Sequence[O
 Write = tuple[Any, Callable[[Any], object]]
 # Writes of many deliveries go in one transaction, up to this many deliveries.
 MAX_WRITE_BATCH = 500
-# How often a consumer draining former queues looks whether they are empty.
+# How often a consumer draining former queues looks whether they are empty, and one waiting to
+# stand by for other processes' partitions whether they have their active consumer.
 DRAIN_POLL = 0.5
+STANDBY_POLL = 0.25
 _PARTITION = re.compile(r"\.p\d+$")
 
 
@@ -432,14 +435,23 @@ class Consumer:
             self._later(self._register_standby(link, generation, standby))
 
     async def _register_standby(self, link: Link, generation: int, queues: list[str]) -> None:
-        # Registered after the home partitions of the other processes: each partition's single
-        # active consumer is then in the process whose home it is, and this one waits behind.
-        await asyncio.sleep(self.standby_delay)
-        if generation != self._generation or not link.is_open:
-            return
+        """Register on partitions that are another process's home, behind it: once one has
+        an active consumer (its home process), as standby; if it has none for
+        ``standby_delay`` seconds (that process is not running), at once, so its dossiers are
+        not left waiting. The broker counts only the active consumer of such a queue, which is
+        what tells a partition taken from one left alone."""
+        pending = list(queues)
+        waited = 0.0
         with contextlib.suppress(BrokerUnavailable, AMQPError):
-            for queue in queues:
-                await self._register(link, generation, queue)
+            while pending and generation == self._generation and link.is_open:
+                for queue in list(pending):
+                    frame = await link.call(link.channel.queue_declare, queue, passive=True)
+                    if frame.method.consumer_count > 0 or waited >= self.standby_delay:
+                        await self._register(link, generation, queue)
+                        pending.remove(queue)
+                if pending:
+                    await asyncio.sleep(STANDBY_POLL)
+                    waited += STANDBY_POLL
 
     async def _after_drain(self, link: Link, generation: int) -> None:
         """Register on the partitions once the former queues have no ready message and

@@ -7,9 +7,13 @@ in the same run (the machine is shared and noisy: the ratio is the figure that m
 - latency: the hub relay under a fixed offered rate (default 1,000 msg/s), end to end from
   the producer's publish to the sink's receipt; the bare relay the same way for reference.
 
-Each relay runs in a process of its own. Prints the figures and writes JSON.
+Each relay runs in a process of its own. Prints the figures and writes JSON. With
+``--processed sqlite`` each hub relay process keeps its processed ids in a SQLite store of its
+own, as a worker does (looked up per message and recorded per ack batch, off the event loop);
+by default it keeps none, as the bare relay.
 
     .venv/bin/python bench/relay.py [--messages 20000] [--rate 1000] [--seconds 10]
+        [--processed none|sqlite]
 """
 
 from __future__ import annotations
@@ -174,6 +178,16 @@ def bare_relay(url: str, src: str, dst: str, stop_after: int | None, ready: Any,
     loop.run_until_complete(wait_done())
 
 
+def processed_ids(data_dir: Path) -> Any:
+    """The processed ids of ``--processed`` (passed to the relay processes in the environment):
+    a store of this process's own, or None."""
+    if os.environ.get("LTBENCH_PROCESSED", "none") == "none":
+        return None
+    from hub.store import Store
+
+    return Store.open(f"sqlite:///{data_dir / f'processed-{os.getpid()}.db'}").processed
+
+
 def hub_relay(url: str, data_dir: str, src: str, dst: str, ready: Any, done: Any) -> None:
     """The hub's relay: Consumer (decode, verify) → handler (derive, sign) → publish."""
     settings = Settings(data_dir=Path(data_dir), amqp_url=url, name_prefix="ltbench")
@@ -190,8 +204,11 @@ def hub_relay(url: str, data_dir: str, src: str, dst: str, ready: Any, done: Any
             out.headers["bench-sent"] = sent
         return [out]
 
+    processed = processed_ids(Path(data_dir))
+
     async def main() -> None:
-        consumer = Consumer(settings, src, handler, verifier=verifier, name="bench hub relay")
+        consumer = Consumer(settings, src, handler, verifier=verifier, name="bench hub relay",
+                            processed=processed)
         consumer.start()
         await consumer.wait_consuming()
         freeze_startup_heap()  # as the hub's workers do once set up
@@ -330,7 +347,10 @@ def main() -> None:
                     help="hub relay processes for the multi-process run (the bare relay and the "
                          "single-process hub relay are always measured too)")
     ap.add_argument("--out", type=Path, default=Path("bench/results/relay.json"))
+    ap.add_argument("--processed", choices=["none", "sqlite"], default="none",
+                    help="where the hub's relay keeps its processed ids (default: nowhere)")
     args = ap.parse_args()
+    os.environ["LTBENCH_PROCESSED"] = args.processed  # read by the relay processes
 
     data_dir = Path(tempfile.mkdtemp(prefix="ltbench-"))
     make_keys(data_dir)
@@ -343,7 +363,7 @@ def main() -> None:
 
     run = uuid.uuid4().hex[:6]
     results: dict[str, Any] = {"messages": n, "body_bytes": body_size,
-                               "hub_processes": args.processes,
+                               "hub_processes": args.processes, "processed": args.processed,
                                "load_average_before": os.getloadavg()}
     runs = [("bare", "bare", 1), ("hub", "hub", 1), ("hub_multi", "hub", args.processes)]
     for label, kind, procs in runs:

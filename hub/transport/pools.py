@@ -2,10 +2,10 @@
 
 httpcore's pool (httpx's transport) looks over every connection it holds, and every request
 waiting for one, each time a request starts or a response ends: the cost of a call grows with
-the calls in flight. A worker with a few hundred deliveries in flight to a portal answering in
-200 ms spent two thirds of its CPU there (py-spy), until calls missed their timeout and the
-breaker opened. ``PooledTransport`` spreads the calls over several small pools instead, each
-its own httpcore pool: the same number of connections, a fraction of the bookkeeping per call.
+the calls in flight, and a worker with a few hundred deliveries in flight to a slow portal
+spent most of its CPU there (docs/performance.md#small-connection-pools). ``PooledTransport``
+spreads the calls over several small pools instead, each its own httpcore pool: the same
+number of connections, a fraction of the bookkeeping per call.
 """
 
 from __future__ import annotations

@@ -45,6 +45,21 @@ class StoreProcessedIds:
             ).scalar_one_or_none()
         return None if digest is None else str(digest)
 
+    def lookup_many(self, consumer: str, message_ids: list[str]) -> dict[str, str]:
+        """The digests recorded for those of ``message_ids`` that ``consumer`` processed: one
+        query for a batch of deliveries (a consumer asks for many at once)."""
+        found: dict[str, str] = {}
+        with translate_errors("looking up processed ids"), self._engine.connect() as conn:
+            for start in range(0, len(message_ids), 500):
+                rows = conn.execute(
+                    select(processed_ids.c.message_id, processed_ids.c.digest).where(
+                        processed_ids.c.consumer == consumer,
+                        processed_ids.c.message_id.in_(message_ids[start:start + 500]),
+                    )
+                )
+                found.update((str(mid), str(digest)) for mid, digest in rows)
+        return found
+
     def record(self, consumer: str, items: Iterable[tuple[str, str]]) -> None:
         items = list(items)
         if not items:

@@ -347,22 +347,3 @@ subscriptions = Table(
     Column("consumer_seen_at", UTCDateTime),
     Index(None, "ministry"),
 )
-
-# Ministries' subscriptions (hub.subscriptions): what each queue P.sub.<name> is bound to. The
-# broker's declarations are made from these rows by `lienthong topology apply`; the queue's
-# user is the ministry's (one RabbitMQ user per ministry system). consumer_seen_at: when a
-# consumer was last seen on the queue (reported when gone for too long).
-subscriptions = Table(
-    "subscriptions",
-    metadata,
-    Column("name", String(63), primary_key=True),
-    Column("ministry", String(200), nullable=False),
-    Column("event_types", JSONDoc, nullable=False),
-    Column("agencies", JSONDoc, nullable=False),
-    Column("procedures", JSONDoc, nullable=False),
-    Column("projection", String(100), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Column("consumer_seen_at", UTCDateTime),
-    Index(None, "ministry"),
-)

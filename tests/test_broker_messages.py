@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hub import headers as h
 from hub.broker.messages import Outgoing
+from hub.broker.names import slot_of
 from hub.broker.processed import MemoryProcessedIds
 from hub.envelope import CONTENT_TYPE, Envelope
 from hub.testing.broker import sample_envelope
@@ -24,7 +25,8 @@ def test_signed_serialises_once_and_signs_exactly_the_body_it_carries() -> None:
     out = Outgoing.signed(env, signer, "p.events")
     assert signer.calls == [(out.body, env)]
     assert out.body == env.to_bytes()
-    assert out.headers == {h.SIGNATURE: f"jws-over-{len(out.body)}", h.ATTEMPT: 0}
+    assert out.headers == {h.SIGNATURE: f"jws-over-{len(out.body)}", h.ATTEMPT: 0,
+                           h.SLOT: slot_of(env.subject)}
     assert out.exchange == "p.events"
     assert out.routing_key == "dossier.submitted.000_00_00_H56.2_002492"
     assert (out.message_id, out.type, out.app_id) == (env.id, env.type, env.source)

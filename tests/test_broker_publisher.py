@@ -14,6 +14,7 @@ from hub import headers as h
 from hub.broker import declare
 from hub.broker.destinations import Destination
 from hub.broker.messages import Outgoing
+from hub.broker.names import slot_of
 from hub.broker.publisher import Publisher, PublishFailed
 from hub.broker.topology import Topology
 from hub.envelope import CONTENT_TYPE
@@ -93,7 +94,7 @@ def test_messages_carry_the_properties_of_the_contract(
     assert props.content_type == CONTENT_TYPE
     assert props.delivery_mode == 2
     assert isinstance(props.timestamp, int) and props.timestamp > 0
-    assert got.headers == {h.SIGNATURE: "unsigned", h.ATTEMPT: 0}
+    assert got.headers == {h.SIGNATURE: "unsigned", h.ATTEMPT: 0, h.SLOT: slot_of(env.subject)}
 
 
 def test_a_direct_publish_to_no_queue_fails_instead_of_vanishing(

@@ -46,7 +46,9 @@ def basic(user: str) -> dict[str, str]:
 
 def parked_row(settings: Settings, env: Envelope, signer: Signer, *, code: str,
                reason: str, destination: str = "npsp", queue: str = "dead",
-               history_at: str = "2026-12-07T05:00:00+00:00") -> dict[str, Any]:
+               history_at: str | None = None) -> dict[str, Any]:
+    # Parked now unless told: the console counts what was parked in the last hour.
+    history_at = history_at or datetime.now(UTC).isoformat(timespec="seconds")
     body = env.to_bytes()
     headers = {h.SIGNATURE: signer.sign(body, env), h.ATTEMPT: 3, h.SLOT: slot_of(env.subject),
                h.REASON_CODE: code, h.REASON: reason, h.PARKED_BY: f"worker:{destination}",

@@ -34,7 +34,8 @@ async def _serve(workers: list[Worker], store: Store, settings: Settings, index:
         await runtime.run_until_signalled(workers)
 
 
-def _run(adapters: list[str] | None, verbose: bool, index: int = 0) -> None:
+def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
+         processes: int | None = None) -> None:
     from hub import runtime
     from hub.console.keeper import KEEPER
     from hub.recorder import TIMELINE
@@ -50,8 +51,11 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0) -> None:
         store = Store.open(settings.store_url)
         try:
             skipped: list[tuple[str, ConfigError]] = []
-            workers = runtime.build_workers(settings, adapters, store=store, skipped=skipped,
-                                            keeper=True)
+            # Children of --processes n each take their own partitions first (None: the
+            # settings' worker_process of worker_processes, for processes started one by one).
+            workers = runtime.build_workers(
+                settings, adapters, store=store, skipped=skipped, keeper=True,
+                process=(index, processes) if processes is not None else None)
             for name, error in skipped:
                 typer.echo(f"warning: adapter {name} not started: {error.message}; its "
                            f"messages wait in its queue until it runs (`lienthong worker "
@@ -92,7 +96,8 @@ def register(app: typer.Typer) -> None:
                 _run(adapters or None, verbose)
                 return
             children = [
-                multiprocessing.Process(target=_run, args=(adapters or None, verbose, i))
+                multiprocessing.Process(target=_run,
+                                        args=(adapters or None, verbose, i, processes))
                 for i in range(processes)
             ]
             for child in children:

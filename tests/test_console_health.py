@@ -73,8 +73,7 @@ def test_readiness_and_metrics_for_operators(settings: Settings, keys: Keys,
 
         async def run_keeper() -> None:
             keeper.start()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(stop.wait)  # until the test is done with it
             await keeper.stop()
 
         thread = threading.Thread(target=asyncio.run, args=(run_keeper(),))

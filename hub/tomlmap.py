@@ -8,15 +8,39 @@ and tests know (``fields.toml [dossier].code`` or ``receipt.code``).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
 from hub.errors import ConfigError
 
 E = TypeVar("E", bound=Enum)
+M = TypeVar("M", bound=BaseModel)
+
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _element_name(value: str) -> str:
+    if not _NCNAME.match(value):
+        raise PydanticCustomError("element_name", "should be an XML element name (a letter or "
+                                  "_, then letters, digits, _ . or -)")
+    return value
+
+
+ElementName = Annotated[str, AfterValidator(_element_name)]
+"""An XML element's local name (an NCName)."""
+
+
+class Table(BaseModel):
+    """A table of a mapping file declared as a model (``checked``): unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -26,11 +50,29 @@ def read(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(
-            f"the mapping file {path} is missing; restore it from the repository",
+            f"the mapping file {path} does not exist; restore it from the repository",
             field=path.name,
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", field=path.name) from None
+
+
+def checked(model: type[M], doc: dict[str, Any], file: str) -> M:
+    """A mapping file's tables checked into ``model``; the first problem is a ConfigError at
+    ``<file> [<table>].<key>`` (an unknown key at its table, which it names)."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [str(part) for part in error["loc"]]
+        if error["type"] == "extra_forbidden":
+            message = f"{loc.pop()} is not a known key; remove it or correct its name"
+        elif error["type"] == "missing":
+            message = "is missing; add it (see the comments in the file)"
+        else:
+            message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error.get('input')!r:.60}"
+        at = f" [{loc[0]}]" + "".join(f".{part}" for part in loc[1:]) if loc else ""
+        raise ConfigError(message, field=f"{file}{at}") from None
 
 
 def table(doc: dict[str, Any], key: str, where: str, *, field: str | None = None) -> dict[str, Any]:

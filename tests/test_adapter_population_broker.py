@@ -16,8 +16,8 @@ import pytest
 from adapter_support import declared_topology, signer_for, until
 
 from adapters.population import adapter
-from adapters.population.records import VERIFIED
 from adapters.population.simulator import PopulationSimulator
+from adapters.population.worker import VERIFIED
 from hub import headers as h
 from hub.adapters import AdapterContext
 from hub.broker.consumer import Consumer

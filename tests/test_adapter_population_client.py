@@ -16,14 +16,13 @@ from conftest import wait_for
 
 from adapters.population.client import PopulationClient
 from adapters.population.config import PopulationConfig
-from adapters.population.faults import load_faults
 from adapters.population.mapping import load_mapping, parse_mapping
-from adapters.population.records import Gender
 from adapters.population.simulator import PopulationSimulator
 from adapters.population.translate import Caller
 from hub.errors import ConfigError, HubError, InvalidMessage, PermanentError, RetryableError
-from hub.model import CitizenVerification
+from hub.model import CitizenVerification, Gender
 from hub.settings import PROJECT_ROOT
+from hub.transport.soapfaults import load_faults
 
 T = TypeVar("T")
 MAPPINGS = PROJECT_ROOT / "mappings" / "population"

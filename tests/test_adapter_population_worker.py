@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from adapters.population import adapter
-from adapters.population.records import VERIFIED, CitizenVerified
 from adapters.population.simulator import PopulationSimulator
-from adapters.population.worker import VerificationHandler
+from adapters.population.worker import VERIFIED, VerificationHandler
 from hub import headers as h
 from hub.adapters import GROUP, AdapterContext
 from hub.broker.messages import Delivery, Outgoing
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, RetryableError
+from hub.model import CitizenVerified
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, Verifier, generate
 

@@ -1,35 +1,25 @@
-"""The population database's SOAP client over the hub's transport (``hub.transport.soap``:
-zeep over httpx, the WSDL loaded from schemas/population/, the service address from the
-configuration; failures, masking, call policy and metrics). A SOAP fault is read here by
-faults.toml; a look-up answered with another citizen's record is refused.
-"""
+"""The population database's SOAP client over the hub's transport (``hub.transport.soap``);
+its faults are read by faults.toml (``hub.transport.soapfaults``). A look-up answered with
+another citizen's record is refused."""
 
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from adapters.population.config import PopulationConfig
-from adapters.population.contract import RequestContract, load_schema
-from adapters.population.faults import FaultTable
 from adapters.population.mapping import Mapping
-from adapters.population.records import CitizenRecord
-from adapters.population.translate import (
-    Caller,
-    exists_from_reply,
-    record_from_reply,
-    to_request,
-)
+from adapters.population.translate import Caller, exists_from_reply, record_from_reply, to_request
 from hub.errors import RetryableError
-from hub.model import CitizenVerification
+from hub.model import CitizenRecord, CitizenVerification
 from hub.outbound import CallPolicy
 from hub.privacy import collect, initials, mask_identity
-from hub.transport import Outbound, Reply, Request
-from hub.transport.soap import Fault, SoapTransport
+from hub.transport import Outbound, Request
+from hub.transport.soap import SoapTransport
+from hub.transport.soapfaults import FaultTable
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +28,6 @@ ORIGIN = f"system:{NAME}"
 NS = "http://dancuquocgia.bca"
 BINDING = f"{{{NS}}}DanCuServiceSoapBinding"
 VERIFY = "XacThucThongTinCongDan"
-# The XSD is parsed once per process and shared by every client.
-_schema = lru_cache(maxsize=4)(load_schema)
 LOOKUP = "TraCuuThongTinCongDan"
 
 
@@ -64,7 +52,7 @@ class PopulationClient:
             SoapTransport(
                 NAME, "the population database", wsdl=wsdl, binding=BINDING, address=config.url,
                 timeout=config.policy.timeout, auth=auth, max_connections=config.max_connections,
-                plugins=[RequestContract(_schema(wsdl.with_name("dancu.xsd")))],
+                xsd=wsdl.with_name("dancu.xsd"),
                 auth_hint="the account in the [auth] variables of "
                           "mappings/population/config.toml",
                 mapping_field="mapping.toml [request]",
@@ -72,8 +60,8 @@ class PopulationClient:
             policy or CallPolicy(NAME, config.policy),
         )
         r = mapping.request
-        self._personal = {r["identity_number"], r["old_identity_number"], r["name"],
-                          r["birth_date"], r["birth_year"]}
+        self._personal = {r.identity_number, r.old_identity_number, r.name, r.birth_date,
+                          r.birth_year}
 
     async def aclose(self) -> None:
         await self.outbound.aclose()
@@ -104,15 +92,9 @@ class PopulationClient:
                   initials(who.name), "found" if record else "not found")
         return record
 
-    def _read(self, reply: Reply) -> Any:
-        if isinstance(reply.body, Fault):
-            fault = reply.body
-            raise self.faults.for_fault(fault.code, fault.detail, fault.message)
-        return reply.body
-
     async def _call(self, operation: str, body: dict[str, Any]) -> Any:
         request = Request(operation, body=body, personal=collect(body, self._personal))
-        return await self.outbound.call(request, self._read)
+        return await self.outbound.call(request, self.faults.result)
 
 
 def _same_citizen(asked: str, record: CitizenRecord) -> bool:

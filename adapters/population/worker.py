@@ -19,18 +19,19 @@ from typing import Any
 
 from adapters.population.client import NAME, PopulationClient
 from adapters.population.config import PopulationConfig
-from adapters.population.faults import load_faults
 from adapters.population.mapping import load_mapping
-from adapters.population.records import VERIFICATION_REQUESTED, VERIFIED, CitizenVerified
 from adapters.population.translate import Caller
 from hub import codes
 from hub.adapters import AdapterContext, load_config
 from hub.broker.messages import Delivery, Outgoing
 from hub.errors import CodeError, HubError, InvalidMessage
-from hub.model import VN_TZ, CitizenVerification, parse_event_data
+from hub.model import VN_TZ, CitizenVerification, CitizenVerified, parse_event_data
 from hub.privacy import initials, mask_identity, scrub
+from hub.transport.soapfaults import load_faults
 
 log = logging.getLogger(__name__)
+VERIFICATION_REQUESTED = "vn.gov.citizen.verification-requested"
+VERIFIED = "vn.gov.citizen.verified"
 
 
 def build_client(ctx: AdapterContext) -> PopulationClient:

@@ -7,6 +7,11 @@ A SOAP fault is the system's answer, not a failure of the transport: it comes ba
 that is not SOAP (a gateway's page, an authentication challenge) is translated by
 ``hub.transport.base.failure`` like any other; a reply that does not parse is
 ``system.bad_reply``. Whole bodies are never logged: they hold citizen data.
+
+Given the system's XSD, every request is checked against it before it leaves: zeep serialises
+by the schema's structure but does not check facets (patterns, lengths), so a request breaking
+them would only be refused by the system, after a round trip, as a fault. lxml validates a
+~1 KB body in tens of microseconds, and the failure names the element.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import httpx
 import zeep
 import zeep.exceptions
 from lxml import etree
+from zeep import Plugin
 from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
@@ -33,6 +39,7 @@ from hub.transport.base import Reply, Request, bad_reply, failure, origin_of
 
 log = logging.getLogger(__name__)
 
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _SOAP_MEDIA = ("text/xml", "application/xml", "application/soap+xml")
 SETTINGS = zeep.Settings(
     strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
@@ -57,6 +64,40 @@ def _document(wsdl: Path) -> Document:
     # zeep annotates ``transport`` as a class; it takes an instance.
     transport: Any = zeep.Transport()  # type: ignore[no-untyped-call]
     return Document(str(wsdl), transport, settings=SETTINGS)
+
+
+@lru_cache(maxsize=8)
+def load_schema(xsd: Path) -> etree.XMLSchema:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(xsd), parser))
+
+
+class _RequestContract(Plugin):
+    """Validates the body element of every outgoing request against the system's XSD."""
+
+    def __init__(self, xsd: Path) -> None:
+        self.schema, self.name = load_schema(xsd), xsd.name
+
+    def egress(
+        self, envelope: Any, http_headers: Any, operation: Any, binding_options: Any
+    ) -> tuple[Any, Any]:
+        body = envelope.find(f"{{{SOAP_ENV}}}Body")
+        payload = body[0] if body is not None and len(body) else None
+        if payload is None or not self.schema.validate(payload):
+            error = self.schema.error_log.last_error if payload is not None else None
+            raise InvalidMessage(
+                f"the {getattr(operation, 'name', 'request')} request does not fit {self.name}: "
+                f"{scrub(error.message) if error is not None else 'the body is empty'}",
+                code="client.mapping_failed",
+                field=_element_of(error.path) if error is not None else "Body",
+            )
+        return envelope, http_headers
+
+
+def _element_of(path: str | None) -> str:
+    # "/ns0:XacThucThongTinCongDan/ns0:HoVaTen" -> "HoVaTen"
+    last = (path or "").rstrip("/").rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[-1].split("[", 1)[0] or "Body"
 
 
 class _HttpAnswer(Exception):
@@ -93,8 +134,9 @@ class _QuietTransport(AsyncTransport):
 class SoapTransport:
     """One per system: holds the connection pool. A request's ``operation`` is the WSDL's
     operation, its ``body`` the operation's elements by name; a reply's body is the result as
-    plain dicts and lists, or a ``Fault``. ``mapping_field`` names the adapter's mapping in the
-    error of a request naming an element the WSDL does not have."""
+    plain dicts and lists, or a ``Fault``. ``xsd``: the schema every request is checked against
+    before it leaves. ``mapping_field`` names the adapter's mapping in the error of a request
+    naming an element the WSDL does not have."""
 
     def __init__(
         self,
@@ -107,6 +149,7 @@ class SoapTransport:
         timeout: float,
         auth: httpx.Auth | None = None,
         max_connections: int = 20,
+        xsd: Path | None = None,
         plugins: Sequence[Any] = (),
         auth_hint: str = "",
         mapping_field: str = "mapping",
@@ -121,7 +164,8 @@ class SoapTransport:
             wsdl_client=httpx.Client(timeout=httpx.Timeout(timeout)),
         )
         client = zeep.AsyncClient(  # type: ignore[no-untyped-call]
-            _document(wsdl), transport=self._transport, settings=SETTINGS, plugins=list(plugins)
+            _document(wsdl), transport=self._transport, settings=SETTINGS,
+            plugins=[*([_RequestContract(xsd)] if xsd else []), *plugins],
         )
         # AsyncClient.create_service returns the synchronous proxy (zeep 4.3): build the async
         # one, bound to the configured address instead of the WSDL's soap:address.

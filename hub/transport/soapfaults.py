@@ -1,29 +1,28 @@
-"""The population database's SOAP faults -> the hub's error classes, driven by
-``mappings/population/faults.toml``. Its HTTP answers that are not SOAP are translated as every
-system's are (``hub.transport``).
+"""A SOAP system's faults -> the hub's error classes, by the system's own table
+(``mappings/<name>/faults.toml``): the system's error code carried in the fault's detail first,
+else the SOAP 1.1 faultcode class (``Client``, ``Server``, ``other``).
 
-Fault strings and details are the system's words and may echo the request; they are scrubbed
+Fault strings and details are the system's words and may echo the request: they are scrubbed
 (identity numbers masked) before they reach an error message.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from lxml import etree
 
+from hub import tomlmap
 from hub.errors import ConfigError, HubError, PermanentError, RetryableError
 from hub.privacy import scrub
+from hub.transport.base import MAX_SAID, Reply, origin_of
+from hub.transport.soap import Fault
 
 FILE = "faults.toml"
-NS = "http://dancuquocgia.bca"
-ORIGIN = "system:population"
-_MAX_TEXT = 300
-
 Kind = Literal["retryable", "permanent"]
+_DETAIL_KEYS = ("namespace", "element", "code", "text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,55 +34,54 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class FaultTable:
-    codes: dict[str, Rule]  # MaLoi -> rule
+    system: str  # errors carry origin "system:<system>"
+    title: str  # names the system in messages: "the population database"
+    detail: dict[str, str]  # where the detail holds the system's error: namespace, element...
+    codes: dict[str, Rule]  # the system's error code -> rule
     faultcodes: dict[str, Rule]  # "Client" / "Server" / "other" -> rule
 
     def for_fault(self, faultcode: str | None, detail: Any, faultstring: str | None) -> HubError:
-        """The error for a SOAP fault: by the system's MaLoi, else by the faultcode class."""
-        system_code, description = _loi(detail)
+        """The error for a SOAP fault: by the system's code, else by the faultcode class."""
+        system_code, description = self._said(detail)
         rule = self.codes.get(system_code) if system_code else None
         if rule is None:
             # "soap:Client" -> "Client"; SOAP 1.1 also allows dotted refinements "Client.Auth".
             local = (faultcode or "").rpartition(":")[2].split(".")[0]
             rule = self.faultcodes.get(local) or self.faultcodes["other"]
-        said = scrub((description or faultstring or "no description")[:_MAX_TEXT])
+        said = scrub((description or faultstring or "no description")[:MAX_SAID])
         message = (
-            f"the population database answered with fault {faultcode or '?'}"
+            f"{self.title} answered with fault {faultcode or '?'}"
             f"{f' / {system_code}' if system_code else ''}: {said}"
         )
         if rule.reason:
             message += f" ({rule.reason})"
-        return _error(rule, message, field="MaLoi" if system_code else "faultcode")
+        cls = RetryableError if rule.kind == "retryable" else PermanentError
+        return cls(message, code=rule.code, origin=origin_of(self.system),
+                   field=self.detail["code"] if system_code else "faultcode")
 
+    def result(self, reply: Reply) -> Any:
+        """``Outbound.call``'s reading of a SOAP reply: its result, or its fault's error."""
+        if isinstance(reply.body, Fault):
+            fault = reply.body
+            raise self.for_fault(fault.code, fault.detail, fault.message)
+        return reply.body
 
-def _error(rule: Rule, message: str, field: str) -> HubError:
-    cls = RetryableError if rule.kind == "retryable" else PermanentError
-    return cls(message, code=rule.code, field=field, origin=ORIGIN)
-
-
-def _loi(detail: Any) -> tuple[str | None, str | None]:
-    """MaLoi and MoTaLoi from a fault's <detail><Loi>, if there is one."""
-    if not isinstance(detail, etree._Element):
-        return None, None
-    loi = detail if etree.QName(detail).localname == "Loi" else detail.find(f"{{{NS}}}Loi")
-    if loi is None:
-        return None, None
-    code = loi.findtext(f"{{{NS}}}MaLoi")
-    text = loi.findtext(f"{{{NS}}}MoTaLoi")
-    return (code.strip() if code else None), text
+    def _said(self, detail: Any) -> tuple[str | None, str | None]:
+        """The system's error code and description from a fault's detail, if it holds them."""
+        if not isinstance(detail, etree._Element):
+            return None, None
+        ns, element = self.detail["namespace"], self.detail["element"]
+        found = (detail if etree.QName(detail).localname == element
+                 else detail.find(f"{{{ns}}}{element}"))
+        if found is None:
+            return None, None
+        code = found.findtext(f"{{{ns}}}{self.detail['code']}")
+        return (code.strip() if code else None), found.findtext(f"{{{ns}}}{self.detail['text']}")
 
 
 def load_faults(directory: Path) -> FaultTable:
-    path = directory / FILE
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; the population adapter needs it",
-                          field=FILE) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", field=FILE) from None
-    return parse_faults(raw)
+    """``<directory>/faults.toml``, checked."""
+    return parse_faults(tomlmap.read(directory / FILE))
 
 
 def parse_faults(raw: dict[str, Any]) -> FaultTable:
@@ -93,7 +91,11 @@ def parse_faults(raw: dict[str, Any]) -> FaultTable:
     if "other" not in faultcodes:
         raise ConfigError("needs an 'other' entry for faultcodes outside Client and Server",
                           field=f"{FILE} [faultcode]")
-    return FaultTable(codes=codes, faultcodes=faultcodes)
+    detail = tomlmap.wire_names(tomlmap.table(raw, "detail", FILE), _DETAIL_KEYS,
+                                f"{FILE} [detail]")
+    system, title = (tomlmap.string(raw, key, FILE) for key in ("system", "title"))
+    return FaultTable(system=system, title=title, detail=detail, codes=codes,
+                      faultcodes=faultcodes)
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

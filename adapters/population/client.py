@@ -8,8 +8,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from adapters.population.config import PopulationConfig
 from adapters.population.mapping import Mapping
 from adapters.population.translate import Caller, exists_from_reply, record_from_reply, to_request
@@ -46,13 +44,11 @@ class PopulationClient:
         self.config = config
         self.mapping = mapping
         self.faults = faults
-        auth = (httpx.BasicAuth(config.username, config.password)
-                if config.username and config.password else None)
         self.outbound = Outbound(
             SoapTransport(
-                NAME, "the population database", wsdl=wsdl, binding=BINDING, address=config.url,
-                timeout=config.policy.timeout, auth=auth, max_connections=config.max_connections,
-                xsd=wsdl.with_name("dancu.xsd"),
+                NAME, faults.title, wsdl=wsdl, xsd=wsdl.with_name("dancu.xsd"), binding=BINDING,
+                address=config.url, timeout=config.policy.timeout, auth=config.basic_auth(),
+                max_connections=config.max_connections,
                 auth_hint="the account in the [auth] variables of "
                           "mappings/population/config.toml",
                 mapping_field="mapping.toml [request]",

@@ -1,81 +1,15 @@
 """The adapter's configuration: ``mappings/population/config.toml`` with the deployment's
-overrides (``hub.adapterconfig``), as a typed model. The service's address may come from the
-environment (``url_env``), and its HTTP basic credentials always do (``[auth]``): both are read
-once, when the configuration is loaded."""
+overrides, as a typed model; the service's address and credentials as any service's
+(``hub.serviceconfig``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Self
-
-from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
-from pydantic_core import PydanticCustomError
-
-from hub.adapterconfig import (
-    AdapterConfig,
-    HttpUrl,
-    NonBlank,
-    OptionalEnvName,
-    Section,
-    SettingProblem,
-    environ_of,
-    http_url,
-)
+from hub.adapterconfig import NonBlank
+from hub.serviceconfig import ServiceConfig
 
 
-class BasicAuth(Section):
-    """Names of the environment variables holding the HTTP basic credentials, if the service
-    demands them."""
-
-    username_env: OptionalEnvName = ""
-    password_env: OptionalEnvName = ""
-
-
-class PopulationConfig(AdapterConfig):
-    # The service address; it overrides the WSDL's soap:address (the WSDL is never fetched).
-    file_url: Annotated[HttpUrl, Field(alias="url")]
-    url_env: OptionalEnvName = ""
+class PopulationConfig(ServiceConfig):
     integration_code: NonBlank
     service_code: NonBlank
     officer: NonBlank
     lookup: bool = False
-    max_connections: Annotated[int, Field(ge=1, le=1000, description="connections kept open "
-                                                                       "to the service")] = 20
-    auth: BasicAuth = BasicAuth()
-
-    _url: str = PrivateAttr("")
-    _username: str | None = PrivateAttr(None)
-    _password: str | None = PrivateAttr(None)
-
-    @model_validator(mode="after")
-    def _from_environment(self, info: ValidationInfo) -> Self:
-        env = environ_of(info)
-        url = (env.get(self.url_env) if self.url_env else None) or self.file_url
-        if url != self.file_url:
-            try:
-                url = http_url(url)
-            except PydanticCustomError:
-                raise SettingProblem(
-                    "url_env", f"the variable {self.url_env} holds {url!r}, not an http(s) URL "
-                    "of the service; correct it or unset it") from None
-        self._url = url
-        username = env.get(self.auth.username_env) if self.auth.username_env else None
-        password = env.get(self.auth.password_env) if self.auth.password_env else None
-        if bool(username) != bool(password):
-            raise SettingProblem(
-                "auth", f"only one of {self.auth.username_env} and {self.auth.password_env} is "
-                "set; set both for HTTP basic authentication, or neither")
-        self._username, self._password = username or None, password or None
-        return self
-
-    @property
-    def url(self) -> str:
-        """The service's address: the variable named by ``url_env`` when set, else ``url``."""
-        return self._url
-
-    @property
-    def username(self) -> str | None:
-        return self._username
-
-    @property
-    def password(self) -> str | None:
-        return self._password

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hub.broker import declare
 from hub.broker.declare import connect
+from hub.broker.management import Management
 from hub.broker.messages import Outgoing
 from hub.broker.names import Names
 from hub.broker.topology import Topology
@@ -21,7 +22,6 @@ from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.store import Store
 from hub.subscriptions.fanout import Fanout, consumer, hub_signer
-from hub.subscriptions.management import Management
 from hub.subscriptions.topology import apply_from_store
 from hub.testing.broker import consuming
 

@@ -29,6 +29,7 @@ from subscriptions_support import (
 )
 from typer.testing import CliRunner
 
+from hub.broker.management import Management
 from hub.cli import app as cli
 from hub.errors import AccessDenied, ClientError
 from hub.settings import Settings
@@ -36,7 +37,6 @@ from hub.signing.keys import kid_of
 from hub.store import Store
 from hub.subscriptions import records, service
 from hub.subscriptions.fanout import hub_signer
-from hub.subscriptions.management import Management
 from hub.subscriptions.replay import replay
 from hub.subscriptions.status import StatusCollector, statuses
 from hub.subscriptions.topology import apply_from_store
@@ -272,8 +272,9 @@ def test_operators_see_a_backlog_and_a_consumer_gone(settings: Settings) -> None
             ch.basic_qos(prefetch_count=1)
             ch.basic_consume(sn.queue("bhxh"), lambda *a: None)
             [st] = statuses(s, store)
-            # Ready messages count (the one the consumer holds does not).
-            assert (st.consumers, st.depth, st.oldest_age) == (1, 2, None)
+            # Ready messages count (the one the consumer holds does not); the oldest is known
+            # with a consumer attached too (test_the_oldest_message_is_dated_...).
+            assert (st.consumers, st.depth) == (1, 2) and st.oldest_age is not None
             assert st.reasons == ["backlog"]
             conn.close()
             wait_for(lambda: statuses(s, store)[0].reasons == ["backlog", "no_consumer"],
@@ -294,3 +295,67 @@ def test_operators_see_a_backlog_and_a_consumer_gone(settings: Settings) -> None
             assert depth(s.amqp_url, sn.queue("bhxh")) == 3
     finally:
         drop_users(s)
+
+
+def test_the_oldest_message_is_dated_with_a_consumer_holding_messages_and_without(
+        hub: Hub, store: Store) -> None:
+    """Quorum queues report no head timestamp: the age comes from the queue ledger the fan-out
+    keeps, with the queue's unacknowledged messages counted as still in it."""
+    s = hub.settings
+    sn = service.names_of(s)
+    service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    service.add(s, store, "hotich", HOTICH, ["vn.gov.dossier.submitted"], [H56], [])
+    queues = [sn.queue("bhxh"), sn.queue("hotich")]
+
+    def batch(numbers: range) -> tuple[datetime, datetime]:
+        """Publish and fan out ``numbers``; the times around their checkpoint."""
+        before = datetime.now(UTC)
+        publish(hub, [dossier(i) for i in numbers])
+        with fanout_running(hub, store):
+            wait_for(lambda: all(store.queue_ledger.checkpoints(q, 0)[0] == numbers.stop - 1
+                                 for q in queues), message="the copies counted")
+        return before, datetime.now(UTC)
+
+    a = batch(range(1, 3))  # 2 messages
+    b = batch(range(3, 6))  # 3 more
+    conn = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
+    try:
+        # bhxh's consumer holds the first two, unacknowledged: 3 ready, but the oldest in the
+        # queue is still the first batch's.
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=2)
+        ch.basic_consume(sn.queue("bhxh"), lambda *a: None)
+
+        def by_name() -> dict[str, object]:
+            return {st.subscription.name: st for st in statuses(s, store, now=now)}
+
+        now = datetime.now(UTC)
+        wait_for(lambda: by_name()["bhxh"].unacked == 2,  # type: ignore[attr-defined]
+                 timeout=30, message="the management API counting bhxh's unacked messages")
+        found = by_name()
+        held, idle = found["bhxh"], found["hotich"]
+        assert (held.depth, held.unacked, held.consumers) == (3, 2, 1)  # type: ignore[attr-defined]
+        assert (idle.depth, idle.consumers) == (5, 0)  # type: ignore[attr-defined]
+        for st in (held, idle):  # both: the first batch's age
+            assert (now - a[1]).total_seconds() <= st.oldest_age  # type: ignore[attr-defined]
+            assert st.oldest_age <= (now - a[0]).total_seconds()  # type: ignore[attr-defined]
+            assert not st.oldest_at_least  # type: ignore[attr-defined]
+        # hotich takes and acks the first batch: its oldest is the second batch's.
+        taker = conn.channel()
+        for _ in range(2):
+            method, _, _ = taker.basic_get(sn.queue("hotich"), auto_ack=True)
+            assert method is not None
+        now = datetime.now(UTC)
+        idle = by_name()["hotich"]
+        assert idle.depth == 3  # type: ignore[attr-defined]
+        assert (now - b[1]).total_seconds() <= idle.oldest_age  # type: ignore[attr-defined]
+        assert idle.oldest_age <= (now - b[0]).total_seconds()  # type: ignore[attr-defined]
+        # Nothing was taken from the queues to learn their age.
+        assert by_name()["bhxh"].unacked == 2  # type: ignore[attr-defined]
+    finally:
+        conn.close()
+    # Through the command line: the age in the JSON of `list`.
+    listed = CliRunner().invoke(cli, ["subscriptions", "list", "--json"], env=_env(s))
+    rows = {r["name"]: r for r in json.loads(listed.output)}
+    assert rows["hotich"]["oldest_age_seconds"] is not None
+    assert rows["hotich"]["oldest_age_at_least"] is False

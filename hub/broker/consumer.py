@@ -214,6 +214,7 @@ class Consumer:
         destination: str | None = None,
         home: Sequence[str] | None = None,
         drain_first: Callable[[], Sequence[str]] | None = None,
+        on_confirmed: Callable[[Outgoing], None] | None = None,
     ) -> None:
         self.settings = settings
         self.queues = [queue] if isinstance(queue, str) else list(queue)
@@ -250,6 +251,7 @@ class Consumer:
         self._ack_interval = float(settings.ack_interval)
         self._publisher = publisher
         self._own_publisher = publisher is None
+        self._on_confirmed = on_confirmed  # given to its own publisher (hub.broker.queueage)
         self._backoff = Backoff(settings.reconnect_initial, settings.reconnect_max)
         self._link: Link | None = None
         self._generation = 0
@@ -356,7 +358,8 @@ class Consumer:
         publisher = self._publisher
         if publisher is None:
             publisher = self._publisher = Publisher(
-                self.nodes.urls, self.settings, name=f"{self.name} publisher"
+                self.nodes.urls, self.settings, name=f"{self.name} publisher",
+                on_confirmed=self._on_confirmed,
             )
             await publisher.start()
         workers = [

@@ -93,10 +93,14 @@ class Publisher:
         *,
         max_in_flight: int | None = None,
         name: str = "lienthong publisher",
+        on_confirmed: Callable[[Outgoing], None] | None = None,
     ) -> None:
-        """``amqp_url``: the broker's node, or its nodes (``Settings.broker_urls``)."""
+        """``amqp_url``: the broker's node, or its nodes (``Settings.broker_urls``).
+        ``on_confirmed``: called with each message the broker confirmed (and did not return),
+        e.g. ``hub.broker.queueage.LedgerWriter.confirmed``."""
         self.nodes = BrokerNodes(amqp_url)
         self.name = name
+        self.on_confirmed = on_confirmed
         self.max_in_flight = max_in_flight or int(
             getattr(settings, "publish_max_in_flight", DEFAULT_MAX_IN_FLIGHT)
         )
@@ -266,6 +270,8 @@ class Publisher:
             if self._refused_since:
                 o = entry.outgoing
                 self._refused_since.pop((o.exchange, o.routing_key), None)
+            if self.on_confirmed is not None:
+                self.on_confirmed(entry.outgoing)
             future.set_result(None)
             return
         self.stats.failed += 1

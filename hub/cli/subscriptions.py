@@ -79,7 +79,7 @@ def add(
             typer.echo(f"subscription {sub.name}: {', '.join(sub.patterns())} "
                        f"(projection {sub.projection})")
             if not no_credentials and len(records.all_(store, ministry)) == 1:
-                from hub.subscriptions.management import Management
+                from hub.broker.management import Management
 
                 with Management.from_settings(settings) as mgmt:
                     exists = mgmt.user_exists(service.names_of(settings).user(ministry))
@@ -92,7 +92,8 @@ def add(
 
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
-    """Each subscription's queue: depth, consumers, oldest message age, rates, dead letters,
+    """Each subscription's queue: depth (ready), unacked, consumers, the age of its oldest
+    message (ready or unacked), rates, dead letters,
     and what is to report (a backlog past subscription_alert_depth, no consumer for
     subscription_alert_idle_minutes). Exit status 3 when something is reported."""
     from hub.subscriptions.status import statuses
@@ -107,16 +108,19 @@ def list_(as_json: bool = typer.Option(False, "--json", help="One JSON document.
         typer.echo(json.dumps([{
             "name": st.subscription.name, "ministry": st.subscription.ministry,
             "queue": st.queue, "exists": st.exists, "depth": st.depth,
-            "consumers": st.consumers, "oldest_age_seconds": st.oldest_age,
+            "consumers": st.consumers, "unacked": st.unacked,
+            "oldest_age_seconds": st.oldest_age, "oldest_age_at_least": st.oldest_at_least,
             "rate_in": st.rate_in, "rate_out": st.rate_out, "dead": st.dead,
             "alerts": st.alerts} for st in found], indent=2))
     else:
         if not found:
             typer.echo("no subscriptions (lienthong subscriptions add)")
         for st in found:
-            age = "-" if st.oldest_age is None else f"{st.oldest_age:.0f}s"
+            age = "-" if st.oldest_age is None else (
+                f"{'>=' if st.oldest_at_least else ''}{st.oldest_age:.0f}s")
             typer.echo(f"{st.subscription.name:<24} {st.subscription.ministry:<34} "
-                       f"depth {st.depth:>7}  consumers {st.consumers:>2}  oldest {age:>7}  "
+                       f"depth {st.depth:>7}  unacked {st.unacked:>5}  "
+                       f"consumers {st.consumers:>2}  oldest {age:>7}  "
                        f"in {st.rate_in:.1f}/s out {st.rate_out:.1f}/s  dead {st.dead}")
             for alert in st.alerts:
                 typer.secho(f"    ALERT: {alert}", fg=typer.colors.RED)
@@ -199,7 +203,8 @@ def replay(
     try:
         with _store(settings) as store:
             subs = service.by_ministry_or_name(store, which)
-        report = run(settings, subs, hub_signer(settings), since=since, offset=offset)
+            report = run(settings, subs, hub_signer(settings), since=since, offset=offset,
+                         ledger=store.queue_ledger)
     except HubError as exc:
         raise _fail(exc) from None
     typer.echo(f"read {report.read} messages of the history (offsets {report.first_offset}"

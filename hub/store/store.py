@@ -20,6 +20,7 @@ from hub.store.linker import LogLinker
 from hub.store.operators import AuditEntry, DeadLetter
 from hub.store.outbox import OutboxItem, OutgoingLike
 from hub.store.processed import StoreProcessedIds
+from hub.store.queueledger import StoreQueueLedger
 from hub.store.tables import event_sequences, intake_idempotency
 from hub.store.timeline import TimelineEntry, TimelineEvent
 from hub.store.unit import UnitOfWork
@@ -31,6 +32,7 @@ class Store:
     def __init__(self, engine: Engine, *, deferred_log: bool | None = None) -> None:
         self.engine = engine
         self.processed = StoreProcessedIds(engine)
+        self.queue_ledger = StoreQueueLedger(engine)
         # SQLite has one writer at a time: chaining inline costs nothing more there.
         self.deferred_log = not is_sqlite(engine) if deferred_log is None else deferred_log
         if self.deferred_log and is_sqlite(engine):

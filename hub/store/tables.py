@@ -347,3 +347,14 @@ subscriptions = Table(
     Column("consumer_seen_at", UTCDateTime),
     Index(None, "ministry"),
 )
+
+# The ledger of what was published into queues (hub.broker.queueage): each row a checkpoint,
+# the queue's running total of confirmed messages and by when they were all in it. Dates the
+# oldest message of a queue whose type reports no head timestamp (quorum queues).
+queue_ledger = Table(
+    "queue_ledger",
+    metadata,
+    Column("queue", String(255), primary_key=True),
+    Column("total", BigInteger, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+)

@@ -27,10 +27,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from hub import headers as h
 from hub.broker.consumer import Consumer
 from hub.broker.messages import Delivery, EnvelopeSigner, Outgoing
+from hub.broker.queueage import LedgerWriter
 from hub.envelope import Envelope, routing_key
 from hub.errors import HubError
 from hub.settings import Settings
@@ -42,6 +44,7 @@ from hub.subscriptions.model import Subscription, SubscriptionNames
 
 log = logging.getLogger(__name__)
 
+FANOUT = "fanout"  # its name among a worker process's consumers
 RELOAD = 5.0
 # Header naming the subscription a copy was made for.
 SUBSCRIPTION = "lt-subscription"
@@ -113,12 +116,30 @@ def hub_signer(settings: Settings) -> Signer:
     return load_signer(settings.keys_dir, settings.hub_id, relay=True)
 
 
-def consumer(settings: Settings, store: Store, handler: Fanout, **kw: object) -> Consumer:
+class FeedConsumer(Consumer):
+    """The feed's consumer, which also counts the copies the broker confirmed into each
+    subscription's queue in the store's queue ledger (``hub.broker.queueage``: the age of a
+    queue's oldest message)."""
+
+    def __init__(self, settings: Settings, store: Store, handler: Fanout,
+                 **kw: Any) -> None:
+        self.ledger = LedgerWriter(store.queue_ledger)
+        super().__init__(settings, handler.sn.feed, handler, processed=store.processed,
+                         store=store, on_confirmed=self.ledger.confirmed, **kw)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.ledger.start()
+        try:
+            await super().run(stop)
+        finally:
+            await self.ledger.stop()
+
+
+def consumer(settings: Settings, store: Store, handler: Fanout, **kw: Any) -> FeedConsumer:
     """The feed's consumer: verifies as the workers do (queued age window)."""
-    verifier = Verifier.from_settings(settings, queued=True)
-    return Consumer(settings, handler.sn.feed, handler, verifier=verifier,
-                    processed=store.processed, name="fanout", store=store,
-                    destination="fanout", **kw)  # type: ignore[arg-type]
+    kw.setdefault("verifier", Verifier.from_settings(settings, queued=True))
+    kw.setdefault("name", FANOUT)
+    return FeedConsumer(settings, store, handler, destination=FANOUT, **kw)
 
 
 async def poll_status(settings: Settings, store: Store, stop: asyncio.Event,

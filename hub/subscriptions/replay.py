@@ -23,6 +23,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from hub import headers as h
 from hub.broker.declare import connect
 from hub.broker.messages import EnvelopeSigner
+from hub.broker.queueage import QueueLedger
 from hub.envelope import Envelope, routing_key
 from hub.errors import ClientError, HubError
 from hub.settings import Settings
@@ -48,7 +49,10 @@ class ReplayReport:
 
 def replay(settings: Settings, subs: Sequence[Subscription], signer: EnvelopeSigner, *,
            since: datetime | None = None, offset: int | None = None,
-           access: AccessList | None = None, verifier: Verifier | None = None) -> ReplayReport:
+           access: AccessList | None = None, verifier: Verifier | None = None,
+           ledger: QueueLedger | None = None) -> ReplayReport:
+    """``ledger``: where the copies confirmed into each queue are counted (the store's
+    ``queue_ledger``, which dates a queue's oldest message: ``hub.broker.queueage``)."""
     if (since is None) == (offset is None):
         raise ClientError("give either --since DATE or --offset N", code="client.bad_request",
                           field="since")
@@ -63,6 +67,7 @@ def replay(settings: Settings, subs: Sequence[Subscription], signer: EnvelopeSig
     sn = SubscriptionNames.of(settings)
     report = ReplayReport(copied={s.name: 0 for s in subs})
     mark = str(uuid.uuid4())
+    counted: dict[str, int] = {}
     conn = connect(settings.broker_urls, "subscriptions replay")
     try:
         out = conn.channel()
@@ -94,32 +99,42 @@ def replay(settings: Settings, subs: Sequence[Subscription], signer: EnvelopeSig
                     break
                 continue
             report.read += 1
-            _copy(out, body, headers, subs, access, signer, verifier, sn, report, since)
+            for queue in _copy(out, body, headers, subs, access, signer, verifier, sn, report,
+                               since):
+                counted[queue] = counted.get(queue, 0) + 1
+            if ledger is not None and report.read % PREFETCH == 0:
+                ledger.add(counted, datetime.now(UTC))
+                counted = {}
         source.cancel()
     finally:
         if conn.is_open:
             conn.close()
+        if ledger is not None:
+            ledger.add(counted, datetime.now(UTC))
     return report
 
 
 def _copy(out: BlockingChannel, body: bytes, headers: dict[str, Any],
           subs: Sequence[Subscription], access: AccessList, signer: EnvelopeSigner,
           verifier: Verifier, sn: SubscriptionNames, report: ReplayReport,
-          since: datetime | None) -> None:
+          since: datetime | None) -> list[str]:
+    """Send ``body``'s copies; the queues the broker confirmed them into."""
     try:
         env = Envelope.from_bytes(body)
         if since is not None and env.time < since:
-            return  # the stream starts at a chunk's first message, before the date
+            return []  # the stream starts at a chunk's first message, before the date
         verifier.verify(body, headers.get(h.SIGNATURE), env)
         key = routing_key(env)
         wanted = [s for s in subs if s.matches(key)]
         made = copies(env, wanted, access, signer, sn)
     except HubError:
         report.refused.append(_id_of(body))
-        return
+        return []
     for o in made:
+        # Confirmed when it returns (the channel is in confirm mode), or raises.
         out.basic_publish(o.exchange, o.routing_key, o.body, o.properties(), mandatory=True)
         report.copied[o.headers["lt-subscription"]] += 1
+    return [o.routing_key for o in made]
 
 
 def _id_of(body: bytes) -> str:

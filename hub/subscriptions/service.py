@@ -11,13 +11,13 @@ import pika
 from pika.exceptions import ChannelClosedByBroker
 
 from hub.broker.declare import Action, connect
+from hub.broker.management import Management
 from hub.broker.names import Names
 from hub.errors import ClientError
 from hub.settings import Settings
 from hub.store import Store
 from hub.subscriptions import records, topology
 from hub.subscriptions.access import AccessList
-from hub.subscriptions.management import Management
 from hub.subscriptions.model import Subscription, SubscriptionNames
 
 
@@ -80,6 +80,7 @@ def remove(settings: Settings, store: Store, name: str, *, force: bool = False) 
         actions = []
         for queue in (sn.queue(name), sn.dead(name)):
             ch.queue_delete(queue)
+            store.queue_ledger.forget(queue)  # a queue made again counts from nothing
             actions.append(Action("queue", queue, "deleted"))
     finally:
         if conn.is_open:

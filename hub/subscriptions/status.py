@@ -1,10 +1,10 @@
 """How each subscription's queue is doing, and what operators are told about.
 
-Depth and consumers come from the broker itself (a passive declare: exact, at once), the rates
-from the management API's last samples. The age of the oldest message is read only from a
-queue with no consumer (the case that matters: a backlog nobody takes), by taking its head
-message and putting it back at once; the ministry then sees it marked redelivered, nothing
-else. With a consumer attached the age is not known (shown as "-").
+Ready messages and consumers come from the broker itself (a passive declare: exact, at once);
+the messages delivered and not yet acknowledged and the rates from the management API's last
+samples. The age of the oldest message (ready or unacknowledged), consumer attached or not,
+comes from the queue ledger the fan-out and replays keep (``hub.broker.queueage``): quorum
+queues report no head timestamp. Nothing is taken from the queue to learn it.
 
 A subscription is reported when its queue holds ``subscription_alert_depth`` messages or more,
 or when no consumer has been attached for ``subscription_alert_idle_minutes`` (since the last
@@ -22,11 +22,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hub.broker.declare import connect
+from hub.broker.management import Management
+from hub.broker.queueage import age_of
 from hub.errors import HubError
 from hub.settings import Settings
 from hub.store import Store
 from hub.subscriptions import records
-from hub.subscriptions.management import Management
 from hub.subscriptions.model import Subscription, SubscriptionNames
 
 BACKLOG = "backlog"
@@ -41,7 +42,9 @@ class Status:
     depth: int = 0  # ready messages (those delivered and not yet acked not counted)
     consumers: int = 0
     dead: int = 0
-    oldest_age: float | None = None  # seconds
+    oldest_age: float | None = None  # seconds, of the oldest ready or unacked message
+    unacked: int = 0  # delivered to a consumer, not yet acknowledged
+    oldest_at_least: bool = False  # older than the ledger: oldest_age is a lower bound
     rate_in: float = 0.0
     rate_out: float = 0.0
     idle_for: float | None = None  # seconds without a consumer
@@ -75,14 +78,14 @@ def statuses(settings: Settings, store: Store, subs: Sequence[Subscription] | No
                         "queue absent: run `lienthong topology apply`"]))
                     continue
                 depth, consumers = int(ok.message_count), int(ok.consumer_count)
-                oldest = None
-                if depth and not consumers:
-                    oldest = _peek_age(ch, queue, now)
                 try:
-                    rates = mgmt.queue(queue)
-                    rate_in, rate_out = rates.rate_in, rates.rate_out
+                    stats = mgmt.queue(queue)
+                    rate_in, rate_out = stats.rate_in, stats.rate_out
+                    unacked = stats.unacked
                 except HubError:
                     rate_in = rate_out = 0.0
+                    unacked = 0
+                age = age_of(store.queue_ledger, queue, depth + unacked, now)
                 if consumers:
                     seen.append(s.name)
                     idle = None
@@ -99,23 +102,16 @@ def statuses(settings: Settings, store: Store, subs: Sequence[Subscription] | No
                     reasons.append(NO_CONSUMER)
                     alerts.append(f"no consumer for {idle / 60:.1f} min (alert after "
                                   f"{settings.subscription_alert_idle_minutes:g} min)")
-                out.append(Status(s, queue, True, depth, consumers, int(dead), oldest, rate_in,
-                                  rate_out, idle, alerts, reasons))
+                out.append(Status(
+                    s, queue, True, depth, consumers, int(dead),
+                    None if age is None else age.seconds, unacked,
+                    age is not None and age.at_least, rate_in, rate_out, idle, alerts,
+                    reasons))
     finally:
         if conn.is_open:
             conn.close()
     records.seen(store, seen, now)
     return out
-
-
-def _peek_age(ch: object, queue: str, now: datetime) -> float | None:
-    method, props, _ = ch.basic_get(queue, auto_ack=False)  # type: ignore[attr-defined]
-    if method is None:
-        return None
-    ch.basic_nack(method.delivery_tag, requeue=True)  # type: ignore[attr-defined]
-    if props.timestamp is None:
-        return None
-    return max(0.0, now.timestamp() - float(props.timestamp))
 
 
 class StatusCollector(Collector):
@@ -136,7 +132,8 @@ class StatusCollector(Collector):
                                  "Messages in a subscription's dead letters", labels=labels)
         oldest = GaugeMetricFamily(
             "lienthong_subscription_oldest_message_seconds",
-            "Age of the oldest message of a queue without consumer", labels=labels)
+            "Age of the oldest message (ready or unacknowledged) of a subscription's queue",
+            labels=labels)
         alert = GaugeMetricFamily(
             "lienthong_subscription_alert",
             "1 when a subscription is reported: reason backlog (its queue past "

@@ -28,10 +28,10 @@ from pika.exceptions import ChannelClosedByBroker
 
 from hub import headers as h
 from hub.broker.declare import Action, Conflict, TopologyConflict, connect
+from hub.broker.management import Management
 from hub.broker.names import Names
 from hub.errors import BrokerUnavailable
 from hub.settings import Settings
-from hub.subscriptions.management import Management
 from hub.subscriptions.model import Subscription, SubscriptionNames
 
 _PRECONDITION_FAILED = 406
@@ -51,8 +51,8 @@ def feed_arguments(settings: Settings, names: Names) -> dict[str, Any]:
 
 
 def queue_arguments(settings: Settings, sn: SubscriptionNames, name: str) -> dict[str, Any]:
-    # No delivery limit: `subscriptions list` peeks at the head of a queue without consumer
-    # to tell its age, which a quorum queue counts as a delivery.
+    # No delivery limit: what the ministry's consumer rejects without requeue goes to its
+    # dead letters; one it requeues is its own to retry.
     return {"x-queue-type": "quorum", "x-overflow": "reject-publish",
             "x-max-length": settings.subscription_max_length,
             "x-dead-letter-exchange": "", "x-dead-letter-routing-key": sn.dead(name),

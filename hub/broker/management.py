@@ -1,5 +1,6 @@
 """RabbitMQ's management HTTP API, for what AMQP cannot do: users, per-vhost permissions,
-bindings of a queue and queue statistics. The plugin is ``rabbitmq_management``
+bindings of a queue and queue statistics (sampled by the broker every few seconds: a count
+read here may be that much late). The plugin is ``rabbitmq_management``
 (``scripts/services.sh`` enables it); the hub calls it with its own broker user unless
 ``management_user`` says otherwise."""
 
@@ -26,6 +27,7 @@ class QueueStats:
     consumers: int = 0
     rate_in: float = 0.0  # messages/s published into the queue (the API's last sample)
     rate_out: float = 0.0  # messages/s acknowledged by its consumers
+    unacked: int = 0  # delivered to consumers, not yet acknowledged
 
 
 class Management:
@@ -120,7 +122,8 @@ class Management:
         return QueueStats(
             name, True, int(found.get("messages") or 0), int(found.get("consumers") or 0),
             float((stats.get("publish_details") or {}).get("rate", 0.0)),
-            float((stats.get("ack_details") or {}).get("rate", 0.0)))
+            float((stats.get("ack_details") or {}).get("rate", 0.0)),
+            int(found.get("messages_unacknowledged") or 0))
 
     def queue_bindings(self, name: str) -> list[dict[str, Any]]:
         found = self._call("GET", f"/api/queues/{self._v()}/{quote(name, safe='')}/bindings",

@@ -1,0 +1,160 @@
+"""The age of a queue's oldest message, for every queue type, consumer attached or not.
+
+RabbitMQ 3.10 reports ``head_message_timestamp`` for classic queues only, and only while no
+consumer holds messages; a quorum queue reports none. The age is known instead from a ledger
+of what was published into the queue and when:
+
+- whoever publishes straight into a queue counts the messages the broker confirmed
+  (``LedgerWriter``, fed by ``hub.broker.publisher.Publisher``'s ``on_confirmed``) and adds
+  them, every ``interval`` seconds, to the queue's running total in the ledger, with the time:
+  a checkpoint ``(total, at)`` says "the first ``total`` messages were in the queue by
+  ``at``". Several processes add to one total (the ledger serialises them).
+- the queue's depth, ready *and* unacknowledged (``hub.broker.management``: a consumer's
+  unacked messages are still in the queue), says how many of the last published are still
+  there; consumers take a queue in order, so the oldest is the
+  ``(total - depth + 1)``-th published, which was confirmed at the latest at the first
+  checkpoint whose total reaches it (``oldest_age``). The age is a lower bound, short by at
+  most one interval.
+
+A queue that holds more than the ledger counted (messages published before the ledger began,
+or by a publisher that does not count) is older than the ledger knows: its age is the ledger's
+oldest checkpoint's, marked ``at_least``. A queue the ledger knows nothing of has no age.
+
+The ledger port is implemented on the store (``hub.store.queueledger``). The fan-out feeds it
+for the subscriptions' queues; another queue's publishers can feed it the same way (or a
+sampler of the management API's per-queue ``publish`` counter, for queues filled through
+exchanges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from hub.broker.messages import Outgoing
+from hub.errors import HubError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 1.0  # seconds between a writer's checkpoints (the age's precision)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    total: int  # messages published into the queue so far
+    at: datetime  # by when they were all confirmed
+
+
+@dataclass(frozen=True, slots=True)
+class OldestAge:
+    seconds: float
+    at_least: bool = False  # the oldest message predates the ledger: older than this
+
+
+class QueueLedger(Protocol):
+    def add(self, counts: Mapping[str, int], at: datetime) -> None:
+        """Add ``counts`` (queue -> messages confirmed) to each queue's running total, with a
+        checkpoint at ``at``. Safe from several processes at once."""
+        ...
+
+    def checkpoints(self, queue: str, depth: int) -> tuple[int, list[Checkpoint]]:
+        """The queue's running total, and the checkpoints that date the oldest of its last
+        ``depth`` messages (at least the first at or past it, in order of total; the ledger
+        may leave out the others)."""
+        ...
+
+    def forget(self, queue: str) -> None:
+        """The queue was deleted: its count starts again from nothing."""
+        ...
+
+
+def oldest_age(total: int, depth: int, checkpoints: Sequence[Checkpoint],
+               now: datetime) -> OldestAge | None:
+    """The age of the oldest of the ``depth`` messages in a queue into which ``total`` were
+    published, from the ledger's ``checkpoints`` (in order of total); None when the queue is
+    empty or the ledger knows nothing of it."""
+    if depth <= 0 or not checkpoints:
+        return None
+    index = total - depth + 1  # the oldest message's rank among those published
+    if index < 1:
+        return OldestAge(_seconds(now, checkpoints[0].at), at_least=True)
+    for cp in checkpoints:
+        if cp.total >= index:
+            return OldestAge(_seconds(now, cp.at))
+    # Only a ledger behind the depth it was given gets here (depth counted before the last
+    # checkpoint was written): the newest checkpoint is the best date known.
+    return OldestAge(_seconds(now, checkpoints[-1].at))
+
+
+def _seconds(now: datetime, at: datetime) -> float:
+    return max(0.0, (now - at).total_seconds())
+
+
+class LedgerWriter:
+    """Counts the messages confirmed into queues and adds them to the ledger every
+    ``interval`` seconds, off the event loop. A ledger that refuses the write keeps the counts
+    for the next try (dated then: their messages look younger by the delay, never older).
+
+    ``confirmed`` is a ``Publisher`` ``on_confirmed`` callback: it counts the messages sent
+    through the default exchange (the routing key is the queue), or those ``queue_of`` maps to
+    a queue."""
+
+    def __init__(self, ledger: QueueLedger, *, interval: float = DEFAULT_INTERVAL,
+                 queue_of: Callable[[Outgoing], str | None] | None = None) -> None:
+        self.ledger = ledger
+        self.interval = interval
+        self._queue_of = queue_of or _default_exchange_queue
+        self._counts: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def confirmed(self, outgoing: Outgoing) -> None:
+        queue = self._queue_of(outgoing)
+        if queue is not None:
+            self._counts[queue] = self._counts.get(queue, 0) + 1
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="queue ledger writer")
+
+    async def stop(self) -> None:
+        """Write what is counted, then stop."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self._counts:
+            return
+        counts, self._counts = self._counts, {}
+        try:
+            await asyncio.to_thread(self.ledger.add, counts, datetime.now(UTC))
+        except HubError as exc:
+            log.warning("queue ledger not written (%s); its counts wait for the next try", exc)
+            for queue, n in counts.items():
+                self._counts[queue] = self._counts.get(queue, 0) + n
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+            await self.flush()
+
+
+def _default_exchange_queue(outgoing: Outgoing) -> str | None:
+    return outgoing.routing_key if outgoing.exchange == "" else None
+
+
+def age_of(ledger: QueueLedger, queue: str, depth: int, now: datetime) -> OldestAge | None:
+    """The age of the oldest of the ``depth`` messages (ready and unacknowledged) in
+    ``queue``, from ``ledger``."""
+    total, checkpoints = ledger.checkpoints(queue, depth)
+    return oldest_age(total, depth, checkpoints, now)

@@ -5,6 +5,7 @@ another citizen's record is refused."""
 from __future__ import annotations
 
 import logging
+from dataclasses import KW_ONLY, InitVar, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +30,31 @@ VERIFY = "XacThucThongTinCongDan"
 LOOKUP = "TraCuuThongTinCongDan"
 
 
+@dataclass
 class PopulationClient:
     """One per process (or per worker): holds the connection pool and the call policy."""
 
-    def __init__(
-        self,
-        config: PopulationConfig,
-        mapping: Mapping,
-        faults: FaultTable,
-        *,
-        wsdl: Path,
-        policy: CallPolicy | None = None,
-    ) -> None:
-        self.config = config
-        self.mapping = mapping
-        self.faults = faults
+    config: PopulationConfig
+    mapping: Mapping
+    faults: FaultTable
+    _: KW_ONLY
+    wsdl: InitVar[Path]
+    policy: InitVar[CallPolicy | None] = None
+
+    def __post_init__(self, wsdl: Path, policy: CallPolicy | None) -> None:
+        config = self.config
         self.outbound = Outbound(
             SoapTransport(
-                NAME, faults.title, wsdl=wsdl, xsd=wsdl.with_name("dancu.xsd"), binding=BINDING,
-                address=config.url, timeout=config.policy.timeout, auth=config.basic_auth(),
-                max_connections=config.max_connections,
+                NAME, self.faults.title, wsdl=wsdl, xsd=wsdl.with_name("dancu.xsd"),
+                binding=BINDING, address=config.url, timeout=config.policy.timeout,
+                auth=config.basic_auth(), max_connections=config.max_connections,
                 auth_hint="the account in the [auth] variables of "
                           "mappings/population/config.toml",
                 mapping_field="mapping.toml [request]",
             ),
             policy or CallPolicy(NAME, config.policy),
         )
-        r = mapping.request
+        r = self.mapping.request
         self._personal = {r.identity_number, r.old_identity_number, r.name, r.birth_date,
                           r.birth_year}
 

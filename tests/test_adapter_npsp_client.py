@@ -8,11 +8,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from npsp_support import sample_dossier, sample_progress
 
 from adapters.npsp import simulator as sim_mod
 from adapters.npsp.client import AlreadyExists, DossierUnknown, NpspClient
 from adapters.npsp.config import NpspConfig
-from adapters.npsp.examples import sample_dossier, sample_progress
 from adapters.npsp.mapping import load_mapping
 from adapters.npsp.simulator import NpspSimulator
 from adapters.npsp.translate import dossier_to_record, progress_to_record

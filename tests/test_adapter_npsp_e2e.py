@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from npsp_support import sample_dossier, sample_progress, sample_status
 
 from adapters.npsp import adapter
-from adapters.npsp.examples import sample_dossier, sample_progress, sample_status
 from adapters.npsp.simulator import NpspSimulator
 from hub import headers as h
 from hub.adapters import AdapterContext, load_config

@@ -9,17 +9,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from npsp_support import (
+    mask_name,
+    record_to_dossier,
+    record_to_progress,
+    sample_dossier,
+    sample_progress,
+    sample_status,
+    status_from_wire,
+)
 
-from adapters.npsp.examples import sample_dossier, sample_progress, sample_status
 from adapters.npsp.mapping import NpspMapping, load_mapping
-from adapters.npsp.privacy import mask_name
 from adapters.npsp.translate import (
     apply_status,
     dossier_to_record,
     progress_to_record,
-    record_to_dossier,
-    record_to_progress,
-    status_from_wire,
     status_to_wire,
 )
 from hub.contracts import load_contract

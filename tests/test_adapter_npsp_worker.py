@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from npsp_support import DOSSIER_CODE, sample_dossier, sample_progress, sample_status
 
 from adapters.npsp import adapter
-from adapters.npsp.examples import DOSSIER_CODE, sample_dossier, sample_progress, sample_status
 from adapters.npsp.simulator import NpspSimulator
 from adapters.npsp.worker import NpspHandler, make_handler
 from hub.adapters import AdapterContext, load_config

@@ -208,7 +208,8 @@ def test_simulator_pushes_in_the_provincial_format(hub: ProvincialHub) -> None:
 
 
 def test_simulator_pushes_received_when_a_dossier_arrives(hub: ProvincialHub) -> None:
-    from adapters.provincial.examples import sample_dossier
+    from provincial_support import sample_dossier
+
     from adapters.provincial.mapping import load_mapping
     from adapters.provincial.translate import dossier_to_wire
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from provincial_support import PORTAL_SOURCE, sample_dossier
+
 from adapters.provincial import adapter
-from adapters.provincial.examples import PORTAL_SOURCE, sample_dossier
 from adapters.provincial.simulator import ProvincialSimulator
 from hub import headers as h
 from hub.adapters import AdapterContext, load_config

@@ -10,17 +10,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from provincial_support import (
+    progress_to_wire,
+    sample_dossier,
+    sample_progress,
+    sample_status,
+    status_change_to_wire,
+    wire_to_dossier,
+)
 
-from adapters.provincial.examples import sample_dossier, sample_progress, sample_status
 from adapters.provincial.mapping import ProvincialMapping, load_mapping
 from adapters.provincial.translate import (
     PROGRESS_REPORTED,
     STATUS_CHANGED,
     dossier_to_wire,
-    progress_to_wire,
-    status_change_to_wire,
     status_from_wire,
-    wire_to_dossier,
     wire_to_update,
 )
 from hub.contracts import load_contract

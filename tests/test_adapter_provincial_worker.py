@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
-from adapters.provincial import adapter
-from adapters.provincial.examples import (
+from provincial_support import (
     DOSSIER_CODE,
     PORTAL_SOURCE,
     PROVINCE_SOURCE,
     sample_dossier,
 )
+
+from adapters.provincial import adapter
 from adapters.provincial.mapping import load_mapping
 from adapters.provincial.simulator import ProvincialSimulator
 from adapters.provincial.translate import dossier_to_wire

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from npsp_support import sample_dossier
 from test_api_support import clients_config
 
 from adapters.npsp import adapter
-from adapters.npsp.examples import sample_dossier
 from adapters.npsp.simulator import NpspSimulator
 from hub.api.app import create_app
 from hub.api.auth import ClientRegistry

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
+from npsp_support import sample_dossier, sample_status
 
-from adapters.npsp.examples import sample_dossier, sample_status
 from adapters.npsp.simulator import NpspSimulator
 from hub import runtime
 from hub.broker import declare

@@ -6,13 +6,11 @@ from types import NoneType
 from typing import Annotated, Any, get_args, get_origin
 from zoneinfo import ZoneInfo
 
+import npsp_support as npsp_examples
+import provincial_support as provincial_examples
 import pytest
 from pydantic import AfterValidator, BaseModel
 
-from adapters.npsp import examples as npsp_examples
-from adapters.npsp.dates import WireDates as PortalDates
-from adapters.provincial import examples as provincial_examples
-from adapters.provincial.dates import WireDates as ProvinceDates
 from hub import model as model_module
 from hub.envelope import Envelope
 from hub.errors import ValidationError
@@ -47,6 +45,7 @@ from hub.model import (
     validate_model,
 )
 from hub.store import Store
+from hub.wiredates import WireDates
 
 
 def dossier(**over: Any) -> dict[str, Any]:
@@ -239,8 +238,8 @@ EDGES = ["1900-01-01T00:00:00", "1900-01-01T00:00:00+14:00", "1900-01-01T00:00:0
 
 
 def test_the_extremes_go_through_every_use_of_a_time(store: Store) -> None:
-    portal = PortalDates("%Y%m%d%H%M%S", VN_TZ)
-    province = ProvinceDates("%d/%m/%Y %H:%M:%S", "%d/%m/%Y", ZoneInfo("Asia/Ho_Chi_Minh"))
+    portal = WireDates("%Y%m%d%H%M%S", VN_TZ)
+    province = WireDates("%d/%m/%Y %H:%M:%S", ZoneInfo("Asia/Ho_Chi_Minh"), "%d/%m/%Y")
     dossier_code = f"000.00.00.H56-250101-{uuid.uuid4().int % 9000 + 1000}"
     for text in EDGES:
         at = parse_event_data(STATUS_CHANGED, {"dossier_code": CODE, "status": 2,

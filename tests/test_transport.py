@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 from lxml import etree
+from npsp_support import sample_dossier
 from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from adapters.npsp.examples import sample_dossier
 from hub.adapters import AdapterContext, discover, load_config
 from hub.broker.messages import Delivery
 from hub.broker.metrics import REGISTRY

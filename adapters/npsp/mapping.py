@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapters.npsp.dates import WireDates
 from hub import tomlmap
 from hub.errors import ConfigError
 from hub.model import ApplicantKind, Channel, Status
+from hub.wiredates import WireDates
 
 E = TypeVar("E", bound=IntEnum)
 

@@ -26,13 +26,13 @@ from typing import Any
 from adapters.npsp.client import NAME, DossierUnknown, NpspClient
 from adapters.npsp.config import NpspConfig
 from adapters.npsp.mapping import load_mapping
-from adapters.npsp.sequence import Sequencer, sequence_log
 from adapters.npsp.translate import apply_status, dossier_to_record, progress_to_record
 from hub import codes
 from hub.adapters import AdapterContext, load_config
 from hub.contracts import load_contract
 from hub.envelope import Envelope
 from hub.errors import HubError, InvalidMessage, ValidationError
+from hub.lastapplied import Sequencer, sequence_log
 from hub.model import Dossier, ProgressStep, StatusChange, parse_event_data
 from hub.privacy import mask_identity
 from hub.recorder import report_skip

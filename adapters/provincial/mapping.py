@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-from adapters.provincial.dates import WireDates
 from hub import tomlmap
 from hub.errors import ConfigError
 from hub.model import ApplicantKind, Channel, Status
+from hub.wiredates import WireDates
 
 E = TypeVar("E", bound=IntEnum)
 
@@ -103,7 +103,7 @@ def _dates(doc: dict[str, Any], where: str) -> WireDates:
                 field=f"{where} [dates].{key}",
             )
     zone = tomlmap.timezone(table.get("timezone"), f"{where} [dates].timezone")
-    return WireDates(table["datetime"], table["date"], zone)
+    return WireDates(table["datetime"], zone, table["date"])
 
 
 @lru_cache(maxsize=8)

@@ -1,6 +1,6 @@
-"""The last status sequence applied to the portal per dossier, so an older status event (one
-that waited in the retry tiers while a newer one went through) is treated as already applied
-instead of moving the portal's status backwards.
+"""The last sequence applied to a destination per dossier, so an older event (one that waited
+in the retry tiers while a newer one went through) is treated as already applied instead of
+moving the destination's record backwards (a destination whose spec is ``ordered``).
 
 The numbers compared are the hub's: every event of a dossier, whatever door it came through,
 takes the next number of the dossier's one sequence (hub.intake.sequencing), so "not newer" means

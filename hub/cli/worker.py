@@ -21,16 +21,20 @@ if TYPE_CHECKING:
 
 
 async def _serve(workers: list[Worker], store: Store, settings: Settings, index: int) -> None:
-    from hub import runtime
+    from hub import circuits, runtime
+    from hub.store.circuitboard import StoreCircuitBoard
     from hub.workerhealth import WorkerHealth, serving
 
+    # The server calls no system: it shows the circuits this process reports to the store.
+    board = StoreCircuitBoard(store.engine)
     if settings.worker_metrics_port == 0:
-        await runtime.run_until_signalled(workers)
+        async with circuits.reporting(board):
+            await runtime.run_until_signalled(workers)
         return
     health = WorkerHealth([w.consumer for w in workers], store)
     # Listening before consuming: a port taken stops the worker before it takes anything.
     async with serving(health, settings.worker_metrics_host,
-                       settings.worker_metrics_port + index):
+                       settings.worker_metrics_port + index), circuits.reporting(board):
         await runtime.run_until_signalled(workers)
 
 

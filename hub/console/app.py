@@ -16,6 +16,7 @@ from hub.console.health import BrokerView, PipelineCollector, extra_checks
 from hub.console.service import ConsoleService
 from hub.console.web import Console, api_router, dead_letters_last_hour, page_router
 from hub.store import Store
+from hub.store.circuitboard import StoreCircuitBoard
 
 # The OpenAPI security schemes of the console's API (hub.api.app adds them to the document).
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -81,9 +82,10 @@ def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None,
     and, as ``app.state.readiness_extra``, the checks /readyz adds to its own."""
     service = build_service(settings, store, signer)
     view = BrokerView(settings, service.topology)
+    board = StoreCircuitBoard(store.engine)
     if registry is not None:
-        registry.register(PipelineCollector(settings, store, view))
-    app.state.readiness_extra = lambda: extra_checks(settings, view)
+        registry.register(PipelineCollector(settings, store, view, board))
+    app.state.readiness_extra = lambda: extra_checks(settings, view, board)
     console = Console(service, Accounts(store, settings.console_session_ttl),
                       secure_cookies=settings.public_url.startswith("https://"))
     names = sorted(d.name for d in service.topology.destinations) if service.topology else []

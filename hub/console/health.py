@@ -154,21 +154,24 @@ def certificate_checks(settings: Any, now: datetime | None = None) -> dict[str, 
     return out
 
 
-def extra_checks(settings: Any, view: BrokerView) -> dict[str, str]:
+def extra_checks(settings: Any, view: BrokerView, board: circuits.CircuitBoard
+                 ) -> dict[str, str]:
     """Readiness checks that inform without making the process not ready: the keeper, each
-    circuit of this process, each certificate ("ok" or "warning: ...")."""
+    circuit the worker processes report (``hub.circuits``), each certificate ("ok" or
+    "warning: ...")."""
     checks = {"keeper": keeper_check(view)}
-    for name, (state, failures) in circuits.states().items():
-        checks[f"circuit:{name}"] = circuits.describe(state, failures)
+    checks.update(circuits.board_checks(board))
     checks.update(certificate_checks(settings))
     return checks
 
 
 class PipelineCollector(Collector):
-    def __init__(self, settings: Any, store: Store, view: BrokerView) -> None:
+    def __init__(self, settings: Any, store: Store, view: BrokerView,
+                 board: circuits.CircuitBoard) -> None:
         self.settings = settings
         self.store = store
         self.view = view
+        self.board = board
 
     def collect(self) -> Iterator[Metric]:
         parked = GaugeMetricFamily("lienthong_dead_letters_parked",
@@ -215,7 +218,7 @@ class PipelineCollector(Collector):
         for system, not_after in certificates(self.settings).items():
             certs.add_metric([system], (not_after - now).total_seconds())
         yield certs
-        yield from circuits.CircuitCollector().collect()
+        yield from circuits.BoardCollector(self.board).collect()
         threshold = GaugeMetricFamily("lienthong_alert_threshold",
                                       "Alert thresholds of the settings (alert_*), which the "
                                       "shipped alert rules compare with", labels=["alert"])

@@ -358,3 +358,17 @@ queue_ledger = Table(
     Column("total", BigInteger, primary_key=True),
     Column("at", UTCDateTime, nullable=False),
 )
+
+# The circuit breakers of the worker processes (hub.circuits): each process reports its
+# circuits' state when it changes and every few seconds, so the server (which calls no system)
+# can show them, and a report not renewed shows a process that died.
+circuit_reports = Table(
+    "circuit_reports",
+    metadata,
+    Column("destination", String(100), primary_key=True),
+    Column("process", String(200), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("reported_at", UTCDateTime, nullable=False),
+)

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from hub.errors import ConfigError
+from hub.wiredates import WireDates
 
 E = TypeVar("E", bound=Enum)
 M = TypeVar("M", bound=BaseModel)
@@ -164,6 +165,51 @@ def timezone(name: Any, field: str) -> ZoneInfo:
         raise ConfigError(
             f"{name!r} is not an IANA time zone name; use e.g. 'Asia/Ho_Chi_Minh'", field=field
         ) from None
+
+
+def wire_dates(doc: dict[str, Any], where: str, *, time: str = "format",
+               date: str | None = None) -> WireDates:
+    """The ``[dates]`` table of ``doc``: the strftime formats under the keys ``time`` (and
+    ``date``, for dates without a time) and the ``timezone`` of the wire."""
+    table_ = table(doc, "dates", where)
+    for key in (time, date) if date else (time,):
+        if not isinstance(table_.get(key), str) or "%" not in table_[key]:
+            raise ConfigError(
+                f"must be a strftime format like '%Y%m%d%H%M%S', got {table_.get(key)!r}",
+                field=f"{where} [dates].{key}",
+            )
+    zone = timezone(table_.get("timezone"), f"{where} [dates].timezone")
+    return WireDates(table_[time], zone, table_[date]) if date else WireDates(table_[time], zone)
+
+
+def words(doc: dict[str, Any], read: str, write: str, enum: type[E],
+          where: str) -> tuple[dict[str, E], dict[E, str]]:
+    """A system's words for the members of ``enum``: ``[<read>]`` maps every word it may send
+    (several words may mean one member), ``[<write>]`` the one word written for each member,
+    which must be a word of ``[<read>]`` meaning that member, so what the hub writes reads back
+    the same."""
+    readable = {
+        word: member(enum, name, f"{where} [{read}].{word}")
+        for word, name in table(doc, read, where).items()
+    }
+    written: dict[E, str] = {}
+    for name, word in table(doc, write, where).items():
+        at = f"{where} [{write}].{name}"
+        found = member(enum, name, at)
+        if readable.get(word) is not found:
+            raise ConfigError(
+                f"{word!r} must be a word of [{read}] that means {name}, so what the hub "
+                "writes reads back the same",
+                field=at,
+            )
+        written[found] = word
+    missing = [m.name for m in enum if m not in written]
+    if missing:
+        raise ConfigError(
+            f"lacks a word for {missing}; the hub must be able to write every one of them",
+            field=f"{where} [{write}]",
+        )
+    return readable, written
 
 
 def wire_time(doc: dict[str, Any], where: str) -> tuple[str, ZoneInfo]:

@@ -10,18 +10,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.provincial.mapping import ProvincialMapping
-from adapters.provincial.translate import (
-    Doc,
-    _code,
-    _optional_str,
-    _optional_time,
-    _put,
-    _required,
-    _validated,
-    _when,
-    _word,
-    status_from_wire,
-)
+from adapters.provincial.translate import Doc, status_from_wire
+from hub import wirerecord as wr
 from hub.errors import ValidationError
 from hub.model import (
     Applicant,
@@ -33,6 +23,7 @@ from hub.model import (
     ProgressStep,
     Status,
     StatusChange,
+    validate_model,
 )
 
 DOSSIER_CODE = "000.00.00.H56-250101-0001"
@@ -103,10 +94,10 @@ def status_change_to_wire(
     }
     if change.previous_status is not None:
         out[f["previous_status"]] = m.status_to_wire[change.previous_status]
-    _put(out, f["officer"], change.officer)
-    _put(out, f["note"], change.note)
-    _put(out, f["sequence"], sequence)
-    _put(out, f["procedure_code"], procedure_code)
+    wr.put(out, f["officer"], change.officer)
+    wr.put(out, f["note"], change.note)
+    wr.put(out, f["sequence"], sequence)
+    wr.put(out, f["procedure_code"], procedure_code)
     return out
 
 
@@ -123,33 +114,33 @@ def progress_to_wire(
         f["status"]: m.status_to_wire[step.status],
         f["at"]: m.dates.write(step.at),
     }
-    _put(out, f["officer_title"], step.officer_title)
-    _put(out, f["department"], step.department)
-    _put(out, f["started_at"], _when(step.started_at, m))
-    _put(out, f["due_at"], _when(step.due_at, m))
-    _put(out, f["sequence"], sequence)
-    _put(out, f["procedure_code"], procedure_code)
+    wr.put(out, f["officer_title"], step.officer_title)
+    wr.put(out, f["department"], step.department)
+    wr.put(out, f["started_at"], wr.when(step.started_at, m.dates))
+    wr.put(out, f["due_at"], wr.when(step.due_at, m.dates))
+    wr.put(out, f["sequence"], sequence)
+    wr.put(out, f["procedure_code"], procedure_code)
     return out
 
 
 def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Dossier:
     f, ap, at, fe = m.dossier, m.applicant, m.attachment, m.fee
-    raw_applicant = _required(doc, f["applicant"], where)
+    raw_applicant = wr.required(doc, f["applicant"], where)
     if not isinstance(raw_applicant, dict):
         raise ValidationError("must be an object", field=where + f["applicant"])
     aw = f"{where}{f['applicant']}."
     birth = raw_applicant.get(ap["birth_date"])
     applicant = {
-        "identity_number": _code(raw_applicant, ap["identity_number"], aw),
-        "name": _required(raw_applicant, ap["name"], aw),
-        "kind": _word(m.kind_from_wire,
+        "identity_number": wr.code(raw_applicant, ap["identity_number"], aw),
+        "name": wr.required(raw_applicant, ap["name"], aw),
+        "kind": wr.word(m.kind_from_wire,
                       raw_applicant.get(ap["kind"], m.kind_to_wire[ApplicantKind.CITIZEN]),
                       aw + ap["kind"], "kind of applicant"),
         "birth_date": (None if birth in (None, "")
                        else m.dates.read_date(birth, aw + ap["birth_date"])),
-        "address": _optional_str(raw_applicant, ap["address"], aw),
-        "phone": _optional_str(raw_applicant, ap["phone"], aw),
-        "email": _optional_str(raw_applicant, ap["email"], aw),
+        "address": wr.optional_str(raw_applicant, ap["address"], aw),
+        "phone": wr.optional_str(raw_applicant, ap["phone"], aw),
+        "email": wr.optional_str(raw_applicant, ap["email"], aw),
     }
     attachments = []
     for n, item in enumerate(doc.get(f["attachments"]) or []):
@@ -157,9 +148,9 @@ def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "
         if not isinstance(item, dict):
             raise ValidationError("must be an object", field=iw[:-1])
         attachments.append({
-            "id": _required(item, at["id"], iw), "name": _required(item, at["name"], iw),
-            "url": _required(item, at["url"], iw), "size": _required(item, at["size"], iw),
-            "sha256": _required(item, at["sha256"], iw),
+            "id": wr.required(item, at["id"], iw), "name": wr.required(item, at["name"], iw),
+            "url": wr.required(item, at["url"], iw), "size": wr.required(item, at["size"], iw),
+            "sha256": wr.required(item, at["sha256"], iw),
             "component_code": item.get(at["component_code"]) or None,
             "digitized": bool(item.get(at["digitized"], False)),
         })
@@ -168,36 +159,36 @@ def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "
         iw = f"{where}{f['fees']}[{n}]."
         if not isinstance(item, dict):
             raise ValidationError("must be an object", field=iw[:-1])
-        raw = _required(item, fe["amount"], iw)
+        raw = wr.required(item, fe["amount"], iw)
         try:
             amount = Decimal(str(raw))
         except InvalidOperation:
             raise ValidationError(f"{str(raw)[:20]!r} is not an amount",
                                   field=iw + fe["amount"]) from None
-        fees.append({"code": _required(item, fe["code"], iw),
-                     "name": _required(item, fe["name"], iw), "amount": amount,
+        fees.append({"code": wr.required(item, fe["code"], iw),
+                     "name": wr.required(item, fe["name"], iw), "amount": amount,
                      "kind": item.get(fe["kind"], 1), "method": item.get(fe["method"])})
     data: Doc = {
-        "code": _code(doc, f["code"], where),
-        "procedure_code": _code(doc, f["procedure_code"], where),
-        "procedure_name": _optional_str(doc, f["procedure_name"], where),
-        "field_code": _optional_str(doc, f["field_code"], where),
-        "field_name": _optional_str(doc, f["field_name"], where),
-        "agency_code": _code(doc, f["agency_code"], where),
+        "code": wr.code(doc, f["code"], where),
+        "procedure_code": wr.code(doc, f["procedure_code"], where),
+        "procedure_name": wr.optional_str(doc, f["procedure_name"], where),
+        "field_code": wr.optional_str(doc, f["field_code"], where),
+        "field_name": wr.optional_str(doc, f["field_name"], where),
+        "agency_code": wr.code(doc, f["agency_code"], where),
         "applicant": applicant,
-        "channel": _word(m.channel_from_wire, _required(doc, f["channel"], where),
+        "channel": wr.word(m.channel_from_wire, wr.required(doc, f["channel"], where),
                          where + f["channel"], "submission channel"),
-        "status": status_from_wire(_required(doc, f["status"], where), m, where + f["status"]),
+        "status": status_from_wire(wr.required(doc, f["status"], where), m, where + f["status"]),
         "result_by_post": bool(doc.get(f["result_by_post"], False)),
         "paid_online": bool(doc.get(f["paid_online"], False)),
-        "handling_unit": _optional_str(doc, f["handling_unit"], where),
-        "note": _optional_str(doc, f["note"], where),
+        "handling_unit": wr.optional_str(doc, f["handling_unit"], where),
+        "note": wr.optional_str(doc, f["note"], where),
         "attachments": attachments,
         "fees": fees,
     }
     for name in ("submitted_at", "received_at", "due_at", "resolved_at", "returned_at",
                  "refused_at"):
-        data[name] = _optional_time(doc, f[name], m, where)
+        data[name] = wr.optional_time(doc, f[name], m.dates, where)
 
     def rename(field: str) -> str:
         parts = field.split(".")
@@ -208,4 +199,4 @@ def wire_to_dossier(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "
             return f"{where}{f[parts[0]]}[{parts[1]}].{table.get(parts[2], parts[2])}"
         return where + f.get(parts[0], field)
 
-    return _validated(Dossier, data, rename)  # type: ignore[no-any-return]
+    return wr.validated(lambda: validate_model(Dossier, data), rename)  # type: ignore[no-any-return]

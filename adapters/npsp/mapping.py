@@ -89,17 +89,6 @@ class NpspMapping:
         )
 
 
-def _dates(doc: dict[str, Any], where: str) -> WireDates:
-    table = tomlmap.table(doc, "dates", where)
-    fmt = table.get("format")
-    if not isinstance(fmt, str) or "%" not in fmt:
-        raise ConfigError(
-            f"must be a strftime format like '%Y%m%d%H%M%S', got {fmt!r}",
-            field=f"{where} [dates].format",
-        )
-    return WireDates(fmt, tomlmap.timezone(table.get("timezone"), f"{where} [dates].timezone"))
-
-
 def _errors(doc: dict[str, Any], where: str) -> tuple[dict[str, ErrorRule], str]:
     unknown = doc.get("unknown", "permanent")
     if unknown not in ("retryable", "permanent"):
@@ -178,7 +167,7 @@ def load_mapping(directory: Path) -> NpspMapping:
         identity_kinds={k: str(v) for k, v in id_kinds.items()},
         true_value=true_value,
         false_value=false_value,
-        dates=_dates(codes, codes_file.name),
+        dates=tomlmap.wire_dates(codes, codes_file.name),
         errors=errors,
         unknown_error_kind=unknown,
     )

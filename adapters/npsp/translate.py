@@ -1,29 +1,16 @@
-"""Canonical model <-> the portal's records, both ways, driven by ``mappings/npsp``.
-
-Plain functions: no I/O. Errors on the way in (a record from the portal) are
-``hub.errors.ValidationError`` naming the portal's field (``TaiLieuNop[0].MaBamTep``); the way
-out cannot fail on valid canonical data except through a broken mapping.
-"""
+"""The canonical model as the portal's records, driven by ``mappings/npsp``: plain functions
+that cannot fail on valid canonical data except through a broken mapping."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from adapters.npsp.mapping import NpspMapping
-from hub.model import (
-    Dossier,
-    ProgressStep,
-    Status,
-    StatusChange,
-)
+from hub import wirerecord as wr
+from hub.model import Dossier, ProgressStep, Status, StatusChange
 
 Record = dict[str, Any]
-
-
-# ---------------------------------------------------------------- canonical -> portal
 
 
 def status_to_wire(status: Status, m: NpspMapping) -> str:
@@ -34,19 +21,8 @@ def _bool(value: bool, m: NpspMapping) -> str:
     return m.true_value if value else m.false_value
 
 
-def _amount(value: Decimal) -> int | float:
-    # Dong have no subunit: amounts are whole numbers on the wire.
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
-def _put(out: Record, name: str, value: Any) -> None:
-    if value is not None:
-        out[name] = value
-
-
 def dossier_to_record(d: Dossier, m: NpspMapping) -> Record:
     f, a, p, i = m.dossier, m.attachment, m.fee, m.identity
-    when = m.dates.write
     identity = d.applicant.identity_number
     id_kind = m.identity_kinds["citizen_id" if len(identity) == 12 else "old_id_card"]
     out: Record = {
@@ -62,16 +38,14 @@ def dossier_to_record(d: Dossier, m: NpspMapping) -> Record:
         f["result_by_post"]: _bool(d.result_by_post, m),
         f["paid_online"]: _bool(d.paid_online, m),
     }
-    _put(out, f["procedure_name"], d.procedure_name)
-    _put(out, f["field_code"], d.field_code)
-    _put(out, f["field_name"], d.field_name)
-    _put(out, f["handling_unit"], d.handling_unit)
-    _put(out, f["note"], d.note)
+    wr.put(out, f["procedure_name"], d.procedure_name)
+    wr.put(out, f["field_code"], d.field_code)
+    wr.put(out, f["field_name"], d.field_name)
+    wr.put(out, f["handling_unit"], d.handling_unit)
+    wr.put(out, f["note"], d.note)
     for name in ("submitted_at", "received_at", "due_at", "resolved_at", "returned_at",
                  "refused_at"):
-        value: datetime | None = getattr(d, name)
-        if value is not None:
-            out[f[name]] = when(value)
+        wr.put(out, f[name], wr.when(getattr(d, name), m.dates))
     attachments = []
     for att in d.attachments:
         doc: Record = {
@@ -82,7 +56,7 @@ def dossier_to_record(d: Dossier, m: NpspMapping) -> Record:
             a["size"]: att.size,
             a["sha256"]: att.sha256,
         }
-        _put(doc, a["component_code"], att.component_code)
+        wr.put(doc, a["component_code"], att.component_code)
         attachments.append(doc)
     out[f["attachments"]] = attachments
     fees = []
@@ -90,10 +64,10 @@ def dossier_to_record(d: Dossier, m: NpspMapping) -> Record:
         line: Record = {
             p["code"]: fee.code,
             p["name"]: fee.name,
-            p["amount"]: _amount(fee.amount),
+            p["amount"]: wr.amount(fee.amount),
             p["kind"]: str(fee.kind),
         }
-        _put(line, p["method"], None if fee.method is None else str(fee.method))
+        wr.put(line, p["method"], None if fee.method is None else str(fee.method))
         fees.append(line)
     out[f["fees"]] = fees
     # The hub carries no result documents of its own; the province reports them to the portal.
@@ -111,12 +85,10 @@ def progress_to_record(step: ProgressStep, m: NpspMapping) -> Record:
         f["content"]: step.content,
         f["status"]: status_to_wire(step.status, m),
     }
-    _put(out, f["officer_title"], step.officer_title)
-    _put(out, f["department"], step.department)
-    if step.started_at is not None:
-        out[f["started_at"]] = when(step.started_at)
-    if step.due_at is not None:
-        out[f["due_at"]] = when(step.due_at)
+    wr.put(out, f["officer_title"], step.officer_title)
+    wr.put(out, f["department"], step.department)
+    wr.put(out, f["started_at"], wr.when(step.started_at, m.dates))
+    wr.put(out, f["due_at"], wr.when(step.due_at, m.dates))
     return out
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hub import tomlmap
 from hub.errors import ConfigError
@@ -68,44 +68,6 @@ class ProvincialMapping:
     dates: WireDates
 
 
-def _statuses(doc: dict[str, Any], where: str) -> tuple[dict[str, Status], dict[Status, str]]:
-    to_national = {
-        word: tomlmap.member(Status, name, f"{where} [to_national].{word}")
-        for word, name in tomlmap.table(doc, "to_national", where).items()
-    }
-    from_national: dict[Status, str] = {}
-    for name, word in tomlmap.table(doc, "from_national", where).items():
-        at = f"{where} [from_national].{name}"
-        status = tomlmap.member(Status, name, at)
-        if to_national.get(word) is not status:
-            raise ConfigError(
-                f"{word!r} must be a word of [to_national] that means {name}, so what the hub "
-                "writes reads back the same",
-                field=at,
-            )
-        from_national[status] = word
-    missing = [s.name for s in Status if s not in from_national]
-    if missing:
-        raise ConfigError(
-            f"lacks a word for {missing}; the hub must be able to deliver a dossier in any "
-            "status",
-            field=f"{where} [from_national]",
-        )
-    return to_national, from_national
-
-
-def _dates(doc: dict[str, Any], where: str) -> WireDates:
-    table = tomlmap.table(doc, "dates", where)
-    for key in ("datetime", "date"):
-        if not isinstance(table.get(key), str) or "%" not in table[key]:
-            raise ConfigError(
-                f"must be a strftime format like '%d/%m/%Y', got {table.get(key)!r}",
-                field=f"{where} [dates].{key}",
-            )
-    zone = tomlmap.timezone(table.get("timezone"), f"{where} [dates].timezone")
-    return WireDates(table["datetime"], zone, table["date"])
-
-
 @lru_cache(maxsize=8)
 def load_mapping(directory: Path) -> ProvincialMapping:
     fields_file, status_file, codes_file = (
@@ -113,7 +75,8 @@ def load_mapping(directory: Path) -> ProvincialMapping:
     )
     fields, codes = tomlmap.read(fields_file), tomlmap.read(codes_file)
     names = {key: tomlmap.exact_names(fields, key, fields_file.name, FIELDS[key]) for key in FIELDS}
-    to_national, from_national = _statuses(tomlmap.read(status_file), status_file.name)
+    to_national, from_national = tomlmap.words(tomlmap.read(status_file), "to_national",
+                                                "from_national", Status, status_file.name)
     channels = tomlmap.bijection(codes, "channel", Channel, codes_file.name, noun="word")
     kinds = tomlmap.bijection(codes, "applicant_kind", ApplicantKind, codes_file.name, noun="word")
     update_kinds = tomlmap.table(codes, "update_kind", codes_file.name)
@@ -144,5 +107,5 @@ def load_mapping(directory: Path) -> ProvincialMapping:
         kind_to_wire={v: k for k, v in kinds.items()},
         update_kinds={"status": update_kinds["status"], "progress": update_kinds["progress"]},
         reply_ok=reply["ok"],
-        dates=_dates(codes, codes_file.name),
+        dates=tomlmap.wire_dates(codes, codes_file.name, time="datetime", date="date"),
     )

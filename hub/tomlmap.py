@@ -66,7 +66,8 @@ def checked(model: type[M], doc: dict[str, Any], file: str) -> M:
     except ValidationError as exc:
         error = exc.errors()[0]
         loc = [str(part) for part in error["loc"]]
-        if error["type"] == "extra_forbidden":
+        # A model says extra_forbidden, a pydantic dataclass unexpected_keyword_argument.
+        if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             message = f"{loc.pop()} is not a known key; remove it or correct its name"
         elif error["type"] == "missing":
             message = "is missing; add it (see the comments in the file)"

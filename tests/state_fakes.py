@@ -13,8 +13,6 @@ from typing import Any
 
 from adapters.payment.ledger import (
     PENDING,
-    Mismatch,
-    Parked,
     Report,
     Settled,
     Settlement,
@@ -26,6 +24,8 @@ from adapters.postal.orders import Build, Order, tracked
 from adapters.postal.pool import BURNED, FREE, TAKEN, PoolCounts, check_waybill, empty
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
+from hub.parked import Parked
+from hub.parked import ParkedReport as Mismatch
 from hub.stateful import event_json
 
 

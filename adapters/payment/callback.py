@@ -30,6 +30,7 @@ from hub.adapters import AdapterContext
 from hub.api.auth import request_address
 from hub.envelope import Envelope
 from hub.errors import ClientError
+from hub.parked import Parked
 from hub.stateful import report_body, stored
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,13 @@ class PaymentCallback:
             currency=str(doc["MaTienTe"]), partner=str(doc["MaDoiTac"]), facts=doc,
             digest=digest, source="callback", outcome_field="MaLoi", peer=request_address())
         if report.partner != rt.cfg.partner_code:
-            self._park_unmatched(report, ledger.Parked(
+            self._park_unmatched(report, Parked(
                 ledger.CODE_UNKNOWN_PARTNER,
                 f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
                 f"{rt.cfg.partner_code!r}", "MaDoiTac"), 400)
         payment = rt.ledger.get(report.reference)
         if payment is None:
-            self._park_unmatched(report, ledger.Parked(
+            self._park_unmatched(report, Parked(
                 ledger.CODE_UNKNOWN_REFERENCE,
                 f"no payment with reference {report.reference!r:.60} was initiated by this hub",
                 "MaThamChieu"), 404)
@@ -109,7 +110,7 @@ class PaymentCallback:
                 "operator", code=settled.parked.code, field=settled.parked.field)
         return stored([settled.event] if settled.event else [])
 
-    def _park_unmatched(self, report: ledger.Report, parked: ledger.Parked, status: int) -> None:
+    def _park_unmatched(self, report: ledger.Report, parked: Parked, status: int) -> None:
         rt = self.rt
         rt.ledger.park(report, parked, rt.clock(), expected={"partner": rt.cfg.partner_code,
                                                             "currency": rt.cfg.currency})
@@ -119,7 +120,7 @@ class PaymentCallback:
                     field=parked.field)
 
 
-def warn_parked(report: ledger.Report, parked: ledger.Parked, state: str | None) -> None:
+def warn_parked(report: ledger.Report, parked: Parked, state: str | None) -> None:
     log.warning(
         "payment %s: the gateway's %s (transaction %s, from %s) is parked for an operator "
         "(%s): %s; the payment stays %s. See `lienthong payment mismatches`.",

@@ -3,7 +3,8 @@ the gateway's reports it could not apply. The adapter reaches it through ``Ledge
 its own: ``adapters.payment.store.SqlLedger`` on the hub store's engine, or an in-memory fake
 in unit tests. Tables and transactions are the implementation's; the rules are here, pure:
 
-- every state change follows one table, ``TRANSITIONS``, read by ``transition``;
+- every state change follows one table, ``TRANSITIONS`` (``mappings/payment/transitions.toml``,
+  read by ``hub.transitions``);
 - a report of the gateway (a callback whose checksum matched, a QUERY reply) is judged against
   the payment it names by ``judge``: applied (its event recorded, the payment moved), answered
   again with the event recorded for it before, or parked for an operator with the reason
@@ -13,19 +14,22 @@ in unit tests. Tables and transactions are the implementation's; the rules are h
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
+from hub.parked import Parked, ParkedReport
+from hub.settings import PROJECT_ROOT
+from hub.transitions import IllegalTransition as IllegalTransition
+from hub.transitions import Transition as Transition
+from hub.transitions import Transitions
 
 PENDING, PAID, FAILED, REFUSED, MISMATCH = "pending", "paid", "failed", "refused", "mismatch"
 STATES = (PENDING, PAID, FAILED, MISMATCH, REFUSED)
 
-# What can happen to a payment: the gateway reports a transaction paid or failed with facts
-# that agree with the ledger, or with facts that do not (MISMATCH); the gateway refuses the INIT,
-# or an operator replays a refused request.
+# What can happen to a payment (the outcomes of transitions.toml).
 REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH = PAID, FAILED, MISMATCH
 INIT_REFUSED, INIT_RETRIED = "init-refused", "init-retried"
 OUTCOMES = (REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH, INIT_REFUSED, INIT_RETRIED)
@@ -39,62 +43,9 @@ CODE_UNKNOWN_REFERENCE = "client.unknown_reference"
 CODE_UNKNOWN_PARTNER = "client.unknown_partner"
 
 
-@dataclass(frozen=True)
-class Transition:
-    """Where an outcome takes a payment: its next state, whether the report's
-    ``vn.gov.payment.completed`` is published, and, when the report is not applied, the code it
-    is parked with for an operator."""
-
-    to: str
-    publish: bool = False
-    park: str | None = None
-
-
-TRANSITIONS: Mapping[tuple[str, str], Transition] = {
-    (PENDING, REPORTED_PAID): Transition(PAID, publish=True),
-    (PENDING, REPORTED_FAILED): Transition(FAILED, publish=True),
-    (PENDING, REPORTED_MISMATCH): Transition(MISMATCH, park=CODE_MISMATCH),
-    (PENDING, INIT_REFUSED): Transition(REFUSED),
-    # A failed attempt leaves the citizen free to pay again: a later success (another
-    # MaGiaoDich) pays, and the portal hears of both, in that order.
-    (FAILED, REPORTED_PAID): Transition(PAID, publish=True),
-    (FAILED, REPORTED_FAILED): Transition(FAILED, publish=True),
-    (FAILED, REPORTED_MISMATCH): Transition(MISMATCH, park=CODE_MISMATCH),
-    # The parked report stays with the operator; a later one that agrees with the ledger is a
-    # payment as asked for (the citizen paid again, correctly) and settles it as usual. A failed
-    # attempt is published (it is true) but leaves the payment marked for the operator.
-    (MISMATCH, REPORTED_PAID): Transition(PAID, publish=True),
-    (MISMATCH, REPORTED_FAILED): Transition(MISMATCH, publish=True),
-    (MISMATCH, REPORTED_MISMATCH): Transition(MISMATCH, park=CODE_MISMATCH),
-    # Paid is final: nothing the gateway says afterwards is published. A second success is a
-    # second charge (a refund is an operator's call), a late failure would contradict the
-    # payment the portal was told of.
-    (PAID, REPORTED_PAID): Transition(PAID, park=CODE_ALREADY_PAID),
-    (PAID, REPORTED_FAILED): Transition(PAID, park=CODE_ALREADY_PAID),
-    (PAID, REPORTED_MISMATCH): Transition(PAID, park=CODE_MISMATCH),
-    # The gateway refused the INIT, so it holds no payment under this reference: a report of one
-    # contradicts its own answer.
-    (REFUSED, REPORTED_PAID): Transition(REFUSED, park=CODE_REFUSED),
-    (REFUSED, REPORTED_FAILED): Transition(REFUSED, park=CODE_REFUSED),
-    (REFUSED, REPORTED_MISMATCH): Transition(REFUSED, park=CODE_REFUSED),
-    (REFUSED, INIT_RETRIED): Transition(PENDING),
-}
-
-
-class IllegalTransition(ValueError):
-    """An outcome the table has no entry for in the payment's state (a worker bug: reports are
-    defined in every state)."""
-
-
-def transition(state: str, outcome: str) -> Transition:
-    """The table's entry for ``outcome`` in ``state``."""
-    try:
-        return TRANSITIONS[(state, outcome)]
-    except KeyError:
-        raise IllegalTransition(
-            f"a payment in state {state!r} cannot take outcome {outcome!r}; allowed from "
-            f"{state!r}: {sorted(o for s, o in TRANSITIONS if s == state) or 'nothing'}"
-        ) from None
+TRANSITIONS = Transitions.load(PROJECT_ROOT / "mappings" / "payment" / "transitions.toml",
+                               "a payment")
+transition = TRANSITIONS.step
 
 
 @dataclass(frozen=True)
@@ -127,10 +78,7 @@ def same_payment(found: Transaction, asked: Transaction) -> Transaction:
     return found
 
 
-def stepped(state: str, outcome: str) -> str | None:
-    """The state a worker's ``outcome`` (INIT_REFUSED, INIT_RETRIED) takes a payment in
-    ``state`` to, or None when the table has no such move (the payment moved on meanwhile)."""
-    return transition(state, outcome).to if (state, outcome) in TRANSITIONS else None
+stepped = TRANSITIONS.stepped
 
 
 # -- the gateway's reports ----------------------------------------------------------------------
@@ -181,13 +129,6 @@ def disagreement(payment: Transaction, report: Report, currency: str) -> Disagre
         return Disagreement("MaTienTe", f"the gateway reports the currency {report.currency!r:.20}"
                             f" for payment {payment.reference}; the hub asked for {currency!r}")
     return None
-
-
-@dataclass(frozen=True)
-class Parked:
-    code: str
-    reason: str
-    field: str | None
 
 
 @dataclass(frozen=True)
@@ -277,35 +218,6 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
                   f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
 
 
-@dataclass(frozen=True)
-class Mismatch:
-    """A report parked for an operator."""
-
-    id: int
-    reference: str | None
-    transaction_id: str | None
-    source: str
-    reason_code: str
-    reason: str
-    field: str | None
-    state_before: str | None
-    state_after: str | None
-    dossier_code: str | None
-    agency: str | None
-    expected: dict[str, Any]
-    reported: dict[str, Any]
-    peer: str | None
-    first_seen_at: datetime
-    last_seen_at: datetime
-    times: int
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["first_seen_at"] = self.first_seen_at.isoformat()
-        out["last_seen_at"] = self.last_seen_at.isoformat()
-        return out
-
-
 class Ledger(Protocol):
     """The payment adapter's state."""
 
@@ -349,7 +261,7 @@ class Ledger(Protocol):
         """Record that these events were published; how many were still unmarked."""
 
     def parked_reports(self, *, reference: str | None = None,
-                       limit: int = 100) -> list[Mismatch]:
+                       limit: int = 100) -> list[ParkedReport]:
         """Parked reports, the most recently seen first."""
 
     def callbacks(self, reference: str) -> Sequence[dict[str, Any]]:

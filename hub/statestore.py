@@ -1,0 +1,86 @@
+"""The SQL side of a stateful adapter's ports (``hub.stateful``): ``StateStore``, the base of an
+adapter's implementation on its tables (the reads and writes every port repeats), and
+``event_columns``, the columns of a table of the events the adapter emitted, each kept with its
+exact bytes (re-emitted verbatim) and marked once the broker confirmed it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hub import adaptertables
+from hub.adaptertables import utc, writing
+from hub.stateful import insert_once, record
+
+T = TypeVar("T")
+
+
+def event_columns(source: str = "source", at: str = "recorded_at",
+                  source_length: int = 16) -> list[sa.Column[Any]]:
+    """``event_id``, ``event`` (its JSON), who reported it (``source``), when it was recorded
+    (``at``) and ``emitted_at`` (None until the broker confirmed its publication)."""
+    return [sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+            sa.Column("event", sa.Text, nullable=False),
+            sa.Column(source, sa.String(source_length), nullable=False),
+            sa.Column(at, sa.DateTime, nullable=False),
+            sa.Column("emitted_at", sa.DateTime)]
+
+
+class StateStore:
+    """An adapter's state on ``engine`` (its tables created by ``hub.stateful.state_engine``).
+    ``events``: its table of emitted events (``event_columns``)."""
+
+    events: sa.Table
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def rows(self, cls: Callable[..., T], query: sa.Select[Any],
+             conn: Connection | None = None) -> list[T]:
+        """The rows ``query`` selects, as ``cls`` (``hub.stateful.record``)."""
+        if conn is not None:
+            return [record(cls, r) for r in conn.execute(query).mappings()]
+        with self.engine.connect() as own:
+            return [record(cls, r) for r in own.execute(query).mappings()]
+
+    def first(self, cls: Callable[..., T], query: sa.Select[Any],
+              conn: Connection | None = None) -> T | None:
+        return next(iter(self.rows(cls, query.limit(1), conn)), None)
+
+    def add_once(self, table: sa.Table, row: Any, found: Callable[[], T | None]) -> T:
+        """Insert the dataclass ``row`` unless its key is there already (a redelivered
+        request), created and updated at its ``created_at``; the row kept, read by ``found``."""
+        created = utc(row.created_at)
+        insert_once(self.engine, table, {**asdict(row), "created_at": created,
+                                         "updated_at": created})
+        kept = found()
+        assert kept is not None  # written just now, or there before
+        return kept
+
+    def update(self, table: sa.Table, where: sa.ColumnElement[bool], now: datetime | None,
+               conn: Connection | None = None, **values: Any) -> None:
+        """Set ``values`` on the rows ``where`` selects (and ``updated_at``, given ``now``)."""
+        query = sa.update(table).where(where).values(
+            **values, **({} if now is None else {"updated_at": utc(now)}))
+        if conn is not None:
+            conn.execute(query)
+            return
+        with writing(self.engine) as own:
+            own.execute(query)
+
+    def unemitted_events(self, where: sa.ColumnElement[bool], order_by: Any,
+                         limit: int) -> list[str]:
+        """The events ``where`` selects whose publication is not confirmed yet."""
+        query = (sa.select(self.events.c.event)
+                 .where(self.events.c.emitted_at.is_(None), where).order_by(order_by).limit(limit))
+        with self.engine.connect() as conn:
+            return [str(r) for r in conn.execute(query).scalars()]
+
+    def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
+        return adaptertables.mark_emitted(self.engine, self.events, event_ids, now)
+

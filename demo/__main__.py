@@ -32,9 +32,7 @@ import os
 import secrets
 import shutil
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,11 @@ from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.simulation import SimulatorServer
 from hub.store import Store
+from hub.testing.waiting import TimedOut, wait_for
 
+# How long a step of the story may take before the demo gives up on it (a loaded machine is slow,
+# a stuck hub never gets there).
+PATIENCE = 60.0
 PROVINCE = "VN:GOV:000.00.00.H56:igate"  # Thanh Hóa's one-stop system
 PORTAL = "VN:GOV:000.00.00.G22:dvcqg"  # the National Public Service Portal, as an upstream
 AGENCY = "000.00.00.H56"
@@ -73,18 +75,6 @@ def say(text: str) -> None:
 
 def step(text: str) -> None:
     say(f"\n== {text}")
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``condition`` until truthy, with a deadline; the demo never sleeps blindly."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"demo: gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 # -- setting up --------------------------------------------------------------------------------
@@ -303,18 +293,19 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     step(f"1. the province submits {first}; a citizen submits {second} online at the portal")
     province.post("/v1/dossiers", "vn.gov.dossier.submitted", dossier(first, channel=1))
     portal.post("/v1/dossiers", "vn.gov.dossier.submitted", dossier(second, channel=2))
-    wait_for("the portal to have the first dossier", lambda: sims.npsp.dossier(first))
+    wait_for(lambda: sims.npsp.dossier(first), PATIENCE, "the portal to have the first dossier")
     say(f"   portal (DongBoHoSoMC) has {first}: status "
         f"{sims.npsp.dossier(first)['TrangThaiHoSo']}")
-    wait_for("the province to receive the online dossier", lambda: sims.provincial.dossier(second))
+    wait_for(lambda: sims.provincial.dossier(second), PATIENCE,
+             "the province to receive the online dossier")
     say(f"   province received {second} from the portal")
 
     step("2. the province asks the population database to verify the applicant")
     province.post("/v1/citizens/verifications", "vn.gov.citizen.verification-requested",
                   {"dossier_code": first, "identity_number": "001090012345",
                    "name": "Nguyễn Văn An", "birth_date": "1990-01-15"})
-    wait_for("the verification answer", lambda: has(province.timeline(first),
-                                                     "vn.gov.citizen.verified", matched=True))
+    wait_for(lambda: has(province.timeline(first), "vn.gov.citizen.verified", matched=True),
+             PATIENCE, "the verification answer")
     say("   population database: the applicant exists with these details (matched)")
 
     step("3. the province receives and processes the dossier; the portal follows")
@@ -323,9 +314,10 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     soap_progress(settings, province, first)
     province.post(f"/v1/dossiers/{first}/status", "vn.gov.dossier.status-changed",
                   status(first, 4, "Đang xử lý"))
-    wait_for("the portal to show status 4",
-             lambda: str(sims.npsp.dossier(first)["TrangThaiHoSo"]) == "4")
-    wait_for("the portal to have the progress step", lambda: sims.npsp.progress_of(first))
+    wait_for(lambda: str(sims.npsp.dossier(first)["TrangThaiHoSo"]) == "4", PATIENCE,
+             "the portal to show status 4")
+    wait_for(lambda: sims.npsp.progress_of(first), PATIENCE,
+             "the portal to have the progress step")
     say(f"   portal status of {first}: 4 (processing); progress steps: "
         f"{len(sims.npsp.progress_of(first))} (reported over SOAP 1.2, XML-DSig signed)")
 
@@ -337,13 +329,14 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
         "fees": [{"code": "LP-XD", "name": "Lệ phí cấp giấy phép xây dựng",
                   "amount": "75000", "kind": 2}],
         "payer": {"identity_number": "001090012345", "name": "Nguyễn Văn An"}})
-    entries = wait_for("the payment URL", lambda: [
-        e for e in province.timeline(first) if e["event_type"] == "vn.gov.payment.initiated"])
+    entries = wait_for(lambda: [
+        e for e in province.timeline(first) if e["event_type"] == "vn.gov.payment.initiated"
+    ], PATIENCE, "the payment URL")
     say(f"   gateway payment URL: {entries[0]['summary'].get('payment_url', '(see timeline)')}")
     statuses = sims.payment.pay(reference, "paid")
     say(f"   citizen paid; the gateway called the hub back: HTTP {statuses}")
-    wait_for("the payment to complete", lambda: has(province.timeline(first),
-                                                    "vn.gov.payment.completed", paid=True))
+    wait_for(lambda: has(province.timeline(first), "vn.gov.payment.completed", paid=True),
+             PATIENCE, "the payment to complete")
     say("   payment completed (checksum verified)")
 
     step("5. resolved; the result goes back to the citizen by post")
@@ -356,18 +349,19 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
                    "province": "38", "district": "380"},
         "receiver": {"name": "Nguyễn Văn An", "address": "Số 1 phố Thử Nghiệm",
                      "phone": "0912345678", "province": "38", "district": "380"}})
-    waybill = wait_for("the postal order", lambda: next(
-        (item for item, o in sims.postal.orders.items() if o.order_number == first), None))
+    waybill = wait_for(lambda: next(
+        (item for item, o in sims.postal.orders.items() if o.order_number == first), None
+    ), PATIENCE, "the postal order")
     say(f"   postal order accepted on waybill {waybill}")
     for state in (2, 3):
         sims.postal.advance(waybill, state, "Đã nhận" if state == 2 else "Đã phát thành công")
-    wait_for("tracking: delivered", lambda: has(province.timeline(first),
-                                                "vn.gov.postal.tracking-updated", state=3))
+    wait_for(lambda: has(province.timeline(first), "vn.gov.postal.tracking-updated", state=3),
+             PATIENCE, "tracking: delivered")
     say("   postal service pushed tracking: collecting, then delivered")
     province.post(f"/v1/dossiers/{first}/status", "vn.gov.dossier.status-changed",
                   status(first, 10, "Đã trả kết quả"))
-    wait_for("the portal to show status 10",
-             lambda: str(sims.npsp.dossier(first)["TrangThaiHoSo"]) == "10")
+    wait_for(lambda: str(sims.npsp.dossier(first)["TrangThaiHoSo"]) == "10", PATIENCE,
+             "the portal to show status 10")
     say(f"   portal status of {first}: 10 (result returned)")
 
     step("6. the portal goes down while the province submits another dossier")
@@ -376,17 +370,16 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     province.post("/v1/dossiers", "vn.gov.dossier.submitted", dossier(third, channel=1))
     say(f"   portal is down: {third} walks the retry tiers "
         f"({', '.join(f'{t:g}s' for t in settings.retry_tiers)})…")
-    wait_for("a retry of the submission", lambda: _retried(settings), timeout=30)
+    wait_for(lambda: _retried(settings), 30, "a retry of the submission")
     sims.npsp.resume()
     say("   portal is back")
-    wait_for("the portal to have the third dossier", lambda: sims.npsp.dossier(third),
-             timeout=90)
+    wait_for(lambda: sims.npsp.dossier(third), 90, "the portal to have the third dossier")
     say(f"   {third} reached the portal after the outage; nothing was lost")
 
     step("7. a forged message: signed by a key the hub does not trust")
     forged_id = _publish_forged(settings, second)
-    wait_for("the forged message to be parked",
-             lambda: _depth(settings, Names(settings.name_prefix).invalid) >= 1)
+    wait_for(lambda: _depth(settings, Names(settings.name_prefix).invalid) >= 1, PATIENCE,
+             "the forged message to be parked")
     say(f"   forged message {forged_id} parked in {Names(settings.name_prefix).invalid}")
     return [first, second, third]
 
@@ -509,6 +502,8 @@ def main() -> None:
     try:
         codes = play(settings, sims, province, portal)
         report(settings, store, province, codes)
+    except TimedOut as stuck:
+        raise SystemExit(f"demo: {stuck}") from None
     finally:
         workers.stop()
         api.stop()

@@ -1,13 +1,8 @@
-"""Helpers the adapters' broker tests share: a trusted signer, a declared topology, and polling
-a blocking condition with a deadline while the consumer runs on the loop."""
+"""Helpers the adapters' broker tests share: a trusted signer and a declared topology."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hub.broker import declare
 from hub.broker.destinations import Destination
@@ -33,14 +28,3 @@ def declared_topology(settings: Settings, tmp_path: Path, *destinations: Destina
     declare.apply(topo, settings.amqp_url)
     return topo
 
-
-async def until(condition: Callable[[], Any], timeout: float, message: str) -> Any:
-    """Poll a blocking condition off the loop (the consumer keeps running) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(condition)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.05)

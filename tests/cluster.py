@@ -20,10 +20,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hub.testing.waiting import TimedOut, wait_for
 
 # The installed server's own scripts: on Debian /usr/sbin/rabbitmq-server is a wrapper that
 # switches to the rabbitmq user and its home (the shared broker's cookie and config).
@@ -148,20 +149,18 @@ class Cluster:
             )
 
     def wait_up(self, nodes: list[Node], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        waiting = list(nodes)
-        while waiting:
-            for node in list(waiting):
+        def up() -> bool:
+            for node in nodes:
                 if not node.alive:
                     raise RuntimeError(f"node {node.name} exited while starting:\n"
                                        f"{node.log_tail()}")
-                if _port_open(node.port):
-                    waiting.remove(node)
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"nodes {[n.name for n in waiting]} did not open their AMQP port within "
-                    f"{timeout}s:\n" + "\n".join(n.log_tail() for n in waiting))
-            time.sleep(0.1)
+            return all(_port_open(node.port) for node in nodes)
+
+        try:
+            wait_for(up, timeout, f"nodes {[n.name for n in nodes]} to open their AMQP port",
+                     interval=0.1)
+        except TimedOut as late:
+            raise RuntimeError(f"{late}:\n" + "\n".join(n.log_tail() for n in nodes)) from None
 
     def running(self) -> list[str]:
         """Names of the running nodes, as the first live node sees the cluster."""
@@ -214,10 +213,3 @@ def rabbitmq_cluster(directory: Path, size: int = 3, timeout: float = 90) -> Ite
     finally:
         cluster.close()
 
-
-def wait_until(condition: Callable[[], object], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(0.05)

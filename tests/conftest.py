@@ -8,11 +8,9 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pika
@@ -39,19 +37,6 @@ def open_store(request: pytest.FixtureRequest, directory: Path,
     store = Store.open(url)
     stack.callback(store.close)
     return store
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
-             message: str = "condition") -> Any:
-    """Poll ``condition`` until it returns a truthy value or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def rabbitmqctl(*args: str) -> str:

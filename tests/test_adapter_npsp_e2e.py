@@ -29,7 +29,8 @@ from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 from hub.store.store import Store
-from hub.testing.broker import depth, eventually, read_all
+from hub.testing.broker import depth, read_all
+from hub.testing.waiting import eventually
 
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
 CODE = "000.00.00.H56-250101-0001"

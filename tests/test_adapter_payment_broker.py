@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adapter_support import declared_topology, signer_for, until
+from adapter_support import declared_topology, signer_for
 from payment_support import UPSTREAM, context, request_envelope, sample_request
 
 from adapters.payment import adapter, events
@@ -28,6 +28,7 @@ from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
 from hub.testing.broker import Received, depth, read_all
+from hub.testing.waiting import eventually
 
 SECRET = "broker-test-secret"
 OBSERVER = Destination("observer", ("payment.initiated.#",), ordered=False)
@@ -79,17 +80,20 @@ def test_payment_through_the_broker(
             await consumer.wait_consuming()
             # 1. The gateway answers: the payment URL, signed by the hub, on the events exchange.
             await publisher.publish(publishable(request_envelope()))
-            await until(lambda: depth(amqp, observed) == 1, 10, "the initiated event")
+            await eventually(lambda: depth(amqp, observed) == 1, 10, "the initiated event",
+                             blocking=True)
             initiated = await asyncio.to_thread(read_all, amqp, observed)
             # 2. An amount in fractions of a dong: invalid at once, the gateway never asked.
             await publisher.publish(publishable(request_envelope(amount="10.5", fees=[])))
-            await until(lambda: depth(amqp, topo.names.invalid) == 1, 10, "the invalid message")
+            await eventually(lambda: depth(amqp, topo.names.invalid) == 1, 10,
+                             "the invalid message", blocking=True)
             assert len(sim.requests) == 1
             invalid = await asyncio.to_thread(read_all, amqp, topo.names.invalid)
             # 3. The gateway down: every retry tier, then the dead letters with the reason.
             sim.down()
             await publisher.publish(publishable(request_envelope(sample_request())))
-            await until(lambda: depth(amqp, topo.names.dead) == 1, 15, "the dead letter")
+            await eventually(lambda: depth(amqp, topo.names.dead) == 1, 15, "the dead letter",
+                             blocking=True)
             dead = await asyncio.to_thread(read_all, amqp, topo.names.dead)
             return initiated, invalid, dead
         finally:

@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import wait_for
 from payment_support import context, request_envelope
 from test_api_support import (  # noqa: F401 - fixtures
     Keys,
@@ -46,6 +45,7 @@ from hub.model import PaymentCompleted, parse_event_data
 from hub.settings import Settings
 from hub.simulation import SimulatorServer
 from hub.store import Store
+from hub.testing.waiting import wait_for
 
 SECRET = "callback-test-secret"
 PATH = "/v1/callbacks/payment"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_support import declared_topology, signer_for, until
+from adapter_support import declared_topology, signer_for
 
 from adapters.population import adapter
 from adapters.population.simulator import PopulationSimulator
@@ -30,6 +30,7 @@ from hub.envelope import Envelope
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, Verifier
 from hub.testing.broker import Received, depth, read_all
+from hub.testing.waiting import eventually
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 DOSSIER = "000.00.00.H56-250101-0007"
@@ -79,13 +80,15 @@ def test_verification_through_the_broker(
             await publisher.publish(request(upstream, topo, {
                 "identity_number": "001090012345", "name": "Nguyễn Văn An",
                 "birth_date": "1990-01-15"}))
-            await until(lambda: depth(amqp, observed) == 1, 10, "the verified event")
+            await eventually(lambda: depth(amqp, observed) == 1, 10, "the verified event",
+                             blocking=True)
             answers = await asyncio.to_thread(read_all, amqp, observed)
             # 2. A bad identity number: parked as invalid at once, the system never asked.
             await publisher.publish(request(upstream, topo, {
                 "identity_number": "0010900123", "name": "Nguyễn Văn An",
                 "birth_date": "1990-01-15"}))
-            await until(lambda: depth(amqp, topo.names.invalid) == 1, 10, "the invalid message")
+            await eventually(lambda: depth(amqp, topo.names.invalid) == 1, 10,
+                             "the invalid message", blocking=True)
             assert sim.calls == ["XacThucThongTinCongDan"]
             invalid = await asyncio.to_thread(read_all, amqp, topo.names.invalid)
             # 3. The system down: every retry tier, then the dead letters with the reason.
@@ -93,7 +96,8 @@ def test_verification_through_the_broker(
             await publisher.publish(request(upstream, topo, {
                 "identity_number": "038195004321", "name": "Lê Thị Bình",
                 "birth_year": 1995}))
-            await until(lambda: depth(amqp, topo.names.dead) == 1, 15, "the dead letter")
+            await eventually(lambda: depth(amqp, topo.names.dead) == 1, 15, "the dead letter",
+                             blocking=True)
             dead = await asyncio.to_thread(read_all, amqp, topo.names.dead)
             return answers, invalid, dead
         finally:

@@ -12,7 +12,6 @@ from datetime import date
 from typing import Any, TypeVar
 
 import pytest
-from conftest import wait_for
 
 from adapters.population.client import PopulationClient
 from adapters.population.config import PopulationConfig
@@ -22,6 +21,7 @@ from adapters.population.translate import Caller
 from hub.errors import ConfigError, HubError, InvalidMessage, PermanentError, RetryableError
 from hub.model import CitizenVerification, Gender
 from hub.settings import PROJECT_ROOT
+from hub.testing.waiting import wait_for
 from hub.transport.soapfaults import load_faults
 
 T = TypeVar("T")

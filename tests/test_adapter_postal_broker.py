@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_support import declared_topology, signer_for, until
+from adapter_support import declared_topology, signer_for
 from postal_support import UPSTREAM, context, pickup_envelope
 
 from adapters.postal import adapter, events, pool
@@ -33,6 +33,7 @@ from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
 from hub.testing.broker import Received, depth, read_all
+from hub.testing.waiting import eventually
 
 OBSERVER = Destination("observer", ("postal.tracking-updated.#",), ordered=False)
 
@@ -92,17 +93,20 @@ def test_postal_order_through_the_broker(
             await consumer.wait_consuming()
             # 1. The order is accepted: state 1 (registered), signed by the hub.
             await publisher.publish(publishable("000.00.00.H56-250101-0001"))
-            await until(lambda: depth(amqp, observed) == 1, 10, "the tracking event")
+            await eventually(lambda: depth(amqp, observed) == 1, 10, "the tracking event",
+                             blocking=True)
             registered = await asyncio.to_thread(read_all, amqp, observed)
             # 2. The postal service down: every retry tier, then the dead letters.
             sim.down()
             await publisher.publish(publishable("000.00.00.H56-250101-0002"))
-            await until(lambda: depth(amqp, topo.names.dead) == 1, 15, "the first dead letter")
+            await eventually(lambda: depth(amqp, topo.names.dead) == 1, 15, "the first dead letter",
+                             blocking=True)
             sim.up()
             # 3. The pool is empty now (the second number went to the order in 2): the reason
             # says how to refill it.
             await publisher.publish(publishable("000.00.00.H56-250101-0003"))
-            await until(lambda: depth(amqp, topo.names.dead) == 2, 15, "the second dead letter")
+            await eventually(lambda: depth(amqp, topo.names.dead) == 2, 15,
+                             "the second dead letter", blocking=True)
             dead = await asyncio.to_thread(read_all, amqp, topo.names.dead)
             return registered, dead[:1], dead[1:], SqlWaybills(store.engine).counts("LIENTHONG")
         finally:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     OTHER_KEY,
@@ -40,6 +39,7 @@ from hub.model import ProgressStep, Status, StatusChange, parse_event_data
 from hub.settings import PROJECT_ROOT, Settings
 from hub.simulation import SimulatorServer
 from hub.store import Store
+from hub.testing.waiting import wait_for
 
 CODE = "000.00.00.H56-250101-0001"
 AT = datetime(2025, 1, 2, 2, 0, tzinfo=UTC)  # 09:00 in Vietnam

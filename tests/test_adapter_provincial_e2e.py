@@ -25,7 +25,8 @@ from hub.signing import keys
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
-from hub.testing.broker import depth, eventually, read_all
+from hub.testing.broker import depth, read_all
+from hub.testing.waiting import eventually
 
 DELIVERED = "000.00.00.H56-250101-0001"
 DEAD = "000.00.00.H56-250101-0002"

@@ -66,8 +66,6 @@ def test_toy_adapter_gets_a_queue_and_deliveries(
     with the toy system down, the message walks the retry tiers into the dead letters."""
     import asyncio
 
-    from conftest import wait_for
-
     from hub import runtime
     from hub.broker import declare
     from hub.broker.messages import Outgoing
@@ -78,6 +76,7 @@ def test_toy_adapter_gets_a_queue_and_deliveries(
     from hub.signing import TrustStore, generate, load_signer
     from hub.store import Store
     from hub.testing.broker import read_all
+    from hub.testing.waiting import wait_for
 
     spec = discover()["toy"]
     system = spec.make_simulator()  # type: ignore[misc]

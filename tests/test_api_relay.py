@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pika
 import pytest
-from conftest import rabbitmqctl, wait_for
+from conftest import rabbitmqctl
 from test_api_support import (  # noqa: F401 - fixtures
     Hub,
     declare_events,
@@ -30,6 +30,7 @@ from test_api_support import (  # noqa: F401 - fixtures
 from hub.envelope import Envelope
 from hub.intake.drafts import UPSTREAM_PROOF
 from hub.settings import Settings
+from hub.testing.waiting import wait_for
 
 
 def published_ids(settings: Settings, queue: str, into: set[str]) -> set[str]:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from test_api_support import (  # noqa: F401 - fixtures
     Hub,
     declare_events,
@@ -26,6 +25,7 @@ from hub.envelope import Envelope
 from hub.outbox.relay import OutboxRelay
 from hub.settings import Settings
 from hub.store import OutboxItem
+from hub.testing.waiting import wait_for
 
 pytestmark = pytest.mark.parametrize("relay_store_url", ["postgresql"], indirect=True)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pika
 import pytest
-from conftest import wait_for
 from test_api_support import (  # noqa: F401 - fixtures
     CLIENT_ID,
     OTHER_ID,
@@ -34,6 +33,7 @@ from hub.api.auth import ClientRegistry
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.store import OutboxItem
+from hub.testing.waiting import wait_for
 
 PAYMENT = "vn.gov.payment.requested"
 POSTAL = "vn.gov.postal.pickup-requested"

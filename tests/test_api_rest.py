@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from cryptography.hazmat.primitives import serialization
 from joserfc import jws
 from joserfc.errors import BadSignatureError
@@ -31,6 +30,7 @@ from hub.envelope import Envelope
 from hub.intake.drafts import UPSTREAM_PROOF
 from hub.settings import Settings
 from hub.signing.keys import kid_of
+from hub.testing.waiting import wait_for
 
 
 @pytest.fixture

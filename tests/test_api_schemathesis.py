@@ -30,7 +30,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from conftest import wait_for
 from schemathesis import Case, HookContext
 from schemathesis.core.failures import Failure
 from schemathesis.engine import Status, events
@@ -48,6 +47,7 @@ from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
+from hub.testing.waiting import wait_for
 
 # The event type each signed route's signature must name (the JWS protected header's lt-type).
 EVENT_TYPES = {

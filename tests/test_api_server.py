@@ -21,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
 from lxml import etree
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
@@ -42,6 +41,7 @@ from hub.cli.clients import client_block
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore
+from hub.testing.waiting import wait_for
 
 MAX_BODY = 65_536
 

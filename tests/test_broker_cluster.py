@@ -28,7 +28,8 @@ from hub.errors import BrokerUnavailable
 from hub.outbox.relay import OutboxRelay
 from hub.settings import Settings
 from hub.store import Store
-from hub.testing.broker import NullSigner, delete_queues, eventually, read_all, sample_envelope
+from hub.testing.broker import NullSigner, delete_queues, read_all, sample_envelope
+from hub.testing.waiting import eventually
 
 NODES = ["amqp://u:p@node1:5672/%2F", "amqp://u:p@node2:5672/%2F", "amqp://u:p@node3:5672/%2F"]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 
 from hub import headers as h
 from hub.broker import declare
@@ -32,11 +31,11 @@ from hub.testing.broker import (
     consuming,
     delete_queues,
     depth,
-    eventually,
     read_all,
     sample_envelope,
     topology_queues,
 )
+from hub.testing.waiting import eventually, wait_for
 
 ORIGINAL_KEY = "dossier.submitted.000_00_00_H56.2_002492"
 

@@ -29,10 +29,10 @@ from hub.testing.broker import (
     NullSigner,
     delete_queues,
     depth,
-    eventually,
     sample_envelope,
     topology_queues,
 )
+from hub.testing.waiting import eventually
 
 # -- lanes ------------------------------------------------------------------------------------
 

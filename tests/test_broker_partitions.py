@@ -29,11 +29,11 @@ from hub.testing.broker import (
     NullSigner,
     delete_queues,
     depth,
-    eventually,
     read_all,
     sample_envelope,
     topology_queues,
 )
+from hub.testing.waiting import eventually
 
 ORDERS = Destination("orders", ("dossier.#",), ordered=True)
 

@@ -38,7 +38,8 @@ from hub.errors import BrokerUnavailable, InvalidMessage, PermanentError, Retrya
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.store import Store
-from hub.testing.broker import SAMPLE_SOURCE, delete_queues, eventually, sample_envelope
+from hub.testing.broker import SAMPLE_SOURCE, delete_queues, sample_envelope
+from hub.testing.waiting import eventually
 from hub.workerhealth import WorkerHealth, serving
 
 N = Names("p")

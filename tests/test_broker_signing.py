@@ -25,11 +25,11 @@ from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
 from hub.testing.broker import (
     delete_queues,
-    eventually,
     read_all,
     sample_envelope,
     topology_queues,
 )
+from hub.testing.waiting import eventually
 
 SOURCE = "VN:GOV:000.00.00.H56:igate"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pika
 import pytest
-from conftest import wait_for
 
 from hub import headers as h
 from hub.adapters import AdapterSpec
@@ -30,6 +29,7 @@ from hub.testing.broker import (
     sample_envelope,
     topology_queues,
 )
+from hub.testing.waiting import wait_for
 
 ORDERS = Destination("orders", ("dossier.*.*.#",), ordered=True)
 AUDIT = Destination("audit", ("payment.#",), ordered=False)

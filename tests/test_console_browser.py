@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from npsp_support import sample_dossier
 from test_api_support import clients_config
 
@@ -35,7 +34,8 @@ from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.simulation import SimulatorServer
 from hub.store import Store
-from hub.testing.broker import LoopThread, delete_queues, eventually
+from hub.testing.broker import LoopThread, delete_queues
+from hub.testing.waiting import eventually, wait_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -9,7 +9,6 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from test_api_support import Hub, Keys, keys_fixture, make_hub_fixture  # noqa: F401
 from test_console_api import dossier_env, parked_row
@@ -22,6 +21,7 @@ from hub.outbound import CallPolicy, PolicyConfig
 from hub.settings import Settings
 from hub.signing import TrustStore, generate
 from hub.testing.broker import delete_queues
+from hub.testing.waiting import wait_for
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -29,8 +29,9 @@ from hub.errors import PermanentError
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.store import Store
-from hub.testing.broker import SAMPLE_SOURCE, delete_queues, depth, eventually, sample_envelope
+from hub.testing.broker import SAMPLE_SOURCE, delete_queues, depth, sample_envelope
 from hub.testing.store import scratch_url
+from hub.testing.waiting import eventually
 
 DEST = "portal"
 

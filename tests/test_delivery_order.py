@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
 from npsp_support import sample_dossier, sample_status
 
 from adapters.npsp.simulator import NpspSimulator
@@ -31,7 +30,8 @@ from hub.model import Status
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, generate
 from hub.store import Store
-from hub.testing.broker import delete_queues, eventually
+from hub.testing.broker import delete_queues
+from hub.testing.waiting import eventually, wait_for
 
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
 SUBMITTED = "vn.gov.dossier.submitted"

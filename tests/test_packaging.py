@@ -32,11 +32,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
 from lxml import etree
 
 from hub.api.openapi import contract_components
 from hub.signing import generate
+from hub.testing.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import wait_for
 from sqlalchemy.engine import make_url
 
 from hub import runtime
@@ -30,6 +29,7 @@ from hub.signing import TrustStore, generate, load_signer
 from hub.store import Store
 from hub.testing.broker import delete_queues
 from hub.testing.store import scratch_url
+from hub.testing.waiting import wait_for
 from hub.workerhealth import WorkerHealth, serving
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import httpx
 import pika
 import pytest
-from conftest import wait_for
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     CLIENT_ID,
@@ -71,7 +70,7 @@ from hub.settings import Settings
 from hub.signing.truststore import TrustStore
 from hub.store import Store
 from hub.store.timeline import SKIPPED
-from hub.testing.broker import eventually
+from hub.testing.waiting import eventually, wait_for
 
 CALLBACK = "/v1/callbacks/provincial"
 

@@ -19,7 +19,6 @@ import pytest
 import requests
 import uvicorn
 import zeep
-from conftest import wait_for
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from lxml import etree
@@ -37,6 +36,7 @@ from hub.api.soap.faults import fault_headers
 from hub.settings import Settings
 from hub.signing import Signer, generate
 from hub.store import Store
+from hub.testing.waiting import wait_for
 
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
 CLIENT = "VN:GOV:000.00.00.H56:igate"

@@ -25,7 +25,7 @@ import pytest
 import requests
 import uvicorn
 import zeep
-from conftest import open_store, wait_for
+from conftest import open_store
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
@@ -54,6 +54,7 @@ from hub.signing.keys import KeyMaterial, kid_of
 from hub.store import Store
 from hub.store import tables as store_tables
 from hub.testing.soap import SigningPlugin
+from hub.testing.waiting import wait_for
 
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
 CLIENT = "VN:GOV:000.00.00.H56:igate"

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
 from sqlalchemy import text
 
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.store import LogFields, Store, UnitOfWork, sha256_hex
 from hub.testing.store import scratch_url
+from hub.testing.waiting import wait_for
 
 SRC = "VN:GOV:000.00.00.H56:igate"
 

@@ -25,7 +25,7 @@ from test_delivery_order import Portal, codes, portal  # noqa: F401 - fixture
 from hub import runtime
 from hub.model import Status
 from hub.store import Store
-from hub.testing.broker import eventually
+from hub.testing.waiting import eventually
 
 
 @dataclass

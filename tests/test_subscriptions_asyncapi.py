@@ -17,7 +17,6 @@ import httpx
 import jsonschema
 import pytest
 import yaml
-from conftest import wait_for
 from subscriptions_support import BHXH, H56, HOTICH, drop_users, make_hub
 from typer.testing import CliRunner
 
@@ -26,6 +25,7 @@ from hub.model import EVENT_MODELS
 from hub.settings import PROJECT_ROOT, Settings
 from hub.store import Store
 from hub.subscriptions import service
+from hub.testing.waiting import wait_for
 
 SPEC = json.loads((PROJECT_ROOT / "schemas" / "asyncapi" / "asyncapi-3.0.0.json").read_text())
 

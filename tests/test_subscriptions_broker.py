@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import pika
 import pytest
-from conftest import wait_for
 from joserfc import jws
 from joserfc.jwk import ECKey
 from pika.exceptions import ChannelClosedByBroker, ProbableAuthenticationError
@@ -41,6 +40,7 @@ from hub.subscriptions.replay import replay
 from hub.subscriptions.status import StatusCollector, statuses
 from hub.subscriptions.topology import apply_from_store
 from hub.testing.broker import depth, read_all
+from hub.testing.waiting import wait_for
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import httpx
 import pika
 import pytest
-from conftest import wait_for
 from subscriptions_support import BHXH, H56, Hub, dossier, drop_users, make_hub, publish
 
 from hub.settings import PROJECT_ROOT, Settings
@@ -23,6 +22,7 @@ from hub.subscriptions import service
 from hub.subscriptions.fanout import hub_signer
 from hub.subscriptions.replay import replay
 from hub.testing.broker import depth
+from hub.testing.waiting import wait_for
 
 EXAMPLE = PROJECT_ROOT / "examples" / "ministry_consumer.py"
 

@@ -11,5 +11,7 @@ Modules:
 ``broker``   queues looked at from outside (``read_all``, ``depth``), a consumer run from
     synchronous code (``consuming``), sample envelopes;
 ``store``    an empty store of a test's own beside a shared database (``scratch_url``);
+``waiting``  waiting for a condition with a deadline, from synchronous code (``wait_for``) or on
+    an event loop (``eventually``): tests, the demo and the benchmarks never sleep to wait;
 ``soap``     the client side of the hub's SOAP signatures, as a zeep plugin (``SigningPlugin``).
 """

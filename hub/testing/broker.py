@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,20 +150,6 @@ def topology_queues(prefix: str, destinations: Iterable[str], tiers: int) -> lis
         *(names.retry(i) for i in range(tiers)),
         *(names.work(d) for d in destinations),
     ]
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 10.0, message: str = "condition"
-) -> Any:
-    """Poll ``condition`` on the running loop until truthy, failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 async def close_connections(vhost: str, reason: str = "test") -> None:

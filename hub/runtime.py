@@ -67,13 +67,16 @@ def build_workers(
     adapters: Mapping[str, AdapterSpec] | None = None,
     recorder: bool = True,
     keeper: bool = False,
+    fanout: bool = False,
     skipped: list[tuple[str, ConfigError]] | None = None,
     process: tuple[int, int] | None = None,
     topology: Topology | None = None,
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
     on its work queues with the adapter's handler (its deliveries logged), the store's processed
-    ids and the verifier; plus, with ``recorder``, the timeline recorder.
+    ids and the verifier; plus, with ``recorder``, the timeline recorder, with ``keeper`` the
+    dead-letter keeper and with ``fanout`` the subscriptions' fan-out (hub.subscriptions.fanout:
+    every worker process takes a share of its feed).
 
     Ordering, concurrency and partitions come from the resolved topology (the adapters'
     destinations merged with the topology file, ``hub.broker.topology``): the queues and the
@@ -85,7 +88,9 @@ def build_workers(
     An adapter that cannot start for want of configuration (a secret not set...) stops the
     whole build when it was named. When every installed adapter was asked for and ``skipped``
     is given, it is left out and reported there instead: one system's missing secret should
-    not stop deliveries to the four others, and its messages wait in its durable queue."""
+    not stop deliveries to the four others, and its messages wait in its durable queue. So with
+    the fan-out: without its access list or its feed queue (``lienthong topology apply``), it
+    is reported in ``skipped`` (when given) and the events wait in the feed."""
     found = dict(adapters) if adapters is not None else discover()
     wanted = list(names) if names is not None else sorted(found)
     unknown = [n for n in wanted if n not in found]
@@ -154,6 +159,8 @@ def build_workers(
             ) from None
         recording = consumer(TIMELINE, make_timeline_recorder(store), "recorder:timeline")
         workers.append(Worker(spec, recording))
+    if fanout:
+        workers += _fanout(settings, store, signer, verifier, skipped)
     if keeper:
         # The operator console's dead-letter keeper (hub.console.keeper), beside the recorder.
         async def nothing(delivery: Any) -> Sequence[Any]:
@@ -163,6 +170,30 @@ def build_workers(
                                   bindings=[], make_handler=lambda ctx: nothing, ordered=False)
         workers.append(Worker(keeper_spec, Keeper(settings, store)))
     return workers
+
+
+def _fanout(settings: Settings, store: Store, signer: Signer, verifier: Verifier,
+            skipped: list[tuple[str, ConfigError]] | None) -> list[Worker]:
+    from hub.subscriptions.fanout import FANOUT, Fanout, consumer, feed_declared
+
+    try:
+        handler = Fanout(settings, store, signer)
+        if not feed_declared(settings):
+            raise ConfigError(
+                f"the fan-out's feed {handler.sn.feed} is not declared: run `lienthong topology "
+                "apply` (it declares the subscriptions' queues), then restart the worker",
+                field="fanout")
+    except ConfigError as exc:
+        if skipped is None:
+            raise
+        skipped.append((FANOUT, exc))
+        return []
+    async def nothing(delivery: Any) -> Sequence[Any]:
+        return []  # the feed's consumer holds the handler; a spec only names it
+
+    spec = AdapterSpec(name=FANOUT, description="the subscriptions' fan-out", bindings=[],
+                       make_handler=lambda ctx: nothing, ordered=False)
+    return [Worker(spec, consumer(settings, store, handler, verifier=verifier))]
 
 
 async def run_until_signalled(workers: list[Worker]) -> None:

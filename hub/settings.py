@@ -110,11 +110,15 @@ class Settings(BaseSettings):
     subscription_max_length: int = Field(default=1_000_000, ge=1)
     subscription_alert_depth: int = Field(default=10_000, ge=1)
     subscription_alert_idle_minutes: float = Field(default=30.0, gt=0)
+    # Seconds between two looks of each fan-out at the subscriptions' queues (what its metrics
+    # report, and when a consumer was last seen).
+    subscription_status_interval: float = Field(default=30.0, gt=0)
     # The history stream every event is appended to: RabbitMQ's x-max-age (a number and a
     # unit Y, M, D, h, m or s) and x-max-length-bytes.
     history_max_age: str = Field(default="30D", pattern=r"^[1-9][0-9]*(Y|M|D|h|m|s)$")
     history_max_bytes: int = Field(default=20_000_000_000, ge=1)
-    # `lienthong subscriptions serve` answers /healthz, /readyz and /metrics here (0: none).
+    # `lienthong subscriptions serve` (the fan-out in a process of its own; `lienthong worker`
+    # runs one in each of its processes) answers /healthz, /readyz and /metrics here (0: none).
     fanout_metrics_port: int = Field(default=9190, ge=0, le=65535)
 
     # Reconnection backoff (seconds).

@@ -51,7 +51,8 @@ def test_the_example_consumer_verifies_what_the_hub_sends(hub: Hub) -> None:
         creds = service.credentials(s, store, BHXH)
     env = {**os.environ, "LIENTHONG_DATA_DIR": str(s.data_dir), "LIENTHONG_AMQP_URL": s.amqp_url,
            "LIENTHONG_NAME_PREFIX": s.name_prefix,
-           "LIENTHONG_FANOUT_METRICS_PORT": str(s.fanout_metrics_port)}
+           "LIENTHONG_FANOUT_METRICS_PORT": str(s.fanout_metrics_port),
+           "LIENTHONG_SUBSCRIPTION_STATUS_INTERVAL": "0.5"}
     fanout = subprocess.Popen(
         [sys.executable, "-c", "from hub.cli import main; main()", "subscriptions", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -72,7 +73,8 @@ def test_the_example_consumer_verifies_what_the_hub_sends(hub: Hub) -> None:
         wait_for(lambda: depth(s.amqp_url, sn.queue("bhxh")) == 3, timeout=20,
                  message="the fan-out's copies")
         gauge = f'lienthong_subscription_messages{{ministry="{BHXH}",subscription="bhxh"}} 3.0'
-        assert gauge in scraped()
+        # The gauges are the fan-out's last look at the queues (subscription_status_interval).
+        wait_for(lambda: gauge in scraped(), timeout=20, message="the depth in the metrics")
     finally:
         fanout.terminate()
         assert fanout.wait(30) == 0

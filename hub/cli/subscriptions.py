@@ -16,7 +16,7 @@ from hub.settings import Settings, load
 
 app = typer.Typer(
     help="Ministries' subscriptions: add, list, show, remove, credentials, replay, asyncapi, "
-    "serve (the fan-out).",
+    "serve (the fan-out alone; `lienthong worker` runs it too).",
     no_args_is_help=True,
 )
 
@@ -239,7 +239,8 @@ def asyncapi(
 
 @app.command()
 def serve() -> None:
-    """Run the fan-out: read the feed, send each subscription its projected, signed copy.
+    """Run the fan-out alone: read the feed, send each subscription its projected, signed copy
+    (every `lienthong worker` process runs one already; this one shares the feed with them).
     Answers /healthz, /readyz and /metrics on fanout_metrics_port."""
     from hub.subscriptions.runner import run
 

@@ -39,12 +39,13 @@ async def _serve(workers: list[Worker], store: Store, settings: Settings, index:
 
 
 def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
-         processes: int | None = None) -> None:
+         processes: int | None = None, fanout: bool = True) -> None:
     from hub import runtime
     from hub.console.keeper import KEEPER
     from hub.recorder import TIMELINE
     from hub.settings import load
     from hub.store import Store
+    from hub.subscriptions.fanout import FANOUT
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     # The hub's own INFO lines (each retry with its destination, tier and reason; the queues
@@ -58,13 +59,18 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
             # Children of --processes n each take their own partitions first (None: the
             # settings' worker_process of worker_processes, for processes started one by one).
             workers = runtime.build_workers(
-                settings, adapters, store=store, skipped=skipped, keeper=True,
+                settings, adapters, store=store, skipped=skipped, keeper=True, fanout=fanout,
                 process=(index, processes) if processes is not None else None)
             for name, error in skipped:
+                if name == FANOUT:
+                    typer.echo(f"warning: the subscriptions' fan-out not started: "
+                               f"{error.message}; events for subscriptions wait in its feed",
+                               err=True)
+                    continue
                 typer.echo(f"warning: adapter {name} not started: {error.message}; its "
                            f"messages wait in its queue until it runs (`lienthong worker "
                            f"{name}` once configured)", err=True)
-            if not [w for w in workers if w.spec.name not in (TIMELINE, KEEPER)]:
+            if not [w for w in workers if w.spec.name not in (TIMELINE, KEEPER, FANOUT)]:
                 raise ConfigError("no adapter could start; see the warnings above",
                                   field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")
@@ -89,19 +95,25 @@ def register(app: typer.Typer) -> None:
             "CPU-bound: one process per core). Process i answers /healthz, /readyz and "
             "/metrics on worker_metrics_port + i.",
         ),
+        fanout: bool = typer.Option(
+            True, "--fanout/--no-fanout",
+            help="Run the subscriptions' fan-out in each process (default; it shares the feed "
+            "with every other process that runs it, `lienthong subscriptions serve` too).",
+        ),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
     ) -> None:
-        """Consume the work queues of the named adapters and deliver to their systems, until
+        """Consume the work queues of the named adapters and deliver to their systems, with the
+        timeline recorder, the dead-letter keeper and the subscriptions' fan-out, until
         interrupted (Ctrl-C stops cleanly: in-flight messages finish and are acked). Each
         process answers /healthz, /readyz and /metrics on LIENTHONG_WORKER_METRICS_HOST and
         LIENTHONG_WORKER_METRICS_PORT (default 127.0.0.1:9180; 0: none)."""
         try:
             if processes == 1:
-                _run(adapters or None, verbose)
+                _run(adapters or None, verbose, fanout=fanout)
                 return
             children = [
                 multiprocessing.Process(target=_run,
-                                        args=(adapters or None, verbose, i, processes))
+                                        args=(adapters or None, verbose, i, processes, fanout))
                 for i in range(processes)
             ]
             for child in children:

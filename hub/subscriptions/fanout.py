@@ -25,22 +25,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from pika.exceptions import ChannelClosedByBroker
+
 from hub import headers as h
 from hub.broker.consumer import Consumer
+from hub.broker.declare import connect
 from hub.broker.messages import Delivery, EnvelopeSigner, Outgoing
+from hub.broker.metrics import REGISTRY
 from hub.broker.queueage import LedgerWriter
 from hub.envelope import Envelope, routing_key
-from hub.errors import HubError
+from hub.errors import BrokerUnavailable, HubError
 from hub.settings import Settings
 from hub.signing import Signer, Verifier, load_signer
 from hub.store import Store
 from hub.subscriptions import records
 from hub.subscriptions.access import AccessList
 from hub.subscriptions.model import Subscription, SubscriptionNames
+from hub.subscriptions.status import Status, StatusCollector, statuses
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +122,49 @@ def hub_signer(settings: Settings) -> Signer:
 
 
 class FeedConsumer(Consumer):
-    """The feed's consumer, which also counts the copies the broker confirmed into each
+    """The feed's consumer. Beside the copies, it counts those the broker confirmed into each
     subscription's queue in the store's queue ledger (``hub.broker.queueage``: the age of a
-    queue's oldest message)."""
+    queue's oldest message) and looks at every subscription's queue each
+    ``subscription_status_interval`` seconds (``poll_status``): what it saw last
+    (``latest``) is what the process's metrics report
+    (``hub.subscriptions.status.StatusCollector``).
 
-    def __init__(self, settings: Settings, store: Store, handler: Fanout,
-                 **kw: Any) -> None:
+    Several run at once (each worker process has one, ``hub.runtime.build_workers``): they
+    share the feed as competing consumers, each message going to one of them, and the processed
+    ids they keep in the store are one set (consumer ``fanout``), so a message redelivered to
+    another process after a lost connection is absorbed, not copied twice."""
+
+    def __init__(self, settings: Settings, store: Store, handler: Fanout, **kw: Any) -> None:
         self.ledger = LedgerWriter(store.queue_ledger)
+        self.latest: list[Status] = []
+        self._settings = settings
+        self._store = store
         super().__init__(settings, handler.sn.feed, handler, processed=store.processed,
                          store=store, on_confirmed=self.ledger.confirmed, **kw)
 
     async def run(self, stop: asyncio.Event) -> None:
+        collector = StatusCollector(self._settings, self._store, latest=lambda: self.latest)
+        try:
+            REGISTRY.register(collector)
+            reporting = True
+        except ValueError:  # another fan-out of this process reports already
+            reporting = False
         self.ledger.start()
+        polling = asyncio.create_task(poll_status(
+            self._settings, self._store, stop, self._settings.subscription_status_interval,
+            self._seen))
         try:
             await super().run(stop)
         finally:
+            polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
             await self.ledger.stop()
+            if reporting:
+                REGISTRY.unregister(collector)
+
+    def _seen(self, found: list[Status]) -> None:
+        self.latest = found
 
 
 def consumer(settings: Settings, store: Store, handler: Fanout, **kw: Any) -> FeedConsumer:
@@ -142,18 +174,40 @@ def consumer(settings: Settings, store: Store, handler: Fanout, **kw: Any) -> Fe
     return FeedConsumer(settings, store, handler, destination=FANOUT, **kw)
 
 
-async def poll_status(settings: Settings, store: Store, stop: asyncio.Event,
-                      every: float = 30.0) -> None:
-    """Look at every subscription's queue now and then: records when a consumer was last seen
-    (the alert of a consumer gone for long) and logs what is to report."""
-    from hub.subscriptions.status import statuses
+def feed_declared(settings: Settings) -> bool:
+    """Whether the feed queue exists (``lienthong topology apply`` declares it). A broker that
+    does not answer yet says nothing against it: the consumer connects when it is back."""
+    try:
+        conn = connect(settings.broker_urls, "fan-out feed check")
+    except BrokerUnavailable:
+        return True
+    try:
+        conn.channel().queue_declare(SubscriptionNames.of(settings).feed, passive=True)
+        return True
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        return False
+    finally:
+        if conn.is_open:
+            conn.close()
 
+
+async def poll_status(settings: Settings, store: Store, stop: asyncio.Event,
+                      every: float = 30.0,
+                      seen: Callable[[list[Status]], None] | None = None) -> None:
+    """Look at every subscription's queue now and then: records when a consumer was last seen
+    (the alert of a consumer gone for long), logs what is to report and gives what it saw to
+    ``seen``."""
     while not stop.is_set():
         try:
-            for st in await asyncio.to_thread(statuses, settings, store):
+            found = await asyncio.to_thread(statuses, settings, store)
+            for st in found:
                 for alert in st.alerts:
                     log.warning("subscription %s (%s): %s", st.subscription.name,
                                 st.subscription.ministry, alert)
+            if seen is not None:
+                seen(found)
         except HubError as exc:
             log.warning("subscriptions' status unavailable: %s", exc)
         with contextlib.suppress(TimeoutError):

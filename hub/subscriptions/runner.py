@@ -1,5 +1,6 @@
-"""``lienthong subscriptions serve``: the fan-out consumer, its status poll and its health and
-metrics endpoint, until SIGINT or SIGTERM."""
+"""``lienthong subscriptions serve``: the fan-out alone (``lienthong worker`` runs one in each of
+its processes already), with its health and metrics endpoint, until SIGINT or SIGTERM. For a
+hub that wants the fan-out in processes of its own; it shares the feed with the workers'."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import contextlib
 import logging
 import signal
 
-from hub.broker.metrics import REGISTRY
 from hub.settings import Settings
 from hub.store import Store
-from hub.subscriptions.fanout import Fanout, consumer, hub_signer, poll_status
-from hub.subscriptions.status import StatusCollector
+from hub.subscriptions.fanout import Fanout, consumer, hub_signer
 from hub.workerhealth import WorkerHealth, serving
 
 log = logging.getLogger(__name__)
@@ -26,8 +25,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
     store = Store.open(settings.store_url)
-    collector = StatusCollector(settings, store)
-    REGISTRY.register(collector)
     try:
         fanout = Fanout(settings, store, hub_signer(settings))
         feed = consumer(settings, store, fanout)
@@ -35,7 +32,6 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await feed.wait_consuming()
         log.info("fan-out consuming %s for %d subscriptions", fanout.sn.feed,
                  len(fanout.subscriptions))
-        poll = asyncio.create_task(poll_status(settings, store, stop))
         health = WorkerHealth([feed], store)
         async with contextlib.AsyncExitStack() as stack:
             if settings.fanout_metrics_port:
@@ -43,7 +39,5 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
                     health, settings.worker_metrics_host, settings.fanout_metrics_port))
             await stop.wait()
         await feed.stop()
-        await poll
     finally:
-        REGISTRY.unregister(collector)
         store.close()

@@ -13,7 +13,7 @@ time one was seen, or since the subscription was made).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -115,11 +115,14 @@ def statuses(settings: Settings, store: Store, subs: Sequence[Subscription] | No
 
 
 class StatusCollector(Collector):
-    """Prometheus gauges of every subscription, read at each scrape."""
+    """Prometheus gauges of every subscription: what ``latest`` gives (the fan-out's last look,
+    ``hub.subscriptions.fanout.poll_status``), or, without it, read at each scrape."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store,
+                 latest: Callable[[], Sequence[Status]] | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.latest = latest
 
     def collect(self) -> Iterator[Metric]:
         labels = ["subscription", "ministry"]
@@ -139,10 +142,13 @@ class StatusCollector(Collector):
             "1 when a subscription is reported: reason backlog (its queue past "
             "subscription_alert_depth) or no_consumer (none for "
             "subscription_alert_idle_minutes)", labels=[*labels, "reason"])
-        try:
-            found = statuses(self.settings, self.store)
-        except HubError:
-            found = []
+        if self.latest is not None:
+            found = list(self.latest())
+        else:
+            try:
+                found = statuses(self.settings, self.store)
+            except HubError:
+                found = []
         for st in found:
             key = [st.subscription.name, st.subscription.ministry]
             depth.add_metric(key, st.depth)

@@ -83,7 +83,7 @@ def test_relogin_when_the_session_expires(sim: NpspSimulator) -> None:
         await client.upsert_dossier(record(1), agency=AGENCY)
         sim.expire_sessions()
         await client.upsert_dossier(record(2), agency=AGENCY)
-        return client.logins
+        return client.session.logins
 
     assert run(sim, go) == 2
     assert sim.logins == 2

@@ -6,18 +6,18 @@ and repeat the call once; an insert of a dossier the portal already has becomes 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from adapters.npsp.config import NpspConfig
-from adapters.npsp.mapping import ErrorRule, NpspMapping
+from adapters.npsp.mapping import NpspMapping
 from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.privacy import collect
-from hub.transport import HttpTransport, Outbound, Reply, Request, Said, bad_reply
+from hub.transport import HttpTransport, Outbound, Request
 from hub.transport.pools import PooledTransport
+from hub.transport.session import Session
 
 NAME = "npsp"
 # Connections kept for the portal: above the worker's concurrency (Settings.worker_concurrency,
@@ -40,21 +40,6 @@ class DossierUnknown(RetryableError):
     code = "system.dossier_unknown"
 
 
-def error_code_of(doc: dict[str, Any], key: str) -> str | None:
-    """``0``, ``"0"`` and ``"00"`` are all success on this platform: compare as integers."""
-    value = doc.get(key)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(int(value.strip()))
-        except ValueError:
-            return None
-    return None
-
-
 class NpspClient:
     def __init__(
         self,
@@ -70,7 +55,7 @@ class NpspClient:
         self.outbound = Outbound(
             HttpTransport(
                 NAME, "the portal", base_url=config.base_url, timeout=config.policy.timeout,
-                headers={"dstcode": config.dstcode}, explain=self._explain,
+                headers={"dstcode": config.dstcode}, explain=mapping.replies.explain,
                 auth_hint="the dstcode header and the platform's access rights",
                 # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
                 # calls in flight, and the policy's rate limit their pace: a pool smaller than
@@ -85,47 +70,15 @@ class NpspClient:
         self._personal = {m.body["password"], m.dossier["applicant_name"],
                           m.dossier["applicant_identity"], m.identity["number"],
                           m.progress["officer"]}
-        self._session: str | None = None
-        self._login_lock: asyncio.Lock | None = None
-        self.logins = 0  # for operators' metrics and tests
+        self.replies = mapping.replies
+        self.session = Session(self._login)
 
     async def aclose(self) -> None:
         await self.outbound.aclose()
 
-    def _explain(self, doc: dict[str, Any]) -> Said | None:
-        code = error_code_of(doc, self.mapping.body["error_code"])
-        return Said(f"error_code {code}: {doc.get(self.mapping.body['message'], '')}")
-
     async def _exchange(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
-        """One POST under the call policy. The portal's temporary error codes raise
-        RetryableError (the policy retries them) and a reply without its error code is
-        ``system.bad_reply``; anything else is returned for the protocol to read."""
-        key = self.mapping.body["error_code"]
-
-        def read(reply: Reply) -> dict[str, Any]:
-            doc: dict[str, Any] = reply.body
-            if error_code_of(doc, key) is None:
-                raise bad_reply(NAME, "the portal", what, f"has no {key!r}")
-            rule = self._rule(doc)
-            if rule.kind == "retryable":
-                raise RetryableError(
-                    self._describe(doc, rule, what), code="system.unavailable", origin=ORIGIN
-                )
-            return doc
-
         request = Request(what, path, body=body, personal=collect(body, self._personal))
-        return await self.outbound.call(request, read)
-
-    def _rule(self, doc: dict[str, Any]) -> ErrorRule:
-        code = error_code_of(doc, self.mapping.body["error_code"])
-        return self.mapping.error_rule(code or "")
-
-    def _describe(self, doc: dict[str, Any], rule: ErrorRule, what: str) -> str:
-        code = error_code_of(doc, self.mapping.body["error_code"])
-        said = doc.get(self.mapping.body["message"]) or rule.message
-        return f"the portal answered {what} with error_code {code} ({rule.kind}): {said}"
-
-    # ------------------------------------------------------------------ session
+        return await self.outbound.call(request, self.replies.reader(what))
 
     async def _login(self) -> str:
         b = self.mapping.body
@@ -133,58 +86,41 @@ class NpspClient:
         doc = await self._exchange(
             self.config.auth_path, {b["username"]: user, b["password"]: password}, "login"
         )
-        rule = self._rule(doc)
+        rule = self.replies.rule(doc)
         session = doc.get(b["session"])
         if rule.kind != "ok" or not isinstance(session, str) or not session:
             raise PermanentError(
-                self._describe(doc, rule, "login")
+                self.replies.describe(doc, rule, "login")
                 + f"; check the account in {self.config.username_env}/{self.config.password_env}",
                 code="system.login_failed", origin=ORIGIN,
             )
-        self.logins += 1
-        log.info("logged in to the portal as %s (login #%d)", user, self.logins)
+        log.info("logged in to the portal as %s (login #%d)", user, self.session.logins + 1)
         return session
-
-    async def _session_token(self) -> str:
-        if self._login_lock is None:
-            self._login_lock = asyncio.Lock()
-        async with self._login_lock:
-            # Concurrent calls wait for one login instead of each logging in.
-            if self._session is None:
-                self._session = await self._login()
-            return self._session
-
-    def _forget(self, token: str) -> None:
-        # Only the session that was refused: another task may already hold a fresh one.
-        if self._session == token:
-            self._session = None
-
-    # ------------------------------------------------------------------ calls
 
     async def call(self, service: str, fields: dict[str, Any], *, agency: str) -> dict[str, Any]:
         """One call of the portal with the session, re-logging in once if it has expired."""
         b = self.mapping.body
         for attempt in (1, 2):
-            token = await self._session_token()
+            token = await self.session.token()
             body = {b["session"]: token, b["agency"]: self.config.madonvi or agency,
                     b["service"]: service, **fields}
             if self.config.validate_requests:
                 self.contract.validate(f"{service}.request", body)
             doc = await self._exchange(self.config.integration_path, body, service)
-            rule = self._rule(doc)
+            rule = self.replies.rule(doc)
             if rule.kind == "ok":
                 return doc
             if rule.kind == "session_expired":
-                self._forget(token)
+                self.session.forget(token)
                 if attempt == 1:
                     log.info("portal session expired during %s; logging in again", service)
                     continue
                 raise RetryableError(
-                    self._describe(doc, rule, service) + "; refused again right after a new "
+                    self.replies.describe(doc, rule, service) + "; refused again right after a new "
                     "login, will retry later",
                     code="system.session_expired", origin=ORIGIN,
                 )
-            described = self._describe(doc, rule, service)
+            described = self.replies.describe(doc, rule, service)
             if rule.kind == "already_exists":
                 raise AlreadyExists(described, origin=ORIGIN)
             if rule.kind == "not_found":

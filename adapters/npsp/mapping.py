@@ -7,17 +7,14 @@ code is a file edit. A mistake in the files is a ``ConfigError`` naming the file
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TypeVar
 
 from hub import tomlmap
 from hub.errors import ConfigError
 from hub.model import ApplicantKind, Channel, Status
+from hub.transport.replycodes import ReplyCodes
 from hub.wiredates import WireDates
-
-E = TypeVar("E", bound=IntEnum)
 
 # The hub's names each table must map, no more and no fewer.
 FIELDS: dict[str, frozenset[str]] = {
@@ -44,19 +41,12 @@ FIELDS: dict[str, frozenset[str]] = {
         "started_at", "due_at",
     }),
 }
+# Reply codes the protocol acts on (errors.toml), beside ok, retryable and permanent.
+PROTOCOL_KINDS = frozenset({"session_expired", "already_exists", "not_found"})
 # Dates of a dossier a status change may fill (status.toml [status_dates]).
 DOSSIER_DATES = frozenset(
     {"received_at", "due_at", "returned_at", "resolved_at", "refused_at", "submitted_at"}
 )
-ERROR_KINDS = frozenset(
-    {"ok", "session_expired", "already_exists", "not_found", "retryable", "permanent"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRule:
-    kind: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -80,30 +70,7 @@ class NpspMapping:
     true_value: str
     false_value: str
     dates: WireDates
-    errors: dict[str, ErrorRule]
-    unknown_error_kind: str
-
-    def error_rule(self, code: str) -> ErrorRule:
-        return self.errors.get(code) or ErrorRule(
-            self.unknown_error_kind, f"error_code {code} is not listed in mappings/npsp/errors.toml"
-        )
-
-
-def _errors(doc: dict[str, Any], where: str) -> tuple[dict[str, ErrorRule], str]:
-    unknown = doc.get("unknown", "permanent")
-    if unknown not in ("retryable", "permanent"):
-        raise ConfigError(
-            f"must be 'retryable' or 'permanent', got {unknown!r}", field=f"{where} unknown"
-        )
-    rules: dict[str, ErrorRule] = {}
-    for code, rule in tomlmap.table(doc, "codes", where).items():
-        at = f"{where} [codes.\"{code}\"]"
-        if not isinstance(rule, dict) or rule.get("kind") not in ERROR_KINDS:
-            raise ConfigError(f"needs kind = one of {sorted(ERROR_KINDS)}", field=f"{at}.kind")
-        rules[str(code)] = ErrorRule(str(rule["kind"]), str(rule.get("message", "")))
-    if not any(r.kind == "ok" for r in rules.values()):
-        raise ConfigError("no code has kind = 'ok'; the portal's success is 0", field=where)
-    return rules, str(unknown)
+    replies: ReplyCodes
 
 
 @lru_cache(maxsize=8)
@@ -147,7 +114,11 @@ def load_mapping(directory: Path) -> NpspMapping:
             "needs true and false as two different strings",
             field=f"{codes_file.name} [booleans]",
         )
-    errors, unknown = _errors(tomlmap.read(errors_file), errors_file.name)
+    body = names["body"]
+    replies = ReplyCodes.parse(
+        tomlmap.read(errors_file), errors_file.name, system="npsp", title="the portal",
+        code_key=body["error_code"], message_key=body["message"], kinds=PROTOCOL_KINDS,
+    )
     return NpspMapping(
         body=names["body"],
         calls=names["calls"],
@@ -168,6 +139,5 @@ def load_mapping(directory: Path) -> NpspMapping:
         true_value=true_value,
         false_value=false_value,
         dates=tomlmap.wire_dates(codes, codes_file.name),
-        errors=errors,
-        unknown_error_kind=unknown,
+        replies=replies,
     )

@@ -7,17 +7,13 @@ the wire comes from here. A mistake in the files is a ``ConfigError`` naming the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
 
 from hub import tomlmap
 from hub.errors import ConfigError
 from hub.model import ApplicantKind, Channel, Status
 from hub.wiredates import WireDates
-
-E = TypeVar("E", bound=IntEnum)
 
 # The hub's names each table of fields.toml must map, no more and no fewer.
 FIELDS: dict[str, frozenset[str]] = {

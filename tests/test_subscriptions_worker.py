@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from subscriptions_support import BHXH, H56, Hub, dossier, drop_users, make_hub, publish
 from test_runtime_workers import _two_free_ports
@@ -27,6 +26,7 @@ from hub.store import Store
 from hub.subscriptions import service
 from hub.subscriptions.fanout import FANOUT
 from hub.testing.broker import delete_queues, depth, read_all
+from hub.testing.waiting import wait_for
 
 # The recorder as shipped; the portal's queue bound to nothing, so that the events of the test
 # reach the timeline and the subscriptions' feed only (no portal to call here).

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, free_port, rabbitmq_cluster
+from cluster import Cluster, free_port, rabbitmq_cluster, wait_until
 from pydantic import ValidationError
 
 from hub.api.app import default_publisher
@@ -246,3 +246,76 @@ def test_the_outbox_relay_and_topology_apply_go_past_a_dead_first_node(
     assert node in cluster.urls[1:]
     published = read_all(settings.broker_urls, topology.work_queue("sink"))
     assert {r.message_id for r in published} == {o.message_id for o in accepted}
+
+
+@pytest.mark.slow
+def test_results_refused_in_a_failover_are_published_again_not_obtained_again(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """A handler that returns results, its worker connected to the node that dies with the
+    results unconfirmed: the broker refuses them (the queues' leader is gone) or the channel
+    is lost; they are published again, every input is handled exactly once (its external call
+    is never made again) and every result arrives."""
+    node1, node2, node3 = cluster.nodes
+    if not node1.alive:  # killed by the tests above: back in the cluster, so two survive
+        cluster.start(node1, node2)
+        cluster.wait_up([node1], 90)
+        wait_until(lambda: len(cluster.running()) == 3, 90, "node 1 to rejoin the cluster")
+    # Connected to node 2 first, so the queues' leaders are there (client-local) and die.
+    urls = [node2.url, node3.url, node1.url]
+    settings = Settings(data_dir=tmp_path, amqp_urls=urls, name_prefix="ltresults",
+                        retry_tiers=[0.5, 1.0], reconnect_initial=0.05, reconnect_max=0.5)
+    empty = tmp_path / "topology.toml"
+    empty.write_text("")
+    topology = Topology.from_settings(settings, [Destination("sink", ("dossier.#",), False),
+                                                 Destination("out", ("relay.#",), False)],
+                                      topology_file=empty)
+    declare.apply(topology, settings.broker_urls)
+    events = topology.names.events
+
+    handled: collections.Counter[str] = collections.Counter()
+    results: dict[str, str] = {}
+    gate = asyncio.Event()  # holds the batch in the worker's hands across the kill
+    waiting = {"n": 0}
+
+    async def handle(delivery: Delivery) -> list[Outgoing]:
+        if not gate.is_set():
+            waiting["n"] += 1
+            await gate.wait()
+        handled[delivery.message_id] += 1
+        env = delivery.envelope.derive(source=delivery.envelope.source,
+                                       type="vn.gov.relay.done", data={})
+        results[delivery.message_id] = env.id
+        return [Outgoing.signed(env, NullSigner(), events)]
+
+    inputs = [Outgoing.signed(sample_envelope(i), NullSigner(), events) for i in range(BATCH)]
+
+    async def go(store: Store) -> Consumer:
+        async with Publisher(settings.broker_urls, settings, name="cluster test") as pub:
+            consumer = Consumer(settings, topology.work_queue("sink"), handle,
+                                processed=store.processed, name="sink")
+            consumer.start()
+            await consumer.wait_consuming()
+            assert consumer.nodes.first == node2.url
+            await asyncio.gather(*(pub.publish(o) for o in inputs))
+            await eventually(lambda: waiting["n"] == BATCH, 20, "the worker to hold the batch")
+            # The handlers answer as node 2 dies: their results go to a dead node's channel,
+            # then to queues whose leader is being elected again.
+            await asyncio.to_thread(cluster.kill, node2)
+            gate.set()
+            await eventually(lambda: consumer.stats.handled >= BATCH, FAILOVER_DEADLINE,
+                             "every result confirmed after the kill")
+            await eventually(lambda: consumer.stats.duplicates >= BATCH, 20,
+                             "the redelivered batch absorbed")
+            await consumer.stop()
+            return consumer
+
+    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+        consumer = asyncio.run(go(store))
+
+    print(f"results published again after a refusal: {consumer.stats.republished}")
+    assert len(handled) == BATCH
+    twice = [m for m, n in handled.items() if n != 1]
+    assert twice == [], f"{len(twice)} inputs handled more than once"
+    assert consumer.stats.retried == 0 and consumer.stats.dead == 0
+    arrived = {r.message_id for r in read_all(settings.broker_urls, topology.work_queue("out"))}
+    assert arrived == set(results.values())

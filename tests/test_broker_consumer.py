@@ -5,6 +5,7 @@ thousands of messages are in flight."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 
 from hub import headers as h
@@ -321,7 +323,7 @@ def test_what_the_handler_returns_is_published_before_the_ack(
     assert depth(settings.amqp_url, topo.work_queue("orders")) == 0
 
 
-def test_results_that_cannot_be_published_send_the_message_to_retry(
+def test_a_result_that_routes_nowhere_is_parked_and_the_handler_is_not_run_again(
     settings: Settings, tmp_path: Path
 ) -> None:
     topo = _topology(settings, tmp_path)
@@ -331,11 +333,72 @@ def test_results_that_cannot_be_published_send_the_message_to_retry(
         calls.deliveries.append(d)
         return [Outgoing(b"{}", "", f"{settings.name_prefix}.no-such-queue", "m", "t")]
 
-    asyncio.run(_consume(settings, topo, handler, [_message(topo)], lambda c: c.stats.dead == 1))
-    assert calls.attempts == [0, 1, 2, 3]
+    consumer = asyncio.run(_consume(settings, topo, handler, [_message(topo)],
+                                    lambda c: c.stats.handled == 1))
+    # The handler's call was made: it is not made again for want of a route for its result.
+    assert calls.attempts == [0]
     [dead] = read_all(settings.amqp_url, topo.names.dead)
+    assert dead.body == b"{}" and dead.message_id == "m"
     assert dead.headers[h.REASON_CODE] == "server.publish_failed"
     assert "unroutable" in dead.headers[h.REASON]
+    assert depth(settings.amqp_url, topo.work_queue("orders")) == 0
+    assert consumer.stats.dead == 1 and consumer.stats.retried == 0
+
+
+def test_results_the_broker_refuses_are_published_again_and_the_handler_runs_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A full queue (``reject-publish``) nacks the results, as a quorum queue whose leader is
+    lost does in a failover: the results are published again until confirmed, each input is
+    handled once, and every result arrives."""
+    topo = _topology(settings, tmp_path)
+    full = f"{settings.name_prefix}.results"
+    conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    ch = conn.channel()
+    ch.queue_declare(full, durable=True, arguments={
+        "x-queue-type": "classic", "x-max-length": 1, "x-overflow": "reject-publish"})
+    ch.confirm_delivery()
+    ch.basic_publish("", full, b"filler", pika.BasicProperties(message_id="filler"))
+    conn.close()
+    calls: Counter[str] = Counter()
+
+    async def handler(d: Delivery) -> list[Outgoing]:
+        calls[d.message_id] += 1
+        return [Outgoing(d.body, "", full, f"result-{d.message_id}", "t")]
+
+    messages = [_message(topo, i) for i in range(5)]
+    taken: list[str] = []
+
+    async def go() -> Consumer:
+        async with Publisher(settings.amqp_url, settings) as pub:
+            consumer = Consumer(settings, topo.work_queue("orders"), handler, publisher=pub,
+                                processed=MemoryProcessedIds(), concurrency=5)
+            consumer.start()
+            await consumer.wait_consuming()
+            for m in messages:
+                await pub.publish(m)
+            await eventually(lambda: consumer.stats.republished >= len(messages), 10,
+                             "every result refused at least once")
+            assert consumer.stats.handled == 0
+            # The queue takes one message at a time: each read makes room for one result.
+            deadline = time.monotonic() + 30
+            while len(taken) < len(messages):
+                assert time.monotonic() < deadline, f"only {taken} arrived"
+                got = await asyncio.to_thread(read_all, settings.amqp_url, full, timeout=0.5)
+                taken.extend(r.message_id for r in got if r.message_id != "filler")
+            await eventually(lambda: consumer.stats.handled == len(messages), 10,
+                             "the inputs acked")
+            await consumer.stop()
+        return consumer
+
+    try:
+        consumer = asyncio.run(go())
+    finally:
+        delete_queues(settings.amqp_url, [full])
+    assert sorted(taken) == sorted(f"result-{m.message_id}" for m in messages)
+    assert calls == {m.message_id: 1 for m in messages}
+    assert consumer.stats.retried == 0 and consumer.stats.dead == 0
+    assert depth(settings.amqp_url, topo.work_queue("orders")) == 0
 
 
 @pytest.mark.parametrize("ordered", [True, False])

@@ -6,7 +6,8 @@ signature -> ``handler(delivery)`` -> record what the handler asked to record
 (``Delivery.record``) -> publish what it returned and wait for the confirms -> record the id as
 processed -> acknowledge. A failure publishes a copy to the next retry tier, the dead letters or
 the invalid messages (``hub.broker.retry`` decides which) and acknowledges the original only
-once the broker has confirmed that copy.
+once the broker has confirmed that copy. Results the broker refuses (a failover, a full queue)
+are not a failure of the handler, whose call is made: they are published again until confirmed.
 
 Acknowledgements are batched (``multiple=True``, every ``ack_batch`` messages or
 ``ack_interval`` seconds), and processed ids are recorded in the same batches, just before the
@@ -50,7 +51,7 @@ import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -66,7 +67,7 @@ from hub.broker.messages import Delivery, Outgoing
 from hub.broker.metrics import DEAD_LETTERS, RETRIES
 from hub.broker.names import Names
 from hub.broker.processed import ProcessedIds
-from hub.broker.publisher import Publisher, PublishFailed
+from hub.broker.publisher import Publisher, PublishFailed, Unroutable
 from hub.broker.retry import (
     Park,
     Retry,
@@ -132,6 +133,7 @@ class ConsumerStats:
     store_pauses: int = 0  # times deliveries stopped because the store could not be written
     rewrites: int = 0  # recordings retried after the store refused them (never a new call)
     reruns: int = 0  # deliveries run again after a store failure before any call
+    republished: int = 0  # results published again after the broker refused them
 
 
 class _StoreDown(Exception):
@@ -627,7 +629,7 @@ class Consumer:
                 raise _StoreDown from exc
             await self._fail(inbound, exc, group)
             return
-        await self._finish(inbound, futures, group)
+        await self._finish(inbound, outputs, futures, group)
 
     async def _admit(self, inbound: _Inbound) -> Delivery | None:
         """Decode, deduplicate and verify; None when the message is a duplicate (to ack)."""
@@ -683,22 +685,67 @@ class Consumer:
         )
 
     async def _finish(
-        self, inbound: _Inbound, futures: list[asyncio.Future[None]], group: HeldGroup | None,
+        self, inbound: _Inbound, outputs: Sequence[Outgoing],
+        futures: list[asyncio.Future[None]], group: HeldGroup | None,
     ) -> None:
-        try:
-            if len(futures) == 1:
+        """The handler's call is made: results the broker refuses (a queue's leader lost in a
+        failover, a full queue) are published again until confirmed, and the input is acked
+        only then. Sending the input to a retry tier instead would call the system again."""
+        refused: list[Outgoing] = []
+        if len(futures) == 1:
+            try:
                 await futures[0]
-            elif futures:
-                results = await asyncio.gather(*futures, return_exceptions=True)
-                for r in results:
-                    if isinstance(r, BaseException):
-                        raise r
-        except PublishFailed as exc:
-            await self._fail(inbound, exc, group)
-            return
+            except PublishFailed:
+                refused = list(outputs)
+        elif futures:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            for output, result in zip(outputs, results, strict=True):
+                if isinstance(result, PublishFailed):
+                    refused.append(output)
+                elif isinstance(result, BaseException):
+                    raise result
+        if refused:
+            self.stats.republished += len(refused)
+            await asyncio.gather(*(self._publish_result(inbound, o) for o in refused))
         if group is not None and group.settle(inbound.message_id, None):
             await self._save(group)
         self._complete(inbound, success=True)
+
+    async def _publish_result(self, inbound: _Inbound, result: Outgoing) -> None:
+        """Publish a handler's result until the broker confirms it, even when the input's own
+        channel is lost meanwhile: its id is recorded as processed once this returns, so the
+        broker's redelivery of the input is acked as a duplicate instead of handled again."""
+        backoff = Backoff(self.settings.reconnect_initial, self.settings.reconnect_max)
+        publisher = self._publisher
+        assert publisher is not None
+        while True:
+            try:
+                await publisher.publish(result)
+                return
+            except Unroutable as exc:
+                # Routes nowhere until the topology changes: parked in the dead letters with
+                # why, where an operator sees it and can replay it.
+                result = self._parked_result(inbound, result, exc)
+                log.error("%s: result %s of message %s routes nowhere (%s); parked in %s",
+                          self.name, result.message_id, inbound.message_id, exc,
+                          result.routing_key)
+            except PublishFailed as exc:
+                log.warning("%s: the broker refused result %s of message %s to %s (%s); "
+                            "publishing it again, the handler is not run again", self.name,
+                            result.message_id, inbound.message_id, result.routing_key, exc)
+                await asyncio.sleep(backoff.next())
+
+    def _parked_result(self, inbound: _Inbound, result: Outgoing, error: PublishFailed,
+                       ) -> Outgoing:
+        code, message = describe(error)
+        decision = Park(self.names.dead, code,
+                        f"a result of message {inbound.message_id} routes nowhere: {message}",
+                        message)
+        self.stats.dead += 1
+        DEAD_LETTERS.labels(self.destination, "dead", code).inc()
+        return replace(result, exchange="", routing_key=decision.queue, headers=parked_headers(
+            result.headers, decision, failed_attempt=0, parked_by=self.name,
+            exchange=result.exchange, routing_key=result.routing_key, now=datetime.now(UTC)))
 
     async def _fail(self, inbound: _Inbound, error: Exception, group: HeldGroup | None) -> None:
         decision = decide(error, inbound.attempt, self.names, self._retry_tiers)

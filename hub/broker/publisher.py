@@ -65,6 +65,11 @@ class PublishFailed(RetryableError):
     code = "server.publish_failed"
 
 
+class Unroutable(PublishFailed):
+    """The message routes nowhere (no binding, no such exchange): publishing it again changes
+    nothing until the topology does."""
+
+
 @dataclass(slots=True)
 class PublisherStats:
     published: int = 0  # basic.publish frames sent, resends included
@@ -289,7 +294,8 @@ class Publisher:
                 f"the broker refused message {o.message_id} to {o.exchange!r}/{o.routing_key!r} "
                 "(nack: a target queue is full or unavailable); retry later"
             )
-        future.set_exception(PublishFailed(reason, field="routing_key"))
+        failed = Unroutable if entry.returned is not None else PublishFailed
+        future.set_exception(failed(reason, field="routing_key"))
 
     def _refused(self, o: Outgoing) -> None:
         now = time.monotonic()
@@ -392,7 +398,7 @@ class Publisher:
             if match(entry.outgoing):
                 if not entry.future.done():
                     self.stats.failed += 1
-                    entry.future.set_exception(PublishFailed(reason, field="exchange"))
+                    entry.future.set_exception(Unroutable(reason, field="exchange"))
             else:
                 kept.append(entry)
         self._backlog = kept

@@ -8,13 +8,12 @@ province's field as the province wrote it (``danhSach[1].thoiGian``, ``chuHoSo.s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from adapters.provincial.mapping import ProvincialMapping
 from hub import codes
 from hub import wirerecord as wr
+from hub.dossierreports import Report
 from hub.errors import HubError, ValidationError
 from hub.model import (
     Dossier,
@@ -96,25 +95,7 @@ def status_from_wire(word: Any, m: ProvincialMapping, field: str) -> Status:
     return status
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
-    """One update pushed by the province, in canonical form."""
-
-    event_type: str
-    body: StatusChange | ProgressStep
-    sequence: int | None  # the province's own counter, when it sends one
-    procedure: str | None
-
-    @property
-    def dossier_code(self) -> str:
-        return self.body.dossier_code
-
-    @property
-    def at(self) -> datetime:
-        return self.body.at
-
-
-def wire_to_status_change(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Update:
+def wire_to_status_change(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Report:
     f = m.status_change
     status = status_from_wire(wr.required(doc, f["status"], where), m, where + f["status"])
     previous_word = doc.get(f["previous_status"])
@@ -135,11 +116,11 @@ def wire_to_status_change(doc: Mapping[str, Any], m: ProvincialMapping, where: s
     }
     body = wr.validated(lambda: validate_model(StatusChange, data),
                         lambda field: where + f.get(field.split(".")[0], field))
-    return Update(STATUS_CHANGED, body, wr.counter(doc, f["sequence"], where),
+    return Report(STATUS_CHANGED, body, wr.counter(doc, f["sequence"], where),
                   wr.parsed_code(codes.parse_procedure, doc, f["procedure_code"], where))
 
 
-def wire_to_progress(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Update:
+def wire_to_progress(doc: Mapping[str, Any], m: ProvincialMapping, where: str = "") -> Report:
     f = m.progress
     data: Doc = {
         "dossier_code": wr.code(doc, f["dossier_code"], where),
@@ -154,11 +135,11 @@ def wire_to_progress(doc: Mapping[str, Any], m: ProvincialMapping, where: str = 
     }
     body = wr.validated(lambda: validate_model(ProgressStep, data),
                         lambda field: where + f.get(field.split(".")[0], field))
-    return Update(PROGRESS_REPORTED, body, wr.counter(doc, f["sequence"], where),
+    return Report(PROGRESS_REPORTED, body, wr.counter(doc, f["sequence"], where),
                   wr.parsed_code(codes.parse_procedure, doc, f["procedure_code"], where))
 
 
-def wire_to_update(doc: Any, m: ProvincialMapping, where: str = "") -> Update:
+def wire_to_update(doc: Any, m: ProvincialMapping, where: str = "") -> Report:
     """A status change or a progress step, by the item's kind field."""
     if not isinstance(doc, dict):
         raise ValidationError("must be a JSON object", field=where.rstrip(".") or None)

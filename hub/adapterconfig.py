@@ -306,6 +306,23 @@ def secret(variable: str, key: str, what: str) -> str:
     return value
 
 
+def credentials(username_env: str, password_env: str) -> tuple[str, str]:
+    """A login's username and password from the environment variables the settings
+    ``username_env`` and ``password_env`` name, read when logging in, so a rotated password is
+    taken without a restart."""
+    user = os.environ.get(username_env, "")
+    password = os.environ.get(password_env, "")
+    missing = [name for name, value in ((username_env, user), (password_env, password))
+               if not value]
+    if missing:
+        raise ConfigError(
+            f"the login's credentials are not set: export {' and '.join(missing)} "
+            "(their names are username_env / password_env in the config)",
+            field=missing[0],
+        )
+    return user, password
+
+
 # -- types of settings ----------------------------------------------------------------------------
 
 

@@ -183,6 +183,16 @@ def wire_dates(doc: dict[str, Any], where: str, *, time: str = "format",
     return WireDates(table_[time], zone, table_[date]) if date else WireDates(table_[time], zone)
 
 
+def booleans(doc: dict[str, Any], where: str) -> tuple[str, str]:
+    """The ``[booleans]`` table: the words a system writes for true and for false."""
+    found = table(doc, "booleans", where)
+    true, false = found.get("true"), found.get("false")
+    if not isinstance(true, str) or not isinstance(false, str) or true == false:
+        raise ConfigError("needs true and false as two different strings",
+                          field=f"{where} [booleans]")
+    return true, false
+
+
 def words(doc: dict[str, Any], read: str, write: str, enum: type[E],
           where: str) -> tuple[dict[str, E], dict[E, str]]:
     """A system's words for the members of ``enum``: ``[<read>]`` maps every word it may send

@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.npsp.config import NpspConfig
 from adapters.npsp.mapping import NpspMapping
+from hub.adapterconfig import credentials
 from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
@@ -82,7 +83,7 @@ class NpspClient:
 
     async def _login(self) -> str:
         b = self.mapping.body
-        user, password = self.config.credentials()
+        user, password = credentials(self.config.username_env, self.config.password_env)
         doc = await self._exchange(
             self.config.auth_path, {b["username"]: user, b["password"]: password}, "login"
         )

@@ -105,15 +105,7 @@ def load_mapping(directory: Path) -> NpspMapping:
             raise ConfigError(
                 "needs a string code", field=f"{codes_file.name} [identity_kind].{key}"
             )
-    booleans = tomlmap.table(codes, "booleans", codes_file.name)
-    true_value, false_value = booleans.get("true"), booleans.get("false")
-    if not isinstance(true_value, str) or not isinstance(false_value, str) or (
-        true_value == false_value
-    ):
-        raise ConfigError(
-            "needs true and false as two different strings",
-            field=f"{codes_file.name} [booleans]",
-        )
+    true_value, false_value = tomlmap.booleans(codes, codes_file.name)
     body = names["body"]
     replies = ReplyCodes.parse(
         tomlmap.read(errors_file), errors_file.name, system="npsp", title="the portal",

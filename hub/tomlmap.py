@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
 from hub.errors import ConfigError
@@ -58,9 +58,12 @@ def read(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}", field=path.name) from None
 
 
-def checked(model: type[M], doc: dict[str, Any], file: str) -> M:
+def checked(model: type[M], doc: dict[str, Any], file: str, *, dotted: bool = False) -> M:
     """A mapping file's tables checked into ``model``; the first problem is a ConfigError at
-    ``<file> [<table>].<key>`` (an unknown key at its table, which it names)."""
+    ``<file> [<table>].<key>`` (an unknown key at its table, which it names), or at
+    ``<table>.<key>`` with the file in the message when ``dotted`` (the adapter's convention;
+    a missing key is then named alone, as ``wire_names`` does).
+    """
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
@@ -73,6 +76,10 @@ def checked(model: type[M], doc: dict[str, Any], file: str) -> M:
             message = "is missing; add it (see the comments in the file)"
         else:
             message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error.get('input')!r:.60}"
+        if dotted:
+            named = loc[-1:] if error["type"] == "missing" else loc
+            raise ConfigError(f"{file}: {'.'.join(loc)} {message}",
+                              field=".".join(named) or file) from None
         at = f" [{loc[0]}]" + "".join(f".{part}" for part in loc[1:]) if loc else ""
         raise ConfigError(message, field=f"{file}{at}") from None
 
@@ -243,3 +250,15 @@ def string(raw: dict[str, Any], key: str, where: str, default: str | None = None
     if not isinstance(value, str):
         raise ConfigError(f"must be a string in {where}, got {value!r:.60}", field=key)
     return value
+
+
+WireName = Annotated[str, StringConstraints(min_length=1)]
+"""A system's name of a field on its wire."""
+
+
+class TimedFile(Table):
+    """A fields file with the ``time_format`` and ``timezone`` of its system's wire (read by
+    ``wire_time``; yyyyMMddHHmmss in Vietnam's time by default)."""
+
+    time_format: str = "%Y%m%d%H%M%S"
+    timezone: str = "Asia/Ho_Chi_Minh"

@@ -32,7 +32,8 @@ from test_api_support import (  # noqa: F401 - fixtures
 from typer.testing import CliRunner
 
 from adapters.payment import adapter as payment_adapter
-from adapters.payment import checksum, events, ledger
+from adapters.payment import events, ledger
+from adapters.payment.mapping import checksum
 from adapters.payment.simulator import PaymentSimulator, make_simulator
 from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker

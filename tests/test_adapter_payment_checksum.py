@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.payment import checksum, mapping
+from adapters.payment import mapping
+from adapters.payment.mapping import checksum
 from hub.errors import ConfigError
 from hub.settings import PROJECT_ROOT
 

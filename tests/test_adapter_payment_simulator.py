@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapters.payment import adapter, checksum
+from adapters.payment import adapter
+from adapters.payment.mapping import checksum
 from adapters.payment.simulator import PaymentSimulator
 
 SECRET = "simulator-test-secret"

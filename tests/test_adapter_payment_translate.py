@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from adapters.payment import checksum, mapping, translate
+from adapters.payment import mapping, translate
 from adapters.payment.config import PaymentConfig
-from adapters.payment.mapping import PaymentMapping
+from adapters.payment.mapping import PaymentMapping, checksum
 from hub.adapters import load_config
 from hub.contracts import load_contract
 from hub.errors import ConfigError, InvalidMessage, ValidationError

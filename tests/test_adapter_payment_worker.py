@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import pytest
 from payment_support import context, request_envelope, sample_request
 
-from adapters.payment import checksum, events, ledger
+from adapters.payment import events, ledger
+from adapters.payment.mapping import checksum
 from adapters.payment.simulator import PaymentSimulator, SimTransaction, make_simulator
 from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker

@@ -50,7 +50,8 @@ from test_api_support import (  # noqa: F401 - fixtures
     sign,
 )
 
-from adapters.payment import checksum, ledger
+from adapters.payment import ledger
+from adapters.payment.mapping import checksum
 from adapters.payment.runtime import PaymentRuntime
 from adapters.postal import orders
 from adapters.postal.runtime import PostalRuntime

@@ -24,7 +24,8 @@ import json
 import logging
 from typing import Any
 
-from adapters.payment import checksum, events, ledger, translate
+from adapters.payment import events, ledger, translate
+from adapters.payment.mapping import checksum
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.api.auth import request_address

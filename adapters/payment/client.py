@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 
-from adapters.payment import checksum
 from adapters.payment.config import NAME, ORIGIN, PaymentConfig
-from adapters.payment.mapping import PaymentMapping
+from adapters.payment.mapping import PaymentMapping, checksum
 from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
@@ -32,8 +31,8 @@ class PaymentClient:
     ) -> None:
         self.cfg, self.mapping, self.contract = cfg, mapping, contract
         self._secret = secret
-        r = mapping.receipt
-        self._personal = {r["payer_name"], r["payer_id"], r["payer_address"]}
+        r = mapping.fields.receipt
+        self._personal = {r.payer_name, r.payer_id, r.payer_address}
         self.outbound = Outbound(
             HttpTransport(NAME, "the payment gateway", base_url=cfg.base_url,
                           timeout=cfg.policy.timeout, explain=self._explain, transport=transport),
@@ -57,7 +56,7 @@ class PaymentClient:
         return await self.outbound.call(request, lambda reply: self._read(reply, message, kind))
 
     def _explain(self, doc: dict[str, Any]) -> Said | None:
-        detail = doc.get(self.mapping.reply["error_text"])
+        detail = doc.get(self.mapping.fields.reply.error_text)
         return Said(f"MaLoi {doc.get('MaLoi')}: {detail}", "MaLoi") if "MaLoi" in doc else None
 
     def _read(self, answer: Reply, message: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -75,9 +74,9 @@ class PaymentClient:
         code = str(reply["MaLoi"])
         if code == "00":
             return reply
-        known = self.mapping.error(code)
+        known = self.mapping.codes.errors.get(code)
         meaning = known.meaning if known else "not listed in mappings/payment/codes.toml"
-        detail = reply.get(self.mapping.reply["error_text"])
+        detail = reply.get(self.mapping.fields.reply.error_text)
         text = (f"the gateway refused {kind.upper()} for {message.get('MaThamChieu')!r}: MaLoi "
                 f"{code} ({meaning})" + (f": {detail}" if detail else ""))
         if known is not None and known.retry:

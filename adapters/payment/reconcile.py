@@ -81,7 +81,7 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
         digest=hashlib.sha256(
             json.dumps(reply, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
         source="query",
-        outcome_field=rt.mapping.reply["transaction_state"],
+        outcome_field=rt.mapping.fields.reply.transaction_state,
     )
     candidate = None
     # The same facts as a callback's, checked the same way: a QUERY that says paid for another
@@ -92,7 +92,7 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
             transaction_id=said.transaction_id,
             amount=payment.amount if said.amount is None else said.amount, paid=paid,
             error_code=None if paid
-            else f"TrangThaiGD={reply.get(rt.mapping.reply['transaction_state'])}",
+            else f"TrangThaiGD={reply.get(rt.mapping.fields.reply.transaction_state)}",
             at=at)
         candidate = completed_envelope(rt, payment, data.model_dump(mode="json"), data.at)
     settled = await asyncio.to_thread(lambda: rt.ledger.settle(

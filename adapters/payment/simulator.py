@@ -34,10 +34,10 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from adapters.payment import checksum
-from adapters.payment.mapping import load_toml, parse_checksums
+from adapters.payment.mapping import checksum, parse_checksums
 from hub.settings import PROJECT_ROOT
 from hub.simulation import Faults, SwitchedSystem, serve_until_interrupted
+from hub.tomlmap import read as load_toml
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 OUTCOMES = ("paid", "failed", "pending")
@@ -120,7 +120,7 @@ class PaymentSimulator(SwitchedSystem):
     def _seal(self, message: dict[str, Any], kind: str) -> dict[str, Any]:
         signed = checksum.sign(message, self.orders[kind], self.secret)
         if self.wrong_checksum:
-            signed[checksum.FIELD] = "0" * 64
+            signed[checksum.field] = "0" * 64
         return signed
 
     def _error(self, kind: str, code: str, text: str, doc: dict[str, Any]) -> dict[str, Any]:

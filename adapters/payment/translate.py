@@ -8,9 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from adapters.payment import checksum
 from adapters.payment.config import PaymentConfig
-from adapters.payment.mapping import PaymentMapping
+from adapters.payment.mapping import PaymentMapping, checksum
 from hub.errors import ValidationError
 from hub.model import Fee, PaymentCompleted, PaymentRequest, validate_model
 from hub.stateful import decoded, whole_dong
@@ -19,7 +18,7 @@ MAPPING_FAILED = "client.mapping_failed"
 
 
 def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]:
-    names = mapping.receipt_line
+    names = mapping.fields.receipt_line
     fees: tuple[Fee, ...] = req.fees or (
         Fee(code=req.procedure_code, name=req.description or "Phi, le phi", amount=req.amount),
     )
@@ -32,10 +31,10 @@ def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]
         )
     return [
         {
-            names["kind"]: fee.kind,
-            names["code"]: fee.code,
-            names["name"]: fee.name,
-            names["amount"]: whole_dong(fee.amount, f"fees.{i}.amount"),
+            names.kind: fee.kind,
+            names.code: fee.code,
+            names.name: fee.name,
+            names.amount: whole_dong(fee.amount, f"fees.{i}.amount"),
         }
         for i, fee in enumerate(fees)
     ]
@@ -58,19 +57,19 @@ def init_message(
             code=MAPPING_FAILED,
             field="agency_code",
         )
-    r = mapping.receipt
+    r = mapping.fields.receipt
     receipt = {
-        r["service_code"]: mapping.service_code,
-        r["procedure_code"]: req.procedure_code,
-        r["agency_code"]: req.agency_code,
-        r["dossier_code"]: req.dossier_code,
-        r["account"]: account.account,
-        r["account_bank"]: account.bank,
-        r["account_name"]: account.name,
-        r["lines"]: _lines(req, mapping),
-        r["payer_name"]: req.payer.name,
-        r["payer_id"]: req.payer.identity_number,
-        r["payer_address"]: req.payer.address or "",
+        r.service_code: mapping.fields.service_code,
+        r.procedure_code: req.procedure_code,
+        r.agency_code: req.agency_code,
+        r.dossier_code: req.dossier_code,
+        r.account: account.account,
+        r.account_bank: account.bank,
+        r.account_name: account.name,
+        r.lines: _lines(req, mapping),
+        r.payer_name: req.payer.name,
+        r.payer_id: req.payer.identity_number,
+        r.payer_address: req.payer.address or "",
     }
     message: dict[str, Any] = {
         "LoaiBanTin": "INIT",
@@ -141,6 +140,6 @@ def from_callback(
 
 def query_outcome(reply: dict[str, Any], mapping: PaymentMapping) -> str:
     """``paid``, ``pending`` or ``failed`` from a QUERY reply's TrangThaiGD."""
-    field = mapping.reply["transaction_state"]
-    return decoded(mapping.transaction_states, reply.get(field), field, "transaction state",
+    field = mapping.fields.reply.transaction_state
+    return decoded(mapping.codes.transaction_states, reply.get(field), field, "transaction state",
                    "mappings/payment/codes.toml [transaction_states]")

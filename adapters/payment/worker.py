@@ -70,12 +70,12 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
                 await asyncio.to_thread(rt.ledger.step, request.reference, ledger.INIT_REFUSED,
                                         now)
             raise
-        url = reply.get(rt.mapping.reply["payment_url"])
+        url = reply.get(rt.mapping.fields.reply.payment_url)
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise PermanentError(
                 f"the gateway accepted {request.reference!r} but sent no usable payment URL "
                 f"({url!r:.80})",
-                code="system.bad_reply", field=rt.mapping.reply["payment_url"], origin=ORIGIN)
+                code="system.bad_reply", field=rt.mapping.fields.reply.payment_url, origin=ORIGIN)
         data = PaymentInitiated(dossier_code=request.dossier_code, reference=request.reference,
                                 amount=request.amount, payment_url=url, at=now)
         initiated = env.derive(source=rt.hub_id, type=events.INITIATED,

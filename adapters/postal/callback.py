@@ -56,7 +56,7 @@ class PostalWebhook:
                 f"waybill {item.waybill} belongs to order {order.order_number!r}, not "
                 f"{item.order_number!r}",
                 code="client.order_mismatch",
-                field=rt.mapping.tracking["order_number"],
+                field=rt.mapping.fields.tracking.order_number,
             )
         found = rt.orders.track(
             item.waybill, [item], functools.partial(tracking_envelope, rt),

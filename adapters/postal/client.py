@@ -58,28 +58,28 @@ class PostalClient:
         await self.outbound.aclose()
 
     def _explain(self, doc: dict[str, Any]) -> Said | None:
-        r = self.mapping.reply
-        return Said(f"Status {doc.get(r['status'])}: {doc.get(r['message'], '')}", r["status"])
+        r = self.mapping.fields.reply
+        return Said(f"Status {doc.get(r.status)}: {doc.get(r.message, '')}", r.status)
 
     def _status(self, reply: dict[str, Any], what: str, personal: tuple[str, ...]) -> Answer:
-        r = self.mapping.reply
-        status = str(reply[r["status"]])
-        known = self.mapping.order_statuses.get(status)
+        r = self.mapping.fields.reply
+        status = str(reply[r.status])
+        known = self.mapping.statuses.order_status.get(status)
         outcome = known.outcome if known else "rejected"
         text = (f"the postal service answered Status {status} "
                 f"({known.meaning if known else 'not in mappings/postal/statuses.toml'}) to "
-                f"{what}: {mask(str(reply.get(r['message'], '')), personal)}")
+                f"{what}: {mask(str(reply.get(r.message, '')), personal)}")
         if outcome == "retry":
-            raise RetryableError(text, code="system.busy", field=r["status"], origin=ORIGIN)
+            raise RetryableError(text, code="system.busy", field=r.status, origin=ORIGIN)
         if outcome == "rejected":
-            raise PermanentError(text, code="system.rejected", field=r["status"], origin=ORIGIN)
+            raise PermanentError(text, code="system.rejected", field=r.status, origin=ORIGIN)
         return Answer(status, outcome, text)
 
     async def create_order(self, message: dict[str, Any]) -> Answer:
         """Send the order; the service's answer unless it is busy or refused the order."""
-        o, p = self.mapping.order, self.mapping.party
-        what = f"order {message[o['order_number']]!r} waybill {message[o['waybill']]}"
-        personal = collect(message, {p["name"], p["address"], p["phone"], p["email"]})
+        o, p = self.mapping.fields.order, self.mapping.fields.party
+        what = f"order {message[o.order_number]!r} waybill {message[o.waybill]}"
+        personal = collect(message, {p.name, p.address, p.phone, p.email})
 
         def read(answer: Reply) -> Answer:
             self.contract.validate("order-reply", answer.body, error=PermanentError,
@@ -91,12 +91,12 @@ class PostalClient:
 
     async def tracking(self, order_number: str) -> list[TrackItem]:
         """Every tracking entry of an order, all pages read."""
-        t, r = self.mapping.tracking, self.mapping.reply
+        t, r = self.mapping.fields.tracking, self.mapping.fields.reply
         items: list[TrackItem] = []
         page, total = 1, 1
         while page <= total and page <= self.cfg.max_pages:
-            params = {t["order_number"]: order_number, t["page"]: page,
-                      t["page_size"]: self.cfg.page_size}
+            params = {t.order_number: order_number, t.page: page,
+                      t.page_size: self.cfg.page_size}
             reply = (await self.outbound.send(Request(
                 "tracking", self.cfg.tracking_path, method="GET", params=params))).body
             self.contract.validate("tracking-reply", reply, error=PermanentError,
@@ -105,11 +105,11 @@ class PostalClient:
                     "accepted"):
                 raise PermanentError(
                     f"the postal service answered the tracking of order {order_number!r} with "
-                    f"Status {reply[r['status']]}, which is no answer to a tracking request",
-                    code="system.rejected", field=r["status"], origin=ORIGIN)
-            data = reply.get(r["data"]) or {}
-            total = int(data.get(t["total_pages"], 1) or 0)
-            for i, doc in enumerate(data.get(t["items"], [])):
+                    f"Status {reply[r.status]}, which is no answer to a tracking request",
+                    code="system.rejected", field=r.status, origin=ORIGIN)
+            data = reply.get(r.data) or {}
+            total = int(data.get(t.total_pages, 1) or 0)
+            for i, doc in enumerate(data.get(t.items, [])):
                 try:
                     items.append(translate.track_item(doc, self.mapping, f"Items.{i}",
                                                       order_number))

@@ -1,100 +1,115 @@
 """The declarative part of the postal adapter: ``mappings/postal/*.toml`` loaded and checked
-once, with errors naming the file and key to fix."""
+once (``hub.tomlmap.checked``), errors naming the file and the key (``order_status.101``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StrictInt, model_validator
+from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
-from hub.errors import ConfigError
-from hub.stateful import WireTime, wire_names, wire_time
+from hub.stateful import WireTime, wire_time
+from hub.tomlmap import Table, TimedFile, WireName
+
+
+class Order(Table):
+    customer_code: WireName
+    waybill: WireName
+    order_number: WireName
+    cod_amount: WireName
+    sender: WireName
+    receiver: WireName
+    description: WireName
+
+
+class Party(Table):
+    name: WireName
+    address: WireName
+    phone: WireName
+    province: WireName
+    district: WireName
+    email: WireName
+
+
+class Reply(Table):
+    status: WireName
+    message: WireName
+    data: WireName
+
+
+class Tracking(Table):
+    order_number: WireName
+    page: WireName
+    page_size: WireName
+    total_pages: WireName
+    items: WireName
+    waybill: WireName
+    state: WireName
+    time: WireName
+    note: WireName
+
+
+class Fields(TimedFile):
+    order: Order
+    party: Party
+    reply: Reply
+    tracking: Tracking
+
 
 OUTCOMES = ("accepted", "duplicate", "waybill_used", "rejected", "retry")
-ORDER_KEYS = (
-    "customer_code",
-    "waybill",
-    "order_number",
-    "cod_amount",
-    "sender",
-    "receiver",
-    "description",
-)
-PARTY_KEYS = ("name", "address", "phone", "province", "district", "email")
-REPLY_KEYS = ("status", "message", "data")
-TRACKING_KEYS = (
-    "order_number",
-    "page",
-    "page_size",
-    "total_pages",
-    "items",
-    "waybill",
-    "state",
-    "time",
-    "note",
-)
 
 
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    # Named by table and key ("order_status.101"), as operators know them.
-    return tomlmap.table(doc, key, "statuses.toml", field=key)
-
-
-@dataclass(frozen=True)
-class OrderStatus:
+class OrderStatus(Table):
     outcome: str
-    meaning: str
+    meaning: str = ""
+
+    @model_validator(mode="after")
+    def _known(self) -> OrderStatus:
+        # Checked on the entry, so that the error names the status (order_status.103).
+        if self.outcome not in OUTCOMES:
+            raise PydanticCustomError("outcome", f"needs outcome = one of {', '.join(OUTCOMES)}")
+        return self
+
+
+def _accepting(statuses: dict[str, OrderStatus]) -> dict[str, OrderStatus]:
+    if not any(s.outcome == "accepted" for s in statuses.values()):
+        raise PydanticCustomError("accepted", 'has no status with outcome = "accepted"')
+    return statuses
+
+
+# The canonical states: 0 not used, 1 registered, 2 collecting, 3 delivered, 4 cancelled.
+State = Annotated[StrictInt, Field(ge=0, le=4)]
+
+
+class Terminal(Table):
+    states: frozenset[State] = frozenset({3, 4})
+
+
+class Statuses(Table):
+    order_status: Annotated[dict[str, OrderStatus], AfterValidator(_accepting)]
+    collection_state: dict[str, State]
+    terminal: Terminal
 
 
 @dataclass(frozen=True)
 class PostalMapping:
+    fields: Fields
+    statuses: Statuses
     time: WireTime
-    order: dict[str, str]
-    party: dict[str, str]
-    reply: dict[str, str]
-    tracking: dict[str, str]
-    order_statuses: dict[str, OrderStatus]
-    collection_states: dict[str, int]
-    terminal_states: frozenset[int]
+
+    @property
+    def terminal_states(self) -> frozenset[int]:
+        return self.statuses.terminal.states
 
 
 def load(mappings_dir: Path) -> PostalMapping:
     base = mappings_dir / "postal"
     fields = tomlmap.read(base / "fields.toml")
-    statuses_doc = tomlmap.read(base / "statuses.toml")
-    statuses: dict[str, OrderStatus] = {}
-    for code, entry in _table(statuses_doc, "order_status").items():
-        if not isinstance(entry, dict) or entry.get("outcome") not in OUTCOMES:
-            raise ConfigError(
-                f"statuses.toml: order_status.{code} needs outcome = one of {', '.join(OUTCOMES)}",
-                field=f"order_status.{code}",
-            )
-        statuses[str(code)] = OrderStatus(entry["outcome"], str(entry.get("meaning", "")))
-    if not any(s.outcome == "accepted" for s in statuses.values()):
-        raise ConfigError(
-            'statuses.toml: no order_status has outcome = "accepted"', field="order_status"
-        )
-    states: dict[str, int] = {}
-    for code, value in _table(statuses_doc, "collection_state").items():
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4:
-            raise ConfigError(
-                f"statuses.toml: collection_state.{code} = {value!r}; the canonical states are "
-                "0 not used, 1 registered, 2 collecting, 3 delivered, 4 cancelled",
-                field=f"collection_state.{code}",
-            )
-        states[str(code)] = value
-    terminal = _table(statuses_doc, "terminal").get("states", [3, 4])
-    if not isinstance(terminal, list) or not all(isinstance(s, int) for s in terminal):
-        raise ConfigError("statuses.toml: [terminal] states = [3, 4]", field="terminal.states")
-
     return PostalMapping(
-        time=wire_time(fields, "the postal service"),
-        order=wire_names(fields, "order", ORDER_KEYS),
-        party=wire_names(fields, "party", PARTY_KEYS),
-        reply=wire_names(fields, "reply", REPLY_KEYS),
-        tracking=wire_names(fields, "tracking", TRACKING_KEYS),
-        order_statuses=statuses,
-        collection_states=states,
-        terminal_states=frozenset(terminal),
-    )
+        fields=tomlmap.checked(Fields, fields, "fields.toml", dotted=True),
+        statuses=tomlmap.checked(Statuses, tomlmap.read(base / "statuses.toml"),
+                                 "statuses.toml", dotted=True),
+        time=wire_time(fields, "the postal service"))

@@ -18,16 +18,16 @@ def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
 
 
 def _party(party: Party, mapping: PostalMapping) -> dict[str, Any]:
-    names = mapping.party
+    names = mapping.fields.party
     out: dict[str, Any] = {
-        names["name"]: party.name,
-        names["address"]: party.address,
-        names["phone"]: party.phone,
+        names.name: party.name,
+        names.address: party.address,
+        names.phone: party.phone,
     }
     for key in ("province", "district", "email"):
         value = getattr(party, key)
         if value:
-            out[names[key]] = value
+            out[getattr(names, key)] = value
     return out
 
 
@@ -35,16 +35,16 @@ def order_message(
     pickup: PostalPickup, waybill: str, cfg: PostalConfig, mapping: PostalMapping
 ) -> dict[str, Any]:
     """The create-order request for ``pickup`` on ``waybill``."""
-    o = mapping.order
+    o = mapping.fields.order
     purpose = "nhan ho so" if pickup.direction == "pickup" else "tra ket qua"
     return {
-        o["customer_code"]: cfg.customer_code,
-        o["waybill"]: waybill,
-        o["order_number"]: order_number(pickup, cfg),
-        o["cod_amount"]: whole_dong(pickup.cod_amount, "cod_amount"),
-        o["sender"]: _party(pickup.sender, mapping),
-        o["receiver"]: _party(pickup.receiver, mapping),
-        o["description"]: pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
+        o.customer_code: cfg.customer_code,
+        o.waybill: waybill,
+        o.order_number: order_number(pickup, cfg),
+        o.cod_amount: whole_dong(pickup.cod_amount, "cod_amount"),
+        o.sender: _party(pickup.sender, mapping),
+        o.receiver: _party(pickup.receiver, mapping),
+        o.description: pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
     }
 
 
@@ -60,22 +60,22 @@ class TrackItem:
 
 
 def state_of(raw: Any, mapping: PostalMapping, field: str) -> int:
-    return decoded(mapping.collection_states, raw, field, "collection state",
+    return decoded(mapping.statuses.collection_state, raw, field, "collection state",
                    "mappings/postal/statuses.toml [collection_state]")
 
 
 def track_item(
     doc: dict[str, Any], mapping: PostalMapping, where: str = "", order: str | None = None
 ) -> TrackItem:
-    t = mapping.tracking
+    t = mapping.fields.tracking
     prefix = f"{where}." if where else ""
-    note = doc.get(t["note"])
+    note = doc.get(t.note)
     return TrackItem(
-        waybill=str(doc[t["waybill"]]),
-        state=state_of(doc[t["state"]], mapping, prefix + t["state"]),
-        at=mapping.time.read(doc[t["time"]], prefix + t["time"]),
+        waybill=str(doc[t.waybill]),
+        state=state_of(doc[t.state], mapping, prefix + t.state),
+        at=mapping.time.read(doc[t.time], prefix + t.time),
         note=None if note in (None, "") else str(note),
-        order_number=order if order is not None else _opt(doc.get(t["order_number"])),
+        order_number=order if order is not None else _opt(doc.get(t.order_number)),
     )
 
 

@@ -12,6 +12,7 @@ variable that holds one (``secret(name, key)`` reads it, when it is needed).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -355,6 +356,15 @@ def _nonblank(value: str) -> str:
     return value.strip()
 
 
+def _anchor(value: str) -> str:
+    if not _ANCHOR_RE.match(value):
+        raise PydanticCustomError("anchor", "should be a province letter code like 'H56'")
+    return value
+
+
+_ANCHOR_RE = re.compile(r"^[A-Z]\d{2}$", re.ASCII)
+
+
 HttpUrl = Annotated[str, AfterValidator(http_url)]
 """An http(s) URL, kept without a trailing slash."""
 UrlPath = Annotated[str, AfterValidator(_url_path)]
@@ -362,6 +372,8 @@ NonBlank = Annotated[str, AfterValidator(_nonblank)]
 OptionalEnvName = Annotated[str, AfterValidator(_env_name)]
 """The name of an environment variable, or empty: none."""
 EnvName = Annotated[str, AfterValidator(_env_name), AfterValidator(_nonblank)]
+# The letter code of a province or ministry (the anchor of its agency codes): "H56", "G22".
+Anchor = Annotated[str, AfterValidator(_anchor)]
 # A TOML array is a list; kept as a tuple (the model is read-only). Items stay strict.
 Texts = Annotated[tuple[Annotated[str, Strict()], ...], Field(strict=False)]
 

@@ -190,14 +190,18 @@ def wire_dates(doc: dict[str, Any], where: str, *, time: str = "format",
     return WireDates(table_[time], zone, table_[date]) if date else WireDates(table_[time], zone)
 
 
-def booleans(doc: dict[str, Any], where: str) -> tuple[str, str]:
-    """The ``[booleans]`` table: the words a system writes for true and for false."""
-    found = table(doc, "booleans", where)
-    true, false = found.get("true"), found.get("false")
-    if not isinstance(true, str) or not isinstance(false, str) or true == false:
-        raise ConfigError("needs true and false as two different strings",
-                          field=f"{where} [booleans]")
-    return true, false
+def distinct_words(doc: dict[str, Any], key: str, names: tuple[str, ...],
+                   where: str) -> dict[str, str]:
+    """The table ``[key]`` of the words a system writes for each of ``names`` (true and false,
+    the kinds of an update), each a string and no two the same."""
+    found = table(doc, key, where)
+    for name in names:
+        if not isinstance(found.get(name), str):
+            raise ConfigError("needs a string", field=f"{where} [{key}].{name}")
+    if len({found[name] for name in names}) < len(names):
+        raise ConfigError(f"needs {' and '.join(names)} as different strings",
+                          field=f"{where} [{key}]")
+    return {name: found[name] for name in names}
 
 
 def words(doc: dict[str, Any], read: str, write: str, enum: type[E],

@@ -105,7 +105,7 @@ def load_mapping(directory: Path) -> NpspMapping:
             raise ConfigError(
                 "needs a string code", field=f"{codes_file.name} [identity_kind].{key}"
             )
-    true_value, false_value = tomlmap.booleans(codes, codes_file.name)
+    booleans = tomlmap.distinct_words(codes, "booleans", ("true", "false"), codes_file.name)
     body = names["body"]
     replies = ReplyCodes.parse(
         tomlmap.read(errors_file), errors_file.name, system="npsp", title="the portal",
@@ -128,8 +128,8 @@ def load_mapping(directory: Path) -> NpspMapping:
         kind_to_wire={v: k for k, v in kind_from.items()},
         kind_from_wire=kind_from,
         identity_kinds={k: str(v) for k, v in id_kinds.items()},
-        true_value=true_value,
-        false_value=false_value,
+        true_value=booleans["true"],
+        false_value=booleans["false"],
         dates=tomlmap.wire_dates(codes, codes_file.name),
         replies=replies,
     )

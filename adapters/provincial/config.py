@@ -4,30 +4,24 @@ overrides (``hub.adapterconfig``), as a typed model."""
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from hub import codes
-from hub.adapterconfig import AdapterConfig, HttpUrl, NonBlank, OptionalEnvName, UrlPath
-
-_ANCHOR_RE = re.compile(r"^[A-Z]\d{2}$")
+from hub.adapterconfig import (
+    AdapterConfig,
+    Anchor,
+    HttpUrl,
+    NonBlank,
+    OptionalEnvName,
+    UrlPath,
+)
 
 
 def anchor_of(agency_code: str, field: str = "agency_code") -> str:
     """The province (or ministry) letter code of an agency: ``000.20.31.H56`` -> ``H56``."""
     return codes.parse_agency(agency_code, field, strip=True).anchor
-
-
-def _anchor(value: str) -> str:
-    if not _ANCHOR_RE.match(value):
-        raise PydanticCustomError("anchor", "should be a province letter code like 'H56'")
-    return value
-
-
-Anchor = Annotated[str, AfterValidator(_anchor)]
 
 
 class ProvincialConfig(AdapterConfig):

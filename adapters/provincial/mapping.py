@@ -75,13 +75,8 @@ def load_mapping(directory: Path) -> ProvincialMapping:
                                                 "from_national", Status, status_file.name)
     channels = tomlmap.bijection(codes, "channel", Channel, codes_file.name, noun="word")
     kinds = tomlmap.bijection(codes, "applicant_kind", ApplicantKind, codes_file.name, noun="word")
-    update_kinds = tomlmap.table(codes, "update_kind", codes_file.name)
-    for key in ("status", "progress"):
-        if not isinstance(update_kinds.get(key), str):
-            raise ConfigError("needs a string", field=f"{codes_file.name} [update_kind].{key}")
-    if update_kinds["status"] == update_kinds["progress"]:
-        raise ConfigError("status and progress need different words",
-                          field=f"{codes_file.name} [update_kind]")
+    update_kinds = tomlmap.distinct_words(codes, "update_kind", ("status", "progress"),
+                                          codes_file.name)
     reply = tomlmap.table(codes, "reply", codes_file.name)
     if not isinstance(reply.get("ok"), str):
         raise ConfigError("needs the success code as a string", field=f"{codes_file.name} "
@@ -101,7 +96,7 @@ def load_mapping(directory: Path) -> ProvincialMapping:
         channel_to_wire={v: k for k, v in channels.items()},
         kind_from_wire=kinds,
         kind_to_wire={v: k for k, v in kinds.items()},
-        update_kinds={"status": update_kinds["status"], "progress": update_kinds["progress"]},
+        update_kinds=update_kinds,
         reply_ok=reply["ok"],
         dates=tomlmap.wire_dates(codes, codes_file.name, time="datetime", date="date"),
     )

@@ -5,7 +5,7 @@ the model refuses is a ``ValidationError`` naming the field as the system wrote 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -30,6 +30,22 @@ def amount(value: Decimal) -> int | float:
 
 def when(value: datetime | None, dates: WireDates) -> str | None:
     return None if value is None else dates.write(value)
+
+
+# A dossier's optional texts and times (hub.model.Dossier), written when they are set.
+DOSSIER_TEXTS = ("procedure_name", "field_code", "field_name", "handling_unit", "note")
+DOSSIER_TIMES = ("submitted_at", "received_at", "due_at", "resolved_at", "returned_at",
+                 "refused_at")
+
+
+def put_set(out: Doc, names: Mapping[str, str], source: object, attributes: Iterable[str],
+            write: Callable[[Any], Any] = lambda value: value) -> None:
+    """Each of the ``attributes`` of ``source`` that is set, under its wire name in ``names``,
+    as ``write`` writes it (``WireDates.write`` for times)."""
+    for name in attributes:
+        value = getattr(source, name)
+        if value is not None:
+            out[names[name]] = write(value)
 
 
 def required(doc: Mapping[str, Any], name: str, where: str) -> Any:

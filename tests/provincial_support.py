@@ -114,10 +114,8 @@ def progress_to_wire(
         f["status"]: m.status_to_wire[step.status],
         f["at"]: m.dates.write(step.at),
     }
-    wr.put(out, f["officer_title"], step.officer_title)
-    wr.put(out, f["department"], step.department)
-    wr.put(out, f["started_at"], wr.when(step.started_at, m.dates))
-    wr.put(out, f["due_at"], wr.when(step.due_at, m.dates))
+    wr.put_set(out, f, step, ("officer_title", "department"))
+    wr.put_set(out, f, step, ("started_at", "due_at"), m.dates.write)
     wr.put(out, f["sequence"], sequence)
     wr.put(out, f["procedure_code"], procedure_code)
     return out

@@ -38,14 +38,8 @@ def dossier_to_record(d: Dossier, m: NpspMapping) -> Record:
         f["result_by_post"]: _bool(d.result_by_post, m),
         f["paid_online"]: _bool(d.paid_online, m),
     }
-    wr.put(out, f["procedure_name"], d.procedure_name)
-    wr.put(out, f["field_code"], d.field_code)
-    wr.put(out, f["field_name"], d.field_name)
-    wr.put(out, f["handling_unit"], d.handling_unit)
-    wr.put(out, f["note"], d.note)
-    for name in ("submitted_at", "received_at", "due_at", "resolved_at", "returned_at",
-                 "refused_at"):
-        wr.put(out, f[name], wr.when(getattr(d, name), m.dates))
+    wr.put_set(out, f, d, wr.DOSSIER_TEXTS)
+    wr.put_set(out, f, d, wr.DOSSIER_TIMES, m.dates.write)
     attachments = []
     for att in d.attachments:
         doc: Record = {
@@ -85,10 +79,8 @@ def progress_to_record(step: ProgressStep, m: NpspMapping) -> Record:
         f["content"]: step.content,
         f["status"]: status_to_wire(step.status, m),
     }
-    wr.put(out, f["officer_title"], step.officer_title)
-    wr.put(out, f["department"], step.department)
-    wr.put(out, f["started_at"], wr.when(step.started_at, m.dates))
-    wr.put(out, f["due_at"], wr.when(step.due_at, m.dates))
+    wr.put_set(out, f, step, ("officer_title", "department"))
+    wr.put_set(out, f, step, ("started_at", "due_at"), m.dates.write)
     return out
 
 

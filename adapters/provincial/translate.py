@@ -70,14 +70,8 @@ def dossier_to_wire(d: Dossier, m: ProvincialMapping) -> Doc:
             for fee in d.fees
         ],
     }
-    wr.put(out, f["procedure_name"], d.procedure_name)
-    wr.put(out, f["field_code"], d.field_code)
-    wr.put(out, f["field_name"], d.field_name)
-    wr.put(out, f["handling_unit"], d.handling_unit)
-    wr.put(out, f["note"], d.note)
-    for name in ("submitted_at", "received_at", "due_at", "resolved_at", "returned_at",
-                 "refused_at"):
-        wr.put(out, f[name], wr.when(getattr(d, name), m.dates))
+    wr.put_set(out, f, d, wr.DOSSIER_TEXTS)
+    wr.put_set(out, f, d, wr.DOSSIER_TIMES, m.dates.write)
     return out
 
 

@@ -106,11 +106,13 @@ def create_app(
     outbox_relay = OutboxRelay(
         store, make_publisher, poll_interval=relay_poll_interval,
         on_published=metrics.published.inc, on_failed=metrics.publish_failures.inc,
+        on_stage=metrics.relay_stage,
         write_lock=intake.write_lock,
         leader=RelayLeader(_relay_lock_path(settings, store)) if store.dialect == "sqlite"
         else None,
     )
     intake.on_commit = outbox_relay.notify
+    intake.observe_stage(metrics.intake_stage)
     if relay:
         intake.relay_lease = outbox_relay.lease_for_intake
     events_exchange = intake.exchange

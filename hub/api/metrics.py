@@ -72,12 +72,33 @@ class Metrics:
         self.publish_failures = Counter(
             "lienthong_outbox_publish_failures", "Publish attempts of the relay that failed",
             registry=self.registry)
+        self.intake_stage_seconds = Histogram(
+            "lienthong_intake_stage_seconds",
+            "Stages of the intake: check (a request's signature, body and authorisation, on "
+            "the event loop), write and commit (a group-commit batch's transaction, once per "
+            "batch)", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.relay_stage_seconds = Histogram(
+            "lienthong_relay_stage_seconds",
+            "Stages of one batch of the outbox relay: claim (rows read or leased), publish "
+            "(sent to the broker), confirm (waiting for its confirms), mark (rows marked "
+            "published)", ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Children looked up once: observed on every request and every batch.
+        self._intake_stage = {stage: self.intake_stage_seconds.labels(stage)
+                              for stage in ("check", "write", "commit")}
+        self._relay_stage = {stage: self.relay_stage_seconds.labels(stage)
+                             for stage in ("claim", "publish", "confirm", "mark")}
         self.refused = Counter(
             "lienthong_refused",
             "Requests refused at a door (route, or callback:<system>) by the hub's error code: "
             "unauthenticated, access denied, closed for want of a secret, invalid...",
             ["door", "code"], registry=self.registry)
         self._depth = _OutboxDepth(outbox_depth) if outbox_depth is not None else None
+
+    def intake_stage(self, stage: str, seconds: float) -> None:
+        self._intake_stage[stage].observe(seconds)
+
+    def relay_stage(self, stage: str, seconds: float) -> None:
+        self._relay_stage[stage].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -156,6 +156,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             data = _with_path_code(data, path_code)
         if authorize is not None:
             client = authorize(client, event_type, data)
+        ctx.metrics.intake_stage("check", time.perf_counter() - started)
         accepted = await ctx.intake.accept_async(
             client, event_type, data,
             idempotency_key=key if key is not None else f"request:{signed.id}",

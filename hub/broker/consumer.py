@@ -50,6 +50,7 @@ import hashlib
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -64,7 +65,7 @@ from hub.broker.acks import AckTracker
 from hub.broker.connection import Backoff, BrokerNodes, Link, broker_urls, sleep_unless
 from hub.broker.lanes import HeldGroup, Lanes
 from hub.broker.messages import Delivery, Outgoing
-from hub.broker.metrics import DEAD_LETTERS, RETRIES
+from hub.broker.metrics import DEAD_LETTERS, RETRIES, ConsumerMetrics
 from hub.broker.names import Names
 from hub.broker.processed import ProcessedIds
 from hub.broker.publisher import Publisher, PublishFailed, Unroutable
@@ -246,6 +247,7 @@ class Consumer:
         self._drain_first = drain_first
         self.drain_timeout = drain_timeout
         self.stats = ConsumerStats()
+        self.metrics = ConsumerMetrics(self.name)
         # Set while the consumer is registered with the broker (tests wait on it).
         self.consuming = asyncio.Event()
         self._retry_tiers = list(settings.retry_tiers)
@@ -597,23 +599,33 @@ class Consumer:
                             await self._save(group)
                         await self._send_behind(inbound, group)
                         return
+            stage = self.metrics.stage
+            started = time.perf_counter()
             delivery = await self._admit(inbound)
+            verified = time.perf_counter()
+            stage["verify"].observe(verified - started)
             if delivery is None:
                 # Already handled: acked as a duplicate, once its dossier's group (if it was
                 # the message the group waited on) is told.
                 if group is not None and group.settle(inbound.message_id, None):
                     await self._save(group)
                 self.stats.duplicates += 1
+                self.metrics.count(_type(inbound), "duplicate")
                 self._complete(inbound, success=False)
                 return
             recording: list[Write] | None = [] if self.store is not None else None
             delivery.recording = recording
-            result = self.handler(delivery)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = self.handler(delivery)
+                if inspect.isawaitable(result):
+                    result = await result
+            finally:  # a failed call took its time too
+                handled = time.perf_counter()
+                stage["handle"].observe(handled - verified)
             if recording:
                 # The call is made: from here on only the writes are retried, never the call.
                 await self._record(recording)
+                stage["record"].observe(time.perf_counter() - handled)
             outputs: Sequence[Outgoing] = (
                 (result,) if isinstance(result, Outgoing) else (result or ())
             )
@@ -692,6 +704,7 @@ class Consumer:
         failover, a full queue) are published again until confirmed, and the input is acked
         only then. Sending the input to a retry tier instead would call the system again."""
         refused: list[Outgoing] = []
+        started = time.perf_counter()
         if len(futures) == 1:
             try:
                 await futures[0]
@@ -704,6 +717,8 @@ class Consumer:
                     refused.append(output)
                 elif isinstance(result, BaseException):
                     raise result
+        if futures:
+            self.metrics.stage["confirm"].observe(time.perf_counter() - started)
         if refused:
             self.stats.republished += len(refused)
             await asyncio.gather(*(self._publish_result(inbound, o) for o in refused))
@@ -795,6 +810,7 @@ class Consumer:
             return
         if isinstance(decision, Retry):
             self.stats.retried += 1
+            self.metrics.count(_type(inbound), "retried")
             # Once the broker has the copy: the log and the counter say what will happen.
             tier = inbound.attempt
             RETRIES.labels(self.destination, str(tier), code).inc()
@@ -811,6 +827,7 @@ class Consumer:
                 self.stats.invalid += 1
             else:
                 self.stats.dead += 1
+            self.metrics.count(_type(inbound), "invalid" if invalid else "dead")
             DEAD_LETTERS.labels(self.destination, "invalid" if invalid else "dead",
                                 decision.code).inc()
         self._complete(inbound, success=False)
@@ -856,6 +873,7 @@ class Consumer:
             self._leave(inbound)
             return
         self.stats.held += 1
+        self.metrics.count(_type(inbound), "held")
         log.info("%s: message %s of dossier %s sent to %s behind %s (its dossier is held)",
                  self.name, inbound.message_id, group.key, group.tier, behind)
         self._complete(inbound, success=False)
@@ -1018,6 +1036,7 @@ class Consumer:
         the next batch."""
         if success:
             self.stats.handled += 1
+            self.metrics.count(_type(inbound), "handled")
             if inbound.tracked and inbound.digest is not None:
                 self._to_record.append((inbound.message_id, inbound.digest))
                 self._recorded_waiters.append(inbound.message_id)
@@ -1078,6 +1097,7 @@ class Consumer:
 
     async def _flush_in_order(self) -> None:
         while self._records or self._acks:
+            started = time.perf_counter()
             records, self._records = self._records, []
             acks, self._acks = self._acks, []
             items = [item for batch, _ in records for item in batch]
@@ -1103,6 +1123,7 @@ class Consumer:
                         if waiter is not None and not waiter.done():
                             waiter.set_result(None)
             self._send_acks(acks)
+            self.metrics.stage["ack"].observe(time.perf_counter() - started)
 
     def _send_acks(self, acks: list[tuple[int, int, list[int]]]) -> None:
         link = self._link
@@ -1158,6 +1179,11 @@ class Consumer:
         if getattr(self.processed, "blocking", True):
             return await asyncio.to_thread(method, *args)
         return method(*args)
+
+
+def _type(inbound: _Inbound) -> str | None:
+    envelope = inbound.envelope
+    return envelope.type if envelope is not None else None
 
 
 def _write_batch(batch: list[_Pending]) -> None:

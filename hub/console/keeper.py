@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from pika.exceptions import AMQPError
 from prometheus_client import Counter
 
 from hub.broker.connection import Backoff, BrokerNodes, Link, sleep_unless
-from hub.broker.metrics import REGISTRY
+from hub.broker.metrics import REGISTRY, STAGE_SECONDS
 from hub.broker.names import Names
 from hub.console.deadletters import row_of
 from hub.store import Store
@@ -42,6 +43,10 @@ KEPT = Counter(
     "Parked messages the keeper wrote to the store, by queue role (dead, invalid, "
     "unroutable) and kind of reason",
     ["queue", "kind"], registry=REGISTRY)
+
+# The keeper's stages among the consumers' (a batch's transaction, its ack), once per batch.
+RECORD_SECONDS = STAGE_SECONDS.labels(KEEPER, "record")
+ACK_SECONDS = STAGE_SECONDS.labels(KEEPER, "ack")
 
 
 @dataclass
@@ -168,6 +173,7 @@ class Keeper:
                     w.cancel()
                 continue
             taken = pending[: self.batch]
+            started = time.perf_counter()
             try:
                 await asyncio.to_thread(self._write, taken)
             except Exception as exc:
@@ -180,11 +186,14 @@ class Keeper:
             backoff.reset()
             self.state.last_error = None
             del pending[: len(taken)]
+            written = time.perf_counter()
+            RECORD_SECONDS.observe(written - started)
             try:
                 self._ack(link, taken[-1].tag)
             except AMQPError as exc:  # redelivered, then recognised as written
                 log.warning("keeper: ack lost (%s)", exc)
                 return
+            ACK_SECONDS.observe(time.perf_counter() - written)
 
     def _ack(self, link: Link, tag: int) -> None:
         link.channel.basic_ack(tag, multiple=True)

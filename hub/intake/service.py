@@ -120,6 +120,10 @@ class IntakeService:
                 isinstance(o, Accepted) and not o.duplicate for o in kept.outcomes):
             self.on_commit(kept.handed)
 
+    def observe_stage(self, observe: Callable[[str, float], None]) -> None:
+        """Tell ``observe`` each batch's write and commit times (hub.api.metrics)."""
+        self._writer.observe = observe
+
     def close(self) -> None:
         """Finish the jobs already submitted and stop the writer thread."""
         self._writer.close()

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -69,6 +70,9 @@ class Writer:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        # Told each batch's stages: "write" (the write lock, the checks and rows of every job)
+        # and "commit" (the transaction's commit), in seconds. Once per batch, not per job.
+        self.observe: Callable[[str, float], None] | None = None
 
     def submit(self, job: Job) -> None:
         self._started()
@@ -168,8 +172,10 @@ class Writer:
         rows = self._rows(batch)
         for attempt in (1, 2):
             try:
+                started = time.perf_counter()
                 with self._write_lock, self._store.begin() as tx:
                     kept = self._keep(tx, batch, rows)
+                    written = time.perf_counter()
                 break
             except IntegrityError:
                 # Another process committed one of these Idempotency-Keys meanwhile: the second
@@ -177,6 +183,10 @@ class Writer:
                 if attempt == 2:
                     raise
         # Committed: only now may anyone hear "accepted", and nothing may stop them hearing it.
+        observe = self.observe
+        if observe is not None:
+            observe("write", written - started)
+            observe("commit", time.perf_counter() - written)
         try:
             self._on_commit(kept)
         except Exception:

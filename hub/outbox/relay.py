@@ -74,6 +74,7 @@ class OutboxRelay:
         connect_timeout: float = 5.0,
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
+        on_stage: Callable[[str, float], None] | None = None,
         write_lock: AbstractContextManager[Any] | None = None,
         leader: Callable[[], bool] | None = None,
     ) -> None:
@@ -89,6 +90,8 @@ class OutboxRelay:
         self.connect_timeout = connect_timeout
         self.on_published = on_published
         self.on_failed = on_failed
+        # Told each batch's stages (claim, publish, confirm, mark) and their seconds.
+        self.on_stage = on_stage
         self.publisher: ConfirmingPublisher | None = None
         self.published = 0
         self.last_failed = 0
@@ -206,6 +209,7 @@ class OutboxRelay:
         self.last_failed = 0
         if publisher is None:
             return 0
+        started = time.perf_counter()
         items = self._handed_batch()
         # Handed rows are half a lease fresh at least (see _handed_batch).
         confirm_within = self.lease * (0.4 if items else 0.8)
@@ -224,13 +228,16 @@ class OutboxRelay:
             items += [(item.id, _outgoing(item)) for item in stored]
         if not items:
             return 0
+        claimed = time.perf_counter()
         futures: list[asyncio.Future[None]] = []
         for _, outgoing in items:
             await publisher.wait_for_room()
             futures.append(publisher.publish_nowait(outgoing))
+        published = time.perf_counter()
         # Unconfirmed well before the end of the lease: give up on them, so that the publisher
         # does not send them after another relay took the rows over.
         done, pending = await asyncio.wait(futures, timeout=max(1.0, confirm_within))
+        confirmed_at = time.perf_counter()
         for future in pending:
             future.cancel()
         ok: list[int] = []
@@ -253,6 +260,11 @@ class OutboxRelay:
                 await asyncio.to_thread(self._locked, self.store.outbox_release, failed)
             if self.on_failed is not None:
                 self.on_failed(len(failed))
+        if self.on_stage is not None:
+            self.on_stage("claim", claimed - started)
+            self.on_stage("publish", published - claimed)
+            self.on_stage("confirm", confirmed_at - published)
+            self.on_stage("mark", time.perf_counter() - confirmed_at)
         return len(items)
 
     def _locked(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

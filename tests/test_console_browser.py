@@ -1,41 +1,43 @@
 """The console in a real headless browser (Debian's chromium driven by Playwright, no browser
-download): the hub's app served on a socket, a real npsp worker with the portal simulator and
-the dead-letter keeper on RabbitMQ. Two dossiers fail at the portal until their retries are
-exhausted and are kept as dead letters; an operator signs in, filters, inspects one, edits
-and resubmits it, replays the other, sees both leave the list and the portal receive them, and
-finds both actions in the audit trail. Screenshots of the main pages go to docs/console/."""
+download), through the real doors: `lienthong serve` and `lienthong worker npsp` (with its
+dead-letter keeper) as processes on one store and RabbitMQ, the portal simulator beside them.
+Two dossiers fail at the portal until their retries are exhausted and are kept as dead
+letters; an operator signs in, filters, inspects one, edits and resubmits it, replays the
+other, sees both leave the list and the portal receive them, and finds both actions in the
+audit trail. Screenshots of the main pages are taken each run (they prove the pages render)
+into the test's directory, or into LIENTHONG_SCREENSHOTS when set (`LIENTHONG_SCREENSHOTS=
+docs/console` refreshes the documentation's)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from npsp_support import sample_dossier
-from test_api_support import clients_config
 
-from adapters.npsp import adapter
 from adapters.npsp.simulator import NpspSimulator
-from hub.api.app import create_app
-from hub.api.auth import ClientRegistry
 from hub.broker import declare
-from hub.broker.consumer import Consumer
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.console.accounts import Accounts
-from hub.console.keeper import Keeper
 from hub.envelope import Envelope
-from hub.runtime import queue_verifier
-from hub.settings import PROJECT_ROOT, Settings
-from hub.signing import Signer, TrustStore, generate, load_signer
-from hub.simulation import SimulatorServer
+from hub.settings import Settings
+from hub.signing import Signer, TrustStore, generate
+from hub.simulation import free_port
 from hub.store import Store
-from hub.testing.broker import LoopThread, delete_queues
-from hub.testing.waiting import eventually, wait_for
+from hub.testing.broker import delete_queues
+from hub.testing.waiting import wait_for
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,19 +46,57 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
 EDITED, REPLAYED = "000.00.00.H56-250101-0101", "000.00.00.H56-250101-0102"
 PASSWORD = "correct horse battery"
-SHOTS = PROJECT_ROOT / "docs" / "console"
+
+
+def lienthong(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from hub.cli import main; main()", *args]
+
+
+def started(args: list[str], env: dict[str, str], log: Path, base: str, what: str
+            ) -> subprocess.Popen[bytes]:
+    """``args`` running, once ``base``/readyz answers 200."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited: {log.read_text(errors='replace')}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, interval=0.2, message=f"{what} to be ready")
+    except BaseException:
+        stopped(proc)
+        raise
+    return proc
+
+
+def stopped(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 @pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[dict[str, Any]]:
-    monkeypatch.setenv("NPSP_USERNAME", "hub")
-    monkeypatch.setenv("NPSP_PASSWORD", "secret")
-    empty = tmp_path / "topology.toml"
-    empty.write_text("")
-    # The worker and the console read one topology: the portal's plain work queue.
-    settings = settings.model_copy(update={"topology_file": empty})
-    topology = Topology.from_settings(settings, [adapter])
+def shots(tmp_path: Path) -> Path:
+    """Where the screenshots go: LIENTHONG_SCREENSHOTS (relative to the checkout) or the
+    test's own directory, so that a run leaves the checkout as it was."""
+    wanted = os.environ.get("LIENTHONG_SCREENSHOTS")
+    where = (Path(__file__).resolve().parent.parent / wanted) if wanted else tmp_path / "shots"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    # The worker and the console read one topology, the shipped one: the portal's partitions.
+    topology = Topology.from_settings(settings)
     declare.apply(topology, settings.broker_urls)
     hub_keys = generate(settings.hub_id)
     hub_keys.save(settings.keys_dir)
@@ -65,55 +105,49 @@ def pipeline(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     trust.add(hub_keys.certificate_pem())
     trust.add(province.certificate_pem())
     assert province.certificate is not None
-    store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
+    store_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    store = Store.open(store_url)
     Accounts(store).add("ana", PASSWORD, "operator")
-    loop = LoopThread()
-    from hub.adapters import AdapterContext, load_config
 
     with NpspSimulator() as sim:
-        config = load_config(PROJECT_ROOT / "mappings", "npsp")
-        config["base_url"] = sim.base_url
-        config["policy"] = {"timeout": 2.0, "attempts": 1, "breaker_failures": 100}
-        ctx = AdapterContext(settings=settings, config=config, store=store,
-                             events_exchange=topology.names.events)
-
-        async def start() -> tuple[Consumer, Keeper, Any]:
-            handler = adapter.make_handler(ctx)
-            consumer = Consumer(settings, topology.work_queue("npsp"), handler,
-                                verifier=queue_verifier(settings), ordered=True,
-                                name="worker:npsp", store=store, processed=store.processed)
-            keeper = Keeper(settings, store)
-            consumer.start()
-            keeper.start()
-            await consumer.wait_consuming()
-            await keeper.wait_consuming()
-            return consumer, keeper, handler
-
-        consumer, keeper, handler = loop.run(start())
-        app = create_app(settings, store=store, registry=ClientRegistry.from_dict(
-            clients_config()), relay=False, adapters={},
-            signer=load_signer(settings.keys_dir, settings.hub_id, relay=True))
-        server = SimulatorServer(app, lifespan="on")
-        server.start()
+        overlay = settings.data_dir / "adapters"
+        overlay.mkdir(parents=True, exist_ok=True)
+        (overlay / "npsp.toml").write_text(
+            f'base_url = "{sim.base_url}"\n\n[policy]\ntimeout = 5.0\nattempts = 1\n'
+            "breaker_failures = 100\n", encoding="utf-8")
+        env = {
+            **os.environ,
+            "LIENTHONG_DATA_DIR": str(settings.data_dir),
+            "LIENTHONG_AMQP_URL": settings.amqp_url,
+            "LIENTHONG_NAME_PREFIX": settings.name_prefix,
+            "LIENTHONG_STORE_URL": store_url,
+            "LIENTHONG_RETRY_TIERS": json.dumps(settings.retry_tiers),
+            "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        port, worker_port = free_port(), free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = started(lienthong("serve", "--port", str(port), "--log-level", "warning"),
+                         env, tmp_path / "serve.log", base, "the server")
         try:
-            yield {"settings": settings, "topology": topology, "sim": sim, "store": store,
-                   "consumer": consumer, "keeper": keeper, "loop": loop, "base": server.base_url,
-                   "signer": Signer(province.private_key, province.certificate)}
+            worker = started(lienthong("worker", "npsp"),
+                             {**env, "LIENTHONG_WORKER_METRICS_PORT": str(worker_port)},
+                             tmp_path / "worker.log", f"http://127.0.0.1:{worker_port}",
+                             "the worker")
+            try:
+                yield {"settings": settings, "topology": topology, "sim": sim, "store": store,
+                       "base": base,
+                       "signer": Signer(province.private_key, province.certificate)}
+            finally:
+                assert stopped(worker) == 0
         finally:
-            server.stop()
-
-            async def stop() -> None:
-                await consumer.stop()
-                await keeper.stop()
-                await handler.aclose()
-
-            loop.run(stop())
-            loop.close()
+            stopped(server)
             store.close()
             delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 
 
-def test_an_operator_fixes_two_dead_letters_in_the_browser(pipeline: dict[str, Any]) -> None:
+def test_an_operator_fixes_two_dead_letters_in_the_browser(pipeline: dict[str, Any],
+                                                          shots: Path) -> None:
     settings, sim, store = pipeline["settings"], pipeline["sim"], pipeline["store"]
     tiers = len(settings.retry_tiers)
     for code in (EDITED, REPLAYED):
@@ -127,13 +161,14 @@ def test_an_operator_fixes_two_dead_letters_in_the_browser(pipeline: dict[str, A
                                    data=sample_dossier(code).model_dump(mode="json"), sequence=1)
                 await pub.publish(Outgoing.signed(env, pipeline["signer"],
                                                   pipeline["topology"].names.events))
-        await eventually(lambda: pipeline["keeper"].state.kept == 2, 30, "two dead letters")
 
-    pipeline["loop"].run(send())
+    asyncio.run(send())
+    # Kept by the worker's keeper, once every retry failed.
+    wait_for(lambda: len(store.dead_letters(limit=10)) == 2, timeout=60,
+             message="two dead letters")
     assert sim.dossier(EDITED) is None and sim.dossier(REPLAYED) is None
     ids = {d.dossier_code: d.id for d in store.dead_letters(limit=10)}
     base = pipeline["base"]
-    SHOTS.mkdir(parents=True, exist_ok=True)
 
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
@@ -142,19 +177,19 @@ def test_an_operator_fixes_two_dead_letters_in_the_browser(pipeline: dict[str, A
         outside: list[str] = []
         page.on("request", lambda r: None if r.url.startswith(base) else outside.append(r.url))
         page.goto(f"{base}/console/login?lang=en")
-        page.screenshot(path=str(SHOTS / "login.png"))
+        page.screenshot(path=str(shots / "login.png"))
         page.fill("input[name=username]", "ana")
         page.fill("input[name=password]", PASSWORD)
         page.click("#sign-in")
         page.select_option("select[name=kind]", "retries exhausted")
         page.click("#apply-filter")
         assert page.inner_text("#total") == "2"
-        page.screenshot(path=str(SHOTS / "dead-letters.png"), full_page=True)
+        page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
 
         page.click(f'a.inspect[href="/console/dead-letters/{ids[EDITED]}"]')
         assert "valid: signed by " + PROVINCE in page.inner_text("#signature")
         assert "system" in page.inner_text("#history")
-        page.screenshot(path=str(SHOTS / "dead-letter.png"), full_page=True)
+        page.screenshot(path=str(shots / "dead-letter.png"), full_page=True)
         data = json.loads(page.input_value("#data"))
         data["note"] = "checked by the operator"
         page.fill("#data", json.dumps(data, ensure_ascii=False))
@@ -176,9 +211,10 @@ def test_an_operator_fixes_two_dead_letters_in_the_browser(pipeline: dict[str, A
         assert f"dead-letter:{ids[EDITED]}" in rows and f"dead-letter:{ids[REPLAYED]}" in rows
         assert "edit" in rows and "replay" in rows and "ana" in rows
         assert "intact" in page.inner_text("#chain")
-        page.screenshot(path=str(SHOTS / "audit.png"), full_page=True)
+        page.screenshot(path=str(shots / "audit.png"), full_page=True)
         page.goto(f"{base}/console?lang=vi")
-        page.screenshot(path=str(SHOTS / "dead-letters-vi.png"), full_page=True)
+        page.screenshot(path=str(shots / "dead-letters-vi.png"), full_page=True)
         browser.close()
     assert outside == []  # nothing fetched beyond the hub
-    assert pipeline["keeper"].state.kept == 2  # nothing came back: both delivered
+    # Nothing came back as a new dead letter: both delivered.
+    assert len(store.dead_letters(limit=10)) == 2

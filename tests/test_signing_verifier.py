@@ -155,6 +155,38 @@ def test_token_may_come_as_bytes(world: World) -> None:
     assert _verifier(world).verify(body, token.encode(), env).kid == world.parties["es"].kid
 
 
+def test_a_signature_is_checked_once_per_verifier_and_every_other_check_each_time(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumers of one worker process share a verifier and receive the same signed bytes:
+    the cryptography runs once for them; age, header and signer checks run every time, and
+    other bytes under the same token are checked (and refused) again."""
+    party = world.parties["es"]
+    body, token, env = _message(party)
+    checked: list[str] = []
+    original = Verifier._check_signature
+
+    def counting(self: Verifier, obj: Any, key: Any, header_name: str) -> None:
+        checked.append(key.kid)
+        original(self, obj, key, header_name)
+
+    monkeypatch.setattr(Verifier, "_check_signature", counting)
+    verifier = _verifier(world)
+    assert verifier.verify(body, token, env).kid == party.kid
+    assert verifier.verify(body, token, env).kid == party.kid
+    assert checked == [party.kid]
+    tampered = body.replace("Trần Thị B".encode(), "Trần Thị C".encode())
+    err = _code(lambda: verifier.verify(tampered, token, Envelope.from_bytes(tampered)))
+    assert err.code == "client.bad_signature" and len(checked) == 2
+    # Later, past its age: refused although its signature was verified before.
+    late = Verifier(world.trust, max_age=MAX_AGE, clock_skew=SKEW, retry_grace=GRACE,
+                    clock=lambda: T + MAX_AGE + 1)
+    late._verified = verifier._verified
+    assert _code(lambda: late.verify(body, token, env)).code == "client.stale_message"
+    other = _envelope(party.system_id)
+    assert _code(lambda: verifier.verify(body, token, other)).code == "client.header_mismatch"
+
+
 # --- missing and garbled tokens ----------------------------------------------------------------
 
 

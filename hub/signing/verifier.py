@@ -27,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
@@ -40,6 +41,11 @@ from hub.signing.replay import DuplicateMessage, ReplayCache
 from hub.signing.truststore import TrustedKey, TrustStore
 
 _ENVELOPE_HEADERS = (("lt-id", "id"), ("lt-type", "type"), ("lt-src", "source"))
+# Signatures verified by this verifier, remembered by digest of token and body: a worker
+# process's consumers (the portal's worker and the timeline recorder) receive the same signed
+# bytes, and the ES256 check was most of what verifying cost (docs/performance.md). Enough
+# for the recorder to run this far ahead of a destination's worker in a backlog.
+VERIFIED_CACHE = 100_000
 
 
 def _invalid(message: str, code: str, field: str | None = None) -> InvalidMessage:
@@ -74,6 +80,9 @@ class Verifier:
         self.retry_grace = retry_grace
         self.replay = replay
         self.clock = clock
+        # digest of (token, body) -> its protected header and the key it verified under
+        # (checked again if the trust store's key for its kid changed).
+        self._verified: dict[bytes, tuple[dict[str, Any], TrustedKey]] = {}
 
     @classmethod
     def from_settings(
@@ -116,8 +125,14 @@ class Verifier:
                 header_name,
             )
         raw = token.encode() if isinstance(token, str) else bytes(token)
-        obj = self._parse(raw, body, header_name)
-        header = obj.headers()
+        seen = hashlib.sha256(len(raw).to_bytes(4, "big") + raw + body).digest()
+        remembered = self._verified.get(seen)
+        obj: jws.CompactSignature | None = None
+        if remembered is not None:
+            header, verified_with = remembered
+        else:
+            obj = self._parse(raw, body, header_name)
+            header, verified_with = obj.headers(), None
         kid = header.get("kid")
         key = self.trust.get(kid) if isinstance(kid, str) else None
         if key is None:
@@ -170,7 +185,16 @@ class Verifier:
                     name,
                 )
         self._check_age(header.get("iat"), now, env, attempt)
-        self._check_signature(obj, key, header_name)
+        # Only the parsing and the cryptography are remembered: every check above ran on this
+        # message again.
+        if verified_with is not key:
+            if obj is None:
+                obj = self._parse(raw, body, header_name)
+            self._check_signature(obj, key, header_name)
+            verified = self._verified
+            if len(verified) >= VERIFIED_CACHE:
+                verified.pop(next(iter(verified)), None)  # the oldest
+            verified[seen] = (header, key)
         if self.replay is not None and self.replay.check(
             env.id, hashlib.sha256(body).digest(), now
         ):

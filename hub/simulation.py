@@ -13,13 +13,16 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import uvicorn
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+Switches = dict[str, Callable[[Any], Any]]
 
 
 @dataclass
@@ -240,6 +243,17 @@ class SimulatedSystem:
         self.stop()
 
 
+def one_of(*choices: str) -> Callable[[Any], str]:
+    """The reading of a switch that takes one of ``choices``."""
+
+    def read(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {choices}")
+        return str(value)
+
+    return read
+
+
 def serve_until_interrupted(sim: Any) -> None:
     """Block a command-line simulator until Ctrl-C, then stop it."""
     try:
@@ -275,13 +289,25 @@ class SwitchedSystem(SimulatedSystem):
     def reset_switches(self) -> None:
         """The system's own switches and records back to normal."""
 
+    # The system's own switches, attributes of the simulator: each name with the reading of a
+    # value set over HTTP or from Python (a ValueError or TypeError refuses the value).
+    own: ClassVar[Switches] = {}
+
     def own_switches(self) -> dict[str, Any]:
-        return {}
+        values = {key: getattr(self, key) for key in self.own}
+        return {k: sorted(v) if isinstance(v, set) else v for k, v in values.items()}
 
     def set_switch(self, key: str, value: Any) -> bool:
         """Set one of the system's own switches; False when ``key`` is not one of them or the
         value does not fit."""
-        return False
+        read = self.own.get(key)
+        if read is None:
+            return False
+        try:
+            setattr(self, key, read(value))
+        except (TypeError, ValueError):
+            return False
+        return True
 
     def state(self) -> dict[str, Any]:
         """What ``GET /sim/state`` shows besides the switches."""
@@ -305,6 +331,26 @@ class SwitchedSystem(SimulatedSystem):
                 self.faults.fail_status = int(value)
             elif not self.set_switch(key, value):
                 raise ValueError(f"unknown switch or bad value: {key}={value!r}")
+
+    def json_route(self, app: Any, path: str, answer: Callable[[dict[str, Any], Request], Any],
+                   kept: list[dict[str, Any]]) -> None:
+        """``POST path`` taking a JSON object, appended to ``kept`` and answered (JSON) by
+        ``answer``, unless a fault answers first. The body is read before the faults apply: a
+        slow system still acts on the request when its caller has given up waiting (the
+        answer is lost, not the request)."""
+        async def route(request: Request) -> Response:
+            try:
+                doc = await request.json()
+            except ValueError:
+                doc = None
+            if (failed := await self.faulted()) is not None:
+                return failed
+            if not isinstance(doc, dict):
+                return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+            kept.append(doc)
+            return JSONResponse(answer(doc, request))
+
+        app.add_api_route(path, route, methods=["POST"])
 
     def add_switch_routes(self, app: Any, prefix: str = "/sim") -> None:
         async def state() -> dict[str, Any]:

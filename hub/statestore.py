@@ -1,7 +1,8 @@
 """The SQL side of a stateful adapter's ports (``hub.stateful``): ``StateStore``, the base of an
-adapter's implementation on its tables (the reads and writes every port repeats), and
+adapter's implementation on its tables (the reads and writes every port repeats);
 ``event_columns``, the columns of a table of the events the adapter emitted, each kept with its
-exact bytes (re-emitted verbatim) and marked once the broker confirmed it."""
+exact bytes (re-emitted verbatim) and marked once the broker confirmed it; ``request_columns``,
+those of the request a record answers."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def event_columns(source: str = "source", at: str = "recorded_at",
             sa.Column(source, sa.String(source_length), nullable=False),
             sa.Column(at, sa.DateTime, nullable=False),
             sa.Column("emitted_at", sa.DateTime)]
+
+
+def request_columns() -> list[sa.Column[Any]]:
+    """What the events a record causes need of the request it answers: its dossier, agency and
+    procedure, the request's id (causation) and correlation id."""
+    return [sa.Column("dossier_code", sa.String(64), nullable=False),
+            sa.Column("agency", sa.String(64)),
+            sa.Column("procedure", sa.String(100)),
+            sa.Column("request_id", sa.String(64), nullable=False),
+            sa.Column("correlation_id", sa.String(64))]
 
 
 class StateStore:
@@ -73,11 +84,11 @@ class StateStore:
         with writing(self.engine) as own:
             own.execute(query)
 
-    def unemitted_events(self, where: sa.ColumnElement[bool], order_by: Any,
-                         limit: int) -> list[str]:
+    def unemitted_events(self, where: sa.ColumnElement[bool], limit: int,
+                         *order_by: Any) -> list[str]:
         """The events ``where`` selects whose publication is not confirmed yet."""
         query = (sa.select(self.events.c.event)
-                 .where(self.events.c.emitted_at.is_(None), where).order_by(order_by).limit(limit))
+                 .where(self.events.c.emitted_at.is_(None), where).order_by(*order_by).limit(limit))
         with self.engine.connect() as conn:
             return [str(r) for r in conn.execute(query).scalars()]
 

@@ -1,6 +1,6 @@
 """In-memory fakes of the stateful adapters' ports, for unit tests: ``MemoryLedger``
 (adapters.payment.ledger.Ledger), ``MemoryOrders`` (adapters.postal.orders.Orders) and
-``MemoryWaybills`` (adapters.postal.pool.Waybills). The rules are the adapters' own (``judge``,
+``MemoryWaybills`` (hub.numberpool.NumberPool). The rules are the adapters' own (``judge``,
 ``stepped``, ``tracked``): only the keeping differs from the SQL implementations, and the same
 tests run against both (test_adapter_payment_ledger.py, test_adapter_postal_pool.py)."""
 
@@ -21,9 +21,10 @@ from adapters.payment.ledger import (
     stepped,
 )
 from adapters.postal.orders import Build, Order, tracked
-from adapters.postal.pool import BURNED, FREE, TAKEN, PoolCounts, check_waybill, empty
+from adapters.postal.pool import check_waybill, empty
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
+from hub.numberpool import BURNED, FREE, TAKEN, PoolCounts
 from hub.parked import Parked
 from hub.parked import ParkedReport as Mismatch
 from hub.stateful import event_json

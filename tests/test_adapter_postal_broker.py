@@ -16,7 +16,7 @@ import pytest
 from adapter_support import declared_topology, signer_for
 from postal_support import UPSTREAM, context, pickup_envelope
 
-from adapters.postal import adapter, events, pool
+from adapters.postal import adapter, events
 from adapters.postal.simulator import PostalSimulator, make_simulator
 from adapters.postal.store import SqlWaybills
 from adapters.postal.store import metadata as tables
@@ -29,6 +29,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
+from hub.numberpool import PoolCounts
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
@@ -75,7 +76,7 @@ def test_postal_order_through_the_broker(
     def publishable(dossier: str) -> Outgoing:
         return Outgoing.signed(pickup_envelope(dossier_code=dossier), upstream, topo.names.events)
 
-    async def scenario() -> tuple[list[Received], list[Received], list[Received], pool.PoolCounts]:
+    async def scenario() -> tuple[list[Received], list[Received], list[Received], PoolCounts]:
         handler = adapter.make_handler(ctx)
         assert isinstance(handler, PostalWorker)
         consumer = Consumer(
@@ -131,7 +132,7 @@ def test_postal_order_through_the_broker(
     assert f"gave up after {len(settings.retry_tiers) + 1} attempts" in letter.headers[h.REASON]
     assert len(history_of(letter)) == len(settings.retry_tiers) + 1
     # Its four attempts kept one waybill: the pool had just enough for the two orders.
-    assert counts == pool.PoolCounts(free=0, taken=2, burned=0)
+    assert counts == PoolCounts(free=0, taken=2, burned=0)
 
     [starved] = empty
     assert starved.headers[h.REASON_CODE] == "server.waybill_pool_empty"

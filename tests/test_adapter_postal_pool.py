@@ -16,11 +16,12 @@ from sqlalchemy.engine import Engine
 from state_fakes import MemoryWaybills
 
 from adapters.postal import admin, pool
-from adapters.postal.pool import Waybills
 from adapters.postal.store import SqlWaybills
 from adapters.postal.store import metadata as tables
 from hub.adaptertables import ensure_schema
 from hub.errors import ConfigError, RetryableError
+from hub.numberpool import NumberPool as Waybills
+from hub.numberpool import PoolCounts
 from hub.settings import Settings
 from hub.store import Store
 from hub.store.engine import make_engine
@@ -113,7 +114,7 @@ def test_add_is_idempotent(waybills: Waybills, customer: str) -> None:
     first = [f"{customer[:4]}{i:04d}" for i in range(5)]
     assert waybills.add(customer, first, NOW) == 5
     assert waybills.add(customer, [*first[3:], f"{customer[:4]}9999"], NOW) == 1
-    assert waybills.counts(customer) == pool.PoolCounts(free=6, taken=0, burned=0)
+    assert waybills.counts(customer) == PoolCounts(free=6, taken=0, burned=0)
 
 
 def test_take_once_per_order(waybills: Waybills, customer: str) -> None:
@@ -124,7 +125,7 @@ def test_take_once_per_order(waybills: Waybills, customer: str) -> None:
     assert a != b and {a, b} <= set(numbers)
     # The same order asks again (a redelivered message): the same number.
     assert waybills.take(customer, f"{customer}|a", NOW) == a
-    assert waybills.counts(customer) == pool.PoolCounts(free=1, taken=2, burned=0)
+    assert waybills.counts(customer) == PoolCounts(free=1, taken=2, burned=0)
 
 
 def test_empty_pool_is_retryable_and_says_how_to_refill(waybills: Waybills, customer: str) -> None:
@@ -146,7 +147,7 @@ def test_burned_number_is_never_given_again(waybills: Waybills, customer: str) -
     waybills.burn(first, "used elsewhere", NOW)
     second = waybills.take(customer, f"{customer}|a", NOW)
     assert second != first
-    assert waybills.counts(customer) == pool.PoolCounts(free=0, taken=1, burned=1)
+    assert waybills.counts(customer) == PoolCounts(free=0, taken=1, burned=1)
     assert waybills.add(customer, [first], NOW) == 0  # reloading does not revive it
 
 
@@ -185,7 +186,7 @@ def test_concurrent_workers_never_share_a_number(engine: Engine, customer: str) 
     numbers = [number for _, number in taken]
     assert len(numbers) == size and len(set(numbers)) == size
     assert len(refused) == threads * each - size
-    assert sql.counts(customer) == pool.PoolCounts(free=0, taken=size, burned=0)
+    assert sql.counts(customer) == PoolCounts(free=0, taken=size, burned=0)
     owners = sql.taken_by(numbers)
     assert all(owners[number] == key for key, number in taken)
 
@@ -219,4 +220,4 @@ def test_pool_add_and_status_for_operators(store: Store, customer: str, tmp_path
     # The file's two numbers are also in the range: offered 2 + 4, new 4.
     assert (added.offered, added.added) == (6, 4)
     assert added.counts.free == 4
-    assert admin.pool_status(ctx) == pool.PoolCounts(free=4, taken=0, burned=0)
+    assert admin.pool_status(ctx) == PoolCounts(free=4, taken=0, burned=0)

@@ -25,6 +25,7 @@ from hub.broker.messages import Delivery
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.model import PostalTracking, parse_event_data
+from hub.numberpool import PoolCounts
 from hub.settings import Settings
 from hub.signing import Signer, generate
 from hub.store import Store
@@ -186,7 +187,7 @@ def test_configured_ranges_fill_the_pool(ctx: AdapterContext, sim: PostalSimulat
     ctx.config["customer_code"] = sim.customer_code = customer = f"R{uuid.uuid4().hex[:8]}"
     (env,) = run(lambda w: w.process(pickup_envelope(dossier_code=dossier())), ctx)
     assert env.data["waybill"] == first
-    assert waybills(ctx).counts(customer) == pool.PoolCounts(1, 1, 0)
+    assert waybills(ctx).counts(customer) == PoolCounts(1, 1, 0)
 
 
 def test_service_down_is_retryable(ctx: AdapterContext, sim: PostalSimulator) -> None:
@@ -249,7 +250,7 @@ def test_used_waybill_is_burned_and_the_next_try_takes_another(
     assert err.value.code == "system.waybill_used"
     (env,) = run(lambda w: w.process(request), ctx)
     assert env.data["waybill"] == second
-    assert waybills(ctx).counts(ctx.config["customer_code"]) == pool.PoolCounts(0, 1, 1)
+    assert waybills(ctx).counts(ctx.config["customer_code"]) == PoolCounts(0, 1, 1)
 
 
 def test_order_existing_at_the_service_counts_as_placed(

@@ -5,42 +5,25 @@ too, unless codes.toml marks that MaLoi as worth retrying."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from adapters.payment.config import NAME, ORIGIN, PaymentConfig
-from adapters.payment.mapping import PaymentMapping, checksum
-from hub.contracts import Contract
+from adapters.payment.config import NAME, ORIGIN
+from adapters.payment.mapping import checksum
 from hub.errors import PermanentError, RetryableError
-from hub.outbound import CallPolicy
 from hub.privacy import collect
-from hub.transport import HttpTransport, Outbound, Reply, Request, Said
+from hub.systemclient import SystemClient
+from hub.transport import Reply, Request, Said
+
+if TYPE_CHECKING:
+    from adapters.payment.runtime import PaymentRuntime
 
 
-class PaymentClient:
-    def __init__(
-        self,
-        cfg: PaymentConfig,
-        mapping: PaymentMapping,
-        secret: str,
-        contract: Contract,
-        *,
-        policy: CallPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.cfg, self.mapping, self.contract = cfg, mapping, contract
-        self._secret = secret
-        r = mapping.fields.receipt
+class PaymentClient(SystemClient):
+    def __init__(self, rt: PaymentRuntime) -> None:
+        self.cfg, self.mapping, self._secret = rt.cfg, rt.mapping, rt.secret
+        super().__init__(NAME, "the payment gateway", rt.cfg, rt.cfg.base_url, rt.contract)
+        r = rt.mapping.fields.receipt
         self._personal = {r.payer_name, r.payer_id, r.payer_address}
-        self.outbound = Outbound(
-            HttpTransport(NAME, "the payment gateway", base_url=cfg.base_url,
-                          timeout=cfg.policy.timeout, explain=self._explain, transport=transport),
-            policy or CallPolicy(NAME, cfg.policy),
-        )
-
-    async def aclose(self) -> None:
-        await self.outbound.aclose()
 
     async def init(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send INIT; the verified reply of an accepted request (it carries the payment URL)."""
@@ -55,14 +38,12 @@ class PaymentClient:
                           personal=collect(message, self._personal))
         return await self.outbound.call(request, lambda reply: self._read(reply, message, kind))
 
-    def _explain(self, doc: dict[str, Any]) -> Said | None:
+    def explain(self, doc: dict[str, Any]) -> Said | None:
         detail = doc.get(self.mapping.fields.reply.error_text)
         return Said(f"MaLoi {doc.get('MaLoi')}: {detail}", "MaLoi") if "MaLoi" in doc else None
 
     def _read(self, answer: Reply, message: dict[str, Any], kind: str) -> dict[str, Any]:
-        reply: dict[str, Any] = answer.body
-        self.contract.validate(f"{kind}-reply", reply, error=PermanentError,
-                               code="system.bad_reply", origin=ORIGIN)
+        reply = self.valid(f"{kind}-reply", answer.body)
         if not checksum.matches(reply, self.mapping.checksum_orders[f"{kind}_reply"], self._secret):
             raise PermanentError(
                 f"the gateway's {kind.upper()} reply for {message.get('MaThamChieu')!r} carries a "

@@ -40,7 +40,7 @@ async def reconcile_report(
 ) -> Sweep:
     rt = runtime or PaymentRuntime.from_context(ctx)
     at = now or rt.clock()
-    gateway = client or PaymentClient(rt.cfg, rt.mapping, rt.secret, rt.contract)
+    gateway = client or PaymentClient(rt)
     report = Sweep.of(*OUTCOMES)
 
     async def check(payment: ledger.Transaction) -> None:

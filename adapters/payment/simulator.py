@@ -26,17 +26,17 @@ import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from adapters.payment.mapping import checksum, parse_checksums
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SwitchedSystem, serve_until_interrupted
+from hub.simulation import Faults, SwitchedSystem, Switches, one_of, serve_until_interrupted
 from hub.tomlmap import read as load_toml
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -62,6 +62,10 @@ class SimTransaction:
 
 
 class PaymentSimulator(SwitchedSystem):
+    own: ClassVar[Switches] = {
+        "wrong_checksum": bool, "duplicate_callback": bool, "outcome": one_of(*OUTCOMES),
+        "refuse": str, "currency": str, "callback_url": str}
+
     def __init__(
         self,
         *,
@@ -255,32 +259,9 @@ class PaymentSimulator(SwitchedSystem):
 
         sim.count_requests(app)
 
-        async def _json(request: Request) -> dict[str, Any] | None:
-            try:
-                doc = await request.json()
-            except ValueError:
-                return None
-            return doc if isinstance(doc, dict) else None
-
-        @app.post(sim.init_path)
-        async def init(request: Request) -> Response:
-            doc = await _json(request)  # read first: a slow gateway still gets the request
-            if (failed := await sim.faulted()) is not None:
-                return failed
-            if doc is None:
-                return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-            sim.requests.append(doc)
-            return JSONResponse(sim.handle_init(doc, str(request.base_url).rstrip("/")))
-
-        @app.post(sim.query_path)
-        async def query(request: Request) -> Response:
-            doc = await _json(request)  # read first: a slow gateway still gets the request
-            if (failed := await sim.faulted()) is not None:
-                return failed
-            if doc is None:
-                return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-            sim.requests.append(doc)
-            return JSONResponse(sim.handle_query(doc))
+        sim.json_route(app, sim.init_path, lambda doc, request: sim.handle_init(
+            doc, str(request.base_url).rstrip("/")), sim.requests)
+        sim.json_route(app, sim.query_path, lambda doc, _: sim.handle_query(doc), sim.requests)
 
         @app.get("/pay/{reference}")
         async def page(reference: str) -> Response:
@@ -311,26 +292,6 @@ class PaymentSimulator(SwitchedSystem):
     def state(self) -> dict[str, Any]:
         return {"transactions": {k: asdict(v) for k, v in self.transactions.items()}}
 
-    def own_switches(self) -> dict[str, Any]:
-        return {
-            "wrong_checksum": self.wrong_checksum,
-            "duplicate_callback": self.duplicate_callback,
-            "outcome": self.outcome,
-            "refuse": self.refuse,
-            "currency": self.currency,
-            "callback_url": self.callback_url,
-        }
-
-    def set_switch(self, key: str, value: Any) -> bool:
-        if key in ("wrong_checksum", "duplicate_callback"):
-            setattr(self, key, bool(value))
-        elif key == "outcome" and value in OUTCOMES:
-            self.outcome = str(value)
-        elif key in ("callback_url", "refuse", "currency"):
-            setattr(self, key, str(value))
-        else:
-            return False
-        return True
 
 def make_simulator(**switches: Any) -> PaymentSimulator:
     """Build a simulator; ``secret`` defaults to the value of LIENTHONG_PAYMENT_SECRET."""

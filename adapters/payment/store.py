@@ -36,7 +36,7 @@ from hub.adaptertables import utc, writing
 from hub.envelope import Envelope
 from hub.parked import Parked, ParkedReport, parked_table
 from hub.stateful import event_json
-from hub.statestore import StateStore, event_columns
+from hub.statestore import StateStore, event_columns, request_columns
 
 metadata = sa.MetaData()
 
@@ -45,12 +45,8 @@ transactions = sa.Table(
     metadata,
     sa.Column("reference", sa.String(50), primary_key=True),
     sa.Column("partner", sa.String(50), nullable=False),
-    sa.Column("dossier_code", sa.String(64), nullable=False),
-    sa.Column("agency", sa.String(64)),
-    sa.Column("procedure", sa.String(100)),
     sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=False),
-    sa.Column("correlation_id", sa.String(64)),
+    *request_columns(),
     # pending | paid | failed | mismatch | refused (INIT refused: no payment at the gateway)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("payment_url", sa.Text),
@@ -179,8 +175,8 @@ class SqlLedger(StateStore):
 
     def unemitted(self, partner: str, limit: int) -> list[str]:
         mine = sa.select(transactions.c.reference).where(transactions.c.partner == partner)
-        return self.unemitted_events(settlements.c.reference.in_(mine), settlements.c.settled_at,
-                                     limit)
+        return self.unemitted_events(settlements.c.reference.in_(mine), limit,
+                                     settlements.c.settled_at)
 
     def parked_reports(self, *, reference: str | None = None,
                        limit: int = 100) -> list[ParkedReport]:

@@ -32,7 +32,7 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
 
     def __init__(self, ctx: AdapterContext, runtime: PaymentRuntime | None = None) -> None:
         rt = runtime or PaymentRuntime.from_context(ctx)
-        super().__init__(ctx, rt, PaymentClient(rt.cfg, rt.mapping, rt.secret, rt.contract))
+        super().__init__(ctx, rt, PaymentClient(rt))
 
     async def handle(self, env: Envelope) -> list[Envelope]:
         rt, client = self.rt, self.client

@@ -10,6 +10,7 @@ from pathlib import Path
 from adapters.postal import pool
 from adapters.postal.runtime import PostalRuntime
 from hub.adapters import AdapterContext
+from hub.numberpool import PoolCounts
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class PoolAdded:
     customer_code: str
     offered: int
     added: int  # the others were already in the pool
-    counts: pool.PoolCounts
+    counts: PoolCounts
 
 
 def pool_add(
@@ -44,6 +45,6 @@ def pool_add(
 
 def pool_status(
     ctx: AdapterContext, customer_code: str | None = None, *, runtime: PostalRuntime | None = None
-) -> pool.PoolCounts:
+) -> PoolCounts:
     rt = runtime or PostalRuntime.from_context(ctx)
     return rt.pool.counts(customer_code or rt.cfg.customer_code)

@@ -7,19 +7,18 @@ worker's to handle)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from adapters.postal import translate
-from adapters.postal.config import NAME, ORIGIN, PostalConfig
-from adapters.postal.mapping import PostalMapping
+from adapters.postal.config import NAME, ORIGIN
 from adapters.postal.translate import TrackItem
-from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError, ValidationError
-from hub.outbound import CallPolicy
 from hub.privacy import collect, mask
-from hub.transport import HttpTransport, Outbound, Reply, Request, Said
+from hub.systemclient import SystemClient
+from hub.transport import Reply, Request, Said
+
+if TYPE_CHECKING:
+    from adapters.postal.runtime import PostalRuntime
 
 
 @dataclass(frozen=True)
@@ -32,32 +31,16 @@ class Answer:
     text: str
 
 
-class PostalClient:
-    def __init__(
-        self,
-        cfg: PostalConfig,
-        mapping: PostalMapping,
-        contract: Contract,
-        *,
-        policy: CallPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.cfg, self.mapping, self.contract = cfg, mapping, contract
+class PostalClient(SystemClient):
+    def __init__(self, rt: PostalRuntime) -> None:
+        cfg, self.cfg, self.mapping = rt.cfg, rt.cfg, rt.mapping
         token = cfg.api_token()
-        self.outbound = Outbound(
-            HttpTransport(
-                NAME, "the postal service", base_url=cfg.base_url, timeout=cfg.policy.timeout,
-                headers={cfg.api_token_header: token} if token else None,
-                explain=self._explain, transport=transport,
-                auth_hint=f"the API token in {cfg.api_token_env or '(api_token_env is unset)'}",
-            ),
-            policy or CallPolicy(NAME, cfg.policy),
-        )
+        super().__init__(
+            NAME, "the postal service", cfg, cfg.base_url, rt.contract,
+            headers={cfg.api_token_header: token} if token else None,
+            auth_hint=f"the API token in {cfg.api_token_env or '(api_token_env is unset)'}")
 
-    async def aclose(self) -> None:
-        await self.outbound.aclose()
-
-    def _explain(self, doc: dict[str, Any]) -> Said | None:
+    def explain(self, doc: dict[str, Any]) -> Said | None:
         r = self.mapping.fields.reply
         return Said(f"Status {doc.get(r.status)}: {doc.get(r.message, '')}", r.status)
 
@@ -82,9 +65,7 @@ class PostalClient:
         personal = collect(message, {p.name, p.address, p.phone, p.email})
 
         def read(answer: Reply) -> Answer:
-            self.contract.validate("order-reply", answer.body, error=PermanentError,
-                                   code="system.bad_reply", origin=ORIGIN)
-            return self._status(answer.body, what, personal)
+            return self._status(self.valid("order-reply", answer.body), what, personal)
 
         request = Request("create-order", self.cfg.create_path, body=message, personal=personal)
         return await self.outbound.call(request, read)
@@ -97,10 +78,8 @@ class PostalClient:
         while page <= total and page <= self.cfg.max_pages:
             params = {t.order_number: order_number, t.page: page,
                       t.page_size: self.cfg.page_size}
-            reply = (await self.outbound.send(Request(
-                "tracking", self.cfg.tracking_path, method="GET", params=params))).body
-            self.contract.validate("tracking-reply", reply, error=PermanentError,
-                                   code="system.bad_reply", origin=ORIGIN)
+            reply = self.valid("tracking-reply", (await self.outbound.send(Request(
+                "tracking", self.cfg.tracking_path, method="GET", params=params))).body)
             if self._status(reply, f"tracking of order {order_number!r}", ()).outcome != (
                     "accepted"):
                 raise PermanentError(

@@ -1,10 +1,6 @@
-"""The waybill pool: numbers the postal service pre-allocated to the hub's customer code, each
-given to at most one order, even with several workers taking at once. The adapter reaches it
-through ``Waybills``, a port of its own (``adapters.postal.store.SqlWaybills``, or an in-memory
-fake in unit tests); the numbers' own rules (UPU S10 check digits, ranges, files) are here.
-
-An order takes its number once: asked again for the same order key (a redelivered message),
-the pool gives the same number back.
+"""The waybill numbers' own rules (UPU S10 check digits, ranges, files). The numbers the postal
+service pre-allocated to the hub's customer code are kept in a ``hub.numberpool`` (an order
+takes its number once, by its order key).
 
 An empty pool raises ``RetryableError`` (``server.waybill_pool_empty``): the condition is
 fixed by an operator loading more numbers, not by changing the message, so the message waits in
@@ -14,15 +10,10 @@ the retry tiers (and, if they run out first, in the dead letters, from where it 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from hub.errors import ConfigError, RetryableError
 
-FREE, TAKEN, BURNED = "free", "taken", "burned"
 WAYBILL_RE = re.compile(r"^[A-Z0-9]{6,20}$")
 # UPU S10: two letters, eight-digit serial, check digit, two-letter country (EA123456785VN).
 S10_RE = re.compile(r"^(?P<prefix>[A-Z]{2})(?P<serial>\d{8})(?P<check>\d)(?P<country>[A-Z]{2})$")
@@ -108,35 +99,7 @@ def read_file(path: Path) -> list[str]:
     return numbers
 
 
-@dataclass(frozen=True)
-class PoolCounts:
-    free: int
-    taken: int
-    burned: int
-
-
 def empty(customer_code: str) -> PoolEmpty:
     return PoolEmpty(
         f"the waybill pool of customer code {customer_code!r} is empty; {REFILL_HINT}. The "
         "message is retried on its own once numbers are there", field="ItemCode")
-
-
-class Waybills(Protocol):
-    """The postal adapter's pool of waybill numbers, by customer code."""
-
-    def add(self, customer_code: str, numbers: Iterable[str], now: datetime) -> int:
-        """Put (checked) numbers in the pool; numbers already known, free, taken or burned, are
-        left as they are. How many were new."""
-
-    def take(self, customer_code: str, order_key: str, now: datetime) -> str:
-        """The number of ``order_key``: the one it has, or a free one. ``PoolEmpty`` when none
-        is free."""
-
-    def burn(self, waybill: str, reason: str, now: datetime) -> None:
-        """Take a number out of use for good (the postal service says it is used elsewhere);
-        its order key is freed, so the order gets a fresh number."""
-
-    def counts(self, customer_code: str) -> PoolCounts: ...
-
-    def taken_by(self, waybills: Sequence[str]) -> dict[str, str | None]:
-        """The order key holding each of these numbers (None: free or burned)."""

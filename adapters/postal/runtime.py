@@ -10,15 +10,15 @@ from adapters.postal import mapping, store
 from adapters.postal.config import NAME, PostalConfig
 from adapters.postal.mapping import PostalMapping
 from adapters.postal.orders import Orders
-from adapters.postal.pool import Waybills
 from hub.adapters import AdapterContext
+from hub.numberpool import NumberPool
 from hub.stateful import Runtime, shared, state_engine
 
 
 @dataclass(kw_only=True)
 class PostalRuntime(Runtime[PostalConfig, PostalMapping]):
     orders: Orders
-    pool: Waybills
+    pool: NumberPool
 
     @classmethod
     def from_context(cls, ctx: AdapterContext) -> Self:

@@ -23,14 +23,14 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.simulation import Faults, SwitchedSystem, serve_until_interrupted
+from hub.simulation import Faults, SwitchedSystem, Switches, serve_until_interrupted
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WIRE_TIME = "%Y%m%d%H%M%S"
@@ -50,6 +50,10 @@ class SimOrder:
 
 
 class PostalSimulator(SwitchedSystem):
+    own: ClassVar[Switches] = {
+        "reject_order": str, "page_size": int, "webhook_url": str,
+        "used_waybills": lambda value: {str(v) for v in value}}
+
     def __init__(
         self,
         *,
@@ -216,20 +220,8 @@ class PostalSimulator(SwitchedSystem):
 
         sim.count_requests(app)
 
-        @app.post(sim.create_path)
-        async def create(request: Request) -> Response:
-            # The body is read first: a slow service still makes the order when its caller
-            # has given up waiting (the answer is lost, not the order).
-            try:
-                doc = await request.json()
-            except ValueError:
-                doc = None
-            if (failed := await sim.faulted()) is not None:
-                return failed
-            if not isinstance(doc, dict):
-                return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
-            sim.requests.append(doc)
-            return JSONResponse(sim.handle_create(doc))
+        sim.json_route(app, sim.create_path, lambda doc, _: sim.handle_create(doc),
+                       sim.requests)
 
         @app.get(sim.tracking_path)
         async def track(request: Request) -> Response:
@@ -263,24 +255,6 @@ class PostalSimulator(SwitchedSystem):
     def state(self) -> dict[str, Any]:
         return {"orders": {k: asdict(v) for k, v in self.orders.items()}}
 
-    def own_switches(self) -> dict[str, Any]:
-        return {
-            "reject_order": self.reject_order,
-            "page_size": self.page_size,
-            "webhook_url": self.webhook_url,
-            "used_waybills": sorted(self.used_waybills),
-        }
-
-    def set_switch(self, key: str, value: Any) -> bool:
-        if key == "page_size":
-            self.page_size = int(value)
-        elif key in ("reject_order", "webhook_url"):
-            setattr(self, key, str(value))
-        elif key == "used_waybills":
-            self.used_waybills = {str(v) for v in value}
-        else:
-            return False
-        return True
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
     import asyncio

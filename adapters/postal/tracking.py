@@ -58,7 +58,7 @@ async def poll_report(
         grouped.setdefault(order.order_number, []).append(order)
     report = Sweep.of("polled", "changes")
     build = functools.partial(tracking_envelope, rt)
-    client = PostalClient(rt.cfg, rt.mapping, rt.contract)
+    client = PostalClient(rt)
 
     async def poll(number: str) -> None:
         items = await client.tracking(number)

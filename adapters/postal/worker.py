@@ -35,7 +35,7 @@ class PostalWorker(StatefulWorker[PostalRuntime]):
 
     def __init__(self, ctx: AdapterContext, runtime: PostalRuntime | None = None) -> None:
         rt = runtime or PostalRuntime.from_context(ctx)
-        super().__init__(ctx, rt, PostalClient(rt.cfg, rt.mapping, rt.contract))
+        super().__init__(ctx, rt, PostalClient(rt))
         for span in rt.cfg.ranges:
             # Configured ranges are always in the pool (numbers already there are left alone).
             rt.pool.add(rt.cfg.customer_code, pool.expand_range(span.first, span.last),

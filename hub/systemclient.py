@@ -1,0 +1,46 @@
+"""The base of a JSON system's client over the hub's transport (``hub.transport``: failures,
+masking, call policy and metrics): one ``Outbound`` built from the adapter's settings, and the
+check of a reply against the system's contract. A subclass reads what is its system's own (its
+reply codes, its checksum)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from hub.adapterconfig import AdapterConfig
+from hub.contracts import Contract
+from hub.errors import PermanentError
+from hub.outbound import CallPolicy
+from hub.transport import HttpTransport, Outbound, Said
+from hub.transport.base import origin_of
+
+
+class SystemClient:
+    """``system``: the adapter's name (metrics, circuit, origin of errors); ``title`` names the
+    system in messages ("the payment gateway"); ``explain`` reads its error replies."""
+
+    def __init__(self, system: str, title: str, cfg: AdapterConfig, base_url: str,
+                 contract: Contract, *, headers: Mapping[str, str] | None = None,
+                 auth_hint: str = "", policy: CallPolicy | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.contract, self.origin = contract, origin_of(system)
+        self.outbound = Outbound(
+            HttpTransport(system, title, base_url=base_url, timeout=cfg.policy.timeout,
+                          headers=headers, explain=self.explain, auth_hint=auth_hint,
+                          transport=transport),
+            policy or CallPolicy(system, cfg.policy))
+
+    async def aclose(self) -> None:
+        await self.outbound.aclose()
+
+    def explain(self, doc: dict[str, Any]) -> Said | None:
+        return None
+
+    def valid(self, kind: str, reply: dict[str, Any]) -> dict[str, Any]:
+        """``reply``, when it keeps the system's ``kind`` contract; else ``PermanentError``."""
+        self.contract.validate(kind, reply, error=PermanentError, code="system.bad_reply",
+                               origin=self.origin)
+        return reply

@@ -16,8 +16,7 @@ from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.privacy import collect
-from hub.transport import HttpTransport, Outbound, Request
-from hub.transport.pools import PooledTransport
+from hub.transport import HttpTransport, Outbound, Request, pools
 from hub.transport.session import Session
 
 NAME = "npsp"
@@ -61,9 +60,9 @@ class NpspClient:
                 # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
                 # calls in flight, and the policy's rate limit their pace: a pool smaller than
                 # the concurrency would only queue calls here (httpx's default is 100, 20
-                # kept alive), and one pool as large costs more per call the more calls are
-                # in flight (hub.transport.pools).
-                transport=PooledTransport.for_calls(CALLS_IN_FLIGHT),
+                # kept alive); aiohttp's pool costs a third of httpx's own per call
+                # (hub.transport.aio).
+                transport=pools.for_calls(CALLS_IN_FLIGHT),
             ),
             policy or CallPolicy(NAME, config.policy),
         )

@@ -37,3 +37,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+
+def for_calls(in_flight: int) -> httpx.AsyncBaseTransport:
+    """The transport for ``in_flight`` calls at once: aiohttp's pool (``hub.transport.aio``),
+    or these small httpx pools in an environment installed before aiohttp was a dependency."""
+    try:
+        from hub.transport.aio import AiohttpPool
+    except ImportError:
+        return PooledTransport.for_calls(in_flight)
+    return AiohttpPool.for_calls(in_flight)

@@ -1,50 +1,147 @@
-"""The adapter registry. An external system is a plug-in: a package that exposes an
-``AdapterSpec`` under the ``lienthong.adapters`` entry-point group. The core only ever sees
+"""The adapter contract and registry. An external system is a plug-in: a package that exposes
+an ``AdapterSpec`` under the ``lienthong.adapters`` entry-point group. The core only ever sees
 the spec, never a system's name in code.
+
+An adapter translates and nothing else. Its handler receives a verified canonical ``Event``
+and returns the canonical events it causes (``Envelope``s); the consumer signs them with the
+worker's key, numbers them in their dossiers' sequence, logs and publishes them. An adapter
+never touches the broker nor a signing key: what it may reach of the hub is typed here.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hub.adapterconfig import ConfigData, overlay_dir, read_adapter_config
+from hub.envelope import Envelope
 from hub.errors import ConfigError
+
+if TYPE_CHECKING:  # the registry imports every adapter: SQLAlchemy loads when a store is used
+    from sqlalchemy.engine import Engine
+
+    from hub.settings import Settings
+    from hub.store.timeline import TimelineEvent
 
 GROUP = "lienthong.adapters"
 
+__all__ = [
+    "GROUP",
+    "AdapterContext",
+    "AdapterSpec",
+    "AdapterStore",
+    "CallbackParser",
+    "Event",
+    "Handler",
+    "Simulator",
+    "StoreWrites",
+    "Write",
+    "context_for",
+    "discover",
+    "load_config",
+    "missing_secrets",
+    "writes_to",
+]
 
-class Delivery(Protocol):
-    """What a handler receives (implemented by hub.broker.messages.Delivery)."""
 
-    body: bytes
-    headers: dict[str, Any]
-    attempt: int
+class StoreWrites(Protocol):
+    """What a write an adapter records gets: the unit of work of the hub's store
+    (``hub.store.UnitOfWork``), in the few methods adapters use."""
+
+    def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool: ...
+
+    def timeline_add_many(self, events: Sequence[TimelineEvent]) -> int: ...
+
+
+class AdapterStore(Protocol):
+    """The hub's store as an adapter reaches it (``hub.store.Store``): the engine its own
+    tables live on, the last sequence it applied per dossier, and units of work."""
 
     @property
-    def envelope(self) -> Any: ...
+    def engine(self) -> Engine: ...
+
+    def last_sequence(self, consumer: str, dossier_code: str) -> int | None: ...
+
+    def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool: ...
+
+    def begin(self) -> AbstractContextManager[StoreWrites]: ...
 
 
-# A handler takes a verified delivery and returns the messages it causes (hub.broker.messages
-# .Outgoing), or raises RetryableError / PermanentError / InvalidMessage.
-Handler = Callable[[Any], Awaitable[Sequence[Any]]]
+# A write to run in a unit of work of the hub's store once the handler has returned.
+Write = Callable[[StoreWrites], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a handler receives: a canonical event whose signature the hub verified, the
+    attempt it is (0 first, n on the n-th retry), and ``record`` for what follows the call."""
+
+    envelope: Envelope
+    attempt: int = 0
+    # Where ``record`` hands a write: the consumer's batch of writes (``writes_to`` runs it
+    # at once in a store, for a handler called outside a worker).
+    recorder: Callable[[Write], None] | None = None
+
+    def record(self, write: Write) -> None:
+        """Have ``write(tx)`` run once the handler has returned: what a handler writes *after*
+        it called its system goes here, so that a store that cannot take the write makes the
+        consumer retry the write, never the call."""
+        if self.recorder is None:
+            raise ConfigError(
+                f"event {self.envelope.id} was given no recorder, so record() has nowhere to "
+                "write; build it with recorder=writes_to(store), or let a worker deliver it",
+                field="recorder")
+        self.recorder(write)
+
+
+def writes_to(store: AdapterStore) -> Callable[[Write], None]:
+    """An ``Event.recorder`` that runs each write at once in its own unit of work of
+    ``store`` (a handler called directly, outside a worker)."""
+
+    def run(write: Write) -> None:
+        with store.begin() as tx:
+            write(tx)
+
+    return run
+
+
+# A handler gets an event and returns the events it causes, or raises RetryableError /
+# PermanentError / InvalidMessage (hub.errors). Built once per worker; an ``aclose()`` it has
+# is awaited when the worker stops.
+Handler = Callable[[Event], Awaitable[Sequence[Envelope]]]
+# An inbound call of the system (body, headers) as the canonical envelopes it stands for.
+CallbackParser = Callable[
+    [bytes, dict[str, str]], Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
+
+
+class Simulator(Protocol):
+    """A running stand-in of a system (``hub.simulation.SimulatedSystem``) for tests and the
+    demo: ``start()`` returns its base URL."""
+
+    def start(self) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
 class AdapterContext:
     """What the core hands an adapter when it builds its worker or callback parser."""
 
-    settings: Any  # hub.settings.Settings
-    # The adapter's own settings: mappings/<name>/config.toml with the deployment's overrides
-    # (hub.adapterconfig.ConfigData); its typed model reads them (AdapterConfig.from_context).
-    config: dict[str, Any]
-    signer: Any = None  # hub.signing.Signer of the hub, for messages the adapter emits
-    store: Any = None  # hub.store.Store
-    events_exchange: str = ""
+    settings: Settings
+    # The adapter's own settings: mappings/<name>/config.toml with the deployment's overrides;
+    # its typed model reads them (AdapterConfig.from_context). A plain dict is taken as is.
+    config: ConfigData = field(default_factory=ConfigData)
+    # None: no store (a unit test); state then lives in memory.
+    store: AdapterStore | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, ConfigData):
+            self.config = ConfigData(self.config)
 
 
 @dataclass
@@ -57,7 +154,7 @@ class AdapterSpec:
     make_handler: Callable[[AdapterContext], Handler]
     # Translate an inbound call of the system (payment callback, postal webhook) into canonical
     # envelopes; None when the system never calls the hub.
-    make_callback: Callable[[AdapterContext], Callable[[bytes, dict[str, str]], Any]] | None = None
+    make_callback: Callable[[AdapterContext], CallbackParser] | None = None
     # How the system's calls prove who sent them. None (the default): the caller authenticates
     # as a client of the hub (clients.toml: API key, bearer token or client certificate) whose
     # entry lists this adapter in ``callbacks``, and every envelope the parser returns must be
@@ -68,11 +165,13 @@ class AdapterSpec:
     # The hub refuses the calls (503 ``server.secret_missing``) while any of them is unset,
     # and warns at start-up: a door is never open for want of its secret.
     callback_secrets: Callable[[AdapterContext], Sequence[str]] | None = None
-    # Build a simulator of the system (an object with start() -> base URL, and stop()).
-    make_simulator: Callable[..., Any] | None = None
+    # Build a simulator of the system (its keyword switches are the system's own).
+    make_simulator: Callable[..., Simulator] | None = None
     # Status events of one dossier must be applied in order: single active consumer.
     ordered: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    # What else the adapter brings, by name: "cli" (a typer.Typer, or a function making one),
+    # "jobs", "emits"... read by the parts of the hub that know the name.
+    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 def missing_secrets(names: Sequence[str]) -> list[str]:
@@ -112,13 +211,12 @@ def load_config(
 
 
 def context_for(
-    settings: Any, name: str, *, signer: Any = None, store: Any = None
+    settings: Settings, name: str, *, store: AdapterStore | None = None
 ) -> AdapterContext:
     """The context an adapter's worker or callback parser is built with."""
     return AdapterContext(
         settings=settings,
         config=load_config(settings.mappings_dir, name, overlay_dir(settings)),
-        signer=signer,
         store=store,
-        events_exchange=f"{settings.name_prefix}.events",
     )
+

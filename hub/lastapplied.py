@@ -14,7 +14,9 @@ workers; without a store (unit tests, a store-less demo) it is kept in memory.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
+
+from hub.adapters import AdapterStore
 
 
 class SequenceLog(Protocol):
@@ -38,10 +40,8 @@ class MemorySequenceLog:
         return True
 
 
-def sequence_log(store: Any) -> SequenceLog:
-    if store is not None and hasattr(store, "last_sequence") and hasattr(store, "set_sequence"):
-        return store  # type: ignore[no-any-return]
-    return MemorySequenceLog()
+def sequence_log(store: AdapterStore | None) -> SequenceLog:
+    return MemorySequenceLog() if store is None else store
 
 
 class Sequencer:

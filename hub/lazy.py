@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.adapters import AdapterContext
 
 
 def lazy(target: str, *, call: bool = True) -> Callable[..., Any]:
@@ -22,11 +25,11 @@ def lazy(target: str, *, call: bool = True) -> Callable[..., Any]:
     return load
 
 
-def secret_variables(config: str, *keys: str) -> Callable[[Any], list[str]]:
+def secret_variables(config: str, *keys: str) -> Callable[[AdapterContext], list[str]]:
     """An adapter's ``callback_secrets``: given its context, the environment variables its
     configuration model (``"package.module:Model"``) names under ``keys``."""
 
-    def names(ctx: Any) -> list[str]:
+    def names(ctx: AdapterContext) -> list[str]:
         return [getattr(lazy(config, call=False)().from_context(ctx), key) for key in keys]
 
     return names

@@ -22,18 +22,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
 from hub import codes
-from hub.adapters import Handler
-from hub.broker.messages import EnvelopeSigner
+from hub.adapters import AdapterStore, Handler
 from hub.broker.metrics import REGISTRY as METRICS
 from hub.envelope import Envelope
 from hub.errors import HubError
-from hub.intake.sequencing import number_outgoing
+from hub.handlers import event_of
+from hub.intake.sequencing import number
 from hub.store import Store
+from hub.store.unit import UnitOfWork
+
+if TYPE_CHECKING:  # adapters import report_skip: the broker layer stays unloaded for them
+    from hub.broker.consumer import Handler as ConsumerHandler
+    from hub.broker.messages import Delivery
 from hub.store.timeline import skipped_event
 
 log = logging.getLogger(__name__)
@@ -53,9 +58,9 @@ def summary(env: Envelope) -> dict[str, Any]:
     return {k: data[k] for k in SUMMARY_FIELDS if k in data and data[k] is not None}
 
 
-def make_timeline_recorder(store: Store) -> Handler:
-    async def record(delivery: Any) -> Sequence[Any]:
-        env: Envelope = delivery.envelope
+def make_timeline_recorder(store: Store) -> ConsumerHandler:
+    def record(delivery: Delivery) -> Sequence[Envelope]:
+        env = delivery.envelope
         entry = summary(env)
         # Through the consumer's recording: the entries of many deliveries share a commit.
         delivery.record(store, lambda tx: tx.timeline_add(
@@ -65,23 +70,24 @@ def make_timeline_recorder(store: Store) -> Handler:
     return record
 
 
-def logged(handler: Handler, store: Store, system: str, signer: EnvelopeSigner) -> Handler:
-    """``handler`` with its deliveries and their answers written to the message log; the
-    events it returns take their dossiers' next sequence numbers in the same transaction (the
-    one sequence of every event the hub accepts: hub.intake.sequencing), signed again by
-    ``signer`` (the hub's) when their number changed."""
+def logged(handler: Handler, store: Store, system: str) -> ConsumerHandler:
+    """An adapter's ``handler`` as its worker's consumer runs it: given the verified event
+    (its writes recorded through the consumer), with its deliveries and their answers written
+    to the message log; the events it returns take their dossiers' next sequence numbers in
+    the same transaction (the one sequence of every event the hub accepts:
+    hub.intake.sequencing). The consumer signs and publishes them once that is committed."""
 
-    async def handle(delivery: Any) -> Sequence[Any]:
-        produced = list(await handler(delivery) or ())
-        outputs: list[Any] = []
+    async def handle(delivery: Delivery) -> Sequence[Envelope]:
+        produced = list(await handler(event_of(delivery, store)))
+        outputs: list[Envelope] = []
         digest = hashlib.sha256(delivery.body).hexdigest()
 
-        def write(tx: Any) -> None:
-            numbered = number_outgoing(tx, produced, signer) if produced else []
+        def write(tx: UnitOfWork) -> None:
+            numbered = number(tx, produced) if produced else []
             tx.log("out", delivery.envelope, digest, system)
-            for out in numbered:
-                tx.log("in", Envelope.from_bytes(out.body), hashlib.sha256(out.body).hexdigest(),
-                       system)
+            for env in numbered:
+                # The bytes the consumer signs and publishes (to_bytes is deterministic).
+                tx.log("in", env, hashlib.sha256(env.to_bytes()).hexdigest(), system)
             # Filled when the write runs: a consumer publishes ``outputs`` only after its
             # recordings are committed (written again if the store refused them at first).
             outputs[:] = numbered
@@ -103,7 +109,7 @@ SKIPPED = Counter(
     ["destination", "reason"], registry=METRICS)
 
 
-def report_skip(store: Store | None, destination: str, env: Envelope, reason: str, note: str,
+def report_skip(store: AdapterStore | None, destination: str, env: Envelope, reason: str, note: str,
                 **detail: Any) -> None:
     """Say that ``destination`` did not deliver ``env`` and why: a WARNING, the counter, and a
     timeline entry of its dossier (one per message and destination, however often it comes

@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from hub.adapters import AdapterContext, AdapterSpec, context_for, discover
+from hub.adapters import AdapterContext, AdapterSpec, Event, context_for, discover
 from hub.broker.consumer import Consumer
+from hub.broker.consumer import Handler as ConsumerHandler
 from hub.broker.declare import former_queues
 from hub.broker.destinations import as_destinations, discover_destinations
 from hub.broker.heap import freeze_startup_heap
 from hub.broker.messages import Outgoing
+from hub.broker.names import Names
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.console.keeper import KEEPER, Keeper
@@ -48,13 +50,19 @@ def queue_verifier(settings: Settings, trust: TrustStore | None = None) -> Verif
 class Worker:
     spec: AdapterSpec
     consumer: Consumer | Keeper
-    handler: Any = None  # the adapter's own handler: closed (``aclose``) when the worker stops
+    handler: object = None  # the adapter's own handler: closed (``aclose``) when it stops
 
     async def stop(self) -> None:
         await self.consumer.stop()
         close = getattr(self.handler, "aclose", None)
         if close is not None:
             await close()
+
+
+async def nothing(event: Event) -> Sequence[Envelope]:
+    """The handler in the spec of a worker of the hub's own (the timeline recorder, the
+    dead-letter keeper): they consume by themselves, a spec only names them."""
+    return []
 
 
 def build_workers(
@@ -115,10 +123,10 @@ def build_workers(
     topo = topology
     workers = []
 
-    def consumer(destination: str, handler: Any, name: str, **kw: Any) -> Consumer:
+    def consumer(destination: str, handler: ConsumerHandler, name: str, **kw: Any) -> Consumer:
         return Consumer.for_destination(
             settings, topo, destination, handler, verifier=verifier, processed=store.processed,
-            name=name, store=store, process=process,
+            name=name, store=store, process=process, signer=signer,
             drain_first=functools.partial(former_queues, topo, destination, settings.broker_urls),
             **kw)
 
@@ -132,20 +140,20 @@ def build_workers(
                 raise
             continue
         try:
-            own = spec.make_handler(context_for(settings, name, signer=signer, store=store))
+            own = spec.make_handler(context_for(settings, name, store=store))
         except ConfigError as exc:
             if names is not None or skipped is None:
                 raise
             skipped.append((name, exc))
             continue
-        handler = logged(own, store, name, signer)
+        handler = logged(own, store, name)
         workers.append(Worker(spec, consumer(name, handler, f"worker:{name}"), own))
     if recorder:
         spec = AdapterSpec(
             name=TIMELINE,
             description="the hub's own timeline recorder",
             bindings=["#"],
-            make_handler=lambda ctx: make_timeline_recorder(store),
+            make_handler=lambda ctx: nothing,  # the recorder is the hub's, not an adapter
             ordered=False,
         )
         try:
@@ -163,9 +171,6 @@ def build_workers(
         workers += _fanout(settings, store, signer, verifier, skipped)
     if keeper:
         # The operator console's dead-letter keeper (hub.console.keeper), beside the recorder.
-        async def nothing(delivery: Any) -> Sequence[Any]:
-            return []  # the keeper consumes by itself; a spec only names it
-
         keeper_spec = AdapterSpec(name=KEEPER, description="the dead-letter keeper",
                                   bindings=[], make_handler=lambda ctx: nothing, ordered=False)
         workers.append(Worker(keeper_spec, Keeper(settings, store)))
@@ -228,7 +233,8 @@ async def adapter_session(
     events outside a worker."""
     store = Store.open(settings.store_url)
     signer = hub_signer(settings)
-    ctx = context_for(settings, name, signer=signer, store=store)
+    ctx = context_for(settings, name, store=store)
+    exchange = Names(settings.name_prefix).events
     publisher = Publisher(settings.broker_urls, settings, name=f"{name} command")
     try:
         await publisher.start()
@@ -238,7 +244,7 @@ async def adapter_session(
             # fails leaves a gap, which destinations tolerate (they only skip what is older).
             with store.begin() as tx:
                 [env] = number(tx, [env])
-            await publisher.publish(Outgoing.signed(env, signer, ctx.events_exchange))
+            await publisher.publish(Outgoing.signed(env, signer, exchange))
 
         yield ctx, publish
     finally:

@@ -8,7 +8,7 @@ Such an adapter keeps state of its own (a ledger, orders) behind a small port of
 
 - ``Runtime``: what its worker, callback parser and jobs share, built once from its context;
 - ``StatefulWorker``: the handler of its work queue: the event's type checked, bad canonical
-  data never retried (``canonical``), what it returns signed for the events exchange;
+  data never retried (``canonical``);
 - ``report_body``: a report the system pushes (a callback), parsed and checked against the
   system's contract;
 - ``Sweep`` and ``sweep``: a reconciliation or polling pass over what is open, which stops at
@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from hub import adaptertables, tomlmap
-from hub.adapters import AdapterContext
+from hub.adapters import AdapterContext, Event
 from hub.adaptertables import aware
 from hub.contracts import Contract, load_contract
 from hub.envelope import Envelope
@@ -186,20 +186,17 @@ class Closable(Protocol):
 
 
 class StatefulWorker(Generic[R]):
-    """The handler of a stateful adapter's work queue (an async callable over deliveries).
-    ``handle`` gets the verified event, of the type ``consumes`` names, and returns the
-    events it causes."""
+    """The handler of a stateful adapter's work queue (``hub.adapters.Handler``). ``handle``
+    gets the verified event, of the type ``consumes`` names, and returns the events it
+    causes."""
 
     consumes: ClassVar[str]
 
     def __init__(self, ctx: AdapterContext, rt: R, client: Closable) -> None:
         self.ctx, self.rt, self.client = ctx, rt, client
 
-    async def __call__(self, delivery: Any) -> list[Any]:
-        from hub.broker.messages import Outgoing  # the broker layer is only needed at run time
-
-        emitted = await self.process(delivery.envelope)
-        return [Outgoing.signed(env, self.ctx.signer, self.ctx.events_exchange) for env in emitted]
+    async def __call__(self, event: Event) -> list[Envelope]:
+        return await self.process(event.envelope)
 
     async def process(self, env: Envelope) -> list[Envelope]:
         if env.type != self.consumes:

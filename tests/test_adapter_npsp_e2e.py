@@ -22,6 +22,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
+from hub.handlers import for_consumer
 from hub.model import Status
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import keys
@@ -68,13 +69,13 @@ def test_signed_events_reach_the_portal_then_dead_letter_when_it_is_down(
         config = load_config(PROJECT_ROOT / "mappings", "npsp")
         config["base_url"] = sim.base_url
         config["policy"] = {"timeout": 1.0, "attempts": 1, "breaker_failures": 100}
-        ctx = AdapterContext(settings=settings, config=config, store=store,
-                             events_exchange=topo.names.events)
+        ctx = AdapterContext(settings=settings, config=config, store=store)
 
         async def go() -> Consumer:
             handler = adapter.make_handler(ctx)
             async with Publisher(settings.amqp_url, settings) as pub:
-                consumer = Consumer(settings, queue, handler, verifier=verifier, publisher=pub,
+                consumer = Consumer(settings, queue, for_consumer(handler, store),
+                                    verifier=verifier, publisher=pub,
                                     ordered=adapter.ordered, name="npsp-e2e")
                 consumer.start()
                 await consumer.wait_consuming()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,9 +15,8 @@ from npsp_support import DOSSIER_CODE, sample_dossier, sample_progress, sample_s
 
 from adapters.npsp import adapter
 from adapters.npsp.simulator import NpspSimulator
-from adapters.npsp.worker import NpspHandler, make_handler
-from hub.adapters import AdapterContext, load_config
-from hub.broker.messages import Delivery
+from adapters.npsp.worker import make_handler
+from hub.adapters import AdapterContext, Event, Handler, load_config, writes_to
 from hub.broker.metrics import REGISTRY
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, RetryableError
@@ -56,30 +56,34 @@ def context(sim: NpspSimulator, store: Store | None, tmp_path: Path) -> AdapterC
 
 
 def delivery(event_type: str, data: Any, *, source: str = PROVINCE,
-             sequence: int | None = None) -> Delivery:
-    env = Envelope.new(source=source, type=event_type, subject=DOSSIER_CODE, data=data,
-                       agency="000.00.00.H56", procedure="2.002492", sequence=sequence)
-    return Delivery(body=env.to_bytes(), envelope=env, headers={}, queue="lt.work.npsp",
-                    exchange="lt.events", routing_key="dossier.x.000_00_00_H56.2_002492",
-                    redelivered=False, attempt=0, delivery_tag=1, message_id=env.id)
+             sequence: int | None = None) -> Event:
+    return Event(Envelope.new(source=source, type=event_type, subject=DOSSIER_CODE, data=data,
+                              agency="000.00.00.H56", procedure="2.002492", sequence=sequence))
 
 
-def submitted(sequence: int | None = 1, **kw: Any) -> Delivery:
+def submitted(sequence: int | None = 1, **kw: Any) -> Event:
     return delivery("vn.gov.dossier.submitted", sample_dossier().model_dump(mode="json"),
                     sequence=sequence, **kw)
 
 
-def status(value: Status, sequence: int | None) -> Delivery:
+def status(value: Status, sequence: int | None) -> Event:
     return delivery("vn.gov.dossier.status-changed",
                     sample_status(value, note="Cán bộ ghi chú").model_dump(mode="json"),
                     sequence=sequence)
 
 
-def run(ctx: AdapterContext, go: Callable[[NpspHandler], Awaitable[T]]) -> T:
+def run(ctx: AdapterContext, go: Callable[[Handler], Awaitable[T]]) -> T:
     async def main() -> T:
         handler = make_handler(ctx)
+
+        async def handle(event: Event) -> Sequence[Envelope]:
+            # As a worker hands it over: what follows the call is recorded in the store.
+            if ctx.store is not None:
+                event = replace(event, recorder=writes_to(ctx.store))
+            return await handler(event)
+
         try:
-            return await go(handler)
+            return await go(handle)
         finally:
             await handler.aclose()
 
@@ -113,7 +117,7 @@ def test_dossier_from_the_portal_is_not_echoed(
 
 def test_status_changes_apply_in_sequence(sim: NpspSimulator, store: Store,
                                           tmp_path: Path) -> None:
-    async def go(h: NpspHandler) -> None:
+    async def go(h: Handler) -> None:
         await h(submitted(sequence=1))
         await h(status(Status.RECEIVED, 2))
         await h(status(Status.RESOLVED, 4))
@@ -150,7 +154,7 @@ def test_a_skipped_event_is_never_silent(sim: NpspSimulator, store: Store, tmp_p
     again = submitted(sequence=4)
     before = skipped_count("stale_sequence"), skipped_count("already_applied")
 
-    async def go(h: NpspHandler) -> None:
+    async def go(h: Handler) -> None:
         await h(submitted(sequence=1))
         await h(again)
         await h(stale)
@@ -163,23 +167,23 @@ def test_a_skipped_event_is_never_silent(sim: NpspSimulator, store: Store, tmp_p
             skipped_count("already_applied") - before[1]) == (2, 1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3
-    assert stale.message_id in warnings[0] and "stale_sequence" in warnings[0]
+    assert stale.envelope.id in warnings[0] and "stale_sequence" in warnings[0]
     assert "sequence 3 is older than sequence 4" in warnings[0]
     entries = [e for e in store.timeline(DOSSIER_CODE) if e.event_type == SKIPPED]
     assert [(e.summary["skipped_message_id"], e.summary["reason"]) for e in entries] == [
-        (stale.message_id, "stale_sequence"), (again.message_id, "already_applied")]
+        (stale.envelope.id, "stale_sequence"), (again.envelope.id, "already_applied")]
     first = entries[0]
     assert first.source == "worker:npsp"
     assert first.summary | {"note": None} == {
         "destination": "npsp", "reason": "stale_sequence", "skipped_message_id":
-        stale.message_id, "skipped_type": "vn.gov.dossier.status-changed", "sequence": 3,
+        stale.envelope.id, "skipped_type": "vn.gov.dossier.status-changed", "sequence": 3,
         "last_applied": 4, "status": 4, "note": None}
     assert "move the portal's record backwards" in first.summary["note"]
     assert sim.dossier(DOSSIER_CODE)["TrangThaiHoSo"] == "1"  # type: ignore[index]
 
 
 def test_status_without_sequence_is_applied(sim: NpspSimulator, tmp_path: Path) -> None:
-    async def go(h: NpspHandler) -> None:
+    async def go(h: Handler) -> None:
         await h(submitted(sequence=None))
         await h(status(Status.RECEIVED, None))
 
@@ -197,7 +201,7 @@ def test_status_of_unknown_dossier_is_retryable(sim: NpspSimulator, store: Store
 
 
 def test_progress_is_reported(sim: NpspSimulator, store: Store, tmp_path: Path) -> None:
-    async def go(h: NpspHandler) -> None:
+    async def go(h: Handler) -> None:
         await h(submitted())
         await h(delivery("vn.gov.dossier.progress-reported",
                          sample_progress().model_dump(mode="json")))

@@ -24,6 +24,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
+from hub.handlers import for_consumer
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
@@ -49,13 +50,7 @@ def test_payment_through_the_broker(
     hub_signer = signer_for(settings.hub_id, trust)
     topo = declared_topology(settings, tmp_path, adapter, OBSERVER)
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
-    ctx = context(
-        settings,
-        sim.base_url,
-        store=store,
-        signer=hub_signer,
-        events_exchange=topo.names.events,
-    )
+    ctx = context(settings, sim.base_url, store=store)
     work, observed = topo.work_queue("payment"), topo.work_queue("observer")
     amqp = settings.amqp_url
 
@@ -68,10 +63,11 @@ def test_payment_through_the_broker(
         consumer = Consumer(
             settings,
             work,
-            handler,
+            for_consumer(handler, store),
             verifier=Verifier.from_settings(settings),
             processed=MemoryProcessedIds(),
             name="payment",
+            signer=hub_signer,
         )
         publisher = Publisher(amqp, settings)
         await publisher.start()

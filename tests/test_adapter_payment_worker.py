@@ -17,13 +17,11 @@ from adapters.payment.simulator import PaymentSimulator, SimTransaction, make_si
 from adapters.payment.store import SqlLedger
 from adapters.payment.worker import PaymentWorker
 from hub import adaptertables
-from hub.adapters import AdapterContext
-from hub.broker.messages import Delivery
-from hub.envelope import Envelope
+from hub.adapters import AdapterContext, Event
+from hub.envelope import Envelope, routing_key
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.model import PaymentInitiated, parse_event_data
 from hub.settings import Settings
-from hub.signing import Signer, generate
 from hub.store import Store
 
 SECRET = "worker-test-secret"
@@ -62,11 +60,7 @@ def sim(gateway: PaymentSimulator, monkeypatch: pytest.MonkeyPatch) -> PaymentSi
 
 @pytest.fixture
 def ctx(tmp_path: Path, sim: PaymentSimulator, store: Store) -> AdapterContext:
-    settings = Settings(data_dir=tmp_path)
-    signer_keys = generate(settings.hub_id)
-    assert signer_keys.certificate is not None
-    signer = Signer(signer_keys.private_key, signer_keys.certificate)
-    return context(settings, sim.base_url, store=store, signer=signer, events_exchange="lt.events")
+    return context(Settings(data_dir=tmp_path), sim.base_url, store=store)
 
 
 def test_init_emits_the_payment_url(ctx: AdapterContext, sim: PaymentSimulator) -> None:
@@ -92,27 +86,14 @@ def test_init_emits_the_payment_url(ctx: AdapterContext, sim: PaymentSimulator) 
     assert payment.dossier_code == "000.00.00.H56-250101-0001"
 
 
-def test_handler_returns_signed_outgoing(ctx: AdapterContext) -> None:
+def test_handler_returns_the_canonical_event(ctx: AdapterContext) -> None:
+    """On the hub's contract: an event in, the events it causes out (the consumer signs)."""
     request = request_envelope()
-    body = request.to_bytes()
-    delivery = Delivery(
-        body=body,
-        envelope=request,
-        headers={},
-        queue="q",
-        exchange="lt.events",
-        routing_key="payment.requested.x.y",
-        redelivered=False,
-        attempt=0,
-        delivery_tag=1,
-        message_id=request.id,
-    )
-    (out,) = run(lambda w: w(delivery), ctx)
-    assert out.exchange == "lt.events"
-    assert out.routing_key == "payment.initiated.000_00_00_H56.2_002492"
+    (out,) = run(lambda w: w(Event(request)), ctx)
+    assert isinstance(out, Envelope)
+    assert routing_key(out) == "payment.initiated.000_00_00_H56.2_002492"
     assert out.type == events.INITIATED
-    assert out.headers["lt-signature"].count(".") == 2
-    assert Envelope.from_bytes(out.body).id == out.message_id
+    assert out.causationid == request.id
 
 
 def test_redelivery_reemits_the_same_bytes_without_calling_again(

@@ -27,6 +27,7 @@ from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
+from hub.handlers import for_consumer
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, Verifier
 from hub.testing.broker import Received, depth, read_all
@@ -61,16 +62,16 @@ def test_verification_through_the_broker(
     config.update(url=sim.url, url_env="")
     config["policy"] = {"timeout": 2.0, "attempts": 1, "breaker_failures": 100,
                         "rate_per_second": 0.0}
-    ctx = AdapterContext(settings=settings, config=config, signer=hub_signer,
-                         events_exchange=topo.names.events)
+    ctx = AdapterContext(settings=settings, config=config)
     work = topo.work_queue("population")
     observed = topo.work_queue("observer")
     amqp = settings.amqp_url
 
     async def scenario() -> tuple[list[Received], list[Received], list[Received]]:
         handler = adapter.make_handler(ctx)
-        consumer = Consumer(settings, work, handler, verifier=Verifier.from_settings(settings),
-                            processed=MemoryProcessedIds(), name="population")
+        consumer = Consumer(settings, work, for_consumer(handler),
+                            verifier=Verifier.from_settings(settings),
+                            processed=MemoryProcessedIds(), name="population", signer=hub_signer)
         publisher = Publisher(amqp, settings)
         await publisher.start()
         consumer.start()

@@ -29,6 +29,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.envelope import Envelope
+from hub.handlers import for_consumer
 from hub.numberpool import PoolCounts
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
@@ -61,13 +62,7 @@ def test_postal_order_through_the_broker(
     hub_signer = signer_for(settings.hub_id, trust)
     topo = declared_topology(settings, tmp_path, adapter, OBSERVER)
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
-    ctx = context(
-        settings,
-        sim.base_url,
-        store=store,
-        signer=hub_signer,
-        events_exchange=topo.names.events,
-    )
+    ctx = context(settings, sim.base_url, store=store)
     ensure_schema(store.engine, tables)
     SqlWaybills(store.engine).add("LIENTHONG", ["VNP00001", "VNP00002"], datetime.now(UTC))
     work, observed = topo.work_queue("postal"), topo.work_queue("observer")
@@ -82,10 +77,11 @@ def test_postal_order_through_the_broker(
         consumer = Consumer(
             settings,
             work,
-            handler,
+            for_consumer(handler, store),
             verifier=Verifier.from_settings(settings),
             processed=MemoryProcessedIds(),
             name="postal",
+            signer=hub_signer,
         )
         publisher = Publisher(amqp, settings)
         await publisher.start()

@@ -19,15 +19,13 @@ from adapters.postal.simulator import PostalSimulator, make_simulator
 from adapters.postal.store import SqlOrders, SqlWaybills
 from adapters.postal.store import metadata as tables
 from adapters.postal.worker import PostalWorker
-from hub.adapters import AdapterContext
+from hub.adapters import AdapterContext, Event
 from hub.adaptertables import ensure_schema
-from hub.broker.messages import Delivery
-from hub.envelope import Envelope
+from hub.envelope import Envelope, routing_key
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.model import PostalTracking, parse_event_data
 from hub.numberpool import PoolCounts
 from hub.settings import Settings
-from hub.signing import Signer, generate
 from hub.store import Store
 
 T = TypeVar("T")
@@ -72,17 +70,8 @@ def customer() -> str:
 
 @pytest.fixture
 def ctx(tmp_path: Path, sim: PostalSimulator, store: Store, customer: str) -> AdapterContext:
-    settings = Settings(data_dir=tmp_path)
-    keys = generate(settings.hub_id)
-    assert keys.certificate is not None
-    ctx = context(
-        settings,
-        sim.base_url,
-        store=store,
-        signer=Signer(keys.private_key, keys.certificate),
-        events_exchange="lt.events",
-        customer_code=customer,
-    )
+    ctx = context(Settings(data_dir=tmp_path), sim.base_url, store=store,
+                  customer_code=customer)
     sim.customer_code = customer
     return ctx
 
@@ -119,24 +108,14 @@ def test_order_on_a_pooled_waybill(ctx: AdapterContext, sim: PostalSimulator) ->
     assert order is not None and order.last_state == 1
 
 
-def test_handler_returns_signed_outgoing(ctx: AdapterContext) -> None:
+def test_handler_returns_the_canonical_event(ctx: AdapterContext) -> None:
+    """On the hub's contract: an event in, the events it causes out (the consumer signs)."""
     fill(ctx, 1)
     request = pickup_envelope(dossier_code=dossier())
-    delivery = Delivery(
-        body=request.to_bytes(),
-        envelope=request,
-        headers={},
-        queue="q",
-        exchange="lt.events",
-        routing_key="postal.pickup-requested.x.y",
-        redelivered=False,
-        attempt=0,
-        delivery_tag=1,
-        message_id=request.id,
-    )
-    (out,) = run(lambda w: w(delivery), ctx)
-    assert out.routing_key == "postal.tracking-updated.000_00_00_H56.2_002492"
-    assert out.headers["lt-signature"]
+    (out,) = run(lambda w: w(Event(request)), ctx)
+    assert isinstance(out, Envelope)
+    assert routing_key(out) == "postal.tracking-updated.000_00_00_H56.2_002492"
+    assert out.causationid == request.id
 
 
 def test_redelivery_reuses_waybill_and_event(ctx: AdapterContext, sim: PostalSimulator) -> None:

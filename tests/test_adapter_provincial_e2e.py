@@ -20,6 +20,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
 from hub.envelope import Envelope
+from hub.handlers import for_consumer
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import keys
 from hub.signing.jws import Signer
@@ -61,13 +62,13 @@ def test_signed_event_is_delivered_then_dead_lettered_when_the_province_is_down(
         config = load_config(PROJECT_ROOT / "mappings", "provincial")
         config["base_url"] = sim.base_url
         config["policy"] = {"timeout": 1.0, "attempts": 1, "breaker_failures": 100}
-        ctx = AdapterContext(settings=settings, config=config,
-                             events_exchange=topo.names.events)
+        ctx = AdapterContext(settings=settings, config=config)
 
         async def go() -> Consumer:
             handler = adapter.make_handler(ctx)
             async with Publisher(settings.amqp_url, settings) as pub:
-                consumer = Consumer(settings, queue, handler, verifier=verifier, publisher=pub,
+                consumer = Consumer(settings, queue, for_consumer(handler), verifier=verifier,
+                                    publisher=pub,
                                     ordered=adapter.ordered, name="provincial-e2e")
                 consumer.start()
                 await consumer.wait_consuming()

@@ -21,8 +21,7 @@ from adapters.provincial.mapping import load_mapping
 from adapters.provincial.simulator import ProvincialSimulator
 from adapters.provincial.translate import dossier_to_wire
 from adapters.provincial.worker import ProvincialHandler, make_handler
-from hub.adapters import AdapterContext, load_config
-from hub.broker.messages import Delivery
+from hub.adapters import AdapterContext, Event, load_config
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.settings import PROJECT_ROOT, Settings
@@ -47,15 +46,12 @@ def context(tmp_path: Path, base_url: str, **overrides: Any) -> AdapterContext:
 
 
 def delivery(data: Any, *, source: str = PORTAL_SOURCE,
-             event_type: str = "vn.gov.dossier.submitted") -> Delivery:
-    env = Envelope.new(source=source, type=event_type, subject=DOSSIER_CODE, data=data,
-                       agency="000.20.31.H56", procedure="1.010708")
-    return Delivery(body=env.to_bytes(), envelope=env, headers={}, queue="lt.work.provincial",
-                    exchange="lt.events", routing_key="dossier.submitted.x.y",
-                    redelivered=False, attempt=0, delivery_tag=1, message_id=env.id)
+             event_type: str = "vn.gov.dossier.submitted") -> Event:
+    return Event(Envelope.new(source=source, type=event_type, subject=DOSSIER_CODE, data=data,
+                              agency="000.20.31.H56", procedure="1.010708"))
 
 
-def submitted(code: str = DOSSIER_CODE, source: str = PORTAL_SOURCE, **changes: Any) -> Delivery:
+def submitted(code: str = DOSSIER_CODE, source: str = PORTAL_SOURCE, **changes: Any) -> Event:
     return delivery(sample_dossier(code, **changes).model_dump(mode="json"), source=source)
 
 

@@ -21,12 +21,14 @@ from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
+from hub.broker.names import slot_of
 from hub.broker.processed import MemoryProcessedIds
 from hub.broker.publisher import Publisher
 from hub.broker.topology import Topology
-from hub.envelope import Envelope
+from hub.envelope import Envelope, routing_key
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.settings import Settings
+from hub.signing import Signer, TrustStore, Verifier, generate
 from hub.testing.broker import (
     NullSigner,
     close_connections,
@@ -321,6 +323,35 @@ def test_what_the_handler_returns_is_published_before_the_ack(
     assert sorted(r.properties.type for r in relayed) == ["vn.gov.relay.done"] * 20
     assert {r.body for r in relayed} and all(b"causationid" in r.body for r in relayed)
     assert depth(settings.amqp_url, topo.work_queue("orders")) == 0
+
+
+def test_canonical_events_a_handler_returns_are_signed_by_the_consumer(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An adapter's handler returns envelopes and holds no key: the consumer signs them with
+    the worker's signer (verifiable against the trust store), for the events exchange, with
+    the routing key and the lt-slot header of Outgoing.signed."""
+    topo = _topology(settings, tmp_path)
+    material = generate(settings.hub_id)
+    assert material.certificate is not None
+    TrustStore(settings.trust_dir).add(material.certificate_pem())
+    signer = Signer(material.private_key, material.certificate)
+
+    def handler(d: Delivery) -> list[Envelope]:
+        return [d.envelope.derive(source=settings.hub_id, type="vn.gov.relay.done", data={})]
+
+    messages = [_message(topo, i) for i in range(3)]
+    asyncio.run(_consume(settings, topo, handler, messages, lambda c: c.stats.handled == 3,
+                         signer=signer))
+    relayed = read_all(settings.amqp_url, topo.work_queue("sink"))
+    assert len(relayed) == 3
+    verifier = Verifier.from_settings(settings)
+    for r in relayed:
+        env = Envelope.from_bytes(r.body)
+        assert verifier.verify(r.body, r.headers[h.SIGNATURE], env).system_id == settings.hub_id
+        assert r.routing_key == routing_key(env)
+        assert r.headers[h.SLOT] == slot_of(env.subject)
+        assert r.properties.message_id == env.id
 
 
 def test_a_result_that_routes_nowhere_is_parked_and_the_handler_is_not_run_again(

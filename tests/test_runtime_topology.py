@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from hub import runtime
-from hub.adapters import AdapterContext, AdapterSpec
+from hub.adapters import AdapterContext, AdapterSpec, Event, Handler
 from hub.broker.names import Names
 from hub.broker.topology import Topology
+from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import Settings
 from hub.signing import TrustStore, generate, load_signer
@@ -22,9 +23,9 @@ from hub.store import Store
 
 
 def _spec(name: str, *, ordered: bool) -> AdapterSpec:
-    def make_handler(ctx: AdapterContext) -> Any:
-        async def handle(message: Any) -> None:
-            return None
+    def make_handler(ctx: AdapterContext) -> Handler:
+        async def handle(event: Event) -> list[Envelope]:
+            return []
 
         return handle
 

@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from hub import runtime
-from hub.adapters import AdapterContext, AdapterSpec
+from hub.adapters import AdapterContext, AdapterSpec, Event, Handler
 from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.topology import Topology
+from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import Settings
 from hub.signing import TrustStore, generate, load_signer
@@ -34,13 +35,13 @@ from hub.workerhealth import WorkerHealth, serving
 
 
 def _spec(name: str, *, secret_missing: bool = False) -> AdapterSpec:
-    def make_handler(ctx: AdapterContext) -> Any:
+    def make_handler(ctx: AdapterContext) -> Handler:
         if secret_missing:
             raise ConfigError(f"LIENTHONG_{name.upper()}_SECRET is not set; set it to the "
                               "secret the system gave", field="secret")
 
-        async def handle(message: Any) -> None:
-            return None
+        async def handle(event: Event) -> list[Envelope]:
+            return []
 
         return handle
 

@@ -27,8 +27,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from hub.adapters import AdapterContext, discover, load_config
-from hub.broker.messages import Delivery
+from hub.adapters import AdapterContext, Event, discover, load_config
 from hub.broker.metrics import REGISTRY
 from hub.broker.names import Names
 from hub.broker.retry import Park, decide, parked_headers, retry_headers
@@ -118,12 +117,10 @@ def system() -> Iterator[tuple[FaultySystem, str]]:
         server.stop()
 
 
-def _delivery(event_type: str, data: dict[str, Any]) -> Delivery:
-    env = Envelope.new(source=UPSTREAM, type=event_type, subject=data.get("dossier_code", DOSSIER),
-                       data=data, agency="000.00.00.H56", procedure="2.002492")
-    return Delivery(body=env.to_bytes(), envelope=env, headers={}, queue="q", exchange="lt.events",
-                    routing_key="x", redelivered=False, attempt=0, delivery_tag=1,
-                    message_id=env.id)
+def _delivery(event_type: str, data: dict[str, Any]) -> Event:
+    return Event(Envelope.new(source=UPSTREAM, type=event_type,
+                              subject=data.get("dossier_code", DOSSIER), data=data,
+                              agency="000.00.00.H56", procedure="2.002492"))
 
 
 def _config(name: str, **values: Any) -> dict[str, Any]:
@@ -141,11 +138,11 @@ class System:
     name: str
     operation: str  # the metrics' operation of the call that fails
     config: Callable[[str], dict[str, Any]]
-    delivery: Callable[[], Delivery]
+    delivery: Callable[[], Event]
     canned: Callable[[dict[str, Any]], dict[str, dict[str, Any]]] = lambda config: {}
 
 
-def _payment() -> Delivery:
+def _payment() -> Event:
     return _delivery("vn.gov.payment.requested", {
         "dossier_code": DOSSIER, "procedure_code": "2.002492", "agency_code": "000.00.00.H56",
         "reference": "LT0001", "amount": "150000",
@@ -153,19 +150,19 @@ def _payment() -> Delivery:
     })
 
 
-def _postal() -> Delivery:
+def _postal() -> Event:
     party = {"name": NAME, "address": "1 Lê Lợi, Sầm Sơn", "phone": PHONE}
     return _delivery("vn.gov.postal.pickup-requested", {
         "dossier_code": DOSSIER, "sender": {**party, "name": "Trung tâm Phục vụ hành chính công"},
         "receiver": party, "direction": "return"})
 
 
-def _dossier() -> Delivery:
+def _dossier() -> Event:
     dossier = sample_dossier(applicant=_applicant())
     return _delivery("vn.gov.dossier.submitted", dossier.model_dump(mode="json"))
 
 
-def _citizen() -> Delivery:
+def _citizen() -> Event:
     return _delivery("vn.gov.citizen.verification-requested", {
         "dossier_code": DOSSIER, "identity_number": IDENTITY, "name": NAME,
         "birth_date": "1990-01-15"})
@@ -229,8 +226,7 @@ def _calls(system: str, operation: str, outcome: str) -> float:
 
 
 def _call(spec: System, config: dict[str, Any], tmp_path: Path) -> HubError:
-    ctx = AdapterContext(settings=Settings(data_dir=tmp_path), config=config,
-                         events_exchange="lt.events")
+    ctx = AdapterContext(settings=Settings(data_dir=tmp_path), config=config)
 
     async def main() -> None:
         handler: Any = discover()[spec.name].make_handler(ctx)

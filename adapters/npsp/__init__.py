@@ -7,9 +7,7 @@ so it stays light: the worker, client and simulator are imported only when built
 
 from __future__ import annotations
 
-from typing import Any
-
-from hub.adapters import AdapterContext, AdapterSpec, Handler
+from hub.adapters import AdapterContext, AdapterSpec, Handler, Simulator
 
 NAME = "npsp"
 
@@ -20,7 +18,7 @@ def _make_handler(ctx: AdapterContext) -> Handler:
     return make_handler(ctx)
 
 
-def _make_simulator(**switches: Any) -> Any:
+def _make_simulator(**switches: object) -> Simulator:
     from adapters.npsp.simulator import make_simulator
 
     return make_simulator(**switches)

@@ -28,7 +28,7 @@ from adapters.npsp.config import NpspConfig
 from adapters.npsp.mapping import load_mapping
 from adapters.npsp.translate import apply_status, dossier_to_record, progress_to_record
 from hub import codes
-from hub.adapters import AdapterContext, load_config
+from hub.adapters import AdapterContext, Event, load_config
 from hub.contracts import load_contract
 from hub.envelope import Envelope
 from hub.errors import HubError, InvalidMessage, ValidationError
@@ -65,8 +65,8 @@ class NpspHandler:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def __call__(self, delivery: Any) -> list[Any]:
-        env: Envelope = delivery.envelope
+    async def __call__(self, event: Event) -> list[Envelope]:
+        env = event.envelope
         if env.type not in HANDLED:
             raise InvalidMessage(
                 f"the portal's worker handles {list(HANDLED)}, not {env.type!r}; check the "
@@ -82,9 +82,9 @@ class NpspHandler:
             ) from None
         try:
             if isinstance(body, Dossier):
-                await self._submitted(delivery, env, body)
+                await self._submitted(event, env, body)
             elif isinstance(body, StatusChange):
-                await self._status_changed(delivery, env, body)
+                await self._status_changed(event, env, body)
             elif isinstance(body, ProgressStep):
                 await self._progress(body)
         except ValidationError as exc:
@@ -98,7 +98,7 @@ class NpspHandler:
         # The portal's answers cause no further events.
         return []
 
-    async def _submitted(self, delivery: Any, env: Envelope, dossier: Dossier) -> None:
+    async def _submitted(self, event: Event, env: Envelope, dossier: Dossier) -> None:
         if env.source in self.config.portal_sources:
             log.info("dossier %s was submitted at the portal (%s): not synced back",
                      dossier.code, env.source)
@@ -107,11 +107,11 @@ class NpspHandler:
             return
         record = dossier_to_record(dossier, self.mapping)
         outcome = await self.client.upsert_dossier(record, agency=dossier.agency_code)
-        await self._applied(delivery, dossier.code, env.sequence)
+        await self._applied(event, dossier.code, env.sequence)
         log.info("dossier %s %s on the portal (applicant %s, status %d)", dossier.code, outcome,
                  mask_identity(dossier.applicant.identity_number), dossier.status)
 
-    async def _status_changed(self, delivery: Any, env: Envelope, change: StatusChange) -> None:
+    async def _status_changed(self, event: Event, env: Envelope, change: StatusChange) -> None:
         code = change.dossier_code
         if await self._superseded(env, code, status=int(change.status)):
             return
@@ -125,17 +125,17 @@ class NpspHandler:
             )
         updated = apply_status(current, change, self.mapping)
         await self.client.sync_dossiers([updated], update=True, agency=agency)
-        await self._applied(delivery, code, env.sequence)
+        await self._applied(event, code, env.sequence)
         log.info("dossier %s: status %d sent to the portal", code, change.status)
 
-    async def _applied(self, delivery: Any, code: str, sequence: int | None) -> None:
+    async def _applied(self, event: Event, code: str, sequence: int | None) -> None:
         """The portal has the event: its sequence is recorded through the consumer
-        (``Delivery.record``), so a store that refuses the write makes the consumer retry the
+        (``Event.record``), so a store that refuses the write makes the consumer retry the
         write, never the portal call."""
         if sequence is None:
             return
-        if self.store is not None and hasattr(delivery, "record"):
-            delivery.record(self.store, lambda tx: tx.set_sequence(NAME, code, sequence))
+        if self.store is not None:
+            event.record(lambda tx: tx.set_sequence(NAME, code, sequence))
         else:
             await self.sequencer.applied(code, sequence)
 

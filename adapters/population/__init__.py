@@ -9,9 +9,7 @@ when built.
 
 from __future__ import annotations
 
-from typing import Any
-
-from hub.adapters import AdapterContext, AdapterSpec, Handler
+from hub.adapters import AdapterContext, AdapterSpec, Handler, Simulator
 
 NAME = "population"
 
@@ -22,7 +20,7 @@ def _make_handler(ctx: AdapterContext) -> Handler:
     return make_handler(ctx)
 
 
-def _make_simulator(**switches: Any) -> Any:
+def _make_simulator(**switches: object) -> Simulator:
     from adapters.population.simulator import make_simulator
 
     return make_simulator(**switches)

@@ -2,8 +2,8 @@
 
 For each request it asks the population database whether a citizen with these details exists
 (XacThucThongTinCongDan); when the configuration says ``lookup = true`` and the answer is yes,
-it also fetches the record (TraCuuThongTinCongDan). It emits ``vn.gov.citizen.verified``,
-signed by the hub, caused by the request.
+it also fetches the record (TraCuuThongTinCongDan). It returns ``vn.gov.citizen.verified``,
+caused by the request (the hub signs and publishes it).
 
 Failures follow the contract: bad canonical data is InvalidMessage (never retried, and raised
 before any call to the system); the system's refusals and outages are PermanentError /
@@ -22,8 +22,8 @@ from adapters.population.config import PopulationConfig
 from adapters.population.mapping import load_mapping
 from adapters.population.translate import Caller
 from hub import codes
-from hub.adapters import AdapterContext, load_config
-from hub.broker.messages import Delivery, Outgoing
+from hub.adapters import AdapterContext, Event, load_config
+from hub.envelope import Envelope
 from hub.errors import CodeError, HubError, InvalidMessage
 from hub.model import VN_TZ, CitizenVerification, CitizenVerified, parse_event_data
 from hub.privacy import initials, mask_identity, scrub
@@ -49,18 +49,17 @@ def build_client(ctx: AdapterContext) -> PopulationClient:
 
 
 class VerificationHandler:
-    """``handler(delivery) -> [Outgoing]``; ``aclose()`` releases the connection pool."""
+    """``handler(event) -> [verified event]``; ``aclose()`` releases the connection pool."""
 
     def __init__(self, ctx: AdapterContext, client: PopulationClient | None = None) -> None:
-        self.ctx = ctx
         self.client = client or build_client(ctx)
         self.source: str = ctx.settings.hub_id
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def __call__(self, delivery: Delivery) -> list[Outgoing]:
-        env = delivery.envelope
+    async def __call__(self, event: Event) -> list[Envelope]:
+        env = event.envelope
         if env.type != VERIFICATION_REQUESTED:
             raise InvalidMessage(
                 f"the population worker handles {VERIFICATION_REQUESTED} only, got {env.type!r};"
@@ -90,9 +89,8 @@ class VerificationHandler:
         log.info("citizen verification %s for dossier %s: %s (%s) matched=%s%s", env.id,
                  result.dossier_code or "-", mask_identity(who.identity_number),
                  initials(who.name), matched, ", record attached" if record else "")
-        out = env.derive(source=self.source, type=VERIFIED,
-                         data=result.model_dump(mode="json", exclude_none=True))
-        return [Outgoing.signed(out, self.ctx.signer, self.ctx.events_exchange)]
+        return [env.derive(source=self.source, type=VERIFIED,
+                           data=result.model_dump(mode="json", exclude_none=True))]
 
 
 def _request(data: Any) -> CitizenVerification:

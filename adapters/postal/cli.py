@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -35,13 +37,15 @@ def poll(
     typer.echo(asyncio.run(go()))
 
 
-def _ctx() -> AdapterContext:
+@contextmanager
+def _ctx() -> Iterator[AdapterContext]:
     from hub.adapters import context_for
     from hub.settings import load
     from hub.store import Store
 
     settings = load()
-    return context_for(settings, "postal", store=Store.open(settings.store_url))
+    with Store.open(settings.store_url) as store:
+        yield context_for(settings, "postal", store=store)
 
 
 @pool_app.command("add")
@@ -55,12 +59,9 @@ def pool_add(
     """Add waybill numbers the postal service allocated to the hub."""
     from adapters.postal import admin
 
-    ctx = _ctx()
-    try:
+    with _ctx() as ctx:
         added = admin.pool_add(ctx, numbers=numbers or (), file=file, first=first, last=last,
                                customer_code=customer)
-    finally:
-        ctx.store.close()
     typer.echo(f"{added}")
 
 
@@ -69,8 +70,5 @@ def pool_status(customer: str | None = typer.Option(None, help="Customer code.")
     """How many waybill numbers are free and used."""
     from adapters.postal import admin
 
-    ctx = _ctx()
-    try:
+    with _ctx() as ctx:
         typer.echo(f"{admin.pool_status(ctx, customer)}")
-    finally:
-        ctx.store.close()

@@ -9,10 +9,7 @@ light: the worker, client, callback parser and simulator are imported only when 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from hub.adapters import AdapterContext, AdapterSpec, Handler
+from hub.adapters import AdapterContext, AdapterSpec, CallbackParser, Handler, Simulator
 
 NAME = "provincial"
 
@@ -23,13 +20,13 @@ def _make_handler(ctx: AdapterContext) -> Handler:
     return make_handler(ctx)
 
 
-def _make_callback(ctx: AdapterContext) -> Callable[[bytes, dict[str, str]], Any]:
+def _make_callback(ctx: AdapterContext) -> CallbackParser:
     from adapters.provincial.callback import make_callback
 
     return make_callback(ctx)
 
 
-def _make_simulator(**switches: Any) -> Any:
+def _make_simulator(**switches: object) -> Simulator:
     from adapters.provincial.simulator import make_simulator
 
     return make_simulator(**switches)

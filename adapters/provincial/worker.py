@@ -9,13 +9,12 @@ names a system for that ministry's code.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from adapters.provincial.client import NAME, ProvincialClient
 from adapters.provincial.config import ProvincialConfig, anchor_of
 from adapters.provincial.mapping import load_mapping
 from adapters.provincial.translate import dossier_to_wire
-from hub.adapters import AdapterContext, load_config
+from hub.adapters import AdapterContext, Event, load_config
 from hub.contracts import load_contract
 from hub.envelope import Envelope
 from hub.errors import HubError, InvalidMessage, ValidationError
@@ -55,8 +54,8 @@ class ProvincialHandler:
             return None
         return self.config.endpoint_for(province)
 
-    async def __call__(self, delivery: Any) -> list[Any]:
-        env: Envelope = delivery.envelope
+    async def __call__(self, event: Event) -> list[Envelope]:
+        env = event.envelope
         if env.type != SUBMITTED:
             raise InvalidMessage(
                 f"the provincial worker handles {SUBMITTED!r} only, not {env.type!r}; check the "

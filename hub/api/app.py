@@ -115,11 +115,8 @@ def create_app(
     intake.observe_stage(metrics.intake_stage)
     if relay:
         intake.relay_lease = outbox_relay.lease_for_intake
-    events_exchange = intake.exchange
     callbacks = CallbackDispatcher(
-        adapters if adapters is not None else discover,
-        context_factory(settings, signer=signer, store=store, events_exchange=events_exchange),
-    )
+        adapters if adapters is not None else discover, context_factory(settings, store=store))
     ctx = ApiContext(
         settings=settings, store=store, registry=registry, intake=intake,
         limiter=RateLimiter(settings.rate_per_client), metrics=metrics, callbacks=callbacks,

@@ -30,16 +30,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub import codes
-from hub.adapters import AdapterContext, AdapterSpec, context_for, missing_secrets
+from hub.adapters import (
+    AdapterContext,
+    AdapterSpec,
+    AdapterStore,
+    CallbackParser,
+    context_for,
+    missing_secrets,
+)
 from hub.api.auth import ClientIdentity, ClientRegistry, authorize_callback
 from hub.api.errors import NotFound
 from hub.api.metrics import note_door
 from hub.envelope import Envelope
 from hub.errors import AccessDenied, ConfigError, HubError, SecretMissing
+from hub.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CallbackParser = Callable[[bytes, dict[str, str]], Any]
 AdapterMap = Mapping[str, AdapterSpec]
 
 
@@ -242,11 +249,9 @@ def check_envelopes(system: str, result: Any) -> list[Envelope]:
     return list(result)
 
 
-def context_factory(settings: Any, *, signer: Any, store: Any,
-                    events_exchange: str) -> Callable[[AdapterSpec], AdapterContext]:
+def context_factory(settings: Settings, *,
+                    store: AdapterStore | None) -> Callable[[AdapterSpec], AdapterContext]:
     def make(spec: AdapterSpec) -> AdapterContext:
-        ctx = context_for(settings, spec.name, signer=signer, store=store)
-        ctx.events_exchange = events_exchange
-        return ctx
+        return context_for(settings, spec.name, store=store)
 
     return make

@@ -3,8 +3,9 @@
 Per delivery: decode the envelope -> processed-id check (identical bytes again: acknowledged
 without running the handler; the same id with other bytes: ``client.replayed_id``) -> verify the
 signature -> ``handler(delivery)`` -> record what the handler asked to record
-(``Delivery.record``) -> publish what it returned and wait for the confirms -> record the id as
-processed -> acknowledge. A failure publishes a copy to the next retry tier, the dead letters or
+(``Delivery.record``) -> publish what it returned (canonical events signed here with the
+worker's key: handlers hold none) and wait for the confirms -> record the id as processed ->
+acknowledge. A failure publishes a copy to the next retry tier, the dead letters or
 the invalid messages (``hub.broker.retry`` decides which) and acknowledges the original only
 once the broker has confirmed that copy. Results the broker refuses (a failover, a full queue)
 are not a failure of the handler, whose call is made: they are published again until confirmed.
@@ -64,7 +65,7 @@ from hub import headers as h
 from hub.broker.acks import AckTracker
 from hub.broker.connection import Backoff, BrokerNodes, Link, broker_urls, sleep_unless
 from hub.broker.lanes import HeldGroup, Lanes
-from hub.broker.messages import Delivery, Outgoing
+from hub.broker.messages import Delivery, EnvelopeSigner, Outgoing
 from hub.broker.metrics import DEAD_LETTERS, RETRIES, ConsumerMetrics
 from hub.broker.names import Names
 from hub.broker.processed import ProcessedIds
@@ -81,12 +82,15 @@ from hub.broker.retry import (
 )
 from hub.broker.topology import Topology
 from hub.envelope import CONTENT_TYPE, Envelope
-from hub.errors import BrokerUnavailable, InvalidMessage
+from hub.errors import BrokerUnavailable, ConfigError, InvalidMessage
 
 log = logging.getLogger(__name__)
 
-# Async or plain; returns the messages the delivery causes (published before it is acked).
-Handler = Callable[[Delivery], Awaitable[Sequence[Outgoing] | None] | Sequence[Outgoing] | None]
+# What a handler returns: the messages the delivery causes (published before it is acked),
+# as broker messages, or as canonical events that the consumer signs for the events exchange.
+Results = Sequence[Outgoing | Envelope] | Outgoing | None
+# Async or plain.
+Handler = Callable[[Delivery], Awaitable[Results] | Results]
 # One write a handler asked for (``Delivery.record``): the store, and what to do in its unit of
 # work.
 Write = tuple[Any, Callable[[Any], object]]
@@ -218,8 +222,11 @@ class Consumer:
         home: Sequence[str] | None = None,
         drain_first: Callable[[], Sequence[str]] | None = None,
         on_confirmed: Callable[[Outgoing], None] | None = None,
+        signer: EnvelopeSigner | None = None,
     ) -> None:
         self.settings = settings
+        # Signs the canonical events a handler returns (an adapter holds no key).
+        self.signer = signer
         self.queues = [queue] if isinstance(queue, str) else list(queue)
         if not self.queues:
             raise ValueError("a consumer needs at least one queue")
@@ -626,9 +633,7 @@ class Consumer:
                 # The call is made: from here on only the writes are retried, never the call.
                 await self._record(recording)
                 stage["record"].observe(time.perf_counter() - handled)
-            outputs: Sequence[Outgoing] = (
-                (result,) if isinstance(result, Outgoing) else (result or ())
-            )
+            outputs = self._outgoing(result)
             publisher = self._publisher
             assert publisher is not None
             futures = [publisher.publish_nowait(o) for o in outputs]
@@ -642,6 +647,23 @@ class Consumer:
             await self._fail(inbound, exc, group)
             return
         await self._finish(inbound, outputs, futures, group)
+
+    def _outgoing(self, result: Results) -> Sequence[Outgoing]:
+        """What a handler returned, as messages: its canonical events signed (after its
+        recordings ran, which may have numbered them) for the events exchange."""
+        if isinstance(result, Outgoing):
+            return (result,)
+        if not result:
+            return ()
+        return [out if isinstance(out, Outgoing) else self._signed(out) for out in result]
+
+    def _signed(self, env: Envelope) -> Outgoing:
+        if self.signer is None:
+            raise ConfigError(
+                f"{self.name}: its handler returned event {env.id} to publish, but the consumer "
+                "was built without a signer; give it signer= (the hub's, hub.runtime"
+                ".hub_signer)", field="signer")
+        return Outgoing.signed(env, self.signer, self.names.events)
 
     async def _admit(self, inbound: _Inbound) -> Delivery | None:
         """Decode, deduplicate and verify; None when the message is a duplicate (to ack)."""

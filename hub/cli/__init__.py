@@ -62,6 +62,11 @@ def _register_adapters() -> None:
         if cli is None:
             continue
         sub = cli() if callable(cli) and not isinstance(cli, typer.Typer) else cli
+        if not isinstance(sub, typer.Typer):
+            typer.echo(f"warning: adapter {name}'s extra['cli'] is {type(sub).__name__}, not a "
+                       "typer.Typer (or a function returning one); its commands are left out",
+                       err=True)
+            continue
         app.add_typer(sub, name=name)
 
 

@@ -24,7 +24,6 @@ from typing import Protocol
 from sqlalchemy import Connection, insert, select
 
 from hub import codes
-from hub.broker.messages import EnvelopeSigner, Outgoing
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.intake import tables as intake_tables
@@ -64,25 +63,6 @@ def number(tx: Transaction, envelopes: Sequence[Envelope]) -> list[Envelope]:
     known.update(assigned)
     return [env if env.id not in known or env.sequence == known[env.id]
             else replace(env, sequence=known[env.id]) for env in envelopes]
-
-
-def number_outgoing(tx: Transaction, messages: Sequence[Outgoing],
-                    signer: EnvelopeSigner) -> list[Outgoing]:
-    """``number`` for messages already signed (what a handler returns): a message whose
-    sequence changes is serialised and signed again, its routing and other headers kept."""
-    envelopes = [Envelope.from_bytes(out.body) for out in messages]
-    numbered = number(tx, envelopes)
-    result = []
-    for out, before, after in zip(messages, envelopes, numbered, strict=True):
-        if after is before:
-            result.append(out)
-            continue
-        again = Outgoing.signed(after, signer, out.exchange, out.routing_key)
-        again.headers = {**out.headers, **again.headers}
-        again.app_id, again.content_type = out.app_id, out.content_type
-        again.timestamp = out.timestamp
-        result.append(again)
-    return result
 
 
 def _recall(conn: Connection, message_ids: list[str]) -> dict[str, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.adapterconfig import layered, read_adapter_config
-from hub.adapters import AdapterContext
+from hub.adapters import AdapterContext, AdapterStore
 
 # Calls fail fast and are not retried in-process, so each failure shows as it is; the timeout
 # stays generous so a loaded machine does not turn a normal call into one.
@@ -25,9 +25,7 @@ def quick_context(
     name: str,
     base_url: str,
     *,
-    store: Any = None,
-    signer: Any = None,
-    events_exchange: str = "",
+    store: AdapterStore | None = None,
     **overrides: Any,
 ) -> AdapterContext:
     """Adapter ``name``'s shipped configuration pointed at ``base_url`` (a simulator) with
@@ -43,5 +41,4 @@ def quick_context(
                                       "policy": {**QUICK_POLICY, **overrides.pop("policy", {})},
                                       **overrides}),
     )
-    return AdapterContext(settings=settings, config=config, signer=signer, store=store,
-                          events_exchange=events_exchange)
+    return AdapterContext(settings=settings, config=config, store=store)

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from hub.adapters import AdapterContext, AdapterSpec
+from hub.adapters import AdapterContext, AdapterSpec, Event
+from hub.envelope import Envelope
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy, PolicyConfig
 from hub.simulation import Faults, SimulatorServer
@@ -41,8 +42,8 @@ def make_handler(ctx: AdapterContext):  # type: ignore[no-untyped-def]
     url = ctx.config["base_url"] + "/inbox"
     client = httpx.AsyncClient()
 
-    async def handle(delivery: Any) -> Sequence[Any]:
-        env = delivery.envelope
+    async def handle(event: Event) -> Sequence[Envelope]:
+        env = event.envelope
 
         async def once() -> None:
             try:

@@ -1,0 +1,81 @@
+"""The adapter contract (hub.adapters) is typed to the end: nothing in its public interface is
+``Any``, and no adapter reaches past it into the broker layer or a signing key (the consumer
+signs and publishes what a handler returns)."""
+
+from __future__ import annotations
+
+import ast
+import collections.abc
+import inspect
+import typing
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+import hub.adapters
+from hub.settings import PROJECT_ROOT, Settings
+from hub.store.timeline import TimelineEvent
+
+# What hub.adapters imports for type checking only (the registry stays light at run time).
+_TYPE_ONLY = {"Engine": Engine, "Settings": Settings, "TimelineEvent": TimelineEvent}
+_FORBIDDEN = ("hub.broker", "hub.signing")
+
+
+def _hints(obj: object) -> list[object]:
+    """Every annotation of ``obj``: a class's fields and its methods' signatures (properties
+    too), a function's signature, or a type alias itself (Handler, CallbackParser, Write)."""
+    names = {**vars(hub.adapters), **_TYPE_ONLY, "typing": typing}
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+        return [obj]
+    found = list(typing.get_type_hints(obj, globalns=names).values())
+    if inspect.isclass(obj):
+        for member in vars(obj).values():
+            target = member.fget if isinstance(member, property) else member
+            if inspect.isfunction(target):
+                found += typing.get_type_hints(target, globalns=names).values()
+    return found
+
+
+def _contains_any(hint: object) -> bool:
+    if hint is typing.Any:
+        return True
+    return any(_contains_any(arg) for arg in typing.get_args(hint))
+
+
+def test_the_adapter_interface_has_no_any() -> None:
+    typed = {name: _hints(getattr(hub.adapters, name)) for name in hub.adapters.__all__
+             if name != "GROUP"}
+    assert len(typed) >= 14 and sum(len(h) for h in typed.values()) > 30, "too few to mean anything"
+    assert {name: hints for name, hints in typed.items()
+            if any(_contains_any(h) for h in hints)} == {}
+
+
+def test_the_checker_sees_any() -> None:
+    """The walk above would find an ``Any`` nested in an alias or a signature."""
+    alias = collections.abc.Callable[[int], collections.abc.Awaitable[list[typing.Any]]]
+    assert _contains_any(alias)
+
+    def typed(x: dict[str, typing.Any]) -> None: ...
+
+    assert any(_contains_any(h) for h in _hints(typed))
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.append(node.module)
+    return found
+
+
+def test_no_adapter_imports_the_broker_or_signs() -> None:
+    """Simulators included: none signs as its system does (none needs the hub's keys)."""
+    modules = sorted((PROJECT_ROOT / "adapters").rglob("*.py"))
+    assert len(modules) > 40, "the walk found too few modules to mean anything"
+    offending = [f"{path.relative_to(PROJECT_ROOT)} imports {name}"
+                 for path in modules for name in _imports(path)
+                 if any(name == f or name.startswith(f"{f}.") for f in _FORBIDDEN)]
+    assert offending == []

@@ -61,7 +61,8 @@ class Worker:
 
 async def nothing(event: Event) -> Sequence[Envelope]:
     """The handler in the spec of a worker of the hub's own (the timeline recorder, the
-    dead-letter keeper): they consume by themselves, a spec only names them."""
+    dead-letter keeper, the subscriptions' fan-out): they consume by themselves, a spec only
+    names them."""
     return []
 
 
@@ -193,9 +194,7 @@ def _fanout(settings: Settings, store: Store, signer: Signer, verifier: Verifier
             raise
         skipped.append((FANOUT, exc))
         return []
-    async def nothing(delivery: Any) -> Sequence[Any]:
-        return []  # the feed's consumer holds the handler; a spec only names it
-
+    # The feed's consumer holds the handler; a spec only names it.
     spec = AdapterSpec(name=FANOUT, description="the subscriptions' fan-out", bindings=[],
                        make_handler=lambda ctx: nothing, ordered=False)
     return [Worker(spec, consumer(settings, store, handler, verifier=verifier))]

@@ -1,15 +1,15 @@
 """Fan-out benchmark: what each extra subscription costs the hub.
 
 The hub's fan-out (hub.subscriptions.fanout: the feed's consumer verifying each event,
-projecting and signing one copy per projection, publishing one copy per subscription with
-confirms, acking after them) drains a feed of signed 2 KB events with 0, 5 and 20
-subscriptions that all match (0: the feed bound with '#', no copy made); the bare relay of
-bench/relay.py (consume, publish, confirm, ack) runs on the same messages in the same run, as
-the machine's baseline. Half of the subscriptions use one projection and half another, so a
-message is signed twice whatever the count (one signature per projection, not per
-subscription).
+projecting, serialising and signing one message per distinct projected body, publishing it
+once to every queue that gets it (BCC) with confirms, acking after them) drains a feed of
+signed 2 KB events with 0, 5 and 20 subscriptions that all match (0: the feed bound with '#',
+no copy made); the bare relay of bench/relay.py (consume, publish, confirm, ack) runs on the
+same messages in the same run, as the machine's baseline. Half of the subscriptions use one
+projection and half another, removing different fields, so an event makes two messages and
+two signatures whatever the count. See docs/performance.md#subscriptions-fan-out-issue-13.
 
-    .venv/bin/python bench/fanout.py [--messages 3000] [--counts 0,5,20]
+    .venv/bin/python -m bench.fanout [--messages 3000] [--counts 0,5,20]
 """
 
 from __future__ import annotations

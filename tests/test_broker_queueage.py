@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from hub.broker.messages import Outgoing
 from hub.broker.publisher import Publisher
-from hub.broker.queueage import Checkpoint, LedgerWriter, OldestAge, age_of, oldest_age
+from hub.broker.queueage import BCC, Checkpoint, LedgerWriter, OldestAge, age_of, oldest_age
 from hub.settings import Settings
 from hub.store import Store, queueledger
 from hub.store.tables import queue_ledger
@@ -106,8 +106,10 @@ def test_a_long_lived_queue_keeps_a_bounded_ledger_oldest_dates_first(
 def test_a_writer_counts_what_the_broker_confirmed_into_each_queue(
         settings: Settings, store: Store) -> None:
     queue = f"{settings.name_prefix}.ledger.{uuid.uuid4().hex[:6]}"
+    other = f"{queue}.other"
     conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
-    conn.channel().queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    for q in (queue, other):
+        conn.channel().queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
 
     async def run() -> None:
         writer = LedgerWriter(store.queue_ledger, interval=0.05)
@@ -118,6 +120,10 @@ def test_a_writer_counts_what_the_broker_confirmed_into_each_queue(
             await asyncio.gather(*(publisher.publish(Outgoing(
                 body=b"{}", exchange="", routing_key=queue, message_id=str(i), type="t"))
                 for i in range(7)))
+            # One message to both queues (sender-selected distribution): counted in each.
+            await publisher.publish(Outgoing(body=b"{}", exchange="", routing_key="",
+                                             message_id="both", type="t",
+                                             headers={BCC: [queue, other]}))
         finally:
             await publisher.close()
             await writer.stop()
@@ -126,9 +132,10 @@ def test_a_writer_counts_what_the_broker_confirmed_into_each_queue(
         before = datetime.now(UTC)
         asyncio.run(run())
         after = datetime.now(UTC)
-        total, cps = store.queue_ledger.checkpoints(queue, 7)
-        assert total == 7
+        total, cps = store.queue_ledger.checkpoints(queue, 8)
+        assert total == 8 and store.queue_ledger.checkpoints(other, 1)[0] == 1
         assert all(before <= c.at <= after for c in cps)
     finally:
-        conn.channel().queue_delete(queue)
+        for q in (queue, other):
+            conn.channel().queue_delete(q)
         conn.close()

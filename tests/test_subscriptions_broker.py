@@ -193,6 +193,11 @@ def test_a_ministry_receives_projected_copies_signed_by_the_hub(hub: Hub, store:
     assert sorted(m.message_id for m in hotich) == sorted([sent[0].id, sent[2].id])
     kid = kid_of(hub.hub_material.certificate)  # type: ignore[arg-type]
     key = _hub_key(hub)
+    # One message per projection reached every queue that has it: nothing in a copy names
+    # another queue (the broker removed the BCC list; no routing key).
+    for m in [*bhxh, *hotich]:
+        assert (m.exchange, m.routing_key) == ("", "")
+        assert set(m.headers) <= {"lt-signature", "x-delivery-count"}, m.headers
     for m in [*bhxh, *hotich]:
         token = m.headers["lt-signature"]
         header_b64 = token.split(".")[0]

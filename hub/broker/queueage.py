@@ -42,6 +42,9 @@ from hub.errors import HubError
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 1.0  # seconds between a writer's checkpoints (the age's precision)
+# RabbitMQ's sender-selected distribution headers: more routing keys (with the default
+# exchange, queues) for one message; BCC is removed before delivery.
+CC, BCC = "CC", "BCC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,22 +104,22 @@ class LedgerWriter:
     for the next try (dated then: their messages look younger by the delay, never older).
 
     ``confirmed`` is a ``Publisher`` ``on_confirmed`` callback: it counts the messages sent
-    through the default exchange (the routing key is the queue), or those ``queue_of`` maps to
-    a queue."""
+    through the default exchange into the queues they name (``addressed_queues``), or into
+    those ``queues_of`` says."""
 
     def __init__(self, ledger: QueueLedger, *, interval: float = DEFAULT_INTERVAL,
-                 queue_of: Callable[[Outgoing], str | None] | None = None) -> None:
+                 queues_of: Callable[[Outgoing], Sequence[str]] | None = None) -> None:
         self.ledger = ledger
         self.interval = interval
-        self._queue_of = queue_of or _default_exchange_queue
+        self._queues_of = queues_of or addressed_queues
         self._counts: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     def confirmed(self, outgoing: Outgoing) -> None:
-        queue = self._queue_of(outgoing)
-        if queue is not None:
-            self._counts[queue] = self._counts.get(queue, 0) + 1
+        counts = self._counts
+        for queue in self._queues_of(outgoing):
+            counts[queue] = counts.get(queue, 0) + 1
 
     def start(self) -> None:
         if self._task is None:
@@ -149,8 +152,18 @@ class LedgerWriter:
             await self.flush()
 
 
-def _default_exchange_queue(outgoing: Outgoing) -> str | None:
-    return outgoing.routing_key if outgoing.exchange == "" else None
+def addressed_queues(outgoing: Outgoing) -> list[str]:
+    """The queues a message sent through the default exchange goes to: its routing key (a
+    queue's name), and those of its ``CC`` and ``BCC`` headers (RabbitMQ's sender-selected
+    distribution). None for a message through another exchange (its bindings decide)."""
+    if outgoing.exchange != "":
+        return []
+    queues = [outgoing.routing_key] if outgoing.routing_key else []
+    for header in (CC, BCC):
+        listed = (outgoing.headers or {}).get(header)
+        if isinstance(listed, list | tuple):
+            queues += [q for q in listed if isinstance(q, str) and q not in queues]
+    return queues
 
 
 def age_of(ledger: QueueLedger, queue: str, depth: int, now: datetime) -> OldestAge | None:

@@ -141,8 +141,8 @@ class AccessList:
                 code="client.projection_not_allowed", field="projection")
         return sub
 
-    def project(self, projection: str, event_type: str, data: Any) -> Any:
-        """``data`` without the personal fields ``projection`` does not keep. Raises
+    def removed(self, projection: str, event_type: str) -> tuple[str, ...]:
+        """The personal fields of ``event_type`` that ``projection`` removes. Raises
         ``PermanentError`` for a type without a declaration: nothing unprojected is sent."""
         paths = self.personal.get(event_type)
         if paths is None:
@@ -158,13 +158,21 @@ class AccessList:
                 "file is missing); fix mappings/ministries.toml or mappings/projections/",
                 code="server.projection_unknown", field="projection")
         keep = proj.keep.get(event_type, frozenset())
-        drop = [p for p in paths if p not in keep]
-        if not drop:
-            return data
-        out = copy.deepcopy(data)
-        for p in drop:
-            _remove(out, p.split("."))
-        return out
+        return tuple(p for p in paths if p not in keep)
+
+    def project(self, projection: str, event_type: str, data: Any) -> Any:
+        """``data`` without the personal fields ``projection`` does not keep (``removed``)."""
+        return without(data, self.removed(projection, event_type))
+
+
+def without(data: Any, paths: tuple[str, ...]) -> Any:
+    """A copy of ``data`` without the fields at ``paths`` (``data`` itself when none)."""
+    if not paths:
+        return data
+    out = copy.deepcopy(data)
+    for p in paths:
+        _remove(out, p.split("."))
+    return out
 
 
 def _read_projection(directory: Path, name: str,

@@ -93,8 +93,6 @@ def _headers() -> dict[str, Any]:
         "properties": {
             "lt-signature": {"type": "string", "description": SIGNATURE_FORMAT,
                              "pattern": "^[A-Za-z0-9_-]+\\.\\.[A-Za-z0-9_-]+$"},
-            "lt-subscription": {"type": "string",
-                                "description": "the subscription this copy was made for"},
             "lt-attempt": {"type": "integer", "minimum": 0,
                            "description": "the hub's delivery attempt counter (events "
                                           "exchange only)"},

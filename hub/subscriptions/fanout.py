@@ -3,13 +3,14 @@ its copy of an event.
 
 Per delivery (verified by the consumer like any work queue's): the subscriptions whose
 patterns match the event's routing key get a copy whose ``data`` is projected
-(``AccessList.project``: the personal fields their projection does not keep are removed),
-serialised once per projection and signed by the hub (its certificate's thumbprint is the
-``kid``); the envelope keeps its id, source, type, subject, time and sequence, so a ministry
-that keeps processed ids sees a replayed or redelivered copy as the same message. The copies
-go to the subscriptions' queues through the default exchange, and the delivery is acked once
-the broker confirmed every one (``hub.broker.consumer``): a queue that refuses (full) sends the
-delivery to the retry tiers, and the others' copies again, which their consumers absorb.
+(``AccessList.removed``: the personal fields their projection does not keep are removed),
+serialised once per distinct projected body and signed by the hub (its certificate's
+thumbprint is the ``kid``); the envelope keeps its id, source, type, subject, time and
+sequence, so a ministry that keeps processed ids sees a replayed or redelivered copy as the
+same message. Each body is published once, to all the subscriptions' queues that get it
+(``copies``), and the delivery is acked once the broker confirmed every one
+(``hub.broker.consumer``): a queue that refuses (full) sends the delivery to the retry tiers,
+and the others' copies again, which their consumers absorb.
 
 A projection failure (an event type without a personal data declaration) fails the whole
 delivery for good: nothing unprojected is sent anywhere.
@@ -36,42 +37,48 @@ from hub.broker.consumer import Consumer
 from hub.broker.declare import connect
 from hub.broker.messages import Delivery, EnvelopeSigner, Outgoing
 from hub.broker.metrics import REGISTRY
-from hub.broker.queueage import LedgerWriter
+from hub.broker.queueage import BCC, LedgerWriter
 from hub.envelope import Envelope, routing_key
 from hub.errors import BrokerUnavailable, HubError
 from hub.settings import Settings
 from hub.signing import Signer, Verifier, load_signer
 from hub.store import Store
 from hub.subscriptions import records
-from hub.subscriptions.access import AccessList
-from hub.subscriptions.model import Subscription, SubscriptionNames
+from hub.subscriptions.access import AccessList, without
+from hub.subscriptions.model import Subscription, SubscriptionNames, topic_match
 from hub.subscriptions.status import Status, StatusCollector, statuses
 
 log = logging.getLogger(__name__)
 
 FANOUT = "fanout"  # its name among a worker process's consumers
 RELOAD = 5.0
-# Header naming the subscription a copy was made for.
-SUBSCRIPTION = "lt-subscription"
+MATCH_CACHE = 10_000  # routing keys whose matching subscriptions are remembered
 
 
 def copies(env: Envelope, subs: Sequence[Subscription], access: AccessList,
            signer: EnvelopeSigner, sn: SubscriptionNames,
            headers: dict[str, object] | None = None) -> list[Outgoing]:
-    """The projected, signed copies of ``env`` for ``subs`` (one serialisation and signature
-    per projection)."""
-    made: dict[str, tuple[bytes, str]] = {}
-    out = []
+    """The projected, signed copies of ``env`` for ``subs``: one message per distinct
+    projected body (projections that remove the same fields of this event type make one:
+    an event type without personal data is one message whatever the projections), serialised
+    and signed once, addressed to the queues of every subscription that gets it (RabbitMQ's
+    sender-selected distribution: the default exchange, no routing key, the queues in
+    ``BCC``, which the broker removes before delivery, so no ministry sees another's queue).
+    The broker confirms it once every queue has it (see
+    docs/performance.md#subscriptions-fan-out-issue-13)."""
+    by_removal: dict[tuple[str, ...], list[str]] = {}
     for s in subs:
-        if s.projection not in made:
-            copy = replace(env, data=access.project(s.projection, env.type, env.data))
-            body = copy.to_bytes()
-            made[s.projection] = (body, signer.sign(body, copy))
-        body, token = made[s.projection]
+        removed = access.removed(s.projection, env.type)
+        by_removal.setdefault(removed, []).append(sn.queue(s.name))
+    out = []
+    now = int(time.time())
+    for removed, queues in by_removal.items():
+        copy = replace(env, data=without(env.data, removed)) if removed else env
+        body = copy.to_bytes()
         out.append(Outgoing(
-            body=body, exchange="", routing_key=sn.queue(s.name), message_id=env.id,
-            type=env.type, headers={**(headers or {}), h.SIGNATURE: token, SUBSCRIPTION: s.name},
-            app_id=env.source, timestamp=int(time.time())))
+            body=body, exchange="", routing_key="", message_id=env.id, type=env.type,
+            headers={**(headers or {}), h.SIGNATURE: signer.sign(body, copy), BCC: queues},
+            app_id=env.source, timestamp=now))
     return out
 
 
@@ -87,6 +94,8 @@ class Fanout:
         self._fixed_access = access
         self.access = access or AccessList.load(settings)
         self.subscriptions: list[Subscription] = []
+        self._patterns: list[tuple[Subscription, list[str]]] = []
+        self._matched: dict[str, list[Subscription]] = {}
         self._loaded = 0.0
         self.reload()
 
@@ -99,16 +108,30 @@ class Fanout:
             except HubError as exc:
                 log.warning("subscription %s gets nothing: %s", s.name, exc)
         self.access, self.subscriptions = access, allowed
+        self._patterns = [(s, s.patterns()) for s in allowed]
+        self._matched = {}
         self._loaded = time.monotonic()
 
     def matching(self, env: Envelope) -> list[Subscription]:
         if time.monotonic() - self._loaded > RELOAD:
             self.reload()
         key = routing_key(env)
-        found = [s for s in self.subscriptions if s.matches(key)]
+        found = self._match(key)
         if not found and time.monotonic() - self._loaded > 0.5:
             self.reload()
-            found = [s for s in self.subscriptions if s.matches(key)]
+            found = self._match(key)
+        return found
+
+    def _match(self, key: str) -> list[Subscription]:
+        # Routing keys repeat (a type, an agency, a procedure): each is matched once per
+        # reload against every subscription's patterns, made once per reload too.
+        found = self._matched.get(key)
+        if found is None:
+            if len(self._matched) >= MATCH_CACHE:
+                self._matched.clear()
+            found = self._matched[key] = [
+                s for s, patterns in self._patterns
+                if any(topic_match(p, key) for p in patterns)]
         return found
 
     def __call__(self, delivery: Delivery) -> list[Outgoing]:

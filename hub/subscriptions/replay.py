@@ -23,7 +23,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from hub import headers as h
 from hub.broker.declare import connect
 from hub.broker.messages import EnvelopeSigner
-from hub.broker.queueage import QueueLedger
+from hub.broker.queueage import QueueLedger, addressed_queues
 from hub.envelope import Envelope, routing_key
 from hub.errors import ClientError, HubError
 from hub.settings import Settings
@@ -130,11 +130,15 @@ def _copy(out: BlockingChannel, body: bytes, headers: dict[str, Any],
     except HubError:
         report.refused.append(_id_of(body))
         return []
+    by_queue = {sn.queue(s.name): s.name for s in wanted}
+    queues = []
     for o in made:
         # Confirmed when it returns (the channel is in confirm mode), or raises.
         out.basic_publish(o.exchange, o.routing_key, o.body, o.properties(), mandatory=True)
-        report.copied[o.headers["lt-subscription"]] += 1
-    return [o.routing_key for o in made]
+        for queue in addressed_queues(o):
+            report.copied[by_queue[queue]] += 1
+            queues.append(queue)
+    return queues
 
 
 def _id_of(body: bytes) -> str:

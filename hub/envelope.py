@@ -302,3 +302,11 @@ def routing_key(env: Envelope) -> str:
     agency = codes.encode_for_routing(env.agency) if env.agency else "none"
     procedure = codes.encode_for_routing(env.procedure) if env.procedure else "none"
     return f"{domain}.{event}.{agency}.{procedure}"
+
+
+def derived_id(adapter: str, *parts: object) -> str:
+    """An event id derived from what the event describes (uuid5 in the adapter's namespace), so
+    that the same fact reported twice (a resent callback, a webhook and a poll) is the same
+    message, which the hub's idempotent receivers absorb."""
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:lienthong:adapter:{adapter}")
+    return str(uuid.uuid5(namespace, "|".join(map(str, parts))))

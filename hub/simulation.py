@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
 import uvicorn
+from fastapi import FastAPI
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -216,6 +217,12 @@ class SimulatedSystem:
         while self.in_flight and time.monotonic() < deadline:
             threading.Event().wait(0.01)
 
+    def new_app(self, title: str) -> FastAPI:
+        """The simulator's app, without documentation routes, its requests counted."""
+        app = FastAPI(title=title, docs_url=None, redoc_url=None)
+        self.count_requests(app)
+        return app
+
     def count_requests(self, app: Any) -> None:
         """Keep ``in_flight`` up to date for ``app`` (a FastAPI or Starlette app)."""
 
@@ -254,8 +261,11 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return read
 
 
-def serve_until_interrupted(sim: Any) -> None:
-    """Block a command-line simulator until Ctrl-C, then stop it."""
+def serve_until_interrupted(sim: Any, title: str | None = None) -> None:
+    """Block a command-line simulator until Ctrl-C, then stop it; given its ``title``, start it
+    and say where it listens."""
+    if title is not None:
+        print(f"{title} simulator on {sim.start()} (Ctrl-C to stop)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -269,6 +279,12 @@ class SwitchedSystem(SimulatedSystem):
     (``GET /sim/state``, ``POST /sim/switches``): the shared ``slow``, ``fail`` and
     ``fail_status``, plus the system's own (``own_switches`` / ``set_switch``). ``down()`` and
     ``up()`` take it off and back on the network."""
+
+    def __init__(self, app: Any, *, port: int = 0, slow: float = 0.0, fail: int = 0,
+                 fail_status: int = 503, down: bool = False) -> None:
+        # The shared switches as keyword arguments, as a test or a command line sets them.
+        super().__init__(app, port=port, start_down=down, faults=Faults(
+            slow_seconds=slow, fail_next=fail, fail_status=fail_status))
 
     def down(self) -> None:
         """Close the listening socket: callers get connection refused."""

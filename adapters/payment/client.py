@@ -1,7 +1,6 @@
-"""The payment gateway's client over the hub's transport (``hub.transport``: failures, masking,
-call policy and metrics). What is the gateway's own is read here: a reply breaking its contract
-or whose MaXacThuc does not match is ``PermanentError``, and a refusal (MaLoi other than "00")
-too, unless codes.toml marks that MaLoi as worth retrying."""
+"""The payment gateway's client (``hub.systemclient``): a reply whose MaXacThuc does not match
+is ``PermanentError``, and a refusal (MaLoi other than "00") too, unless codes.toml marks that
+MaLoi as worth retrying."""
 
 from __future__ import annotations
 

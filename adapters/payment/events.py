@@ -1,25 +1,18 @@
-"""The events the payment adapter consumes and emits, and their ids.
-
-Bodies are canonical models (hub.model: PaymentRequest, PaymentInitiated, PaymentCompleted).
-Ids of emitted events are derived from what they describe (uuid5), so the same payment reported
-twice (a duplicate callback, a callback after a reconciliation) is the same message and the
-hub's idempotent receivers absorb it.
-"""
+"""The events the payment adapter consumes and emits (bodies: hub.model's PaymentRequest,
+PaymentInitiated, PaymentCompleted), and their ids, derived from what they describe."""
 
 from __future__ import annotations
 
-import uuid
+from hub.envelope import derived_id
 
 REQUESTED = "vn.gov.payment.requested"
 INITIATED = "vn.gov.payment.initiated"
 COMPLETED = "vn.gov.payment.completed"
 
-_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:lienthong:adapter:payment")
-
 
 def initiated_id(partner: str, reference: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"initiated|{partner}|{reference}"))
+    return derived_id("payment", "initiated", partner, reference)
 
 
 def completed_id(partner: str, reference: str, transaction_id: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"completed|{partner}|{reference}|{transaction_id}"))
+    return derived_id("payment", "completed", partner, reference, transaction_id)

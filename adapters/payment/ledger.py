@@ -1,15 +1,8 @@
-"""The payment ledger: every payment the hub initiated, its state, the events emitted for it and
-the gateway's reports it could not apply. The adapter reaches it through ``Ledger``, a port of
-its own: ``adapters.payment.store.SqlLedger`` on the hub store's engine, or an in-memory fake
-in unit tests. Tables and transactions are the implementation's; the rules are here, pure:
-
-- every state change follows one table, ``TRANSITIONS`` (``mappings/payment/transitions.toml``,
-  read by ``hub.transitions``);
-- a report of the gateway (a callback whose checksum matched, a QUERY reply) is judged against
-  the payment it names by ``judge``: applied (its event recorded, the payment moved), answered
-  again with the event recorded for it before, or parked for an operator with the reason
-  (``payment_mismatches``, ``lienthong payment mismatches``), nothing published.
-"""
+"""The payment ledger's rules, pure, and its port, ``Ledger`` (``adapters.payment.store``, or an
+in-memory fake in unit tests): every state change follows ``TRANSITIONS``
+(``mappings/payment/transitions.toml``); a report of the gateway is judged against the payment
+it names by ``judge``: applied, answered again with the event recorded before, or parked for an
+operator (``hub.parked``), nothing published."""
 
 from __future__ import annotations
 

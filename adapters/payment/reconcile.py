@@ -1,16 +1,8 @@
-"""Reconciliation: payments still pending some time after INIT (no callback came) are asked for
-with QUERY; the paid and failed ones become ``vn.gov.payment.completed`` events, the pending
-ones are left for the next run. A reply is a report like a callback and moves the payment by the
-same table (``ledger.TRANSITIONS``): one whose facts (amount, partner, reference, currency) are
-not the ledger's parks the payment as ``mismatch`` for an operator, with no event.
-
-``reconcile_report(ctx)`` returns what a pass did (``hub.stateful.Sweep``: counts ``checked``,
-``paid``, ``failed``, ``mismatched``, ``still_pending``) and the events to publish: those
-settled in this pass and any settled earlier whose publication was never confirmed. After
-publishing them, call ``mark_emitted(ctx, ids)``; ``run(ctx, publish)`` does both. Event ids
-and bytes are stable, so publishing one twice is absorbed downstream. Meant to run every few
-minutes (``lienthong payment reconcile``).
-"""
+"""Reconciliation (docs/adapters/payment.md): payments still pending some time after INIT are
+asked for with QUERY, and a reply is a report like a callback, judged by the same table.
+``reconcile_report`` returns the pass (a ``hub.stateful.Sweep``) with the events to publish,
+those settled earlier whose publication was never confirmed included; ``run`` publishes them
+and marks them emitted."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from adapters.payment.mapping import checksum, parse_checksums
 from hub.settings import PROJECT_ROOT
-from hub.simulation import Faults, SwitchedSystem, Switches, one_of, serve_until_interrupted
+from hub.simulation import SwitchedSystem, Switches, one_of, serve_until_interrupted
 from hub.tomlmap import read as load_toml
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -75,16 +75,12 @@ class PaymentSimulator(SwitchedSystem):
         init_path: str = "/api/v1/payment/init",
         query_path: str = "/api/v1/payment/query",
         checksums_file: Path | None = None,
-        port: int = 0,
-        slow: float = 0.0,
-        fail: int = 0,
-        fail_status: int = 503,
         wrong_checksum: bool = False,
         duplicate_callback: bool = False,
         outcome: str = "paid",
         refuse: str = "",
         currency: str = "VND",
-        down: bool = False,
+        **shared: Any,  # port, slow, fail, fail_status, down (hub.simulation.SwitchedSystem)
     ) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
@@ -106,12 +102,7 @@ class PaymentSimulator(SwitchedSystem):
         self.callback_statuses: list[int] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        super().__init__(
-            self._app(),
-            port=port,
-            faults=Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status),
-            start_down=down,
-        )
+        super().__init__(self._app(), **shared)
 
     def reset_switches(self) -> None:
         self.wrong_checksum = self.duplicate_callback = False
@@ -252,12 +243,8 @@ class PaymentSimulator(SwitchedSystem):
         self.callback_statuses.extend(statuses)
         return statuses
 
-    # -- HTTP ----------------------------------------------------------------------------------
     def _app(self) -> FastAPI:
-        app = FastAPI(title="Payment gateway simulator", docs_url=None, redoc_url=None)
-        sim = self
-
-        sim.count_requests(app)
+        sim, app = self, self.new_app("Payment gateway simulator")
 
         sim.json_route(app, sim.init_path, lambda doc, request: sim.handle_init(
             doc, str(request.base_url).rstrip("/")), sim.requests)
@@ -314,15 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     secret = os.environ.get(args.secret_env, "")
     if not secret:
         parser.error(f"set {args.secret_env} to the shared checksum secret")
-    sim = PaymentSimulator(
-        secret=secret,
-        partner_code=args.partner,
-        callback_url=args.callback_url,
-        port=args.port,
-        outcome=args.outcome,
-    )
-    print(f"payment gateway simulator on {sim.start()} (Ctrl-C to stop)", flush=True)
-    serve_until_interrupted(sim)
+    serve_until_interrupted(PaymentSimulator(
+        port=args.port, secret=secret, partner_code=args.partner, callback_url=args.callback_url,
+        outcome=args.outcome), "payment gateway")
 
 
 if __name__ == "__main__":

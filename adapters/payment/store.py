@@ -1,16 +1,8 @@
-"""The payment ledger on SQLAlchemy (``adapters.payment.ledger.Ledger``), in the adapter's own
-tables on the hub store's engine (SQLite or PostgreSQL), one write transaction per report with
-the payment's row locked:
-
-- ``payment_transactions``: every payment the hub initiated, with its state;
-- ``payment_settlements``: one row per (reference, gateway transaction id) with the exact event
-  emitted for it, so a repeated report yields byte-identical messages that the hub's idempotent
-  receivers absorb;
-- ``payment_callbacks``: every callback whose checksum was valid (the gateway's), applied or
-  parked, with the reason; never the body. A callback the hub cannot authenticate is refused
-  before anything is written (a log line and a metric, see ``adapters.payment.callback``);
-- ``payment_mismatches``: the gateway's reports the ledger could not apply (``hub.parked``).
-"""
+"""The payment ledger on SQLAlchemy (``ledger.Ledger``), one write transaction per report with
+the payment's row locked. Tables: ``payment_transactions`` (the payments), ``payment_settlements``
+(the exact event of each gateway transaction, re-emitted byte for byte), ``payment_callbacks``
+(each authenticated callback and what became of it, never its body), ``payment_mismatches``
+(``hub.parked``)."""
 
 from __future__ import annotations
 

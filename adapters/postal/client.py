@@ -1,6 +1,4 @@
-"""The postal service's client over the hub's transport (``hub.transport``: failures, masking,
-call policy and metrics). What is the service's own is read here: a reply breaking its
-contract is ``PermanentError``; an order's Status is looked up in
+"""The postal service's client (``hub.systemclient``): an order's Status is read by
 ``mappings/postal/statuses.toml`` (busy: retried, refused: permanent; a used waybill is the
 worker's to handle)."""
 

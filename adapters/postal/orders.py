@@ -1,11 +1,6 @@
-"""Orders placed with the postal service and the tracking changes reported for them. The adapter
-reaches them through ``Orders``, a port of its own: ``adapters.postal.store.SqlOrders`` on the
-hub store's engine, or an in-memory fake in unit tests.
-
-Change detection is ``tracked``, pure, applied by the port in one write per order (its row
-locked), so a webhook and a poll of the same order never both emit a change: an entry older
-than the newest the service reported is old news; an entry in the state the order is already in
-is not a change.
+"""Orders placed with the postal service and their tracking, behind ``Orders`` (``store.SqlOrders``
+or an in-memory fake). Change detection is ``tracked``, pure, applied by the port in one write
+per order (its row locked), so a webhook and a poll of the same order never both emit a change.
 """
 
 from __future__ import annotations

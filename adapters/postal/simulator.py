@@ -30,7 +30,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.simulation import Faults, SwitchedSystem, Switches, serve_until_interrupted
+from hub.simulation import SwitchedSystem, Switches, serve_until_interrupted
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WIRE_TIME = "%Y%m%d%H%M%S"
@@ -64,12 +64,8 @@ class PostalSimulator(SwitchedSystem):
         create_path: str = "/api/v1/orders",
         tracking_path: str = "/api/v1/orders/tracking",
         page_size: int = 0,
-        port: int = 0,
-        slow: float = 0.0,
-        fail: int = 0,
-        fail_status: int = 503,
         reject_order: str = "",
-        down: bool = False,
+        **shared: Any,  # port, slow, fail, fail_status, down (hub.simulation.SwitchedSystem)
     ) -> None:
         self.customer_code = customer_code
         self.webhook_url = webhook_url
@@ -85,12 +81,7 @@ class PostalSimulator(SwitchedSystem):
         self.webhook_statuses: list[int] = []
         self._lock = threading.Lock()
         self._serials = itertools.count(1)
-        super().__init__(
-            self._app(),
-            port=port,
-            faults=Faults(slow_seconds=slow, fail_next=fail, fail_status=fail_status),
-            start_down=down,
-        )
+        super().__init__(self._app(), **shared)
 
     def reset_switches(self) -> None:
         self.reject_order, self.page_size = "", 0
@@ -213,12 +204,8 @@ class PostalSimulator(SwitchedSystem):
         self.webhook_statuses.append(status)
         return status
 
-    # -- HTTP ----------------------------------------------------------------------------------
     def _app(self) -> FastAPI:
-        app = FastAPI(title="Postal service simulator", docs_url=None, redoc_url=None)
-        sim = self
-
-        sim.count_requests(app)
+        sim, app = self, self.new_app("Postal service simulator")
 
         sim.json_route(app, sim.create_path, lambda doc, _: sim.handle_create(doc),
                        sim.requests)
@@ -275,14 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--webhook-url", default="http://127.0.0.1:8080/v1/callbacks/postal")
     parser.add_argument("--page-size", type=int, default=0)
     args = parser.parse_args(argv)
-    sim = make_simulator(
-        customer_code=args.customer,
-        webhook_url=args.webhook_url,
-        page_size=args.page_size,
-        port=args.port,
-    )
-    print(f"postal service simulator on {sim.start()} (Ctrl-C to stop)", flush=True)
-    serve_until_interrupted(sim)
+    serve_until_interrupted(make_simulator(
+        port=args.port, customer_code=args.customer, webhook_url=args.webhook_url,
+        page_size=args.page_size), "postal service")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,7 @@
-"""The postal adapter's state on SQLAlchemy (``adapters.postal.orders.Orders`` and the waybill
-pool, a ``hub.numberpool``), in its own tables on the hub store's engine (SQLite or
-PostgreSQL):
-
-- ``postal_waybills``: the pool of pre-allocated waybill numbers (free, taken, burned);
-- ``postal_orders``: every order the hub placed, keyed by waybill, with what its events need
-  (dossier, agency, correlation) and the last collection state known;
-- ``postal_tracking``: every state change reported, with the exact event emitted for it, so a
-  webhook sent twice yields byte-identical messages.
-"""
+"""The postal adapter's state on SQLAlchemy (``orders.Orders`` and the waybill pool, a
+``hub.numberpool``). Tables: ``postal_waybills`` (the pool), ``postal_orders`` (every order
+placed, keyed by waybill, with its last collection state), ``postal_tracking`` (every change
+reported, with the exact event emitted for it, re-emitted byte for byte)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,8 @@
-"""Tracking by polling: the postal service is asked for the tracking of open orders (all pages)
-and each change of collection state becomes ``vn.gov.postal.tracking-updated``; entries that
-change nothing are not emitted.
-
-``poll_report(ctx, orders)`` returns what a pass did (``hub.stateful.Sweep``: counts ``polled``
-and ``changes``) and the events to publish: changes found in this run and any found earlier
-whose publication was never confirmed. After publishing them, call ``mark_emitted(ctx, ids)``;
-``run(ctx, publish)`` does both. Event ids and bytes are stable, so a change also pushed by
-webhook is the same message. Meant to run every few hours, as real systems poll (``lienthong
-postal poll``).
-"""
+"""Tracking by polling (docs/adapters/postal.md): open orders' tracking is asked for, all pages,
+and each change of collection state becomes ``vn.gov.postal.tracking-updated`` (the same
+message a webhook of the change yields). ``poll_report`` returns the pass (a
+``hub.stateful.Sweep``) with the events to publish, those found earlier whose publication was
+never confirmed included; ``run`` publishes them and marks them emitted."""
 
 from __future__ import annotations
 

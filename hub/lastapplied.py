@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from hub.adapters import AdapterStore
+from hub.adapters import AdapterStore, Event
+from hub.envelope import Envelope
+from hub.recorder import report_skip
 
 
 class SequenceLog(Protocol):
@@ -69,3 +71,43 @@ class Sequencer:
             self.log.set_sequence(self.consumer, dossier_code, sequence)
         else:
             await asyncio.to_thread(self.log.set_sequence, self.consumer, dossier_code, sequence)
+
+
+class AppliedSequences:
+    """An ordered destination's side of the hub's per-dossier sequence (one space for every
+    door: REST, SOAP, callbacks, adapters' events). An event not newer than the last one
+    applied is not sent, and never in silence: ``hub.recorder.report_skip`` logs a WARNING,
+    counts it (``lienthong_skipped_total``) and enters it in the dossier's timeline. Once the
+    destination has an event, its sequence is recorded through the consumer (``Event.record``),
+    so a store that refuses the write makes the consumer retry the write, never the call."""
+
+    def __init__(self, store: AdapterStore | None, destination: str, title: str) -> None:
+        self.store, self.destination, self.title = store, destination, title
+        self.sequencer = Sequencer(sequence_log(store), destination)
+
+    async def superseded(self, env: Envelope, code: str, **detail: object) -> bool:
+        """True when the destination already has this event or a later one of the dossier:
+        the event is then not sent, and the skip is reported."""
+        last = await self.sequencer.superseded_by(code, env.sequence)
+        if last is None or env.sequence is None:
+            return False
+        if env.sequence == last:
+            reason = "already_applied"
+            note = (f"sequence {env.sequence} was already applied to {self.title} (a "
+                    "redelivery of an event sent before)")
+        else:
+            reason = "stale_sequence"
+            note = (f"sequence {env.sequence} is older than sequence {last}, already applied "
+                    f"to {self.title}: sending it would move {self.title}'s record backwards")
+        await asyncio.to_thread(report_skip, self.store, self.destination, env, reason, note,
+                                sequence=env.sequence, last_applied=last, **detail)
+        return True
+
+    async def applied(self, event: Event, code: str) -> None:
+        sequence = event.envelope.sequence
+        if sequence is None:
+            return
+        if self.store is not None:
+            event.record(lambda tx: tx.set_sequence(self.destination, code, sequence))
+        else:
+            await self.sequencer.applied(code, sequence)

@@ -7,22 +7,10 @@ so it stays light: the worker, client and simulator are imported only when built
 
 from __future__ import annotations
 
-from hub.adapters import AdapterContext, AdapterSpec, Handler, Simulator
+from hub.adapters import AdapterSpec
+from hub.lazy import lazy
 
 NAME = "npsp"
-
-
-def _make_handler(ctx: AdapterContext) -> Handler:
-    from adapters.npsp.worker import make_handler
-
-    return make_handler(ctx)
-
-
-def _make_simulator(**switches: object) -> Simulator:
-    from adapters.npsp.simulator import make_simulator
-
-    return make_simulator(**switches)
-
 
 adapter = AdapterSpec(
     name=NAME,
@@ -33,8 +21,8 @@ adapter = AdapterSpec(
         "dossier.status-changed.#",
         "dossier.progress-reported.#",
     ],
-    make_handler=_make_handler,
-    make_simulator=_make_simulator,
+    make_handler=lazy("adapters.npsp.worker:make_handler"),
+    make_simulator=lazy("adapters.npsp.simulator:make_simulator"),
     # A dossier's status updates must reach the portal in order.
     ordered=True,
 )

@@ -16,9 +16,9 @@ from adapters.provincial.mapping import load_mapping
 from adapters.provincial.translate import dossier_to_wire
 from hub.adapters import AdapterContext, Event, load_config
 from hub.contracts import load_contract
+from hub.destinations import event_body, mapping_checked
 from hub.envelope import Envelope
-from hub.errors import HubError, InvalidMessage, ValidationError
-from hub.model import Dossier, parse_event_data
+from hub.model import Dossier
 from hub.privacy import mask_identity
 
 log = logging.getLogger(__name__)
@@ -56,32 +56,15 @@ class ProvincialHandler:
 
     async def __call__(self, event: Event) -> list[Envelope]:
         env = event.envelope
-        if env.type != SUBMITTED:
-            raise InvalidMessage(
-                f"the provincial worker handles {SUBMITTED!r} only, not {env.type!r}; check the "
-                "bindings of its work queue",
-                code="client.unsupported_type", field="type",
-            )
-        try:
-            dossier = parse_event_data(env.type, env.data)
-        except HubError as exc:
-            raise InvalidMessage(
-                f"the dossier is not valid: {exc.message}", code=exc.code, field=exc.field
-            ) from None
+        dossier = event_body(env, (SUBMITTED,), "the provincial worker")
         assert isinstance(dossier, Dossier)
         base_url = self.destination(env, dossier)
         if base_url is None:
             return []
         document = dossier_to_wire(dossier, self.mapping)
         if self.config.validate_requests:
-            try:
+            with mapping_checked(NAME, "the dossier in the province's format"):
                 self.contract.validate("dossier", document)
-            except ValidationError as exc:
-                raise InvalidMessage(
-                    f"the dossier in the province's format breaks schemas/provincial: "
-                    f"{exc.message}; check mappings/provincial against the schema",
-                    code="client.mapping_failed", field=exc.field,
-                ) from None
         await self.client.deliver(document, base_url, idempotency_key=env.id)
         log.info("dossier %s delivered to %s (applicant %s)", dossier.code, base_url,
                  mask_identity(dossier.applicant.identity_number))

@@ -1,7 +1,8 @@
 """The base of a JSON system's client over the hub's transport (``hub.transport``: failures,
 masking, call policy and metrics): one ``Outbound`` built from the adapter's settings, and the
 check of a reply against the system's contract. A subclass reads what is its system's own (its
-reply codes, its checksum)."""
+reply codes, its checksum). A system that needs no more than an address and a call policy
+(``HttpSystemConfig``) gets its calls from ``json_outbound`` alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from hub.adapterconfig import AdapterConfig
+from hub.adapterconfig import AdapterConfig, HttpUrl
+from hub.adapters import AdapterContext
 from hub.contracts import Contract
 from hub.errors import PermanentError
 from hub.outbound import CallPolicy
@@ -44,3 +46,20 @@ class SystemClient:
         self.contract.validate(kind, reply, error=PermanentError, code="system.bad_reply",
                                origin=self.origin)
         return reply
+
+
+class HttpSystemConfig(AdapterConfig):
+    """The settings of a JSON-over-HTTP system that needs no more: its address, and the
+    ``[policy]`` table every adapter has."""
+
+    base_url: HttpUrl
+
+
+def json_outbound(ctx: AdapterContext, system: str, title: str) -> Outbound:
+    """The calls of a JSON-over-HTTP system, from its adapter's configuration read as
+    ``HttpSystemConfig``: the hub's transport with its one translation of failures, its
+    masking, the call policy and the per-call metrics, none of it written by the adapter.
+    ``system`` is the adapter's name, ``title`` names the system in messages."""
+    cfg = HttpSystemConfig.from_context(ctx)
+    transport = HttpTransport(system, title, base_url=cfg.base_url, timeout=cfg.policy.timeout)
+    return Outbound(transport, CallPolicy(system, cfg.policy))

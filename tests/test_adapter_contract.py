@@ -79,3 +79,14 @@ def test_no_adapter_imports_the_broker_or_signs() -> None:
                  for path in modules for name in _imports(path)
                  if any(name == f or name.startswith(f"{f}.") for f in _FORBIDDEN)]
     assert offending == []
+
+
+def test_the_readme_shows_the_toy_adapter_as_it_is() -> None:
+    """README.md's "Adding a system" shows the toy adapter's whole code: kept in sync here."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Adding a system", 1)[1].split("\n## ", 1)[0]
+    snippets = [block.split("\n", 1)[1] for block in section.split("```")[1::2]
+                if block.startswith("python\n")]
+    toy = PROJECT_ROOT / "tests" / "plugins" / "lienthong_toy" / "__init__.py"
+    assert snippets == [toy.read_text(encoding="utf-8")]
+    assert len(snippets[0].splitlines()) <= 36  # half of the 73 lines it took before

@@ -32,10 +32,12 @@ from hub.broker.metrics import REGISTRY
 from hub.broker.names import Names
 from hub.broker.retry import Park, decide, parked_headers, retry_headers
 from hub.envelope import Envelope
-from hub.errors import HubError, InvalidMessage, PermanentError, RetryableError
+from hub.errors import ConfigError, HubError, InvalidMessage, PermanentError, RetryableError
 from hub.model import Applicant
 from hub.settings import PROJECT_ROOT, Settings
-from hub.simulation import SimulatorServer
+from hub.simulation import SimulatorServer, free_port
+from hub.systemclient import json_outbound
+from hub.transport import Request
 
 NAME = "Nguyễn Văn An"
 IDENTITY = "001090012345"
@@ -308,3 +310,30 @@ def test_the_systems_words_are_kept_masked(
     assert "hồ sơ của" in error.message and "không hợp lệ" in error.message
     assert "N.V.A." in error.message and "0010******45" in error.message
     assert "0912****78" in error.message
+
+
+def test_a_system_that_needs_only_an_address_gets_its_calls_from_its_configuration(
+    tmp_path: Path,
+) -> None:
+    """``hub.systemclient.json_outbound``: the adapter's ``base_url`` and ``[policy]`` make the
+    hub's transport under its policy; an address left out is named, and a system that is down
+    is the hub's one translation of failures (what the toy adapter in tests/plugins relies on)."""
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(ConfigError) as missing:
+        json_outbound(AdapterContext(settings=settings), "toy", "the toy system")
+    assert missing.value.field == "base_url"
+    config = {"base_url": f"http://127.0.0.1:{free_port()}", "policy": {"attempts": 1}}
+    outbound = json_outbound(AdapterContext(settings=settings, config=config), "toy",
+                             "the toy system")
+    assert outbound.policy.config.attempts == 1
+
+    async def call() -> None:
+        try:
+            await outbound.send(Request("inbox", "/inbox", body={"dossier": DOSSIER}))
+        finally:
+            await outbound.aclose()
+
+    with pytest.raises(RetryableError) as down:
+        asyncio.run(call())
+    assert (down.value.code, down.value.origin) == ("system.unavailable", "system:toy")
+    assert "the toy system cannot be reached" in down.value.message

@@ -2,37 +2,22 @@
 SOAP 1.1 (namespace ``http://dancuquocgia.bca``).
 
 The hub asks it whether a citizen with given details exists (``XacThucThongTinCongDan``) and,
-when configured, for the citizen's record (``TraCuuThongTinCongDan``). The registry imports this
-module for every adapter, so it stays light: zeep, the worker and the simulator are imported only
-when built.
+when configured, for the citizen's record (``TraCuuThongTinCongDan``). zeep, the worker and the
+simulator are imported only when built: the registry imports every adapter.
 """
 
 from __future__ import annotations
 
-from hub.adapters import AdapterContext, AdapterSpec, Handler, Simulator
-
-NAME = "population"
-
-
-def _make_handler(ctx: AdapterContext) -> Handler:
-    from adapters.population.worker import make_handler
-
-    return make_handler(ctx)
-
-
-def _make_simulator(**switches: object) -> Simulator:
-    from adapters.population.simulator import make_simulator
-
-    return make_simulator(**switches)
-
+from hub.adapters import AdapterSpec
+from hub.lazy import lazy
 
 adapter = AdapterSpec(
-    name=NAME,
+    name="population",
     description="National population database: citizen verification (XacThucThongTinCongDan) "
     "and look-up (TraCuuThongTinCongDan), SOAP 1.1",
     bindings=["citizen.verification-requested.#"],
-    make_handler=_make_handler,
-    make_simulator=_make_simulator,
+    make_handler=lazy("adapters.population.worker:VerificationHandler"),
+    make_simulator=lazy("adapters.population.simulator:make_simulator"),
     # Verifications are independent of each other: no single active consumer needed.
     ordered=False,
 )

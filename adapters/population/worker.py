@@ -1,13 +1,7 @@
-"""The population adapter's worker: answers ``vn.gov.citizen.verification-requested``.
-
-For each request it asks the population database whether a citizen with these details exists
-(XacThucThongTinCongDan); when the configuration says ``lookup = true`` and the answer is yes,
-it also fetches the record (TraCuuThongTinCongDan). It returns ``vn.gov.citizen.verified``,
-caused by the request (the hub signs and publishes it).
-
-Failures follow the contract: bad canonical data is InvalidMessage (never retried, and raised
-before any call to the system); the system's refusals and outages are PermanentError /
-RetryableError from the client.
+"""The population adapter's worker: answers ``vn.gov.citizen.verification-requested`` with
+``vn.gov.citizen.verified``, after XacThucThongTinCongDan and, when the configuration says
+``lookup = true`` and the citizen matched, TraCuuThongTinCongDan. Bad canonical data is
+InvalidMessage, raised before any call to the system.
 """
 
 from __future__ import annotations
@@ -109,6 +103,3 @@ def _dossier_or_none(subject: str) -> str | None:
     except CodeError:
         return None
 
-
-def make_handler(ctx: AdapterContext) -> VerificationHandler:
-    return VerificationHandler(ctx)

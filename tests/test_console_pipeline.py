@@ -1,15 +1,16 @@
 """The pipeline's health and metrics through the real doors: `lienthong serve` and `lienthong
 worker npsp` as processes on one store and RabbitMQ, the portal simulator failing every call.
 A dossier submitted over REST is relayed, delivered, retried and parked; the worker's circuit
-opens. The server, which calls no system, reports the worker's circuit on /readyz and /metrics
-(hub.circuits: the worker's reports in the store), and both processes' /metrics show the
-stages and outcomes of what went through them. When the worker stops, its circuit leaves the
-server's /readyz."""
+opens. The server, which calls no system, reports the worker's circuit on /readyz, /metrics
+and the console's page (hub.circuits: the worker's reports in the store), and both processes'
+/metrics show the stages and outcomes of what went through them. When the worker stops, its
+circuit leaves the server's /readyz."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,12 +35,15 @@ from adapters.npsp.simulator import NpspSimulator
 from hub.broker import declare
 from hub.broker.topology import Topology
 from hub.cli.clients import client_block
+from hub.console.accounts import Accounts
 from hub.settings import Settings
 from hub.signing import TrustStore
 from hub.simulation import free_port
+from hub.store import Store
 from hub.testing.broker import delete_queues
 from hub.testing.waiting import wait_for
 
+PASSWORD = "correct horse battery"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -83,6 +87,9 @@ def hub(settings: Settings, keys: Keys, tmp_path: Path) -> Iterator[dict[str, ob
                                     cert_sha256=[]))
     topology = Topology.from_settings(settings)
     declare.apply(topology, settings.broker_urls)
+    store_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    with Store.open(store_url) as store:
+        Accounts(store).add("ana", PASSWORD, "viewer")
     with NpspSimulator() as sim:
         sim.faults.fail_next = 1_000_000  # the portal answers 503 to everything
         overlay = settings.data_dir / "adapters"
@@ -95,7 +102,7 @@ def hub(settings: Settings, keys: Keys, tmp_path: Path) -> Iterator[dict[str, ob
             "LIENTHONG_DATA_DIR": str(settings.data_dir),
             "LIENTHONG_AMQP_URL": settings.amqp_url,
             "LIENTHONG_NAME_PREFIX": settings.name_prefix,
-            "LIENTHONG_STORE_URL": f"sqlite:///{tmp_path / 'hub.db'}",
+            "LIENTHONG_STORE_URL": store_url,
             "LIENTHONG_RETRY_TIERS": json.dumps(settings.retry_tiers),
             "LIENTHONG_CLIENTS_FILE": str(clients),
             "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
@@ -153,6 +160,17 @@ def test_the_server_and_the_worker_show_the_pipeline_and_the_worker_circuit(
 
     wait_for(circuit_open_on_server, timeout=60, interval=0.2,
              message="the server's /readyz to show the worker's open circuit")
+    # The console's page says so too, among what is wrong now.
+    with httpx.Client(base_url=base, timeout=10, follow_redirects=True) as http:
+        login = http.get("/console/login?lang=en")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login.text)
+        assert csrf is not None
+        page = http.post("/console/login", data={"csrf": csrf.group(1), "username": "ana",
+                                                  "password": PASSWORD})
+        assert page.status_code == 200, page.text
+        warnings = re.search(r'<ul id="warnings">(.*?)</ul>', page.text, re.S)
+        assert warnings is not None, page.text
+        assert "<strong>circuit:npsp</strong>: circuit open after 2" in warnings.group(1)
     server = samples(httpx.get(f"{base}/metrics", timeout=10).text)
     assert value(server, "lienthong_circuit_state", destination="npsp") == 2.0
     assert 0 <= value(server, "lienthong_circuit_report_age_seconds", destination="npsp") < 30

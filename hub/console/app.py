@@ -5,6 +5,7 @@ replay) and finds work queues in the topology of the installed adapters."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -69,11 +70,17 @@ def build_service(settings: Any, store: Store, signer: Any = None) -> ConsoleSer
                           verifier=verifier, topology=topology)
 
 
-def alerts_of(settings: Any, service: ConsoleService) -> dict[str, Any]:
+def alerts_of(settings: Any, service: ConsoleService,
+              warnings: Callable[[], dict[str, str]] | None = None) -> dict[str, Any]:
+    """The thresholds, the dead letters of the last hour, and what is wrong now: the readiness
+    checks that warn (an open or stale circuit, a certificate close to expiry, no keeper)."""
+    checks = warnings() if warnings is not None else {}
     return {"dead_letters_per_hour": settings.alert_dead_letters_per_hour,
             "queue_age_minutes": settings.alert_queue_age_minutes,
             "certificate_days": settings.alert_certificate_days,
-            "last_hour": dead_letters_last_hour(service)}
+            "last_hour": dead_letters_last_hour(service),
+            "warnings": {name: text.removeprefix("warning: ")
+                         for name, text in sorted(checks.items()) if text != "ok"}}
 
 
 def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None,
@@ -85,12 +92,15 @@ def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None,
     board = StoreCircuitBoard(store.engine)
     if registry is not None:
         registry.register(PipelineCollector(settings, store, view, board))
-    app.state.readiness_extra = lambda: extra_checks(settings, view, board)
+    def warnings() -> dict[str, str]:
+        return extra_checks(settings, view, board)
+
+    app.state.readiness_extra = warnings
     console = Console(service, Accounts(store, settings.console_session_ttl),
                       secure_cookies=settings.public_url.startswith("https://"))
     names = sorted(d.name for d in service.topology.destinations) if service.topology else []
     app.include_router(api_router(console))
     app.include_router(page_router(console, lambda: names,
-                                   lambda: alerts_of(settings, service)))
+                                   lambda: alerts_of(settings, service, warnings)))
     app.state.console = console
     return console

@@ -48,6 +48,9 @@ TEXT: dict[str, dict[str, str]] = {
     "alert_queue": {"vi": "Tuổi tin nhắn cũ nhất (phút)", "en": "Oldest message age (minutes)"},
     "alert_cert": {"vi": "Chứng thư sắp hết hạn (ngày)", "en": "Certificate expiry (days)"},
     "alert_circuit": {"vi": "Mạch ngắt đang mở", "en": "Circuit open"},
+    "no_warnings": {"vi": "Không có cảnh báo: mạch ngắt đóng, chứng thư còn hạn, bộ lưu thư lỗi "
+                          "đang chạy", "en": "No warnings: circuits closed, certificates valid, "
+                                              "the dead-letter keeper running"},
     "last_hour": {"vi": "Trong giờ qua", "en": "In the last hour"},
     "at": {"vi": "Thời điểm", "en": "When"},
     "actor": {"vi": "Người thực hiện", "en": "Who"},

@@ -9,7 +9,7 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # worker_process first, and stands by for the others.
     worker_process: int = Field(default=0, ge=0)
     worker_processes: int = Field(default=1, ge=1)
+    # The worker's event loop: uvloop (when installed) costs a draining worker less CPU per
+    # delivery than asyncio's own (docs/performance.md); "asyncio" to compare or to rule it out.
+    worker_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # Ministries' subscriptions (hub.subscriptions): the access list and the personal data
     # declaration (mappings/ministries.toml), the projections (mappings/projections/*.toml).

@@ -220,3 +220,12 @@ def test_readiness_says_a_store_that_cannot_be_written_is_not_ready(
     assert answer.status_code == 503
     assert answer.json()["checks"] == {"store": "ok",
                                        "broker": "not connected: worker:nowhere"}
+
+
+def test_the_worker_runs_on_uvloop_unless_the_settings_say_asyncio(tmp_path: Path) -> None:
+    import uvloop
+
+    from hub.cli.worker import _event_loop
+
+    assert _event_loop(Settings(data_dir=tmp_path)) is uvloop.new_event_loop
+    assert _event_loop(Settings(data_dir=tmp_path, worker_event_loop="asyncio")) is None

@@ -2,7 +2,8 @@
 running the hub's way and the plain way in the same process, interleaved, so that a shared
 machine's drift falls on both alike.
 
-    .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [--rounds 3]
+    .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
+        [verify] [contract] [transport] [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
 - frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
@@ -17,6 +18,12 @@ machine's drift falls on both alike.
   (``hub.store.linker.PACE``) and without: passes per second and the process's CPU;
 - xmldsig: verifying and signing a 5 KB request with the hub's one profile
   (``hub.api.soap.xmldsig``) against signxml.
+- verify: the same signed event checked again by a worker process's verifier, which remembers
+  what it verified (``hub.signing.verifier``), against a verifier checking it anew;
+- contract: a valid portal request checked by ``hub.contracts`` (jsonschema-rs first) against
+  jsonschema alone;
+- transport: the client's CPU per POST, 256 in flight to a local server, over aiohttp's pool
+  (``hub.transport.aio``) against the small httpx pools it replaced.
 
 Without names, every experiment runs. Prints each figure with both ways and their ratio;
 writes bench/results/hotpath.json.
@@ -443,9 +450,158 @@ def metrics(args: argparse.Namespace, results: dict[str, Any]) -> None:
     report("metrics: a delivery's observations", "µs", hub, plain, results, "observed", "none")
 
 
+# -- verify: a signature checked once per process ------------------------------------------------
+
+def verify(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """A worker process's second check of the same signed event (the recorder's, the fan-out's
+    after the portal worker's), with the verifier remembering what it verified and with a
+    verifier that does not (a new one per check)."""
+    from hub.envelope import Envelope
+    from hub.signing import TrustStore, generate
+    from hub.signing.jws import Signer
+    from hub.signing.verifier import Verifier
+
+    source = "VN:GOV:000.00.00.H56:igate"
+    material = generate(source, "ES256")
+    trust = TrustStore(Path(tempfile.mkdtemp(prefix="lt-hotpath-")) / "trust")
+    trust.add(material.certificate_pem())
+    assert material.certificate is not None
+    signer = Signer(material.private_key, material.certificate, "ES256")
+    messages = []
+    for i in range(2000):
+        env = Envelope.new(source=source, type="vn.gov.dossier.submitted",
+                           subject="000.00.00.H56-300101-0001", data={"i": i, "note": "x" * 800})
+        body = env.to_bytes()
+        messages.append((body, signer.sign(body, env), env))
+
+    def again(remembering: bool) -> Callable[[], float]:
+        def run() -> float:
+            shared = Verifier(trust, max_age=300, clock_skew=60, retry_grace=0)
+            for body, token, env in messages:  # the first consumer's checks
+                shared.verify(body, token, env)
+            started = time.process_time()
+            for body, token, env in messages:
+                checker = shared if remembering else Verifier(
+                    trust, max_age=300, clock_skew=60, retry_grace=0)
+                checker.verify(body, token, env)
+            return (time.process_time() - started) / len(messages) * 1e6
+        return run
+
+    hub, plain = median_of(args.rounds, again(True), again(False))
+    report("verify: the same signed event checked again", "µs", hub, plain, results,
+           "remembered", "verified again")
+
+
+# -- contract: a valid request recognised by jsonschema-rs ---------------------------------------
+
+def contract(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """A portal DongBoHoSoMC request checked against schemas/npsp, as hub.contracts does
+    (jsonschema-rs says valid) and by jsonschema alone."""
+    from adapters.npsp.mapping import load_mapping
+    from adapters.npsp.translate import dossier_to_record
+    from bench.e2e import dossier
+    from hub.contracts import Contract
+    from hub.model import Dossier
+
+    mapping = load_mapping(ROOT / "mappings" / "npsp")
+    record = dossier_to_record(Dossier.model_validate(dossier("000.00.00.H56-300101-0001")),
+                               mapping)
+    b = mapping.body
+    request = {b["session"]: "token", b["agency"]: "000.00.00.H56",
+               b["service"]: "DongBoHoSoMC", b["updating"]: "False", b["data"]: [record]}
+    fast = Contract(ROOT / "schemas" / "npsp")
+    slow = Contract(ROOT / "schemas" / "npsp")
+    slow._fast = {}
+    n = 2000
+
+    def check(contract: Contract) -> Callable[[], float]:
+        def run() -> float:
+            started = time.process_time()
+            for _ in range(n):
+                contract.validate("DongBoHoSoMC.request", request)
+            return (time.process_time() - started) / n * 1e6
+        return run
+
+    hub, plain = median_of(args.rounds, check(fast), check(slow))
+    report("contract: a valid portal request", "µs", hub, plain, results,
+           "jsonschema-rs", "jsonschema")
+
+
+# -- transport: the portal's calls over aiohttp ----------------------------------------------------
+
+_SERVER = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    body = b'{"error_code": "0", "message": "ok", "data": []}'
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+# Connections kept as long as the run: a client reusing one the server just closed fails.
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            timeout_keep_alive=600)
+"""
+
+
+def transport(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The client's CPU per POST with 256 in flight to a local server (its own process), through
+    one httpx.AsyncClient: over aiohttp's pool (hub.transport.aio) and over the small httpx
+    pools it replaced (hub.transport.pools.PooledTransport), on uvloop as a worker runs."""
+    import subprocess
+
+    import httpx
+    import uvloop
+
+    from hub.simulation import free_port
+    from hub.transport.aio import AiohttpPool
+    from hub.transport.pools import PooledTransport
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
+    body = {"session": "token", "data": [{"field": "v" * 40, "n": i} for i in range(20)]}
+    n = 3000
+
+    def calls(make: Callable[[], httpx.AsyncBaseTransport]) -> Callable[[], float]:
+        async def go() -> float:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                         transport=make()) as client:
+                slots = asyncio.Semaphore(256)
+
+                async def one() -> None:
+                    async with slots:
+                        (await client.post("/x", json=body)).raise_for_status()
+
+                await asyncio.gather(*(one() for _ in range(300)))  # connections opened
+                started = time.process_time()
+                await asyncio.gather(*(one() for _ in range(n)))
+                return (time.process_time() - started) / n * 1e6
+        return lambda: uvloop.run(go())
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        hub, plain = median_of(args.rounds, calls(lambda: AiohttpPool.for_calls(256)),
+                               calls(lambda: PooledTransport.for_calls(256)))
+    finally:
+        server.terminate()
+        server.wait()
+    report("transport: a POST with 256 in flight", "µs", hub, plain, results,
+           "aiohttp pool", "httpx pools")
+
+
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
-    "metrics": metrics}
+    "metrics": metrics, "verify": verify, "contract": contract, "transport": transport}
 
 
 def main() -> None:

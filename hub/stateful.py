@@ -185,15 +185,30 @@ class Closable(Protocol):
     async def aclose(self) -> None: ...
 
 
-class StatefulWorker(Generic[R]):
+class Part(Generic[R]):
+    """A part of a stateful adapter (its worker, its callback parser): the context and the
+    runtime built from it by ``runtime_of`` (the Runtime's ``from_context``), unless one is
+    given (a test's)."""
+
+    # (ctx) -> R; declared loosely because a callable class attribute reads as a method.
+    runtime_of: ClassVar[Callable[..., Any]]
+
+    def __init__(self, ctx: AdapterContext, runtime: R | None = None) -> None:
+        self.ctx = ctx
+        self.rt: R = runtime or self.runtime_of(ctx)
+
+
+class StatefulWorker(Part[R]):
     """The handler of a stateful adapter's work queue (``hub.adapters.Handler``). ``handle``
     gets the verified event, of the type ``consumes`` names, and returns the events it
-    causes."""
+    causes, calling its system with the client ``client_of`` builds from the runtime."""
 
     consumes: ClassVar[str]
+    client_of: ClassVar[Callable[..., Closable]]  # (runtime) -> client
 
-    def __init__(self, ctx: AdapterContext, rt: R, client: Closable) -> None:
-        self.ctx, self.rt, self.client = ctx, rt, client
+    def __init__(self, ctx: AdapterContext, runtime: R | None = None) -> None:
+        super().__init__(ctx, runtime)
+        self.client = self.client_of(self.rt)
 
     async def __call__(self, event: Event) -> list[Envelope]:
         return await self.process(event.envelope)

@@ -27,12 +27,11 @@ from typing import Any
 from adapters.payment import events, ledger, translate
 from adapters.payment.mapping import checksum
 from adapters.payment.runtime import PaymentRuntime
-from hub.adapters import AdapterContext
 from hub.api.auth import request_address
 from hub.envelope import Envelope
 from hub.errors import ClientError
 from hub.parked import Parked
-from hub.stateful import report_body, stored
+from hub.stateful import Part, report_body, stored
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +56,8 @@ class PaymentParked(ClientError):
     http_status = 409
 
 
-class PaymentCallback:
-    def __init__(self, ctx: AdapterContext, runtime: PaymentRuntime | None = None) -> None:
-        self.ctx = ctx
-        self.rt = runtime or PaymentRuntime.from_context(ctx)
+class PaymentCallback(Part[PaymentRuntime]):
+    runtime_of = PaymentRuntime.from_context
 
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
         # Refusals propagate untouched: the door logs and counts them, and nothing is kept.

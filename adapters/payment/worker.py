@@ -16,7 +16,6 @@ from adapters.payment import events, ledger, translate
 from adapters.payment.client import PaymentClient
 from adapters.payment.config import ORIGIN
 from adapters.payment.runtime import PaymentRuntime
-from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError
 from hub.model import PaymentInitiated, PaymentRequest, parse_event_data
@@ -28,11 +27,9 @@ log = logging.getLogger(__name__)
 
 class PaymentWorker(StatefulWorker[PaymentRuntime]):
     consumes = events.REQUESTED
+    runtime_of = PaymentRuntime.from_context
+    client_of = PaymentClient
     client: PaymentClient
-
-    def __init__(self, ctx: AdapterContext, runtime: PaymentRuntime | None = None) -> None:
-        rt = runtime or PaymentRuntime.from_context(ctx)
-        super().__init__(ctx, rt, PaymentClient(rt))
 
     async def handle(self, env: Envelope) -> list[Envelope]:
         rt, client = self.rt, self.client

@@ -18,10 +18,9 @@ import logging
 from adapters.postal import orders, translate
 from adapters.postal.runtime import PostalRuntime
 from adapters.postal.tracking import tracking_envelope
-from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.errors import ClientError, SecretMissing
-from hub.stateful import report_body, stored
+from hub.stateful import Part, report_body, stored
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,8 @@ class UnknownWaybill(ClientError):
     http_status = 404
 
 
-class PostalWebhook:
-    def __init__(self, ctx: AdapterContext, runtime: PostalRuntime | None = None) -> None:
-        self.ctx = ctx
-        self.rt = runtime or PostalRuntime.from_context(ctx)
+class PostalWebhook(Part[PostalRuntime]):
+    runtime_of = PostalRuntime.from_context
 
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
         rt = self.rt

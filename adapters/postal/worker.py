@@ -31,11 +31,13 @@ REGISTERED = 1
 
 class PostalWorker(StatefulWorker[PostalRuntime]):
     consumes = events.PICKUP_REQUESTED
+    runtime_of = PostalRuntime.from_context
+    client_of = PostalClient
     client: PostalClient
 
     def __init__(self, ctx: AdapterContext, runtime: PostalRuntime | None = None) -> None:
-        rt = runtime or PostalRuntime.from_context(ctx)
-        super().__init__(ctx, rt, PostalClient(rt))
+        super().__init__(ctx, runtime)
+        rt = self.rt
         for span in rt.cfg.ranges:
             # Configured ranges are always in the pool (numbers already there are left alone).
             rt.pool.add(rt.cfg.customer_code, pool.expand_range(span.first, span.last),

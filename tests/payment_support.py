@@ -6,12 +6,27 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from adapters.payment import events
+import sqlalchemy as sa
+from state_fakes import MemoryLedger
+
+from adapters.payment import events, store
+from adapters.payment.ledger import Ledger
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.testing.adapters import quick_context
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
+
+
+def callbacks(book: Ledger, reference: str) -> list[dict[str, Any]]:
+    """The callbacks a ledger noted for a payment, in order (the fake's notes, or the rows of
+    payment_callbacks)."""
+    if isinstance(book, MemoryLedger):
+        return [n for n in book.notes if n["reference"] == reference]
+    table = store.callbacks
+    query = sa.select(table).where(table.c.reference == reference).order_by(table.c.id)
+    with book.engine.connect() as conn:  # type: ignore[attr-defined]  # a SqlLedger
+        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 

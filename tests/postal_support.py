@@ -7,13 +7,28 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
-from adapters.postal import events
+import sqlalchemy as sa
+from state_fakes import MemoryOrders
+
+from adapters.postal import events, store
+from adapters.postal.orders import Orders
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.testing.adapters import quick_context
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"
 
+
+
+def history(book: Orders, waybill: str) -> list[dict[str, Any]]:
+    """The tracking an order book recorded for a waybill, oldest first."""
+    if isinstance(book, MemoryOrders):
+        return [{"waybill": w, "state": s, "at": at, "event_id": i, "event": body}
+                for (w, s, at), (i, body, _) in book._by_time() if w == waybill]
+    table = store.tracking
+    query = sa.select(table).where(table.c.waybill == waybill).order_by(table.c.at)
+    with book.engine.connect() as conn:  # type: ignore[attr-defined]  # a SqlOrders
+        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def random_dossier_code(agency: str = "000.00.00.H56") -> str:

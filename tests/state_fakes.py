@@ -140,9 +140,6 @@ class MemoryLedger:
         found = [m for m in self.mismatches.values() if reference in (None, m.reference)]
         return sorted(found, key=lambda m: (m.last_seen_at, m.id), reverse=True)[:limit]
 
-    def callbacks(self, reference: str) -> Sequence[dict[str, Any]]:
-        return [n for n in self.notes if n["reference"] == reference]
-
 
 class MemoryOrders:
     def __init__(self) -> None:
@@ -207,10 +204,6 @@ class MemoryOrders:
             if event_id in ids and not emitted:
                 self.tracking[key], marked = (event_id, body, True), marked + 1
         return marked
-
-    def history(self, waybill: str) -> list[dict[str, Any]]:
-        return [{"waybill": w, "state": s, "at": at, "event_id": i, "event": body}
-                for (w, s, at), (i, body, _) in self._by_time() if w == waybill]
 
     def _by_time(self) -> list[tuple[tuple[str, int, datetime], tuple[str, str, bool]]]:
         return sorted(self.tracking.items(), key=lambda kv: (kv[0][0], kv[0][2]))

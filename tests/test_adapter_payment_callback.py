@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from payment_support import context, request_envelope
+from payment_support import callbacks, context, request_envelope
 from test_api_support import (  # noqa: F401 - fixtures
     Keys,
     clients_config,
@@ -200,7 +200,7 @@ def test_paid_callback_is_published_as_payment_completed(
     (done,) = hub.completed_for(reference)
     assert done.paid and done.transaction_id == transaction and int(done.amount) == 150000
     assert status(hub, reference) == ledger.PAID
-    (row,) = SqlLedger(hub.store.engine).callbacks(reference)
+    (row,) = callbacks(SqlLedger(hub.store.engine), reference)
     assert row["accepted"] and row["event_id"] == message_id and row["body"] is None
     assert row["peer"] == "127.0.0.1"  # the socket's peer: no proxy is trusted to name another
     assert logged_completions(hub, code) == [message_id]
@@ -215,7 +215,7 @@ def test_duplicate_callback_is_the_same_message_kept_once(
     body = gateway.settle(reference, "paid")
     first, second = hub.post(body).json(), hub.post(body).json()
     assert first == second
-    assert len(SqlLedger(hub.store.engine).callbacks(reference)) == 4
+    assert len(callbacks(SqlLedger(hub.store.engine), reference)) == 4
     assert len(logged_completions(hub, code)) == 1
 
 
@@ -337,7 +337,7 @@ def test_unknown_reference_is_refused_and_parked(hub: RealHub, gateway: PaymentS
         "client.unknown_reference", "MaThamChieu")
     (parked,) = SqlLedger(hub.store.engine).parked_reports(reference=reference)
     assert parked.reason_code == "client.unknown_reference" and parked.state_before is None
-    (row,) = SqlLedger(hub.store.engine).callbacks(reference)
+    (row,) = callbacks(SqlLedger(hub.store.engine), reference)
     assert row["reason_code"] == "client.unknown_reference" and row["body"] is None
 
 
@@ -400,7 +400,7 @@ def test_wrong_checksum_is_refused_with_a_log_line_and_a_metric_and_nothing_kept
     # Not a row anywhere: no message log row, no callback record, no body, no parking.
     assert hub.store.log_rows(subject=reference) == []
     assert logged_completions(hub, code) == []
-    assert SqlLedger(hub.store.engine).callbacks(reference) == []
+    assert callbacks(SqlLedger(hub.store.engine), reference) == []
     assert SqlLedger(hub.store.engine).parked_reports(reference=reference) == []
     assert rows_holding(hub.store, marker) == []
 
@@ -428,6 +428,6 @@ def test_malformed_callbacks_are_refused_and_nothing_kept(
     if field:
         assert answer.json()["field"] == field
     assert refusals(hub, code) == 1.0
-    assert SqlLedger(hub.store.engine).callbacks(reference) == []
+    assert callbacks(SqlLedger(hub.store.engine), reference) == []
     assert SqlLedger(hub.store.engine).parked_reports(reference=reference) == []
     assert hub.store.log_rows(subject=reference) == []

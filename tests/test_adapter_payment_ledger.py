@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from payment_support import callbacks
 from state_fakes import MemoryLedger
 
 from adapters.payment import ledger, store
@@ -212,7 +213,7 @@ def test_a_report_moves_the_payment_once_and_is_answered_again(book: Ledger) -> 
     assert (again.event, again.repeat) == (paid.event, True)
     late = settle(book, pay, "GD2", paid=False, source="callback")
     assert late.parked is not None and late.parked.code == "client.already_paid"
-    assert [n["accepted"] for n in book.callbacks(pay.reference)] == [True, True, False]
+    assert [n["accepted"] for n in callbacks(book, pay.reference)] == [True, True, False]
     event_id = json.loads(paid.event)["id"]
     assert book.mark_emitted([event_id], NOW) == 1
     assert book.mark_emitted([event_id], NOW) == 0
@@ -229,7 +230,7 @@ def test_a_report_that_disagrees_is_parked_and_counted(book: Ledger) -> None:
                                                               times)
         # The same report again is one row, counted: it keeps what was true when first seen.
         assert (kept.state_before, kept.expected["amount"]) == (PENDING, 150_000)
-    assert book.callbacks(pay.reference) == []  # a QUERY reply is no callback
+    assert callbacks(book, pay.reference) == []  # a QUERY reply is no callback
     # A later report that agrees settles it, as the table says.
     assert settle(book, pay, "GD2").state == PAID
 

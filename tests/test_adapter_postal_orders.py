@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from postal_support import history
 from state_fakes import MemoryOrders
 
 from adapters.postal.orders import POLL, WEBHOOK, Order, Orders
@@ -85,7 +86,7 @@ def test_an_order_is_recorded_once_and_registered_once(book: Orders) -> None:
     assert book.register(first.waybill, build(first, entry(first, 1, 0)), 1, T0, T0) == kept
     found = book.by_waybill(first.waybill)
     assert found is not None and (found.registered_event, found.last_state) == (kept, 1)
-    assert [row["state"] for row in book.history(first.waybill)] == [1]
+    assert [row["state"] for row in history(book, first.waybill)] == [1]
     book.drop(first.waybill)
     assert book.by_waybill(first.waybill) is None
 

@@ -6,7 +6,7 @@ operator (``hub.parked``), nothing published."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -256,6 +256,3 @@ class Ledger(Protocol):
     def parked_reports(self, *, reference: str | None = None,
                        limit: int = 100) -> list[ParkedReport]:
         """Parked reports, the most recently seen first."""
-
-    def callbacks(self, reference: str) -> Sequence[dict[str, Any]]:
-        """The callbacks noted for a payment, in order."""

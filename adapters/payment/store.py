@@ -6,7 +6,7 @@ the payment's row locked. Tables: ``payment_transactions`` (the payments), ``pay
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -173,11 +173,6 @@ class SqlLedger(StateStore):
     def parked_reports(self, *, reference: str | None = None,
                        limit: int = 100) -> list[ParkedReport]:
         return parking.parked_reports(self.engine, mismatches, reference=reference, limit=limit)
-
-    def callbacks(self, reference: str) -> Sequence[dict[str, Any]]:
-        query = sa.select(callbacks).where(callbacks.c.reference == reference)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query.order_by(callbacks.c.id)).mappings()]
 
 
 def _park(conn: Connection, report: Report, parked: Parked, now: datetime,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
@@ -110,6 +110,3 @@ class Orders(Protocol):
         or of every order of ``customer_code`` (None), closed ones included."""
 
     def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int: ...
-
-    def history(self, waybill: str) -> list[dict[str, Any]]:
-        """The tracking recorded for a waybill, oldest first."""

@@ -133,11 +133,6 @@ class SqlOrders(StateStore):
             () if waybills is None else (tracking.c.waybill.in_(list(waybills)),)))
         return self.unemitted_events(where, limit, tracking.c.waybill, tracking.c.at)
 
-    def history(self, waybill: str) -> list[dict[str, Any]]:
-        query = sa.select(tracking).where(tracking.c.waybill == waybill).order_by(tracking.c.at)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
-
 
 def SqlWaybills(engine: Engine) -> SqlNumberPool:
     return SqlNumberPool(engine, waybills, owner="customer_code", key="order_key",

@@ -61,3 +61,15 @@ def test_projections_removing_the_same_fields_make_one_message() -> None:
 
 def test_no_subscription_no_copy() -> None:
     assert copies(dossier(1), [], ACCESS, CountingSigner(), SN) == []
+
+
+def test_a_queue_not_seen_to_exist_gets_its_copy_alone_so_its_absence_is_returned() -> None:
+    subs = [sub("b0", BHXH, "identity-only", "vn.gov.dossier.submitted"),
+            sub("b1", BHXH, "identity-only", "vn.gov.dossier.submitted")]
+    signer = CountingSigner()
+    out = copies(dossier(1), subs, ACCESS, signer, SN, present={"lt.sub.b0"})
+    grouped, alone = out
+    assert grouped.headers[BCC] == ["lt.sub.b0"] and grouped.routing_key == ""
+    # Its own routing key: published mandatory, a missing queue makes the broker return it.
+    assert alone.routing_key == "lt.sub.b1" and BCC not in alone.headers
+    assert alone.body == grouped.body and len(signer.signed) == 1  # one body, one signature

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -57,7 +57,8 @@ MATCH_CACHE = 10_000  # routing keys whose matching subscriptions are remembered
 
 def copies(env: Envelope, subs: Sequence[Subscription], access: AccessList,
            signer: EnvelopeSigner, sn: SubscriptionNames,
-           headers: dict[str, object] | None = None) -> list[Outgoing]:
+           headers: dict[str, object] | None = None,
+           present: Container[str] | None = None) -> list[Outgoing]:
     """The projected, signed copies of ``env`` for ``subs``: one message per distinct
     projected body (projections that remove the same fields of this event type make one:
     an event type without personal data is one message whatever the projections), serialised
@@ -65,20 +66,43 @@ def copies(env: Envelope, subs: Sequence[Subscription], access: AccessList,
     sender-selected distribution: the default exchange, no routing key, the queues in
     ``BCC``, which the broker removes before delivery, so no ministry sees another's queue).
     The broker confirms it once every queue has it (see
-    docs/performance.md#subscriptions-fan-out-issue-13)."""
+    docs/performance.md#subscriptions-fan-out-issue-13).
+
+    A message addressed to several queues is routed if one of them exists: one missing would
+    get nothing, and nobody would know. So a queue not in ``present`` (queues seen to exist;
+    None: all are) gets its copy alone, with its name as the routing key: if it is missing,
+    the broker returns it and the delivery is retried, as for any unroutable message."""
     by_removal: dict[tuple[str, ...], list[str]] = {}
+    alone: list[tuple[tuple[str, ...], str]] = []
     for s in subs:
         removed = access.removed(s.projection, env.type)
-        by_removal.setdefault(removed, []).append(sn.queue(s.name))
+        queue = sn.queue(s.name)
+        if present is None or queue in present:
+            by_removal.setdefault(removed, []).append(queue)
+        else:
+            alone.append((removed, queue))
+    made: dict[tuple[str, ...], tuple[bytes, str]] = {}
+
+    def signed(removed: tuple[str, ...]) -> tuple[bytes, str]:
+        if removed not in made:
+            copy = replace(env, data=without(env.data, removed)) if removed else env
+            body = copy.to_bytes()
+            made[removed] = (body, signer.sign(body, copy))
+        return made[removed]
+
     out = []
     now = int(time.time())
     for removed, queues in by_removal.items():
-        copy = replace(env, data=without(env.data, removed)) if removed else env
-        body = copy.to_bytes()
+        body, token = signed(removed)
         out.append(Outgoing(
             body=body, exchange="", routing_key="", message_id=env.id, type=env.type,
-            headers={**(headers or {}), h.SIGNATURE: signer.sign(body, copy), BCC: queues},
+            headers={**(headers or {}), h.SIGNATURE: token, BCC: queues},
             app_id=env.source, timestamp=now))
+    for removed, queue in alone:
+        body, token = signed(removed)
+        out.append(Outgoing(
+            body=body, exchange="", routing_key=queue, message_id=env.id, type=env.type,
+            headers={**(headers or {}), h.SIGNATURE: token}, app_id=env.source, timestamp=now))
     return out
 
 
@@ -96,6 +120,9 @@ class Fanout:
         self.subscriptions: list[Subscription] = []
         self._patterns: list[tuple[Subscription, list[str]]] = []
         self._matched: dict[str, list[Subscription]] = {}
+        # Subscriptions' queues seen to exist (``saw``); the others get their copies alone
+        # (``copies``) until seen.
+        self.present: set[str] = set()
         self._loaded = 0.0
         self.reload()
 
@@ -136,7 +163,12 @@ class Fanout:
 
     def __call__(self, delivery: Delivery) -> list[Outgoing]:
         env = delivery.envelope
-        return copies(env, self.matching(env), self.access, self.signer, self.sn)
+        return copies(env, self.matching(env), self.access, self.signer, self.sn,
+                      present=self.present)
+
+    def saw(self, found: Sequence[Status]) -> None:
+        """What the status poll saw: which subscriptions' queues exist."""
+        self.present = {st.queue for st in found if st.exists}
 
 
 def hub_signer(settings: Settings) -> Signer:
@@ -162,6 +194,7 @@ class FeedConsumer(Consumer):
         self.latest: list[Status] = []
         self._settings = settings
         self._store = store
+        self._fanout = handler
         super().__init__(settings, handler.sn.feed, handler, processed=store.processed,
                          store=store, on_confirmed=self.ledger.confirmed, **kw)
 
@@ -188,6 +221,7 @@ class FeedConsumer(Consumer):
 
     def _seen(self, found: list[Status]) -> None:
         self.latest = found
+        self._fanout.saw(found)
 
 
 def consumer(settings: Settings, store: Store, handler: Fanout, **kw: Any) -> FeedConsumer:

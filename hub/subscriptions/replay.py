@@ -19,6 +19,7 @@ from typing import Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
+from pika.exceptions import ChannelClosedByBroker
 
 from hub import headers as h
 from hub.broker.declare import connect
@@ -70,6 +71,7 @@ def replay(settings: Settings, subs: Sequence[Subscription], signer: EnvelopeSig
     counted: dict[str, int] = {}
     conn = connect(settings.broker_urls, "subscriptions replay")
     try:
+        _check_queues(conn, [sn.queue(s.name) for s in subs])
         out = conn.channel()
         out.confirm_delivery()
         out.basic_publish("", sn.history, b"", pika.BasicProperties(
@@ -139,6 +141,20 @@ def _copy(out: BlockingChannel, body: bytes, headers: dict[str, Any],
             report.copied[by_queue[queue]] += 1
             queues.append(queue)
     return queues
+
+
+def _check_queues(conn: pika.BlockingConnection, queues: list[str]) -> None:
+    """Every queue exists: a copy addressed to several queues would miss a missing one
+    without a word (``hub.subscriptions.fanout.copies``)."""
+    for queue in queues:
+        try:
+            conn.channel().queue_declare(queue, passive=True)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code != 404:
+                raise
+            raise ClientError(
+                f"the queue {queue} does not exist; run `lienthong topology apply`, then "
+                "replay again", code="client.queue_absent", field="which") from None
 
 
 def _id_of(body: bytes) -> str:

@@ -22,7 +22,7 @@ adapter = AdapterSpec(
         "dossier.progress-reported.#",
     ],
     make_handler=lazy("adapters.npsp.worker:make_handler"),
-    make_simulator=lazy("adapters.npsp.simulator:make_simulator"),
+    make_simulator=lazy("adapters.npsp.simulator:NpspSimulator"),
     # A dossier's status updates must reach the portal in order.
     ordered=True,
 )

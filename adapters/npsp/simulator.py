@@ -359,10 +359,6 @@ def _status(record: dict[str, Any]) -> int:
         return 0
 
 
-def make_simulator(**switches: Any) -> NpspSimulator:
-    return NpspSimulator(**switches)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="NPSP simulator for demos and tests")
     parser.add_argument("--host", default="127.0.0.1")

@@ -21,7 +21,7 @@ adapter = AdapterSpec(
     bindings=["dossier.submitted.#"],
     make_handler=lazy("adapters.provincial.worker:make_handler"),
     make_callback=lazy("adapters.provincial.callback:make_callback"),
-    make_simulator=lazy("adapters.provincial.simulator:make_simulator"),
+    make_simulator=lazy("adapters.provincial.simulator:ProvincialSimulator"),
     # Only new dossiers go to a province; they do not depend on each other's order.
     ordered=False,
 )

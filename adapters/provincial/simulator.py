@@ -266,10 +266,6 @@ class ProvincialSimulator(SimulatedSystem):
         task.add_done_callback(self._tasks.discard)
 
 
-def make_simulator(**switches: Any) -> ProvincialSimulator:
-    return ProvincialSimulator(**switches)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Provincial one-stop system simulator")
     parser.add_argument("--host", default="127.0.0.1")

@@ -433,5 +433,9 @@ def test_interleaved_callbacks_and_rest_changes_all_reach_the_portal_in_order(
     assert [e.sequence for e in published] == [1, 2, 3, 4, 5, 6, 7]
     assert [e.extensions.get("systemsequence") for e in published] == [
         None, "5001", None, None, None, "5002", None]
+    # The consumer records the sequence once the handler has returned, after the portal
+    # answered the seventh sync: wait for the write rather than race it.
+    wait_for(lambda: running.store.last_sequence("npsp", code) == 7, timeout=30,
+             message=f"the portal's last applied sequence of {code} recorded as 7")
     assert running.store.last_sequence("npsp", code) == 7
     assert [e for e in running.store.timeline(code) if e.event_type == SKIPPED] == []

@@ -1,27 +1,17 @@
-"""The gateway's callback (``POST /v1/callbacks/payment`` on the hub): the result of a payment.
-
-Three kinds of answer:
-
-- refused: the body does not parse, breaks the contract, or its MaXacThuc does not match (not
-  the gateway, or altered). Nothing is written anywhere: the hub's door logs the refusal with
-  the caller's address and counts it (``lienthong_refused_total{door="callback:payment"}``).
-- parked (409, 404 or 400): the checksum matches, so the gateway said it, but the ledger cannot
-  apply it: the amount, currency, partner or reference differ from the payment's, the payment is
-  already paid, or the gateway had refused its INIT. The payment is not marked paid and no event
-  is published; the report is kept for an operator (``payment_mismatches``, ``lienthong payment
-  mismatches``) and logged as a WARNING. The message log never holds it.
-- applied (202): a ``vn.gov.payment.completed`` envelope whose id is derived from partner,
-  reference and gateway transaction id, and whose bytes are stored: the same callback sent
-  again yields the same message, which the hub's idempotency absorbs.
-
-The payment's state moves by the ledger's table of transitions (``ledger.TRANSITIONS``).
-"""
+"""The gateway's callback (``POST /v1/callbacks/payment`` on the hub), answered as
+docs/adapters/payment.md tabulates: refused when it does not parse, breaks the contract or its
+MaXacThuc does not match (nothing kept but the door's log line and counter); parked for an
+operator when the ledger cannot apply it (nothing published); else applied, its
+``vn.gov.payment.completed`` derived from the transaction and stored, so a resend is the same
+message. The payment moves by the ledger's table of transitions (``ledger.TRANSITIONS``)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from adapters.payment import events, ledger, translate
@@ -30,6 +20,7 @@ from adapters.payment.runtime import PaymentRuntime
 from hub.api.auth import request_address
 from hub.envelope import Envelope
 from hub.errors import ClientError
+from hub.model import PaymentCompleted
 from hub.parked import Parked
 from hub.stateful import Part, report_body, stored
 
@@ -94,15 +85,10 @@ class PaymentCallback(Part[PaymentRuntime]):
                 f"no payment with reference {report.reference!r:.60} was initiated by this hub",
                 "MaThamChieu"), 404)
         assert payment is not None
-        candidate = None
-        if ledger.disagreement(payment, report, rt.cfg.currency) is None:
-            outcome = translate.from_callback(doc, payment.dossier_code, rt.mapping)
-            candidate = completed_envelope(rt, payment, outcome.model_dump(mode="json"),
-                                           outcome.at)
-        settled = rt.ledger.settle(report, event=candidate, currency=rt.cfg.currency,
-                                   now=rt.clock(), emitted=True)  # the callback route publishes
+        dossier = payment.dossier_code
+        settled = settle(rt, payment, report, lambda: translate.from_callback(
+            doc, dossier, rt.mapping), rt.clock(), emitted=True)  # the callback route publishes
         if settled.parked is not None:
-            warn_parked(report, settled.parked, settled.state)
             raise PaymentParked(
                 f"{settled.parked.reason}; not applied (payment {settled.state}), kept for an "
                 "operator", code=settled.parked.code, field=settled.parked.field)
@@ -127,13 +113,28 @@ def warn_parked(report: ledger.Report, parked: Parked, state: str | None) -> Non
     )
 
 
-def completed_envelope(
-    rt: PaymentRuntime, payment: ledger.Transaction, data: dict[str, Any], at: Any
-) -> Envelope:
+def settle(rt: PaymentRuntime, payment: ledger.Transaction, report: ledger.Report,
+           completed: Callable[[], PaymentCompleted], now: datetime, *,
+           emitted: bool) -> ledger.Settled:
+    """Apply a report of the gateway (a callback's or a QUERY reply's, checked alike) by the
+    ledger's table, with the ``completed`` event its facts make when they agree with the
+    ledger; a parked report is logged for the operator."""
+    candidate = None
+    if ledger.disagreement(payment, report, rt.cfg.currency) is None:
+        candidate = completed_envelope(rt, payment, completed())
+    settled = rt.ledger.settle(report, event=candidate, currency=rt.cfg.currency, now=now,
+                               emitted=emitted)
+    if settled.parked is not None:
+        warn_parked(report, settled.parked, settled.state)
+    return settled
+
+
+def completed_envelope(rt: PaymentRuntime, payment: ledger.Transaction,
+                       outcome: PaymentCompleted) -> Envelope:
     causation = json.loads(payment.initiated_event).get("id") if payment.initiated_event else None
     return Envelope.new(
-        id=events.completed_id(rt.cfg.partner_code, payment.reference, data["transaction_id"]),
-        source=rt.hub_id, type=events.COMPLETED, subject=payment.dossier_code, data=data,
-        agency=payment.agency, procedure=payment.procedure, correlationid=payment.correlation_id,
-        causationid=causation or payment.request_id, time=at,
-    )
+        id=events.completed_id(rt.cfg.partner_code, payment.reference, outcome.transaction_id),
+        source=rt.hub_id, type=events.COMPLETED, subject=payment.dossier_code,
+        data=outcome.model_dump(mode="json"), agency=payment.agency, procedure=payment.procedure,
+        correlationid=payment.correlation_id, causationid=causation or payment.request_id,
+        time=outcome.at)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from adapters.payment import ledger, translate
-from adapters.payment.callback import completed_envelope, warn_parked
+from adapters.payment.callback import settle
 from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
@@ -75,22 +75,15 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
         source="query",
         outcome_field=rt.mapping.fields.reply.transaction_state,
     )
-    candidate = None
+    state = reply.get(rt.mapping.fields.reply.transaction_state)
     # The same facts as a callback's, checked the same way: a QUERY that says paid for another
     # amount parks the payment as a mismatch, it does not pay it.
-    if ledger.disagreement(payment, said, rt.cfg.currency) is None:
-        data = translate.completed(
-            dossier_code=payment.dossier_code, reference=payment.reference,
-            transaction_id=said.transaction_id,
-            amount=payment.amount if said.amount is None else said.amount, paid=paid,
-            error_code=None if paid
-            else f"TrangThaiGD={reply.get(rt.mapping.fields.reply.transaction_state)}",
-            at=at)
-        candidate = completed_envelope(rt, payment, data.model_dump(mode="json"), data.at)
-    settled = await asyncio.to_thread(lambda: rt.ledger.settle(
-        said, event=candidate, currency=rt.cfg.currency, now=now, emitted=False))
+    settled = await asyncio.to_thread(settle, rt, payment, said, lambda: translate.completed(
+        dossier_code=payment.dossier_code, reference=payment.reference,
+        transaction_id=said.transaction_id,
+        amount=payment.amount if said.amount is None else said.amount, paid=paid,
+        error_code=None if paid else f"TrangThaiGD={state}", at=at), now, emitted=False)
     if settled.parked is not None:
-        warn_parked(said, settled.parked, settled.state)
         return "mismatched"
     return "paid" if paid else "failed"
 

@@ -16,7 +16,8 @@ from hub.contracts import Contract
 from hub.errors import PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.privacy import collect
-from hub.transport import HttpTransport, Outbound, Request, pools
+from hub.systemclient import SystemClient
+from hub.transport import Request, Said, pools
 from hub.transport.session import Session
 
 NAME = "npsp"
@@ -40,41 +41,28 @@ class DossierUnknown(RetryableError):
     code = "system.dossier_unknown"
 
 
-class NpspClient:
-    def __init__(
-        self,
-        config: NpspConfig,
-        mapping: NpspMapping,
-        contract: Contract,
-        *,
-        policy: CallPolicy | None = None,
-    ) -> None:
-        self.config = config
-        self.mapping = mapping
-        self.contract = contract
-        self.outbound = Outbound(
-            HttpTransport(
-                NAME, "the portal", base_url=config.base_url, timeout=config.policy.timeout,
-                headers={"dstcode": config.dstcode}, explain=mapping.replies.explain,
-                auth_hint="the dstcode header and the platform's access rights",
-                # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
-                # calls in flight, and the policy's rate limit their pace: a pool smaller than
-                # the concurrency would only queue calls here (httpx's default is 100, 20
-                # kept alive); aiohttp's pool costs a third of httpx's own per call
-                # (hub.transport.aio).
-                transport=pools.for_calls(CALLS_IN_FLIGHT),
-            ),
-            policy or CallPolicy(NAME, config.policy),
+class NpspClient(SystemClient):
+    def __init__(self, config: NpspConfig, mapping: NpspMapping, contract: Contract, *,
+                 policy: CallPolicy | None = None) -> None:
+        super().__init__(
+            NAME, "the portal", config, config.base_url, contract, policy=policy,
+            headers={"dstcode": config.dstcode},
+            auth_hint="the dstcode header and the platform's access rights",
+            # The worker's concurrency (the destination's, hub.broker.consumer) bounds the
+            # calls in flight, and the policy's rate limit their pace: a pool smaller than
+            # the concurrency would only queue calls here (httpx's default is 100, 20 kept
+            # alive); aiohttp's pool costs a third of httpx's own per call (hub.transport.aio).
+            transport=pools.for_calls(CALLS_IN_FLIGHT),
         )
+        self.config, self.mapping, self.replies = config, mapping, mapping.replies
         m = mapping
         self._personal = {m.body["password"], m.dossier["applicant_name"],
                           m.dossier["applicant_identity"], m.identity["number"],
                           m.progress["officer"]}
-        self.replies = mapping.replies
         self.session = Session(self._login)
 
-    async def aclose(self) -> None:
-        await self.outbound.aclose()
+    def explain(self, doc: dict[str, Any]) -> Said:
+        return self.replies.explain(doc)
 
     async def _exchange(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         request = Request(what, path, body=body, personal=collect(body, self._personal))

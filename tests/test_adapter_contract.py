@@ -8,11 +8,15 @@ import ast
 import collections.abc
 import inspect
 import typing
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 import hub.adapters
+from hub.adapters import GROUP, AdapterSpec, Event
+from hub.envelope import Envelope
+from hub.lazy import Lazy
 from hub.settings import PROJECT_ROOT, Settings
 from hub.store.timeline import TimelineEvent
 
@@ -90,3 +94,48 @@ def test_the_readme_shows_the_toy_adapter_as_it_is() -> None:
     toy = PROJECT_ROOT / "tests" / "plugins" / "lienthong_toy" / "__init__.py"
     assert snippets == [toy.read_text(encoding="utf-8")]
     assert len(snippets[0].splitlines()) <= 36  # half of the 73 lines it took before
+
+
+def _shipped() -> list[AdapterSpec]:
+    # Through the entry points of this package (not discover(): a test may install others).
+    found = [ep.load() for ep in entry_points(group=GROUP) if ep.value.startswith("adapters.")]
+    assert {spec.name for spec in found} >= {"npsp", "payment", "population", "postal",
+                                             "provincial"}
+    return found
+
+
+def _made(factory: object) -> object:
+    """What a spec's factory makes, by its annotations: a class is itself, a function its
+    declared return type; a Lazy is resolved first (what mypy cannot follow)."""
+    target = factory.resolve() if isinstance(factory, Lazy) else factory
+    if inspect.isclass(target):
+        return target
+    return typing.get_type_hints(target)["return"]
+
+
+def _call_signature(made: object) -> tuple[list[object], object, bool]:
+    """The parameters, the return type and whether it is a coroutine, of calling ``made``."""
+    if typing.get_origin(made) is collections.abc.Callable:  # hub.adapters.Handler itself
+        params, returned = typing.get_args(made)
+        if typing.get_origin(returned) is collections.abc.Awaitable:
+            return list(params), typing.get_args(returned)[0], True
+        return list(params), returned, False
+    assert inspect.isclass(made), made
+    call = made.__call__  # type: ignore[operator]
+    hints = typing.get_type_hints(call)
+    names = [n for n in inspect.signature(call).parameters if n != "self"]
+    return [hints[n] for n in names], hints["return"], inspect.iscoroutinefunction(call)
+
+
+def test_every_shipped_adapter_fills_the_contract_even_through_lazy_imports() -> None:
+    """``hub.lazy`` defers an adapter's imports, so mypy cannot see that what a spec names is
+    a handler or a callback parser: its annotations are checked here instead."""
+    results = (list[Envelope], collections.abc.Sequence[Envelope])
+    for spec in _shipped():
+        params, returned, is_async = _call_signature(_made(spec.make_handler))
+        assert (spec.name, params, returned in results, is_async) == (
+            spec.name, [Event], True, True)
+        if spec.make_callback is not None:
+            params, returned, _ = _call_signature(_made(spec.make_callback))
+            assert (spec.name, params[0], returned in results) == (spec.name, bytes, True)
+            assert params[1] in (dict[str, str], collections.abc.Mapping[str, str])

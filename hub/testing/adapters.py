@@ -7,6 +7,7 @@ from typing import Any
 
 from hub.adapterconfig import layered, read_adapter_config
 from hub.adapters import AdapterContext, AdapterStore
+from hub.settings import Settings
 
 # Calls fail fast and are not retried in-process, so each failure shows as it is; the timeout
 # stays generous so a loaded machine does not turn a normal call into one.
@@ -21,7 +22,7 @@ QUICK_POLICY: dict[str, Any] = {
 
 
 def quick_context(
-    settings: Any,
+    settings: Settings,
     name: str,
     base_url: str,
     *,

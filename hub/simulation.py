@@ -9,6 +9,7 @@ listens again on the same port.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import socket
 import threading
@@ -248,6 +249,18 @@ class SimulatedSystem:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def command_line(title: str, port: int, argv: list[str] | None,
+                 **options: dict[str, Any]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """A simulator's command line, parsed: ``--port`` (``port`` by default) and its
+    ``options``, each a keyword (``callback_url`` for ``--callback-url``) with the settings of
+    its ``add_argument``."""
+    parser = argparse.ArgumentParser(description=f"{title} simulator")
+    parser.add_argument("--port", type=int, default=port)
+    for name, settings in options.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", **settings)
+    return parser, parser.parse_args(argv)
 
 
 def one_of(*choices: str) -> Callable[[Any], str]:

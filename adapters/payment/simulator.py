@@ -18,7 +18,6 @@ replies report it, correctly sealed. Inspect and flip the switches over HTTP too
 
 from __future__ import annotations
 
-import argparse
 import html
 import itertools
 import os
@@ -36,7 +35,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from adapters.payment.mapping import checksum, parse_checksums
 from hub.settings import PROJECT_ROOT
-from hub.simulation import SwitchedSystem, Switches, one_of, serve_until_interrupted
+from hub.simulation import SwitchedSystem, Switches, command_line, one_of, serve_until_interrupted
 from hub.tomlmap import read as load_toml
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -291,13 +290,11 @@ def make_simulator(**switches: Any) -> PaymentSimulator:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Payment gateway simulator")
-    parser.add_argument("--port", type=int, default=8702)
-    parser.add_argument("--partner", default="LIENTHONG")
-    parser.add_argument("--callback-url", default="http://127.0.0.1:8080/v1/callbacks/payment")
-    parser.add_argument("--secret-env", default="LIENTHONG_PAYMENT_SECRET")
-    parser.add_argument("--outcome", choices=OUTCOMES, default="paid")
-    args = parser.parse_args(argv)
+    parser, args = command_line(
+        "Payment gateway", 8702, argv, partner={"default": "LIENTHONG"},
+        callback_url={"default": "http://127.0.0.1:8080/v1/callbacks/payment"},
+        secret_env={"default": "LIENTHONG_PAYMENT_SECRET"},
+        outcome={"choices": OUTCOMES, "default": "paid"})
     secret = os.environ.get(args.secret_env, "")
     if not secret:
         parser.error(f"set {args.secret_env} to the shared checksum secret")

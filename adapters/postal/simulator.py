@@ -16,7 +16,6 @@ Switches: ``down()``/``up()`` (connection refused), ``faults.slow_seconds``, ``f
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import os
@@ -30,7 +29,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub.simulation import SwitchedSystem, Switches, serve_until_interrupted
+from hub.simulation import SwitchedSystem, Switches, command_line, serve_until_interrupted
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 WIRE_TIME = "%Y%m%d%H%M%S"
@@ -256,12 +255,10 @@ def make_simulator(**switches: Any) -> PostalSimulator:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Postal service simulator")
-    parser.add_argument("--port", type=int, default=8703)
-    parser.add_argument("--customer", default="LIENTHONG")
-    parser.add_argument("--webhook-url", default="http://127.0.0.1:8080/v1/callbacks/postal")
-    parser.add_argument("--page-size", type=int, default=0)
-    args = parser.parse_args(argv)
+    _, args = command_line(
+        "Postal service", 8703, argv, customer={"default": "LIENTHONG"},
+        webhook_url={"default": "http://127.0.0.1:8080/v1/callbacks/postal"},
+        page_size={"type": int, "default": 0})
     serve_until_interrupted(make_simulator(
         port=args.port, customer_code=args.customer, webhook_url=args.webhook_url,
         page_size=args.page_size), "postal service")

@@ -139,3 +139,17 @@ def test_a_writer_counts_what_the_broker_confirmed_into_each_queue(
         for q in (queue, other):
             conn.channel().queue_delete(q)
         conn.close()
+
+
+def test_a_count_kept_by_the_broker_is_checkpointed_once_and_restarts_when_it_goes_back(
+        store: Store) -> None:
+    ledger = store.queue_ledger
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    ledger.advance(queue, 3, at(0))
+    ledger.advance(queue, 3, at(5))  # another process saw the same count: nothing written
+    ledger.advance(queue, 5, at(10))
+    assert ledger.checkpoints(queue, 4) == (5, [Checkpoint(3, at(0))])
+    assert age_of(ledger, queue, 4, at(100)) == OldestAge(100.0)
+    ledger.advance(queue, 2, at(20))  # the broker forgot its count: the ledger starts again
+    assert ledger.checkpoints(queue, 2) == (2, [Checkpoint(2, at(20))])
+    ledger.forget(queue)

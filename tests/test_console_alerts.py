@@ -1,6 +1,6 @@
 """The shipped alert rules (ops/prometheus/alerts.yml) load in Debian's promtool, fire on the
 series the hub exports (a promtool rule test: dead letters above the configured threshold, an
-open circuit), and name only metrics the hub exports."""
+open circuit, a work queue older than the threshold), and name only metrics the hub exports."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ tests:
         values: '10 10 10 10 10 10 10 10'
       - series: 'lienthong_circuit_state{{destination="npsp"}}'
         values: '0 2 2 2 2'
+      - series: 'lienthong_queue_oldest_age_seconds{{queue="lt.npsp.p0",role="work"}}'
+        values: '60 1200 1200 1200 1200 1200 1200 1200'
+      - series: 'lienthong_alert_threshold{{alert="queue_age_seconds"}}'
+        values: '900 900 900 900 900 900 900 900'
     alert_rule_test:
       - eval_time: 7m
         alertname: LienthongDeadLettersGrowing
@@ -48,6 +52,13 @@ tests:
       - eval_time: 1m
         alertname: LienthongCircuitOpen
         exp_alerts: []
+      - eval_time: 7m
+        alertname: LienthongWorkQueueOld
+        exp_alerts:
+          - exp_labels: {{severity: warning, queue: lt.npsp.p0}}
+            exp_annotations:
+              summary: "The oldest message of lt.npsp.p0 is older than alert_queue_age_minutes"
+              description: "It has waited 20m 0s; is its destination slow, or its worker stuck?"
 """
 
 
@@ -56,7 +67,7 @@ def test_the_rules_load_in_promtool() -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 7 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout
 
 
 def test_the_rules_fire_on_the_hubs_series(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import asyncio
 import threading
 from collections.abc import Callable
 
+import pika
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_api_support import Hub, Keys, keys_fixture, make_hub_fixture  # noqa: F401
 from test_console_api import dossier_env, parked_row
@@ -16,10 +18,13 @@ from test_console_api import dossier_env, parked_row
 from hub.broker import declare
 from hub.broker.destinations import discover_destinations
 from hub.broker.topology import Topology
+from hub.console.health import BrokerView, PipelineCollector, QueueState
 from hub.console.keeper import Keeper
 from hub.outbound import CallPolicy, PolicyConfig
 from hub.settings import Settings
 from hub.signing import TrustStore, generate
+from hub.store import Store
+from hub.store.circuitboard import StoreCircuitBoard
 from hub.testing.broker import delete_queues
 from hub.testing.waiting import wait_for
 
@@ -87,3 +92,58 @@ def test_readiness_and_metrics_for_operators(settings: Settings, keys: Keys,
     finally:
         delete_queues(settings.amqp_url, [q.name for q in topology.queues])
     assert policy.breaker.state == "open"  # alive until here: circuits are held weakly
+
+
+def test_a_work_queue_s_oldest_message_is_dated_from_the_broker_s_count(
+        settings: Settings, store: Store) -> None:
+    topology = Topology.from_settings(settings, discover_destinations()[0])
+    declare.apply(topology, settings.broker_urls)
+    view = BrokerView(settings, topology, store.queue_ledger)
+    queue = topology.work_queue("timeline")  # bound to every event
+
+    def timeline() -> QueueState:
+        [found] = [q for q in view.queues(fresh=True)[0] if q.name == queue]
+        return found
+
+    def publish(n: int) -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            for _ in range(n):
+                ch.basic_publish(topology.names.events, "vn.gov.dossier.submitted", b"{}")
+        finally:
+            conn.close()
+
+    def age_when(condition: Callable[[QueueState], bool]) -> Callable[[], float | None]:
+        def look() -> float | None:
+            q = timeline()
+            return q.oldest.seconds if q.oldest is not None and condition(q) else None
+        return look
+
+    try:
+        assert timeline().oldest is None  # empty, and nothing counted yet
+        publish(3)
+        # The management API counts publishes every few seconds: the first look that sees
+        # them dates them (a lower bound), and the age grows from there.
+        first = wait_for(age_when(lambda q: q.messages == 3), timeout=30,
+                         message="the three published messages dated")
+        assert timeline().oldest.at_least is False
+        later = wait_for(age_when(lambda q: q.oldest.seconds >= first + 1), timeout=30,
+                         message="the age to grow")
+        publish(2)  # newer messages do not make the oldest younger
+        newer = wait_for(age_when(lambda q: q.messages == 5), timeout=30,
+                         message="five messages seen")
+        assert newer >= later
+        got = samples(make_text(settings, store, view))
+        assert got[("lienthong_queue_oldest_age_seconds",
+                    (("queue", queue), ("role", "work")))] >= newer
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+
+
+def make_text(settings: Settings, store: Store, view: BrokerView) -> str:
+    """The pipeline gauges as a scrape renders them."""
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(settings, store, view, StoreCircuitBoard(store.engine)))
+    return generate_latest(registry).decode()

@@ -179,6 +179,8 @@ def test_the_server_and_the_worker_show_the_pipeline_and_the_worker_circuit(
     for stage in ("claim", "publish", "confirm", "mark"):
         assert value(server, "lienthong_relay_stage_seconds_count", stage=stage) >= 1, stage
     assert value(server, "lienthong_outbox_published_total") >= 1
+    aged = {dict(k[1])["queue"] for k in server if k[0] == "lienthong_queue_oldest_age_seconds"}
+    assert {q for q in aged if ".npsp" in q}, aged  # each work queue has its age series
 
     # The worker: the delivery retried through the tiers, then parked, and kept by the keeper.
     def parked() -> Samples:

@@ -28,6 +28,9 @@ class QueueStats:
     rate_in: float = 0.0  # messages/s published into the queue (the API's last sample)
     rate_out: float = 0.0  # messages/s acknowledged by its consumers
     unacked: int = 0  # delivered to consumers, not yet acknowledged
+    # Messages published into the queue since the broker began counting (None: not counted
+    # yet). Messages dead-lettered into it (back from a retry tier) are not among them.
+    published: int | None = None
 
 
 class Management:
@@ -123,7 +126,8 @@ class Management:
             name, True, int(found.get("messages") or 0), int(found.get("consumers") or 0),
             float((stats.get("publish_details") or {}).get("rate", 0.0)),
             float((stats.get("ack_details") or {}).get("rate", 0.0)),
-            int(found.get("messages_unacknowledged") or 0))
+            int(found.get("messages_unacknowledged") or 0),
+            int(stats["publish"]) if "publish" in stats else None)
 
     def queue_bindings(self, name: str) -> list[dict[str, Any]]:
         found = self._call("GET", f"/api/queues/{self._v()}/{quote(name, safe='')}/bindings",

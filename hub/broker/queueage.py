@@ -21,9 +21,8 @@ or by a publisher that does not count) is older than the ledger knows: its age i
 oldest checkpoint's, marked ``at_least``. A queue the ledger knows nothing of has no age.
 
 The ledger port is implemented on the store (``hub.store.queueledger``). The fan-out feeds it
-for the subscriptions' queues; another queue's publishers can feed it the same way (or a
-sampler of the management API's per-queue ``publish`` counter, for queues filled through
-exchanges).
+for the subscriptions' queues; the work queues, filled through exchanges, are dated from the
+broker's per-queue ``publish`` count sampled at each look (``sampled_age``).
 """
 
 from __future__ import annotations
@@ -164,6 +163,26 @@ def addressed_queues(outgoing: Outgoing) -> list[str]:
         if isinstance(listed, list | tuple):
             queues += [q for q in listed if isinstance(q, str) and q not in queues]
     return queues
+
+
+class SampledLedger(QueueLedger, Protocol):
+    def advance(self, queue: str, total: int, at: datetime) -> None:
+        """Checkpoint ``total`` (a count kept elsewhere, absolute) at ``at`` if it moved."""
+        ...
+
+
+def sampled_age(ledger: SampledLedger, queue: str, published: int | None, depth: int,
+                now: datetime) -> OldestAge | None:
+    """The age of a queue filled through exchanges, which no publisher of the hub counts per
+    queue: the broker's own count of what was published into it (the management API's
+    ``publish``) is checkpointed at each look, and the age found as for any ledger: short by
+    at most the time between two looks, and messages already there at the first look are
+    dated by it (younger than they are) until they are consumed. Messages dead-lettered into
+    the queue (back from a retry tier) are not in the broker's count: while some wait in it,
+    the age found is an earlier message's, older than the oldest (an alert fires early)."""
+    if published is not None:
+        ledger.advance(queue, published, now)
+    return age_of(ledger, queue, depth, now)
 
 
 def age_of(ledger: QueueLedger, queue: str, depth: int, now: datetime) -> OldestAge | None:

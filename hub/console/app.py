@@ -88,7 +88,7 @@ def mount(app: FastAPI, settings: Any, store: Store, signer: Any = None,
     """Add the console's routes to ``app``, its pipeline metrics to ``registry`` (the app's)
     and, as ``app.state.readiness_extra``, the checks /readyz adds to its own."""
     service = build_service(settings, store, signer)
-    view = BrokerView(settings, service.topology)
+    view = BrokerView(settings, service.topology, store.queue_ledger)
     board = StoreCircuitBoard(store.engine)
     if registry is not None:
         registry.register(PipelineCollector(settings, store, view, board))

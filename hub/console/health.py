@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ from sqlalchemy import func, select
 
 from hub import circuits
 from hub.broker.names import Names
+from hub.broker.queueage import OldestAge, SampledLedger, sampled_age
+from hub.errors import HubError
 from hub.store import Store
 from hub.store import operators as ops
 from hub.store.tables import dead_letters
@@ -36,24 +38,30 @@ class QueueState:
     role: str
     messages: int | None  # None: the queue does not exist
     consumers: int | None
+    oldest: OldestAge | None = None  # a work queue's oldest message (hub.broker.queueage)
 
 
 class BrokerView:
     """Depth and consumers of the terminal queues and the work queues, cached briefly."""
 
-    def __init__(self, settings: Any, topology: Any = None) -> None:
+    def __init__(self, settings: Any, topology: Any = None,
+                 ledger: SampledLedger | None = None) -> None:
         self.settings = settings
         self.topology = topology
+        self.ledger = ledger
         self.names = Names(settings.name_prefix)
         self._lock = threading.Lock()
         self._at = 0.0
         self._queues: list[QueueState] | None = None
         self._error: str | None = None
 
-    def queues(self) -> tuple[list[QueueState], str | None]:
+    def queues(self, *, fresh: bool = False) -> tuple[list[QueueState], str | None]:
+        """The queues as last seen, asked again when older than ``BROKER_TTL`` (or ``fresh``)."""
         with self._lock:
-            if self._queues is None or time.monotonic() - self._at > BROKER_TTL:
+            if fresh or self._queues is None or time.monotonic() - self._at > BROKER_TTL:
                 self._queues, self._error = self._ask()
+                if self.ledger is not None and self._error is None:
+                    self._queues = self._with_ages(self._queues, self.ledger)
                 self._at = time.monotonic()
             return list(self._queues), self._error
 
@@ -102,6 +110,28 @@ class BrokerView:
             if conn.is_open:
                 conn.close()
         return out, None
+
+
+    def _with_ages(self, queues: list[QueueState], ledger: SampledLedger) -> list[QueueState]:
+        """Work queues with their oldest message's age: the management API's count of what
+        was published into each, checkpointed in the ledger (``sampled_age``)."""
+        from hub.broker.management import Management
+
+        work = [q for q in queues if q.role == "work" and q.messages is not None]
+        if not work:
+            return queues
+        aged: dict[str, OldestAge | None] = {}
+        now = datetime.now(UTC)
+        try:
+            with Management.from_settings(self.settings) as api:
+                for q in work:
+                    stats = api.queue(q.name)
+                    if stats.exists:
+                        aged[q.name] = sampled_age(ledger, q.name, stats.published,
+                                                   stats.messages, now)
+        except HubError as exc:  # ages unknown this time; depths still reported
+            log.warning("work queues' ages unknown: %s", exc)
+        return [replace(q, oldest=aged.get(q.name)) for q in queues]
 
 
 def keeper_check(view: BrokerView) -> str:
@@ -204,13 +234,30 @@ class PipelineCollector(Collector):
                                   "Messages ready in a queue of the hub", labels=["queue", "role"])
         consumers = GaugeMetricFamily("lienthong_queue_consumers",
                                       "Consumers of a queue of the hub", labels=["queue", "role"])
+        age = GaugeMetricFamily(
+            "lienthong_queue_oldest_age_seconds",
+            "Age of the oldest message in a work queue (ready or unacknowledged), from the "
+            "broker's count of what was published into it, checkpointed at each look: short "
+            "by at most the time between two looks; older than the oldest while messages back "
+            "from a retry tier wait in it", labels=["queue", "role"])
+        beyond = GaugeMetricFamily(
+            "lienthong_queue_oldest_age_at_least",
+            "1 when a work queue holds more messages than the broker counted into it since the "
+            "hub's ledger began (a count the broker forgot, messages back from a retry tier): "
+            "the age is the ledger's first date", labels=["queue", "role"])
         queues, _ = self.view.queues()
         for q in queues:
             if q.messages is not None:
                 depth.add_metric([q.name, q.role], float(q.messages))
                 consumers.add_metric([q.name, q.role], float(q.consumers or 0))
+            if q.role == "work" and q.messages is not None:
+                age.add_metric([q.name, q.role], q.oldest.seconds if q.oldest else 0.0)
+                beyond.add_metric([q.name, q.role],
+                                  1.0 if q.oldest is not None and q.oldest.at_least else 0.0)
         yield depth
         yield consumers
+        yield age
+        yield beyond
         certs = GaugeMetricFamily("lienthong_certificate_expiry_seconds",
                                   "Seconds until a certificate (the hub's, or a trusted one) "
                                   "expires", labels=["system"])

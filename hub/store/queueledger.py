@@ -48,6 +48,28 @@ class StoreQueueLedger:
                                                        at=at))
                     _thin(conn, queue)
 
+    def advance(self, queue: str, total: int, at: datetime) -> None:
+        """Say that ``total`` messages had been published into ``queue`` by ``at``, a count
+        kept elsewhere (the broker's, ``hub.broker.queueage.PublishSampler``): a checkpoint
+        when it is past the ledger's total, none when it is not, and the queue's ledger started
+        again when the count went back (the broker forgot it: a restart, a queue deleted).
+        Several processes may say the same count: it is written once."""
+        with translate_errors("writing the queue ledger"), self._engine.connect() as conn:
+            sqlite = is_sqlite(self._engine)
+            if sqlite:
+                conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                if not sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+                last = conn.execute(select(func.max(table.c.total))
+                                    .where(table.c.queue == queue)).scalar_one_or_none()
+                if last is not None and total == int(last):
+                    return
+                if last is not None and total < int(last):
+                    conn.execute(delete(table).where(table.c.queue == queue))
+                conn.execute(table.insert().values(queue=queue, total=total, at=at))
+                _thin(conn, queue)
+
     def checkpoints(self, queue: str, depth: int) -> tuple[int, list[Checkpoint]]:
         with translate_errors("reading the queue ledger"), self._engine.connect() as conn:
             total = int(conn.execute(select(func.max(table.c.total))

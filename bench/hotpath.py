@@ -3,7 +3,7 @@ running the hub's way and the plain way in the same process, interleaved, so tha
 machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
-        [verify] [contract] [transport] [--rounds 3]
+        [verify] [contract] [transport] [timeline] [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
 - frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
@@ -23,7 +23,9 @@ machine's drift falls on both alike.
 - contract: a valid portal request checked by ``hub.contracts`` (jsonschema-rs first) against
   jsonschema alone;
 - transport: the client's CPU per POST, 256 in flight to a local server, over aiohttp's pool
-  (``hub.transport.aio``) against the small httpx pools it replaced.
+  (``hub.transport.aio``) against the small httpx pools it replaced;
+- timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
+  written in one statement at commit against a statement each.
 
 Without names, every experiment runs. Prints each figure with both ways and their ratio;
 writes bench/results/hotpath.json.
@@ -599,9 +601,54 @@ def transport(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "aiohttp pool", "httpx pools")
 
 
+# -- timeline: a batch of recordings' rows in one statement ---------------------------------------
+
+def timeline_rows(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The timeline rows of 500 deliveries committed together, as a worker's consumer commits
+    the recorder's (SQLite): kept and written in one statement at commit (``timeline_keep``)
+    against a statement each (``timeline_add``). CPU per row."""
+    from hub.store import Store
+    from hub.store.timeline import TimelineEvent
+
+    store = Store.open(f"sqlite:///{tempfile.mkdtemp(prefix='lt-hotpath-')}/hub.db")
+    source = "VN:GOV:000.00.00.H56:igate"
+    at = datetime.now(UTC)
+    n = 500
+
+    def events() -> list[TimelineEvent]:
+        return [TimelineEvent(f"000.00.00.H56-300101-{i:04d}", "vn.gov.dossier.submitted",
+                              str(uuid.uuid4()), at, source, {"status": 1, "channel": 1})
+                for i in range(n)]
+
+    def kept() -> float:
+        batch = events()
+        started = time.process_time()
+        with store.begin() as tx:
+            for event in batch:
+                tx.timeline_keep(event)
+        return (time.process_time() - started) / n * 1e6
+
+    def each() -> float:
+        batch = events()
+        started = time.process_time()
+        with store.begin() as tx:
+            for e in batch:
+                tx.timeline_add(e.dossier_code, e.event_type, e.message_id, e.at,
+                                source=e.source, summary=e.summary)
+        return (time.process_time() - started) / n * 1e6
+
+    try:
+        hub, plain = median_of(max(5, args.rounds), kept, each)
+    finally:
+        store.close()
+    report("timeline: a recorded row of a batch", "µs", hub, plain, results,
+           "one statement", "a statement each")
+
+
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
-    "metrics": metrics, "verify": verify, "contract": contract, "transport": transport}
+    "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
+    "timeline": timeline_rows}
 
 
 def main() -> None:

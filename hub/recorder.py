@@ -39,7 +39,7 @@ from hub.store.unit import UnitOfWork
 if TYPE_CHECKING:  # adapters import report_skip: the broker layer stays unloaded for them
     from hub.broker.consumer import Handler as ConsumerHandler
     from hub.broker.messages import Delivery
-from hub.store.timeline import skipped_event
+from hub.store.timeline import TimelineEvent, skipped_event
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,10 @@ def make_timeline_recorder(store: Store) -> ConsumerHandler:
     def record(delivery: Delivery) -> Sequence[Envelope]:
         env = delivery.envelope
         entry = summary(env)
-        # Through the consumer's recording: the entries of many deliveries share a commit.
-        delivery.record(store, lambda tx: tx.timeline_add(
-            env.subject, env.type, env.id, env.time, source=env.source, summary=entry))
+        # Through the consumer's recording: the entries of many deliveries share a commit,
+        # and one statement.
+        event = TimelineEvent(env.subject, env.type, env.id, env.time, env.source, entry)
+        delivery.record(store, lambda tx: tx.timeline_keep(event))
         return []
 
     return record

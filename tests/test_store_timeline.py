@@ -116,3 +116,30 @@ def test_within_one_second_the_order_of_recording_decides(store: Store) -> None:
     assert [e.event_type for e in store.timeline(dossier)] == [
         "vn.gov.dossier.submitted", "vn.gov.payment.requested", "vn.gov.payment.completed",
         "vn.gov.dossier.status-changed"]
+
+
+def test_kept_events_are_written_at_commit_once_each_or_not_at_all(store: Store) -> None:
+    from hub.store.timeline import TimelineEvent
+
+    dossier, first, second = code(), str(uuid.uuid4()), str(uuid.uuid4())
+
+    def event(message_id: str, status: int) -> TimelineEvent:
+        return TimelineEvent(dossier, "vn.gov.dossier.status-changed", message_id, T0, SRC,
+                             {"status": status})
+
+    with store.begin() as tx:
+        tx.timeline_keep(event(first, 1))
+        tx.timeline_keep(event(second, 2))
+        tx.timeline_keep(event(first, 1))  # the same message twice in one batch
+        assert store.timeline(dossier) == []  # not before the commit
+    got = store.timeline(dossier)
+    # Within one second, in the order kept.
+    assert [(e.message_id, e.summary) for e in got] == [(first, {"status": 1}),
+                                                        (second, {"status": 2})]
+    with store.begin() as tx:  # a redelivery, kept again
+        tx.timeline_keep(event(second, 2))
+    assert len(store.timeline(dossier)) == 2
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.timeline_keep(event(str(uuid.uuid4()), 3))
+        raise RuntimeError("rolled back")
+    assert len(store.timeline(dossier)) == 2

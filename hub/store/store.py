@@ -78,16 +78,17 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[UnitOfWork]:
-        """One transaction. Leaving the block commits (writing the log rows first); an
-        exception rolls everything back and is re-raised as it was, except that the database
-        being unreachable or locked, here or inside the block, becomes ``RetryableError``
-        (``server.store_unavailable``)."""
+        """One transaction. Leaving the block commits (writing the kept timeline and log rows
+        first); an exception rolls everything back and is re-raised as it was, except that the
+        database being unreachable or locked, here or inside the block, becomes
+        ``RetryableError`` (``server.store_unavailable``)."""
         with translate_errors("writing to the store"):
             conn = self._writer()
             try:
                 tx = UnitOfWork(conn, deferred_log=self.deferred_log)
                 try:
                     yield tx
+                    tx.flush_timeline()
                     tx.flush_log()
                     conn.commit()
                 except BaseException:

@@ -25,6 +25,7 @@ class UnitOfWork:
         self.connection = conn
         self._deferred_log = deferred_log
         self._log: list[PendingEntry] = []
+        self._timeline: list[TimelineEvent] = []
         self.parked = 0  # log rows parked for the linker by this unit of work
 
     def log(
@@ -79,6 +80,19 @@ class UnitOfWork:
         return timeline.add(
             self.connection, dossier_code, event_type, message_id, at, source, summary
         )
+
+    def timeline_keep(self, event: TimelineEvent) -> None:
+        """Add a dossier event at commit, with every other kept in this unit of work in one
+        statement (an event whose dossier already has its message is skipped): for writers
+        that need no answer, such as the timeline recorder, whose rows a worker's consumer
+        commits for many deliveries at once (docs/performance.md)."""
+        self._timeline.append(event)
+
+    def flush_timeline(self) -> None:
+        """Write the timeline rows kept so far (commit does it anyway)."""
+        kept, self._timeline = self._timeline, []
+        if kept:
+            timeline.add_many(self.connection, kept)
 
     def timeline_add_many(self, events: Sequence[TimelineEvent] | Prepared) -> int:
         """Add several dossier events with one statement; returns how many were added (an

@@ -120,8 +120,8 @@ class Fanout:
         self.subscriptions: list[Subscription] = []
         self._patterns: list[tuple[Subscription, list[str]]] = []
         self._matched: dict[str, list[Subscription]] = {}
-        # Subscriptions' queues seen to exist (``saw``); the others get their copies alone
-        # (``copies``) until seen.
+        # Subscriptions' queues seen to exist (checked when a subscription is first loaded,
+        # then by the status poll: ``saw``); the others get their copies alone (``copies``).
         self.present: set[str] = set()
         self._loaded = 0.0
         self.reload()
@@ -135,6 +135,9 @@ class Fanout:
             except HubError as exc:
                 log.warning("subscription %s gets nothing: %s", s.name, exc)
         self.access, self.subscriptions = access, allowed
+        unseen = [q for q in (self.sn.queue(s.name) for s in allowed) if q not in self.present]
+        if unseen:
+            self.present = self.present | queues_present(self.settings, unseen)
         self._patterns = [(s, s.patterns()) for s in allowed]
         self._matched = {}
         self._loaded = time.monotonic()
@@ -229,6 +232,29 @@ def consumer(settings: Settings, store: Store, handler: Fanout, **kw: Any) -> Fe
     kw.setdefault("verifier", Verifier.from_settings(settings, queued=True))
     kw.setdefault("name", FANOUT)
     return FeedConsumer(settings, store, handler, destination=FANOUT, **kw)
+
+
+def queues_present(settings: Settings, queues: Sequence[str]) -> set[str]:
+    """Those of ``queues`` that exist (none known while the broker does not answer)."""
+    try:
+        conn = connect(settings.broker_urls, "fan-out queues check")
+    except BrokerUnavailable:
+        return set()
+    found = set()
+    try:
+        ch = conn.channel()
+        for queue in queues:
+            try:
+                ch.queue_declare(queue, passive=True)
+                found.add(queue)
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code != 404:
+                    raise
+                ch = conn.channel()
+    finally:
+        if conn.is_open:
+            conn.close()
+    return found
 
 
 def feed_declared(settings: Settings) -> bool:

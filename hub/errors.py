@@ -79,6 +79,21 @@ class AccessDenied(ClientError):
     http_status = 403
 
 
+class NotFound(ClientError):
+    """What the request names (a path, a dossier, a dead letter) does not exist at this hub."""
+
+    code = "client.not_found"
+    http_status = 404
+
+
+class Conflict(ClientError):
+    """The request contradicts what the hub already holds (a record resolved meanwhile, a key
+    used before for something else); it fails the same way until that changes."""
+
+    code = "client.conflict"
+    http_status = 409
+
+
 class InvalidMessage(HubError):
     """A message that can never be processed: bad signature, unparseable, schema or mapping
     failure. Parked in the invalid-message queue at once, never retried."""

@@ -39,10 +39,9 @@ from hub.adapters import (
     missing_secrets,
 )
 from hub.api.auth import ClientIdentity, ClientRegistry, authorize_callback
-from hub.api.errors import NotFound
 from hub.api.metrics import note_door
 from hub.envelope import Envelope
-from hub.errors import AccessDenied, ConfigError, HubError, SecretMissing
+from hub.errors import AccessDenied, ConfigError, HubError, NotFound, SecretMissing
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,6 @@ class Unauthenticated(ClientError):
     http_status = 401
 
 
-class NotFound(ClientError):
-    code = "client.not_found"
-    http_status = 404
-
-
 class MethodNotAllowed(ClientError):
     """The path does not take the method; ``allow`` lists those it takes (the ``Allow``
     header RFC 9110 requires on a 405)."""

@@ -15,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api.errors import MethodNotAllowed, NotFound, RateLimited, Unauthenticated
+from hub.api.errors import MethodNotAllowed, RateLimited, Unauthenticated
 from hub.api.metrics import note_refusal
-from hub.errors import ClientError, HubError, ValidationError
+from hub.errors import ClientError, HubError, NotFound, ValidationError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from hub.broker.messages import Outgoing
 from hub.broker.names import slot_of
 from hub.console.masking import mask
 from hub.envelope import Envelope
-from hub.errors import AccessDenied, ClientError, HubError, InvalidMessage
+from hub.errors import AccessDenied, ClientError, Conflict, HubError, InvalidMessage, NotFound
 from hub.store import Store
 from hub.store import operators as ops
 from hub.store.operators import AuditEntry, DeadLetter
@@ -40,16 +40,6 @@ Publish = Callable[[Outgoing], Awaitable[None]]
 # Headers of a parked copy that a replay drops: its failures belong to the dead letter.
 _FAILURE_HEADERS = frozenset({h.ATTEMPT, h.LAST_ERROR, h.RETURN_TO, h.REASON, h.REASON_CODE,
                               h.PARKED_AT, h.PARKED_BY, h.HISTORY, h.HELD_BEHIND, h.REPLAY_OF})
-
-
-class NotFound(ClientError):
-    code = "client.not_found"
-    http_status = 404
-
-
-class Conflict(ClientError):
-    code = "client.conflict"
-    http_status = 409
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,13 @@ HTTP status the REST door answers with (SOAP turns it into a fault)."""
 
 from __future__ import annotations
 
-from hub.errors import ClientError, RetryableError
+from hub.errors import Conflict, RetryableError
 
 
-class IdempotencyConflict(ClientError):
+class IdempotencyConflict(Conflict):
     """The same Idempotency-Key was used before for a different body."""
 
     code = "client.idempotency_conflict"
-    http_status = 409
 
 
 class StoreUnavailable(RetryableError):

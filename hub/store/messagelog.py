@@ -28,10 +28,10 @@ from hub.store import chain
 from hub.store.bulk import BulkInsert, bind, marks
 from hub.store.chain import LogReport, LogRow
 from hub.store.engine import SQLITE_BEGIN
-from hub.store.tables import log_head, log_pending, message_log
+from hub.store.tables import log_entry_columns, log_head, log_pending, message_log
 
 HEAD_ID = 1
-_FIELDS = ("at", "direction", "message_id", "type", "source", "subject", "peer", "body_sha256")
+_FIELDS = tuple(column.name for column in log_entry_columns())
 _insert_rows = BulkInsert(message_log, ("seq", *_FIELDS, "prev_hash", "row_hash"))
 _park_rows = BulkInsert(log_pending, _FIELDS)
 

@@ -71,18 +71,28 @@ JSONDoc: Any = JSON().with_variant(JSONB(), "postgresql")
 DIRECTIONS = ("in", "out")
 DEAD_LETTER_STATES = ("parked", "replayed", "discarded", "edited")
 
+
+def log_entry_columns() -> list[Column[Any]]:
+    """What the message log keeps of a message, the same in the log and in the rows waiting to
+    be chained into it (``log_pending``). New columns at each call: a column belongs to one
+    table."""
+    return [
+        Column("at", UTCDateTime, nullable=False),
+        Column("direction", String(3), nullable=False),
+        Column("message_id", String(255), nullable=False),
+        Column("type", String(200)),
+        Column("source", String(200)),
+        Column("subject", String(200)),
+        Column("peer", String(200)),
+        Column("body_sha256", String(64), nullable=False),
+    ]
+
+
 message_log = Table(
     "message_log",
     metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("at", UTCDateTime, nullable=False),
-    Column("direction", String(3), nullable=False),
-    Column("message_id", String(255), nullable=False),
-    Column("type", String(200)),
-    Column("source", String(200)),
-    Column("subject", String(200)),
-    Column("peer", String(200)),
-    Column("body_sha256", String(64), nullable=False),
+    *log_entry_columns(),
     Column("prev_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),
     CheckConstraint("direction IN ('in', 'out')", name="direction"),
@@ -97,14 +107,7 @@ log_pending = Table(
     metadata,
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
            autoincrement=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("direction", String(3), nullable=False),
-    Column("message_id", String(255), nullable=False),
-    Column("type", String(200)),
-    Column("source", String(200)),
-    Column("subject", String(200)),
-    Column("peer", String(200)),
-    Column("body_sha256", String(64), nullable=False),
+    *log_entry_columns(),
 )
 
 # One row (id = 1): the last seq and hash of the chain. Appends lock it, which serialises them,

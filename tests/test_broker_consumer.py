@@ -441,6 +441,8 @@ def test_an_ordered_consumer_keeps_each_dossiers_order_and_runs_dossiers_concurr
     running: Counter[str] = Counter()
     most = 0
     most_per_dossier = 0
+    overlap = 10  # deliveries in flight at once that show the dossiers run concurrently
+    overlapping = asyncio.Event()
 
     async def handler(d: Delivery) -> list[Outgoing]:
         nonlocal most, most_per_dossier
@@ -448,7 +450,16 @@ def test_an_ordered_consumer_keeps_each_dossiers_order_and_runs_dossiers_concurr
         running[subject] += 1
         most = max(most, sum(running.values()))
         most_per_dossier = max(most_per_dossier, running[subject])
-        await asyncio.sleep(0.05)  # the handler's own I/O time (no waiting on anything)
+        if most >= overlap:
+            overlapping.set()
+        # The first deliveries hold until ten of them are in flight together: a consumer that
+        # ran its deliveries one at a time would never get there, and the test would fail at
+        # the deadline for all 100 to be handled.
+        await overlapping.wait()
+        # The call to a system that a handler makes, simulated by its duration (nothing is
+        # awaited here): later deliveries overlap too, so a consumer that ran one dossier's
+        # events side by side, or out of order, would be caught after the first wave as well.
+        await asyncio.sleep(0.05)
         running[subject] -= 1
         seq = d.envelope.sequence
         assert seq is not None
@@ -462,7 +473,7 @@ def test_an_ordered_consumer_keeps_each_dossiers_order_and_runs_dossiers_concurr
         _consume(settings, topo, handler, messages, lambda c: c.stats.handled == 100,
                  ordered=ordered, concurrency=64)
     )
-    assert most > 1  # dossiers overlap
+    assert most >= overlap  # dossiers overlap
     assert sorted(n for events in seen.values() for n in events) == sorted(
         n for n in range(5) for _ in range(20))
     if ordered:
@@ -496,6 +507,7 @@ def test_cut_connections_lose_nothing_and_effects_stay_exactly_once(
 ) -> None:
     topo = _topology(settings, tmp_path)
     total = 5000
+    ahead = 250
     effects: Counter[str] = Counter()
     processed = MemoryProcessedIds()
 
@@ -523,7 +535,11 @@ def test_cut_connections_lose_nothing_and_effects_stay_exactly_once(
                         if len(cuts) == 1:
                             cuts.append(asyncio.create_task(close_connections(amqp_vhost)))
                 if i % 25 == 0:
-                    await asyncio.sleep(0.01)  # a producer at about 2,500 msg/s
+                    # The producer stays at most `ahead` messages ahead of the handler, so the
+                    # cuts fall while messages are both being published and being consumed.
+                    await eventually(lambda floor=i - ahead: len(effects) >= floor, 30,
+                                     f"the handler to come within {ahead} messages of the "
+                                     f"producer at message {i}")
                 m = _message(topo, i, pad=500)
                 ids.append(m.message_id)
                 await producer.wait_for_room()

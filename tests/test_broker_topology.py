@@ -171,6 +171,55 @@ def test_a_broken_adapter_is_left_out_with_a_reason(
     assert "'broken'" in topo.problems[0] and "no module named lxml2" in topo.problems[0]
 
 
+def test_the_file_tunes_installed_adapters_a_topology_was_not_built_with(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # npsp and payment are installed (the repository's adapters are); this topology is built
+    # with orders only.
+    tables = """
+[destinations.npsp]
+partitions = 4
+
+[destinations.payment]
+extra_bindings = ["payment.refunded.#"]
+
+[destinations.ministry]
+bindings = ["*.*.*.2_002492"]
+"""
+    topo = _topology(settings, tmp_path, toml=tables + "[destinations.orders]\nconcurrency = 8\n")
+    by_name = {d.name: d for d in topo.destinations}
+    assert set(by_name) == {"orders", "ministry"}, "only what was asked for, and the file's own"
+    assert by_name["orders"].concurrency == 8
+    assert topo.problems == ()
+    # Built from every installed adapter, the same tables tune them.
+    (tmp_path / "topology.toml").write_text(tables)
+    installed = Topology.from_settings(settings, None, topology_file=tmp_path / "topology.toml")
+    every = {d.name: d for d in installed.destinations}
+    assert every["npsp"].partitions == 4 and every["npsp"].origin == "adapter+topology.toml"
+    assert "payment.refunded.#" in every["payment"].bindings
+
+
+def test_a_broken_adapter_takes_the_tables_that_only_tune_it_along(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class EntryPoint:
+        name, value = "broken", "adapters.broken:adapter"
+
+        def load(self) -> object:
+            raise ImportError("no module named lxml2")
+
+    monkeypatch.setattr("hub.broker.destinations.entry_points", lambda group: [EntryPoint()])
+    path = tmp_path / "t.toml"
+    path.write_text("[destinations.broken]\nconcurrency = 4\n")
+    topo = Topology.from_settings(settings, None, topology_file=path)
+    assert topo.destinations == ()
+    assert len(topo.problems) == 1 and "'broken'" in topo.problems[0]
+    # Given bindings, the file declares the queue itself: its messages wait there.
+    path.write_text('[destinations.broken]\nbindings = ["dossier.#"]\n')
+    topo = Topology.from_settings(settings, None, topology_file=path)
+    assert [(d.name, d.origin) for d in topo.destinations] == [("broken", "topology.toml")]
+
+
 # -- on the broker -------------------------------------------------------------------------
 
 

@@ -186,8 +186,30 @@ def load_overrides(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _installed_adapters() -> set[str]:
-    return {ep.name for ep in entry_points(group=GROUP)}
+def resolve(
+    given: Iterable[Destination] | None, overrides: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[Destination], list[str]]:
+    """The destinations of a topology and the problem lines of the adapters left out.
+
+    Every installed adapter is resolved, ``given`` laid over them (``None``: the installed
+    adapters are the topology), and the topology file's tables merged over all of them, so a
+    table may tune any installed adapter whatever set a topology is built with (a test's, a
+    tool's own). Then what was asked for is selected: with ``given``, the given destinations and
+    those only the file declares. A given set's topology has no problem lines: an adapter it was
+    not built with is not its concern."""
+    installed, problems = discover_destinations()
+    # An installed adapter that does not load is left out, and with it the tables that only
+    # tune it, so that it does not stop the rest of the topology (its problem line says why).
+    loaded = {dest.name for dest in installed}
+    unloaded = {ep.name for ep in entry_points(group=GROUP)} - loaded
+    overrides = {name: table for name, table in overrides.items()
+                 if name not in unloaded or {"bindings", "extra_bindings"} & table.keys()}
+    if given is None:
+        return merge(installed, overrides), problems
+    chosen = list(given)
+    names = {dest.name for dest in chosen}
+    merged = merge(chosen + [d for d in installed if d.name not in names], overrides)
+    return [d for d in merged if d.name in names or d.origin == "topology.toml"], []
 
 
 def merge(
@@ -207,11 +229,6 @@ def merge(
             merged.pop(name, None)
             continue
         current = merged.get(name)
-        if (current is None and not {"bindings", "extra_bindings"} & table.keys()
-                and name in _installed_adapters()):
-            # It tunes an installed adapter this topology was not built with (a test's or a
-            # tool's own set of adapters): nothing to declare for it here.
-            continue
         bindings = tuple(table.get("bindings", current.bindings if current else ()))
         bindings += tuple(p for p in table.get("extra_bindings", ()) if p not in bindings)
         if not bindings:

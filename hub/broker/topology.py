@@ -36,9 +36,8 @@ from hub.broker.destinations import (
     MAX_PARTITIONS,
     Destination,
     as_destinations,
-    discover_destinations,
     load_overrides,
-    merge,
+    resolve,
 )
 from hub.broker.names import SLOTS, Names
 from hub.errors import ConfigError
@@ -95,16 +94,13 @@ class Topology:
     ) -> Topology:
         """Build the topology from ``settings`` (a ``hub.settings.Settings``).
 
-        ``destinations``: adapter specs or destinations; ``None`` discovers the installed
-        adapters (one that fails to import is left out and named in ``problems``). The topology
-        file (``settings.topology_file`` unless given) is merged over them."""
-        problems: list[str] = []
-        if destinations is None:
-            base, problems = discover_destinations()
-        else:
-            base = as_destinations(destinations)
+        ``destinations``: adapter specs or destinations; ``None``: the installed adapters (one
+        that fails to import is left out and named in ``problems``). The topology file
+        (``settings.topology_file`` unless given) is merged over them (``destinations.resolve``).
+        """
         path = topology_file if topology_file is not None else Path(settings.topology_file)
-        merged = merge(base, load_overrides(path))
+        given = None if destinations is None else as_destinations(destinations)
+        merged, problems = resolve(given, load_overrides(path))
         return build(
             Names(settings.name_prefix),
             merged,

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adapter_support import declared_topology, signer_for
 from payment_support import UPSTREAM, context, request_envelope, sample_request
 
 from adapters.payment import adapter, events
@@ -28,7 +27,8 @@ from hub.handlers import for_consumer
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
-from hub.testing.broker import Received, depth, read_all
+from hub.testing.broker import Received, declared_topology, depth, read_all
+from hub.testing.keys import signer_for
 from hub.testing.waiting import eventually
 
 SECRET = "broker-test-secret"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_support import declared_topology, signer_for
 
 from adapters.population import adapter
 from adapters.population.simulator import PopulationSimulator
@@ -30,7 +29,8 @@ from hub.envelope import Envelope
 from hub.handlers import for_consumer
 from hub.settings import PROJECT_ROOT, Settings
 from hub.signing import Signer, TrustStore, Verifier
-from hub.testing.broker import Received, depth, read_all
+from hub.testing.broker import Received, declared_topology, depth, read_all
+from hub.testing.keys import signer_for
 from hub.testing.waiting import eventually
 
 UPSTREAM = "VN:GOV:000.00.00.H56:igate"

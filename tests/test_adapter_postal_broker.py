@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_support import declared_topology, signer_for
 from postal_support import UPSTREAM, context, pickup_envelope
 
 from adapters.postal import adapter, events
@@ -34,7 +33,8 @@ from hub.numberpool import PoolCounts
 from hub.settings import Settings
 from hub.signing import TrustStore, Verifier
 from hub.store import Store
-from hub.testing.broker import Received, depth, read_all
+from hub.testing.broker import Received, declared_topology, depth, read_all
+from hub.testing.keys import signer_for
 from hub.testing.waiting import eventually
 
 OBSERVER = Destination("observer", ("postal.tracking-updated.#",), ordered=False)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adapter_support import declared_topology
 
 from hub import headers as h
 from hub.broker.consumer import Consumer
@@ -27,6 +26,7 @@ from hub.settings import Settings
 from hub.store import Store
 from hub.testing.broker import (
     NullSigner,
+    declared_topology,
     delete_queues,
     depth,
     sample_envelope,

@@ -17,7 +17,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub import headers as h
 from hub import runtime
 from hub.adapters import AdapterContext, AdapterSpec
-from hub.broker import declare
 from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
 from hub.broker.names import Names
@@ -33,12 +32,12 @@ from hub.broker.retry import (
     parked_headers,
     retry_headers,
 )
-from hub.broker.topology import Topology
 from hub.errors import BrokerUnavailable, InvalidMessage, PermanentError, RetryableError
 from hub.settings import Settings
-from hub.signing import Signer, TrustStore, generate, load_signer
+from hub.signing import load_signer
 from hub.store import Store
-from hub.testing.broker import SAMPLE_SOURCE, delete_queues, sample_envelope
+from hub.testing.broker import SAMPLE_SOURCE, declared_topology, delete_queues, sample_envelope
+from hub.testing.keys import hub_keys, signer_for
 from hub.testing.waiting import eventually
 from hub.workerhealth import WorkerHealth, serving
 
@@ -154,14 +153,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_a_retry_is_logged_and_counted_on_the_workers_metrics(
         settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    hub_keys = generate(settings.hub_id)
-    hub_keys.save(settings.keys_dir)
-    sender = generate(SAMPLE_SOURCE)
-    trust = TrustStore(settings.trust_dir)
-    trust.add(hub_keys.certificate_pem())
-    trust.add(sender.certificate_pem())
-    assert sender.certificate is not None
-    sign = Signer(sender.private_key, sender.certificate)
+    sign = signer_for(SAMPLE_SOURCE, hub_keys(settings))
 
     def make_handler(ctx: AdapterContext) -> Any:
         async def handle(delivery: Delivery) -> None:
@@ -175,11 +167,7 @@ def test_a_retry_is_logged_and_counted_on_the_workers_metrics(
     name = "flaky"
     spec = AdapterSpec(name=name, description="fails once", bindings=["dossier.#"],
                        make_handler=make_handler, ordered=False)
-    empty = tmp_path / "topology.toml"
-    empty.write_text("")
-    topology = Topology.from_settings(settings, [Destination(name, ("dossier.#",), False)],
-                                      topology_file=empty)
-    declare.apply(topology, settings.broker_urls)
+    topology = declared_topology(settings, tmp_path, Destination(name, ("dossier.#",), False))
     caplog.set_level(logging.INFO, logger="hub.broker.consumer")
 
     async def go(store: Store) -> tuple[Any, dict[Any, float], dict[Any, float], httpx.Response]:

@@ -16,7 +16,6 @@ import pytest
 from hub import headers as h
 from hub import runtime
 from hub.adapters import AdapterContext, AdapterSpec
-from hub.broker import declare
 from hub.broker.connection import Link
 from hub.broker.destinations import Destination
 from hub.broker.messages import Delivery, Outgoing
@@ -27,9 +26,16 @@ from hub.console.keeper import Keeper
 from hub.console.service import ConsoleService, Operator
 from hub.errors import PermanentError
 from hub.settings import Settings
-from hub.signing import Signer, TrustStore, generate, load_signer
+from hub.signing import TrustStore, load_signer
 from hub.store import Store
-from hub.testing.broker import SAMPLE_SOURCE, delete_queues, depth, sample_envelope
+from hub.testing.broker import (
+    SAMPLE_SOURCE,
+    declared_topology,
+    delete_queues,
+    depth,
+    sample_envelope,
+)
+from hub.testing.keys import hub_keys, signer_for
 from hub.testing.store import scratch_url
 from hub.testing.waiting import eventually
 
@@ -44,26 +50,14 @@ def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
 
 
 def _topology(settings: Settings, tmp_path: Path) -> Topology:
-    empty = tmp_path / "topology.toml"
-    empty.write_text("")
-    topology = Topology.from_settings(settings, [Destination(DEST, ("dossier.#",), False)],
-                                      topology_file=empty)
-    declare.apply(topology, settings.broker_urls)
-    return topology
+    return declared_topology(settings, tmp_path, Destination(DEST, ("dossier.#",), False))
 
 
 def test_parked_messages_are_kept_with_their_reasons(
         settings: Settings, tmp_path: Path, store: Store) -> None:
-    hub_keys = generate(settings.hub_id)
-    hub_keys.save(settings.keys_dir)
-    sender = generate(SAMPLE_SOURCE)
-    stranger = generate(SAMPLE_SOURCE)  # same name, a key the hub does not trust
-    trust = TrustStore(settings.trust_dir)
-    trust.add(hub_keys.certificate_pem())
-    trust.add(sender.certificate_pem())
-    assert sender.certificate is not None and stranger.certificate is not None
-    good = Signer(sender.private_key, sender.certificate)
-    bad = Signer(stranger.private_key, stranger.certificate)
+    good = signer_for(SAMPLE_SOURCE, hub_keys(settings))
+    # The same name, with a key only another trust store trusts: the hub does not.
+    bad = signer_for(SAMPLE_SOURCE, TrustStore(tmp_path / "elsewhere"))
 
     def make_handler(ctx: AdapterContext) -> Any:
         async def handle(delivery: Delivery) -> None:
@@ -165,14 +159,7 @@ def test_a_crash_between_commit_and_ack_keeps_one_row(
 
 def test_a_replay_that_fails_again_is_a_new_dead_letter_linked_to_the_first(
         settings: Settings, tmp_path: Path, store: Store) -> None:
-    hub_keys = generate(settings.hub_id)
-    hub_keys.save(settings.keys_dir)
-    sender = generate(SAMPLE_SOURCE)
-    trust = TrustStore(settings.trust_dir)
-    trust.add(hub_keys.certificate_pem())
-    trust.add(sender.certificate_pem())
-    assert sender.certificate is not None
-    good = Signer(sender.private_key, sender.certificate)
+    good = signer_for(SAMPLE_SOURCE, hub_keys(settings))
 
     def make_handler(ctx: AdapterContext) -> Any:
         async def handle(delivery: Delivery) -> None:

@@ -18,8 +18,9 @@ from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import Settings
-from hub.signing import TrustStore, generate, load_signer
+from hub.signing import load_signer
 from hub.store import Store
+from hub.testing.keys import hub_keys
 
 
 def _spec(name: str, *, ordered: bool) -> AdapterSpec:
@@ -36,9 +37,7 @@ def _spec(name: str, *, ordered: bool) -> AdapterSpec:
 @pytest.fixture
 def build(tmp_path: Path) -> Iterator[Any]:
     settings = Settings(data_dir=tmp_path, name_prefix="lttopo")
-    material = generate(settings.hub_id)
-    material.save(settings.keys_dir)
-    TrustStore(settings.trust_dir).add(material.certificate_pem())
+    hub_keys(settings)
     signer = load_signer(settings.keys_dir, settings.hub_id)
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
     specs = {"portal": _spec("portal", ordered=True), "feed": _spec("feed", ordered=False)}

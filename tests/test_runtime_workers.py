@@ -26,9 +26,10 @@ from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import Settings
-from hub.signing import TrustStore, generate, load_signer
+from hub.signing import load_signer
 from hub.store import Store
 from hub.testing.broker import delete_queues
+from hub.testing.keys import hub_keys
 from hub.testing.store import scratch_url
 from hub.testing.waiting import wait_for
 from hub.workerhealth import WorkerHealth, serving
@@ -52,9 +53,7 @@ def _spec(name: str, *, secret_missing: bool = False) -> AdapterSpec:
 @pytest.fixture
 def built(tmp_path: Path) -> Any:
     settings = Settings(data_dir=tmp_path, name_prefix="ltworkers")
-    material = generate(settings.hub_id)
-    material.save(settings.keys_dir)
-    TrustStore(settings.trust_dir).add(material.certificate_pem())
+    hub_keys(settings)
     signer = load_signer(settings.keys_dir, settings.hub_id)
     verifier = runtime.queue_verifier(settings)
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
@@ -108,9 +107,7 @@ def _two_free_ports() -> int:
 
 def test_each_worker_process_answers_health_readiness_and_metrics(
         settings: Settings, tmp_path: Path) -> None:
-    hub_keys = generate(settings.hub_id)
-    hub_keys.save(settings.keys_dir)
-    TrustStore(settings.trust_dir).add(hub_keys.certificate_pem())
+    hub_keys(settings)
     topology = Topology.from_settings(settings)
     declare.apply(topology, settings.broker_urls)
     port = _two_free_ports()

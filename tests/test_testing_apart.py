@@ -31,7 +31,7 @@ def _deployed_modules() -> list[Path]:
 def test_no_deployed_module_imports_test_code() -> None:
     modules = _deployed_modules()
     assert len(modules) > 50, "the walk found too few modules to mean anything"
-    # The suite's helpers are top-level modules of tests/ (adapter_support, payment_support...).
+    # The suite's helpers are top-level modules of tests/ (payment_support, cluster...).
     test_only = {p.stem for p in (PROJECT_ROOT / "tests").glob("*.py")} | {"tests"}
     offending = [
         f"{path.relative_to(PROJECT_ROOT)} imports {name}"

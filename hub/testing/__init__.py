@@ -9,7 +9,10 @@ Modules:
 ``adapters`` an adapter's context pointed at a simulator with a call policy that fails fast
     (``quick_context``);
 ``broker``   queues looked at from outside (``read_all``, ``depth``), a consumer run from
-    synchronous code (``consuming``), sample envelopes;
+    synchronous code (``consuming``), the topology of a test's own destinations declared
+    (``declared_topology``), sample envelopes;
+``keys``     the hub's own key saved and trusted (``hub_keys``), a sender's trusted
+    (``signer_for``);
 ``store``    an empty store of a test's own beside a shared database (``scratch_url``);
 ``waiting``  waiting for a condition with a deadline, from synchronous code (``wait_for``) or on
     an event loop (``eventually``): tests, the demo and the benchmarks never sleep to wait;

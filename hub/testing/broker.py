@@ -11,15 +11,20 @@ import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pika
 from pika.exceptions import ChannelClosedByBroker
 
+from hub.broker import declare
 from hub.broker.consumer import Consumer
 from hub.broker.declare import connect
+from hub.broker.destinations import Destination
 from hub.broker.names import Names
+from hub.broker.topology import Topology
 from hub.envelope import Envelope
+from hub.settings import Settings
 
 T = TypeVar("T")
 
@@ -140,6 +145,18 @@ def delete_queues(amqp_url: Urls, queues: Iterable[str]) -> None:
     finally:
         if conn.is_open:
             conn.close()
+
+
+def declared_topology(settings: Settings, directory: Path, *destinations: Destination) -> Topology:
+    """The topology of ``destinations`` alone, declared on the broker of ``settings``: an empty
+    topology file in ``directory`` stands in for the shipped one, whose own destinations (the
+    timeline recorder's) would join them."""
+    (directory / "topology.toml").write_text("")
+    topology = Topology.from_settings(
+        settings, list(destinations), topology_file=directory / "topology.toml"
+    )
+    declare.apply(topology, settings.broker_urls)
+    return topology
 
 
 def topology_queues(prefix: str, destinations: Iterable[str], tiers: int) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, free_port, rabbitmq_cluster, wait_until
+from cluster import Cluster, free_port, rabbitmq_cluster
 from pydantic import ValidationError
 
 from hub.api.app import default_publisher
@@ -29,7 +29,7 @@ from hub.outbox.relay import OutboxRelay
 from hub.settings import Settings
 from hub.store import Store
 from hub.testing.broker import NullSigner, delete_queues, read_all, sample_envelope
-from hub.testing.waiting import eventually
+from hub.testing.waiting import eventually, wait_for
 
 NODES = ["amqp://u:p@node1:5672/%2F", "amqp://u:p@node2:5672/%2F", "amqp://u:p@node3:5672/%2F"]
 
@@ -259,7 +259,8 @@ def test_results_refused_in_a_failover_are_published_again_not_obtained_again(
     if not node1.alive:  # killed by the tests above: back in the cluster, so two survive
         cluster.start(node1, node2)
         cluster.wait_up([node1], 90)
-        wait_until(lambda: len(cluster.running()) == 3, 90, "node 1 to rejoin the cluster")
+        wait_for(lambda: len(cluster.running()) == 3, 90, "node 1 to rejoin the cluster",
+                 interval=0.05)
     # Connected to node 2 first, so the queues' leaders are there (client-local) and die.
     urls = [node2.url, node3.url, node1.url]
     settings = Settings(data_dir=tmp_path, amqp_urls=urls, name_prefix="ltresults",

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import uuid
 from collections import Counter, defaultdict
@@ -47,7 +45,7 @@ from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
-from hub.testing.waiting import wait_for
+from hub.testing.processes import serving
 
 # The event type each signed route's signature must name (the JWS protected header's lt-type).
 EVENT_TYPES = {
@@ -149,32 +147,14 @@ def served(tmp_path_factory: pytest.TempPathFactory, amqp_url: str,
     env = {**os.environ, "LIENTHONG_DATA_DIR": str(tmp), "LIENTHONG_AMQP_URL": amqp_url,
            "LIENTHONG_NAME_PREFIX": prefix, "LIENTHONG_CLIENTS_FILE": str(clients)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port",
-         str(port), "--workers", "1", "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"the server exited: {out}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, timeout=30, interval=0.1, message="the server to be ready")
+    command = [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port",
+               str(port), "--workers", "1", "--log-level", "warning"]
+    with serving(command, port, env=env) as base:
         _signers.append(keys.signer(keys.client))
-        yield base
-    finally:
-        _signers.clear()
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            yield base
+        finally:
+            _signers.clear()
 
 
 def load_schema(base: str) -> Any:

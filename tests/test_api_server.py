@@ -41,6 +41,7 @@ from hub.cli.clients import client_block
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore
+from hub.testing.processes import serving
 from hub.testing.waiting import wait_for
 
 MAX_BODY = 65_536
@@ -70,7 +71,7 @@ def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
         "LIENTHONG_CLIENTS_FILE": str(clients),
         "LIENTHONG_MAX_BODY_BYTES": str(MAX_BODY),
     }
-    with serving(port, env, workers=2) as base:
+    with lienthong_serve(port, env, workers=2) as base:
         yield base
 
 
@@ -78,37 +79,12 @@ def lienthong(*args: str) -> list[str]:
     return [sys.executable, "-c", "from hub.cli import main; main()", *args]
 
 
-@contextlib.contextmanager
-def serving(port: int, env: dict[str, str], *, workers: int, umask: int = -1) -> Iterator[str]:
+def lienthong_serve(port: int, env: dict[str, str], *, workers: int,
+                    umask: int = -1) -> contextlib.AbstractContextManager[str]:
     """`lienthong serve` on ``port`` until the block ends; its base URL once /readyz answers."""
-    env = {**env}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        lienthong("serve", "--port", str(port), "--workers", str(workers),
-                  "--log-level", "warning"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, umask=umask,
-    )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"the server exited: {out}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(up, timeout=30, interval=0.1, message="the server to be ready")
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = {name: value for name, value in env.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+    return serving(lienthong("serve", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning"), port, env=env, umask=umask)
 
 
 def test_serve_on_a_socket(server: str, settings: Settings, keys: Keys) -> None:
@@ -342,7 +318,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, amqp_url: str, keys: Keys) ->
                               timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
     port = free_port()
-    with serving(port, env, workers=1, umask=0) as base:
+    with lienthong_serve(port, env, workers=1, umask=0) as base:
         yield Edge(base, port, data_dir)
 
 

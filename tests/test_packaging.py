@@ -19,14 +19,12 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import venv
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from lxml import etree
 
 from hub.api.openapi import contract_components
 from hub.signing import generate
-from hub.testing.waiting import wait_for
+from hub.testing.processes import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = "VN:GOV:000.00.00.G22:lienthong"
@@ -197,34 +195,12 @@ def free_port() -> int:
         return port
 
 
-@contextlib.contextmanager
-def serving(installed: Installed, env: dict[str, str]) -> Iterator[str]:
+def lienthong_serve(installed: Installed,
+                    env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
+    """The installed `lienthong serve`, run from outside the source tree; its base URL."""
     port = free_port()
-    log = installed.outside / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(installed.lienthong), "serve", "--port", str(port)],
-                                cwd=installed.outside, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"lienthong serve exited: {log.read_text()}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.1, message="the installed hub to be ready")
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return serving([str(installed.lienthong), "serve", "--port", str(port)], port,
+                   timeout=60, cwd=installed.outside, env=env)
 
 
 def test_installed_hub_serves_openapi_and_wsdl(installed: Installed, amqp_url: str,
@@ -236,7 +212,7 @@ def test_installed_hub_serves_openapi_and_wsdl(installed: Installed, amqp_url: s
     # writes them; made here, because each command of the installed hub costs a process start.
     generate(HUB_ID).save(data_dir / "keys")
     generate(f"{HUB_ID}-soap", "RS256").save(data_dir / "keys")
-    with serving(installed, env) as base, httpx.Client(base_url=base, timeout=10) as http:
+    with lienthong_serve(installed, env) as base, httpx.Client(base_url=base, timeout=10) as http:
         document = http.get("/openapi.json")
         assert document.status_code == 200
         spec = document.json()

@@ -13,6 +13,8 @@ Modules:
     (``declared_topology``), sample envelopes;
 ``keys``     the hub's own key saved and trusted (``hub_keys``), a sender's trusted
     (``signer_for``);
+``processes`` a hub server run as a process of its own, ready when its /readyz says so
+    (``serving``);
 ``store``    an empty store of a test's own beside a shared database (``scratch_url``);
 ``waiting``  waiting for a condition with a deadline, from synchronous code (``wait_for``) or on
     an event loop (``eventually``): tests, the demo and the benchmarks never sleep to wait;

@@ -1,0 +1,168 @@
+"""The hub modules the payment and postal adapters were shrunk onto, each on its own: a table of
+transitions read from its file (hub.transitions), a checksum's field orders (hub.fieldchecksum),
+a mapping file's problems named table.key (hub.tomlmap.checked, dotted), a callback's shared
+token (hub.callbacktoken), derived event ids (hub.envelope.derived_id) and a simulator's own
+switches (hub.simulation.SwitchedSystem.own). The SQL parts (hub.statestore, hub.parked,
+hub.numberpool) are tested through the adapters' ports on both databases
+(test_adapter_payment_ledger.py, test_adapter_postal_pool.py, test_adapter_postal_orders.py)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from hub import tomlmap
+from hub.callbacktoken import BadToken, check_token
+from hub.envelope import derived_id
+from hub.errors import ConfigError, SecretMissing
+from hub.fieldchecksum import SECRET, FieldChecksum, Order
+from hub.simulation import SwitchedSystem, Switches, one_of
+from hub.tomlmap import Table, WireName
+from hub.transitions import IllegalTransition, Transition, Transitions
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "transitions.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_table_of_transitions_is_read_from_its_file(tmp_path: Path) -> None:
+    table = Transitions.load(write(tmp_path, """
+[open]
+done = { to = "closed", publish = true }
+wrong = { to = "open", park = "client.wrong" }
+[closed]
+done = { to = "closed", park = "client.already_done" }
+"""), "an order")
+    assert table.states() == ("open", "closed")
+    assert table.step("open", "done") == Transition("closed", publish=True)
+    assert table[("open", "wrong")] == Transition("open", park="client.wrong")
+    assert len(table) == 3 and ("closed", "done") in table
+    assert table.stepped("closed", "done") == "closed"
+    assert table.stepped("closed", "wrong") is None  # no such move: the record moved on
+    with pytest.raises(IllegalTransition) as caught:
+        table.step("closed", "wrong")
+    assert str(caught.value) == ("an order in state 'closed' cannot take outcome 'wrong'; "
+                                 "allowed from 'closed': ['done']")
+
+
+@pytest.mark.parametrize(("text", "field", "words"), [
+    ('[open]\ndone = { to = "closed", pubish = true }\n[closed]\n',
+     "transitions.toml [open].done", "pubish is not a known key"),
+    ('[open]\ndone = { publish = true }\n', "transitions.toml [open].done.to", "missing"),
+    ('[open]\ndone = { to = "closed" }\n', "transitions.toml", "['closed']"),
+    ('[open]\ndone = "closed"\n', "transitions.toml [open].done", ""),
+])
+def test_a_broken_table_of_transitions_names_the_place(tmp_path: Path, text: str, field: str,
+                                                       words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Transitions.load(write(tmp_path, text), "an order")
+    assert caught.value.field == field
+    assert words in caught.value.message
+
+
+def test_the_checksum_of_a_message_follows_its_order() -> None:
+    mac = FieldChecksum("Mac")
+    order = ("A", "B", SECRET, "C")
+    message = {"A": "x", "B": 12, "C": None}
+    assert mac.plain_text(message, order, "k") == "x|12|k|"
+    signed = mac.sign(message, order, "k")
+    assert signed["Mac"] == mac.compute(message, order, "k") and "Mac" not in message
+    assert mac.matches(signed, order, "k")
+    assert mac.matches({**signed, "Mac": signed["Mac"].upper()}, order, "k")
+    assert not mac.matches(signed, order, "other secret")
+    assert not mac.matches({**signed, "B": 13}, order, "k")
+    assert not mac.matches(message, order, "k")  # no checksum at all
+    with pytest.raises(TypeError):
+        mac.plain_text({"A": True}, order, "k")
+
+
+class Orders(Table):
+    init: Order
+
+
+@pytest.mark.parametrize(("order", "words"), [
+    (["A", "B"], "exactly once"),
+    (["A", SECRET, SECRET], "exactly once"),
+    (["A", "A", SECRET], "twice"),
+    ([], "needs order"),
+    (["", SECRET], "needs order"),
+])
+def test_a_checksum_order_names_the_secret_once_and_no_field_twice(order: list[str],
+                                                                   words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        tomlmap.checked(Orders, {"init": {"order": order}}, "checksums.toml", dotted=True)
+    assert caught.value.field == "init.order"
+    assert words in caught.value.message and "checksums.toml" in caught.value.message
+
+
+class Names(Table):
+    waybill: WireName
+    state: WireName = "State"
+
+
+class Fields(BaseModel):
+    order: Names
+
+
+def test_dotted_problems_name_table_and_key_and_a_missing_key_alone() -> None:
+    def problem(doc: dict[str, Any], dotted: bool = True) -> ConfigError:
+        with pytest.raises(ConfigError) as caught:
+            tomlmap.checked(Fields, doc, "fields.toml", dotted=dotted)
+        return caught.value
+
+    assert problem({"order": {}}).field == "waybill"
+    assert problem({"order": {"waybill": ""}}).field == "order.waybill"
+    assert problem({"order": {"waybill": "W", "stat": "S"}}).field == "order"
+    assert "stat is not a known key" in problem({"order": {"waybill": "W", "stat": "S"}}).message
+    assert problem({"order": {}}, dotted=False).field == "fields.toml [order].waybill"
+
+
+def test_a_shared_token_opens_the_callback_only_once_set_and_only_when_carried() -> None:
+    def check(headers: dict[str, str], expected: str | None) -> None:
+        check_token(headers, "X-Token", expected, "HOOK_TOKEN", "the test webhook")
+
+    with pytest.raises(SecretMissing) as shut:
+        check({"X-Token": "anything"}, None)
+    assert "HOOK_TOKEN" in shut.value.message and shut.value.field == "X-Token"
+    with pytest.raises(BadToken) as wrong:
+        check({"X-Token": "guess"}, "s3cret")
+    assert wrong.value.code == "client.bad_token" and wrong.value.http_status == 401
+    with pytest.raises(BadToken):
+        check({}, "s3cret")
+    check({"x-token": "s3cret"}, "s3cret")  # header names are case-insensitive
+
+
+def test_derived_ids_are_the_same_for_the_same_fact() -> None:
+    first = derived_id("payment", "completed", "P", "R", "T")
+    assert first == derived_id("payment", "completed", "P", "R", "T")
+    assert first != derived_id("payment", "completed", "P", "R", "T2")
+    assert first != derived_id("postal", "completed", "P", "R", "T")
+    assert uuid.UUID(first).version == 5
+
+
+class Toy(SwitchedSystem):
+    own: ClassVar[Switches] = {"mode": one_of("a", "b"), "size": int,
+                               "seen": lambda value: {str(v) for v in value}}
+
+    def __init__(self) -> None:
+        self.mode, self.size, self.seen = "a", 1, {"x"}
+        super().__init__(self.new_app("Toy"))
+
+
+def test_a_simulators_own_switches_are_read_and_set_by_their_table() -> None:
+    sim = Toy()
+    assert sim.switches() == {"slow": 0.0, "fail": 0, "fail_status": 503, "mode": "a",
+                              "size": 1, "seen": ["x"]}
+    sim.set_switches(mode="b", size="3", seen=["z", "y"], fail=2)
+    assert (sim.mode, sim.size, sim.seen, sim.faults.fail_next) == ("b", 3, {"y", "z"}, 2)
+    assert sim.switches()["seen"] == ["y", "z"]
+    for bad in ({"mode": "c"}, {"size": "many"}, {"colour": "red"}):
+        with pytest.raises(ValueError, match="unknown switch or bad value"):
+            sim.set_switches(**bad)
+    assert (sim.mode, sim.size) == ("b", 3)

@@ -1,6 +1,5 @@
-"""The console's API and pages through the hub's real app (hub.api.app.create_app, its
-routes and middleware, driven over ASGI as the other route tests are), on both stores and
-RabbitMQ: browse and filter with counts and paging, inspect (masked for a viewer, the
+"""The console's API and pages through the real door, `lienthong serve` on a socket, on both
+stores and RabbitMQ: browse and filter with counts and paging, inspect (masked for a viewer, the
 signature's status, the timeline), replay once (to the dossier's partition of the work queue,
 fresh attempt counter, linked), replay twice refused, edit and resubmit re-signed by the hub,
 discard with a reason, roles, sessions that expire, CSRF, the audit trail and its chain."""
@@ -9,15 +8,21 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
-from collections.abc import Callable, Iterator
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import update
-from test_api_support import Hub, Keys, keys_fixture, make_hub_fixture  # noqa: F401
+from test_api_support import Keys, keys_fixture  # noqa: F401
 from typer.testing import CliRunner
 
 from hub import headers as h
@@ -31,10 +36,13 @@ from hub.console.deadletters import row_of
 from hub.envelope import Envelope
 from hub.runtime import queue_verifier
 from hub.settings import Settings
-from hub.signing import Signer, generate
+from hub.signing import Signer, TrustStore, generate
+from hub.simulation import free_port
+from hub.store import Store
 from hub.store.tables import operator_sessions
 from hub.testing.broker import delete_queues, read_all, sample_envelope
 from hub.testing.store import scratch_url
+from hub.testing.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 CITIZEN_ID = "001090012345"
@@ -60,31 +68,73 @@ def parked_row(settings: Settings, env: Envelope, signer: Signer, *, code: str,
                   type=env.type, raw_headers=headers, body=body, now=datetime.now(UTC))
 
 
+@dataclass
+class Served:
+    """`lienthong serve` on a socket, its store, and an HTTP client keeping its cookies."""
+
+    settings: Settings
+    store: Store
+    http: httpx.Client
+
+
 @pytest.fixture
-def console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path,
-            make_hub: Callable[..., Hub]) -> Iterator[tuple[Hub, Topology, Signer]]:
+def console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path
+            ) -> Iterator[tuple[Served, Topology, Signer]]:
     keys.hub.save(settings.keys_dir, overwrite=True)
+    trust = TrustStore(settings.trust_dir)
+    for material in (keys.client, keys.hub):
+        trust.add(material.certificate_pem())
     # A database of its own: counts and operators' names are the test's alone.
     with scratch_url(store_url, tmp_path) as url:
-        yield from _console(settings, url, keys, make_hub)
+        yield from _console(settings, url, keys, tmp_path)
 
 
-def _console(settings: Settings, store_url: str, keys: Keys,
-             make_hub: Callable[..., Hub]) -> Iterator[tuple[Hub, Topology, Signer]]:
-    hub = make_hub(store_url, settings=settings)
-    accounts = Accounts(hub.store)
+def _console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path
+             ) -> Iterator[tuple[Served, Topology, Signer]]:
+    store = Store.open(store_url)
+    accounts = Accounts(store)
     accounts.add("ana", PASSWORD, "operator")
     accounts.add("vic", PASSWORD, "viewer")
     installed, _ = discover_destinations()
     topology = Topology.from_settings(settings, installed)
     declare.apply(topology, settings.broker_urls)
+    env = {**os.environ, "LIENTHONG_DATA_DIR": str(settings.data_dir),
+           "LIENTHONG_AMQP_URL": settings.amqp_url, "LIENTHONG_NAME_PREFIX": settings.name_prefix,
+           "LIENTHONG_STORE_URL": store_url}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port",
+             str(port), "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {log.read_text(errors='replace')}")
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        yield hub, topology, keys.signer(keys.client)
+        wait_for(ready, timeout=60, message="the server to be ready", interval=0.2)
+        # Redirects followed, as a browser (and the ASGI test client) does.
+        with httpx.Client(base_url=base, timeout=30, follow_redirects=True) as http:
+            yield Served(settings, store, http), topology, keys.signer(keys.client)
     finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        store.close()
         delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 
 
-def keep(hub: Hub, row: dict[str, Any]) -> int:
+def keep(hub: Served, row: dict[str, Any]) -> int:
     with hub.store.begin() as tx:
         new = tx.dead_letter_add(**row)
     assert new is not None
@@ -97,7 +147,7 @@ def dossier_env(i: int) -> Envelope:
     return env
 
 
-def test_browse_filter_count_page_and_inspect(console: tuple[Hub, Topology, Signer],
+def test_browse_filter_count_page_and_inspect(console: tuple[Served, Topology, Signer],
                                               keys: Keys) -> None:
     hub, _, signer = console
     forger = generate(signer.system_id)
@@ -148,7 +198,7 @@ def test_browse_filter_count_page_and_inspect(console: tuple[Hub, Topology, Sign
     assert http.get("/v1/console/dead-letters/999999", headers=basic("ana")).status_code == 404
 
 
-def test_replay_once_edit_discard_and_the_audit(console: tuple[Hub, Topology, Signer],
+def test_replay_once_edit_discard_and_the_audit(console: tuple[Served, Topology, Signer],
                                                 settings: Settings, tmp_path: Path) -> None:
     hub, topology, signer = console
     http = hub.http
@@ -223,7 +273,7 @@ def test_replay_once_edit_discard_and_the_audit(console: tuple[Hub, Topology, Si
 
 
 def test_sessions_expire_and_cookies_need_the_csrf_token(
-        console: tuple[Hub, Topology, Signer]) -> None:
+        console: tuple[Served, Topology, Signer]) -> None:
     hub, _, signer = console
     http = hub.http
     letter = keep(hub, parked_row(hub.settings, dossier_env(21), signer,
@@ -253,7 +303,7 @@ def test_sessions_expire_and_cookies_need_the_csrf_token(
     assert http.get("/v1/console/dead-letters", headers=bearer).status_code == 401
 
 
-def test_the_pages_sign_in_filter_inspect_and_act(console: tuple[Hub, Topology, Signer]
+def test_the_pages_sign_in_filter_inspect_and_act(console: tuple[Served, Topology, Signer]
                                                   ) -> None:
     hub, _, signer = console
     http = hub.http
@@ -289,7 +339,7 @@ def test_the_pages_sign_in_filter_inspect_and_act(console: tuple[Hub, Topology, 
     assert "discard" in audit.text and "intact" in audit.text
 
 
-def test_replay_everything_a_filter_matches(console: tuple[Hub, Topology, Signer],
+def test_replay_everything_a_filter_matches(console: tuple[Served, Topology, Signer],
                                             settings: Settings) -> None:
     hub, topology, signer = console
     envs = [dossier_env(i) for i in (61, 62, 63)]

@@ -1,7 +1,9 @@
 """What operators watch, through the hub's app and RabbitMQ: /readyz names the keeper, every
-circuit of the process and every certificate (warnings that inform, the status still decided
-by store and broker), and /metrics covers the pipeline: dead letters parked by reason and the
-oldest one's age, queue depths and consumers, circuits, certificates, the alert thresholds."""
+circuit (the process's own and those the workers report) and every certificate (warnings that
+inform, the status still decided by store and broker), and /metrics covers the pipeline: dead
+letters parked by reason and the oldest one's age, queue depths and consumers, circuits,
+certificates, the alert thresholds, and a work queue's oldest message dated from the broker's
+count of what was published."""
 
 from __future__ import annotations
 

@@ -427,3 +427,9 @@ class AdapterConfig(Section):
     def from_context(cls, ctx: AdapterContext) -> Self:
         """The configuration the core read for this adapter (``AdapterContext.config``)."""
         return parse_adapter_config(ctx.config, cls)
+
+    @classmethod
+    def shipped_or_context(cls, ctx: AdapterContext, name: str) -> Self:
+        """The configuration the core read for adapter ``name`` or, in a context built without
+        one (a test's, a tool's), the shipped ``mappings/<name>/config.toml``."""
+        return cls.from_mapping(ctx.config or read_adapter_config(ctx.settings.mappings_dir, name))

@@ -11,8 +11,8 @@
 - ``vn.gov.dossier.progress-reported`` -> ``CapNhatTienDoHoSoMC``.
 
 Dossier and status events are applied in the order of the hub's sequence
-(``hub.lastapplied.AppliedSequences``). A dossier submitted at the portal itself is not synced
-back: that is no skip (the portal has it).
+(``hub.lastapplied.AppliedSequences``); a dossier not synced back to the portal is no skip (the
+portal has it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from adapters.npsp.config import NpspConfig
 from adapters.npsp.mapping import load_mapping
 from adapters.npsp.translate import apply_status, dossier_to_record, progress_to_record
 from hub import codes
-from hub.adapters import AdapterContext, Event, load_config
+from hub.adapters import AdapterContext, Event
 from hub.contracts import load_contract
 from hub.destinations import event_body, mapping_checked
 from hub.envelope import Envelope
@@ -48,11 +48,9 @@ class NpspHandler:
     """Built once per worker; the HTTP connection pool and the portal session live as long."""
 
     def __init__(self, ctx: AdapterContext) -> None:
-        settings = ctx.settings
-        raw = ctx.config or load_config(settings.mappings_dir, NAME)
-        self.config = NpspConfig.from_mapping(raw)
-        self.mapping = load_mapping(settings.mappings_dir / NAME)
-        self.contract = load_contract(settings.schemas_dir / NAME)
+        self.config = NpspConfig.shipped_or_context(ctx, NAME)
+        self.mapping = load_mapping(ctx.settings.mappings_dir / NAME)
+        self.contract = load_contract(ctx.settings.schemas_dir / NAME)
         self.client = NpspClient(self.config, self.mapping, self.contract)
         self.sequences = AppliedSequences(ctx.store, NAME, "the portal")
 

@@ -12,7 +12,7 @@ from adapters.provincial.client import NAME
 from adapters.provincial.config import ProvincialConfig
 from adapters.provincial.mapping import ProvincialMapping, load_mapping
 from adapters.provincial.translate import wire_to_update
-from hub.adapters import AdapterContext, load_config
+from hub.adapters import AdapterContext
 from hub.contracts import Contract, load_contract
 from hub.dossierreports import batch
 from hub.envelope import Envelope
@@ -47,7 +47,7 @@ def parse_updates(
 
 def make_callback(ctx: AdapterContext) -> Callback:
     settings = ctx.settings
-    config = ProvincialConfig.from_mapping(ctx.config or load_config(settings.mappings_dir, NAME))
+    config = ProvincialConfig.shipped_or_context(ctx, NAME)
     mapping = load_mapping(settings.mappings_dir / NAME)
     contract = load_contract(settings.schemas_dir / NAME)
     hub_id: str = settings.hub_id

@@ -14,7 +14,7 @@ from adapters.provincial.client import NAME, ProvincialClient
 from adapters.provincial.config import ProvincialConfig, anchor_of
 from adapters.provincial.mapping import load_mapping
 from adapters.provincial.translate import dossier_to_wire
-from hub.adapters import AdapterContext, Event, load_config
+from hub.adapters import AdapterContext, Event
 from hub.contracts import load_contract
 from hub.destinations import event_body, mapping_checked
 from hub.envelope import Envelope
@@ -30,11 +30,9 @@ class ProvincialHandler:
     """Built once per worker; the HTTP connection pool and the breakers live as long."""
 
     def __init__(self, ctx: AdapterContext) -> None:
-        settings = ctx.settings
-        raw = ctx.config or load_config(settings.mappings_dir, NAME)
-        self.config = ProvincialConfig.from_mapping(raw)
-        self.mapping = load_mapping(settings.mappings_dir / NAME)
-        self.contract = load_contract(settings.schemas_dir / NAME)
+        self.config = ProvincialConfig.shipped_or_context(ctx, NAME)
+        self.mapping = load_mapping(ctx.settings.mappings_dir / NAME)
+        self.contract = load_contract(ctx.settings.schemas_dir / NAME)
         self.client = ProvincialClient(self.config, self.mapping)
 
     async def aclose(self) -> None:

@@ -63,6 +63,7 @@ from hub.envelope import Envelope
 from hub.model import VN_TZ
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.simulation import free_port
+from hub.testing.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -79,17 +80,6 @@ PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://127.0.0.1:5432/test")
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def until(what: str, condition: Any, timeout: float, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"e2e: gave up after {timeout:.0f}s waiting for {what}")
-        time.sleep(step)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -235,13 +225,13 @@ class Deployment:
                                  str(self.sim_port), "--username", PORTAL_USER,
                                  "--password", PORTAL_PASSWORD])
         sim = f"http://127.0.0.1:{self.sim_port}"
-        until("the simulator", lambda: _ok(f"{sim}/_sim/calls"), 30)
+        wait_for(lambda: _ok(f"{sim}/_sim/calls"), 30, "the simulator", interval=0.05)
         httpx.post(f"{sim}/_sim/faults", json={"slow_seconds": self.latency_ms / 1000})
         self.run([LIENTHONG, "topology", "apply"])
         self.start("serve", [LIENTHONG, "serve", "--host", "127.0.0.1", "--port",
                              str(self.hub_port), "--log-level", "warning",
                              "--workers", str(self.serve_workers)])
-        until("the hub to be ready", lambda: _ok(f"{self.hub_url}/readyz"), 60)
+        wait_for(lambda: _ok(f"{self.hub_url}/readyz"), 60, "the hub to be ready", interval=0.05)
 
     @property
     def hub_url(self) -> str:
@@ -249,8 +239,8 @@ class Deployment:
 
     def start_workers(self) -> None:
         self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)])
-        until("the workers to consume every partition",
-              lambda: all(consumers(q) >= 1 for q in self.work_queues), 60)
+        wait_for(lambda: all(consumers(q) >= 1 for q in self.work_queues), 60,
+                 "the workers to consume every partition", interval=0.05)
 
     @property
     def work_queues(self) -> list[str]:
@@ -605,9 +595,8 @@ def backlog_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
     # Signed as sent: a backlog this large takes longer than a signature's 300 s of validity.
     load = send_load(dep.hub_url, api_key, signer, backlog, events, rate=None,
                     processes=args.generators, connections=args.connections, presign=False)
-    until("the outbox to reach the work queues",
-          lambda: dep.backlog_ready() >= len(backlog) * events - load.refused,
-          600, step=0.5)
+    wait_for(lambda: dep.backlog_ready() >= len(backlog) * events - load.refused, 600,
+             "the outbox to reach the work queues", interval=0.5)
     intake_cpu = intake_meter.used()["intake"]
     meter = CpuMeter({k: v for k, v in groups.items() if k != "workers"})
     t_start = time.time()

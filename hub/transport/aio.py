@@ -20,8 +20,8 @@ class AiohttpPool(AiohttpTransport):
     @classmethod
     def for_calls(cls, in_flight: int) -> AiohttpPool:
         size = max(1, in_flight)
-        return cls(limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                   trust_env=False)
+        # trust_env as httpx's own transport has it: SSL_CERT_FILE and SSL_CERT_DIR are read.
+        return cls(limits=httpx.Limits(max_connections=size, max_keepalive_connections=size))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:

@@ -10,8 +10,6 @@ import base64
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,8 +39,8 @@ from hub.simulation import free_port
 from hub.store import Store
 from hub.store.tables import operator_sessions
 from hub.testing.broker import delete_queues, read_all, sample_envelope
+from hub.testing.processes import serving
 from hub.testing.store import scratch_url
-from hub.testing.waiting import wait_for
 
 PASSWORD = "correct horse battery"
 CITIZEN_ID = "001090012345"
@@ -86,10 +84,10 @@ def console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path
         trust.add(material.certificate_pem())
     # A database of its own: counts and operators' names are the test's alone.
     with scratch_url(store_url, tmp_path) as url:
-        yield from _console(settings, url, keys, tmp_path)
+        yield from _console(settings, url, keys)
 
 
-def _console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path
+def _console(settings: Settings, store_url: str, keys: Keys
              ) -> Iterator[tuple[Served, Topology, Signer]]:
     store = Store.open(store_url)
     accounts = Accounts(store)
@@ -103,33 +101,14 @@ def _console(settings: Settings, store_url: str, keys: Keys, tmp_path: Path
            "LIENTHONG_STORE_URL": store_url}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     port = free_port()
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port",
-             str(port), "--log-level", "warning"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited: {log.read_text(errors='replace')}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
+    command = [sys.executable, "-c", "from hub.cli import main; main()", "serve", "--port",
+               str(port), "--log-level", "warning"]
     try:
-        wait_for(ready, timeout=60, message="the server to be ready", interval=0.2)
         # Redirects followed, as a browser (and the ASGI test client) does.
-        with httpx.Client(base_url=base, timeout=30, follow_redirects=True) as http:
+        with serving(command, port, timeout=60, env=env) as base, \
+                httpx.Client(base_url=base, timeout=30, follow_redirects=True) as http:
             yield Served(settings, store, http), topology, keys.signer(keys.client)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
         store.close()
         delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 

@@ -6,7 +6,8 @@ commit and ack gets the batch again and keeps it once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,26 @@ def _topology(settings: Settings, tmp_path: Path) -> Topology:
     return declared_topology(settings, tmp_path, Destination(DEST, ("dossier.#",), False))
 
 
+@contextlib.asynccontextmanager
+async def _keeping(settings: Settings, store: Store, spec: AdapterSpec,
+                   topology: Topology) -> AsyncIterator[Keeper]:
+    """The worker of ``spec`` and the dead-letter keeper consuming until the block ends, as
+    `lienthong worker` runs them; the keeper."""
+    workers = runtime.build_workers(
+        settings, [DEST], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
+        adapters={DEST: spec}, recorder=False, keeper=True, topology=topology)
+    for w in workers:
+        w.consumer.start()
+    try:
+        for w in workers:
+            await w.consumer.wait_consuming()
+        [keeper] = [w.consumer for w in workers if isinstance(w.consumer, Keeper)]
+        yield keeper
+    finally:
+        for w in workers:
+            await w.stop()
+
+
 def test_parked_messages_are_kept_with_their_reasons(
         settings: Settings, tmp_path: Path, store: Store) -> None:
     good = signer_for(SAMPLE_SOURCE, hub_keys(settings))
@@ -71,23 +92,14 @@ def test_parked_messages_are_kept_with_their_reasons(
     refused, forged, lost = sample_envelope(1), sample_envelope(2), sample_envelope(3)
 
     async def go() -> tuple[Keeper, int]:
-        workers = runtime.build_workers(
-            settings, [DEST], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
-            adapters={DEST: spec}, recorder=False, keeper=True, topology=topology)
-        for w in workers:
-            w.consumer.start()
-        for w in workers:
-            await w.consumer.wait_consuming()
-        [keeper] = [w.consumer for w in workers if isinstance(w.consumer, Keeper)]
-        async with Publisher(settings.broker_urls, settings) as pub:
-            await pub.publish(Outgoing.signed(refused, good, topology.names.events))
-            await pub.publish(Outgoing.signed(forged, bad, topology.names.events))
-            # No binding takes this routing key: the alternate exchange keeps it.
-            await pub.publish(Outgoing.signed(lost, good, topology.names.events,
-                                              routing_key="nobody.listens"))
-        await eventually(lambda: keeper.state.kept == 3, 20, "three dead letters kept")
-        for w in workers:
-            await w.stop()
+        async with _keeping(settings, store, spec, topology) as keeper:
+            async with Publisher(settings.broker_urls, settings) as pub:
+                await pub.publish(Outgoing.signed(refused, good, topology.names.events))
+                await pub.publish(Outgoing.signed(forged, bad, topology.names.events))
+                # No binding takes this routing key: the alternate exchange keeps it.
+                await pub.publish(Outgoing.signed(lost, good, topology.names.events,
+                                                  routing_key="nobody.listens"))
+            await eventually(lambda: keeper.state.kept == 3, 20, "three dead letters kept")
         return keeper, sum(depth(settings.amqp_url, q) for q in
                            (topology.names.dead, topology.names.invalid,
                             topology.names.unroutable))
@@ -173,15 +185,8 @@ def test_a_replay_that_fails_again_is_a_new_dead_letter_linked_to_the_first(
     operator = Operator("ana", "operator")
 
     async def go() -> tuple[int, int, Any]:
-        workers = runtime.build_workers(
-            settings, [DEST], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
-            adapters={DEST: spec}, recorder=False, keeper=True, topology=topology)
-        for w in workers:
-            w.consumer.start()
-        for w in workers:
-            await w.consumer.wait_consuming()
-        [keeper] = [w.consumer for w in workers if isinstance(w.consumer, Keeper)]
-        async with Publisher(settings.broker_urls, settings) as pub:
+        async with _keeping(settings, store, spec, topology) as keeper, \
+                Publisher(settings.broker_urls, settings) as pub:
             await pub.publish(Outgoing.signed(env, good, topology.names.events))
             await eventually(lambda: keeper.state.kept == 1, 20, "the first dead letter")
             [first] = store.dead_letters(limit=5)
@@ -189,8 +194,6 @@ def test_a_replay_that_fails_again_is_a_new_dead_letter_linked_to_the_first(
             await service.replay(first.id, operator, why="try again")
             await eventually(lambda: keeper.state.kept == 2, 20, "the replay parked again")
             inspection = service.inspect(first.id, operator)
-        for w in workers:
-            await w.stop()
         [again] = [d for d in store.dead_letters(limit=5, state=None) if d.id != first.id]
         return first.id, again.replay_of or 0, inspection
 

@@ -37,7 +37,7 @@ from hub.broker.topology import Topology
 from hub.cli.clients import client_block
 from hub.console.accounts import Accounts
 from hub.settings import Settings
-from hub.signing import TrustStore
+from hub.signing import TrustStore, generate
 from hub.simulation import free_port
 from hub.store import Store
 from hub.testing.broker import delete_queues
@@ -81,6 +81,7 @@ def hub(settings: Settings, keys: Keys, tmp_path: Path) -> Iterator[dict[str, ob
     trust = TrustStore(settings.trust_dir)
     trust.add(keys.hub.certificate_pem())
     trust.add(keys.client.certificate_pem())
+    trust.add(generate("VN:GOV:000.00.00.H56:postal", days=3).certificate_pem())  # expiring
     clients = tmp_path / "clients.toml"
     clients.write_text(client_block(CLIENT_ID, "igate", ["vn.gov.dossier.*"], ["000.00.00.H56*"],
                                     api_key=API_KEY, oauth_client_id=None, oauth_secret=None,
@@ -106,6 +107,7 @@ def hub(settings: Settings, keys: Keys, tmp_path: Path) -> Iterator[dict[str, ob
             "LIENTHONG_RETRY_TIERS": json.dumps(settings.retry_tiers),
             "LIENTHONG_CLIENTS_FILE": str(clients),
             "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
+            "LIENTHONG_ALERT_CERTIFICATE_DAYS": "30",
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         server_port, worker_port = free_port(), free_port()
@@ -171,6 +173,9 @@ def test_the_server_and_the_worker_show_the_pipeline_and_the_worker_circuit(
         warnings = re.search(r'<ul id="warnings">(.*?)</ul>', page.text, re.S)
         assert warnings is not None, page.text
         assert "<strong>circuit:npsp</strong>: circuit open after 2" in warnings.group(1)
+    checks = httpx.get(f"{base}/readyz", timeout=10).json()["checks"]
+    assert checks["keeper"] == "ok"  # the worker's keeper consumes the dead letters
+    assert checks["certificate:VN:GOV:000.00.00.H56:postal"].startswith("warning: expires in")
     server = samples(httpx.get(f"{base}/metrics", timeout=10).text)
     assert value(server, "lienthong_circuit_state", destination="npsp") == 2.0
     assert 0 <= value(server, "lienthong_circuit_report_age_seconds", destination="npsp") < 30

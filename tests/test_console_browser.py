@@ -14,14 +14,11 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from npsp_support import sample_dossier
 
@@ -37,6 +34,7 @@ from hub.signing import Signer, TrustStore, generate
 from hub.simulation import free_port
 from hub.store import Store
 from hub.testing.broker import delete_queues
+from hub.testing.processes import serving
 from hub.testing.waiting import wait_for
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -50,37 +48,6 @@ PASSWORD = "correct horse battery"
 
 def lienthong(*args: str) -> list[str]:
     return [sys.executable, "-c", "from hub.cli import main; main()", *args]
-
-
-def started(args: list[str], env: dict[str, str], log: Path, base: str, what: str
-            ) -> subprocess.Popen[bytes]:
-    """``args`` running, once ``base``/readyz answers 200."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited: {log.read_text(errors='replace')}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(ready, timeout=60, interval=0.2, message=f"{what} to be ready")
-    except BaseException:
-        stopped(proc)
-        raise
-    return proc
-
-
-def stopped(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGINT)
-    try:
-        return proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 @pytest.fixture
@@ -126,22 +93,16 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         port, worker_port = free_port(), free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = started(lienthong("serve", "--port", str(port), "--log-level", "warning"),
-                         env, tmp_path / "serve.log", base, "the server")
         try:
-            worker = started(lienthong("worker", "npsp"),
-                             {**env, "LIENTHONG_WORKER_METRICS_PORT": str(worker_port)},
-                             tmp_path / "worker.log", f"http://127.0.0.1:{worker_port}",
-                             "the worker")
-            try:
+            # The worker answers /readyz on its metrics port once it consumes.
+            with serving(lienthong("serve", "--port", str(port), "--log-level", "warning"),
+                         port, timeout=60, env=env) as base, \
+                    serving(lienthong("worker", "npsp"), worker_port, timeout=60,
+                            env={**env, "LIENTHONG_WORKER_METRICS_PORT": str(worker_port)}):
                 yield {"settings": settings, "topology": topology, "sim": sim, "store": store,
                        "base": base,
                        "signer": Signer(province.private_key, province.certificate)}
-            finally:
-                assert stopped(worker) == 0
         finally:
-            stopped(server)
             store.close()
             delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 

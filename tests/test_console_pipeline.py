@@ -41,6 +41,7 @@ from hub.signing import TrustStore, generate
 from hub.simulation import free_port
 from hub.store import Store
 from hub.testing.broker import delete_queues
+from hub.testing.processes import serving
 from hub.testing.waiting import wait_for
 
 PASSWORD = "correct horse battery"
@@ -60,9 +61,13 @@ def lienthong(*args: str) -> list[str]:
     return [sys.executable, "-c", "from hub.cli import main; main()", *args]
 
 
-def running(proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+def ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> bool:
     if proc.poll() is not None:
-        raise AssertionError(f"{what} exited: {log.read_text(errors='replace')}")
+        raise AssertionError(f"the worker exited: {log.read_text(errors='replace')}")
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -111,35 +116,25 @@ def hub(settings: Settings, keys: Keys, tmp_path: Path) -> Iterator[dict[str, ob
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         server_port, worker_port = free_port(), free_port()
-        server_log, worker_log = tmp_path / "serve.log", tmp_path / "worker.log"
-        with server_log.open("wb") as out:
-            server = subprocess.Popen(lienthong("serve", "--port", str(server_port),
-                                                "--log-level", "warning"),
-                                      env=env, stdout=out, stderr=subprocess.STDOUT)
-        with worker_log.open("wb") as out:
-            worker = subprocess.Popen(lienthong("worker", "npsp"), env={
-                **env, "LIENTHONG_WORKER_METRICS_PORT": str(worker_port)},
-                stdout=out, stderr=subprocess.STDOUT)
-        base, worker_base = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{worker_port}"
-
-        def ready(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> bool:
-            running(proc, log, what)
-            try:
-                return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
+        worker_base = f"http://127.0.0.1:{worker_port}"
+        worker_log = tmp_path / "worker.log"
         try:
-            wait_for(lambda: ready(base, server, server_log, "the server"), timeout=60,
-                     interval=0.2, message="the server to be ready")
-            wait_for(lambda: ready(worker_base, worker, worker_log, "the worker"), timeout=60,
-                     interval=0.2, message="the worker to be ready")
-            yield {"base": base, "worker": worker_base, "sim": sim, "keys": keys,
-                   "worker_proc": worker, "worker_log": worker_log}
+            with serving(lienthong("serve", "--port", str(server_port), "--log-level",
+                                   "warning"), server_port, timeout=60, env=env) as base:
+                # The worker is started here, not by `serving`: the test stops it itself.
+                with worker_log.open("wb") as out:
+                    worker = subprocess.Popen(lienthong("worker", "npsp"), env={
+                        **env, "LIENTHONG_WORKER_METRICS_PORT": str(worker_port)},
+                        stdout=out, stderr=subprocess.STDOUT)
+                try:
+                    wait_for(lambda: ready(worker_base, worker, worker_log), timeout=60,
+                             interval=0.2, message="the worker to be ready")
+                    yield {"base": base, "worker": worker_base, "sim": sim, "keys": keys,
+                           "worker_proc": worker}
+                finally:
+                    if worker.poll() is None:
+                        stop(worker)
         finally:
-            for proc in (worker, server):
-                if proc.poll() is None:
-                    stop(proc)
             delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 
 

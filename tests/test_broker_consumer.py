@@ -28,7 +28,7 @@ from hub.broker.topology import Topology
 from hub.envelope import Envelope, routing_key
 from hub.errors import InvalidMessage, PermanentError, RetryableError
 from hub.settings import Settings
-from hub.signing import Signer, TrustStore, Verifier, generate
+from hub.signing import TrustStore, Verifier
 from hub.testing.broker import (
     NullSigner,
     close_connections,
@@ -39,6 +39,7 @@ from hub.testing.broker import (
     sample_envelope,
     topology_queues,
 )
+from hub.testing.keys import signer_for
 from hub.testing.waiting import eventually, wait_for
 
 ORIGINAL_KEY = "dossier.submitted.000_00_00_H56.2_002492"
@@ -332,10 +333,7 @@ def test_canonical_events_a_handler_returns_are_signed_by_the_consumer(
     the worker's signer (verifiable against the trust store), for the events exchange, with
     the routing key and the lt-slot header of Outgoing.signed."""
     topo = _topology(settings, tmp_path)
-    material = generate(settings.hub_id)
-    assert material.certificate is not None
-    TrustStore(settings.trust_dir).add(material.certificate_pem())
-    signer = Signer(material.private_key, material.certificate)
+    signer = signer_for(settings.hub_id, TrustStore(settings.trust_dir))
 
     def handler(d: Delivery) -> list[Envelope]:
         return [d.envelope.derive(source=settings.hub_id, type="vn.gov.relay.done", data={})]

@@ -28,9 +28,10 @@ from hub.broker.topology import Topology
 from hub.envelope import Envelope
 from hub.model import Status
 from hub.settings import Settings
-from hub.signing import Signer, TrustStore, generate
+from hub.signing import Signer
 from hub.store import Store
 from hub.testing.broker import delete_queues
+from hub.testing.keys import hub_keys, signer_for
 from hub.testing.waiting import eventually, wait_for
 
 PROVINCE = "VN:GOV:000.00.00.H56:igate"
@@ -95,20 +96,14 @@ def portal_config(settings: Settings, base_url: str) -> None:
 def portal(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Portal]:
     monkeypatch.setenv("NPSP_USERNAME", "hub")
     monkeypatch.setenv("NPSP_PASSWORD", "secret")
-    trust = TrustStore(settings.trust_dir)
-    hub = generate(settings.hub_id)
-    hub.save(settings.keys_dir)
-    trust.add(hub.certificate_pem())
-    province = generate(PROVINCE)
-    assert province.certificate is not None
-    trust.add(province.certificate_pem())
+    province = signer_for(PROVINCE, hub_keys(settings))
     topology = Topology.from_settings(settings)  # the shipped topology file: npsp partitioned
     assert len(topology.work_queues("npsp")) == 4
     declare.apply(topology, settings.amqp_url)
     with NpspSimulator() as sim:
         sim.faults.slow_seconds = LATENCY
         portal_config(settings, sim.base_url)
-        yield Portal(settings, topology, sim, Signer(province.private_key, province.certificate))
+        yield Portal(settings, topology, sim, province)
     delete_queues(settings.amqp_url, [q.name for q in topology.queues])
 
 

@@ -28,9 +28,9 @@ adapter = AdapterSpec(
     # share the queue (the waybill pool is safe under concurrency).
     ordered=False,
     extra={
-        "cli": lazy("adapters.postal.cli:app", call=False),
         "emits": ["vn.gov.postal.tracking-updated"],
         "callback_path": "/v1/callbacks/postal",
+        # `lienthong postal poll`, `lienthong postal pool add|status` (hub.cli.adaptercommands)
         "jobs": {"poll": "adapters.postal.tracking:run"},
         "admin": {
             "pool add": "adapters.postal.admin:pool_add",

@@ -10,6 +10,9 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Annotated
+
+import typer
 
 from adapters.postal import events, orders
 from adapters.postal.client import PostalClient
@@ -94,10 +97,14 @@ def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str], *,
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],
-              order_numbers: Sequence[str] | None = None, *,
+              order_numbers: Annotated[list[str] | None, typer.Argument(
+                  help="Order numbers (dossier codes) to poll; default: every open order.",
+                  show_default=False)] = None, *,
               runtime: PostalRuntime | None = None) -> Sweep:
-    """One polling pass: poll, publish each event (``publish`` resolves once the broker
-    confirmed it), then mark them emitted."""
+    """Poll tracking of open orders and publish vn.gov.postal.tracking-updated for each change
+    of state. The webhook does the same as the postal service pushes; polling catches what a
+    push missed. (``publish`` resolves once the broker confirmed; the events are then marked
+    emitted.)"""
     rt = runtime or PostalRuntime.from_context(ctx)
     return await run_job(await poll_report(ctx, order_numbers, runtime=rt), publish,
                          lambda ids: rt.orders.mark_emitted(ids, rt.clock()))

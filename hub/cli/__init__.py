@@ -46,9 +46,11 @@ def _register() -> None:
 
 
 def _register_adapters() -> None:
-    """Adapters may bring commands of their own (``AdapterSpec.extra["cli"]``: a typer.Typer,
-    or a function returning one), registered under the adapter's name."""
+    """Adapters may bring commands of their own, registered under the adapter's name: the jobs
+    and admin functions they declare (``hub.cli.adaptercommands``), or ``extra["cli"]`` (a
+    typer.Typer, or a function returning one) instead."""
     from hub.adapters import discover
+    from hub.cli.adaptercommands import commands_of
     from hub.errors import ConfigError
 
     try:
@@ -60,6 +62,9 @@ def _register_adapters() -> None:
     for name, spec in sorted(found.items()):
         cli = spec.extra.get("cli")
         if cli is None:
+            declared = commands_of(name, spec.description, spec.extra)
+            if declared is not None:
+                app.add_typer(declared, name=name)
             continue
         sub = cli() if callable(cli) and not isinstance(cli, typer.Typer) else cli
         if not isinstance(sub, typer.Typer):

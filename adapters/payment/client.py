@@ -21,8 +21,7 @@ class PaymentClient(SystemClient):
     def __init__(self, rt: PaymentRuntime) -> None:
         self.cfg, self.mapping, self._secret = rt.cfg, rt.mapping, rt.secret
         super().__init__(NAME, "the payment gateway", rt.cfg, rt.cfg.base_url, rt.contract)
-        r = rt.mapping.fields.receipt
-        self._personal = {r.payer_name, r.payer_id, r.payer_address}
+        self._personal = set(rt.mapping.personal)
 
     async def init(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send INIT; the verified reply of an accepted request (it carries the payment URL)."""

@@ -7,40 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel
 from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
 from hub.fieldchecksum import FieldChecksum, Order
 from hub.stateful import WireTime, wire_time
 from hub.tomlmap import Table, TimedFile, WireName
+from hub.wiretemplate import WireTemplate
 
 M = TypeVar("M", bound=BaseModel)
 checksum = FieldChecksum("MaXacThuc")
 MESSAGE_KINDS = ("init", "callback", "query", "init_reply", "query_reply")
-
-
-class Receipt(Table):
-    """ThongTinBienLai (receipt information): canonical name -> wire name."""
-
-    service_code: WireName
-    procedure_code: WireName
-    agency_code: WireName
-    dossier_code: WireName
-    account: WireName
-    account_bank: WireName
-    account_name: WireName
-    lines: WireName
-    payer_name: WireName
-    payer_id: WireName
-    payer_address: WireName
-
-
-class ReceiptLine(Table):
-    kind: WireName
-    code: WireName
-    name: WireName
-    amount: WireName
 
 
 class Reply(Table):
@@ -50,9 +28,6 @@ class Reply(Table):
 
 
 class Fields(TimedFile):
-    service_code: StrictInt = 2  # MaDichVu
-    receipt: Receipt
-    receipt_line: ReceiptLine
     reply: Reply
 
 
@@ -98,6 +73,10 @@ class PaymentMapping:
     checksum_orders: dict[str, tuple[str, ...]]
     beneficiaries: dict[str, Beneficiary]
     time: WireTime
+    init: WireTemplate
+    fee_line: WireTemplate
+    query: WireTemplate
+    personal: frozenset[str]  # wire names of the payer's personal data
 
     def beneficiary(self, agency_code: str) -> Beneficiary | None:
         return self.beneficiaries.get(agency_code) or self.beneficiaries.get("default")
@@ -115,9 +94,15 @@ def load(mappings_dir: Path) -> PaymentMapping:
         return tomlmap.checked(model, tomlmap.read(base / name), name, dotted=True)
 
     fields = tomlmap.read(base / "fields.toml")
+    checked, codes = tomlmap.checked(Fields, fields, "fields.toml", dotted=True), read(Codes,
+                                                                                     "codes.toml")
+    messages = tomlmap.read(base / "messages.toml")
+    init, fee_line, query = (WireTemplate.parse(messages, key, "messages.toml")
+                             for key in ("init", "fee_line", "query"))
     return PaymentMapping(
-        fields=tomlmap.checked(Fields, fields, "fields.toml", dotted=True),
-        codes=read(Codes, "codes.toml"),
+        fields=checked, codes=codes,
         checksum_orders=parse_checksums(tomlmap.read(base / "checksums.toml")),
         beneficiaries=read(Beneficiaries, "beneficiaries.toml").root,
-        time=wire_time(fields, "the gateway"))
+        time=wire_time(fields, "the gateway"), init=init,
+        fee_line=fee_line, query=query,
+        personal=frozenset(map(str, messages.get("personal", ()))))

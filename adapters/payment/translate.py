@@ -18,7 +18,6 @@ MAPPING_FAILED = "client.mapping_failed"
 
 
 def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]:
-    names = mapping.fields.receipt_line
     fees: tuple[Fee, ...] = req.fees or (
         Fee(code=req.procedure_code, name=req.description or "Phi, le phi", amount=req.amount),
     )
@@ -29,15 +28,14 @@ def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]
             "match the amount charged",
             field="fees",
         )
-    return [
-        {
-            names.kind: fee.kind,
-            names.code: fee.code,
-            names.name: fee.name,
-            names.amount: whole_dong(fee.amount, f"fees.{i}.amount"),
-        }
-        for i, fee in enumerate(fees)
-    ]
+    return [mapping.fee_line.fill({"kind": fee.kind, "code": fee.code, "name": fee.name,
+                                   "amount": whole_dong(fee.amount, f"fees.{i}.amount")})
+            for i, fee in enumerate(fees)]
+
+
+def _common(reference: str, cfg: PaymentConfig, mapping: PaymentMapping,
+            now: datetime) -> dict[str, Any]:
+    return {**cfg.model_dump(), "reference": reference, "time": mapping.time.write(now)}
 
 
 def init_message(
@@ -47,7 +45,7 @@ def init_message(
     secret: str,
     now: datetime,
 ) -> dict[str, Any]:
-    """The INIT request for ``req``, MaXacThuc included."""
+    """The INIT request for ``req`` (messages.toml [init]), MaXacThuc included."""
     amount = whole_dong(req.amount, "amount")
     account = mapping.beneficiary(req.agency_code)
     if account is None:
@@ -57,51 +55,22 @@ def init_message(
             code=MAPPING_FAILED,
             field="agency_code",
         )
-    r = mapping.fields.receipt
-    receipt = {
-        r.service_code: mapping.fields.service_code,
-        r.procedure_code: req.procedure_code,
-        r.agency_code: req.agency_code,
-        r.dossier_code: req.dossier_code,
-        r.account: account.account,
-        r.account_bank: account.bank,
-        r.account_name: account.name,
-        r.lines: _lines(req, mapping),
-        r.payer_name: req.payer.name,
-        r.payer_id: req.payer.identity_number,
-        r.payer_address: req.payer.address or "",
-    }
-    message: dict[str, Any] = {
-        "LoaiBanTin": "INIT",
-        "PhienBan": cfg.version,
-        "MaDoiTac": cfg.partner_code,
-        "MaThamChieu": req.reference,
-        "SoTien": amount,
-        "LoaiHinhThanhToan": "PAY",
-        "MaKenhThanhToan": cfg.channel_code,
-        "MaThietBi": cfg.device_code,
-        "NgonNgu": cfg.language,
-        "MaTienTe": cfg.currency,
-        "MaNganHang": cfg.bank_code,
-        "ThongTinGiaoDich": req.description
+    message = mapping.init.fill({
+        **_common(req.reference, cfg, mapping, now), "amount": amount,
+        "description": req.description
         or cfg.description.format(dossier_code=req.dossier_code, reference=req.reference),
-        "ThoiGianGD": mapping.time.write(now),
-        "Ip": cfg.client_ip,
-        "ThongTinBienLai": receipt,
-    }
+        "procedure_code": req.procedure_code, "agency_code": req.agency_code,
+        "dossier_code": req.dossier_code, "account": account.account,
+        "account_bank": account.bank, "account_name": account.name,
+        "lines": _lines(req, mapping), "payer_name": req.payer.name,
+        "payer_id": req.payer.identity_number, "payer_address": req.payer.address or ""})
     return checksum.sign(message, mapping.checksum_orders["init"], secret)
 
 
 def query_message(
     reference: str, cfg: PaymentConfig, mapping: PaymentMapping, secret: str, now: datetime
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {
-        "LoaiBanTin": "QUERY",
-        "PhienBan": cfg.version,
-        "MaDoiTac": cfg.partner_code,
-        "MaThamChieu": reference,
-        "ThoiGianGD": mapping.time.write(now),
-    }
+    message = mapping.query.fill(_common(reference, cfg, mapping, now))
     return checksum.sign(message, mapping.checksum_orders["query"], secret)
 
 

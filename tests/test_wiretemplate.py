@@ -1,0 +1,31 @@
+"""hub.wiretemplate: a system's message declared in its mapping files."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.errors import ConfigError
+from hub.wiretemplate import WireTemplate
+
+DOC = {"init": {"Kind": "INIT", "Ref": "$reference", "Lines": "$lines",
+                "Receipt": {"Code": 2, "Who": "$payer"}}}
+
+
+def test_values_fill_the_dollar_names_and_the_rest_is_sent_as_written() -> None:
+    template = WireTemplate.parse(DOC, "init", "messages.toml")
+    assert template.fill({"reference": "R1", "lines": [{"a": 1}], "payer": "X", "other": 3}) == {
+        "Kind": "INIT", "Ref": "R1", "Lines": [{"a": 1}], "Receipt": {"Code": 2, "Who": "X"}}
+
+
+def test_a_name_the_adapter_does_not_give_names_the_file_and_the_table() -> None:
+    template = WireTemplate.parse(DOC, "init", "messages.toml")
+    with pytest.raises(ConfigError) as err:
+        template.fill({"reference": "R1", "lines": []})
+    assert err.value.field == "messages.toml [init]"
+    assert "$payer" in err.value.message
+
+
+def test_a_missing_table_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        WireTemplate.parse(DOC, "query", "messages.toml")
+    assert err.value.field == "messages.toml [query]"

@@ -1,13 +1,15 @@
 """The hub modules the payment and postal adapters were shrunk onto, each on its own: a table of
 transitions read from its file (hub.transitions), a checksum's field orders (hub.fieldchecksum),
 a mapping file's problems named table.key (hub.tomlmap.checked, dotted), a callback's shared
-token (hub.callbacktoken), derived event ids (hub.envelope.derived_id) and a simulator's own
-switches (hub.simulation.SwitchedSystem.own). The SQL parts (hub.statestore, hub.parked,
-hub.numberpool) are tested through the adapters' ports on both databases
-(test_adapter_payment_ledger.py, test_adapter_postal_pool.py, test_adapter_postal_orders.py)."""
+token (hub.callbacktoken), ranges and files of pool numbers (hub.numberranges), derived event
+ids (hub.envelope.derived_id) and a simulator's own switches (hub.simulation.SwitchedSystem.own).
+The SQL parts (hub.statestore, hub.parked, hub.numberpool) are tested through the adapters'
+ports on both databases (test_adapter_payment_ledger.py, test_adapter_postal_pool.py,
+test_adapter_postal_orders.py)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +22,7 @@ from hub.callbacktoken import BadToken, check_token
 from hub.envelope import derived_id
 from hub.errors import ConfigError, SecretMissing
 from hub.fieldchecksum import SECRET, FieldChecksum, Order
+from hub.numberranges import PLAIN, Series, expand, read_file
 from hub.simulation import SwitchedSystem, Switches, one_of
 from hub.tomlmap import Table, WireName
 from hub.transitions import IllegalTransition, Transition, Transitions
@@ -166,3 +169,35 @@ def test_a_simulators_own_switches_are_read_and_set_by_their_table() -> None:
         with pytest.raises(ValueError, match="unknown switch or bad value"):
             sim.set_switches(**bad)
     assert (sim.mode, sim.size) == ("b", 3)
+
+
+def _number(text: str, where: str) -> str:
+    if not text.isalnum():
+        raise ConfigError(f"{text!r} is not a number", field=where)
+    return text
+
+
+def test_number_ranges_step_the_serial_of_the_first_kind_both_ends_are() -> None:
+    # A kind whose check digit is the serial's last digit doubled, mod 10.
+    doubled = Series(re.compile(r"^(?P<prefix>[A-Z])(?P<serial>\d{3})\d(?P<suffix>X)$"),
+                     "are of two series", lambda s: str(int(s[-1]) * 2 % 10))
+    assert expand("R0086X", "R0100X", _number, (doubled, PLAIN)) == [
+        "R0086X", "R0098X", "R0100X"]
+    assert expand("AB098", "AB101", _number, (doubled, PLAIN)) == [
+        "AB098", "AB099", "AB100", "AB101"]
+    for first, last, message in [("R0086X", "Q0100X", "are of two series"),
+                                 ("AB1", "AB01", "same width"), ("AB9", "AB1", "backwards"),
+                                 ("A0000000", "A2000000", "at most 1000000"),
+                                 ("A-1", "A2", "not a number")]:
+        with pytest.raises(ConfigError, match=message):
+            expand(first, last, _number, (doubled, PLAIN))
+
+
+def test_a_file_of_numbers_skips_comments_and_names_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.txt"
+    path.write_text("# batch\nAB1\n\nAB2  # spare\nA-3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        read_file(path, _number)
+    assert err.value.field == "numbers.txt:5"
+    path.write_text("# batch\nAB1\n\nAB2  # spare\n", encoding="utf-8")
+    assert read_file(path, _number) == ["AB1", "AB2"]

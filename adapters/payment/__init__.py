@@ -25,10 +25,10 @@ adapter = AdapterSpec(
     # reference, so the queue can have several consumers.
     ordered=False,
     extra={
-        "cli": lazy("adapters.payment.cli:app", call=False),
         "emits": ["vn.gov.payment.initiated", "vn.gov.payment.completed"],
         "callback_path": "/v1/callbacks/payment",
-        # run(ctx, publish) = reconcile(ctx) -> list[Envelope], publish, mark_emitted(ctx, ids)
+        # `lienthong payment reconcile`, `lienthong payment mismatches` (hub.cli.adaptercommands)
         "jobs": {"reconcile": "adapters.payment.reconcile:run"},
+        "admin": {"mismatches": "adapters.payment.runtime:mismatches"},
     },
 )

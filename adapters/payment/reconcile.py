@@ -104,8 +104,10 @@ def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str], *,
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],
               now: datetime | None = None, *, runtime: PaymentRuntime | None = None) -> Sweep:
-    """One reconciliation pass: query, publish each event (``publish`` resolves once the broker
-    confirmed it, e.g. sign + Publisher.publish), then mark them emitted."""
+    """QUERY the gateway about payments still pending after `reconcile_after_minutes`, and
+    publish vn.gov.payment.completed for those now paid or failed (``publish`` resolves once
+    the broker confirmed), then mark them emitted. Run it from cron; it is safe to run twice
+    (events are derived from the transaction, so repeats are absorbed)."""
     rt = runtime or PaymentRuntime.from_context(ctx)
     return await run_job(await reconcile_report(ctx, now, runtime=rt), publish,
                          lambda ids: rt.ledger.mark_emitted(ids, rt.clock()))

@@ -3,8 +3,11 @@ the ``AdapterContext``: configuration, mapping, the gateway's contract, the ledg
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Self
+from typing import Annotated, Self
+
+import typer
 
 from adapters.payment import mapping, store
 from adapters.payment.config import NAME, PaymentConfig
@@ -29,3 +32,18 @@ class PaymentRuntime(Runtime[PaymentConfig, PaymentMapping]):
         engine = state_engine(ctx, cfg.state_url, "payment.db", store.metadata)
         return cls(cfg=cfg, mapping=mapping.load(ctx.settings.mappings_dir),
                    ledger=store.SqlLedger(engine), **shared(ctx, NAME))
+
+
+def mismatches(
+    ctx: AdapterContext,
+    reference: Annotated[str | None, typer.Option(help="only the reports of this payment")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many, latest first")] = 100,
+) -> str:
+    """The gateway's reports the ledger did not apply (an amount, currency, partner or
+    reference other than the payment's; a payment already paid; a payment whose INIT the
+    gateway refused), one JSON object a line, most recently seen first: the reason, the
+    gateway's message as received, what the ledger expected, the payment's state before and
+    after, how many times it came. None of them was published."""
+    found = PaymentRuntime.from_context(ctx).ledger.parked_reports(reference=reference,
+                                                                   limit=limit)
+    return "\n".join(json.dumps(p.to_dict(), ensure_ascii=False, default=str) for p in found)

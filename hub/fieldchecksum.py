@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from hub.errors import ClientError
 from hub.tomlmap import Table
 
 SECRET = "{secret}"
@@ -44,6 +45,13 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):  # never on such a wire; do not let True become "True" silently
         raise TypeError("a checksum field cannot be a boolean")
     return str(value)
+
+
+class BadChecksum(ClientError):
+    """A call whose checksum does not match: not from the system, or altered."""
+
+    code = "client.bad_checksum"
+    http_status = 401
 
 
 @dataclass(frozen=True)

@@ -19,32 +19,13 @@ from adapters.payment.mapping import checksum
 from adapters.payment.runtime import PaymentRuntime
 from hub.api.auth import request_address
 from hub.envelope import Envelope
-from hub.errors import ClientError
+from hub.errors import ClientError, Conflict, NotFound
+from hub.fieldchecksum import BadChecksum
 from hub.model import PaymentCompleted
 from hub.parked import Parked
 from hub.stateful import Part, report_body, stored
 
 log = logging.getLogger(__name__)
-
-
-class BadChecksum(ClientError):
-    """A callback whose MaXacThuc does not match: not from the gateway, or altered."""
-
-    code = "client.bad_checksum"
-    http_status = 401
-
-
-class UnknownPayment(ClientError):
-    code = ledger.CODE_UNKNOWN_REFERENCE
-    http_status = 404
-
-
-class PaymentParked(ClientError):
-    """The gateway's report disagrees with the ledger: not applied, kept for an operator.
-    409: the report conflicts with the state of the payment it names."""
-
-    code = ledger.CODE_MISMATCH
-    http_status = 409
 
 
 class PaymentCallback(Part[PaymentRuntime]):
@@ -77,29 +58,30 @@ class PaymentCallback(Part[PaymentRuntime]):
             self._park_unmatched(report, Parked(
                 ledger.CODE_UNKNOWN_PARTNER,
                 f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
-                f"{rt.cfg.partner_code!r}", "MaDoiTac"), 400)
+                f"{rt.cfg.partner_code!r}", "MaDoiTac"), ClientError)
         payment = rt.ledger.get(report.reference)
         if payment is None:
             self._park_unmatched(report, Parked(
                 ledger.CODE_UNKNOWN_REFERENCE,
                 f"no payment with reference {report.reference!r:.60} was initiated by this hub",
-                "MaThamChieu"), 404)
+                "MaThamChieu"), NotFound)
         assert payment is not None
         dossier = payment.dossier_code
         settled = settle(rt, payment, report, lambda: translate.from_callback(
             doc, dossier, rt.mapping), rt.clock(), emitted=True)  # the callback route publishes
         if settled.parked is not None:
-            raise PaymentParked(
+            # 409: the report conflicts with the state of the payment it names.
+            raise Conflict(
                 f"{settled.parked.reason}; not applied (payment {settled.state}), kept for an "
                 "operator", code=settled.parked.code, field=settled.parked.field)
         return stored([settled.event] if settled.event else [])
 
-    def _park_unmatched(self, report: ledger.Report, parked: Parked, status: int) -> None:
+    def _park_unmatched(self, report: ledger.Report, parked: Parked,
+                        error: type[ClientError]) -> None:
         rt = self.rt
         rt.ledger.park(report, parked, rt.clock(), expected={"partner": rt.cfg.partner_code,
                                                             "currency": rt.cfg.currency})
         warn_parked(report, parked, None)
-        error = UnknownPayment if status == 404 else ClientError
         raise error(f"{parked.reason}; kept for an operator", code=parked.code,
                     field=parked.field)
 

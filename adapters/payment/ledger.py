@@ -29,9 +29,7 @@ OUTCOMES = (REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH, INIT_REFUSED, INI
 REPORTS = (REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH)
 
 # Codes a parked report is answered and kept with.
-CODE_MISMATCH = "client.payment_mismatch"
 CODE_ALREADY_PAID = "client.already_paid"
-CODE_REFUSED = "client.payment_refused"
 CODE_UNKNOWN_REFERENCE = "client.unknown_reference"
 CODE_UNKNOWN_PARTNER = "client.unknown_partner"
 

@@ -1,6 +1,7 @@
 """A system's message declared as a template in its mapping files (``mappings/<name>/*.toml``):
 the message's fields as sent, where a string ``"$name"`` stands for a value the adapter gives
-and anything else is sent as written. A renamed or added wire field is then an edit of the
+(``"$name?"``: the field is left out when the value is None or empty) and anything else is sent
+as written. A renamed or added wire field is then an edit of the
 mapping, not of code."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hub.errors import ConfigError
 
 def _names(template: Any) -> set[str]:
     if isinstance(template, str):
-        return {template[1:]} if template.startswith("$") else set()
+        return {template[1:].removesuffix("?")} if template.startswith("$") else set()
     if isinstance(template, Mapping):
         return set().union(*(_names(v) for v in template.values()))
     if isinstance(template, list):
@@ -22,11 +23,17 @@ def _names(template: Any) -> set[str]:
     return set()
 
 
+def _left_out(template: Any, values: Mapping[str, Any]) -> bool:
+    return (isinstance(template, str) and template.startswith("$") and template.endswith("?")
+            and values[template[1:-1]] in (None, ""))
+
+
 def _filled(template: Any, values: Mapping[str, Any]) -> Any:
     if isinstance(template, str) and template.startswith("$"):
-        return values[template[1:]]
+        return values[template[1:].removesuffix("?")]
     if isinstance(template, Mapping):
-        return {key: _filled(value, values) for key, value in template.items()}
+        return {key: _filled(value, values) for key, value in template.items()
+                if not _left_out(value, values)}
     if isinstance(template, list):
         return [_filled(value, values) for value in template]
     return template

@@ -29,3 +29,14 @@ def test_a_missing_table_is_refused() -> None:
     with pytest.raises(ConfigError) as err:
         WireTemplate.parse(DOC, "query", "messages.toml")
     assert err.value.field == "messages.toml [query]"
+
+
+def test_an_optional_name_leaves_its_field_out_when_its_value_is_none_or_empty() -> None:
+    template = WireTemplate.parse({"party": {"Name": "$name", "Email": "$email?",
+                                             "Tel": "$phone?"}}, "party", "messages.toml")
+    assert template.fill({"name": "A", "email": None, "phone": ""}) == {"Name": "A"}
+    assert template.fill({"name": "", "email": "a@b.vn", "phone": "09"}) == {
+        "Name": "", "Email": "a@b.vn", "Tel": "09"}
+    with pytest.raises(ConfigError) as err:
+        template.fill({"name": "A"})
+    assert "$email, $phone" in err.value.message

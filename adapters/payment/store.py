@@ -1,8 +1,7 @@
 """The payment ledger on SQLAlchemy (``ledger.Ledger``), one write transaction per report with
 the payment's row locked. Tables: ``payment_transactions`` (the payments), ``payment_settlements``
 (the exact event of each gateway transaction, re-emitted byte for byte), ``payment_callbacks``
-(each authenticated callback and what became of it, never its body), ``payment_mismatches``
-(``hub.parked``)."""
+(``hub.calllog``), ``payment_mismatches`` (``hub.parked``)."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from adapters.payment.ledger import (
 )
 from hub import parked as parking
 from hub.adaptertables import utc, writing
+from hub.calllog import call_log_table, note_call
 from hub.envelope import Envelope
 from hub.parked import Parked, ParkedReport, parked_table
 from hub.stateful import event_json
@@ -59,25 +59,7 @@ settlements = sa.Table(
     sa.Index("ix_payment_settlements_unemitted", "emitted_at"),
 )
 
-callbacks = sa.Table(
-    "payment_callbacks",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("received_at", sa.DateTime, nullable=False),
-    sa.Column("reference", sa.String(50)),
-    sa.Column("transaction_id", sa.String(64)),
-    sa.Column("accepted", sa.Boolean, nullable=False),
-    sa.Column("reason_code", sa.String(64)),
-    sa.Column("reason", sa.Text),
-    sa.Column("event_id", sa.String(36)),
-    sa.Column("body_sha256", sa.String(64), nullable=False),
-    # No longer written (always NULL): a caller's body is never kept for a refusal, and a
-    # parked report keeps its facts in payment_mismatches. Left for databases made before.
-    sa.Column("body", sa.Text),
-    sa.Column("peer", sa.String(200)),
-    sa.Index("ix_payment_callbacks_reference", "reference"),
-)
-
+callbacks = call_log_table(metadata, "payment_callbacks")
 mismatches = parked_table(metadata, "payment_mismatches")
 
 
@@ -191,12 +173,7 @@ def _park(conn: Connection, report: Report, parked: Parked, now: datetime,
 
 def _note(conn: Connection, report: Report, now: datetime, *, event_id: str | None = None,
           parked: Parked | None = None, reason: str | None = None) -> None:
-    """A callback's report, whatever became of it (never its body)."""
-    if report.source != "callback":
-        return
-    conn.execute(sa.insert(callbacks).values(
-        received_at=utc(now), reference=report.reference[:50] or None,
-        transaction_id=report.transaction_id[:64] or None, accepted=parked is None,
-        reason_code=parked.code if parked else None,
-        reason=parked.reason if parked else reason, event_id=event_id,
-        body_sha256=report.digest, body=None, peer=(report.peer or "")[:200] or None))
+    if report.source == "callback":  # a QUERY reply answers the hub's own call: not logged
+        note_call(conn, callbacks, now, reference=report.reference,
+                  transaction_id=report.transaction_id, digest=report.digest, peer=report.peer,
+                  event_id=event_id, parked=parked, reason=reason)

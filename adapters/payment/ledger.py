@@ -41,8 +41,6 @@ transition = TRANSITIONS.step
 
 @dataclass(frozen=True)
 class Transaction:
-    """A payment of the ledger."""
-
     reference: str
     partner: str
     dossier_code: str
@@ -158,7 +156,6 @@ class Settled:
 
 
 def expected(payment: Transaction, currency: str) -> dict[str, Any]:
-    """The ledger's facts a parked report is kept with."""
     return {"reference": payment.reference, "partner": payment.partner,
             "amount": payment.amount, "currency": currency, "status": payment.status,
             "dossier_code": payment.dossier_code}
@@ -213,8 +210,7 @@ class Ledger(Protocol):
     """The payment adapter's state."""
 
     def add(self, payment: Transaction) -> Transaction:
-        """Record a payment about to be initiated, unless its reference is recorded already;
-        the payment recorded under the reference."""
+        """The payment recorded under ``payment``'s reference, recorded now if none was."""
 
     def get(self, reference: str) -> Transaction | None: ...
 
@@ -222,8 +218,7 @@ class Ledger(Protocol):
         """Keep the payment URL and the exact ``initiated`` event, first writer wins; the
         stored event's JSON (re-emitted verbatim on a redelivery)."""
 
-    def step(self, reference: str, outcome: str, now: datetime) -> str | None:
-        """Apply a worker's ``outcome`` (``stepped``); the new state, or None."""
+    def step(self, reference: str, outcome: str, now: datetime) -> str | None: ...
 
     def settle(self, report: Report, *, event: Envelope | None, currency: str, now: datetime,
                emitted: bool) -> Settled:
@@ -239,18 +234,15 @@ class Ledger(Protocol):
         on its row."""
 
     def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
-        """Payments of ``partner`` initiated before ``cutoff`` and still pending, oldest
-        first."""
+        """Payments initiated before ``cutoff`` and still pending, oldest first."""
 
-    def checked(self, reference: str, now: datetime) -> None:
-        """Note that reconciliation asked about the payment."""
+    def checked(self, reference: str, now: datetime) -> None: ...
 
     def unemitted(self, partner: str, limit: int) -> list[str]:
-        """Events of ``partner``'s settlements whose publication was not confirmed yet."""
+        """Events of settlements whose publication was not confirmed yet."""
 
     def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
         """Record that these events were published; how many were still unmarked."""
 
     def parked_reports(self, *, reference: str | None = None,
-                       limit: int = 100) -> list[ParkedReport]:
-        """Parked reports, the most recently seen first."""
+                       limit: int = 100) -> list[ParkedReport]: ...

@@ -302,6 +302,8 @@ def test_the_pages_sign_in_filter_inspect_and_act(console: tuple[Served, Topolog
     assert "Alert thresholds" in signed.text
     vi = http.get("/console?lang=vi")
     assert "Thư lỗi" in vi.text
+    # The header names the operator's role in the page's language, not by its stored code.
+    assert "Vai trò: người vận hành" in vi.text
     listed = http.get("/console", params={"kind": "refused", "lang": "en"})
     assert f'href="/console/dead-letters/{letter}"' in listed.text
     detail = http.get(f"/console/dead-letters/{letter}")

@@ -32,6 +32,7 @@ from hub.broker.metrics import REGISTRY as METRICS
 from hub.envelope import Envelope
 from hub.errors import HubError
 from hub.handlers import event_of
+from hub.handlers import produced as checked
 from hub.intake.sequencing import number
 from hub.store import Store
 from hub.store.unit import UnitOfWork
@@ -79,7 +80,7 @@ def logged(handler: Handler, store: Store, system: str) -> ConsumerHandler:
     hub.intake.sequencing). The consumer signs and publishes them once that is committed."""
 
     async def handle(delivery: Delivery) -> Sequence[Envelope]:
-        produced = list(await handler(event_of(delivery, store)))
+        produced = checked(await handler(event_of(delivery, store)), delivery.envelope)
         outputs: list[Envelope] = []
         digest = hashlib.sha256(delivery.body).hexdigest()
 

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub import headers as h
 from hub import runtime
-from hub.adapters import AdapterContext, AdapterSpec
+from hub.adapters import AdapterContext, AdapterSpec, Event, Handler
 from hub.broker.destinations import Destination
-from hub.broker.messages import Delivery, Outgoing
+from hub.broker.messages import Outgoing
 from hub.broker.names import Names
 from hub.broker.publisher import Publisher
 from hub.broker.retry import (
@@ -32,6 +32,7 @@ from hub.broker.retry import (
     parked_headers,
     retry_headers,
 )
+from hub.envelope import Envelope
 from hub.errors import BrokerUnavailable, InvalidMessage, PermanentError, RetryableError
 from hub.settings import Settings
 from hub.signing import load_signer
@@ -155,12 +156,13 @@ def test_a_retry_is_logged_and_counted_on_the_workers_metrics(
         settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     sign = signer_for(SAMPLE_SOURCE, hub_keys(settings))
 
-    def make_handler(ctx: AdapterContext) -> Any:
-        async def handle(delivery: Delivery) -> None:
-            if delivery.envelope.data["i"] == 2:
+    def make_handler(ctx: AdapterContext) -> Handler:
+        async def handle(event: Event) -> list[Envelope]:
+            if event.envelope.data["i"] == 2:
                 raise PermanentError("the system refused the dossier", code="system.rejected")
-            if delivery.attempt == 0:
+            if event.attempt == 0:
                 raise RetryableError("the system answered 503", code="system.unavailable")
+            return []
 
         return handle
 
@@ -219,3 +221,41 @@ def test_a_retry_is_logged_and_counted_on_the_workers_metrics(
     assert "system.unavailable" in text and "the system answered 503" in text
     assert (line.destination, line.tier, line.reason_code) == (  # type: ignore[attr-defined]
         destination, 0, "system.unavailable")
+
+
+def test_a_handler_breaking_the_contract_after_its_call_is_parked_not_called_again(
+        settings: Settings, tmp_path: Path) -> None:
+    sign = signer_for(SAMPLE_SOURCE, hub_keys(settings))
+    calls: list[str] = []
+
+    def make_handler(ctx: AdapterContext) -> Handler:
+        async def handle(event: Event) -> list[Envelope]:
+            calls.append(event.envelope.id)
+            return None  # type: ignore[return-value]  # the bug under test: no list
+
+        return handle
+
+    name = "sloppy"
+    spec = AdapterSpec(name=name, description="returns None", bindings=["dossier.#"],
+                       make_handler=make_handler, ordered=False)
+    topology = declared_topology(settings, tmp_path, Destination(name, ("dossier.#",), False))
+
+    async def go(store: Store) -> Any:
+        [worker] = runtime.build_workers(
+            settings, [name], store=store, signer=load_signer(settings.keys_dir, settings.hub_id),
+            adapters={name: spec}, recorder=False, topology=topology)
+        consumer = worker.consumer
+        consumer.start()
+        await consumer.wait_consuming()
+        async with Publisher(settings.broker_urls, settings) as pub:
+            await pub.publish(Outgoing.signed(sample_envelope(1), sign, topology.names.events))
+        await eventually(lambda: consumer.stats.dead == 1, 15, "the message parked")
+        await worker.stop()
+        return consumer
+
+    try:
+        with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+            consumer = asyncio.run(go(store))
+    finally:
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert len(calls) == 1 and consumer.stats.retried == 0

@@ -116,10 +116,10 @@ def test_bad_time_names_the_field(maps: PostalMapping) -> None:
     assert err.value.field == "Time"
 
 
-def test_mapping_errors_name_the_key(tmp_path: Path) -> None:
+def test_mapping_errors_name_the_key(tmp_path: Path, cfg: PostalConfig) -> None:
     base = tmp_path / "postal"
     base.mkdir()
-    for name in ("fields.toml", "statuses.toml"):
+    for name in ("fields.toml", "statuses.toml", "messages.toml"):
         (base / name).write_bytes((PROJECT_ROOT / "mappings" / "postal" / name).read_bytes())
     text = (base / "statuses.toml").read_text()
     (base / "statuses.toml").write_text(text.replace('"4" = 4', '"4" = 7'))
@@ -131,10 +131,17 @@ def test_mapping_errors_name_the_key(tmp_path: Path) -> None:
         mapping.load(tmp_path)
     assert err.value.field == "order_status.103"
     (base / "statuses.toml").write_text(text)
-    (base / "fields.toml").write_text('[order]\ncustomer_code = "CustomerCode"\n')
+    fields = (base / "fields.toml").read_text()
+    (base / "fields.toml").write_text(fields.replace('waybill = "ItemCode"', ""))
     with pytest.raises(ConfigError) as err:
         mapping.load(tmp_path)
     assert err.value.field == "waybill"
+    (base / "fields.toml").write_text(fields)
+    (base / "messages.toml").write_text(
+        (base / "messages.toml").read_text().replace('"$cod_amount"', '"$cod"'))
+    with pytest.raises(ConfigError) as err:
+        translate.order_message(pickup(), "VNP0001", cfg, mapping.load(tmp_path))
+    assert err.value.field == "messages.toml [order]" and "$cod" in err.value.message
 
 
 def test_config_errors_name_the_key() -> None:

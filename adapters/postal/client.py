@@ -56,11 +56,10 @@ class PostalClient(SystemClient):
             raise PermanentError(text, code="system.rejected", field=r.status, origin=ORIGIN)
         return Answer(status, outcome, text)
 
-    async def create_order(self, message: dict[str, Any]) -> Answer:
-        """Send the order; the service's answer unless it is busy or refused the order."""
-        o, p = self.mapping.fields.order, self.mapping.fields.party
-        what = f"order {message[o.order_number]!r} waybill {message[o.waybill]}"
-        personal = collect(message, {p.name, p.address, p.phone, p.email})
+    async def create_order(self, message: dict[str, Any], what: str) -> Answer:
+        """Send the order (``what`` names it in errors); the service's answer unless it is busy
+        or refused the order."""
+        personal = collect(message, self.mapping.personal)
 
         def read(answer: Reply) -> Answer:
             return self._status(self.valid("order-reply", answer.body), what, personal)

@@ -13,25 +13,7 @@ from pydantic_core import PydanticCustomError
 from hub import tomlmap
 from hub.stateful import WireTime, wire_time
 from hub.tomlmap import Table, TimedFile, WireName
-
-
-class Order(Table):
-    customer_code: WireName
-    waybill: WireName
-    order_number: WireName
-    cod_amount: WireName
-    sender: WireName
-    receiver: WireName
-    description: WireName
-
-
-class Party(Table):
-    name: WireName
-    address: WireName
-    phone: WireName
-    province: WireName
-    district: WireName
-    email: WireName
+from hub.wiretemplate import WireTemplate
 
 
 class Reply(Table):
@@ -53,8 +35,6 @@ class Tracking(Table):
 
 
 class Fields(TimedFile):
-    order: Order
-    party: Party
     reply: Reply
     tracking: Tracking
 
@@ -99,6 +79,9 @@ class PostalMapping:
     fields: Fields
     statuses: Statuses
     time: WireTime
+    order: WireTemplate
+    party: WireTemplate
+    personal: frozenset[str]  # wire names of personal data in the order, masked in errors
 
     @property
     def terminal_states(self) -> frozenset[int]:
@@ -107,9 +90,11 @@ class PostalMapping:
 
 def load(mappings_dir: Path) -> PostalMapping:
     base = mappings_dir / "postal"
-    fields = tomlmap.read(base / "fields.toml")
+    fields, messages = tomlmap.read(base / "fields.toml"), tomlmap.read(base / "messages.toml")
+    order, party = (WireTemplate.parse(messages, k, "messages.toml") for k in ("order", "party"))
     return PostalMapping(
         fields=tomlmap.checked(Fields, fields, "fields.toml", dotted=True),
         statuses=tomlmap.checked(Statuses, tomlmap.read(base / "statuses.toml"),
                                  "statuses.toml", dotted=True),
-        time=wire_time(fields, "the postal service"))
+        time=wire_time(fields, "the postal service"), order=order, party=party,
+        personal=frozenset(map(str, messages.get("personal", ()))))

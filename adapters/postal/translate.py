@@ -18,34 +18,21 @@ def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
 
 
 def _party(party: Party, mapping: PostalMapping) -> dict[str, Any]:
-    names = mapping.fields.party
-    out: dict[str, Any] = {
-        names.name: party.name,
-        names.address: party.address,
-        names.phone: party.phone,
-    }
-    for key in ("province", "district", "email"):
-        value = getattr(party, key)
-        if value:
-            out[getattr(names, key)] = value
-    return out
+    return mapping.party.fill(party.model_dump())
 
 
 def order_message(
     pickup: PostalPickup, waybill: str, cfg: PostalConfig, mapping: PostalMapping
 ) -> dict[str, Any]:
-    """The create-order request for ``pickup`` on ``waybill``."""
-    o = mapping.fields.order
+    """The create-order request for ``pickup`` on ``waybill`` (messages.toml [order])."""
     purpose = "nhan ho so" if pickup.direction == "pickup" else "tra ket qua"
-    return {
-        o.customer_code: cfg.customer_code,
-        o.waybill: waybill,
-        o.order_number: order_number(pickup, cfg),
-        o.cod_amount: whole_dong(pickup.cod_amount, "cod_amount"),
-        o.sender: _party(pickup.sender, mapping),
-        o.receiver: _party(pickup.receiver, mapping),
-        o.description: pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
-    }
+    return mapping.order.fill({
+        "customer_code": cfg.customer_code, "waybill": waybill,
+        "order_number": order_number(pickup, cfg),
+        "cod_amount": whole_dong(pickup.cod_amount, "cod_amount"),
+        "sender": _party(pickup.sender, mapping), "receiver": _party(pickup.receiver, mapping),
+        "description": pickup.description or f"Ho so {pickup.dossier_code} ({purpose})",
+    })
 
 
 @dataclass(frozen=True)

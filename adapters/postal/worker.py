@@ -71,7 +71,8 @@ class PostalWorker(StatefulWorker[PostalRuntime]):
                  pickup.direction, initials(pickup.receiver.name),
                  mask_identity(pickup.receiver.phone))
         answer = await self.client.create_order(
-            {**draft, rt.mapping.fields.order.waybill: order.waybill})
+            translate.order_message(pickup, order.waybill, rt.cfg, rt.mapping),
+            f"order {number!r} waybill {order.waybill}")
         if answer.outcome == "waybill_used":
             await asyncio.to_thread(rt.pool.burn, order.waybill, answer.text, now)
             await asyncio.to_thread(rt.orders.drop, order.waybill)

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, create_model
 from pydantic_core import PydanticCustomError
 
+from hub import tomlmap
 from hub.errors import ClientError
 from hub.tomlmap import Table
 
@@ -45,6 +46,16 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):  # never on such a wire; do not let True become "True" silently
         raise TypeError("a checksum field cannot be a boolean")
     return str(value)
+
+
+def parse_orders(doc: dict[str, Any], kinds: Sequence[str],
+                 file: str) -> dict[str, tuple[str, ...]]:
+    """Each message kind's ``Order`` in a mapping file (``[<kind>] order = [...]``), every kind
+    required; errors name the file and the kind's key."""
+    fields: dict[str, Any] = {kind: (Order, ...) for kind in kinds}
+    found = tomlmap.checked(create_model("Orders", __base__=Table, **fields), doc, file,
+                            dotted=True)
+    return {kind: getattr(found, kind).order for kind in kinds}
 
 
 class BadChecksum(ClientError):

@@ -1,5 +1,5 @@
 """The hub modules the payment and postal adapters were shrunk onto, each on its own: a table of
-transitions read from its file (hub.transitions), a checksum's field orders (hub.fieldchecksum),
+transitions read from its file (hub.transitions), a checksum's field orders, one message kind's or a file's (hub.fieldchecksum),
 a mapping file's problems named table.key (hub.tomlmap.checked, dotted), a callback's shared
 token (hub.callbacktoken), ranges and files of pool numbers (hub.numberranges), derived event
 ids (hub.envelope.derived_id) and a simulator's own switches (hub.simulation.SwitchedSystem.own).
@@ -21,7 +21,7 @@ from hub import tomlmap
 from hub.callbacktoken import BadToken, check_token
 from hub.envelope import derived_id
 from hub.errors import ConfigError, SecretMissing
-from hub.fieldchecksum import SECRET, FieldChecksum, Order
+from hub.fieldchecksum import SECRET, FieldChecksum, Order, parse_orders
 from hub.numberranges import PLAIN, Series, expand, read_file
 from hub.simulation import SwitchedSystem, Switches, one_of
 from hub.tomlmap import Table, WireName
@@ -111,6 +111,16 @@ class Names(Table):
 
 class Fields(BaseModel):
     order: Names
+
+
+def test_each_kinds_order_is_read_and_a_kind_left_out_is_named() -> None:
+    doc = {"ask": {"order": ["A", SECRET]}, "reply": {"order": ["B", "C", SECRET]}}
+    assert parse_orders(doc, ("ask", "reply"), "sums.toml") == {
+        "ask": ("A", SECRET), "reply": ("B", "C", SECRET)}
+    with pytest.raises(ConfigError) as err:
+        parse_orders({"ask": doc["ask"]}, ("ask", "reply"), "sums.toml")
+    assert err.value.field == "reply"
+    assert "sums.toml" in err.value.message
 
 
 def test_dotted_problems_name_table_and_key_and_a_missing_key_alone() -> None:

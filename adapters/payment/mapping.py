@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel
 from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
-from hub.fieldchecksum import FieldChecksum, Order
+from hub.fieldchecksum import FieldChecksum, parse_orders
 from hub.stateful import WireTime, wire_time
 from hub.tomlmap import Table, TimedFile, WireName
 from hub.wiretemplate import WireTemplate
@@ -48,14 +48,6 @@ class Codes(Table):
     transaction_states: dict[str, Literal["paid", "pending", "failed"]]
 
 
-class Checksums(Table):
-    init: Order
-    callback: Order
-    query: Order
-    init_reply: Order
-    query_reply: Order
-
-
 class Beneficiary(Table):
     account: WireName
     bank: WireName
@@ -82,9 +74,8 @@ class PaymentMapping:
         return self.beneficiaries.get(agency_code) or self.beneficiaries.get("default")
 
 
-def parse_checksums(doc: dict[str, object]) -> dict[str, tuple[str, ...]]:
-    found = tomlmap.checked(Checksums, doc, "checksums.toml", dotted=True)
-    return {kind: getattr(found, kind).order for kind in MESSAGE_KINDS}
+def parse_checksums(doc: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    return parse_orders(doc, MESSAGE_KINDS, "checksums.toml")
 
 
 def load(mappings_dir: Path) -> PaymentMapping:

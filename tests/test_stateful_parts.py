@@ -1,11 +1,11 @@
 """The hub modules the payment and postal adapters were shrunk onto, each on its own: a table of
-transitions read from its file (hub.transitions), a checksum's field orders, one message kind's or a file's (hub.fieldchecksum),
-a mapping file's problems named table.key (hub.tomlmap.checked, dotted), a callback's shared
-token (hub.callbacktoken), ranges and files of pool numbers (hub.numberranges), derived event
-ids (hub.envelope.derived_id) and a simulator's own switches (hub.simulation.SwitchedSystem.own).
-The SQL parts (hub.statestore, hub.parked, hub.numberpool) are tested through the adapters'
-ports on both databases (test_adapter_payment_ledger.py, test_adapter_postal_pool.py,
-test_adapter_postal_orders.py)."""
+transitions read from its file (hub.transitions), a checksum's field orders, one message kind's
+or a file's (hub.fieldchecksum), a mapping file's problems named table.key
+(hub.tomlmap.checked, dotted), a callback's shared token (hub.callbacktoken), ranges and files
+of pool numbers (hub.numberranges), derived event ids (hub.envelope.derived_id) and a
+simulator's own switches (hub.simulation.SwitchedSystem.own). The SQL parts (hub.statestore,
+hub.parked, hub.numberpool) are tested through the adapters' ports on both databases
+(test_adapter_payment_ledger.py, test_adapter_postal_pool.py, test_adapter_postal_orders.py)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ envelope, and an AdapterContext pointed at a simulator with a quick call policy.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,6 +13,8 @@ from state_fakes import MemoryOrders
 
 from adapters.postal import events, store
 from adapters.postal.orders import Orders
+from adapters.postal.runtime import PostalRuntime
+from adapters.postal.tracking import poll_report
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.testing.adapters import quick_context
@@ -82,3 +85,16 @@ def pickup_envelope(data: dict[str, Any] | None = None, **changes: Any) -> Envel
 
 def context(settings: Any, base_url: str, **kwargs: Any) -> AdapterContext:
     return quick_context(settings, "postal", base_url, **kwargs)
+
+
+async def poll_tracking(ctx: AdapterContext, order_numbers: Sequence[str] | None = None
+                        ) -> list[Envelope]:
+    """The tracking events polling found for the orders named (all open ones when None) that
+    still have to be published: a polling pass without its publication."""
+    return (await poll_report(ctx, order_numbers)).events
+
+
+def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str]) -> int:
+    """Record that these events were published (confirmed): they are not returned again."""
+    rt = PostalRuntime.from_context(ctx)
+    return rt.orders.mark_emitted(event_ids, rt.clock())

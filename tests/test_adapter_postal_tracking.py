@@ -18,7 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from postal_support import context, pickup_envelope, random_dossier_code
+from postal_support import (
+    context,
+    mark_emitted,
+    pickup_envelope,
+    poll_tracking,
+    random_dossier_code,
+)
 from test_api_support import Keys, build_hub, keys_fixture  # noqa: F401 - fixtures
 
 from adapters.postal import adapter as postal_adapter
@@ -166,11 +172,11 @@ def test_polled_events_come_back_until_marked_emitted(
     ctx, sim, _ = setup
     ((number, waybill),) = place(ctx)
     sim.advance(waybill, 2, push=False)
-    first = asyncio.run(tracking.poll_tracking(ctx, [number]))
-    again = asyncio.run(tracking.poll_tracking(ctx, [number]))
+    first = asyncio.run(poll_tracking(ctx, [number]))
+    again = asyncio.run(poll_tracking(ctx, [number]))
     assert [e.to_bytes() for e in again] == [e.to_bytes() for e in first] and len(first) == 1
-    assert tracking.mark_emitted(ctx, [e.id for e in first]) == 1
-    assert asyncio.run(tracking.poll_tracking(ctx, [number])) == []
+    assert mark_emitted(ctx, [e.id for e in first]) == 1
+    assert asyncio.run(poll_tracking(ctx, [number])) == []
     sim.advance(waybill, 3, push=False)
     published: list[Envelope] = []
 
@@ -179,7 +185,7 @@ def test_polled_events_come_back_until_marked_emitted(
 
     report = asyncio.run(tracking.run(ctx, publish, [number]))
     assert states(published) == [3] and report.counts["changes"] == 1
-    assert asyncio.run(tracking.poll_tracking(ctx, [number])) == []
+    assert asyncio.run(poll_tracking(ctx, [number])) == []
 
 
 def test_polling_all_open_orders_skips_closed_ones(

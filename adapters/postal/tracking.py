@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated
 
@@ -75,25 +75,6 @@ async def poll_report(
     report.events = stored(await asyncio.to_thread(
         rt.orders.unemitted, customer, scope, rt.cfg.poll_batch * 10))
     return report
-
-
-async def poll_tracking(
-    ctx: AdapterContext,
-    order_numbers: Sequence[str] | None = None,
-    now: datetime | None = None,
-    *,
-    runtime: PostalRuntime | None = None,
-) -> list[Envelope]:
-    """The ``vn.gov.postal.tracking-updated`` events of the orders named (all open orders when
-    None) that polling found and that still have to be published."""
-    return (await poll_report(ctx, order_numbers, now, runtime=runtime)).events
-
-
-def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str], *,
-                 runtime: PostalRuntime | None = None, now: datetime | None = None) -> int:
-    """Record that these events were published (confirmed): they are not returned again."""
-    rt = runtime or PostalRuntime.from_context(ctx)
-    return rt.orders.mark_emitted(event_ids, now or rt.clock())
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],

@@ -55,6 +55,7 @@ __all__ = [
     "http_url",
     "layered",
     "load_adapter_config",
+    "optional_secret",
     "overlay_dir",
     "parse_adapter_config",
     "read_adapter_config",
@@ -305,6 +306,12 @@ def secret(variable: str, key: str, what: str) -> str:
             field=key,
         )
     return value
+
+
+def optional_secret(variable: str) -> str | None:
+    """The value of ``variable`` (named by an ``*_env`` setting) where a secret may be absent
+    (a token sent when set); None when the setting names no variable or it is unset or empty."""
+    return os.environ.get(variable) or None if variable else None
 
 
 def credentials(username_env: str, password_env: str) -> tuple[str, str]:

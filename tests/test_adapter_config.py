@@ -22,6 +22,7 @@ from hub.adapterconfig import (
     AdapterConfig,
     AdapterConfigError,
     load_adapter_config,
+    optional_secret,
     overlay_dir,
 )
 from hub.adapters import context_for, discover, load_config
@@ -195,3 +196,12 @@ def test_the_worker_command_stops_on_a_bad_overlay_naming_it(deployment: Setting
     assert done.returncode == 2, done.stdout + done.stderr
     assert (f"error: server.config_invalid [policy.rate_per_second]: {path}: "
             "policy.rate_per_second should be greater than or equal to 0, got -1") in done.stderr
+
+
+def test_an_optional_secret_is_none_unless_its_variable_is_named_and_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LT_TEST_OPTIONAL_TOKEN", "")
+    assert optional_secret("") is None and optional_secret("LT_TEST_OPTIONAL_TOKEN") is None
+    monkeypatch.setenv("LT_TEST_OPTIONAL_TOKEN", "t0k3n")
+    assert optional_secret("LT_TEST_OPTIONAL_TOKEN") == "t0k3n"

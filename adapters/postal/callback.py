@@ -13,6 +13,7 @@ import logging
 from adapters.postal import orders, translate
 from adapters.postal.runtime import PostalRuntime
 from adapters.postal.tracking import tracking_envelope
+from hub.adapterconfig import optional_secret
 from hub.callbacktoken import check_token
 from hub.envelope import Envelope
 from hub.errors import ClientError
@@ -32,7 +33,7 @@ class PostalWebhook(Part[PostalRuntime]):
     def __call__(self, body: bytes, headers: dict[str, str]) -> list[Envelope]:
         rt = self.rt
         cfg = rt.cfg
-        check_token(headers, cfg.webhook_token_header, cfg.webhook_token(),
+        check_token(headers, cfg.webhook_token_header, optional_secret(cfg.webhook_token_env),
                     cfg.webhook_token_env or "(webhook_token_env names none)", "the postal webhook")
         doc = report_body(self.ctx, rt.contract, "webhook", body, "the webhook body")
         item = translate.track_item(doc, rt.mapping)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.postal import translate
 from adapters.postal.config import NAME, ORIGIN
 from adapters.postal.translate import TrackItem
+from hub.adapterconfig import optional_secret
 from hub.errors import PermanentError, RetryableError, ValidationError
 from hub.privacy import collect, mask
 from hub.systemclient import SystemClient
@@ -32,7 +33,7 @@ class Answer:
 class PostalClient(SystemClient):
     def __init__(self, rt: PostalRuntime) -> None:
         cfg, self.cfg, self.mapping = rt.cfg, rt.cfg, rt.mapping
-        token = cfg.api_token()
+        token = optional_secret(cfg.api_token_env)
         super().__init__(
             NAME, "the postal service", cfg, cfg.base_url, rt.contract,
             headers={cfg.api_token_header: token} if token else None,

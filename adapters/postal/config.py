@@ -3,7 +3,6 @@ overrides (``hub.adapterconfig``), as a typed model."""
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
@@ -65,9 +64,3 @@ class PostalConfig(AdapterConfig):
     @property
     def ranges(self) -> tuple[WaybillRange, ...]:
         return self.pool.ranges
-
-    def api_token(self) -> str | None:
-        return os.environ.get(self.api_token_env) or None if self.api_token_env else None
-
-    def webhook_token(self) -> str | None:
-        return os.environ.get(self.webhook_token_env) or None if self.webhook_token_env else None

@@ -49,11 +49,8 @@ class PaymentCallback(Part[PaymentRuntime]):
         # Checked before parking: a time the gateway could not have meant is a malformed
         # message, refused like any other, not a fact to weigh against the ledger.
         rt.mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD")
-        report = ledger.Report(
-            reference=str(doc["MaThamChieu"]), transaction_id=str(doc["MaGiaoDich"]),
-            paid=str(doc["MaLoi"]) == "00", amount=int(doc["SoTien"]),
-            currency=str(doc["MaTienTe"]), partner=str(doc["MaDoiTac"]), facts=doc,
-            digest=digest, source="callback", outcome_field="MaLoi", peer=request_address())
+        report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", digest=digest,
+                                 source="callback", outcome_field="MaLoi", peer=request_address())
         if report.partner != rt.cfg.partner_code:
             self._park_unmatched(report, Parked(
                 ledger.CODE_UNKNOWN_PARTNER,

@@ -94,6 +94,19 @@ class Report:
     peer: str | None = None
 
 
+def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
+             outcome_field: str, peer: str | None = None) -> Report:
+    """The report a gateway's message makes: a callback, whose contract requires every fact, or
+    a QUERY reply, which may lack SoTien and MaTienTe (None: not said)."""
+    amount, currency = doc.get("SoTien"), doc.get("MaTienTe")
+    return Report(
+        reference=str(doc.get("MaThamChieu", "")), transaction_id=str(doc.get("MaGiaoDich") or ""),
+        paid=paid, amount=None if amount in (None, "") else int(amount),
+        currency=None if currency is None else str(currency),
+        partner=str(doc.get("MaDoiTac", "")), facts=doc, digest=digest, source=source,
+        outcome_field=outcome_field, peer=peer)
+
+
 @dataclass(frozen=True)
 class Disagreement:
     """A fact of a report that is not the ledger's: the gateway's field and what differs."""

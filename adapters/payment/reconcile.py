@@ -62,19 +62,9 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
     paid = outcome == ledger.PAID
     raw_time = reply.get("ThoiGianGD")
     at = rt.mapping.time.read(raw_time, "ThoiGianGD") if raw_time else now
-    said = ledger.Report(
-        reference=str(reply.get("MaThamChieu", "")),
-        transaction_id=str(reply.get("MaGiaoDich") or ""),
-        paid=paid,
-        amount=None if reply.get("SoTien") in (None, "") else int(reply["SoTien"]),
-        currency=None if reply.get("MaTienTe") is None else str(reply["MaTienTe"]),
-        partner=str(reply.get("MaDoiTac", "")),
-        facts=reply,
-        digest=hashlib.sha256(
-            json.dumps(reply, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
-        source="query",
-        outcome_field=rt.mapping.fields.reply.transaction_state,
-    )
+    said = ledger.reported(reply, paid=paid, digest=hashlib.sha256(json.dumps(
+        reply, sort_keys=True, ensure_ascii=False).encode()).hexdigest(), source="query",
+        outcome_field=rt.mapping.fields.reply.transaction_state)
     state = reply.get(rt.mapping.fields.reply.transaction_state)
     # The same facts as a callback's, checked the same way: a QUERY that says paid for another
     # amount parks the payment as a mismatch, it does not pay it.

@@ -20,7 +20,7 @@ _OUTPUT_QUOTED = 1 << 20
 
 
 @contextmanager
-def serving(command: Sequence[str], port: int, *, timeout: float = 30.0,
+def serving(command: Sequence[str], port: int, *, timeout: float = 60.0,
             **popen: Any) -> Iterator[str]:
     """Start ``command``, a server listening on ``port`` (``popen``: ``env``, ``cwd``,
     ``umask``... for ``subprocess.Popen``), and yield its base URL once ``/readyz`` answers 200.

@@ -4,13 +4,16 @@ envelope, and an AdapterContext pointed at a simulator with a quick call policy.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from state_fakes import MemoryLedger
 
-from adapters.payment import events, store
+from adapters.payment import events, reconcile, store
 from adapters.payment.ledger import Ledger
+from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.testing.adapters import quick_context
@@ -67,3 +70,14 @@ def request_envelope(data: dict[str, Any] | None = None, **changes: Any) -> Enve
 
 def context(settings: Any, base_url: str, **kwargs: Any) -> AdapterContext:
     return quick_context(settings, "payment", base_url, **kwargs)
+
+
+async def reconciled(ctx: AdapterContext, now: datetime | None = None) -> list[Envelope]:
+    """The events a reconciliation pass has to publish, not published (nor marked emitted)."""
+    return (await reconcile.reconcile_report(ctx, now)).events
+
+
+def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str]) -> int:
+    """Confirm by hand that these events were published, as ``reconcile.run`` does."""
+    rt = PaymentRuntime.from_context(ctx)
+    return rt.ledger.mark_emitted(event_ids, rt.clock())

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from payment_support import context, request_envelope
+from payment_support import context, mark_emitted, reconciled, request_envelope
 
 from adapters.payment import events, ledger, reconcile
 from adapters.payment.callback import PaymentCallback
@@ -109,11 +109,11 @@ def test_events_come_back_until_marked_emitted(ctx: AdapterContext, sim: Payment
     (reference,) = initiate(ctx, 1)
     sim.pay(reference, callback=False)
     later = datetime.now(UTC) + LATER
-    first = asyncio.run(reconcile.reconcile(ctx, later))
-    again = asyncio.run(reconcile.reconcile(ctx, later))
+    first = asyncio.run(reconciled(ctx, later))
+    again = asyncio.run(reconciled(ctx, later))
     assert [e.to_bytes() for e in again] == [e.to_bytes() for e in first]
-    assert reconcile.mark_emitted(ctx, [e.id for e in first]) == 1
-    assert asyncio.run(reconcile.reconcile(ctx, later)) == []
+    assert mark_emitted(ctx, [e.id for e in first]) == 1
+    assert asyncio.run(reconciled(ctx, later)) == []
     # Settled payments are not asked about again.
     assert queried(sim).count(reference) == 1
 
@@ -130,7 +130,7 @@ def test_age_is_configurable(ctx: AdapterContext, sim: PaymentSimulator) -> None
     ctx.config["reconcile_after_minutes"] = 5
     (reference,) = initiate(ctx, 1)
     sim.pay(reference, callback=False)
-    events_ = asyncio.run(reconcile.reconcile(ctx, datetime.now(UTC) + timedelta(minutes=6)))
+    events_ = asyncio.run(reconciled(ctx, datetime.now(UTC) + timedelta(minutes=6)))
     assert [completed(e).reference for e in events_] == [reference]
 
 
@@ -140,7 +140,7 @@ def test_callback_after_reconciliation_is_the_same_message(
     (reference,) = initiate(ctx, 1)
     body = sim.settle(reference, "paid")  # the callback is late
     assert body is not None
-    (found,) = asyncio.run(reconcile.reconcile(ctx, datetime.now(UTC) + LATER))
+    (found,) = asyncio.run(reconciled(ctx, datetime.now(UTC) + LATER))
     (late,) = PaymentCallback(ctx)(json.dumps(body).encode(), {})
     assert late.to_bytes() == found.to_bytes()
 
@@ -188,7 +188,7 @@ def test_run_publishes_then_marks_emitted(ctx: AdapterContext, sim: PaymentSimul
     with pytest.raises(ConnectionError):
         asyncio.run(reconcile.run(ctx, flaky_publish, later))
     # Only the confirmed one is marked; the other is returned by the next run.
-    remaining = asyncio.run(reconcile.reconcile(ctx, later))
+    remaining = asyncio.run(reconciled(ctx, later))
     assert len(remaining) == 1 and remaining[0].id not in published
 
     async def publish(env: Envelope) -> None:
@@ -196,7 +196,7 @@ def test_run_publishes_then_marks_emitted(ctx: AdapterContext, sim: PaymentSimul
 
     report = asyncio.run(reconcile.run(ctx, publish, later))
     assert len(report.events) == 1
-    assert asyncio.run(reconcile.reconcile(ctx, later)) == []
+    assert asyncio.run(reconciled(ctx, later)) == []
     assert "checked" in report.summary()
 
 

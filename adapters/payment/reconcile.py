@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from adapters.payment import ledger, translate
@@ -76,20 +76,6 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
     if settled.parked is not None:
         return "mismatched"
     return "paid" if paid else "failed"
-
-
-async def reconcile(
-    ctx: AdapterContext, now: datetime | None = None, *, runtime: PaymentRuntime | None = None
-) -> list[Envelope]:
-    """The ``vn.gov.payment.completed`` events reconciliation has to publish."""
-    return (await reconcile_report(ctx, now, runtime=runtime)).events
-
-
-def mark_emitted(ctx: AdapterContext, event_ids: Iterable[str], *,
-                 runtime: PaymentRuntime | None = None, now: datetime | None = None) -> int:
-    """Record that these events were published (confirmed): they are not returned again."""
-    rt = runtime or PaymentRuntime.from_context(ctx)
-    return rt.ledger.mark_emitted(event_ids, now or rt.clock())
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],

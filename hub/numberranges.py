@@ -1,15 +1,17 @@
-"""Numbers an operator loads into a pool (``hub.numberpool``): a range from its first to its last
-number, or a file of numbers, each checked by the system's own rule (``check(number, where)``,
-raising ``ConfigError`` naming ``where``)."""
+"""Numbers an operator loads into a pool (``hub.numberpool``): given one by one, a range from its
+first to its last number, or a file of numbers, each checked by the system's own rule
+(``check(number, where)``, raising ``ConfigError`` naming ``where``)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from hub.errors import ConfigError
+from hub.numberpool import NumberPool, PoolCounts
 
 MAX_RANGE = 1_000_000
 
@@ -68,3 +70,42 @@ def read_file(path: Path, check: Check) -> list[str]:
         if text:
             numbers.append(check(text, f"{path.name}:{lineno}"))
     return numbers
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """A system's numbers: ``check`` (``what`` names a number given alone in its errors) and the
+    kinds a range may be of, first match first."""
+
+    check: Check
+    kinds: Sequence[Series] = (PLAIN,)
+    what: str = "number"
+
+    def range(self, first: str, last: str) -> list[str]:
+        return expand(first, last, self.check, self.kinds)
+
+    def file(self, path: Path) -> list[str]:
+        return read_file(path, self.check)
+
+    def given(self, numbers: Sequence[str] = (), file: Path | None = None,
+              first: str | None = None, last: str | None = None) -> list[str]:
+        """Numbers given one by one, in a file and as a range (``first`` alone: that number)."""
+        wanted = [self.check(n, self.what) for n in numbers]
+        if file is not None:
+            wanted += self.file(file)
+        if first is not None or last is not None:
+            wanted += self.range(first or "", last or first or "")
+        return wanted
+
+
+@dataclass(frozen=True)
+class Loaded:
+    owner: str
+    offered: int
+    added: int  # the others were already in the pool
+    counts: PoolCounts
+
+
+def load(pool: NumberPool, owner: str, numbers: Sequence[str], now: datetime) -> Loaded:
+    """``numbers`` added to ``owner``'s pool, and the pool's counts after."""
+    return Loaded(owner, len(numbers), pool.add(owner, numbers, now), pool.counts(owner))

@@ -35,7 +35,7 @@ def test_admin_functions_are_commands_with_their_annotated_parameters(
     numbers.write_text("EA000000028VN\n")
     added = run(env, "postal", "pool", "add", "EA000000014VN", "--file", str(numbers),
                 "--first", "EA000000031VN", "--last", "EA000000045VN", "--customer", customer)
-    assert f"customer_code='{customer}', offered=4, added=4" in added
+    assert f"owner='{customer}', offered=4, added=4" in added
     assert "free=4, taken=0, burned=0" in run(env, "postal", "pool", "status",
                                               "--customer", customer)
     # A parameter not annotated for typer (the runtime a test gives) is no option.

@@ -22,7 +22,7 @@ from hub.callbacktoken import BadToken, check_token
 from hub.envelope import derived_id
 from hub.errors import ConfigError, SecretMissing
 from hub.fieldchecksum import SECRET, FieldChecksum, Order, parse_orders
-from hub.numberranges import PLAIN, Series, expand, read_file
+from hub.numberranges import PLAIN, Numbers, Series, expand, read_file
 from hub.simulation import SwitchedSystem, Switches, one_of
 from hub.tomlmap import Table, WireName
 from hub.transitions import IllegalTransition, Transition, Transitions
@@ -211,3 +211,14 @@ def test_a_file_of_numbers_skips_comments_and_names_the_bad_line(tmp_path: Path)
     assert err.value.field == "numbers.txt:5"
     path.write_text("# batch\nAB1\n\nAB2  # spare\n", encoding="utf-8")
     assert read_file(path, _number) == ["AB1", "AB2"]
+
+
+def test_numbers_given_alone_in_a_file_and_as_a_range_are_checked_each(tmp_path: Path) -> None:
+    path = tmp_path / "more.txt"
+    path.write_text("AB7\n", encoding="utf-8")
+    numbers = Numbers(_number, what="ticket")
+    assert numbers.given(["AB1"], path, "AB3", "AB4") == ["AB1", "AB7", "AB3", "AB4"]
+    assert numbers.given(first="AB9") == ["AB9"]  # a first number alone: that number
+    with pytest.raises(ConfigError) as err:
+        numbers.given(["A-1"])
+    assert err.value.field == "ticket"

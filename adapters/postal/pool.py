@@ -10,11 +10,9 @@ the retry tiers (and, if they run out first, in the dead letters, from where it 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from hub import numberranges
 from hub.errors import ConfigError, RetryableError
-from hub.numberranges import PLAIN, Series
+from hub.numberranges import PLAIN, Numbers, Series
 
 WAYBILL_RE = re.compile(r"^[A-Z0-9]{6,20}$")
 # UPU S10: two letters, eight-digit serial, check digit, two-letter country (EA123456785VN).
@@ -56,15 +54,9 @@ def check_waybill(number: str, where: str = "waybill") -> str:
 
 # S10 numbers step their serial and get their check digit computed; others step their trailing
 # digits.
-S10 = Series(S10_RE, "are not of one series", s10_check_digit)
-
-
-def expand_range(first: str, last: str) -> list[str]:
-    return numberranges.expand(first, last, check_waybill, (S10, PLAIN))
-
-
-def read_file(path: Path) -> list[str]:
-    return numberranges.read_file(path, check_waybill)
+WAYBILLS = Numbers(check_waybill, (Series(S10_RE, "are not of one series", s10_check_digit),
+                                    PLAIN), "waybill")
+expand_range, read_file = WAYBILLS.range, WAYBILLS.file
 
 
 def empty(customer_code: str) -> PoolEmpty:

@@ -9,7 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import Field
+
+from hub.adapterconfig import NonBlank, Section
 from hub.errors import ConfigError
 from hub.numberpool import NumberPool, PoolCounts
 
@@ -96,6 +100,18 @@ class Numbers:
         if first is not None or last is not None:
             wanted += self.range(first or "", last or first or "")
         return wanted
+
+
+class Range(Section):
+    first: NonBlank
+    last: NonBlank
+
+
+class Ranges(Section):
+    """Ranges of numbers a system pre-allocated, loaded into the pool when a worker starts
+    (numbers already there are left alone): an adapter's configuration section."""
+
+    ranges: Annotated[tuple[Range, ...], Field(strict=False)] = ()
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from hub.adapterconfig import (
     HttpUrl,
     NonBlank,
     OptionalEnvName,
-    Section,
     UrlPath,
 )
+from hub.numberranges import Range, Ranges
 
 NAME = "postal"
 ORIGIN = f"system:{NAME}"
@@ -28,17 +28,6 @@ def _order_number(value: str) -> str:
         raise PydanticCustomError(
             "order_number", "should use no field but {dossier_code} and {direction}") from None
     return value
-
-
-class WaybillRange(Section):
-    first: NonBlank
-    last: NonBlank
-
-
-class WaybillPool(Section):
-    """Waybill ranges the postal service pre-allocated, loaded when a worker starts."""
-
-    ranges: Annotated[tuple[WaybillRange, ...], Field(strict=False)] = ()
 
 
 Positive = Annotated[int, Field(ge=1)]
@@ -59,8 +48,8 @@ class PostalConfig(AdapterConfig):
     poll_batch: Positive = 500
     # Empty: the hub's own store, or SQLite in its data_dir (postal.db).
     state_url: str = ""
-    pool: WaybillPool = WaybillPool()
+    pool: Ranges = Ranges()  # the waybill ranges
 
     @property
-    def ranges(self) -> tuple[WaybillRange, ...]:
+    def ranges(self) -> tuple[Range, ...]:
         return self.pool.ranges

@@ -16,15 +16,10 @@ from adapters.postal.tracking import tracking_envelope
 from hub.adapterconfig import optional_secret
 from hub.callbacktoken import check_token
 from hub.envelope import Envelope
-from hub.errors import ClientError
+from hub.errors import ClientError, NotFound
 from hub.stateful import Part, report_body, stored
 
 log = logging.getLogger(__name__)
-
-
-class UnknownWaybill(ClientError):
-    code = "client.unknown_waybill"
-    http_status = 404
 
 
 class PostalWebhook(Part[PostalRuntime]):
@@ -39,9 +34,8 @@ class PostalWebhook(Part[PostalRuntime]):
         item = translate.track_item(doc, rt.mapping)
         order = rt.orders.by_waybill(item.waybill)
         if order is None:
-            raise UnknownWaybill(
-                f"no order of this hub has waybill {item.waybill!r}", field="ItemCode"
-            )
+            raise NotFound(f"no order of this hub has waybill {item.waybill!r}",
+                           code="client.unknown_waybill", field="ItemCode")
         if item.order_number is not None and item.order_number != order.order_number:
             raise ClientError(
                 f"waybill {item.waybill} belongs to order {order.order_number!r}, not "

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,6 +43,7 @@ from hub.errors import ClientError, HubError, InvalidMessage, ValidationError
 from hub.jsonbody import parse_json
 from hub.model import check_time
 from hub.privacy import scrub
+from hub.wiredates import WireDates
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -114,28 +114,12 @@ def stored(texts: Iterable[str]) -> list[Envelope]:
     return [Envelope.from_bytes(text.encode()) for text in texts]
 
 
-@dataclass(frozen=True)
-class WireTime:
-    """A system's way of writing times: a strftime ``format`` (yyyyMMddHHmmss) in its time
-    ``zone`` (Vietnam's); ``system`` names it in errors ("the gateway")."""
+class WireTime(WireDates):
+    """A system's times (``hub.wiredates``) that the adapter keeps, in UTC, before the
+    canonical model sees them: read only if the model would take them (``check_time``)."""
 
-    format: str
-    zone: ZoneInfo
-    system: str
-
-    def write(self, at: datetime) -> str:
-        return (at.astimezone(self.zone) if at.tzinfo else at).strftime(self.format)
-
-    def read(self, text: Any, field: str) -> datetime:
-        """The time ``text`` says, which the canonical model must take (the adapter keeps it,
-        in UTC, before the model sees it); else ``ValidationError`` naming ``field``."""
-        try:
-            at = datetime.strptime(str(text), self.format).replace(tzinfo=self.zone)
-        except ValueError:
-            raise ValidationError(
-                f"{text!r:.40} is not a time in {self.system}'s format {self.format!r} "
-                "(yyyyMMddHHmmss, Vietnam time)", field=field) from None
-        return check_time(at, field)
+    def read(self, text: object, field: str) -> datetime:
+        return check_time(WireDates.read(self, text, field), field)
 
 
 def wire_names(doc: dict[str, Any], key: str, keys: Iterable[str],
@@ -146,10 +130,10 @@ def wire_names(doc: dict[str, Any], key: str, keys: Iterable[str],
                               f"{where} [{key}]")
 
 
-def wire_time(doc: dict[str, Any], system: str, where: str = "fields.toml") -> WireTime:
+def wire_time(doc: dict[str, Any], where: str = "fields.toml") -> WireTime:
     """The ``time_format`` and ``timezone`` of a mapping file (yyyyMMddHHmmss in Vietnam's time
     by default)."""
-    return WireTime(*tomlmap.wire_time(doc, where), system=system)
+    return WireTime(*tomlmap.wire_time(doc, where))
 
 
 def decoded(codes: Mapping[str, V], raw: Any, field: str, what: str, where: str) -> V:

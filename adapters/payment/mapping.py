@@ -94,6 +94,6 @@ def load(mappings_dir: Path) -> PaymentMapping:
         fields=checked, codes=codes,
         checksum_orders=parse_checksums(tomlmap.read(base / "checksums.toml")),
         beneficiaries=read(Beneficiaries, "beneficiaries.toml").root,
-        time=wire_time(fields, "the gateway"), init=init,
+        time=wire_time(fields), init=init,
         fee_line=fee_line, query=query,
         personal=frozenset(map(str, messages.get("personal", ()))))

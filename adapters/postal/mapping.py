@@ -96,5 +96,5 @@ def load(mappings_dir: Path) -> PostalMapping:
         fields=tomlmap.checked(Fields, fields, "fields.toml", dotted=True),
         statuses=tomlmap.checked(Statuses, tomlmap.read(base / "statuses.toml"),
                                  "statuses.toml", dotted=True),
-        time=wire_time(fields, "the postal service"), order=order, party=party,
+        time=wire_time(fields), order=order, party=party,
         personal=frozenset(map(str, messages.get("personal", ()))))

@@ -47,7 +47,7 @@ class PostalWebhook(Part[PostalRuntime]):
             item.waybill, [item], functools.partial(tracking_envelope, rt),
             source=orders.WEBHOOK, now=rt.clock(),
             emitted=True,  # the hub's callback endpoint publishes what this returns
-            terminal=rt.mapping.terminal_states)
+            terminal=rt.mapping.statuses.terminal.states)
         if not found:
             log.info("postal webhook for %s state %s: no change", item.waybill, item.state)
         return stored(found)

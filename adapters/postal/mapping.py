@@ -83,10 +83,6 @@ class PostalMapping:
     party: WireTemplate
     personal: frozenset[str]  # wire names of personal data in the order, masked in errors
 
-    @property
-    def terminal_states(self) -> frozenset[int]:
-        return self.statuses.terminal.states
-
 
 def load(mappings_dir: Path) -> PostalMapping:
     base = mappings_dir / "postal"

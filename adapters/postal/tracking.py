@@ -64,7 +64,7 @@ async def poll_report(
             found = await asyncio.to_thread(
                 rt.orders.track, order.waybill, [i for i in items if i.waybill == order.waybill],
                 build, source=orders.POLL, now=at, emitted=False,
-                terminal=rt.mapping.terminal_states)
+                terminal=rt.mapping.statuses.terminal.states)
             report.count("changes", len(found))
 
     try:

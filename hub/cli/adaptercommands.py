@@ -54,7 +54,9 @@ def _admin(adapter: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> str:
     from hub.store import Store
 
     settings = load()
-    with Store.open(settings.store_url) as store:
+    # A short-lived command chains its own log rows, as the other commands do, rather than
+    # leaving them to a linker thread it would stop before long.
+    with Store.open(settings.store_url, deferred_log=False) as store:
         result = fn(context_for(settings, adapter, store=store), **kwargs)
         if inspect.isawaitable(result):
             result = asyncio.run(_awaited(result))

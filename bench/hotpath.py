@@ -645,10 +645,49 @@ def timeline_rows(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "one statement", "a statement each")
 
 
+def sequences(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The portal's last applied sequence read by 200 deliveries at once (SQLite), as a
+    worker's deliveries ask for it: gathered into one query and one thread hop
+    (``hub.lastapplied.Sequencer``) against a query and a thread hop each. CPU per read."""
+    from hub.lastapplied import Sequencer
+    from hub.store import Store
+
+    store = Store.open(f"sqlite:///{tempfile.mkdtemp(prefix='lt-hotpath-')}/hub.db")
+    codes = [f"000.00.00.H56-300101-{i:04d}" for i in range(200)]
+    for n, code in enumerate(codes[::2]):
+        store.set_sequence("npsp", code, n)
+
+    def gathered() -> float:
+        sequencer = Sequencer(store, "npsp")
+
+        async def reads() -> None:
+            await asyncio.gather(*(sequencer.superseded_by(code, 1) for code in codes))
+
+        started = time.process_time()
+        asyncio.run(reads())
+        return (time.process_time() - started) / len(codes) * 1e6
+
+    def each() -> float:
+        async def reads() -> None:
+            await asyncio.gather(*(asyncio.to_thread(store.last_sequence, "npsp", code)
+                                   for code in codes))
+
+        started = time.process_time()
+        asyncio.run(reads())
+        return (time.process_time() - started) / len(codes) * 1e6
+
+    try:
+        hub, plain = median_of(max(5, args.rounds), gathered, each)
+    finally:
+        store.close()
+    report("sequences: a delivery's last applied sequence", "µs", hub, plain, results,
+           "read together", "a read each")
+
+
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
-    "timeline": timeline_rows}
+    "timeline": timeline_rows, "sequences": sequences}
 
 
 def main() -> None:

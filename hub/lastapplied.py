@@ -24,6 +24,8 @@ from hub.recorder import report_skip
 class SequenceLog(Protocol):
     def last_sequence(self, consumer: str, dossier_code: str) -> int | None: ...
 
+    def last_sequences(self, consumer: str, dossier_codes: list[str]) -> dict[str, int]: ...
+
     def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool: ...
 
 
@@ -33,6 +35,11 @@ class MemorySequenceLog:
 
     def last_sequence(self, consumer: str, dossier_code: str) -> int | None:
         return self._seen.get((consumer, dossier_code))
+
+    def last_sequences(self, consumer: str, dossier_codes: list[str]) -> dict[str, int]:
+        seen = self._seen
+        return {code: seen[(consumer, code)] for code in dossier_codes
+                if (consumer, code) in seen}
 
     def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool:
         key = (consumer, dossier_code)
@@ -48,12 +55,17 @@ def sequence_log(store: AdapterStore | None) -> SequenceLog:
 
 class Sequencer:
     """Async face of a SequenceLog: the store's calls are blocking database round trips, run in
-    a thread so they do not stall the worker's event loop."""
+    a thread so they do not stall the worker's event loop. The reads of the deliveries that
+    ask meanwhile go in one query and one thread hop (docs/performance.md, "Sequences read
+    together"); a read asked while a query runs waits for the next one, so it sees every
+    sequence committed before it asked (a dossier's previous event included)."""
 
     def __init__(self, log: SequenceLog, consumer: str) -> None:
         self.log = log
         self.consumer = consumer
         self._in_memory = isinstance(log, MemorySequenceLog)
+        self._reads: dict[str, list[asyncio.Future[int | None]]] = {}
+        self._reading: asyncio.Future[None] | None = None
 
     async def superseded_by(self, dossier_code: str, sequence: int | None) -> int | None:
         """The last sequence applied to this dossier when it is ``sequence`` or a later one
@@ -61,8 +73,32 @@ class Sequencer:
         if sequence is None:
             return None
         last = (self.log.last_sequence(self.consumer, dossier_code) if self._in_memory
-                else await asyncio.to_thread(self.log.last_sequence, self.consumer, dossier_code))
+                else await self._read(dossier_code))
         return last if last is not None and sequence <= last else None
+
+    async def _read(self, dossier_code: str) -> int | None:
+        waiter: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._reads.setdefault(dossier_code, []).append(waiter)
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_all())
+        return await waiter
+
+    async def _read_all(self) -> None:
+        while self._reads:
+            batch, self._reads = self._reads, {}
+            try:
+                found = await asyncio.to_thread(self.log.last_sequences, self.consumer,
+                                                list(batch))
+            except Exception as exc:  # each reader gets the failure (a store down: re-run)
+                for waiters in batch.values():
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                continue
+            for code, waiters in batch.items():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(found.get(code))
 
     async def applied(self, dossier_code: str, sequence: int | None) -> None:
         if sequence is None:

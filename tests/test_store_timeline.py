@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hub.lastapplied import Sequencer
 from hub.store import Store
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -75,6 +77,47 @@ def test_sequences_only_move_forward(store: Store) -> None:
         assert tx.last_sequence(consumer, dossier) == 5
         assert tx.set_sequence(consumer, dossier, 6)
     assert store.last_sequence(consumer, dossier) == 6
+
+
+def test_sequences_of_many_dossiers_are_read_in_one_query(store: Store) -> None:
+    consumer, applied, never = f"w-{uuid.uuid4().hex[:6]}", [code() for _ in range(3)], code()
+    for n, dossier in enumerate(applied, start=1):
+        store.set_sequence(consumer, dossier, n)
+    store.set_sequence(consumer + "x", never, 9)  # another consumer's: not this one's
+    assert store.last_sequences(consumer, [*applied, never]) == {
+        dossier: n for n, dossier in enumerate(applied, start=1)}
+    assert store.last_sequences(consumer, []) == {}
+
+
+class CountingStore(Store):
+    """The real store, counting the batched reads it is asked for."""
+
+    reads: list[list[str]]
+
+    def last_sequences(self, consumer: str, dossier_codes: list[str]) -> dict[str, int]:
+        self.reads.append(list(dossier_codes))
+        return super().last_sequences(consumer, dossier_codes)
+
+
+def test_the_reads_of_deliveries_asking_together_share_a_query(store: Store) -> None:
+    counting = CountingStore(store.engine)
+    counting.reads = []
+    consumer, dossiers = f"w-{uuid.uuid4().hex[:6]}", [code() for _ in range(20)]
+    for dossier in dossiers[:10]:
+        store.set_sequence(consumer, dossier, 5)
+    sequencer = Sequencer(counting, consumer)
+
+    async def ask() -> list[int | None]:
+        return list(await asyncio.gather(
+            *(sequencer.superseded_by(dossier, 5) for dossier in dossiers)))
+
+    # The first ten have 5 applied (not newer: superseded by 5), the others nothing yet.
+    assert asyncio.run(ask()) == [5] * 10 + [None] * 10
+    assert len(counting.reads) < len(dossiers)
+    assert sorted(code for read in counting.reads for code in read) == sorted(dossiers)
+    # A read asked after a sequence was committed sees it.
+    store.set_sequence(consumer, dossiers[-1], 7)
+    assert asyncio.run(ask())[-1] == 7
 
 
 def test_in_order_application_under_two_workers(store: Store) -> None:

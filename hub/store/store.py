@@ -228,6 +228,12 @@ class Store:
         with self._read("reading a dossier sequence") as conn:
             return timeline.last_sequence(conn, consumer, dossier_code)
 
+    def last_sequences(self, consumer: str, dossier_codes: list[str]) -> dict[str, int]:
+        """The last sequences ``consumer`` applied to those of ``dossier_codes`` it applied any
+        to: one query for the deliveries of a worker that ask together."""
+        with self._read("reading dossier sequences") as conn:
+            return timeline.last_sequences(conn, consumer, dossier_codes)
+
     def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool:
         with self._write("recording a dossier sequence") as conn:
             return timeline.set_sequence(conn, consumer, dossier_code, sequence)

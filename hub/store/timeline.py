@@ -149,6 +149,19 @@ def last_sequence(
     return None if value is None else int(value)
 
 
+def last_sequences(conn: Connection, consumer: str, dossier_codes: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(dossier_codes), 500):
+        rows = conn.execute(
+            select(dossier_sequences.c.dossier_code, dossier_sequences.c.sequence).where(
+                dossier_sequences.c.consumer == consumer,
+                dossier_sequences.c.dossier_code.in_(dossier_codes[start:start + 500]),
+            )
+        )
+        found.update((str(code), int(sequence)) for code, sequence in rows)
+    return found
+
+
 def set_sequence(conn: Connection, consumer: str, dossier_code: str, sequence: int) -> bool:
     """Record ``sequence`` as applied; never moves backwards. True when it was stored (higher
     than what was there, or the first)."""

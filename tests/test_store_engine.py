@@ -18,6 +18,7 @@ from hub.errors import RetryableError
 from hub.store import Store
 from hub.store import engine as engine_module
 from hub.store.engine import make_engine, translate_errors
+from hub.store.health import probe
 
 
 @pytest.fixture
@@ -121,3 +122,13 @@ def test_an_older_store_left_readable_is_tightened(tmp_path: Path, umask_000: No
         assert _mode(tmp_path) == "0o755"  # a directory it did not make is left alone
     finally:
         tmp_path.chmod(shared)
+
+
+def test_the_readiness_probe_is_not_fooled_by_a_connection_the_server_dropped(
+        pg_url: str) -> None:
+    # The pooled connection was used a moment ago, so it is not pinged: the probe's read meets
+    # the dead connection first, and must try a fresh one before calling the store unreachable.
+    with Store.open(pg_url) as store:
+        assert probe(store.engine) == "ok"
+        _terminate(pg_url, _backend(store.engine))
+        assert probe(store.engine) == "ok"

@@ -61,13 +61,26 @@ def _reason(error: BaseException) -> str:
     return f"{type(cause).__name__}: {first}" if first else type(cause).__name__
 
 
+def _read(engine: Engine) -> None:
+    """One short read. A pooled connection the server closed since it was last used (a
+    restart, pg_terminate_backend) fails once and is discarded by the pool: the read is made
+    again on a fresh one, so a store that is back is not reported unreachable for it."""
+    for last in (False, True):
+        try:
+            with engine.connect() as conn:
+                conn.execute(select(1))
+            return
+        except exc.DBAPIError as error:
+            if last or not error.connection_invalidated:
+                raise
+
+
 def probe(engine: Engine) -> str:
     """"ok", ``unreachable: ...`` (a read fails) or ``not writable: ...`` (reads work, the
     smallest write does not: read-only, disk full, locked beyond the busy timeout). Blocking:
     one short read and one upsert of this process's row in ``store_probes``."""
     try:
-        with engine.connect() as conn:
-            conn.execute(select(1))
+        _read(engine)
     except Exception as error:  # any failure of a read means unreachable
         return f"unreachable: {_reason(error)}"
     try:

@@ -12,7 +12,8 @@ management API may report late.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, func, select, text
@@ -30,10 +31,9 @@ class StoreQueueLedger:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def add(self, counts: Mapping[str, int], at: datetime) -> None:
-        counts = {q: n for q, n in counts.items() if n > 0}
-        if not counts:
-            return
+    @contextmanager
+    def _serialised(self) -> Iterator[Connection]:
+        """A transaction no other writer of the ledger runs beside (see the module's text)."""
         with translate_errors("writing the queue ledger"), self._engine.connect() as conn:
             sqlite = is_sqlite(self._engine)
             if sqlite:
@@ -41,12 +41,18 @@ class StoreQueueLedger:
             with conn.begin():
                 if not sqlite:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-                for queue, n in sorted(counts.items()):
-                    last = conn.execute(select(func.max(table.c.total))
-                                        .where(table.c.queue == queue)).scalar_one_or_none()
-                    conn.execute(table.insert().values(queue=queue, total=int(last or 0) + n,
-                                                       at=at))
-                    _thin(conn, queue)
+                yield conn
+
+    def add(self, counts: Mapping[str, int], at: datetime) -> None:
+        counts = {q: n for q, n in counts.items() if n > 0}
+        if not counts:
+            return
+        with self._serialised() as conn:
+            for queue, n in sorted(counts.items()):
+                last = conn.execute(select(func.max(table.c.total))
+                                    .where(table.c.queue == queue)).scalar_one_or_none()
+                conn.execute(table.insert().values(queue=queue, total=int(last or 0) + n, at=at))
+                _thin(conn, queue)
 
     def advance(self, queue: str, total: int, at: datetime) -> None:
         """Say that ``total`` messages had been published into ``queue`` by ``at``, a count
@@ -54,21 +60,15 @@ class StoreQueueLedger:
         when it is past the ledger's total, none when it is not, and the queue's ledger started
         again when the count went back (the broker forgot it: a restart, a queue deleted).
         Several processes may say the same count: it is written once."""
-        with translate_errors("writing the queue ledger"), self._engine.connect() as conn:
-            sqlite = is_sqlite(self._engine)
-            if sqlite:
-                conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            with conn.begin():
-                if not sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-                last = conn.execute(select(func.max(table.c.total))
-                                    .where(table.c.queue == queue)).scalar_one_or_none()
-                if last is not None and total == int(last):
-                    return
-                if last is not None and total < int(last):
-                    conn.execute(delete(table).where(table.c.queue == queue))
-                conn.execute(table.insert().values(queue=queue, total=total, at=at))
-                _thin(conn, queue)
+        with self._serialised() as conn:
+            last = conn.execute(select(func.max(table.c.total))
+                                .where(table.c.queue == queue)).scalar_one_or_none()
+            if last is not None and total == int(last):
+                return
+            if last is not None and total < int(last):
+                conn.execute(delete(table).where(table.c.queue == queue))
+            conn.execute(table.insert().values(queue=queue, total=total, at=at))
+            _thin(conn, queue)
 
     def checkpoints(self, queue: str, depth: int) -> tuple[int, list[Checkpoint]]:
         with translate_errors("reading the queue ledger"), self._engine.connect() as conn:

@@ -168,3 +168,45 @@ def test_a_worker_without_the_feed_declared_says_so_and_delivers_the_rest(
     assert f"{s.name_prefix}.fanout is not declared: run `lienthong topology apply`" in text
     [running] = [line for line in text.splitlines() if line.startswith("running ")]
     assert "npsp" in running and FANOUT not in running
+
+
+def test_a_worker_told_no_fanout_leaves_the_feed_to_others(hub: tuple[Hub, Topology]) -> None:
+    """``--no-fanout``: a province that runs the fan-out in a process of its own (``lienthong
+    subscriptions serve``) keeps its workers off the feed; what reaches the feed waits there."""
+    made, _ = hub
+    s = made.settings
+    sn = service.names_of(s)
+    with Store.open(s.store_url) as store:
+        service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    port = _two_free_ports()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp",
+         "--no-fanout"],
+        env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sent = [dossier(i) for i in range(1, 11)]
+    try:
+        def ready() -> bool:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                raise AssertionError(f"the worker exited: {out}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, timeout=60, interval=0.2, message="the worker ready")
+        publish(made, sent)
+        # The recorder of the same worker takes every event: once it has, the feed's copies
+        # have been routed too, and nobody consumed them.
+        wait_for(lambda: depth(s.amqp_url, sn.feed) == len(sent), timeout=60, interval=0.2,
+                 message="every event in the feed")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert _metric(metrics, "lienthong_worker_consuming", consumer=FANOUT) == 0.0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    [running] = [line for line in out.decode().splitlines() if line.startswith("running ")]
+    assert "npsp" in running and FANOUT not in running
+    assert depth(s.amqp_url, sn.feed) == len(sent)
+    assert depth(s.amqp_url, sn.queue("bhxh")) == 0

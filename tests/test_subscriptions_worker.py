@@ -63,6 +63,20 @@ def _env(s: Settings, port: int) -> dict[str, str]:
             "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret"}
 
 
+def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
+    """Until the worker's /readyz answers 200; its output in the failure if it exits first."""
+    def ready() -> bool:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"the worker exited: {out}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(ready, timeout=60, interval=0.2, message="the worker ready")
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     """The sample ``name`` with ``labels`` in a Prometheus text exposition (0 if absent)."""
     for family in text_string_to_metric_families(text):
@@ -148,16 +162,7 @@ def test_a_worker_without_the_feed_declared_says_so_and_delivers_the_rest(
         [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp"],
         env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        def ready() -> bool:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise AssertionError(f"the worker exited: {out}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, timeout=60, interval=0.2, message="the worker ready")
+        _wait_ready(proc, port)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -185,16 +190,7 @@ def test_a_worker_told_no_fanout_leaves_the_feed_to_others(hub: tuple[Hub, Topol
         env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sent = [dossier(i) for i in range(1, 11)]
     try:
-        def ready() -> bool:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise AssertionError(f"the worker exited: {out}")
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, timeout=60, interval=0.2, message="the worker ready")
+        _wait_ready(proc, port)
         publish(made, sent)
         # The recorder of the same worker takes every event: once it has, the feed's copies
         # have been routed too, and nobody consumed them.

@@ -40,7 +40,7 @@ from hub.testing.broker import (
     topology_queues,
 )
 from hub.testing.keys import signer_for
-from hub.testing.waiting import eventually, wait_for
+from hub.testing.waiting import elsewhere, eventually, wait_for
 
 ORIGINAL_KEY = "dossier.submitted.000_00_00_H56.2_002492"
 
@@ -454,10 +454,10 @@ def test_an_ordered_consumer_keeps_each_dossiers_order_and_runs_dossiers_concurr
         # ran its deliveries one at a time would never get there, and the test would fail at
         # the deadline for all 100 to be handled.
         await overlapping.wait()
-        # The call to a system that a handler makes, simulated by its duration (nothing is
-        # awaited here): later deliveries overlap too, so a consumer that ran one dossier's
-        # events side by side, or out of order, would be caught after the first wave as well.
-        await asyncio.sleep(0.05)
+        # The call to a system that a handler makes: the loop goes to the other deliveries
+        # meanwhile, so later ones overlap too, and a consumer that ran one dossier's events
+        # side by side, or out of order, would be caught after the first wave as well.
+        await elsewhere()
         running[subject] -= 1
         seq = d.envelope.sequence
         assert seq is not None

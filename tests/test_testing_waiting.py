@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from hub.testing.waiting import TimedOut, eventually, wait_for
+from hub.testing.waiting import TimedOut, elsewhere, eventually, wait_for
 
 
 def test_the_first_truthy_answer_is_returned() -> None:
@@ -73,3 +73,18 @@ def test_eventually_gives_up_like_wait_for() -> None:
 
     with pytest.raises(TimedOut, match=r"after 0.02s waiting for a number \(.*returned 0\)"):
         asyncio.run(scenario())
+
+
+def test_a_simulated_call_lets_the_other_deliveries_run_meanwhile() -> None:
+    order: list[str] = []
+
+    async def delivery(name: str) -> None:
+        order.append(f"{name} calls")
+        await elsewhere()
+        order.append(f"{name} answered")
+
+    async def both() -> None:
+        await asyncio.gather(delivery("a"), delivery("b"))
+
+    asyncio.run(both())
+    assert order == ["a calls", "b calls", "a answered", "b answered"]

@@ -95,7 +95,7 @@ class FaultySystem:
             echo = "; ".join(values + [v.upper() for v in values])
             kind, status, headers = self.fault
             if kind == "hang":
-                await asyncio.sleep(5)
+                await asyncio.Event().wait()  # never answers: the caller's timeout must fire
             if kind == "garbage":
                 return Response(f"<html><body>Lỗi hệ thống: {echo}</body></html>",
                                 media_type="text/html")

@@ -76,3 +76,13 @@ async def eventually(
         if time.monotonic() > deadline:
             raise TimedOut(message, timeout, value)
         await asyncio.sleep(interval)
+
+
+async def elsewhere() -> None:
+    """A handler's call to a system, as tests simulate it: the handler gives the event loop to
+    the other deliveries and comes back on the loop's next turn, without waiting on the clock
+    (a timed pause makes how much overlaps depend on the machine's speed)."""
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+    loop.call_soon(answered.set_result, None)
+    await answered

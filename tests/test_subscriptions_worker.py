@@ -63,6 +63,18 @@ def _env(s: Settings, port: int) -> dict[str, str]:
             "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret"}
 
 
+def _worker_feeding_bhxh(s: Settings, *options: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A subscription of BHXH to H56's submitted dossiers, and ``lienthong worker npsp`` with
+    ``options`` started beside it; its metrics port (and the next one) are returned."""
+    with Store.open(s.store_url) as store:
+        service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    port = _two_free_ports()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp", *options],
+        env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return proc, port
+
+
 def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
     """Until the worker's /readyz answers 200; its output in the failure if it exits first."""
     def ready() -> bool:
@@ -91,13 +103,7 @@ def test_two_worker_processes_feed_a_subscription_each_event_once(
     made, _ = hub
     s = made.settings
     sn = service.names_of(s)
-    with Store.open(s.store_url) as store:
-        service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
-    port = _two_free_ports()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp",
-         "--processes", "2"],
-        env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, port = _worker_feeding_bhxh(s, "--processes", "2")
     bases = [f"http://127.0.0.1:{port + i}" for i in range(2)]
 
     def metrics(base: str) -> str:
@@ -181,13 +187,7 @@ def test_a_worker_told_no_fanout_leaves_the_feed_to_others(hub: tuple[Hub, Topol
     made, _ = hub
     s = made.settings
     sn = service.names_of(s)
-    with Store.open(s.store_url) as store:
-        service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
-    port = _two_free_ports()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp",
-         "--no-fanout"],
-        env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc, port = _worker_feeding_bhxh(s, "--no-fanout")
     sent = [dossier(i) for i in range(1, 11)]
     try:
         _wait_ready(proc, port)

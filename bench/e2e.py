@@ -46,6 +46,7 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -193,8 +194,9 @@ class Deployment:
             "rate_per_second = 100000.0\nburst = 100000\n", encoding="utf-8")
         return load_signer(data / "keys", PROVINCE), api_key
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        env = self.env()
+    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        env = self.env() | (extra_env or {})
         env["LIENTHONG_CLIENTS_FILE"] = str(self.root / "data" / "clients.toml")
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -238,7 +240,10 @@ class Deployment:
         return f"http://127.0.0.1:{self.hub_port}"
 
     def start_workers(self) -> None:
-        self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)])
+        # Each worker process answers /metrics on a port of its own: the default (9180) would
+        # clash with another worker on this machine, a test's or another bench's.
+        self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)],
+                   {"LIENTHONG_WORKER_METRICS_PORT": str(free_ports(self.processes))})
         wait_for(lambda: all(consumers(q) >= 1 for q in self.work_queues), 60,
                  "the workers to consume every partition", interval=0.05)
 
@@ -271,6 +276,24 @@ class Deployment:
 
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn2:
                 conn2.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive ports free on ``host``: `lienthong worker
+    --processes n` serves process i's metrics on its base port + i."""
+    for _ in range(100):
+        base = free_port(host)
+        if base + count > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    s = held.enter_context(socket.socket())
+                    s.bind((host, port))
+            except OSError:
+                continue
+            return base
+    raise SystemExit(f"e2e: found no {count} consecutive free ports on {host}")
 
 
 def _ok(url: str) -> bool:

@@ -7,12 +7,15 @@ Such an adapter keeps state of its own (a ledger, orders) behind a small port of
 (``state_engine``) and an in-memory fake for unit tests. It is written with:
 
 - ``Runtime``: what its worker, callback parser and jobs share, built once from its context;
+- ``Requested``: what a record keeps of the request it answers, and the events it causes
+  (``caused``), tied to that request's dossier, correlation and causation;
 - ``StatefulWorker``: the handler of its work queue: the event's type checked, bad canonical
   data never retried (``canonical``);
 - ``report_body``: a report the system pushes (a callback), parsed and checked against the
   system's contract;
 - ``Sweep`` and ``sweep``: a reconciliation or polling pass over what is open, which stops at
-  the first sign that the system is not answering; ``run_job`` publishes what it found and
+  the first sign that the system is not answering; ``open_pass`` adds the events found
+  earlier whose publication was never confirmed; ``run_job`` publishes what it found and
   marks it emitted once the broker confirmed it.
 
 Events the adapter emits are stored with its state (``event_json``) and re-emitted byte for
@@ -21,6 +24,7 @@ byte (``stored``): a redelivered request or a report made twice yields the same 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -70,6 +74,38 @@ class Runtime(Generic[C, M]):
     contract: Contract
     hub_id: str
     clock: Callable[[], datetime] = utcnow
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requested:
+    """What a record of an adapter's state keeps of the request it answers
+    (``hub.statestore.request_columns``), for the events it causes later: a callback's or a
+    poll's event belongs to the request's dossier, correlation and causation."""
+
+    dossier_code: str
+    agency: str | None
+    procedure: str | None
+    request_id: str
+    correlation_id: str | None
+    created_at: datetime
+
+    @staticmethod
+    def of(env: Envelope, dossier_code: str, now: datetime, *, agency: str | None = None,
+           procedure: str | None = None) -> dict[str, Any]:
+        """The fields of the record of ``env``'s request (``agency``, ``procedure``: the
+        request body's, when the envelope does not say)."""
+        return {"dossier_code": dossier_code, "agency": env.agency or agency,
+                "procedure": env.procedure or procedure, "request_id": env.id,
+                "correlation_id": env.correlationid or env.id, "created_at": now}
+
+    def caused(self, *, id: str, source: str, type: str, data: dict[str, Any], time: datetime,
+               causation: str | None = None) -> Envelope:
+        """An event this record's request causes (``causation``: the event that caused it,
+        when it is not the request)."""
+        return Envelope.new(id=id, source=source, type=type, subject=self.dossier_code, data=data,
+                            agency=self.agency, procedure=self.procedure,
+                            correlationid=self.correlation_id,
+                            causationid=causation or self.request_id, time=time)
 
 
 def shared(ctx: AdapterContext, name: str) -> dict[str, Any]:
@@ -255,6 +291,21 @@ async def sweep(report: Sweep, items: Iterable[T], check: Callable[[T], Awaitabl
             log.warning("%s failed: %s", what(item), exc)
             if exc.code in UNREACHABLE:
                 break
+    return report
+
+
+async def open_pass(report: Sweep, items: Iterable[T], check: Callable[[T], Awaitable[None]],
+                    what: Callable[[T], str], unemitted: Callable[[], list[str]],
+                    client: Closable | None = None) -> Sweep:
+    """A pass over what is open (``sweep``), then the events to publish: ``unemitted`` reads
+    those recorded whose publication was never confirmed, this pass's included. ``client``,
+    the pass's own, is closed after it."""
+    try:
+        await sweep(report, items, check, what)
+    finally:
+        if client is not None:
+            await client.aclose()
+    report.events = stored(await asyncio.to_thread(unemitted))
     return report
 
 

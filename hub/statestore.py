@@ -2,23 +2,26 @@
 adapter's implementation on its tables (the reads and writes every port repeats);
 ``event_columns``, the columns of a table of the events the adapter emitted, each kept with its
 exact bytes (re-emitted verbatim) and marked once the broker confirmed it; ``request_columns``,
-those of the request a record answers."""
+those of the request a record answers; ``RecordStore``, the records of the requests a system
+answers later, one per key."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hub import adaptertables
 from hub.adaptertables import utc, writing
-from hub.stateful import insert_once, record
+from hub.envelope import Envelope
+from hub.stateful import event_json, insert_once, record
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def event_columns(source: str = "source", at: str = "recorded_at",
@@ -27,8 +30,8 @@ def event_columns(source: str = "source", at: str = "recorded_at",
     (``at``) and ``emitted_at`` (None until the broker confirmed its publication)."""
     return [sa.Column("event_id", sa.String(36), nullable=False, unique=True),
             sa.Column("event", sa.Text, nullable=False),
-            sa.Column(source, sa.String(source_length), nullable=False),
-            sa.Column(at, sa.DateTime, nullable=False),
+            sa.Column(source, sa.String(source_length), nullable=False, info={"holds": "source"}),
+            sa.Column(at, sa.DateTime, nullable=False, info={"holds": "at"}),
             sa.Column("emitted_at", sa.DateTime)]
 
 
@@ -84,6 +87,34 @@ class StateStore:
         with writing(self.engine) as own:
             own.execute(query)
 
+    def keep_first(self, table: sa.Table, where: sa.ColumnElement[bool], column: str,
+                   event: Envelope, now: datetime,
+                   first: Callable[[Connection, str], object] | None = None,
+                   **values: Any) -> str:
+        """The event that answers a request, kept in ``column`` of the row ``where`` selects
+        (locked) with ``values`` unless one was kept before: the first writer wins, and a
+        redelivered request is answered by the kept event, byte for byte. ``first`` also
+        records the one kept now, in the same transaction."""
+        with writing(self.engine) as conn:
+            kept = conn.execute(sa.select(table.c[column]).where(where).with_for_update()).scalar()
+            if kept is None:
+                kept = event_json(event)
+                self.update(table, where, now, conn, **{column: kept}, **values)
+                if first is not None:
+                    first(conn, kept)
+        return str(kept)
+
+    def keep_event(self, conn: Connection, event: Envelope, source: str, now: datetime, *,
+                   emitted: bool, **key: Any) -> str:
+        """Record an event in ``events`` under ``key`` (its other columns): emitted already
+        when the caller's door publishes it, else waiting for ``mark_emitted``."""
+        body = event_json(event)
+        named = {c.info["holds"]: c.name for c in self.events.columns if "holds" in c.info}
+        conn.execute(sa.insert(self.events).values(
+            event_id=event.id, event=body, emitted_at=utc(now) if emitted else None,
+            **{named["source"]: source, named["at"]: utc(now)}, **key))
+        return body
+
     def unemitted_events(self, where: sa.ColumnElement[bool], limit: int,
                          *order_by: Any) -> list[str]:
         """The events ``where`` selects whose publication is not confirmed yet."""
@@ -95,3 +126,22 @@ class StateStore:
     def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
         return adaptertables.mark_emitted(self.engine, self.events, event_ids, now)
 
+
+class RecordStore(StateStore, Generic[R]):
+    """An adapter's records of the requests its system answers (``records``, rows of
+    ``record_type`` with ``request_columns``), one per value of ``key``: recorded once however
+    often the request is delivered."""
+
+    records: sa.Table
+    record_type: type[R]
+    key = "reference"
+
+    def by(self, column: str, value: Any, conn: Connection | None = None) -> R | None:
+        """The record whose ``column`` is ``value``; locked until ``conn`` commits, given one."""
+        query = sa.select(self.records).where(self.records.c[column] == value)
+        return self.first(self.record_type, query.with_for_update() if conn else query, conn)
+
+    def add(self, record: R) -> R:
+        """The record kept under ``record``'s key, recorded now if none was."""
+        return self.add_once(self.records, record,
+                             lambda: self.by(self.key, getattr(record, self.key)))

@@ -11,15 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from adapters.payment.ledger import (
-    PENDING,
-    Report,
-    Settled,
-    Settlement,
-    Transaction,
-    judge,
-    stepped,
-)
+from adapters.payment.ledger import PENDING, Report, Settlement, Transaction, judge, stepped
 from adapters.postal.orders import Build, Order, tracked
 from adapters.postal.pool import check_waybill, empty
 from adapters.postal.translate import TrackItem
@@ -27,6 +19,7 @@ from hub.envelope import Envelope
 from hub.numberpool import BURNED, FREE, TAKEN, PoolCounts
 from hub.parked import Parked
 from hub.parked import ParkedReport as Mismatch
+from hub.reports import Settled
 from hub.stateful import event_json
 
 

@@ -23,9 +23,11 @@ from hub.errors import ClientError, Conflict, NotFound
 from hub.fieldchecksum import BadChecksum
 from hub.model import PaymentCompleted
 from hub.parked import Parked
+from hub.reports import CALLBACK, Settled, refuse_unmatched, warn_parked
 from hub.stateful import Part, report_body, stored
 
 log = logging.getLogger(__name__)
+MISMATCHES = "lienthong payment mismatches"
 
 
 class PaymentCallback(Part[PaymentRuntime]):
@@ -50,19 +52,18 @@ class PaymentCallback(Part[PaymentRuntime]):
         # message, refused like any other, not a fact to weigh against the ledger.
         rt.mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD")
         report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", digest=digest,
-                                 source="callback", outcome_field="MaLoi", peer=request_address())
+                                 source=CALLBACK, outcome_field="MaLoi", peer=request_address())
         if report.partner != rt.cfg.partner_code:
-            self._park_unmatched(report, Parked(
+            raise self._refused(report, Parked(
                 ledger.CODE_UNKNOWN_PARTNER,
                 f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
                 f"{rt.cfg.partner_code!r}", "MaDoiTac"), ClientError)
         payment = rt.ledger.get(report.reference)
         if payment is None:
-            self._park_unmatched(report, Parked(
+            raise self._refused(report, Parked(
                 ledger.CODE_UNKNOWN_REFERENCE,
                 f"no payment with reference {report.reference!r:.60} was initiated by this hub",
                 "MaThamChieu"), NotFound)
-        assert payment is not None
         dossier = payment.dossier_code
         settled = settle(rt, payment, report, lambda: translate.from_callback(
             doc, dossier, rt.mapping), rt.clock(), emitted=True)  # the callback route publishes
@@ -73,47 +74,32 @@ class PaymentCallback(Part[PaymentRuntime]):
                 "operator", code=settled.parked.code, field=settled.parked.field)
         return stored([settled.event] if settled.event else [])
 
-    def _park_unmatched(self, report: ledger.Report, parked: Parked,
-                        error: type[ClientError]) -> None:
+    def _refused(self, report: ledger.Report, parked: Parked,
+                 error: type[ClientError]) -> ClientError:
         rt = self.rt
-        rt.ledger.park(report, parked, rt.clock(), expected={"partner": rt.cfg.partner_code,
-                                                            "currency": rt.cfg.currency})
-        warn_parked(report, parked, None)
-        raise error(f"{parked.reason}; kept for an operator", code=parked.code,
-                    field=parked.field)
-
-
-def warn_parked(report: ledger.Report, parked: Parked, state: str | None) -> None:
-    log.warning(
-        "payment %s: the gateway's %s (transaction %s, from %s) is parked for an operator "
-        "(%s): %s; the payment stays %s. See `lienthong payment mismatches`.",
-        report.reference, report.source, report.transaction_id, report.peer or "-",
-        parked.code, parked.reason, state or "unknown to the ledger",
-    )
+        return refuse_unmatched(rt.ledger, report, parked, rt.clock(), {
+            "partner": rt.cfg.partner_code, "currency": rt.cfg.currency}, error, log, "payment",
+            MISMATCHES)
 
 
 def settle(rt: PaymentRuntime, payment: ledger.Transaction, report: ledger.Report,
            completed: Callable[[], PaymentCompleted], now: datetime, *,
-           emitted: bool) -> ledger.Settled:
+           emitted: bool) -> Settled:
     """Apply a report of the gateway (a callback's or a QUERY reply's, checked alike) by the
     ledger's table, with the ``completed`` event its facts make when they agree with the
     ledger; a parked report is logged for the operator."""
     candidate = None
     if ledger.disagreement(payment, report, rt.cfg.currency) is None:
-        candidate = completed_envelope(rt, payment, completed())
+        outcome = completed()
+        causation = (json.loads(payment.initiated_event).get("id")
+                     if payment.initiated_event else None)
+        candidate = payment.caused(
+            id=events.completed_id(rt.cfg.partner_code, payment.reference,
+                                   outcome.transaction_id),
+            source=rt.hub_id, type=events.COMPLETED, data=outcome.model_dump(mode="json"),
+            time=outcome.at, causation=causation)
     settled = rt.ledger.settle(report, event=candidate, currency=rt.cfg.currency, now=now,
                                emitted=emitted)
     if settled.parked is not None:
-        warn_parked(report, settled.parked, settled.state)
+        warn_parked(log, "payment", report, settled.parked, settled.state, MISMATCHES)
     return settled
-
-
-def completed_envelope(rt: PaymentRuntime, payment: ledger.Transaction,
-                       outcome: PaymentCompleted) -> Envelope:
-    causation = json.loads(payment.initiated_event).get("id") if payment.initiated_event else None
-    return Envelope.new(
-        id=events.completed_id(rt.cfg.partner_code, payment.reference, outcome.transaction_id),
-        source=rt.hub_id, type=events.COMPLETED, subject=payment.dossier_code,
-        data=outcome.model_dump(mode="json"), agency=payment.agency, procedure=payment.procedure,
-        correlationid=payment.correlation_id, causationid=causation or payment.request_id,
-        time=outcome.at)

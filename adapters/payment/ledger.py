@@ -1,20 +1,23 @@
 """The payment ledger's rules, pure, and its port, ``Ledger`` (``adapters.payment.store``, or an
 in-memory fake in unit tests): every state change follows ``TRANSITIONS``
 (``mappings/payment/transitions.toml``); a report of the gateway is judged against the payment
-it names by ``judge``: applied, answered again with the event recorded before, or parked for an
-operator (``hub.parked``), nothing published."""
+it names by ``judge`` (``hub.reports``): applied, answered again with the event recorded
+before, or parked for an operator, nothing published."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from hub import reports
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
-from hub.parked import Parked, ParkedReport
+from hub.parked import Parked
+from hub.reports import ReportBook, Settled, Verdict, by_table
 from hub.settings import PROJECT_ROOT
+from hub.stateful import Requested
 from hub.transitions import IllegalTransition as IllegalTransition
 from hub.transitions import Transition as Transition
 from hub.transitions import Transitions
@@ -39,17 +42,11 @@ TRANSITIONS = Transitions.load(PROJECT_ROOT / "mappings" / "payment" / "transiti
 transition = TRANSITIONS.step
 
 
-@dataclass(frozen=True)
-class Transaction:
+@dataclass(frozen=True, kw_only=True)
+class Transaction(Requested):
     reference: str
     partner: str
-    dossier_code: str
-    agency: str | None
-    procedure: str | None
     amount: int
-    request_id: str
-    correlation_id: str | None
-    created_at: datetime
     status: str = PENDING
     payment_url: str | None = None
     initiated_event: str | None = None
@@ -73,25 +70,18 @@ stepped = TRANSITIONS.stepped
 # -- the gateway's reports ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Report:
+@dataclass(frozen=True, kw_only=True)
+class Report(reports.Report):
     """What the gateway says about one transaction of a payment, from a callback whose checksum
     matched or from a QUERY reply. ``amount``, ``currency``, ``partner``: None when the message
-    does not carry the fact (a QUERY reply has no currency). ``facts``: the message as
-    received, kept when the report is parked. ``outcome_field``: the field that says paid or
-    failed (MaLoi, TrangThaiGD)."""
+    does not carry the fact (a QUERY reply has no currency). ``outcome_field``: the field that
+    says paid or failed (MaLoi, TrangThaiGD)."""
 
-    reference: str
-    transaction_id: str
     paid: bool
     amount: int | None
     currency: str | None
     partner: str | None
-    facts: Mapping[str, Any]
-    digest: str
-    source: str  # callback | query
     outcome_field: str
-    peer: str | None = None
 
 
 def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
@@ -142,32 +132,6 @@ class Settlement:
     paid: bool
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """What becomes of a report (``judge``): the payment's state after, and one of: ``record``
-    its event (applied), ``again`` the settlement recorded for it before (a repeat), ``parked``
-    with what the ledger expected, or nothing at all (``note`` says why)."""
-
-    state: str
-    record: Envelope | None = None
-    again: Settlement | None = None
-    parked: Parked | None = None
-    expected: Mapping[str, Any] = field(default_factory=dict)
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Settled:
-    """What became of a report: ``event`` (JSON) to publish, or None; the payment's state
-    after; ``parked`` when the report was not applied and is kept for an operator;
-    ``repeat`` when it is a report already applied (its stored event is returned again)."""
-
-    event: str | None
-    state: str
-    parked: Parked | None = None
-    repeat: bool = False
-
-
 def expected(payment: Transaction, currency: str) -> dict[str, Any]:
     return {"reference": payment.reference, "partner": payment.partner,
             "amount": payment.amount, "currency": currency, "status": payment.status,
@@ -197,14 +161,9 @@ def judge(payment: Transaction, before: Settlement | None, report: Report,
             return Verdict(payment.status, again=before)
     outcome = REPORTED_MISMATCH if problem else (REPORTED_PAID if report.paid
                                                   else REPORTED_FAILED)
-    step = transition(payment.status, outcome)
-    if step.publish:
-        if event is None:
-            raise ValueError(f"report of {report.reference} applied without its event")
-        return Verdict(step.to, record=event)
-    assert step.park is not None  # every report's entry publishes or parks
-    return Verdict(step.to, parked=_parked(step.park, problem, payment, report),
-                   expected=expected(payment, currency))
+    return by_table(TRANSITIONS, payment.status, outcome, event,
+                    lambda code: _parked(code, problem, payment, report),
+                    expected(payment, currency))
 
 
 def _parked(code: str, problem: Disagreement | None, payment: Transaction,
@@ -219,7 +178,7 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
                   f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
 
 
-class Ledger(Protocol):
+class Ledger(ReportBook, Protocol):
     """The payment adapter's state."""
 
     def add(self, payment: Transaction) -> Transaction:
@@ -240,12 +199,6 @@ class Ledger(Protocol):
         published by the caller's door (a callback), not by reconciliation. LookupError when
         no payment has the report's reference (``park`` it)."""
 
-    def park(self, report: Report, parked: Parked, now: datetime, *,
-             expected: Mapping[str, Any]) -> None:
-        """Park a report that names no payment of this hub (a reference it never initiated,
-        another partner), with what the hub expected instead. The same report again is counted
-        on its row."""
-
     def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
         """Payments initiated before ``cutoff`` and still pending, oldest first."""
 
@@ -256,6 +209,3 @@ class Ledger(Protocol):
 
     def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
         """Record that these events were published; how many were still unmarked."""
-
-    def parked_reports(self, *, reference: str | None = None,
-                       limit: int = 100) -> list[ParkedReport]: ...

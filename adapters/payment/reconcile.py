@@ -18,7 +18,7 @@ from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
-from hub.stateful import Sweep, run_job, stored, sweep
+from hub.stateful import Sweep, open_pass, run_job
 
 OUTCOMES = ("checked", "paid", "failed", "mismatched", "still_pending")
 
@@ -39,16 +39,11 @@ async def reconcile_report(
         report.count("checked")
         report.count(await _check(rt, gateway, payment, at))
 
-    try:
-        due = await asyncio.to_thread(rt.ledger.pending, rt.cfg.partner_code,
-                                      at - rt.cfg.reconcile_after, rt.cfg.reconcile_batch)
-        await sweep(report, due, check, lambda p: f"reconciliation of payment {p.reference}")
-        report.events = stored(await asyncio.to_thread(
-            rt.ledger.unemitted, rt.cfg.partner_code, rt.cfg.reconcile_batch))
-    finally:
-        if client is None:
-            await gateway.aclose()
-    return report
+    due = await asyncio.to_thread(rt.ledger.pending, rt.cfg.partner_code,
+                                  at - rt.cfg.reconcile_after, rt.cfg.reconcile_batch)
+    return await open_pass(report, due, check, lambda p: f"reconciliation of payment {p.reference}",
+                           lambda: rt.ledger.unemitted(rt.cfg.partner_code, rt.cfg.reconcile_batch),
+                           None if client else gateway)
 
 
 async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Transaction,

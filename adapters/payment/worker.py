@@ -20,7 +20,7 @@ from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError
 from hub.model import PaymentInitiated, PaymentRequest, parse_event_data
 from hub.privacy import mask_identity
-from hub.stateful import StatefulWorker, canonical, stored
+from hub.stateful import Requested, StatefulWorker, canonical, stored
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,9 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
             message = translate.init_message(request, rt.cfg, rt.mapping, rt.secret, now)
         rt.contract.validate("init", message, error=InvalidMessage, code="client.mapping_failed")
         asked = ledger.Transaction(
-            reference=request.reference, partner=rt.cfg.partner_code,
-            dossier_code=request.dossier_code, agency=env.agency or request.agency_code,
-            procedure=env.procedure or request.procedure_code, amount=message["SoTien"],
-            request_id=env.id, correlation_id=env.correlationid or env.id, created_at=now)
+            reference=request.reference, partner=rt.cfg.partner_code, amount=message["SoTien"],
+            **Requested.of(env, request.dossier_code, now, agency=request.agency_code,
+                           procedure=request.procedure_code))
         payment = ledger.same_payment(await asyncio.to_thread(rt.ledger.add, asked), asked)
         if payment.initiated_event is not None:
             log.info("payment %s already initiated; re-emitting its event", request.reference)

@@ -1,0 +1,250 @@
+"""A system's reports about the requests an adapter recorded: pushed by a callback, or the
+system's reply when the hub asks (reconciliation). A report is judged against its record by
+the adapter's rules and its table of transitions (``hub.transitions``, ``by_table``): applied,
+its event recorded to be published; a repeat, answered with the event recorded for it before;
+or parked for an operator (``hub.parked``) with what the record expected, nothing published.
+``ReportStore`` applies a verdict in the write that locked the record, and notes a callback in
+the adapter's call log (``hub.calllog``) whatever became of it, so the log, the record and
+its events never disagree. A report that names no record of this hub is parked apart."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from hub import parked as parking
+from hub.adaptertables import writing
+from hub.calllog import note_call
+from hub.envelope import Envelope
+from hub.errors import ClientError
+from hub.parked import Parked, ParkedReport
+from hub.statestore import RecordStore
+from hub.transitions import Transitions
+
+R = TypeVar("R", bound="Stated")
+B = TypeVar("B", bound="Recorded")
+
+CALLBACK = "callback"  # a report's source when the system pushed it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """What the system says about one of its transactions for the record ``reference``.
+    ``facts``: its message as received, kept when the report is parked; ``digest``: its
+    message's, by which a resend is known; ``source``: ``CALLBACK`` or the question's name;
+    ``peer``: the address a callback came from."""
+
+    reference: str
+    transaction_id: str
+    facts: Mapping[str, Any]
+    digest: str
+    source: str
+    peer: str | None = None
+
+
+class Stated(Protocol):
+    """A record whose state moves by a table of transitions."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def dossier_code(self) -> str: ...
+
+    @property
+    def agency(self) -> str | None: ...
+
+
+class Recorded(Protocol):
+    """The event recorded for one transaction of a record."""
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def event(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of a report: the record's state after, and one of: ``record`` its event
+    (applied), ``again`` the event recorded for the same transaction before (a repeat),
+    ``parked`` with what the record ``expected``, or nothing at all (``note`` says why)."""
+
+    state: str
+    record: Envelope | None = None
+    again: Recorded | None = None
+    parked: Parked | None = None
+    expected: Mapping[str, Any] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of a report: ``event`` (JSON) to publish, or None; the record's state
+    after; ``parked`` when the report was not applied and is kept for an operator;
+    ``repeat`` when it is a report already applied (its stored event is returned again)."""
+
+    event: str | None
+    state: str
+    parked: Parked | None = None
+    repeat: bool = False
+
+
+def by_table(table: Transitions, state: str, outcome: str, event: Envelope | None,
+             parked: Callable[[str], Parked], expected: Mapping[str, Any]) -> Verdict:
+    """The verdict ``table`` gives ``outcome`` in ``state``: applied with ``event`` (built by
+    the caller when the report's facts agree with the record), or parked with the reason
+    ``parked`` gives the entry's code. Pure."""
+    step = table.step(state, outcome)
+    if step.publish:
+        if event is None:
+            raise ValueError(f"{table.what} took {outcome!r} and publishes, but no event was "
+                             "built for it; build it when the report agrees with the record")
+        return Verdict(step.to, record=event)
+    assert step.park is not None  # an outcome of a report publishes or parks
+    return Verdict(step.to, parked=parked(step.park), expected=expected)
+
+
+def warn_parked(log: logging.Logger, what: str, report: Report, parked: Parked,
+                state: str | None, command: str) -> None:
+    """Tell the operator, on the adapter's ``log``, that a report is parked (``what``:
+    "payment", ``command``: the one that lists them)."""
+    log.warning(
+        "%s %s: the system's %s (transaction %s, from %s) is parked for an operator (%s): %s; "
+        "the %s stays %s. See `%s`.", what, report.reference, report.source,
+        report.transaction_id, report.peer or "-", parked.code, parked.reason, what,
+        state or "unknown to this hub", command)
+
+
+class ReportBook(Protocol):
+    """What an adapter's port keeps of reports, whatever else it keeps."""
+
+    def park(self, report: Report, parked: Parked, now: datetime, *,
+             expected: Mapping[str, Any]) -> None:
+        """Park a report that names no record of this hub (a reference it never made, another
+        account), with what the hub expected instead. The same report again is counted on its
+        row."""
+
+    def parked_reports(self, *, reference: str | None = None,
+                       limit: int = 100) -> list[ParkedReport]: ...
+
+
+def refuse_unmatched(book: ReportBook, report: Report, parked: Parked, now: datetime,
+                     expected: Mapping[str, Any], error: type[ClientError], log: logging.Logger,
+                     what: str, command: str) -> ClientError:
+    """Park a pushed report that names no record of this hub; the error that refuses it."""
+    book.park(report, parked, now, expected=expected)
+    warn_parked(log, what, report, parked, None, command)
+    return error(f"{parked.reason}; kept for an operator", code=parked.code, field=parked.field)
+
+
+class ReportStore(RecordStore[R], Generic[R, B]):
+    """The reports' side of an adapter's state on SQL: ``records`` keyed by ``reference``, whose
+    ``status`` moves by ``transitions``; ``events`` (``hub.statestore.event_columns``) keyed by
+    ``reference`` and ``transaction_id``, read back as ``before_type`` (``Recorded``);
+    ``parked_reports_table`` (``hub.parked.parked_table``) and ``calls``
+    (``hub.calllog.call_log_table``)."""
+
+    transitions: Transitions
+    before_type: type[B]
+    parked_reports_table: sa.Table
+    calls: sa.Table
+
+    def get(self, reference: str) -> R | None:
+        return self.by("reference", reference)
+
+    def step(self, reference: str, outcome: str, now: datetime) -> str | None:
+        """Move the record by ``outcome``; its state after, or None when the table has no such
+        move from the state it is in (or there is no such record)."""
+        with writing(self.engine) as conn:
+            found = self.by("reference", reference, conn)
+            state = self.transitions.stepped(found.status, outcome) if found else None
+            if state is not None:
+                self.update(self.records, self.records.c.reference == reference, now, conn,
+                            status=state)
+        return state
+
+    def judged(self, report: Report, judge: Callable[[R, B | None], Verdict],
+               now: datetime, *, emitted: bool, **recorded: Any) -> Settled:
+        """Judge ``report`` against its record (``before``: the event recorded for the same
+        transaction) and apply the verdict (``apply``) in one transaction, the record locked.
+        LookupError when no record has the report's reference (``park`` it)."""
+        with writing(self.engine) as conn:
+            found = self.by("reference", report.reference, conn)
+            if found is None:
+                raise LookupError(f"no record {report.reference!r} in {self.records.name}; park "
+                                  "the report instead")
+            before = self.first(self.before_type, sa.select(self.events).where(
+                self.events.c.reference == report.reference,
+                self.events.c.transaction_id == report.transaction_id), conn)
+            return self.apply(conn, report, judge(found, before), found, found.status, now,
+                              emitted=emitted, **recorded)
+
+    def apply(self, conn: Connection, report: Report, verdict: Verdict, record: Stated,
+              state: str, now: datetime, *, emitted: bool, **recorded: Any) -> Settled:
+        """Apply ``verdict`` on ``report`` about ``record`` (in ``state``, its row locked by
+        ``conn``): the state moved, the event recorded with ``recorded`` (its other columns),
+        or the report parked; a callback noted whatever became of it."""
+        if verdict.state != state:
+            self.update(self.records, self.records.c.reference == report.reference, now, conn,
+                        status=verdict.state)
+        if verdict.record is not None:
+            body = self.keep_event(conn, verdict.record, report.source, now, emitted=emitted,
+                                   reference=report.reference,
+                                   transaction_id=report.transaction_id, **recorded)
+            self._note(conn, report, now, event_id=verdict.record.id)
+            return Settled(body, verdict.state)
+        if verdict.parked is not None:
+            self._park(conn, report, verdict.parked, now, record, state, verdict.state,
+                       verdict.expected)
+            return Settled(None, verdict.state, verdict.parked)
+        again = verdict.again
+        self._note(conn, report, now, event_id=again.event_id if again else None,
+                   reason=verdict.note)
+        return Settled(again.event if again else None, verdict.state, repeat=True)
+
+    def park(self, report: Report, parked: Parked, now: datetime, *,
+             expected: Mapping[str, Any]) -> None:
+        for attempt in (1, 2):
+            try:
+                with writing(self.engine) as conn:
+                    self._park(conn, report, parked, now, None, None, None, expected)
+                return
+            except IntegrityError:
+                # No record's row to lock: the same report, resent at once, may have been
+                # parked between this one's look and its insert. Counted on the second go.
+                if attempt == 2:
+                    raise
+
+    def parked_reports(self, *, reference: str | None = None,
+                       limit: int = 100) -> list[ParkedReport]:
+        return parking.parked_reports(self.engine, self.parked_reports_table,
+                                      reference=reference, limit=limit)
+
+    def _park(self, conn: Connection, report: Report, parked: Parked, now: datetime,
+              record: Stated | None, state_before: str | None, state_after: str | None,
+              expected: Mapping[str, Any]) -> None:
+        parking.park(
+            conn, self.parked_reports_table, now, source=report.source, digest=report.digest,
+            expected=expected, reported=report.facts, reference=report.reference[:50] or None,
+            transaction_id=report.transaction_id[:64] or None, reason_code=parked.code,
+            reason=parked.reason, field=parked.field, state_after=state_after,
+            state_before=state_before, dossier_code=record.dossier_code if record else None,
+            agency=record.agency if record else None, peer=(report.peer or "")[:200] or None)
+        self._note(conn, report, now, parked=parked)
+
+    def _note(self, conn: Connection, report: Report, now: datetime, *,
+              event_id: str | None = None, parked: Parked | None = None,
+              reason: str | None = None) -> None:
+        if report.source == CALLBACK:  # a reply to the hub's own question is no call: not noted
+            note_call(conn, self.calls, now, reference=report.reference,
+                      transaction_id=report.transaction_id, digest=report.digest,
+                      peer=report.peer, event_id=event_id, parked=parked, reason=reason)

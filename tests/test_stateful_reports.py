@@ -1,0 +1,225 @@
+"""The scaffold of an adapter whose system answers later, on its own, with a toy system of its
+own (no adapter's): a record of the request (hub.stateful.Requested) and the events it causes;
+a pass over what is open (open_pass); a record kept once per key, its answer kept first writer
+wins (hub.statestore.RecordStore); a system's reports judged by a table of transitions and
+applied, answered again or parked (hub.reports), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hub.adaptertables import ensure_schema
+from hub.calllog import call_log_table
+from hub.envelope import Envelope
+from hub.errors import HubError, RetryableError
+from hub.parked import Parked, parked_table
+from hub.reports import CALLBACK, Report, ReportStore, Verdict, by_table
+from hub.stateful import Requested, Sweep, event_json, open_pass
+from hub.statestore import event_columns, request_columns
+from hub.store.engine import make_engine
+from hub.transitions import Transitions
+
+NOW = datetime(2025, 1, 1, 8, 0, tzinfo=UTC)
+HUB = "VN:GOV:000.00.00.G22:lienthong"
+
+metadata = sa.MetaData()
+tickets = sa.Table(
+    "toy_tickets", metadata,
+    sa.Column("reference", sa.String(50), primary_key=True),
+    *request_columns(),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("answer", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False))
+answers = sa.Table(
+    "toy_answers", metadata,
+    sa.Column("reference", sa.String(50), primary_key=True),
+    sa.Column("transaction_id", sa.String(64), primary_key=True),
+    *event_columns(source="said_by", at="said_at"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ticket(Requested):
+    reference: str
+    status: str = "open"
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    event_id: str
+    event: str
+
+
+def table(tmp_path: Path) -> Transitions:
+    path = tmp_path / "transitions.toml"
+    path.write_text('[open]\ndone = { to = "done", publish = true }\n'
+                    'wrong = { to = "open", park = "client.wrong" }\n'
+                    'withdrawn = { to = "closed" }\n'
+                    '[done]\ndone = { to = "done", park = "client.already_done" }\n'
+                    '[closed]\n', encoding="utf-8")
+    return Transitions.load(path, "a ticket")
+
+
+class Tickets(ReportStore[Ticket, Answer]):
+    records = tickets
+    record_type = Ticket
+    events = answers
+    before_type = Answer
+    parked_reports_table = parked_table(metadata, "toy_parked")
+    calls = call_log_table(metadata, "toy_calls")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tickets]:
+    url = (f"sqlite:///{tmp_path / 'toy.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    engine = make_engine(url)
+    ensure_schema(engine, metadata)
+    Tickets.transitions = table(tmp_path)
+    try:
+        yield Tickets(engine)
+    finally:
+        engine.dispose()
+
+
+def request_event() -> Envelope:
+    return Envelope.new(source="VN:GOV:000.00.00.H56:igate", type="vn.gov.toy.asked",
+                        subject="D-1", data={}, agency="000.00.00.H56", procedure="1.1")
+
+
+def ticket(asked: Envelope | None = None) -> Ticket:
+    return Ticket(reference=f"T{uuid.uuid4().hex[:12]}",
+                  **Requested.of(asked or request_event(), "D-1", NOW, agency="unused"))
+
+
+def said(mine: Ticket, transaction_id: str = "X1", source: str = CALLBACK) -> Report:
+    return Report(reference=mine.reference, transaction_id=transaction_id,
+                  facts={"said": transaction_id}, digest=f"{mine.reference}{transaction_id}",
+                  source=source, peer="10.0.0.1")
+
+
+def caused(mine: Ticket, name: str) -> Envelope:
+    return mine.caused(id=str(uuid.uuid4()), source=HUB, type="vn.gov.toy.answered",
+                       data={"name": name}, time=NOW)
+
+
+def test_a_record_keeps_its_request_and_its_events_belong_to_it() -> None:
+    asked = request_event()
+    mine = ticket(asked)
+    assert (mine.dossier_code, mine.agency, mine.procedure) == ("D-1", "000.00.00.H56", "1.1")
+    assert (mine.request_id, mine.correlation_id, mine.created_at) == (asked.id, asked.id, NOW)
+    event = caused(mine, "x")
+    assert (event.subject, event.agency, event.procedure) == ("D-1", "000.00.00.H56", "1.1")
+    assert event.causationid == mine.request_id and event.correlationid == mine.correlation_id
+    later = mine.caused(id=str(uuid.uuid4()), source=HUB, type="vn.gov.toy.answered",
+                        data={}, time=NOW, causation="another")
+    assert later.causationid == "another"
+    # Without the envelope's agency, the body's is taken.
+    bare = Envelope.new(source=HUB, type="vn.gov.toy.asked", subject="D-2", data={})
+    assert Requested.of(bare, "D-2", NOW, agency="A", procedure="P")["agency"] == "A"
+
+
+def test_the_table_publishes_or_parks(tmp_path: Path) -> None:
+    moves = table(tmp_path)
+    mine = ticket()
+    done = by_table(moves, "open", "done", caused(mine, "ok"), lambda c: Parked(c, "-", None), {})
+    assert done.state == "done" and done.record is not None and done.parked is None
+    wrong = by_table(moves, "done", "done", None, lambda c: Parked(c, "why", "F"), {"k": 1})
+    assert wrong == Verdict("done", parked=Parked("client.already_done", "why", "F"),
+                            expected={"k": 1})
+    with pytest.raises(ValueError, match="no event was built"):
+        by_table(moves, "open", "done", None, lambda c: Parked(c, "-", None), {})
+
+
+def test_a_record_is_kept_once_and_answered_once(book: Tickets) -> None:
+    first = ticket()
+    assert book.add(first) == first
+    assert book.add(Ticket(**{**first.__dict__, "request_id": "again"})) == first
+    kept = book.keep_first(tickets, tickets.c.reference == first.reference, "answer",
+                           caused(first, "a"), NOW)
+    again = book.keep_first(tickets, tickets.c.reference == first.reference, "answer",
+                            caused(first, "b"), NOW)
+    assert again == kept and json.loads(kept)["data"] == {"name": "a"}
+    found = book.get(first.reference)
+    assert found is not None and found.answer == kept
+    assert book.step(first.reference, "withdrawn", NOW) == "closed"
+    assert book.step(first.reference, "withdrawn", NOW) is None  # no such move from closed
+    assert book.step("NOSUCH", "withdrawn", NOW) is None
+
+
+def test_a_report_is_applied_once_answered_again_and_parked_when_the_table_says(
+        book: Tickets) -> None:
+    mine = book.add(ticket())
+
+    def judge(found: Ticket, before: Answer | None) -> Verdict:
+        if before is not None:
+            return Verdict(found.status, again=before)
+        return by_table(book.transitions, found.status, "done", caused(found, "done"),
+                        lambda code: Parked(code, "already done", "state"),
+                        {"status": found.status})
+
+    applied = book.judged(said(mine), judge, NOW, emitted=False)
+    assert applied.state == "done" and applied.event is not None and not applied.repeat
+    assert book.unemitted_events(answers.c.reference == mine.reference, 10) == [applied.event]
+    repeat = book.judged(said(mine), judge, NOW, emitted=False)
+    assert (repeat.event, repeat.repeat) == (applied.event, True)
+    parked = book.judged(said(mine, "X2", source="query"), judge, NOW, emitted=False)
+    assert parked.parked is not None and parked.event is None
+    (kept,) = book.parked_reports(reference=mine.reference)
+    assert (kept.reason_code, kept.state_before, kept.state_after) == (
+        "client.already_done", "done", "done")
+    assert (kept.dossier_code, kept.expected, kept.reported) == (
+        "D-1", {"status": "done"}, {"said": "X2"})
+    with book.engine.connect() as conn:
+        noted = conn.execute(sa.select(book.calls.c.accepted, book.calls.c.event_id)
+                             .where(book.calls.c.reference == mine.reference)
+                             .order_by(book.calls.c.id)).all()
+    # Callbacks are noted whatever became of them; the reply to the hub's question is not.
+    event_id = json.loads(applied.event)["id"]
+    assert [tuple(n) for n in noted] == [(True, event_id), (True, event_id)]
+    with pytest.raises(LookupError):
+        book.judged(said(ticket()), judge, NOW, emitted=True)
+
+
+def test_a_report_of_no_record_is_parked_apart_and_counted(book: Tickets) -> None:
+    stray = said(ticket())
+    for _ in range(2):
+        book.park(stray, Parked("client.unknown", "no such ticket", "ref"), NOW,
+                  expected={"who": "me"})
+    (kept,) = book.parked_reports(reference=stray.reference)
+    assert (kept.times, kept.state_before, kept.expected, kept.peer) == (
+        2, None, {"who": "me"}, "10.0.0.1")
+
+
+def test_a_pass_stops_when_the_system_is_away_and_returns_what_waits() -> None:
+    seen: list[int] = []
+    closed: list[bool] = []
+
+    class Client:
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async def check(n: int) -> None:
+        seen.append(n)
+        if n == 2:
+            raise RetryableError("busy", code="system.busy")
+        if n == 3:
+            raise RetryableError("away", code="system.unavailable")
+
+    waiting = caused(ticket(), "w")
+    report = asyncio.run(open_pass(Sweep.of("x"), [1, 2, 3, 4], check, str,
+                                   lambda: [event_json(waiting)], Client()))
+    assert seen == [1, 2, 3] and closed == [True]
+    assert [e.code for e in report.errors if isinstance(e, HubError)] == [
+        "system.busy", "system.unavailable"]
+    assert [e.id for e in report.events] == [waiting.id]

@@ -101,6 +101,12 @@ class Numbers:
             wanted += self.range(first or "", last or first or "")
         return wanted
 
+    def keep(self, pool: NumberPool, owner: str, ranges: Ranges, now: datetime) -> None:
+        """Put configured ``ranges`` in ``owner``'s pool, as a worker starts: they are always
+        there (numbers already in the pool, free, taken or burned, are left alone)."""
+        for span in ranges.ranges:
+            pool.add(owner, self.range(span.first, span.last), now)
+
 
 class Range(Section):
     first: NonBlank

@@ -7,7 +7,7 @@ answers later, one per key."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -145,3 +145,27 @@ class RecordStore(StateStore, Generic[R]):
         """The record kept under ``record``'s key, recorded now if none was."""
         return self.add_once(self.records, record,
                              lambda: self.by(self.key, getattr(record, self.key)))
+
+    @property
+    def named(self) -> str:
+        """The column that names a record: its table's primary key, and its events' column."""
+        return str(self.records.primary_key.columns.values()[0].name)
+
+    def chosen(self, *where: sa.ColumnElement[bool], oldest: int | None = None) -> list[R]:
+        """The records ``where`` selects; given ``oldest``, that many at most, oldest first."""
+        query = sa.select(self.records).where(*where)
+        if oldest is not None:
+            query = query.order_by(self.records.c.created_at).limit(oldest)
+        return self.rows(self.record_type, query)
+
+    def unemitted_of(self, mine: sa.ColumnElement[bool], limit: int, *order_by: Any,
+                     named: Sequence[str] | None = None) -> list[str]:
+        """The events whose publication is not confirmed yet, of the records ``mine`` selects
+        (and, given ``named``, of those it names)."""
+        if named is not None and not named:
+            return []
+        column = self.events.c[self.named]
+        where = [column.in_(sa.select(self.records.c[self.named]).where(mine))]
+        if named is not None:
+            where.append(column.in_(list(named)))
+        return self.unemitted_events(sa.and_(*where), limit, *order_by)

@@ -1,7 +1,7 @@
 """In-memory fakes of the stateful adapters' ports, for unit tests: ``MemoryLedger``
 (adapters.payment.ledger.Ledger), ``MemoryOrders`` (adapters.postal.orders.Orders) and
-``MemoryWaybills`` (hub.numberpool.NumberPool). The rules are the adapters' own (``judge``,
-``stepped``, ``tracked``): only the keeping differs from the SQL implementations, and the same
+``MemoryWaybills`` (hub.numberpool.NumberPool). The rules are the SQL implementations' own
+(``judge``, ``stepped``, ``hub.statefeed.changes``): only the keeping differs, and the same
 tests run against both (test_adapter_payment_ledger.py, test_adapter_postal_pool.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.payment.ledger import PENDING, Report, Settlement, Transaction, judge, stepped
-from adapters.postal.orders import Build, Order, tracked
+from adapters.postal.orders import WEBHOOK, Build, Order
 from adapters.postal.pool import check_waybill, empty
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
@@ -20,6 +20,7 @@ from hub.numberpool import BURNED, FREE, TAKEN, PoolCounts
 from hub.parked import Parked
 from hub.parked import ParkedReport as Mismatch
 from hub.reports import Settled
+from hub.statefeed import changes
 from hub.stateful import event_json
 
 
@@ -169,7 +170,7 @@ class MemoryOrders:
             return []
         recorded = {(s, at): body for (w, s, at), (_, body, _) in self.tracking.items()
                     if w == waybill}
-        found = tracked(order, recorded, items, build, source)
+        found = changes(order, recorded, items, build, source == WEBHOOK)
         for item, env in found.new:
             self.tracking[(waybill, item.state, item.at)] = (env.id, event_json(env), emitted)
         self.orders[waybill] = replace(order, last_state=found.state, last_system_at=found.newest,

@@ -2,7 +2,8 @@
 own (no adapter's): a record of the request (hub.stateful.Requested) and the events it causes;
 a pass over what is open (open_pass); a record kept once per key, its answer kept first writer
 wins (hub.statestore.RecordStore); a system's reports judged by a table of transitions and
-applied, answered again or parked (hub.reports), on SQLite and PostgreSQL."""
+applied, answered again or parked (hub.reports); a feed of a record's state, whose changes
+alone become events (hub.statefeed), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from hub.envelope import Envelope
 from hub.errors import HubError, RetryableError
 from hub.parked import Parked, parked_table
 from hub.reports import CALLBACK, Report, ReportStore, Verdict, by_table
+from hub.statefeed import FeedStore, changes
 from hub.stateful import Requested, Sweep, event_json, open_pass
 from hub.statestore import event_columns, request_columns
 from hub.store.engine import make_engine
@@ -223,3 +225,115 @@ def test_a_pass_stops_when_the_system_is_away_and_returns_what_waits() -> None:
     assert [e.code for e in report.errors if isinstance(e, HubError)] == [
         "system.busy", "system.unavailable"]
     assert [e.id for e in report.events] == [waiting.id]
+
+
+# -- a feed of a record's state (hub.statefeed) -------------------------------------------------
+
+parcels = sa.Table(
+    "toy_parcels", metadata,
+    sa.Column("number", sa.String(20), primary_key=True),
+    sa.Column("owner", sa.String(20), nullable=False),
+    *request_columns(),
+    sa.Column("last_state", sa.Integer),
+    sa.Column("last_system_at", sa.DateTime),
+    sa.Column("closed", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False))
+sightings = sa.Table(
+    "toy_sightings", metadata,
+    sa.Column("number", sa.String(20), primary_key=True),
+    sa.Column("state", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, primary_key=True),
+    *event_columns(source_length=8))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parcel(Requested):
+    number: str
+    owner: str
+    last_state: int | None = None
+    last_system_at: datetime | None = None
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class Seen:
+    state: int
+    at: datetime
+
+
+class Parcels(FeedStore[Parcel]):
+    records = parcels
+    record_type = Parcel
+    key = "number"
+    events = sightings
+    pushed = "push"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def feed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Parcels]:
+    url = (f"sqlite:///{tmp_path / 'feed.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("pg_url"))
+    engine = make_engine(url)
+    ensure_schema(engine, metadata)
+    try:
+        yield Parcels(engine)
+    finally:
+        engine.dispose()
+
+
+def seen(state: int, minutes: int) -> Seen:
+    return Seen(state, NOW + timedelta(minutes=minutes))
+
+
+def told(parcel: Parcel, item: Seen) -> Envelope:
+    return parcel.caused(id=str(uuid.uuid4()), source=HUB, type="vn.gov.toy.moved",
+                         data={"state": item.state}, time=item.at)
+
+
+def states(events: list[str]) -> list[int]:
+    return [json.loads(e)["data"]["state"] for e in events]
+
+
+def test_only_changes_of_state_become_events_pure() -> None:
+    parcel = Parcel(number="P1", owner="O", last_state=1, last_system_at=NOW,
+                    **{**Requested.of(request_event(), "D-1", NOW)})
+    found = changes(parcel, {(2, NOW + timedelta(minutes=5)): "{kept}"},
+                    [seen(1, 9), seen(2, 5), seen(3, -1), seen(1, 3)], told, pushed=True)
+    # 2 at +5 is recorded (answered again, pushed); 1 at +3 is the same state; 3 at -1 is old.
+    assert found.events[0] == "{kept}" and states(found.events[1:]) == []
+    assert (found.state, found.newest) == (1, NOW + timedelta(minutes=9))
+    polled = changes(parcel, {}, [seen(2, 5), seen(3, 7)], told, pushed=False)
+    assert states(polled.events) == [2, 3] and polled.state == 3 and len(polled.new) == 2
+
+
+def test_a_feed_records_changes_once_and_closes_on_a_terminal_state(feed: Parcels) -> None:
+    owner = f"O{uuid.uuid4().hex[:8]}"  # the PostgreSQL database is shared
+    mine, other = (feed.add(Parcel(number=f"P{uuid.uuid4().hex[:12]}", owner=owner,
+                                   **Requested.of(request_event(), "D-1", NOW))) for _ in "12")
+    assert feed.add(replace(mine, owner="someone else")) == mine  # kept once per key
+    assert {p.number for p in feed.chosen(parcels.c.owner == owner, oldest=10)} == {
+        mine.number, other.number}
+    assert len(feed.chosen(parcels.c.owner == owner, oldest=1)) == 1
+    terminal = frozenset({9})
+    first = feed.track(mine.number, [seen(2, 5), seen(1, 1)], told, source="poll", now=NOW,
+                       emitted=False, terminal=terminal)
+    assert states(first) == [1, 2]
+    assert feed.track(mine.number, [seen(2, 5)], told, source="poll", now=NOW, emitted=False,
+                      terminal=terminal) == []
+    assert feed.track(mine.number, [seen(2, 5)], told, source="push", now=NOW, emitted=True,
+                      terminal=terminal) == [first[1]]  # pushed again: answered
+    assert states(feed.track(mine.number, [seen(9, 8)], told, source="push", now=NOW,
+                             emitted=True, terminal=terminal)) == [9]
+    found = feed.by("number", mine.number)
+    assert found is not None and (found.last_state, found.closed) == (9, True)
+    assert found.last_system_at == NOW + timedelta(minutes=8)
+    assert feed.track("NOSUCH", [seen(1, 1)], told, source="poll", now=NOW, emitted=False,
+                      terminal=terminal) == []
+    # Polled events wait for their confirmation; the pushed one went out with its answer.
+    waiting = feed.unemitted_of(parcels.c.owner == owner, 10, sightings.c.at)
+    assert waiting == first
+    assert feed.unemitted_of(parcels.c.owner == owner, 10, named=[other.number]) == []
+    assert feed.unemitted_of(parcels.c.owner == owner, 10, named=[]) == []
+    assert feed.mark_emitted([json.loads(e)["id"] for e in first], NOW) == 2
+    assert feed.unemitted_of(parcels.c.owner == owner, 10) == []

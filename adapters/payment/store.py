@@ -77,16 +77,13 @@ class SqlLedger(ReportStore[Transaction, Settlement]):
             payment, before, report, event, currency), now, emitted=emitted, paid=report.paid)
 
     def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
-        return self.rows(Transaction, sa.select(transactions).where(
-            transactions.c.partner == partner, transactions.c.status == PENDING,
-            transactions.c.created_at <= utc(cutoff))
-            .order_by(transactions.c.created_at).limit(limit))
+        return self.chosen(transactions.c.partner == partner, transactions.c.status == PENDING,
+                           transactions.c.created_at <= utc(cutoff), oldest=limit)
 
     def checked(self, reference: str, now: datetime) -> None:
         self.update(transactions, transactions.c.reference == reference, None,
                     checked_at=utc(now))
 
     def unemitted(self, partner: str, limit: int) -> list[str]:
-        mine = sa.select(transactions.c.reference).where(transactions.c.partner == partner)
-        return self.unemitted_events(settlements.c.reference.in_(mine), limit,
-                                     settlements.c.settled_at)
+        return self.unemitted_of(transactions.c.partner == partner, limit,
+                                 settlements.c.settled_at)

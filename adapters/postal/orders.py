@@ -1,35 +1,30 @@
 """Orders placed with the postal service and their tracking, behind ``Orders`` (``store.SqlOrders``
-or an in-memory fake). Change detection is ``tracked``, pure, applied by the port in one write
-per order (its row locked), so a webhook and a poll of the same order never both emit a change.
+or an in-memory fake). Their tracking is a feed of each order's collection state
+(``hub.statefeed``): only changes become events, decided in one write per order (its row
+locked), so a webhook and a poll of the same order never both emit a change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
-from hub.stateful import event_json
+from hub.stateful import Requested
 
 POLL, WEBHOOK, ORDER = "poll", "webhook", "order"
 
 
-@dataclass(frozen=True)
-class Order:
+@dataclass(frozen=True, kw_only=True)
+class Order(Requested):
     waybill: str
     order_key: str  # dossier code and direction: one order each
     order_number: str
     customer_code: str
-    dossier_code: str
     direction: str
-    agency: str | None
-    procedure: str | None
-    request_id: str
-    correlation_id: str | None
-    created_at: datetime
     registered_event: str | None = None
     last_state: int | None = None
     last_system_at: datetime | None = None  # newest time the postal service reported
@@ -38,41 +33,6 @@ class Order:
 
 # Builds the ``vn.gov.postal.tracking-updated`` event of an entry.
 Build = Callable[[Order, TrackItem], Envelope]
-
-
-@dataclass
-class Tracked:
-    """What entries of one order change: the events to return (new, or recorded before and
-    pushed again), the entries to record with their events, and the order's state after."""
-
-    state: int | None
-    newest: datetime | None
-    events: list[str] = field(default_factory=list)
-    new: list[tuple[TrackItem, Envelope]] = field(default_factory=list)
-
-
-def tracked(order: Order, recorded: Mapping[tuple[int, datetime], str],
-            items: Iterable[TrackItem], build: Build, source: str) -> Tracked:
-    """The changes among ``items`` (entries of ``order``'s waybill; ``recorded``: the events
-    recorded for it, by state and time). A webhook repeating an entry already recorded gets its
-    stored event back (the service sent it again because the hub's answer was lost). Pure."""
-    out = Tracked(order.last_state, order.last_system_at)
-    for item in sorted(items, key=lambda i: i.at):
-        known = recorded.get((item.state, item.at))
-        if known is not None:
-            if source == WEBHOOK:
-                out.events.append(known)
-            continue
-        if out.newest is not None and item.at < out.newest:
-            continue  # older than what the service already told us
-        out.newest = item.at if out.newest is None else max(out.newest, item.at)
-        if item.state == out.state:
-            continue  # the same state reported again: not a change
-        env = build(order, item)
-        out.new.append((item, env))
-        out.events.append(event_json(env))
-        out.state = item.state
-    return out
 
 
 class Orders(Protocol):
@@ -95,8 +55,8 @@ class Orders(Protocol):
 
     def track(self, waybill: str, items: Iterable[TrackItem], build: Build, *, source: str,
               now: datetime, emitted: bool, terminal: frozenset[int]) -> list[str]:
-        """Record the changes among ``items`` (``tracked``) and return their events; an order
-        in a ``terminal`` state is closed. None recorded for a waybill of no order."""
+        """Record the changes among ``items`` (``hub.statefeed.changes``) and return their
+        events; an order in a ``terminal`` state is closed. None for a waybill of no order."""
 
     def numbered(self, customer_code: str, numbers: Sequence[str]) -> list[Order]:
         """Placed orders of ``customer_code`` with these order numbers."""

@@ -22,19 +22,16 @@ from adapters.postal.translate import TrackItem
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
 from hub.model import PostalTracking, validate_model
-from hub.stateful import Sweep, run_job, stored, sweep
+from hub.stateful import Sweep, open_pass, run_job
 
 
 def tracking_envelope(rt: PostalRuntime, order: Order, item: TrackItem) -> Envelope:
     body: PostalTracking = validate_model(PostalTracking, {
         "dossier_code": order.dossier_code, "waybill": order.waybill, "state": item.state,
         "at": item.at, "note": item.note})
-    return Envelope.new(
-        id=events.tracking_id(order.waybill, item.state, item.at), source=rt.hub_id,
-        type=events.TRACKING_UPDATED, subject=order.dossier_code,
-        data=body.model_dump(mode="json"), agency=order.agency, procedure=order.procedure,
-        correlationid=order.correlation_id, causationid=order.request_id, time=item.at,
-    )
+    return order.caused(id=events.tracking_id(order.waybill, item.state, item.at),
+                        source=rt.hub_id, type=events.TRACKING_UPDATED,
+                        data=body.model_dump(mode="json"), time=item.at)
 
 
 async def poll_report(
@@ -67,14 +64,11 @@ async def poll_report(
                 terminal=rt.mapping.statuses.terminal.states)
             report.count("changes", len(found))
 
-    try:
-        await sweep(report, grouped, poll, lambda number: f"tracking of postal order {number}")
-    finally:
-        await client.aclose()
     scope = None if order_numbers is None else [o.waybill for o in targets]
-    report.events = stored(await asyncio.to_thread(
-        rt.orders.unemitted, customer, scope, rt.cfg.poll_batch * 10))
-    return report
+    return await open_pass(report, grouped, poll,
+                           lambda number: f"tracking of postal order {number}",
+                           lambda: rt.orders.unemitted(customer, scope, rt.cfg.poll_batch * 10),
+                           client)
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],

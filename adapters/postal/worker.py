@@ -22,7 +22,7 @@ from hub.envelope import Envelope
 from hub.errors import InvalidMessage, RetryableError
 from hub.model import PostalPickup, parse_event_data
 from hub.privacy import initials, mask_identity
-from hub.stateful import StatefulWorker, canonical, stored
+from hub.stateful import Requested, StatefulWorker, canonical, stored
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,7 @@ class PostalWorker(StatefulWorker[PostalRuntime]):
     def __init__(self, ctx: AdapterContext, runtime: PostalRuntime | None = None) -> None:
         super().__init__(ctx, runtime)
         rt = self.rt
-        for span in rt.cfg.ranges:
-            # Configured ranges are always in the pool (numbers already there are left alone).
-            rt.pool.add(rt.cfg.customer_code, pool.expand_range(span.first, span.last),
-                        rt.clock())
+        pool.WAYBILLS.keep(rt.pool, rt.cfg.customer_code, rt.cfg.pool, rt.clock())
 
     async def handle(self, env: Envelope) -> list[Envelope]:
         rt = self.rt
@@ -64,9 +61,8 @@ class PostalWorker(StatefulWorker[PostalRuntime]):
         waybill = await asyncio.to_thread(rt.pool.take, rt.cfg.customer_code, key, now)
         order = await asyncio.to_thread(rt.orders.add, Order(
             waybill=waybill, order_key=key, order_number=number,
-            customer_code=rt.cfg.customer_code, dossier_code=pickup.dossier_code,
-            direction=pickup.direction, agency=env.agency, procedure=env.procedure,
-            request_id=env.id, correlation_id=env.correlationid or env.id, created_at=now))
+            customer_code=rt.cfg.customer_code, direction=pickup.direction,
+            **Requested.of(env, pickup.dossier_code, now)))
         log.info("create postal order %s waybill %s (%s) to %s, tel %s", number, order.waybill,
                  pickup.direction, initials(pickup.receiver.name),
                  mask_identity(pickup.receiver.phone))

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     CLIENT_ID,
@@ -42,7 +44,7 @@ from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore
 from hub.testing.processes import serving
-from hub.testing.waiting import wait_for
+from hub.testing.waiting import TimedOut, wait_for
 
 MAX_BODY = 65_536
 
@@ -582,3 +584,98 @@ def test_the_data_directory_is_private_under_umask_000(edge: Edge, keys: Keys) -
     assert {name: oct(modes[name]) for name in secret | key_files} == {
         name: "0o600" for name in secret | key_files}
     assert {name: oct(modes[name]) for name in public} == {name: "0o644" for name in public}
+
+
+# -- every refusal is counted, and leaves nothing behind ----------------------------------------
+
+# In every refused body: found nowhere in the store's files afterwards.
+MARKER = "079201012345-refused-marker"
+
+
+def _refusals(base: str) -> dict[tuple[str, str], float]:
+    """``lienthong_refused_total`` by (door, code), as the server's /metrics shows it."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {(s.labels["door"], s.labels["code"]): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lienthong_refused_total"}
+
+
+def _rows(data_dir: Path) -> dict[str, int]:
+    """Rows of every table of the store but the readiness probe's (/readyz writes there)."""
+    with contextlib.closing(sqlite3.connect(data_dir / "hub.db", timeout=10)) as db:
+        tables = [name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'") if name != "store_probes"]
+        return {name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                for name in tables}
+
+
+def _raw(edge: Edge, request: bytes, *, within: float, trickle: bytes = b"") -> Answer:
+    with _connect(edge) as sock:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the server may stop reading a refused request
+            sock.sendall(request)
+        return _answer(sock, started, within=within, trickle=trickle, then_closed=False)
+
+
+def test_every_refusal_is_counted_and_leaves_nothing_behind(edge: Edge, keys: Keys) -> None:
+    """Each kind of refusal, those made on the headers before a byte of the body is read
+    included (the connection's limits, bytes that are not HTTP), adds one to
+    lienthong_refused_total under its door and code; none leaves a row or its body in the
+    store."""
+    body = json.dumps(dossier(new_code(), note=MARKER)).encode()
+    signed = {"X-Signature": sign(keys.signer(keys.client), body, SUBMITTED)}
+    before, rows = _refusals(edge.base), _rows(edge.data_dir)
+    http = httpx.Client(base_url=edge.base, timeout=10)
+    expected: dict[tuple[str, str], int] = {}
+
+    def refused(answer: httpx.Response | Answer, status: int, door: str, code: str) -> None:
+        got = answer.status_code if isinstance(answer, httpx.Response) else answer.status
+        assert got == status, answer
+        problem = (answer.json() if isinstance(answer, httpx.Response) else _problem(answer))
+        assert problem["code"] == code, problem
+        expected[door, code] = expected.get((door, code), 0) + 1
+
+    json_type = {"Content-Type": "application/json"}
+    with http:
+        refused(http.post("/v1/dossiers", content=body, headers={**signed, **json_type}),
+                401, "/v1/dossiers", "client.unauthenticated")  # no credentials
+        refused(http.post("/v1/dossiers", content=body, headers={
+            **signed, **json_type, "X-API-Key": "not-a-key"}),
+            401, "/v1/dossiers", "client.unauthenticated")
+        refused(http.post("/v1/dossiers", content=body, headers={
+            **signed, "X-API-Key": API_KEY, "Content-Type": "text/plain"}),
+            415, "/v1/dossiers", "client.unsupported_media_type")
+        # Refused by its Content-Length, before routing: the door is still its route.
+        refused(http.post("/v1/dossiers", content=body + b" " * 1_048_576, headers={
+            **signed, **json_type, "X-API-Key": API_KEY}),
+            413, "/v1/dossiers", "client.body_too_large")
+        refused(http.post(f"/v1/dossiers/{new_code()}/timeline", headers={"X-API-Key": API_KEY}),
+                405, "/v1/dossiers/{code}/timeline", "client.method_not_allowed")
+        fault = http.post(soap.PATH, content=MARKER.encode(), headers={
+            "Content-Type": "application/soap+xml; charset=utf-8"})
+        assert fault.status_code == 400, fault.text
+        assert etree.fromstring(fault.content).findtext(
+            f".//{{{NS}}}HubFault/{{{NS}}}code") == "client.unauthenticated", fault.text
+        expected[soap.PATH, "client.unauthenticated"] = 1
+    head = (f"POST /v1/dossiers HTTP/1.1\r\nHost: hub\r\nX-API-Key: {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n").encode()
+    refused(_raw(edge, head + b"X-Big: " + b"a" * 40_000 + b"\r\n\r\n" + body, within=SLACK),
+            431, "connection", "client.headers_too_large")
+    refused(_raw(edge, head + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n"
+                 + body, within=SLACK), 431, "connection", "client.headers_too_large")
+    refused(_raw(edge, head + b"X-Broken header\r\n\r\n" + body, within=SLACK),
+            400, "connection", "client.malformed_request")
+    refused(_raw(edge, head, within=HEADER_TIMEOUT + SLACK, trickle=b"X-Slow: " + b"a" * 1000),
+            408, "connection", "client.request_timeout")
+
+    def counted() -> dict[tuple[str, str], float]:
+        after = _refusals(edge.base)
+        return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in expected}
+
+    # A refusal is counted once its answer is sent: the last one may still be on its way.
+    with contextlib.suppress(TimedOut):
+        wait_for(lambda: counted() == expected, timeout=10, message="every refusal counted")
+    assert counted() == expected, _refusals(edge.base)
+    assert _rows(edge.data_dir) == rows
+    for path in edge.data_dir.glob("hub.db*"):
+        assert MARKER.encode() not in path.read_bytes(), path

@@ -172,6 +172,8 @@ def create_app(
     mount_console(app, settings, store, signer, registry=metrics.registry)
     app.state.hub = ctx
     app.state.relay = outbox_relay
+    # The connection's protocol refuses before the app sees a request (hub.api.protocol).
+    app.state.connection_refused = metrics.connection_refused
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 

@@ -63,6 +63,14 @@ class SlowRequest(ClientError):
     http_status = 408
 
 
+class MalformedRequest(ClientError):
+    """Bytes that are not an HTTP/1.1 request (a bad request line, header or chunk): answered
+    400 and the connection is closed (where the next request would start is unknown)."""
+
+    code = "client.malformed_request"
+    http_status = 400
+
+
 class HeadersTooLarge(ClientError):
     """The request's headers pass ``Settings.max_header_bytes`` or ``Settings.max_headers``
     (HTTP 431); the connection is closed."""

@@ -9,14 +9,19 @@ with ``note_refusal(error)``; once the answer is sent, ``RequestMetrics`` counts
 (``hub.api.auth.request_address``: the connection's peer, or the client a trusted proxy
 forwards). A door is the route's template, or what the route names itself with ``note_door``
 (``callback:<system>``). The log line has the code and field, never the message: messages
-may quote what was sent, and citizens' data never goes to the log in clear."""
+may quote what was sent, and citizens' data never goes to the log in clear.
+
+Refusals of the connection's protocol (``hub.api.protocol``: headers too large or too slow,
+bytes that are not HTTP), made before the app sees a request, are counted under the door
+``connection`` by ``Metrics.connection_refused``, which the app offers the protocol as
+``app.state.connection_refused``."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 
 from prometheus_client import (
@@ -29,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.auth import current_peer
@@ -36,6 +42,8 @@ from hub.errors import HubError, SecretMissing
 
 log = logging.getLogger(__name__)
 
+# The door of refusals made before a request reaches a route: the request may have no path yet.
+CONNECTION_DOOR = "connection"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -93,6 +101,11 @@ class Metrics:
             "unauthenticated, access denied, closed for want of a secret, invalid...",
             ["door", "code"], registry=self.registry)
         self._depth = _OutboxDepth(outbox_depth) if outbox_depth is not None else None
+
+    def connection_refused(self, error: HubError, address: str | None) -> None:
+        """Count and log a refusal of the connection's protocol (no app, no route saw it)."""
+        self.refused.labels(CONNECTION_DOOR, error.code).inc()
+        log_refusal(error.http_status, error.code, CONNECTION_DOOR, address, error.field)
 
     def intake_stage(self, stage: str, seconds: float) -> None:
         self._intake_stage[stage].observe(seconds)
@@ -187,6 +200,10 @@ class RequestMetrics:
                 self._refused(scope, noted, template)
 
     def _refused(self, scope: Scope, noted: _Refusal, template: str) -> None:
+        if template == "unmatched":
+            # Refused by a middleware (a body too large or too slow) before routing: the door
+            # is still the route the path leads to, if any.
+            template = _route_template(scope) or template
         door = noted.door or template
         self.metrics.refused.labels(door, noted.code).inc()
         address = noted.address
@@ -195,8 +212,33 @@ class RequestMetrics:
             # connection's own address, never a forwarded one taken unchecked.
             client = scope.get("client")
             address = str(client[0]) if client else None
-        # Shut doors and unknown or unauthorised callers are what an operator watches for;
-        # the rest (a bad body, a rate limit) is the ordinary traffic of a public service.
-        level = logging.WARNING if noted.http_status in (401, 403, 503) else logging.INFO
-        log.log(level, "refused %s %s at %s from %s (field %s)", noted.http_status,
-                noted.code, door, address or "unknown", noted.field)
+        log_refusal(noted.http_status, noted.code, door, address, noted.field)
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The template of the app's route that ``scope``'s path and method lead to."""
+    router = getattr(scope.get("app"), "router", None)
+    return _template_among(getattr(router, "routes", ()), scope, 0)
+
+
+def _template_among(routes: Iterable[object], scope: Scope, depth: int) -> str | None:
+    for route in routes:
+        # A router included in another (FastAPI keeps it whole, as ``original_router``).
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            found = _template_among(inner, scope, depth + 1) if depth < 4 else None
+            if found is not None:
+                return found
+        elif isinstance(route, BaseRoute) and route.matches(scope)[0] is Match.FULL:
+            path = getattr(route, "path", None)
+            return path if isinstance(path, str) else None
+    return None
+
+
+def log_refusal(http_status: int, code: str | None, door: str, address: str | None,
+                field: str | None) -> None:
+    # Shut doors and unknown or unauthorised callers are what an operator watches for;
+    # the rest (a bad body, a rate limit) is the ordinary traffic of a public service.
+    level = logging.WARNING if http_status in (401, 403, 503) else logging.INFO
+    log.log(level, "refused %s %s at %s from %s (field %s)", http_status, code, door,
+            address or "unknown", field)

@@ -59,6 +59,7 @@ METHOD_NOT_ALLOWED = problem("the path does not take this method "
 # Refusals of the connection's limits (hub.api.protocol, hub.api.limits), whatever the route;
 # the connection is closed after them.
 CONNECTION_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: problem("bytes that are not an HTTP/1.1 request (client.malformed_request)"),
     408: problem("the request did not arrive in time (client.request_timeout)"),
     431: problem("the request's headers are too large or too many "
                  "(client.headers_too_large)"),
@@ -66,13 +67,14 @@ CONNECTION_PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 # The refusals every authenticated route may answer with.
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: problem("malformed request: unreadable JSON, a missing or bad signature "
-                 "(client.unparseable, client.missing_signature, client.bad_signature, ...)"),
+    **CONNECTION_PROBLEMS,
+    400: problem("malformed request: unreadable JSON, a missing or bad signature, bytes that "
+                 "are not HTTP (client.unparseable, client.missing_signature, "
+                 "client.bad_signature, client.malformed_request, ...)"),
     401: problem("no or unknown credentials (client.unauthenticated)"),
     403: problem("not allowed by the client's access list (client.access_denied)"),
     404: NOT_FOUND,
     405: METHOD_NOT_ALLOWED,
-    **CONNECTION_PROBLEMS,
     409: problem("Idempotency-Key reused for another body (client.idempotency_conflict)"),
     413: problem("body too large (client.body_too_large)"),
     422: problem("the body, a header or a code does not match its contract; field names it"),

@@ -17,10 +17,16 @@ them to the app). Here:
 - a body that completes after such an early answer: the keep-alive timer is armed again
   (uvicorn arms it once, when the answer is sent, and a body byte arriving disarms it).
 
+- bytes that are not HTTP/1.1 (llhttp's parse error): 400 ``client.malformed_request``,
+  problem JSON as every other refusal (uvicorn answers plain text).
+
 Refusals made here are problem JSON (the request may not even have a path yet) and always
 close the connection: what the client sends next cannot be told apart from the rest of the
-refused request. Counting costs a few additions per header field; the timers are armed only
-for a request whose headers or body span several reads (docs/performance.md#connection-limits).
+refused request. Each is counted and logged as the app's refusals are, under the door
+``connection`` (``hub.api.metrics.Metrics.connection_refused``, which the app offers as
+``app.state.connection_refused``). Counting costs a few additions per header field; the timers
+are armed only for a request whose headers or body span several reads
+(docs/performance.md#connection-limits).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +43,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from hub.api.errors import HeadersTooLarge, SlowRequest
+from hub.api.errors import HeadersTooLarge, MalformedRequest, SlowRequest
 from hub.api.problems import PROBLEM_JSON, problem_body
 from hub.errors import HubError
 
@@ -111,11 +118,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if not self._refused:
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
+                # llhttp's reason is one of its fixed phrases, never the bytes it read.
+                self._refuse(MalformedRequest(
+                    f"the request is not valid HTTP/1.1 ({str(exc)[:80]}); send a request "
+                    "line, header fields and a body as RFC 9112 says", field="request"))
             return
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
@@ -224,12 +232,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: HubError) -> None:
         self._refused = True
         self._cancel_timers()
-        log.warning("refused a request from %s at the HTTP layer: %s (%s)",
-                    _peer(self.client), error.code, error.message)
+        count = _refusal_counter(self.app)
+        if count is not None:
+            count(error, self.client[0] if self.client else None)
+        else:
+            log.warning("refused a request from %s at the HTTP layer: %s (%s)",
+                        _peer(self.client), error.code, error.message)
         cycle = self.cycle
-        if not self._in_head or (cycle is not None and not cycle.response_complete):
-            # Another request's answer is under way on this connection (pipelining): a
-            # refusal written now would corrupt it.
+        if self._in_body or (cycle is not None and not cycle.response_complete):
+            # Within a request's body, or while another request's answer is under way on this
+            # connection (pipelining): a refusal written now would corrupt that answer or be
+            # taken for it.
             self.transport.close()
             return
         body = json.dumps(problem_body(error)).encode()
@@ -252,6 +265,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._body_timer = self._linger = None
+
+
+def _refusal_counter(app: Any) -> Callable[[HubError, str | None], None] | None:
+    """What the app offers to count the protocol's refusals, looked up through the middlewares
+    uvicorn may wrap it in (each keeps the app it wraps as ``app``)."""
+    for _ in range(8):
+        state = getattr(app, "state", None)
+        count = getattr(state, "connection_refused", None)
+        if callable(count):
+            return count  # type: ignore[no-any-return]
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 def _peer(client: tuple[str, int] | None) -> str:

@@ -18,11 +18,12 @@ For every combination of store, worker processes and destination latency it meas
 and, as the baseline of the same run, the bare pika relay of `bench/relay.py`.
 
 The load comes from `--generators` processes of their own (one Python process signing and
-sending over httpx spends about 3 ms of CPU per request, so one alone cannot offer 300
-dossiers a second on this machine), sharing `--connections` connections to the intake, which
-runs `--serve-workers` processes. The offered phase's requests are all signed before it
-starts; the report says what the intake took in (`rate_achieved`) beside what was offered,
-and the generators' own CPU per dossier. `--phases backlog` skips the offered phase.
+sending over httpx spent about 3 ms of CPU per request, so one alone could not offer 300
+dossiers a second on this machine; they now send over bench.rawhttp), sharing
+`--connections` connections to the intake, which runs `--serve-workers` processes. The offered
+phase's requests are all signed before it starts; the report says what the intake took in
+(`rate_achieved`) beside what was offered, and the generators' own CPU per dossier.
+`--phases backlog` skips the offered phase.
 
     .venv/bin/python bench/e2e.py                       # the full matrix (long)
     .venv/bin/python bench/e2e.py --quick               # one small round of each phase
@@ -65,6 +66,10 @@ from hub.model import VN_TZ
 from hub.signing import Signer, TrustStore, generate, load_signer
 from hub.simulation import free_port
 from hub.testing.waiting import wait_for
+
+# Run as a script, the repository's root is not on the path (bench/ is).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.rawhttp import Answer, RawClient, TransportError
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -348,18 +353,16 @@ class Province:
     """The province's one-stop system: signed REST calls, each event's 202 time kept."""
 
     def __init__(self, hub_url: str, api_key: str, signer: Signer, connections: int) -> None:
-        self.http = httpx.AsyncClient(base_url=hub_url, timeout=60.0, limits=httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections))
+        # bench.rawhttp rather than httpx: a tenth of the CPU per request (see
+        # docs/performance.md#lean-load-generator); it also keeps no more requests in flight
+        # than connections, the others waiting their turn.
+        self.http = RawClient(hub_url, connections, timeout=60.0)
         self.api_key = api_key
         self.signer = signer
         self.accepted: dict[tuple[str, int], float] = {}  # (code, status) -> time of the 202
         self.refused = 0
         # Requests signed before the measured phase (``prepare``), by dossier.
         self.prepared: dict[str, list[Request]] = {}
-        # No more requests in flight than connections: httpcore's pool scans its waiting
-        # requests on every change, so thousands waiting (a generator behind its schedule on a
-        # busy machine) made the generator itself the bottleneck.
-        self.slots = asyncio.Semaphore(connections)
 
     def request(self, path: str, event_type: str, data: dict[str, Any], key: tuple[str, int],
                 ) -> Request:
@@ -389,12 +392,11 @@ class Province:
 
     async def post(self, prepared: Request) -> bool:
         path, body, headers, key = prepared
-        answer: httpx.Response | None = None
+        answer: Answer | None = None
         for _ in range(20):
             try:
-                async with self.slots:
-                    answer = await self.http.post(path, content=body, headers=headers)
-            except httpx.TransportError:
+                answer = await self.http.post(path, body, headers)
+            except TransportError:
                 # A kept-alive connection the server closed as the request went out: the
                 # Idempotency-Key makes sending it again safe.
                 await asyncio.sleep(0.2)
@@ -477,7 +479,7 @@ def _generator(conn: Any, hub_url: str, api_key: str, signer: Signer, codes: lis
 def send_load(hub_url: str, api_key: str, signer: Signer, codes: list[str], events: int, *,
              rate: float | None, processes: int, connections: int, presign: bool) -> Load:
     """Send ``codes`` from ``processes`` generator processes (one Python process signing and
-    sending over httpx takes a core at a few hundred requests a second), each with its share
+    sending takes a core at a few hundred requests a second), each with its share
     of the dossiers, of the rate and of the connections."""
     ctx = multiprocessing.get_context("fork")
     shares = [codes[i::processes] for i in range(processes)]

@@ -6,9 +6,11 @@ endpoint that echoes the same bodies, in the same run.
                                      [--rounds 3]
 
 Each target is a function returning a ``Target`` (how to start its server in a separate
-process, and the path to post to); the load generator runs in another process: ``wrk`` (Debian
-package ``wrk``) when installed, else an httpx/asyncio generator. Requests are made and signed
-before the clock starts (every one a new dossier with its own signed request id), so the
+process, and the path to post to); the load generator: ``wrk`` (Debian package ``wrk``) in a
+process of its own when installed, else an asyncio generator in this process over keep-alive
+connections (bench.rawhttp; ``--client httpx`` for the httpx one it replaced, whose CPU per
+request made it the bottleneck), which reports its own CPU per request. Requests are made and
+signed before the clock starts (every one a new dossier with its own signed request id), so the
 figures are the server's. Prints requests/s, p50/p99 and the ratio to the bare endpoint;
 writes bench/results/intake.json.
 
@@ -319,36 +321,67 @@ def run_wrk(url: str, requests: Path, duration: float, connections: int,
             "repeated": raw["wrapped"]}
 
 
-async def _httpx_load(url: str, requests: list[tuple[bytes, dict[str, str]]], duration: float,
-                      connections: int) -> dict[str, Any]:
-    import httpx
+async def _generate(url: str, requests: list[tuple[bytes, dict[str, str]]], duration: float,
+                    connections: int, client: str) -> dict[str, Any]:
+    """The load from this process, over ``client``: ``raw`` (bench.rawhttp, the requests'
+    bytes made beforehand) or ``httpx`` (what the generator was, for comparison). Reports the
+    generator's own CPU per request too."""
+    import resource
+
+    from bench.rawhttp import RawClient
 
     latencies: list[float] = []
     bad = 0
     next_i = 0
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as http:
-        end = time.perf_counter() + duration
+    parts = url.split("/", 3)
+    base, path = "/".join(parts[:3]), "/" + parts[3]
+    if client == "raw":
+        raw = RawClient(base, connections, timeout=10)
+        prepared = [raw.format("POST", path, body, headers) for body, headers in requests]
 
-        async def worker() -> None:
-            nonlocal next_i, bad
-            while time.perf_counter() < end:
-                body, headers = requests[next_i % len(requests)]
-                next_i += 1
-                t0 = time.perf_counter()
-                answer = await http.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - t0)
-                bad += answer.status_code >= 300
+        async def post(i: int) -> int:
+            return (await raw.send(prepared[i])).status_code
 
-        began = time.perf_counter()
+        close = raw.aclose
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        http = httpx.AsyncClient(limits=limits, timeout=10)
+
+        async def post(i: int) -> int:
+            body, headers = requests[i]
+            return (await http.post(url, content=body, headers=headers)).status_code
+
+        close = http.aclose
+    end = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal next_i, bad
+        while time.perf_counter() < end:
+            i = next_i % len(requests)
+            next_i += 1
+            t0 = time.perf_counter()
+            status = await post(i)
+            latencies.append(time.perf_counter() - t0)
+            bad += status >= 300
+
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    began = time.perf_counter()
+    try:
         await asyncio.gather(*(worker() for _ in range(connections)))
-        seconds = time.perf_counter() - began
+    finally:
+        await close()
+    seconds = time.perf_counter() - began
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime)
     latencies.sort()
     return {"requests": len(latencies), "seconds": round(seconds, 2),
             "rps": round(len(latencies) / seconds, 1),
             "p50_ms": latencies[len(latencies) // 2] * 1000,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
-            "max_ms": latencies[-1] * 1000, "errors": 0, "non_2xx": bad, "generator": "httpx"}
+            "max_ms": latencies[-1] * 1000, "errors": 0, "non_2xx": bad, "generator": client,
+            "generator_cpu_ms_per_request": round(cpu * 1000 / max(len(latencies), 1), 3)}
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -428,7 +461,8 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
         else:
             reqs = [target.make_request(i) for i in range(count)]
             cpu_before = cpu_seconds(proc.pid)
-            result = asyncio.run(_httpx_load(url, reqs, args.duration, args.connections))
+            result = asyncio.run(_generate(url, reqs, args.duration, args.connections,
+                                           args.client))
         cpu_after = cpu_seconds(proc.pid)
     finally:
         if maintenance is not None:
@@ -450,7 +484,9 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str
           f"{result['errors']}; CPU per request: server {cpu['server']:.2f} ms, broker "
           f"{cpu['broker']:.2f} ms, database {cpu['database']:.2f} ms; load average "
           f"{load_before[0]:.2f} -> "
-          f"{result['load_after'][0]:.2f}", flush=True)
+          f"{result['load_after'][0]:.2f}"
+          + (f"; generator {result['generator_cpu_ms_per_request']:.2f} ms per request"
+             if "generator_cpu_ms_per_request" in result else ""), flush=True)
     return result
 
 
@@ -558,6 +594,9 @@ def main() -> None:
     parser.add_argument("--targets", default="rest,rest-pg,bare,soap",
                         help="targets to measure (comma separated); bare is always measured, "
                              "as the baseline")
+    parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                        help="the load generator's HTTP client when wrk is not installed: "
+                             "bench.rawhttp (lean) or httpx (for comparison)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every target this many times, interleaved, and report "
                              "medians (a shared machine's speed drifts within minutes)")

@@ -3,7 +3,7 @@ running the hub's way and the plain way in the same process, interleaved, so tha
 machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
-        [verify] [contract] [transport] [timeline] [--rounds 3]
+        [verify] [contract] [transport] [timeline] [es256] [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
 - frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
@@ -24,6 +24,8 @@ machine's drift falls on both alike.
   jsonschema alone;
 - transport: the client's CPU per POST, 256 in flight to a local server, over aiohttp's pool
   (``hub.transport.aio``) against the small httpx pools it replaced;
+- es256: an intake request's ES256 signature made and verified straight on cryptography
+  (``hub.signing.algorithms``) against joserfc's generic path;
 - timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
   written in one statement at commit against a statement each.
 
@@ -494,6 +496,70 @@ def verify(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "remembered", "verified again")
 
 
+def es256(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """An intake request's two ES256 operations, the hub's way (straight on cryptography,
+    hub.signing.algorithms) against joserfc's generic path: CPU per ``Signer.sign`` of a
+    dossier's envelope, and per first ``Verifier.verify`` of a signed request (each request
+    new, so nothing is remembered)."""
+    from joserfc import jws
+
+    import hub.signing.verifier as verifier_module
+    from bench.intake import dossier_body
+    from hub.envelope import Envelope
+    from hub.signing import TrustStore, generate
+    from hub.signing.algorithms import registry
+    from hub.signing.jws import Signer
+    from hub.signing.truststore import TrustedKey
+    from hub.signing.verifier import Verifier
+
+    source = "VN:GOV:000.00.00.H56:igate"
+    material = generate(source, "ES256")
+    trust = TrustStore(Path(tempfile.mkdtemp(prefix="lt-hotpath-")) / "trust")
+    trust.add(material.certificate_pem())
+    assert material.certificate is not None
+    hub_signer = Signer(material.private_key, material.certificate, "ES256")
+    plain_signer = Signer(material.private_key, material.certificate, "ES256")
+    plain_signer._es256 = None  # joserfc's serialize_compact
+    body = dossier_body(1, "hotpath")
+    envs = [Envelope(id=str(uuid.uuid4()), source=source, type="vn.gov.dossier.submitted",
+                     subject="-", time=datetime.now(UTC), data=None) for _ in range(2000)]
+
+    def signing(signer: Signer) -> Callable[[], float]:
+        def run() -> float:
+            started = time.process_time()
+            for env in envs:
+                signer.sign(body, env)
+            return (time.process_time() - started) / len(envs) * 1e6
+        return run
+
+    hub, plain = median_of(args.rounds, signing(hub_signer), signing(plain_signer))
+    report("es256: sign an envelope", "µs", hub, plain, results, "cryptography", "joserfc")
+
+    signed = [(hub_signer.sign(body, env), env) for env in envs]
+    fast = verifier_module._validate_es256
+
+    def joserfc_way(obj: jws.CompactSignature, key: TrustedKey) -> bool:
+        return jws.validate_compact(obj, key.jose_key, registry=registry(key.alg))
+
+    def verifying(check: Callable[[jws.CompactSignature, TrustedKey], bool]
+                  ) -> Callable[[], float]:
+        def run() -> float:
+            verifier_module._validate_es256 = check
+            try:
+                checker = Verifier(trust, max_age=300, clock_skew=60, retry_grace=0)
+                started = time.process_time()
+                for token, env in signed:
+                    checker.verify(body, token, env)
+                return (time.process_time() - started) / len(signed) * 1e6
+            finally:
+                verifier_module._validate_es256 = fast
+        return run
+
+    hub, plain = median_of(args.rounds, verifying(fast), verifying(joserfc_way))
+    report("es256: verify a signed request", "µs", hub, plain, results, "cryptography",
+           "joserfc")
+
+
 # -- contract: a valid request recognised by jsonschema-rs ---------------------------------------
 
 def contract(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -687,7 +753,7 @@ def sequences(args: argparse.Namespace, results: dict[str, Any]) -> None:
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
-    "timeline": timeline_rows, "sequences": sequences}
+    "timeline": timeline_rows, "sequences": sequences, "es256": es256}
 
 
 def main() -> None:

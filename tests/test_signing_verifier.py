@@ -295,6 +295,41 @@ def test_signature_bytes_flipped(world: World) -> None:
     assert _code(lambda: _verifier(world).verify(body, token, env)).code == "client.bad_signature"
 
 
+def test_es256_tokens_of_joserfc_and_of_the_hub_are_interchangeable(world: World) -> None:
+    """ES256 is signed and verified without joserfc (hub.signing.algorithms): a token joserfc
+    makes passes the hub's verifier, the hub's passes joserfc's own check, and both carry the
+    same protected header segment."""
+    party = world.parties["es"]
+    body, token, env = _message(party)
+    made_by_joserfc = jws.detach_content(jws.serialize_compact(
+        _header(party, env), body, _ec_key(party), registry=registry("ES256")))
+    assert token.split(".")[0] == made_by_joserfc.split(".")[0]
+    assert _verifier(world).verify(body, made_by_joserfc, env).kid == party.kid
+    public = ECKey.import_key(_ec(party.material.private_key).public_key())
+    obj = jws.extract_compact(token.encode(), body)
+    assert jws.validate_compact(obj, public, registry=registry("ES256"))
+
+
+@pytest.mark.parametrize("length", [0, 63, 65, 96])
+def test_es256_signature_of_the_wrong_length(world: World, length: int) -> None:
+    body, token, env = _message(world.parties["es"])
+    protected, _, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    token = f"{protected}..{_b64((raw * 2)[:length])}"
+    assert _code(lambda: _verifier(world).verify(body, token, env)).code == "client.bad_signature"
+
+
+def test_es256_signature_bytes_flipped(world: World) -> None:
+    body, token, env = _message(world.parties["es"])
+    protected, _, sig = token.split(".")
+    for index in (0, 40):  # in r, in s
+        raw = bytearray(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)))
+        raw[index] ^= 1
+        flipped = f"{protected}..{_b64(bytes(raw))}"
+        err = _code(lambda t=flipped: _verifier(world).verify(body, t, env))
+        assert err.code == "client.bad_signature"
+
+
 # --- keys and algorithms -----------------------------------------------------------------------
 
 

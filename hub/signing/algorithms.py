@@ -14,7 +14,13 @@ from __future__ import annotations
 import warnings
 from functools import cache
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from joserfc import jws
 from joserfc.errors import (
     InvalidHeaderValueError,
@@ -170,3 +176,28 @@ def registry(alg: str) -> jws.JWSRegistry:
 
 # For reading a token before its key is known: extraction only applies the size limits.
 PARSE_REGISTRY = _new_registry(None)
+
+
+# ES256 straight on cryptography, the default algorithm's hot path (every message the hub signs,
+# every request it verifies): joserfc's generic path (key wrappers, per-call key checks, hex
+# round trips of r and s) cost about as much again as the ECDSA operation itself (see
+# docs/performance.md#es256-without-joserfc). The bytes are joserfc's: r || s, 32 bytes each.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_P256_BYTES = 32
+
+
+def es256_sign(key: ec.EllipticCurvePrivateKey, signing_input: bytes) -> bytes:
+    r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
+    return r.to_bytes(_P256_BYTES, "big") + s.to_bytes(_P256_BYTES, "big")
+
+
+def es256_verify(key: ec.EllipticCurvePublicKey, signing_input: bytes, signature: bytes) -> bool:
+    if len(signature) != 2 * _P256_BYTES:
+        return False
+    der = encode_dss_signature(int.from_bytes(signature[:_P256_BYTES], "big"),
+                               int.from_bytes(signature[_P256_BYTES:], "big"))
+    try:
+        key.verify(der, signing_input, _ECDSA_SHA256)
+    except InvalidSignature:
+        return False
+    return True

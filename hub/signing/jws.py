@@ -13,6 +13,7 @@ header.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,12 +21,22 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jws
+from joserfc.util import urlsafe_b64encode
 
 from hub.envelope import Envelope, check_source
 from hub.errors import ConfigError
 from hub.signing import pins
-from hub.signing.algorithms import SigningKey, check_alg, default_alg, jose_key, registry
+from hub.signing.algorithms import (
+    ES256,
+    SigningKey,
+    check_alg,
+    default_alg,
+    es256_sign,
+    jose_key,
+    registry,
+)
 from hub.signing.keys import (
     KeyFiles,
     kid_of,
@@ -65,6 +76,10 @@ class Signer:
         self.relay = relay
         self._key = jose_key(private_key, kid=self.kid, alg=self.alg)
         self._registry = registry(self.alg)
+        # ES256 (the default) is signed without joserfc, to the same token (see
+        # hub.signing.algorithms.es256_sign); the other algorithms go through joserfc.
+        self._es256 = (private_key if self.alg == ES256
+                       and isinstance(private_key, ec.EllipticCurvePrivateKey) else None)
         self._fixed: dict[str, Any] = {
             "alg": self.alg,
             "kid": self.kid,
@@ -89,6 +104,14 @@ class Signer:
             "lt-type": env.type,
             "lt-src": env.source,
         }
+        if self._es256 is not None:
+            # What joserfc's serialize_compact does for this header, detached: the same header
+            # checks, the same JSON and base64url, the signature over "<header>.<body>".
+            self._registry.check_header(header)
+            segment = urlsafe_b64encode(
+                json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+            signature = es256_sign(self._es256, segment + b"." + body)
+            return (segment + b".." + urlsafe_b64encode(signature)).decode("ascii")
         token = jws.serialize_compact(header, body, self._key, registry=self._registry)
         # joserfc embeds an unencoded payload made only of URL-safe characters; ours is
         # always detached.

@@ -353,7 +353,7 @@ class Province:
     """The province's one-stop system: signed REST calls, each event's 202 time kept."""
 
     def __init__(self, hub_url: str, api_key: str, signer: Signer, connections: int) -> None:
-        # bench.rawhttp rather than httpx: a tenth of the CPU per request (see
+        # bench.rawhttp rather than httpx: a fraction of the CPU per request (see
         # docs/performance.md#lean-load-generator); it also keeps no more requests in flight
         # than connections, the others waiting their turn.
         self.http = RawClient(hub_url, connections, timeout=60.0)

@@ -1,9 +1,9 @@
 """A lean HTTP/1.1 client for the benchmarks' load generators: keep-alive connections over
 asyncio streams, each request written as one preformatted buffer, the answer read by its
-Content-Length (or chunks). httpx spends about 3 ms of CPU per request on this machine (its
-pool, header models, event hooks), which made the generators, not the hub, the bottleneck of
-bench/intake.py and bench/e2e.py; this spends a tenth of that (see docs/performance.md#lean-
-load-generator). It speaks only what the hub answers: no TLS, no redirects, no compression.
+Content-Length (or chunks). httpx's CPU per request (its pool, header models, hooks) made the
+generators, not the hub, the bottleneck of bench/intake.py and bench/e2e.py; this spends a
+small fraction of it (docs/performance.md#lean-load-generator). It speaks only what the hub
+answers: no TLS, no redirects, no compression.
 
     client = RawClient("http://127.0.0.1:8000", connections=32)
     answer = await client.post("/v1/dossiers", body, {"Content-Type": "application/json"})

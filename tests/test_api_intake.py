@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -36,6 +37,7 @@ from hub.intake.jobs import Accepted
 from hub.intake.service import IntakeService
 from hub.signing.truststore import TrustStore
 from hub.signing.verifier import Verifier
+from hub.testing.waiting import wait_for
 
 
 @pytest.fixture
@@ -137,8 +139,10 @@ def test_concurrent_same_key_gives_one_message(hub: Hub) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len({r.message_id for r in results}) == 1
-    assert sorted(r.duplicate for r in results) == [False] + [True] * 5
+    answers = [r for r in results if isinstance(r, Accepted)]
+    assert len(answers) == 6, results
+    assert len({r.message_id for r in answers}) == 1
+    assert sorted(r.duplicate for r in answers) == [False] + [True] * 5
     assert len(hub.store.timeline(code)) == 1
 
 
@@ -431,12 +435,15 @@ def test_a_replay_is_recognised_by_another_process_and_after_a_restart(
     code = new_code()
     body = json.dumps(dossier(code)).encode()
     token = sign(first_hub.client_signer, body, SUBMITTED)
-    first = first_hub.submit({}, raw=body, token=token, headers={"Idempotency-Key": "k1"})
+    # Keys of this dossier: a PostgreSQL database is shared by the session's tests, and a key
+    # another test used for another body would be refused there as a reused key.
+    first = first_hub.submit({}, raw=body, token=token,
+                             headers={"Idempotency-Key": f"k1-{code}"})
     assert first.status_code == 202, first.text
     first_hub.stop()
     second_hub = make_hub(store_url, settings=first_hub.settings)
     again = second_hub.submit({}, raw=body, token=respelled(token),
-                              headers={"Idempotency-Key": "k2"})
+                              headers={"Idempotency-Key": f"k2-{code}"})
     assert again.status_code == 202, again.text
     assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}
     assert second_hub.outbox_count() == 1 and len(second_hub.store.timeline(code)) == 1
@@ -444,7 +451,10 @@ def test_a_replay_is_recognised_by_another_process_and_after_a_restart(
 
 def test_concurrent_replays_under_different_keys_give_one_message(hub: Hub) -> None:
     """Six copies of one signed request at once, each with a key of its own, through the
-    writer's batches (and its second attempt when another transaction took the key)."""
+    writer's batches: every copy is answered with the one message. The keys are this
+    dossier's: on PostgreSQL the session's tests share a database, and a copy under a key
+    another test kept for another body is rightly refused as a reused key (409) when it
+    comes first, as "k1" of the restart test above once was."""
     service = intake(hub)
     code = new_code()
     who = client(hub)
@@ -452,20 +462,115 @@ def test_concurrent_replays_under_different_keys_give_one_message(hub: Hub) -> N
     signed = service.verify_request(who, SUBMITTED, body, sign(hub.client_signer, body,
                                                                SUBMITTED),
                                     header_name="X-Signature")
-    results: list[Accepted] = []
+    results: list[Accepted | HubError] = []
 
     def send(n: int) -> None:
-        results.append(service.accept(who, SUBMITTED, dossier(code), idempotency_key=f"k{n}",
-                                      upstream_proof=None, replay_key=signed.replay_key))
+        try:
+            results.append(service.accept(who, SUBMITTED, dossier(code),
+                                          idempotency_key=f"k{n}-{code}", upstream_proof=None,
+                                          replay_key=signed.replay_key))
+        except HubError as exc:  # kept for the assertion, which then names it
+            results.append(exc)
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len({r.message_id for r in results}) == 1
-    assert sorted(r.duplicate for r in results) == [False] + [True] * 5
+    answers = [r for r in results if isinstance(r, Accepted)]
+    assert len(answers) == 6, results
+    assert len({r.message_id for r in answers}) == 1
+    assert sorted(r.duplicate for r in answers) == [False] + [True] * 5
     assert len(hub.store.timeline(code)) == 1
+
+
+def test_replays_in_two_processes_at_once_give_one_message(
+        make_hub: Callable[..., Hub], store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two server processes (two hubs on one store), each given a copy of one signed request
+    under a key of its own, the second's batch reaching the store while the first's
+    transaction, which wrote the copy's rows, is still open. On PostgreSQL the second waits on
+    the dossier's row, reads what is known from before the first's commit, fails on the
+    signed content's key and tries again (asserted: it did); on SQLite it waits for the write
+    lock. Either way: one message, the second copy answered as the first, and nothing of it
+    kept."""
+    first_hub, second_hub = make_hub(store_url), make_hub(store_url)
+    first, second = intake(first_hub), intake(second_hub)
+    code = new_code()
+    who = client(first_hub)
+    body = json.dumps(dossier(code)).encode()
+    signed = first.verify_request(who, SUBMITTED, body,
+                                  sign(first_hub.client_signer, body, SUBMITTED),
+                                  header_name="X-Signature")
+    held, release, second_writing = threading.Event(), threading.Event(), threading.Event()
+    keep_first, keep_second = first._writer._keep, second._writer._keep
+    rows_second = second._writer._rows
+    second_attempts: list[str] = []
+
+    def holding(tx: Any, jobs: Any, rows: Any) -> Any:
+        kept = keep_first(tx, jobs, rows)  # written, not committed
+        held.set()
+        assert release.wait(60), "the test never let the first transaction commit"
+        return kept
+
+    def reaching(jobs: Any) -> Any:
+        second_writing.set()  # next: the write lock (SQLite), the transaction
+        return rows_second(jobs)
+
+    def counted(tx: Any, jobs: Any, rows: Any) -> Any:
+        try:
+            kept = keep_second(tx, jobs, rows)
+        except Exception as exc:
+            second_attempts.append(type(exc).__name__)
+            raise
+        second_attempts.append("kept")
+        return kept
+
+    monkeypatch.setattr(first._writer, "_keep", holding)
+    monkeypatch.setattr(second._writer, "_rows", reaching)
+    monkeypatch.setattr(second._writer, "_keep", counted)
+
+    def send(service: IntakeService, key: str) -> Accepted:
+        return service.accept(who, SUBMITTED, dossier(code), idempotency_key=key,
+                              upstream_proof=None, replay_key=signed.replay_key)
+
+    key_a, key_b = f"a-{code}", f"b-{code}"
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            copy_a = pool.submit(send, first, key_a)
+            wait_for(held.is_set, 30, "the first hub's transaction to have written the copy")
+            copy_b = pool.submit(send, second, key_b)
+            wait_for(second_writing.is_set, 30, "the second hub's batch to reach the store")
+            if first_hub.store.dialect == "postgresql":
+                wait_for(lambda: lock_waits(first_hub) > 0, 30,
+                         "the second hub's transaction to wait on the first's rows")
+        finally:
+            release.set()
+        answer_a, answer_b = copy_a.result(60), copy_b.result(60)
+
+    assert answer_a == Accepted(answer_a.message_id, duplicate=False)
+    assert answer_b == Accepted(answer_a.message_id, duplicate=True)
+    if first_hub.store.dialect == "postgresql":
+        assert second_attempts == ["IntegrityError", "kept"]
+    else:
+        assert second_attempts == ["kept"]
+    # Nothing half-written: the first copy's rows, none of the second's.
+    assert (first_hub.outbox_count(), second_hub.outbox_count()) == (1, 0)
+    assert len(first_hub.store.timeline(code)) == 1 and log_rows(first_hub, code) == 1
+    assert idempotency_rows(first_hub, answer_a.message_id) == sorted(
+        [key_a, signed.replay_key])
+    with first_hub.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(intake_tables.idempotency).where(
+            intake_tables.idempotency.c.key == key_b)).scalar_one() == 0
+        assert conn.execute(select(intake_tables.dossiers.c.sequence).where(
+            intake_tables.dossiers.c.dossier_code == code)).scalar_one() == 1
+
+
+def lock_waits(hub: Hub) -> int:
+    """Sessions of this test's PostgreSQL database waiting for a lock another holds."""
+    with hub.store.engine.connect() as conn:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'").scalar_one())
 
 
 def test_the_replay_key_is_the_signed_content() -> None:

@@ -131,8 +131,8 @@ def test_concurrent_same_key_gives_one_message(hub: Hub) -> None:
     results: list[Accepted] = []
 
     def send() -> None:
-        results.append(service.accept(who, SUBMITTED, dossier(code), idempotency_key="same",
-                                      upstream_proof=None))
+        results.append(service.accept(who, SUBMITTED, dossier(code),
+                                      idempotency_key=f"same-{code}", upstream_proof=None))
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     for t in threads:
@@ -196,10 +196,11 @@ def test_service_validates_and_authorizes(hub: Hub) -> None:
         service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key="",
                        upstream_proof=None)
     assert info.value.field == "Idempotency-Key"
-    accepted = service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key="svc-1",
+    key = f"svc-{new_code()}"  # of this test only: a PostgreSQL database is the session's
+    accepted = service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key=key,
                               upstream_proof="<digest>")
     with pytest.raises(IdempotencyConflict):
-        service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key="svc-1",
+        service.accept(who, SUBMITTED, dossier(new_code()), idempotency_key=key,
                        upstream_proof=None)
     assert not accepted.duplicate
 
@@ -262,8 +263,8 @@ def test_refused_and_accepted_in_one_batch(hub: Hub) -> None:
     threads = [
         threading.Thread(target=send, args=(STATUS, {"dossier_code": code, "status": 10,
                                                      "at": "2025-01-02T08:00:00"}, None)),
-        threading.Thread(target=send, args=(SUBMITTED, dossier(other), "batch-key")),
-        threading.Thread(target=send, args=(SUBMITTED, dossier(other), "batch-key")),
+        threading.Thread(target=send, args=(SUBMITTED, dossier(other), f"batch-{other}")),
+        threading.Thread(target=send, args=(SUBMITTED, dossier(other), f"batch-{other}")),
     ]
     for t in threads:
         t.start()
@@ -359,6 +360,8 @@ def test_a_replay_under_a_new_idempotency_key_is_the_same_message(hub: Hub,
     """A captured request sent again within the age window under new Idempotency-Keys (the
     header is not signed): answered as the first time, one message, one outbox row."""
     code = new_code()
+    if first_key is not None:  # this test's own: a PostgreSQL database is the session's
+        first_key = f"{first_key}-{code}"
     body = json.dumps(dossier(code)).encode()
     token = sign(hub.client_signer, body, SUBMITTED)
     before = hub.outbox_count()
@@ -386,9 +389,11 @@ def test_a_respelled_ecdsa_signature_is_the_same_request(hub: Hub) -> None:
     token = sign(hub.client_signer, body, SUBMITTED)
     other = respelled(token)
     assert other != token
-    first = hub.submit({}, raw=body, token=token, headers={"Idempotency-Key": "k-ecdsa"})
+    first = hub.submit({}, raw=body, token=token,
+                       headers={"Idempotency-Key": f"k-ecdsa-{code}"})
     assert first.status_code == 202, first.text
-    again = hub.submit({}, raw=body, token=other, headers={"Idempotency-Key": "k-other"})
+    again = hub.submit({}, raw=body, token=other,
+                       headers={"Idempotency-Key": f"k-other-{code}"})
     # Verified (the respelled signature holds), and recognised.
     assert again.status_code == 202, again.text
     assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}

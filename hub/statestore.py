@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -125,6 +125,17 @@ class StateStore:
 
     def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
         return adaptertables.mark_emitted(self.engine, self.events, event_ids, now)
+
+
+class Records(Protocol[R]):
+    """The port of records kept once per key (``RecordStore``, or an in-memory fake), with the
+    events they caused."""
+
+    def add(self, record: R) -> R:
+        """The record kept under ``record``'s key, recorded now if none was."""
+
+    def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
+        """Record that these events were published; how many were still unmarked."""
 
 
 class RecordStore(StateStore, Generic[R]):

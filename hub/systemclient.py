@@ -14,7 +14,7 @@ import httpx
 from hub.adapterconfig import AdapterConfig, HttpUrl
 from hub.adapters import AdapterContext
 from hub.contracts import Contract
-from hub.errors import PermanentError
+from hub.errors import HubError, PermanentError, RetryableError
 from hub.outbound import CallPolicy
 from hub.transport import HttpTransport, Outbound, Said
 from hub.transport.base import origin_of
@@ -40,6 +40,13 @@ class SystemClient:
 
     def explain(self, doc: dict[str, Any]) -> Said | None:
         return None
+
+    def refused(self, text: str, field: str, *, retry: bool = False) -> HubError:
+        """The system refused a request: worth retrying as it is (``retry``: it said it is
+        busy) or not; ``field`` holds its code."""
+        if retry:
+            return RetryableError(text, code="system.busy", field=field, origin=self.origin)
+        return PermanentError(text, code="system.rejected", field=field, origin=self.origin)
 
     def valid(self, kind: str, reply: dict[str, Any]) -> dict[str, Any]:
         """``reply``, when it keeps the system's ``kind`` contract; else ``PermanentError``."""

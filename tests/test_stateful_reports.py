@@ -17,12 +17,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from state_fakes import MemoryWaybills
 
+from adapters.postal.pool import check_waybill
 from hub.adaptertables import ensure_schema
 from hub.calllog import call_log_table
 from hub.envelope import Envelope
 from hub.errors import HubError, RetryableError
+from hub.numberpool import PoolCounts
+from hub.numberranges import PLAIN, Numbers
 from hub.parked import Parked, parked_table
+from hub.poolcommands import PoolAt, pool_commands
 from hub.reports import CALLBACK, Report, ReportStore, Verdict, by_table
 from hub.statefeed import FeedStore, changes
 from hub.stateful import Requested, Sweep, event_json, open_pass
@@ -337,3 +342,23 @@ def test_a_feed_records_changes_once_and_closes_on_a_terminal_state(feed: Parcel
     assert feed.unemitted_of(parcels.c.owner == owner, 10, named=[]) == []
     assert feed.mark_emitted([json.loads(e)["id"] for e in first], NOW) == 2
     assert feed.unemitted_of(parcels.c.owner == owner, 10) == []
+
+
+# -- an operator's commands for a pool of numbers (hub.poolcommands) ----------------------------
+
+
+def test_pool_commands_load_numbers_given_every_way_and_count_them(tmp_path: Path) -> None:
+    pool = MemoryWaybills()
+    numbers = Numbers(check_waybill, (PLAIN,), "ticket")
+    at = PoolAt(pool, "O1", lambda: NOW)
+    add, status = pool_commands(numbers, lambda ctx, runtime: runtime, system="the toy system",
+                                owner_option="--owner", owner_help="Owner.",
+                                first_help="First number.")
+    path = tmp_path / "numbers.txt"
+    path.write_text("TK000001\n# a comment\nTK000002\n", encoding="utf-8")
+    loaded = add(None, numbers=["TK000009"], file=path, first="TK000002", last="TK000004",
+                 runtime=at)
+    assert (loaded.owner, loaded.offered, loaded.added) == ("O1", 6, 5)  # TK000002 twice
+    assert status(None, runtime=at) == PoolCounts(free=5, taken=0, burned=0)
+    assert add(None, numbers=["TK000100"], owner="O2", runtime=at).counts.free == 1
+    assert "ticket numbers the toy system allocated" in (add.__doc__ or "")

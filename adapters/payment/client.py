@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.payment.config import NAME, ORIGIN
 from adapters.payment.mapping import checksum
-from hub.errors import PermanentError, RetryableError
+from hub.errors import PermanentError
 from hub.privacy import collect
 from hub.systemclient import SystemClient
 from hub.transport import Reply, Request, Said
@@ -58,6 +58,4 @@ class PaymentClient(SystemClient):
         detail = reply.get(self.mapping.fields.reply.error_text)
         text = (f"the gateway refused {kind.upper()} for {message.get('MaThamChieu')!r}: MaLoi "
                 f"{code} ({meaning})" + (f": {detail}" if detail else ""))
-        if known is not None and known.retry:
-            raise RetryableError(text, code="system.busy", field="MaLoi", origin=ORIGIN)
-        raise PermanentError(text, code="system.rejected", field="MaLoi", origin=ORIGIN)
+        raise self.refused(text, "MaLoi", retry=known is not None and known.retry)

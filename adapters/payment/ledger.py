@@ -6,7 +6,7 @@ before, or parked for an operator, nothing published."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from hub.parked import Parked
 from hub.reports import ReportBook, Settled, Verdict, by_table
 from hub.settings import PROJECT_ROOT
 from hub.stateful import Requested
+from hub.statestore import Records
 from hub.transitions import IllegalTransition as IllegalTransition
 from hub.transitions import Transition as Transition
 from hub.transitions import Transitions
@@ -178,11 +179,8 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
                   f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
 
 
-class Ledger(ReportBook, Protocol):
+class Ledger(Records[Transaction], ReportBook, Protocol):
     """The payment adapter's state."""
-
-    def add(self, payment: Transaction) -> Transaction:
-        """The payment recorded under ``payment``'s reference, recorded now if none was."""
 
     def get(self, reference: str) -> Transaction | None: ...
 
@@ -206,6 +204,3 @@ class Ledger(ReportBook, Protocol):
 
     def unemitted(self, partner: str, limit: int) -> list[str]:
         """Events of settlements whose publication was not confirmed yet."""
-
-    def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int:
-        """Record that these events were published; how many were still unmarked."""

@@ -11,7 +11,7 @@ from adapters.postal import translate
 from adapters.postal.config import NAME, ORIGIN
 from adapters.postal.translate import TrackItem
 from hub.adapterconfig import optional_secret
-from hub.errors import PermanentError, RetryableError, ValidationError
+from hub.errors import PermanentError, ValidationError
 from hub.privacy import collect, mask
 from hub.systemclient import SystemClient
 from hub.transport import Reply, Request, Said
@@ -51,10 +51,8 @@ class PostalClient(SystemClient):
         text = (f"the postal service answered Status {status} "
                 f"({known.meaning if known else 'not in mappings/postal/statuses.toml'}) to "
                 f"{what}: {mask(str(reply.get(r.message, '')), personal)}")
-        if outcome == "retry":
-            raise RetryableError(text, code="system.busy", field=r.status, origin=ORIGIN)
-        if outcome == "rejected":
-            raise PermanentError(text, code="system.rejected", field=r.status, origin=ORIGIN)
+        if outcome in ("retry", "rejected"):
+            raise self.refused(text, r.status, retry=outcome == "retry")
         return Answer(status, outcome, text)
 
     async def create_order(self, message: dict[str, Any], what: str) -> Answer:
@@ -80,10 +78,9 @@ class PostalClient(SystemClient):
                 "tracking", self.cfg.tracking_path, method="GET", params=params))).body)
             if self._status(reply, f"tracking of order {order_number!r}", ()).outcome != (
                     "accepted"):
-                raise PermanentError(
+                raise self.refused(
                     f"the postal service answered the tracking of order {order_number!r} with "
-                    f"Status {reply[r.status]}, which is no answer to a tracking request",
-                    code="system.rejected", field=r.status, origin=ORIGIN)
+                    f"Status {reply[r.status]}, which is no answer to a tracking request", r.status)
             data = reply.get(r.data) or {}
             total = int(data.get(t.total_pages, 1) or 0)
             for i, doc in enumerate(data.get(t.items, [])):

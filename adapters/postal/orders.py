@@ -14,6 +14,7 @@ from typing import Protocol
 from adapters.postal.translate import TrackItem
 from hub.envelope import Envelope
 from hub.stateful import Requested
+from hub.statestore import Records
 
 POLL, WEBHOOK, ORDER = "poll", "webhook", "order"
 
@@ -35,15 +36,12 @@ class Order(Requested):
 Build = Callable[[Order, TrackItem], Envelope]
 
 
-class Orders(Protocol):
+class Orders(Records[Order], Protocol):
     """The postal adapter's orders and their tracking."""
 
     def by_key(self, order_key: str) -> Order | None: ...
 
     def by_waybill(self, waybill: str) -> Order | None: ...
-
-    def add(self, order: Order) -> Order:
-        """Record an order about to be placed, unless its key is recorded: the recorded one."""
 
     def drop(self, waybill: str) -> None:
         """Forget an order that was never placed (its waybill is used elsewhere)."""
@@ -68,5 +66,3 @@ class Orders(Protocol):
                   limit: int) -> list[str]:
         """Events found by polling whose publication was not confirmed yet: of these waybills,
         or of every order of ``customer_code`` (None), closed ones included."""
-
-    def mark_emitted(self, event_ids: Iterable[str], now: datetime) -> int: ...

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 
 from hub.errors import RetryableError
@@ -113,3 +114,62 @@ def test_no_answer_in_time_is_a_timeout(server: Callable[[Serve], str]) -> None:
         _send(server(_never_answer), timeout=0.5)
     assert caught.value.code == "system.timeout"
     assert "within 0.5s" in caught.value.message
+
+
+class _Counted(AiohttpPool):
+    """Counts the requests that went through httpx's request and response."""
+
+    through_httpx = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.through_httpx += 1
+        return await super().handle_async_request(request)
+
+
+def test_a_plain_call_goes_straight_to_aiohttp_as_httpx_would_send_it(
+        server: Callable[[Serve], str]) -> None:
+    """The direct path (AiohttpPool.exchange) sends the same request as httpx does over its
+    own transport: the same body bytes, the same headers (the client's, the system's, the
+    request's, case-insensitively, a request's own Accept over the client's); a call with a
+    query still goes through httpx."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def record(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")[1:]
+            headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+            while len(rest) < int(headers["content-length"]):
+                rest += conn.recv(65536)
+            seen.append((headers, rest))
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
+
+    url = server(record)
+    pool = _Counted(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+    request = Request("DongBoHoSoMC", "/x", body={"a": "Nguyễn", "n": [1, 2.5, None]},
+                      headers={"accept": "text/json", "X-Extra": "1"})
+
+    async def go() -> None:
+        for transport in (pool, httpx.AsyncHTTPTransport()):
+            http = HttpTransport("portal", "the portal", base_url=url, timeout=2.0,
+                                 headers={"dstcode": "G22"}, transport=transport)
+            try:
+                assert (await http.send(request)).body == {}
+                if transport is pool:
+                    assert pool.through_httpx == 0
+                    await http.send(Request("TraCuuHoSo", "/x", body={}, params={"q": "1"}))
+                    assert pool.through_httpx == 1
+                    seen.pop()
+            finally:
+                await http.aclose()
+
+    asyncio.run(go())
+    (direct, direct_body), (plain, plain_body) = seen
+    assert direct_body == plain_body == json.dumps(
+        {"a": "Nguyễn", "n": [1, 2.5, None]}, ensure_ascii=False, separators=(",", ":")).encode()
+    assert direct == plain
+    assert direct["accept"] == "text/json" and direct["dstcode"] == "G22"

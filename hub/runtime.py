@@ -207,14 +207,16 @@ async def run_until_signalled(workers: list[Worker]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Start-up objects (modules, schemas, keys) never die: keep full collections from
+    # rescanning them while messages flow (long GC pauses were the relay's p99). Frozen before
+    # the consumers start: the collection walks the whole start-up heap (a few hundred ms on a
+    # loaded machine), which stalled the deliveries of a backlog taken at start.
+    freeze_startup_heap()
     for w in workers:
         w.consumer.start()
     for w in workers:
         await w.consumer.wait_consuming()
         log.info("worker %s consuming %s", w.spec.name, w.consumer.queue)
-    # Start-up objects (modules, schemas, keys) never die: keep full collections from
-    # rescanning them while messages flow (long GC pauses were the relay's p99).
-    freeze_startup_heap()
     await stop.wait()
     await asyncio.gather(*(w.stop() for w in workers))
 

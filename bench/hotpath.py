@@ -3,7 +3,7 @@ running the hub's way and the plain way in the same process, interleaved, so tha
 machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
-        [verify] [contract] [transport] [timeline] [es256] [--rounds 3]
+        [verify] [contract] [transport] [direct] [timeline] [sequences] [es256] [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
 - frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
@@ -24,6 +24,9 @@ machine's drift falls on both alike.
   jsonschema alone;
 - transport: the client's CPU per POST, 256 in flight to a local server, over aiohttp's pool
   (``hub.transport.aio``) against the small httpx pools it replaced;
+- direct: a portal call's CPU through ``HttpTransport.send``, 256 in flight, straight to
+  aiohttp's session (``AiohttpPool.exchange``) against httpx's request and response around
+  the same pool;
 - es256: an intake request's ES256 signature made and verified straight on cryptography
   (``hub.signing.algorithms``) against joserfc's generic path;
 - timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
@@ -667,6 +670,85 @@ def transport(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "aiohttp pool", "httpx pools")
 
 
+def _local_server(port: int) -> Any:
+    """``_SERVER`` on ``port``, once it answers."""
+    import subprocess
+
+    import httpx
+
+    server = subprocess.Popen([sys.executable, "-c", _SERVER, str(port)])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return server
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                server.terminate()
+                raise
+            time.sleep(0.1)
+
+
+def direct(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """A portal call's CPU in the worker's process through ``HttpTransport.send`` (what the
+    portal's client calls), 256 in flight to a local server: straight to aiohttp's session
+    (``AiohttpPool.exchange``) against the httpx request and response around the same pool
+    (what it did before). On uvloop, as a worker runs."""
+    import httpx
+    import uvloop
+
+    from hub.simulation import free_port
+    from hub.transport.aio import AiohttpPool
+    from hub.transport.base import Request
+    from hub.transport.http import HttpTransport
+
+    class ThroughHttpx(httpx.AsyncBaseTransport):
+        """The same pool, offering httpx's transport interface only."""
+
+        def __init__(self) -> None:
+            self.pool = AiohttpPool.for_calls(256)
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            return await self.pool.handle_async_request(request)
+
+        async def aclose(self) -> None:
+            await self.pool.aclose()
+
+    port = free_port()
+    server = _local_server(port)
+    request = Request("DongBoHoSoMC", "/x", body={
+        "session": "token", "data": [{"field": "v" * 40, "n": i} for i in range(20)]})
+    n = 3000
+
+    def calls(make: Callable[[], httpx.AsyncBaseTransport]) -> Callable[[], float]:
+        async def go() -> float:
+            http = HttpTransport("portal", "the portal", base_url=f"http://127.0.0.1:{port}",
+                                 timeout=30, headers={"dstcode": "bench"}, transport=make())
+            try:
+                slots = asyncio.Semaphore(256)
+
+                async def one() -> None:
+                    async with slots:
+                        await http.send(request)
+
+                await asyncio.gather(*(one() for _ in range(300)))  # connections opened
+                started = time.process_time()
+                await asyncio.gather(*(one() for _ in range(n)))
+                return (time.process_time() - started) / n * 1e6
+            finally:
+                await http.aclose()
+        return lambda: uvloop.run(go())
+
+    try:
+        hub, plain = median_of(args.rounds, calls(lambda: AiohttpPool.for_calls(256)),
+                               calls(ThroughHttpx))
+    finally:
+        server.terminate()
+        server.wait()
+    report("direct: a portal call with 256 in flight", "µs", hub, plain, results,
+           "straight to aiohttp", "httpx around aiohttp")
+
+
 # -- timeline: a batch of recordings' rows in one statement ---------------------------------------
 
 def timeline_rows(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -753,6 +835,7 @@ def sequences(args: argparse.Namespace, results: dict[str, Any]) -> None:
 EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
+    "direct": direct,
     "timeline": timeline_rows, "sequences": sequences, "es256": es256}
 
 

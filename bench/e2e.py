@@ -382,8 +382,9 @@ class Province:
         for n in range(2, events + 1):
             out.append(self.request(
                 f"/v1/dossiers/{code}/status", "vn.gov.dossier.status-changed",
-                {"status": STATUSES[n - 1], "at": datetime.now(VN_TZ).isoformat(),
-                 "officer": "Lê Thị Bình", "note": "bench"}, (code, n)))
+                {"dossier_code": code, "status": STATUSES[n - 1],
+                 "at": datetime.now(VN_TZ).isoformat(), "officer": "Lê Thị Bình",
+                 "note": "bench"}, (code, n)))
         return out
 
     def prepare(self, codes: list[str], events: int) -> None:

@@ -276,8 +276,8 @@ def dossier(code: str, channel: int, **extra: Any) -> dict[str, Any]:
 
 
 def status(code: str, value: int, note: str) -> dict[str, Any]:
-    return {"status": value, "at": datetime.now(VN_TZ).isoformat(), "officer": "Lê Thị Bình",
-            "note": note}
+    return {"dossier_code": code, "status": value, "at": datetime.now(VN_TZ).isoformat(),
+            "officer": "Lê Thị Bình", "note": note}
 
 
 def has(entries: list[dict[str, Any]], event_type: str, **summary: Any) -> bool:
@@ -324,8 +324,8 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     step("4. a fee: payment requested, the citizen pays, the gateway calls back")
     reference = f"LT{counter}{secrets.token_hex(3).upper()}"
     province.post(f"/v1/dossiers/{first}/payments", "vn.gov.payment.requested", {
-        "procedure_code": "2.002492", "agency_code": AGENCY, "reference": reference,
-        "amount": "75000", "description": f"Lệ phí hồ sơ {first}",
+        "dossier_code": first, "procedure_code": "2.002492", "agency_code": AGENCY,
+        "reference": reference, "amount": "75000", "description": f"Lệ phí hồ sơ {first}",
         "fees": [{"code": "LP-XD", "name": "Lệ phí cấp giấy phép xây dựng",
                   "amount": "75000", "kind": 2}],
         "payer": {"identity_number": "001090012345", "name": "Nguyễn Văn An"}})
@@ -343,7 +343,8 @@ def play(settings: Settings, sims: Simulators, province: Upstream, portal: Upstr
     province.post(f"/v1/dossiers/{first}/status", "vn.gov.dossier.status-changed",
                   status(first, 9, "Đã có kết quả"))
     province.post(f"/v1/dossiers/{first}/postal-orders", "vn.gov.postal.pickup-requested", {
-        "direction": "return", "cod_amount": "0", "description": "Giấy phép xây dựng",
+        "dossier_code": first, "direction": "return", "cod_amount": "0",
+        "description": "Giấy phép xây dựng",
         "sender": {"name": "Trung tâm Phục vụ hành chính công tỉnh Thanh Hóa",
                    "address": "Số 28 Đại lộ Lê Lợi", "phone": "02373750000",
                    "province": "38", "district": "380"},

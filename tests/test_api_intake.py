@@ -414,20 +414,34 @@ def test_a_resubmission_signed_anew_is_caught_under_another_key_too(hub: Hub) ->
     assert len(hub.store.timeline(code)) == 1
 
 
-def test_the_same_signed_body_on_another_path_is_refused(hub: Hub) -> None:
-    """A status change names its dossier in the path, which the signature does not cover: the
-    same signed bytes sent to another dossier's path are not a second status change."""
+def test_a_signed_body_is_bound_to_its_dossier_s_path(hub: Hub) -> None:
+    """A status change names its dossier in the path, which the signature does not cover: a
+    body that names no dossier is refused on every path (signed as it is, it could be sent to
+    any), and a signed body naming one dossier sent to another's path is refused, before and
+    after it was taken on its own path."""
     mine, other = new_code(), new_code()
-    body = json.dumps({"status": 2, "at": "2025-01-01T09:00:00"}).encode()
+    unbound = json.dumps({"status": 2, "at": "2025-01-01T09:00:00"}).encode()
+    token = sign(hub.client_signer, unbound, STATUS)
+    for code in (mine, other):
+        refused = hub.post(f"/v1/dossiers/{code}/status", None, STATUS, raw=unbound,
+                           token=token)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert (problem["code"], problem["field"]) == ("client.schema_invalid", "dossier_code")
+        assert "required" in problem["message"] and code in problem["message"]
+    body = json.dumps({"dossier_code": mine, "status": 2,
+                       "at": "2025-01-01T09:00:00"}).encode()
     token = sign(hub.client_signer, body, STATUS)
-    first = hub.post(f"/v1/dossiers/{mine}/status", None, STATUS, raw=body, token=token)
-    assert first.status_code == 202, first.text
-    moved = hub.post(f"/v1/dossiers/{other}/status", None, STATUS, raw=body, token=token,
-                     headers={"Idempotency-Key": "elsewhere"})
-    assert moved.status_code == 409, moved.text
-    assert (moved.json()["code"], moved.json()["field"]) == ("client.replayed_id",
-                                                             "X-Signature")
-    assert first.json()["message_id"] in moved.json()["message"]
+    for taken_before in (False, True):
+        if taken_before:
+            first = hub.post(f"/v1/dossiers/{mine}/status", None, STATUS, raw=body, token=token)
+            assert first.status_code == 202, first.text
+        moved = hub.post(f"/v1/dossiers/{other}/status", None, STATUS, raw=body, token=token,
+                         headers={"Idempotency-Key": f"elsewhere-{taken_before}"})
+        assert moved.status_code == 422, moved.text
+        assert (moved.json()["code"], moved.json()["field"]) == ("client.schema_invalid",
+                                                                 "dossier_code")
+        assert mine in moved.json()["message"] and other in moved.json()["message"]
     assert hub.store.timeline(other) == [] and len(hub.store.timeline(mine)) == 1
 
 

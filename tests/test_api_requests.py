@@ -131,7 +131,7 @@ def test_payment_request_is_kept(make_hub: Callable[..., Hub], store_url: str) -
     # The path's code is the dossier's; the amount is kept exactly, as a decimal string.
     assert env.data["dossier_code"] == code and env.data["amount"] == "150000.5"
     assert env.data["reference"] == data["reference"]
-    # Repeating the path's code in the body is allowed.
+    # The body names the path's dossier (Hub.post adds it to a body without it).
     again = payment(dossier_code=code)
     accepted(hub.post(f"/v1/dossiers/{code}/payments", again, PAYMENT))
     timeline = hub.http.get(f"/v1/dossiers/{code}/timeline", headers=hub.headers).json()

@@ -27,6 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_api_support import (  # noqa: F401 - fixtures
     API_KEY,
     CLIENT_ID,
+    PROGRESS,
+    STATUS,
     SUBMITTED,
     Keys,
     declare_events,
@@ -679,3 +681,46 @@ def test_every_refusal_is_counted_and_leaves_nothing_behind(edge: Edge, keys: Ke
     assert _rows(edge.data_dir) == rows
     for path in edge.data_dir.glob("hub.db*"):
         assert MARKER.encode() not in path.read_bytes(), path
+
+
+def test_a_signed_body_is_bound_to_its_dossier_s_path(edge: Edge, keys: Keys) -> None:
+    """The signature covers the body, not the path: a body of a dossier's route that names no
+    dossier is refused (signed as it is, it could be sent to any dossier's path), and a signed
+    body naming one dossier, sent to another's path, is refused; neither leaves anything."""
+    signer = keys.signer(keys.client)
+    mine, other = new_code(), new_code()
+
+    def post(code: str, route: str, event_type: str, body: bytes, token: str) -> httpx.Response:
+        return httpx.post(f"{edge.base}/v1/dossiers/{code}/{route}", content=body, headers={
+            "X-API-Key": API_KEY, "Content-Type": "application/json", "X-Signature": token},
+            timeout=10)
+
+    def refused(answer: httpx.Response, *named: str) -> None:
+        assert answer.status_code == 422, answer.text
+        problem = answer.json()
+        assert (problem["code"], problem["field"]) == ("client.schema_invalid", "dossier_code")
+        assert all(code in problem["message"] for code in named), problem
+
+    status = {"status": 2, "at": "2025-01-01T09:00:00"}
+    step = {"officer": "Lê Thị B", "content": "thẩm định", "status": 4,
+            "at": "2025-01-01T10:00:00"}
+    for route, event_type, data in (("status", STATUS, status), ("progress", PROGRESS, step)):
+        unbound = json.dumps(data).encode()
+        refused(post(other, route, event_type, unbound, sign(signer, unbound, event_type)),
+                other)
+    bound = json.dumps({"dossier_code": mine, **status}).encode()
+    token = sign(signer, bound, STATUS)
+    refused(post(other, "status", STATUS, bound, token), mine, other)
+    taken = post(mine, "status", STATUS, bound, token)
+    assert taken.status_code == 202, taken.text
+    refused(post(other, "status", STATUS, bound, token), mine, other)  # and after it was taken
+
+    def timeline(code: str) -> list[dict[str, object]]:
+        answer = httpx.get(f"{edge.base}/v1/dossiers/{code}/timeline",
+                           headers={"X-API-Key": API_KEY}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        entries: list[dict[str, object]] = answer.json()["entries"]
+        return entries
+
+    assert timeline(other) == []
+    assert [e["message_id"] for e in timeline(mine)] == [taken.json()["message_id"]]

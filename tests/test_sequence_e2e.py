@@ -404,8 +404,8 @@ def test_interleaved_callbacks_and_rest_changes_all_reach_the_portal_in_order(
         assert answer.status_code == 202, answer.text
 
     def change(status: int) -> None:
-        rest(f"/v1/dossiers/{code}/status", {"status": status, "at": "2025-01-02T09:00:00"},
-             STATUS)
+        rest(f"/v1/dossiers/{code}/status",
+             {"dossier_code": code, "status": status, "at": "2025-01-02T09:00:00"}, STATUS)
 
     with httpx.Client(base_url=running.base, timeout=10) as http:
         rest("/v1/dossiers", dossier(code), SUBMITTED)

@@ -101,8 +101,9 @@ _OPEN: dict[str, Any] = {"security": []}
 def _json_body(contract: str, description: str, *, path_code: bool = False) -> dict[str, Any]:
     return {
         "requestBody": {"required": True, **json_body(contract), "description": (
-            f"{description}; a dossier_code in the body must be the path's code (422 "
-            "otherwise): the path's code is the one kept" if path_code else description)},
+            f"{description}; its dossier_code is required and must be the path's code "
+            "(422 client.schema_invalid, field dossier_code, otherwise): the signature covers "
+            "the body, not the path" if path_code else description)},
         "parameters": [
             *([_CODE_PARAMETER] if path_code else []),
             {"name": SIGNATURE_HEADER, "in": "header", "required": True,
@@ -469,11 +470,18 @@ def _verification_agency(client: ClientIdentity, event_type: str,
 
 
 def _with_path_code(data: dict[str, Any], code: str) -> dict[str, Any]:
+    """The body of a route whose path names a dossier must name it too: the signature covers
+    the body, never the path, and a body that named no dossier could be sent, signed as it
+    is, to any dossier's path."""
     given = data.get("dossier_code")
-    if given is not None and given != code:
-        raise ValidationError(f"is {given!r:.60} but the path names {code}; leave it out or "
-                              "repeat the path's code", field="dossier_code")
-    return {**data, "dossier_code": code}
+    if given is None:
+        raise ValidationError(f"is required: the signature covers the body, not the path, so "
+                              f"the body names the path's dossier; add \"dossier_code\": "
+                              f"\"{code}\" to the body and sign it", field="dossier_code")
+    if given != code:
+        raise ValidationError(f"is {given!r:.60} but the path names {code}; send the body to "
+                              "its dossier's path, or repeat the path's code", field="dossier_code")
+    return data
 
 
 def _form(body: bytes) -> dict[str, str]:

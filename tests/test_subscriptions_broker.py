@@ -4,9 +4,11 @@ nothing else, projected copies signed by the hub, history replayed, alerts."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pika
@@ -34,8 +36,8 @@ from hub.errors import AccessDenied, ClientError
 from hub.settings import Settings
 from hub.signing.keys import kid_of
 from hub.store import Store
-from hub.subscriptions import records, service
-from hub.subscriptions.fanout import hub_signer
+from hub.subscriptions import fanout, records, service
+from hub.subscriptions.fanout import Fanout, hub_signer
 from hub.subscriptions.replay import replay
 from hub.subscriptions.status import StatusCollector, statuses
 from hub.subscriptions.topology import apply_from_store
@@ -373,3 +375,38 @@ def test_the_oldest_message_is_dated_with_a_consumer_holding_messages_and_withou
     rows = {r["name"]: r for r in json.loads(listed.output)}
     assert rows["hotich"]["oldest_age_seconds"] is not None
     assert rows["hotich"]["oldest_age_at_least"] is False
+
+
+def test_the_fan_out_reloads_off_the_event_loop(hub: Hub, store: Store,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload during deliveries reads the store and asks the broker, over a blocking
+    connection, about a subscription's queue not seen before: it runs in a thread, and the
+    process's other work goes on meanwhile (here, the task that lets the broker's check
+    finish: on the loop, it could never run, and the check would give up waiting)."""
+    s = hub.settings
+    handler = Fanout(s, store, hub_signer(s))
+    assert handler.subscriptions == []
+    service.add(s, store, "bhxh", BHXH, ["vn.gov.dossier.submitted"], [H56], [])
+    released = threading.Event()
+    waited: list[bool] = []
+    real = fanout.queues_present
+
+    def slow_broker(settings: Settings, queues: Sequence[str]) -> set[str]:
+        waited.append(released.wait(30))  # True once the loop's other task released it
+        return real(settings, queues)
+
+    monkeypatch.setattr(fanout, "queues_present", slow_broker)
+    handler._loaded -= fanout.RELOAD + 1  # its last reload as old as the reload interval
+
+    async def deliver() -> list[str]:
+        matching = asyncio.create_task(handler.matching(dossier(1)))
+
+        async def meanwhile() -> None:
+            released.set()
+
+        await asyncio.gather(matching, meanwhile())
+        return [sub.name for sub in matching.result()]
+
+    assert asyncio.run(deliver()) == ["bhxh"]
+    assert waited == [True]
+    assert service.names_of(s).queue("bhxh") in handler.present

@@ -17,7 +17,11 @@ delivery for good: nothing unprojected is sent anywhere.
 
 Subscriptions are read from the store at start, again every ``RELOAD`` seconds, and at once
 when a delivery matches none (the feed was bound for a subscription added since). Each is
-checked against the access list again: one the list no longer allows gets nothing.
+checked against the access list again: one the list no longer allows gets nothing. A reload
+during deliveries runs in a thread, one at a time, the deliveries that need it waiting for it:
+it reads the store and, for a subscription's queue not yet seen, opens a blocking connection
+to the broker, which would otherwise hold the worker process's event loop (every consumer of
+the process) for as long as the broker takes to answer.
 """
 
 from __future__ import annotations
@@ -124,9 +128,16 @@ class Fanout:
         # then by the status poll: ``saw``); the others get their copies alone (``copies``).
         self.present: set[str] = set()
         self._loaded = 0.0
+        self._reloading = asyncio.Lock()
         self.reload()
 
     def reload(self) -> None:
+        """Read the subscriptions now, blocking (at start, before any delivery)."""
+        self._apply(*self._load())
+
+    def _load(self) -> tuple[AccessList, list[Subscription], set[str]]:
+        """The access list, the subscriptions it allows and which of their queues not seen
+        before exist. Blocking (the store, the broker): run in a thread during deliveries."""
         access = self._fixed_access or AccessList.load(self.settings)
         allowed = []
         for s in records.all_(self.store):
@@ -134,21 +145,30 @@ class Fanout:
                 allowed.append(access.check(s))
             except HubError as exc:
                 log.warning("subscription %s gets nothing: %s", s.name, exc)
-        self.access, self.subscriptions = access, allowed
         unseen = [q for q in (self.sn.queue(s.name) for s in allowed) if q not in self.present]
-        if unseen:
-            self.present = self.present | queues_present(self.settings, unseen)
+        return access, allowed, queues_present(self.settings, unseen) if unseen else set()
+
+    def _apply(self, access: AccessList, allowed: list[Subscription], found: set[str]) -> None:
+        self.access, self.subscriptions = access, allowed
+        self.present = self.present | found
         self._patterns = [(s, s.patterns()) for s in allowed]
         self._matched = {}
         self._loaded = time.monotonic()
 
-    def matching(self, env: Envelope) -> list[Subscription]:
+    async def _reload_off_loop(self, stale: float) -> None:
+        """Reload in a thread, unless another delivery did since the one that saw ``stale``
+        (the time of the reload it found too old): its waiters take the new state."""
+        async with self._reloading:
+            if self._loaded == stale:
+                self._apply(*await asyncio.to_thread(self._load))
+
+    async def matching(self, env: Envelope) -> list[Subscription]:
         if time.monotonic() - self._loaded > RELOAD:
-            self.reload()
+            await self._reload_off_loop(self._loaded)
         key = routing_key(env)
         found = self._match(key)
         if not found and time.monotonic() - self._loaded > 0.5:
-            self.reload()
+            await self._reload_off_loop(self._loaded)
             found = self._match(key)
         return found
 
@@ -164,9 +184,9 @@ class Fanout:
                 if any(topic_match(p, key) for p in patterns)]
         return found
 
-    def __call__(self, delivery: Delivery) -> list[Outgoing]:
+    async def __call__(self, delivery: Delivery) -> list[Outgoing]:
         env = delivery.envelope
-        return copies(env, self.matching(env), self.access, self.signer, self.sn,
+        return copies(env, await self.matching(env), self.access, self.signer, self.sn,
                       present=self.present)
 
     def saw(self, found: Sequence[Status]) -> None:

@@ -3,7 +3,8 @@ running the hub's way and the plain way in the same process, interleaved, so tha
 machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
-        [verify] [contract] [transport] [direct] [timeline] [sequences] [es256] [--rounds 3]
+        [verify] [contract] [transport] [direct] [timeline] [sequences] [es256] [routes]
+        [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
 - frames: CPU per publish of ``hub.broker.Publisher`` with pika's write buffer coalesced
@@ -29,6 +30,8 @@ machine's drift falls on both alike.
   the same pool;
 - es256: an intake request's ES256 signature made and verified straight on cryptography
   (``hub.signing.algorithms``) against joserfc's generic path;
+- routes: a request through the app's middlewares to a plain ASGI route on the app's own
+  router (``hub.api.app``) against the same route in an included router;
 - timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
   written in one statement at commit against a statement each.
 
@@ -563,6 +566,79 @@ def es256(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "joserfc")
 
 
+def routes(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """An intake request's way through the app (the hub's four middlewares, FastAPI's own, the
+    router) to a plain ASGI route answering at once, on uvloop: the route on the app's own
+    router, as hub.api.app puts the intake routes, against the route in an included router.
+    CPU per request, the ASGI app called directly (no sockets)."""
+    import uvloop
+    from fastapi import APIRouter, FastAPI
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from hub.api import problems
+    from hub.api.auth import RequestPeer
+    from hub.api.limits import BodySizeLimit, RequestTimeoutLimit
+    from hub.api.metrics import Metrics, RequestMetrics
+    from hub.api.rest import _PlainEndpoint
+
+    async def handle(request: Request) -> Response:
+        await request.body()
+        return Response(b'{"message_id":"x","duplicate":false}', status_code=202,
+                        media_type="application/json")
+
+    def app(included: bool) -> FastAPI:
+        made = FastAPI(middleware=[
+            Middleware(RequestMetrics, metrics=Metrics()),
+            Middleware(RequestTimeoutLimit, seconds=30),
+            Middleware(BodySizeLimit, max_bytes=1 << 20),
+            Middleware(RequestPeer, trusted_proxies=[])])
+        problems.install(made)
+        route = Route("/v1/dossiers", _PlainEndpoint("/v1/dossiers", handle), methods=["POST"])
+        if included:
+            router = APIRouter()
+            router.routes.append(route)
+            made.include_router(router)
+        else:
+            made.router.routes.insert(0, route)
+        return made
+
+    body = b'{"note": "x"}' * 100
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/dossiers",
+             "raw_path": b"/v1/dossiers", "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    def way(made: FastAPI) -> Callable[[], float]:
+        async def requests(n: int) -> float:
+            started = time.process_time()
+            for _ in range(n):
+                await made({**scope, "state": {}}, receive, send)
+            return (time.process_time() - started) / n * 1e6
+
+        def run() -> float:
+            return uvloop.run(requests(3000))
+        return run
+
+    own, included = app(False), app(True)
+    hub, plain = median_of(args.rounds, way(own), way(included))
+    assert set(statuses) == {202}, statuses
+    report("routes: a request through the app to a plain route", "µs", hub, plain, results,
+           "on the app's router", "in an included router")
+
+
 # -- contract: a valid request recognised by jsonschema-rs ---------------------------------------
 
 def contract(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -836,7 +912,7 @@ EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
     "direct": direct,
-    "timeline": timeline_rows, "sequences": sequences, "es256": es256}
+    "timeline": timeline_rows, "sequences": sequences, "es256": es256, "routes": routes}
 
 
 def main() -> None:

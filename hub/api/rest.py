@@ -131,7 +131,10 @@ _INTAKE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_router(ctx: ApiContext) -> APIRouter:
+def build_router(ctx: ApiContext) -> tuple[APIRouter, list[BaseRoute]]:
+    """The routes (FastAPI's, which the OpenAPI document describes), and the intake routes
+    once more as plain ASGI routes, which answer: the app puts those on its own router, first
+    (``hub.api.app.create_app``)."""
     router = APIRouter()
 
     def client_of(request: Request) -> ClientIdentity:
@@ -372,10 +375,11 @@ def build_router(ctx: ApiContext) -> APIRouter:
 
     # The intake routes once more as plain ASGI endpoints, placed first so that they answer:
     # they take nothing but the raw request, and FastAPI's per-request machinery (dependency
-    # solving, exit stacks, its request handler) is a cost on the event loop they do without
-    # (see docs/performance.md#plain-asgi-routes). The FastAPI routes above describe them in
-    # the OpenAPI document; both call the same handlers, and errors reach the same handlers
-    # (hub.api.problems) through the app's exception middleware.
+    # solving, exit stacks, its request handler, an included router's own dispatch) is a cost
+    # on the event loop they do without (see docs/performance.md#plain-asgi-routes). The
+    # FastAPI routes above describe them in the OpenAPI document; both call the same handlers,
+    # and errors reach the same handlers (hub.api.problems) through the app's exception
+    # middleware.
     def code_of(handle: Callable[[str, Request], Awaitable[Response]]) -> Handler:
         return lambda request: handle(request.path_params["code"], request)
 
@@ -390,8 +394,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             ("/v1/citizens/verifications", verify_citizen),
         )
     ]
-    router.routes[0:0] = plain
-    return router
+    return router, plain
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -9,17 +9,20 @@ its events never disagree. A report that names no record of this hub is parked a
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
+import typer
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hub import parked as parking
+from hub.adapters import AdapterContext
 from hub.adaptertables import writing
 from hub.calllog import note_call
 from hub.envelope import Envelope
@@ -29,6 +32,7 @@ from hub.statestore import RecordStore
 from hub.transitions import Transitions
 
 R = TypeVar("R", bound="Stated")
+R_co = TypeVar("R_co", covariant=True)
 B = TypeVar("B", bound="Recorded")
 
 CALLBACK = "callback"  # a report's source when the system pushed it
@@ -70,6 +74,14 @@ class Recorded(Protocol):
 
     @property
     def event(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A fact of a report that is not its record's: the system's field and what differs."""
+
+    field: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -124,8 +136,14 @@ def warn_parked(log: logging.Logger, what: str, report: Report, parked: Parked,
         state or "unknown to this hub", command)
 
 
-class ReportBook(Protocol):
-    """What an adapter's port keeps of reports, whatever else it keeps."""
+class ReportBook(Protocol[R_co]):
+    """What an adapter's port keeps of reports about its records, whatever else it keeps."""
+
+    def get(self, reference: str) -> R_co | None: ...
+
+    def step(self, reference: str, outcome: str, now: datetime) -> str | None:
+        """Move the record by ``outcome`` (its table of transitions); its state after, or None
+        when the table has no such move from the state it is in."""
 
     def park(self, report: Report, parked: Parked, now: datetime, *,
              expected: Mapping[str, Any]) -> None:
@@ -137,7 +155,26 @@ class ReportBook(Protocol):
                        limit: int = 100) -> list[ParkedReport]: ...
 
 
-def refuse_unmatched(book: ReportBook, report: Report, parked: Parked, now: datetime,
+def parked_command(book_of: Callable[[AdapterContext], ReportBook[Any]],
+                   doc: str) -> Callable[..., str]:
+    """The operator's command that lists the reports parked in the book ``book_of`` reaches
+    (``AdapterSpec.extra["admin"]``, ``hub.cli.adaptercommands``), one JSON object a line, most
+    recently seen first; ``doc``, its help, says what they are."""
+
+    def parked(
+        ctx: AdapterContext,
+        reference: Annotated[str | None, typer.Option(
+            help="only the reports of this record")] = None,
+        limit: Annotated[int, typer.Option(min=1, help="at most this many, latest first")] = 100,
+    ) -> str:
+        found = book_of(ctx).parked_reports(reference=reference, limit=limit)
+        return "\n".join(json.dumps(p.to_dict(), ensure_ascii=False, default=str) for p in found)
+
+    parked.__doc__ = doc
+    return parked
+
+
+def refuse_unmatched(book: ReportBook[Any], report: Report, parked: Parked, now: datetime,
                      expected: Mapping[str, Any], error: type[ClientError], log: logging.Logger,
                      what: str, command: str) -> ClientError:
     """Park a pushed report that names no record of this hub; the error that refuses it."""

@@ -15,7 +15,7 @@ from hub import reports
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
 from hub.parked import Parked
-from hub.reports import ReportBook, Settled, Verdict, by_table
+from hub.reports import Disagreement, ReportBook, Settled, Verdict, by_table
 from hub.settings import PROJECT_ROOT
 from hub.stateful import Requested
 from hub.statestore import Records
@@ -98,14 +98,6 @@ def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
         outcome_field=outcome_field, peer=peer)
 
 
-@dataclass(frozen=True)
-class Disagreement:
-    """A fact of a report that is not the ledger's: the gateway's field and what differs."""
-
-    field: str
-    message: str
-
-
 def disagreement(payment: Transaction, report: Report, currency: str) -> Disagreement | None:
     """The first fact of ``report`` that differs from ``payment`` (``currency``: the one its
     INIT asked for), or None. Pure."""
@@ -179,16 +171,12 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
                   f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
 
 
-class Ledger(Records[Transaction], ReportBook, Protocol):
+class Ledger(Records[Transaction], ReportBook[Transaction], Protocol):
     """The payment adapter's state."""
-
-    def get(self, reference: str) -> Transaction | None: ...
 
     def initiated(self, reference: str, payment_url: str, event: Envelope, now: datetime) -> str:
         """Keep the payment URL and the exact ``initiated`` event, first writer wins; the
         stored event's JSON (re-emitted verbatim on a redelivery)."""
-
-    def step(self, reference: str, outcome: str, now: datetime) -> str | None: ...
 
     def settle(self, report: Report, *, event: Envelope | None, currency: str, now: datetime,
                emitted: bool) -> Settled:

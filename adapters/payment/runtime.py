@@ -3,17 +3,15 @@ the ``AdapterContext``: configuration, mapping, the gateway's contract, the ledg
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Annotated, Self
-
-import typer
+from typing import Self
 
 from adapters.payment import mapping, store
 from adapters.payment.config import NAME, PaymentConfig
 from adapters.payment.ledger import Ledger
 from adapters.payment.mapping import PaymentMapping
 from hub.adapters import AdapterContext
+from hub.reports import parked_command
 from hub.stateful import Runtime, shared, state_engine
 
 
@@ -34,16 +32,10 @@ class PaymentRuntime(Runtime[PaymentConfig, PaymentMapping]):
                    ledger=store.SqlLedger(engine), **shared(ctx, NAME))
 
 
-def mismatches(
-    ctx: AdapterContext,
-    reference: Annotated[str | None, typer.Option(help="only the reports of this payment")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="at most this many, latest first")] = 100,
-) -> str:
+mismatches = parked_command(
+    lambda ctx: PaymentRuntime.from_context(ctx).ledger,
     """The gateway's reports the ledger did not apply (an amount, currency, partner or
     reference other than the payment's; a payment already paid; a payment whose INIT the
     gateway refused), one JSON object a line, most recently seen first: the reason, the
     gateway's message as received, what the ledger expected, the payment's state before and
-    after, how many times it came. None of them was published."""
-    found = PaymentRuntime.from_context(ctx).ledger.parked_reports(reference=reference,
-                                                                   limit=limit)
-    return "\n".join(json.dumps(p.to_dict(), ensure_ascii=False, default=str) for p in found)
+    after, how many times it came. None of them was published.""")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from state_fakes import MemoryWaybills
 
 from adapters.postal.pool import check_waybill
@@ -87,16 +88,21 @@ class Tickets(ReportStore[Ticket, Answer]):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tickets]:
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = (f"sqlite:///{tmp_path / 'toy.db'}" if request.param == "sqlite"
            else request.getfixturevalue("pg_url"))
-    engine = make_engine(url)
-    ensure_schema(engine, metadata)
-    Tickets.transitions = table(tmp_path)
+    made = make_engine(url)
+    ensure_schema(made, metadata)
     try:
-        yield Tickets(engine)
+        yield made
     finally:
-        engine.dispose()
+        made.dispose()
+
+
+@pytest.fixture
+def book(engine: Engine, tmp_path: Path) -> Tickets:
+    Tickets.transitions = table(tmp_path)
+    return Tickets(engine)
 
 
 def request_event() -> Envelope:
@@ -275,16 +281,9 @@ class Parcels(FeedStore[Parcel]):
     pushed = "push"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def feed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Parcels]:
-    url = (f"sqlite:///{tmp_path / 'feed.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    engine = make_engine(url)
-    ensure_schema(engine, metadata)
-    try:
-        yield Parcels(engine)
-    finally:
-        engine.dispose()
+@pytest.fixture
+def feed(engine: Engine) -> Parcels:
+    return Parcels(engine)
 
 
 def seen(state: int, minutes: int) -> Seen:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hub import parked as parking
+from hub import tomlmap
 from hub.adapters import AdapterContext
 from hub.adaptertables import writing
 from hub.calllog import note_call
@@ -82,6 +84,41 @@ class Disagreement:
 
     field: str
     message: str
+
+
+class FactCheck(tomlmap.Table):
+    """A fact of a report held against its record: its name in both (``fact``), the system's
+    ``field`` for it, and the ``message`` saying how they differ, a template given ``said``
+    (the report's value) and the facts the record expected."""
+
+    fact: str
+    field: str
+    message: str
+
+
+class ReportWords(tomlmap.Table):
+    """An adapter's declared judgement of reports (``mappings/<name>/reports.toml``): the facts
+    checked, in order, and the reason each parking code gives when no differing fact does."""
+
+    facts: tuple[FactCheck, ...]
+    parked: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> ReportWords:
+        return tomlmap.checked(cls, tomlmap.read(path), path.name)
+
+    def disagreement(self, report: object, expected: Mapping[str, Any]) -> Disagreement | None:
+        """The first checked fact of ``report`` that it states (not None) and that is not
+        ``expected``'s, or None. Pure."""
+        for check in self.facts:
+            said = getattr(report, check.fact)
+            if said is not None and said != expected[check.fact]:
+                return Disagreement(check.field, check.message.format(said=said, **expected))
+        return None
+
+    def reason(self, code: str, field: str, **facts: Any) -> Parked:
+        """A report parked with ``code``, its reason worded from ``facts``."""
+        return Parked(code, self.parked[code].format(**facts), field)
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,14 @@ def test_each_fact_that_differs_is_named(changes: dict[str, Any], field: str,
     assert all(word in found.message for word in words), found.message
 
 
+def test_every_code_a_report_is_parked_with_has_its_reason() -> None:
+    # The table parks a report that agrees with the ledger with these codes; reports.toml
+    # words each (a mismatch is worded by the fact that differs).
+    codes = {step.park for step in ledger.TRANSITIONS.values() if step.park}
+    assert codes - {"client.payment_mismatch"} <= set(ledger.WORDS.parked)
+    assert {ledger.CODE_UNKNOWN_PARTNER, ledger.CODE_UNKNOWN_REFERENCE} <= set(ledger.WORDS.parked)
+
+
 # -- the port: the SQL ledger and the in-memory fake keep the same promises --------------------
 
 

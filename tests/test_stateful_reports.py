@@ -24,12 +24,12 @@ from adapters.postal.pool import check_waybill
 from hub.adaptertables import ensure_schema
 from hub.calllog import call_log_table
 from hub.envelope import Envelope
-from hub.errors import HubError, RetryableError
+from hub.errors import ConfigError, HubError, RetryableError
 from hub.numberpool import PoolCounts
 from hub.numberranges import PLAIN, Numbers
 from hub.parked import Parked, parked_table
 from hub.poolcommands import PoolAt, pool_commands
-from hub.reports import CALLBACK, Report, ReportStore, Verdict, by_table
+from hub.reports import CALLBACK, Report, ReportStore, ReportWords, Verdict, by_table
 from hub.statefeed import FeedStore, changes
 from hub.stateful import Requested, Sweep, event_json, open_pass
 from hub.statestore import event_columns, request_columns
@@ -152,6 +152,46 @@ def test_the_table_publishes_or_parks(tmp_path: Path) -> None:
                             expected={"k": 1})
     with pytest.raises(ValueError, match="no event was built"):
         by_table(moves, "open", "done", None, lambda c: Parked(c, "-", None), {})
+
+
+def test_declared_facts_name_the_first_that_differs_and_parked_reasons_are_worded(
+        tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text("""
+[[facts]]
+fact = "ticket"
+field = "No"
+message = "the system reports ticket {said!r} for {ticket!r}"
+[[facts]]
+fact = "seats"
+field = "Seats"
+message = "{said} seats reported, {seats} booked for {ticket}"
+[parked]
+"client.closed" = "ticket {ticket} is closed; the system now says {said}"
+""")
+    words = ReportWords.load(path)
+    booked = {"ticket": "T1", "seats": 2}
+    assert words.disagreement(Said("T1", 2), booked) is None
+    # A fact the report does not state is not held against it.
+    assert words.disagreement(Said("T1", None), booked) is None
+    found = words.disagreement(Said("T1", 3), booked)
+    assert found is not None and (found.field, found.message) == (
+        "Seats", "3 seats reported, 2 booked for T1")
+    # In the declared order: the ticket is checked first.
+    found = words.disagreement(Said("T9", 3), booked)
+    assert found is not None and (found.field, found.message) == (
+        "No", "the system reports ticket 'T9' for 'T1'")
+    assert words.reason("client.closed", "State", ticket="T1", said="open") == Parked(
+        "client.closed", "ticket T1 is closed; the system now says open", "State")
+    path.write_text("[[facts]]\nfact = \"ticket\"\nfield = \"No\"\n[parked]\n")
+    with pytest.raises(ConfigError, match="message"):
+        ReportWords.load(path)
+
+
+@dataclass(frozen=True)
+class Said:
+    ticket: str
+    seats: int | None
 
 
 def test_a_record_is_kept_once_and_answered_once(book: Tickets) -> None:

@@ -54,16 +54,13 @@ class PaymentCallback(Part[PaymentRuntime]):
         report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", digest=digest,
                                  source=CALLBACK, outcome_field="MaLoi", peer=request_address())
         if report.partner != rt.cfg.partner_code:
-            raise self._refused(report, Parked(
-                ledger.CODE_UNKNOWN_PARTNER,
-                f"the callback is addressed to partner {report.partner!r:.60}, not this hub's "
-                f"{rt.cfg.partner_code!r}", "MaDoiTac"), ClientError)
+            raise self._refused(report, ledger.WORDS.reason(
+                ledger.CODE_UNKNOWN_PARTNER, "MaDoiTac", said=report.partner,
+                partner=rt.cfg.partner_code), ClientError)
         payment = rt.ledger.get(report.reference)
         if payment is None:
-            raise self._refused(report, Parked(
-                ledger.CODE_UNKNOWN_REFERENCE,
-                f"no payment with reference {report.reference!r:.60} was initiated by this hub",
-                "MaThamChieu"), NotFound)
+            raise self._refused(report, ledger.WORDS.reason(
+                ledger.CODE_UNKNOWN_REFERENCE, "MaThamChieu", said=report.reference), NotFound)
         dossier = payment.dossier_code
         settled = settle(rt, payment, report, lambda: translate.from_callback(
             doc, dossier, rt.mapping), rt.clock(), emitted=True)  # the callback route publishes

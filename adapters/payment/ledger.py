@@ -15,7 +15,7 @@ from hub import reports
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
 from hub.parked import Parked
-from hub.reports import Disagreement, ReportBook, Settled, Verdict, by_table
+from hub.reports import Disagreement, ReportBook, ReportWords, Settled, Verdict, by_table
 from hub.settings import PROJECT_ROOT
 from hub.stateful import Requested
 from hub.statestore import Records
@@ -33,7 +33,6 @@ OUTCOMES = (REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH, INIT_REFUSED, INI
 REPORTS = (REPORTED_PAID, REPORTED_FAILED, REPORTED_MISMATCH)
 
 # Codes a parked report is answered and kept with.
-CODE_ALREADY_PAID = "client.already_paid"
 CODE_UNKNOWN_REFERENCE = "client.unknown_reference"
 CODE_UNKNOWN_PARTNER = "client.unknown_partner"
 
@@ -41,6 +40,7 @@ CODE_UNKNOWN_PARTNER = "client.unknown_partner"
 TRANSITIONS = Transitions.load(PROJECT_ROOT / "mappings" / "payment" / "transitions.toml",
                                "a payment")
 transition = TRANSITIONS.step
+WORDS = ReportWords.load(PROJECT_ROOT / "mappings" / "payment" / "reports.toml")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,20 +100,8 @@ def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
 
 def disagreement(payment: Transaction, report: Report, currency: str) -> Disagreement | None:
     """The first fact of ``report`` that differs from ``payment`` (``currency``: the one its
-    INIT asked for), or None. Pure."""
-    if report.reference != payment.reference:
-        return Disagreement("MaThamChieu", f"the gateway reports reference {report.reference!r:.60}"
-                            f" for payment {payment.reference!r}")
-    if report.partner is not None and report.partner != payment.partner:
-        return Disagreement("MaDoiTac", f"the gateway reports partner {report.partner!r:.60}; "
-                            f"payment {payment.reference} was initiated by {payment.partner!r}")
-    if report.amount is not None and report.amount != payment.amount:
-        return Disagreement("SoTien", f"the gateway reports {report.amount} for payment "
-                            f"{payment.reference}; the hub asked for {payment.amount} {currency}")
-    if report.currency is not None and report.currency != currency:
-        return Disagreement("MaTienTe", f"the gateway reports the currency {report.currency!r:.20}"
-                            f" for payment {payment.reference}; the hub asked for {currency!r}")
-    return None
+    INIT asked for), by reports.toml [[facts]], or None. Pure."""
+    return WORDS.disagreement(report, expected(payment, currency))
 
 
 @dataclass(frozen=True)
@@ -163,12 +151,8 @@ def _parked(code: str, problem: Disagreement | None, payment: Transaction,
             report: Report) -> Parked:
     if problem is not None:
         return Parked(code, problem.message, problem.field)
-    said = "paid" if report.paid else "failed"
-    if code == CODE_ALREADY_PAID:
-        return Parked(code, f"payment {payment.reference} is already paid; the gateway now "
-                      f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
-    return Parked(code, f"the gateway refused the INIT of payment {payment.reference}, and now "
-                  f"reports transaction {report.transaction_id!r} {said}", report.outcome_field)
+    return WORDS.reason(code, report.outcome_field, reference=payment.reference,
+                        transaction=report.transaction_id, said="paid" if report.paid else "failed")
 
 
 class Ledger(Records[Transaction], ReportBook[Transaction], Protocol):

@@ -9,6 +9,7 @@ its events never disagree. A report that names no record of this hub is parked a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -84,6 +85,12 @@ class Disagreement:
 
     field: str
     message: str
+
+
+def content_digest(doc: Mapping[str, Any]) -> str:
+    """What a report read from a parsed reply (not a pushed body, known by its bytes) is known
+    by: the SHA-256 of its JSON with keys sorted, so the same facts make the same digest."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class FactCheck(tomlmap.Table):

@@ -29,7 +29,15 @@ from hub.numberpool import PoolCounts
 from hub.numberranges import PLAIN, Numbers
 from hub.parked import Parked, parked_table
 from hub.poolcommands import PoolAt, pool_commands
-from hub.reports import CALLBACK, Report, ReportStore, ReportWords, Verdict, by_table
+from hub.reports import (
+    CALLBACK,
+    Report,
+    ReportStore,
+    ReportWords,
+    Verdict,
+    by_table,
+    content_digest,
+)
 from hub.statefeed import FeedStore, changes
 from hub.stateful import Requested, Sweep, event_json, open_pass
 from hub.statestore import event_columns, request_columns
@@ -186,6 +194,13 @@ message = "{said} seats reported, {seats} booked for {ticket}"
     path.write_text("[[facts]]\nfact = \"ticket\"\nfield = \"No\"\n[parked]\n")
     with pytest.raises(ConfigError, match="message"):
         ReportWords.load(path)
+
+
+def test_a_reply_s_digest_is_its_facts_whatever_their_order() -> None:
+    reply = {"No": "T1", "Seats": 2, "Name": "Lê Văn Tám"}
+    assert content_digest(reply) == content_digest(dict(reversed(reply.items())))
+    assert content_digest(reply) != content_digest({**reply, "Seats": 3})
+    assert len(content_digest(reply)) == 64
 
 
 @dataclass(frozen=True)

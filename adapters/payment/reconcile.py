@@ -7,8 +7,6 @@ and marks them emitted."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -18,6 +16,7 @@ from adapters.payment.client import PaymentClient
 from adapters.payment.runtime import PaymentRuntime
 from hub.adapters import AdapterContext
 from hub.envelope import Envelope
+from hub.reports import content_digest
 from hub.stateful import Sweep, open_pass, run_job
 
 OUTCOMES = ("checked", "paid", "failed", "mismatched", "still_pending")
@@ -57,9 +56,8 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
     paid = outcome == ledger.PAID
     raw_time = reply.get("ThoiGianGD")
     at = rt.mapping.time.read(raw_time, "ThoiGianGD") if raw_time else now
-    said = ledger.reported(reply, paid=paid, digest=hashlib.sha256(json.dumps(
-        reply, sort_keys=True, ensure_ascii=False).encode()).hexdigest(), source="query",
-        outcome_field=rt.mapping.fields.reply.transaction_state)
+    said = ledger.reported(reply, paid=paid, digest=content_digest(reply), source="query",
+                           outcome_field=rt.mapping.fields.reply.transaction_state)
     state = reply.get(rt.mapping.fields.reply.transaction_state)
     # The same facts as a callback's, checked the same way: a QUERY that says paid for another
     # amount parks the payment as a mismatch, it does not pay it.

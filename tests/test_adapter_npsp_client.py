@@ -44,7 +44,7 @@ def sim() -> Iterator[NpspSimulator]:
 def make_client(sim: NpspSimulator, **policy: Any) -> NpspClient:
     raw = load_config(PROJECT_ROOT / "mappings", "npsp")
     raw["base_url"] = sim.base_url
-    raw["policy"] = {"timeout": 2.0, "attempts": 1, "backoff_initial": 0.001,
+    raw["policy"] = {"timeout": 30.0, "attempts": 1, "backoff_initial": 0.001,
                      "backoff_max": 0.002, "breaker_failures": 5, "breaker_reset": 60.0,
                      **policy}
     return NpspClient(NpspConfig.from_mapping(raw), MAPPING, CONTRACT)

@@ -68,7 +68,7 @@ def test_signed_events_reach_the_portal_then_dead_letter_when_it_is_down(
     with NpspSimulator() as sim, Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
         config = load_config(PROJECT_ROOT / "mappings", "npsp")
         config["base_url"] = sim.base_url
-        config["policy"] = {"timeout": 1.0, "attempts": 1, "breaker_failures": 100}
+        config["policy"] = {"timeout": 30.0, "attempts": 1, "breaker_failures": 100}
         ctx = AdapterContext(settings=settings, config=config, store=store)
 
         async def go() -> Consumer:

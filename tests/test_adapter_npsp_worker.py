@@ -51,7 +51,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def context(sim: NpspSimulator, store: Store | None, tmp_path: Path) -> AdapterContext:
     config = load_config(PROJECT_ROOT / "mappings", "npsp")
     config["base_url"] = sim.base_url
-    config["policy"] = {"timeout": 2.0, "attempts": 1}
+    config["policy"] = {"timeout": 30.0, "attempts": 1}
     return AdapterContext(settings=Settings(data_dir=tmp_path), config=config, store=store)
 
 

@@ -60,7 +60,7 @@ def test_verification_through_the_broker(
     with (PROJECT_ROOT / "mappings" / "population" / "config.toml").open("rb") as fh:
         config = tomllib.load(fh)
     config.update(url=sim.url, url_env="")
-    config["policy"] = {"timeout": 2.0, "attempts": 1, "breaker_failures": 100,
+    config["policy"] = {"timeout": 30.0, "attempts": 1, "breaker_failures": 100,
                         "rate_per_second": 0.0}
     ctx = AdapterContext(settings=settings, config=config)
     work = topo.work_queue("population")

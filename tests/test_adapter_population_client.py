@@ -56,7 +56,7 @@ def config(url: str, environ: dict[str, str] | None = None, **policy: Any) -> Po
     with (MAPPINGS / "config.toml").open("rb") as fh:
         raw = tomllib.load(fh)
     raw["url"] = url
-    raw["policy"] = {"timeout": 2.0, "attempts": 1, "backoff_initial": 0.001,
+    raw["policy"] = {"timeout": 30.0, "attempts": 1, "backoff_initial": 0.001,
                      "backoff_max": 0.002, "breaker_failures": 100, "rate_per_second": 0.0,
                      **policy}
     return PopulationConfig.from_mapping(raw, environ=environ or {})

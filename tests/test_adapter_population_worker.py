@@ -52,7 +52,7 @@ def context(settings: Settings, url: str, **changes: Any) -> AdapterContext:
     with (PROJECT_ROOT / "mappings" / "population" / "config.toml").open("rb") as fh:
         raw = tomllib.load(fh)
     raw.update(url=url, url_env="", **changes)
-    raw["policy"] = {"timeout": 2.0, "attempts": 1, "breaker_failures": 100,
+    raw["policy"] = {"timeout": 30.0, "attempts": 1, "breaker_failures": 100,
                      "rate_per_second": 0.0}
     return AdapterContext(settings=settings, config=raw)
 

@@ -61,7 +61,7 @@ def test_signed_event_is_delivered_then_dead_lettered_when_the_province_is_down(
     with ProvincialSimulator() as sim:
         config = load_config(PROJECT_ROOT / "mappings", "provincial")
         config["base_url"] = sim.base_url
-        config["policy"] = {"timeout": 1.0, "attempts": 1, "breaker_failures": 100}
+        config["policy"] = {"timeout": 30.0, "attempts": 1, "breaker_failures": 100}
         ctx = AdapterContext(settings=settings, config=config)
 
         async def go() -> Consumer:

@@ -39,7 +39,7 @@ def sim() -> Iterator[ProvincialSimulator]:
 def context(tmp_path: Path, base_url: str, **overrides: Any) -> AdapterContext:
     config = load_config(PROJECT_ROOT / "mappings", "provincial")
     config["base_url"] = base_url
-    config["policy"] = {"timeout": 2.0, "attempts": 1, "backoff_initial": 0.001,
+    config["policy"] = {"timeout": 30.0, "attempts": 1, "backoff_initial": 0.001,
                         "backoff_max": 0.002, **overrides.pop("policy", {})}
     config.update(overrides)
     return AdapterContext(settings=Settings(data_dir=tmp_path), config=config)

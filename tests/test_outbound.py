@@ -63,7 +63,7 @@ def fetch(client: httpx.AsyncClient, url: str):  # type: ignore[no-untyped-def]
 
 
 def policy(**kw: float) -> CallPolicy:
-    cfg = dict(timeout=1.0, attempts=3, backoff_initial=0.001, backoff_max=0.002,
+    cfg = dict(timeout=30.0, attempts=3, backoff_initial=0.001, backoff_max=0.002,
                breaker_failures=3, breaker_reset=60.0)
     cfg.update(kw)
     return CallPolicy("toy", PolicyConfig(**cfg))  # type: ignore[arg-type]
@@ -176,7 +176,7 @@ def test_unknown_policy_key_is_named() -> None:
 
 
 def outbound(toy: Toy, **kw: float) -> Outbound:
-    return Outbound(HttpTransport("toy", "the toy", base_url=toy.server.base_url, timeout=1.0),
+    return Outbound(HttpTransport("toy", "the toy", base_url=toy.server.base_url, timeout=30.0),
                     policy(**kw))
 
 
@@ -249,7 +249,7 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 def test_garbage_is_invalid_and_not_retried(toy: Toy) -> None:
     async def go() -> None:
         out = Outbound(HttpTransport("toy", "the toy", base_url=toy.server.base_url,
-                                     timeout=1.0), policy(attempts=3))
+                                     timeout=30.0), policy(attempts=3))
         try:
             with pytest.raises(InvalidMessage) as err:
                 await out.send(Request("docs", "/docs", method="GET"))  # an HTML page

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     max_headers: int = Field(default=100, ge=8)
     # An idle keep-alive connection is closed after this many seconds.
     keep_alive_timeout: int = Field(default=5, ge=1)
+    # `lienthong serve --workers N`: the supervisor replaces a worker that does not answer its
+    # ping within this many seconds. uvicorn's 5 s counts a worker's start (spawn, imports) too,
+    # and on a loaded machine that start takes longer: every worker was killed before it served
+    # and started again, in a loop (seen with six busy processes on 2 cores).
+    worker_healthcheck_timeout: int = Field(default=60, ge=1)
     # The hub's public base URL as its clients reach it (scheme, host, port and the path prefix
     # of a proxy, if any), e.g. https://lienthong.example.gov.vn: the SOAP service's address in
     # the served WSDL. Unset, the WSDL names the address and port the request's connection

@@ -270,6 +270,26 @@ def test_a_port_taken_by_another_program_is_refused(settings: Settings) -> None:
     assert b"cannot listen on 127.0.0.1:" in out and b"--port" in out, out
 
 
+def test_workers_that_cannot_start_stop_the_server_with_the_reason(
+        tmp_path: Path, settings: Settings) -> None:
+    """A configuration error under --workers: every worker exits with uvicorn's start-up
+    failure status, so the supervisor stops instead of starting them again in a loop (it did,
+    forever, printing a traceback each time)."""
+    broken = settings.model_copy(update={"data_dir": tmp_path / "no-keys-here"})
+    # With the default ping wait (60 s): a worker's death ends the wait (WatchedWorker).
+    proc = _serve(free_port(), broken)
+    try:
+        out, _ = proc.communicate(timeout=50)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 3, out
+    assert b"lienthong serve: server.config_invalid" in out, out
+    assert b"lienthong keys generate" in out, out
+    assert b"Traceback" not in out, out
+
+
 # -- the limits of a connection, on a hub set up by the CLI under umask 000 -------------------
 
 HEADER_TIMEOUT = 1.5

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import multiprocessing.connection
 import os
+import pickle
 import shutil
 import socket
 import sys
@@ -22,6 +24,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from hub.api.protocol import ConnectionLimits, HubConfig
@@ -35,8 +38,39 @@ STARTUP_FAILURE = 3
 def app_from_env() -> FastAPI:
     """The app of one worker process, from the environment (uvicorn factory)."""
     from hub.api.app import create_app
+    from hub.errors import ConfigError
 
-    return create_app(Settings())
+    try:
+        return create_app(Settings())
+    except ConfigError as exc:
+        # A worker's exit status 3 tells uvicorn's supervisor the app cannot start, so it stops
+        # instead of starting the same broken worker again and again (any other status is
+        # taken for a crash and restarted).
+        print(f"lienthong serve: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(STARTUP_FAILURE) from None
+
+
+class WatchedWorker(multiprocess.Process):
+    """uvicorn's worker process, whose ping also ends when the process does. The supervisor
+    waits up to Settings.worker_healthcheck_timeout for an answer, long enough for a worker to
+    start on a loaded machine; without the process's own sentinel in the wait, a worker that
+    died while being pinged would be replaced only when that wait ran out."""
+
+    def _healthcheck(self, timeout: float) -> bool | None:
+        try:
+            self.parent_conn.send(b"ping")
+            ready = multiprocessing.connection.wait(
+                [self.parent_conn, self.process.sentinel], timeout)
+            if self.parent_conn not in ready:
+                return None
+            started: bool = self.parent_conn.recv()
+            return started
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return None
+
+
+# The supervisor makes its workers with this module's name (at start, on restarts, on TTIN).
+multiprocess.Process = WatchedWorker  # type: ignore[misc]
 
 
 class ReusePortWorkers(Multiprocess):
@@ -176,6 +210,7 @@ def serve(
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         timeout_keep_alive=settings.keep_alive_timeout,
         timeout_graceful_shutdown=10,
+        timeout_worker_healthcheck=settings.worker_healthcheck_timeout,
         # The app must see the connection's true peer: it honours a client-certificate header
         # only from Settings.trusted_proxies (hub.api.auth.RequestPeer), and uvicorn's
         # X-Forwarded-For rewriting would put the terminator's client there instead.
@@ -189,10 +224,12 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             # SO_REUSEPORT spreads connections over the sockets on Linux only (elsewhere the
             # last socket bound would take them all).
-            if workers > 1 and sys.platform == "linux":
-                ReusePortWorkers(config).run()
-            elif workers > 1:
-                Multiprocess(config, sockets=[config.bind_socket()]).run()
+            if workers > 1:
+                supervisor = (ReusePortWorkers(config) if sys.platform == "linux"
+                              else Multiprocess(config, sockets=[config.bind_socket()]))
+                supervisor.run()
+                if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+                    sys.exit(STARTUP_FAILURE)
             else:
                 server = uvicorn.Server(config)
                 server.run()

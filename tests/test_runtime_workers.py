@@ -30,8 +30,8 @@ from hub.signing import load_signer
 from hub.store import Store
 from hub.testing.broker import delete_queues
 from hub.testing.keys import hub_keys
+from hub.testing.processes import wait_until_ready
 from hub.testing.store import scratch_url
-from hub.testing.waiting import wait_for
 from hub.workerhealth import WorkerHealth, serving
 
 
@@ -125,19 +125,9 @@ def test_each_worker_process_answers_health_readiness_and_metrics(
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     bases = [f"http://127.0.0.1:{port + i}" for i in range(2)]
 
-    def ready(base: str) -> bool:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"the worker exited: {out}")
-        try:
-            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
         for base in bases:
-            wait_for(lambda base=base: ready(base), timeout=60, interval=0.2,
-                     message=f"the worker process at {base} to be ready")
+            wait_until_ready(proc, base)
         for base in bases:
             assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
             readiness = httpx.get(f"{base}/readyz").json()

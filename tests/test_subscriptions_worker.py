@@ -26,6 +26,7 @@ from hub.store import Store
 from hub.subscriptions import service
 from hub.subscriptions.fanout import FANOUT
 from hub.testing.broker import delete_queues, depth, read_all
+from hub.testing.processes import wait_until_ready
 from hub.testing.waiting import wait_for
 
 # The recorder as shipped; the portal's queue bound to nothing, so that the events of the test
@@ -73,20 +74,6 @@ def _worker_feeding_bhxh(s: Settings, *options: str) -> tuple[subprocess.Popen[b
         [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp", *options],
         env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return proc, port
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> None:
-    """Until the worker's /readyz answers 200; its output in the failure if it exits first."""
-    def ready() -> bool:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"the worker exited: {out}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(ready, timeout=60, interval=0.2, message="the worker ready")
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -168,7 +155,7 @@ def test_a_worker_without_the_feed_declared_says_so_and_delivers_the_rest(
         [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp"],
         env=_env(s, port), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(proc, port)
+        wait_until_ready(proc, f"http://127.0.0.1:{port}")
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -190,7 +177,7 @@ def test_a_worker_told_no_fanout_leaves_the_feed_to_others(hub: tuple[Hub, Topol
     proc, port = _worker_feeding_bhxh(s, "--no-fanout")
     sent = [dossier(i) for i in range(1, 11)]
     try:
-        _wait_ready(proc, port)
+        wait_until_ready(proc, f"http://127.0.0.1:{port}")
         publish(made, sent)
         # The recorder of the same worker takes every event: once it has, the feed's copies
         # have been routed too, and nobody consumed them.

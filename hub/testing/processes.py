@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,6 +17,37 @@ from hub.testing.waiting import TimedOut, wait_for
 
 # What a failure quotes of the server's output: its start-up and its last words fit.
 _OUTPUT_QUOTED = 1 << 20
+
+
+def _named(args: Any) -> str:
+    return " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], base: str, *, timeout: float = 60.0,
+                     output: Callable[[], str] | None = None) -> None:
+    """Until ``base``/readyz answers 200 (a server's or a worker's health endpoint). A process
+    that exits first fails the wait with what it said (``output``, else its stdout pipe); one
+    that is late fails it with the last answer."""
+    last = "nothing (no connection)"
+
+    def ready() -> bool:
+        nonlocal last
+        if proc.poll() is not None:
+            said = output() if output else (
+                proc.stdout.read().decode(errors="replace") if proc.stdout else "")
+            raise AssertionError(f"{_named(proc.args)} exited ({proc.returncode}): {said}")
+        try:
+            answer = httpx.get(f"{base}/readyz", timeout=1)
+        except httpx.TransportError as exc:
+            last = f"nothing ({type(exc).__name__})"
+            return False
+        last = f"{answer.status_code} {answer.text[:500]}"
+        return answer.status_code == 200
+
+    try:
+        wait_for(ready, timeout, f"{base}/readyz to answer 200", interval=0.1)
+    except TimedOut as late:
+        raise AssertionError(f"{late}; it last answered {last}") from None
 
 
 @contextmanager
@@ -31,27 +62,10 @@ def serving(command: Sequence[str], port: int, *, timeout: float = 60.0,
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, **popen)
 
-        last = "nothing (no connection)"
-
-        def ready() -> bool:
-            nonlocal last
-            if proc.poll() is not None:
-                # pread: the server's file offset stays where it was.
-                said = os.pread(out.fileno(), _OUTPUT_QUOTED, 0).decode(errors="replace")
-                raise AssertionError(f"{' '.join(command)} exited ({proc.returncode}): {said}")
-            try:
-                answer = httpx.get(f"{base}/readyz", timeout=1)
-            except httpx.TransportError as exc:
-                last = f"nothing ({type(exc).__name__})"
-                return False
-            last = f"{answer.status_code} {answer.text[:500]}"
-            return answer.status_code == 200
-
         try:
-            try:
-                wait_for(ready, timeout, f"{base}/readyz to answer 200", interval=0.1)
-            except TimedOut as late:
-                raise AssertionError(f"{late}; it last answered {last}") from None
+            # pread: the server's file offset stays where it was.
+            wait_until_ready(proc, base, timeout=timeout, output=lambda: os.pread(
+                out.fileno(), _OUTPUT_QUOTED, 0).decode(errors="replace"))
             yield base
         finally:
             proc.send_signal(signal.SIGINT)

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from adapters.payment import mapping, translate
+from adapters.payment import ledger, mapping, translate
 from adapters.payment.config import PaymentConfig
 from adapters.payment.mapping import PaymentMapping, checksum
 from hub.adapters import load_config
 from hub.contracts import load_contract
 from hub.errors import ConfigError, InvalidMessage, ValidationError
-from hub.model import VN_TZ, PaymentRequest
+from hub.model import VN_TZ, PaymentCompleted, PaymentRequest
 from hub.settings import PROJECT_ROOT
 
 SECRET = "s3cr3t"
@@ -193,8 +193,19 @@ def callback(**changes: Any) -> dict[str, Any]:
     return doc
 
 
+def from_callback(doc: dict[str, Any], maps: PaymentMapping) -> PaymentCompleted:
+    """The event the callback route makes of ``doc`` for the payment it names."""
+    payment = ledger.Transaction(
+        reference="REF-0001", partner="LIENTHONG", amount=150000,
+        dossier_code="000.00.00.H56-250101-0001", agency=None, procedure=None, request_id="r",
+        correlation_id=None, created_at=NOW)
+    report = ledger.reported(doc, paid=doc["MaLoi"] == "00", digest="-", source="callback",
+                             outcome_field="MaLoi")
+    return translate.completed(payment, report, maps, NOW, str(doc["MaLoi"]))
+
+
 def test_callback_success(maps: PaymentMapping) -> None:
-    done = translate.from_callback(callback(), "000.00.00.H56-250101-0001", maps)
+    done = from_callback(callback(), maps)
     assert done.paid is True
     assert done.error_code is None
     assert done.transaction_id == "GD0000000001"
@@ -203,18 +214,14 @@ def test_callback_success(maps: PaymentMapping) -> None:
 
 
 def test_callback_failure_keeps_the_code(maps: PaymentMapping) -> None:
-    done = translate.from_callback(
-        callback(MaLoi="51", SoTien="150000"), "000.00.00.H56-250101-0001", maps
-    )
+    done = from_callback(callback(MaLoi="51", SoTien="150000"), maps)
     assert done.paid is False
     assert done.error_code == "51"
 
 
 def test_callback_bad_time_names_the_field(maps: PaymentMapping) -> None:
     with pytest.raises(ValidationError) as err:
-        translate.from_callback(
-            callback(ThoiGianGD="2025-01-01"), "000.00.00.H56-250101-0001", maps
-        )
+        from_callback(callback(ThoiGianGD="2025-01-01"), maps)
     assert err.value.field == "ThoiGianGD"
 
 

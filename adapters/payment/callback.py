@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +20,6 @@ from hub.api.auth import request_address
 from hub.envelope import Envelope
 from hub.errors import ClientError, Conflict, NotFound
 from hub.fieldchecksum import BadChecksum
-from hub.model import PaymentCompleted
 from hub.parked import Parked
 from hub.reports import CALLBACK, Settled, refuse_unmatched, warn_parked
 from hub.stateful import Part, report_body, stored
@@ -61,9 +59,8 @@ class PaymentCallback(Part[PaymentRuntime]):
         if payment is None:
             raise self._refused(report, ledger.WORDS.reason(
                 ledger.CODE_UNKNOWN_REFERENCE, "MaThamChieu", said=report.reference), NotFound)
-        dossier = payment.dossier_code
-        settled = settle(rt, payment, report, lambda: translate.from_callback(
-            doc, dossier, rt.mapping), rt.clock(), emitted=True)  # the callback route publishes
+        settled = settle(rt, payment, report, str(doc["MaLoi"]), rt.clock(),
+                         emitted=True)  # the callback route publishes
         if settled.parked is not None:
             # 409: the report conflicts with the state of the payment it names.
             raise Conflict(
@@ -80,14 +77,14 @@ class PaymentCallback(Part[PaymentRuntime]):
 
 
 def settle(rt: PaymentRuntime, payment: ledger.Transaction, report: ledger.Report,
-           completed: Callable[[], PaymentCompleted], now: datetime, *,
-           emitted: bool) -> Settled:
+           error_code: str, now: datetime, *, emitted: bool) -> Settled:
     """Apply a report of the gateway (a callback's or a QUERY reply's, checked alike) by the
     ledger's table, with the ``completed`` event its facts make when they agree with the
-    ledger; a parked report is logged for the operator."""
+    ledger (``error_code``: the event's when it is no payment); a parked report is logged for
+    the operator."""
     candidate = None
     if ledger.disagreement(payment, report, rt.cfg.currency) is None:
-        outcome = completed()
+        outcome = translate.completed(payment, report, rt.mapping, now, error_code)
         causation = (json.loads(payment.initiated_event).get("id")
                      if payment.initiated_event else None)
         candidate = payment.caused(

@@ -53,22 +53,16 @@ async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Tran
     if outcome == ledger.PENDING:
         await asyncio.to_thread(rt.ledger.checked, payment.reference, now)
         return "still_pending"
-    paid = outcome == ledger.PAID
-    raw_time = reply.get("ThoiGianGD")
-    at = rt.mapping.time.read(raw_time, "ThoiGianGD") if raw_time else now
-    said = ledger.reported(reply, paid=paid, digest=content_digest(reply), source="query",
-                           outcome_field=rt.mapping.fields.reply.transaction_state)
-    state = reply.get(rt.mapping.fields.reply.transaction_state)
+    field = rt.mapping.fields.reply.transaction_state
+    said = ledger.reported(reply, paid=outcome == ledger.PAID, digest=content_digest(reply),
+                           source="query", outcome_field=field)
     # The same facts as a callback's, checked the same way: a QUERY that says paid for another
     # amount parks the payment as a mismatch, it does not pay it.
-    settled = await asyncio.to_thread(settle, rt, payment, said, lambda: translate.completed(
-        dossier_code=payment.dossier_code, reference=payment.reference,
-        transaction_id=said.transaction_id,
-        amount=payment.amount if said.amount is None else said.amount, paid=paid,
-        error_code=None if paid else f"TrangThaiGD={state}", at=at), now, emitted=False)
+    settled = await asyncio.to_thread(settle, rt, payment, said, f"{field}={reply.get(field)}",
+                                      now, emitted=False)
     if settled.parked is not None:
         return "mismatched"
-    return "paid" if paid else "failed"
+    return "paid" if said.paid else "failed"
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.payment.config import PaymentConfig
+from adapters.payment.ledger import Report, Transaction
 from adapters.payment.mapping import PaymentMapping, checksum
 from hub.errors import ValidationError
 from hub.model import Fee, PaymentCompleted, PaymentRequest, validate_model
@@ -74,37 +75,20 @@ def query_message(
     return checksum.sign(message, mapping.checksum_orders["query"], secret)
 
 
-def completed(
-    *,
-    dossier_code: str,
-    reference: str,
-    transaction_id: str,
-    amount: Any,
-    paid: bool,
-    error_code: str | None,
-    at: datetime,
-) -> PaymentCompleted:
+def completed(payment: Transaction, report: Report, mapping: PaymentMapping, now: datetime,
+              error_code: str) -> PaymentCompleted:
+    """The canonical PaymentCompleted of a verified report (a callback's or a QUERY reply's)
+    whose facts agree with ``payment``: the amount the gateway reports (the payment's when a
+    QUERY reply does not say), ``error_code`` when it is no payment, the time ThoiGianGD
+    (``now`` when a QUERY reply has none)."""
+    raw_time = report.facts.get("ThoiGianGD")
     model: PaymentCompleted = validate_model(PaymentCompleted, {
-        "dossier_code": dossier_code, "reference": reference, "transaction_id": transaction_id,
-        "amount": Decimal(str(amount)), "paid": paid, "error_code": error_code, "at": at})
+        "dossier_code": payment.dossier_code, "reference": payment.reference,
+        "transaction_id": report.transaction_id, "paid": report.paid,
+        "amount": Decimal(payment.amount if report.amount is None else report.amount),
+        "error_code": None if report.paid else error_code,
+        "at": mapping.time.read(raw_time, "ThoiGianGD") if raw_time else now})
     return model
-
-
-def from_callback(
-    doc: dict[str, Any], dossier_code: str, mapping: PaymentMapping
-) -> PaymentCompleted:
-    """A verified callback as the canonical PaymentCompleted. ``MaLoi`` "00" is a payment;
-    anything else is a failed attempt, reported with its code."""
-    ok = str(doc["MaLoi"]) == "00"
-    return completed(
-        dossier_code=dossier_code,
-        reference=str(doc["MaThamChieu"]),
-        transaction_id=str(doc["MaGiaoDich"]),
-        amount=doc["SoTien"],
-        paid=ok,
-        error_code=None if ok else str(doc["MaLoi"]),
-        at=mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD"),
-    )
 
 
 def query_outcome(reply: dict[str, Any], mapping: PaymentMapping) -> str:

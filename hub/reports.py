@@ -95,24 +95,35 @@ def content_digest(doc: Mapping[str, Any]) -> str:
 
 class FactCheck(tomlmap.Table):
     """A fact of a report held against its record: its name in both (``fact``), the system's
-    ``field`` for it, and the ``message`` saying how they differ, a template given ``said``
-    (the report's value) and the facts the record expected."""
+    ``field`` for it, read as text or (``number``) as a whole number, which a system may send
+    as a string of digits; and the ``message`` saying how they differ, a template given
+    ``said`` (the report's value) and the facts the record expected."""
 
     fact: str
     field: str
     message: str
+    number: bool = False
 
 
 class ReportWords(tomlmap.Table):
-    """An adapter's declared judgement of reports (``mappings/<name>/reports.toml``): the facts
-    checked, in order, and the reason each parking code gives when no differing fact does."""
+    """An adapter's declared judgement of reports (``mappings/<name>/reports.toml``): the
+    system's field naming its ``transaction``, the facts checked, in order, and the reason each
+    parking code gives when no differing fact does."""
 
+    transaction: str = ""
     facts: tuple[FactCheck, ...]
     parked: dict[str, str]
 
     @classmethod
     def load(cls, path: Path) -> ReportWords:
         return tomlmap.checked(cls, tomlmap.read(path), path.name)
+
+    def said(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """What the system's message ``doc`` says, by fact: each checked fact (None when the
+        message does not carry it) and ``transaction_id`` ("" when it names none). Pure."""
+        facts = {check.fact: None if doc.get(check.field) is None
+                 else (int if check.number else str)(doc[check.field]) for check in self.facts}
+        return {**facts, "transaction_id": str(doc.get(self.transaction) or "")}
 
     def disagreement(self, report: object, expected: Mapping[str, Any]) -> Disagreement | None:
         """The first checked fact of ``report`` that it states (not None) and that is not

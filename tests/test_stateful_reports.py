@@ -196,6 +196,29 @@ message = "{said} seats reported, {seats} booked for {ticket}"
         ReportWords.load(path)
 
 
+def test_a_message_s_facts_are_read_by_their_declared_fields(tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text("""
+transaction = "Id"
+[[facts]]
+fact = "ticket"
+field = "No"
+message = "-"
+[[facts]]
+fact = "seats"
+field = "Seats"
+message = "-"
+number = true
+[parked]
+""")
+    words = ReportWords.load(path)
+    # A number may come as a string of digits; a fact the message lacks is None, not "".
+    assert words.said({"No": 7, "Seats": "02", "Id": "X1"}) == {
+        "ticket": "7", "seats": 2, "transaction_id": "X1"}
+    assert words.said({"No": "T1", "Id": None}) == {
+        "ticket": "T1", "seats": None, "transaction_id": ""}
+
+
 def test_a_reply_s_digest_is_its_facts_whatever_their_order() -> None:
     reply = {"No": "T1", "Seats": 2, "Name": "Lê Văn Tám"}
     assert content_digest(reply) == content_digest(dict(reversed(reply.items())))

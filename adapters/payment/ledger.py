@@ -87,15 +87,10 @@ class Report(reports.Report):
 
 def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
              outcome_field: str, peer: str | None = None) -> Report:
-    """The report a gateway's message makes: a callback, whose contract requires every fact, or
-    a QUERY reply, which may lack SoTien and MaTienTe (None: not said)."""
-    amount, currency = doc.get("SoTien"), doc.get("MaTienTe")
-    return Report(
-        reference=str(doc.get("MaThamChieu", "")), transaction_id=str(doc.get("MaGiaoDich") or ""),
-        paid=paid, amount=None if amount in (None, "") else int(amount),
-        currency=None if currency is None else str(currency),
-        partner=str(doc.get("MaDoiTac", "")), facts=doc, digest=digest, source=source,
-        outcome_field=outcome_field, peer=peer)
+    """The report a gateway's message makes, its facts read by reports.toml: a callback, whose
+    contract requires every fact, or a QUERY reply, which may lack SoTien and MaTienTe."""
+    return Report(**WORDS.said(doc), paid=paid, facts=doc, digest=digest, source=source,
+                  outcome_field=outcome_field, peer=peer)
 
 
 def disagreement(payment: Transaction, report: Report, currency: str) -> Disagreement | None:

@@ -138,6 +138,24 @@ class ReportWords(tomlmap.Table):
         """A report parked with ``code``, its reason worded from ``facts``."""
         return Parked(code, self.parked[code].format(**facts), field)
 
+    def expected(self, record: Stated, **given: Any) -> dict[str, Any]:
+        """What a report about ``record`` is held against, and kept with when parked: the
+        record's value of each checked fact (``given``: those it does not keep itself), its
+        status and its dossier."""
+        facts = {check.fact: given[check.fact] if check.fact in given
+                 else getattr(record, check.fact) for check in self.facts}
+        return {**facts, "status": record.status, "dossier_code": record.dossier_code}
+
+    def verdict(self, table: Transitions, record: Stated, outcome: str, mismatch: str,
+                event: Envelope | None, expected: Mapping[str, Any],
+                problem: Disagreement | None, field: str, **facts: Any) -> Verdict:
+        """The verdict ``table`` gives a report about ``record`` (``by_table``) that states
+        ``outcome``, or ``mismatch`` when one of its facts differs (``problem``). Parked, it is
+        worded by the problem, else by ``[parked]`` given ``facts``, at ``field``. Pure."""
+        return by_table(table, record.status, mismatch if problem else outcome, event,
+                        lambda code: Parked(code, problem.message, problem.field) if problem
+                        else self.reason(code, field, **facts), expected)
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -217,6 +218,40 @@ number = true
         "ticket": "7", "seats": 2, "transaction_id": "X1"}
     assert words.said({"No": "T1", "Id": None}) == {
         "ticket": "T1", "seats": None, "transaction_id": ""}
+
+
+def test_a_verdict_holds_the_record_s_facts_and_is_worded_by_what_differs(
+        tmp_path: Path) -> None:
+    path = tmp_path / "reports.toml"
+    path.write_text("""
+[[facts]]
+fact = "reference"
+field = "No"
+message = "the system reports {said!r} for {reference!r}"
+[[facts]]
+fact = "seats"
+field = "Seats"
+message = "{said} seats reported, {seats} booked"
+[parked]
+"client.already_done" = "ticket {reference} is done; the system now says {said}"
+""")
+    words, moves, mine = ReportWords.load(path), table(tmp_path), ticket()
+    # The record's own facts, those it does not keep given, then its status and dossier.
+    expected = words.expected(mine, seats=2)
+    assert expected == {"reference": mine.reference, "seats": 2, "status": "open",
+                        "dossier_code": "D-1"}
+    problem = words.disagreement(SimpleNamespace(reference=mine.reference, seats=3), expected)
+    wrong = words.verdict(moves, mine, "done", "wrong", None, expected, problem, "State")
+    assert wrong == Verdict("open", parked=Parked("client.wrong", "3 seats reported, 2 booked",
+                                                  "Seats"), expected=expected)
+    done = replace(mine, status="done")
+    again = words.verdict(moves, done, "done", "wrong", None, expected, None, "State",
+                          reference=mine.reference, said="done")
+    assert again.parked == Parked(
+        "client.already_done", f"ticket {mine.reference} is done; the system now says done",
+        "State")
+    applied = words.verdict(moves, mine, "done", "wrong", caused(mine, "ok"), expected, None, "S")
+    assert applied.state == "done" and applied.record is not None
 
 
 def test_a_reply_s_digest_is_its_facts_whatever_their_order() -> None:

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from hub import reports
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage
-from hub.parked import Parked
-from hub.reports import Disagreement, ReportBook, ReportWords, Settled, Verdict, by_table
+from hub.parked import Parked as Parked
+from hub.reports import Disagreement, ReportBook, ReportWords, Settled, Verdict
 from hub.settings import PROJECT_ROOT
 from hub.stateful import Requested
 from hub.statestore import Records
@@ -96,7 +96,7 @@ def reported(doc: Mapping[str, Any], *, paid: bool, digest: str, source: str,
 def disagreement(payment: Transaction, report: Report, currency: str) -> Disagreement | None:
     """The first fact of ``report`` that differs from ``payment`` (``currency``: the one its
     INIT asked for), by reports.toml [[facts]], or None. Pure."""
-    return WORDS.disagreement(report, expected(payment, currency))
+    return WORDS.disagreement(report, WORDS.expected(payment, currency=currency))
 
 
 @dataclass(frozen=True)
@@ -108,18 +108,14 @@ class Settlement:
     paid: bool
 
 
-def expected(payment: Transaction, currency: str) -> dict[str, Any]:
-    return {"reference": payment.reference, "partner": payment.partner,
-            "amount": payment.amount, "currency": currency, "status": payment.status,
-            "dossier_code": payment.dossier_code}
-
-
 def judge(payment: Transaction, before: Settlement | None, report: Report,
           event: Envelope | None, currency: str) -> Verdict:
     """The verdict on ``report`` about ``payment`` (``before``: what was recorded for the same
     transaction; ``event``: the report's event, built by the caller when its facts agree;
     ``currency``: the one the INIT asked for), by the table of transitions. Pure."""
-    problem = disagreement(payment, report, currency)
+    expected = WORDS.expected(payment, currency=currency)
+    problem = WORDS.disagreement(report, expected)
+    said = REPORTED_PAID if report.paid else REPORTED_FAILED
     if before is not None and problem is None:
         if before.paid != report.paid:
             # One transaction reported first one way, now the other: its event went out under
@@ -128,26 +124,16 @@ def judge(payment: Transaction, before: Settlement | None, report: Report,
                 report.outcome_field,
                 f"transaction {report.transaction_id!r} of payment {report.reference} was "
                 f"reported {'paid' if before.paid else 'failed'} before and is now reported "
-                f"{'paid' if report.paid else 'failed'}")
+                f"{said}")
         elif payment.status == PAID and not before.paid:
             # A resend of an attempt that failed before the payment was paid: true, known, and
             # published long ago; published again it would follow the payment.
             return Verdict(payment.status, note="a resend of an earlier failed attempt")
         else:
             return Verdict(payment.status, again=before)
-    outcome = REPORTED_MISMATCH if problem else (REPORTED_PAID if report.paid
-                                                  else REPORTED_FAILED)
-    return by_table(TRANSITIONS, payment.status, outcome, event,
-                    lambda code: _parked(code, problem, payment, report),
-                    expected(payment, currency))
-
-
-def _parked(code: str, problem: Disagreement | None, payment: Transaction,
-            report: Report) -> Parked:
-    if problem is not None:
-        return Parked(code, problem.message, problem.field)
-    return WORDS.reason(code, report.outcome_field, reference=payment.reference,
-                        transaction=report.transaction_id, said="paid" if report.paid else "failed")
+    return WORDS.verdict(TRANSITIONS, payment, said, REPORTED_MISMATCH, event, expected, problem,
+                         report.outcome_field, reference=payment.reference,
+                         transaction=report.transaction_id, said=said)
 
 
 class Ledger(Records[Transaction], ReportBook[Transaction], Protocol):

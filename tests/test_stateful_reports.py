@@ -197,33 +197,9 @@ message = "{said} seats reported, {seats} booked for {ticket}"
         ReportWords.load(path)
 
 
-def test_a_message_s_facts_are_read_by_their_declared_fields(tmp_path: Path) -> None:
-    path = tmp_path / "reports.toml"
-    path.write_text("""
+# A toy system's reports.toml: the fields of its facts, their checks and its parked reasons.
+TOY_REPORTS = """
 transaction = "Id"
-[[facts]]
-fact = "ticket"
-field = "No"
-message = "-"
-[[facts]]
-fact = "seats"
-field = "Seats"
-message = "-"
-number = true
-[parked]
-""")
-    words = ReportWords.load(path)
-    # A number may come as a string of digits; a fact the message lacks is None, not "".
-    assert words.said({"No": 7, "Seats": "02", "Id": "X1"}) == {
-        "ticket": "7", "seats": 2, "transaction_id": "X1"}
-    assert words.said({"No": "T1", "Id": None}) == {
-        "ticket": "T1", "seats": None, "transaction_id": ""}
-
-
-def test_a_verdict_holds_the_record_s_facts_and_is_worded_by_what_differs(
-        tmp_path: Path) -> None:
-    path = tmp_path / "reports.toml"
-    path.write_text("""
 [[facts]]
 fact = "reference"
 field = "No"
@@ -232,10 +208,30 @@ message = "the system reports {said!r} for {reference!r}"
 fact = "seats"
 field = "Seats"
 message = "{said} seats reported, {seats} booked"
+number = true
 [parked]
 "client.already_done" = "ticket {reference} is done; the system now says {said}"
-""")
-    words, moves, mine = ReportWords.load(path), table(tmp_path), ticket()
+"""
+
+
+def toy_words(tmp_path: Path) -> ReportWords:
+    path = tmp_path / "reports.toml"
+    path.write_text(TOY_REPORTS)
+    return ReportWords.load(path)
+
+
+def test_a_message_s_facts_are_read_by_their_declared_fields(tmp_path: Path) -> None:
+    words = toy_words(tmp_path)
+    # A number may come as a string of digits; a fact the message lacks is None, not "".
+    assert words.said({"No": 7, "Seats": "02", "Id": "X1"}) == {
+        "reference": "7", "seats": 2, "transaction_id": "X1"}
+    assert words.said({"No": "T1", "Id": None}) == {
+        "reference": "T1", "seats": None, "transaction_id": ""}
+
+
+def test_a_verdict_holds_the_record_s_facts_and_is_worded_by_what_differs(
+        tmp_path: Path) -> None:
+    words, moves, mine = toy_words(tmp_path), table(tmp_path), ticket()
     # The record's own facts, those it does not keep given, then its status and dossier.
     expected = words.expected(mine, seats=2)
     assert expected == {"reference": mine.reference, "seats": 2, "status": "open",

@@ -188,12 +188,15 @@ def test_down_is_retryable_and_recovers(sim: PopulationSimulator) -> None:
 
 
 def test_slow_is_a_timeout(sim: PopulationSimulator) -> None:
-    sim.slow(0.5)
-    error = fails(sim, timeout=0.1)
+    # The margin between the answer (2 s) and the timeout (0.5 s) is wide: on a loaded machine
+    # the request must still reach the simulator before the timeout, or the wait below for
+    # the abandoned request to finish would wait for one never sent.
+    sim.slow(2.0)
+    error = fails(sim, timeout=0.5)
     assert isinstance(error, RetryableError)
     assert error.code == "system.timeout"
     # Let the simulator finish the abandoned request before the next test.
-    wait_for(lambda: sim.calls, timeout=5, message="the slow request to finish")
+    wait_for(lambda: sim.calls, timeout=30, message="the slow request to finish")
 
 
 @pytest.mark.parametrize(("status", "cls", "code"), [

@@ -155,7 +155,7 @@ def test_a_plain_call_goes_straight_to_aiohttp_as_httpx_would_send_it(
 
     async def go() -> None:
         for transport in (pool, httpx.AsyncHTTPTransport()):
-            http = HttpTransport("portal", "the portal", base_url=url, timeout=2.0,
+            http = HttpTransport("portal", "the portal", base_url=url, timeout=30.0,
                                  headers={"dstcode": "G22"}, transport=transport)
             try:
                 assert (await http.send(request)).body == {}

@@ -35,7 +35,7 @@ class PaymentCallback(Part[PaymentRuntime]):
         # Refusals propagate untouched: the door logs and counts them, and nothing is kept.
         rt = self.rt
         doc = report_body(self.ctx, rt.contract, "callback", body, "the callback body")
-        if not checksum.matches(doc, rt.mapping.checksum_orders["callback"], rt.secret):
+        if not checksum.matches(doc, rt.mapping.checksum_orders["callback"], rt.cfg.secret()):
             raise BadChecksum(
                 f"the MaXacThuc of the callback for {doc['MaThamChieu']!r:.60} does not match "
                 "its fields; refused, nothing kept. If the gateway is genuine, compare its "

@@ -19,20 +19,15 @@ if TYPE_CHECKING:
 
 class PaymentClient(SystemClient):
     def __init__(self, rt: PaymentRuntime) -> None:
-        self.cfg, self.mapping, self._secret = rt.cfg, rt.mapping, rt.secret
+        self.cfg, self.mapping, self._secret = rt.cfg, rt.mapping, rt.cfg.secret()
         super().__init__(NAME, "the payment gateway", rt.cfg, rt.cfg.base_url, rt.contract)
         self._personal = set(rt.mapping.personal)
+        self._paths = {"init": rt.cfg.init_path, "query": rt.cfg.query_path}
 
-    async def init(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send INIT; the verified reply of an accepted request (it carries the payment URL)."""
-        return await self._call(self.cfg.init_path, message, "init")
-
-    async def query(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send QUERY; the verified reply (TrangThaiGD says paid, pending or failed)."""
-        return await self._call(self.cfg.query_path, message, "query")
-
-    async def _call(self, path: str, message: dict[str, Any], kind: str) -> dict[str, Any]:
-        request = Request(kind.upper(), path, body=message,
+    async def call(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Send INIT or QUERY (``kind``); the verified reply of an accepted request: INIT's
+        carries the payment URL, QUERY's TrangThaiGD says paid, pending or failed."""
+        request = Request(kind.upper(), self._paths[kind], body=message,
                           personal=collect(message, self._personal))
         return await self.outbound.call(request, lambda reply: self._read(reply, message, kind))
 

@@ -3,7 +3,6 @@ overrides (``hub.adapterconfig``), as a typed model."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from pydantic import Field
@@ -34,11 +33,7 @@ class PaymentConfig(AdapterConfig):
     # Empty: the hub's own store, or SQLite in its data_dir (payment.db).
     state_url: str = ""
 
-    @property
-    def reconcile_after(self) -> timedelta:
-        return timedelta(minutes=self.reconcile_after_minutes)
-
     def secret(self) -> str:
-        """The shared checksum secret, from the environment variable the config names."""
+        """Read when needed, so that a rotated secret is picked up without a restart."""
         return secret(self.secret_env, "secret_env", "the payment gateway's shared checksum "
                       "secret")

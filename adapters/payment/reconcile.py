@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from adapters.payment import ledger, translate
 from adapters.payment.callback import settle
@@ -39,7 +39,8 @@ async def reconcile_report(
         report.count(await _check(rt, gateway, payment, at))
 
     due = await asyncio.to_thread(rt.ledger.pending, rt.cfg.partner_code,
-                                  at - rt.cfg.reconcile_after, rt.cfg.reconcile_batch)
+                                  at - timedelta(minutes=rt.cfg.reconcile_after_minutes),
+                                  rt.cfg.reconcile_batch)
     return await open_pass(report, due, check, lambda p: f"reconciliation of payment {p.reference}",
                            lambda: rt.ledger.unemitted(rt.cfg.partner_code, rt.cfg.reconcile_batch),
                            None if client else gateway)
@@ -47,8 +48,8 @@ async def reconcile_report(
 
 async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Transaction,
                  now: datetime) -> str:
-    message = translate.query_message(payment.reference, rt.cfg, rt.mapping, rt.secret, now)
-    reply = await client.query(message)
+    message = translate.query_message(payment.reference, rt.cfg, rt.mapping, rt.cfg.secret(), now)
+    reply = await client.call("query", message)
     outcome = translate.query_outcome(reply, rt.mapping)
     if outcome == ledger.PENDING:
         await asyncio.to_thread(rt.ledger.checked, payment.reference, now)

@@ -19,11 +19,6 @@ from hub.stateful import Runtime, shared, state_engine
 class PaymentRuntime(Runtime[PaymentConfig, PaymentMapping]):
     ledger: Ledger
 
-    @property
-    def secret(self) -> str:
-        """Read when needed, so that a rotated secret is picked up without a restart."""
-        return self.cfg.secret()
-
     @classmethod
     def from_context(cls, ctx: AdapterContext) -> Self:
         cfg = PaymentConfig.from_context(ctx)

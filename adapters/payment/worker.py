@@ -37,7 +37,7 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
         with canonical():
             request = parse_event_data(env.type, env.data)
             assert isinstance(request, PaymentRequest)
-            message = translate.init_message(request, rt.cfg, rt.mapping, rt.secret, now)
+            message = translate.init_message(request, rt.cfg, rt.mapping, rt.cfg.secret(), now)
         rt.contract.validate("init", message, error=InvalidMessage, code="client.mapping_failed")
         asked = ledger.Transaction(
             reference=request.reference, partner=rt.cfg.partner_code, amount=message["SoTien"],
@@ -58,7 +58,7 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
                  request.dossier_code, message["SoTien"],
                  mask_identity(request.payer.identity_number))
         try:
-            reply = await client.init(message)
+            reply = await client.call("init", message)
         except PermanentError as exc:
             if exc.code == "system.rejected":
                 # The gateway refused it: no payment exists there, so reconciliation has

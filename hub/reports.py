@@ -116,7 +116,7 @@ class ReportWords(tomlmap.Table):
 
     @classmethod
     def load(cls, path: Path) -> ReportWords:
-        return tomlmap.checked(cls, tomlmap.read(path), path.name)
+        return tomlmap.load(cls, path)
 
     def said(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         """What the system's message ``doc`` says, by fact: each checked fact (None when the

@@ -32,9 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -54,6 +56,7 @@ C = TypeVar("C")
 M = TypeVar("M")
 T = TypeVar("T")
 V = TypeVar("V")
+F = TypeVar("F", bound=BaseModel)
 R = TypeVar("R", bound="Runtime[Any, Any]")
 # Failures that say the system is not answering at all: a pass stops at the first.
 UNREACHABLE = frozenset({"server.circuit_open", "system.unavailable", "system.timeout"})
@@ -170,6 +173,13 @@ def wire_time(doc: dict[str, Any], where: str = "fields.toml") -> WireTime:
     """The ``time_format`` and ``timezone`` of a mapping file (yyyyMMddHHmmss in Vietnam's time
     by default)."""
     return WireTime(*tomlmap.wire_time(doc, where))
+
+
+def fields_file(model: type[F], path: Path) -> tuple[F, WireTime]:
+    """A system's fields file (``mappings/<name>/fields.toml``) checked into ``model``
+    (``tomlmap.checked``, dotted), and the time of its wire (``wire_time``)."""
+    doc = tomlmap.read(path)
+    return tomlmap.checked(model, doc, path.name, dotted=True), wire_time(doc, path.name)
 
 
 def decoded(codes: Mapping[str, V], raw: Any, field: str, what: str, where: str) -> V:

@@ -84,6 +84,11 @@ def checked(model: type[M], doc: dict[str, Any], file: str, *, dotted: bool = Fa
         raise ConfigError(message, field=f"{file}{at}") from None
 
 
+def load(model: type[M], path: Path, *, dotted: bool = False) -> M:
+    """The mapping file ``path`` read and checked into ``model`` (``checked``)."""
+    return checked(model, read(path), path.name, dotted=dotted)
+
+
 def table(doc: dict[str, Any], key: str, where: str, *, field: str | None = None) -> dict[str, Any]:
     """The sub-table ``[key]`` of ``doc``; its absence is an error at ``field`` (by default
     ``<where> [<key>]``)."""

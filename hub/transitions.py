@@ -52,7 +52,7 @@ class Transitions(Mapping[tuple[str, str], Transition]):
 
     @classmethod
     def load(cls, path: Path, what: str) -> Transitions:
-        parsed = tomlmap.checked(_File, tomlmap.read(path), path.name).root
+        parsed = tomlmap.load(_File, path).root
         moves = {(state, outcome): step for state, steps in parsed.items()
                  for outcome, step in steps.items()}
         unknown = sorted({step.to for step in moves.values()} - set(parsed))

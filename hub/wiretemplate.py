@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from hub import tomlmap
 from hub.errors import ConfigError
 
 
@@ -61,3 +63,23 @@ class WireTemplate:
                 f"${', $'.join(sorted(values))} or write the value itself", field=self.where)
         filled: dict[str, Any] = _filled(self.template, values)
         return filled
+
+
+@dataclass(frozen=True)
+class Messages:
+    """A system's messages as the hub sends them (``mappings/<name>/messages.toml``): a
+    template a table, and ``personal``, the wire names of the personal data they carry, masked
+    in errors and logs."""
+
+    templates: Mapping[str, WireTemplate]
+    personal: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path, *keys: str) -> Messages:
+        """The file ``path`` with the templates ``keys``."""
+        doc = tomlmap.read(path)
+        return cls({key: WireTemplate.parse(doc, key, path.name) for key in keys},
+                   frozenset(map(str, doc.get("personal", ()))))
+
+    def __getitem__(self, key: str) -> WireTemplate:
+        return self.templates[key]

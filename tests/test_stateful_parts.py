@@ -24,7 +24,8 @@ from hub.errors import ConfigError, SecretMissing
 from hub.fieldchecksum import SECRET, FieldChecksum, Order, parse_orders
 from hub.numberranges import PLAIN, Numbers, Series, expand, read_file
 from hub.simulation import SwitchedSystem, Switches, one_of
-from hub.tomlmap import Table, WireName
+from hub.stateful import fields_file
+from hub.tomlmap import Table, TimedFile, WireName
 from hub.transitions import IllegalTransition, Transition, Transitions
 
 
@@ -134,6 +135,23 @@ def test_dotted_problems_name_table_and_key_and_a_missing_key_alone() -> None:
     assert problem({"order": {"waybill": "W", "stat": "S"}}).field == "order"
     assert "stat is not a known key" in problem({"order": {"waybill": "W", "stat": "S"}}).message
     assert problem({"order": {}}, dotted=False).field == "fields.toml [order].waybill"
+
+
+class TimedFields(TimedFile):
+    order: Names
+
+
+def test_a_fields_file_is_checked_with_the_time_of_its_wire(tmp_path: Path) -> None:
+    path = tmp_path / "fields.toml"
+    path.write_text('time_format = "%d/%m/%Y %H:%M"\n[order]\nwaybill = "W"\n')
+    fields, time = fields_file(TimedFields, path)
+    assert (fields.order.waybill, fields.order.state) == ("W", "State")
+    assert time.read("01/01/2025 08:00", "T").isoformat() == "2025-01-01T08:00:00+07:00"
+    assert tomlmap.load(TimedFields, path, dotted=True) == fields
+    path.write_text('[order]\nwaybill = ""\n')
+    with pytest.raises(ConfigError) as caught:
+        fields_file(TimedFields, path)
+    assert caught.value.field == "order.waybill" and "fields.toml" in caught.value.message
 
 
 def test_a_shared_token_opens_the_callback_only_once_set_and_only_when_carried() -> None:

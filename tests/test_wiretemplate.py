@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hub.errors import ConfigError
-from hub.wiretemplate import WireTemplate
+from hub.wiretemplate import Messages, WireTemplate
 
 DOC = {"init": {"Kind": "INIT", "Ref": "$reference", "Lines": "$lines",
                 "Receipt": {"Code": 2, "Who": "$payer"}}}
@@ -40,3 +42,14 @@ def test_an_optional_name_leaves_its_field_out_when_its_value_is_none_or_empty()
     with pytest.raises(ConfigError) as err:
         template.fill({"name": "A"})
     assert "$email, $phone" in err.value.message
+
+
+def test_a_messages_file_gives_its_templates_and_its_personal_fields(tmp_path: Path) -> None:
+    path = tmp_path / "messages.toml"
+    path.write_text('personal = ["Who"]\n[init]\nRef = "$reference"\n[query]\nRef = "$reference"\n')
+    messages = Messages.load(path, "init", "query")
+    assert messages["query"].fill({"reference": "R1"}) == {"Ref": "R1"}
+    assert messages.personal == frozenset({"Who"})
+    with pytest.raises(ConfigError) as err:
+        Messages.load(path, "init", "fee_line")
+    assert err.value.field == "messages.toml [fee_line]"

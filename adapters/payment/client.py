@@ -21,7 +21,7 @@ class PaymentClient(SystemClient):
     def __init__(self, rt: PaymentRuntime) -> None:
         self.cfg, self.mapping, self._secret = rt.cfg, rt.mapping, rt.cfg.secret()
         super().__init__(NAME, "the payment gateway", rt.cfg, rt.cfg.base_url, rt.contract)
-        self._personal = set(rt.mapping.personal)
+        self._personal = set(rt.mapping.messages.personal)
         self._paths = {"init": rt.cfg.init_path, "query": rt.cfg.query_path}
 
     async def call(self, kind: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, RootModel
+from pydantic import AfterValidator, ConfigDict, RootModel
 from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
 from hub.fieldchecksum import FieldChecksum, parse_orders
-from hub.stateful import WireTime, wire_time
+from hub.stateful import WireTime, fields_file
 from hub.tomlmap import Table, TimedFile, WireName
-from hub.wiretemplate import WireTemplate
+from hub.wiretemplate import Messages
 
-M = TypeVar("M", bound=BaseModel)
 checksum = FieldChecksum("MaXacThuc")
 MESSAGE_KINDS = ("init", "callback", "query", "init_reply", "query_reply")
 
@@ -61,14 +60,11 @@ class Beneficiaries(RootModel[dict[str, Beneficiary]]):
 @dataclass(frozen=True)
 class PaymentMapping:
     fields: Fields
+    time: WireTime
     codes: Codes
     checksum_orders: dict[str, tuple[str, ...]]
     beneficiaries: dict[str, Beneficiary]
-    time: WireTime
-    init: WireTemplate
-    fee_line: WireTemplate
-    query: WireTemplate
-    personal: frozenset[str]  # wire names of the payer's personal data
+    messages: Messages  # init, fee_line, query; personal: the payer's data
 
     def beneficiary(self, agency_code: str) -> Beneficiary | None:
         return self.beneficiaries.get(agency_code) or self.beneficiaries.get("default")
@@ -80,20 +76,9 @@ def parse_checksums(doc: dict[str, Any]) -> dict[str, tuple[str, ...]]:
 
 def load(mappings_dir: Path) -> PaymentMapping:
     base = mappings_dir / "payment"
-
-    def read(model: type[M], name: str) -> M:
-        return tomlmap.checked(model, tomlmap.read(base / name), name, dotted=True)
-
-    fields = tomlmap.read(base / "fields.toml")
-    checked, codes = tomlmap.checked(Fields, fields, "fields.toml", dotted=True), read(Codes,
-                                                                                     "codes.toml")
-    messages = tomlmap.read(base / "messages.toml")
-    init, fee_line, query = (WireTemplate.parse(messages, key, "messages.toml")
-                             for key in ("init", "fee_line", "query"))
+    fields, time = fields_file(Fields, base / "fields.toml")
     return PaymentMapping(
-        fields=checked, codes=codes,
+        fields=fields, time=time, codes=tomlmap.load(Codes, base / "codes.toml", dotted=True),
         checksum_orders=parse_checksums(tomlmap.read(base / "checksums.toml")),
-        beneficiaries=read(Beneficiaries, "beneficiaries.toml").root,
-        time=wire_time(fields), init=init,
-        fee_line=fee_line, query=query,
-        personal=frozenset(map(str, messages.get("personal", ()))))
+        beneficiaries=tomlmap.load(Beneficiaries, base / "beneficiaries.toml", dotted=True).root,
+        messages=Messages.load(base / "messages.toml", "init", "fee_line", "query"))

@@ -29,7 +29,7 @@ def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]
             "match the amount charged",
             field="fees",
         )
-    return [mapping.fee_line.fill({"kind": fee.kind, "code": fee.code, "name": fee.name,
+    return [mapping.messages["fee_line"].fill({"kind": fee.kind, "code": fee.code, "name": fee.name,
                                    "amount": whole_dong(fee.amount, f"fees.{i}.amount")})
             for i, fee in enumerate(fees)]
 
@@ -56,7 +56,7 @@ def init_message(
             code=MAPPING_FAILED,
             field="agency_code",
         )
-    message = mapping.init.fill({
+    message = mapping.messages["init"].fill({
         **_common(req.reference, cfg, mapping, now), "amount": amount,
         "description": req.description
         or cfg.description.format(dossier_code=req.dossier_code, reference=req.reference),
@@ -71,7 +71,7 @@ def init_message(
 def query_message(
     reference: str, cfg: PaymentConfig, mapping: PaymentMapping, secret: str, now: datetime
 ) -> dict[str, Any]:
-    message = mapping.query.fill(_common(reference, cfg, mapping, now))
+    message = mapping.messages["query"].fill(_common(reference, cfg, mapping, now))
     return checksum.sign(message, mapping.checksum_orders["query"], secret)
 
 

@@ -58,7 +58,7 @@ class PostalClient(SystemClient):
     async def create_order(self, message: dict[str, Any], what: str) -> Answer:
         """Send the order (``what`` names it in errors); the service's answer unless it is busy
         or refused the order."""
-        personal = collect(message, self.mapping.personal)
+        personal = collect(message, self.mapping.messages.personal)
 
         def read(answer: Reply) -> Answer:
             return self._status(self.valid("order-reply", answer.body), what, personal)

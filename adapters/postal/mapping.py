@@ -11,9 +11,9 @@ from pydantic import AfterValidator, Field, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
-from hub.stateful import WireTime, wire_time
+from hub.stateful import WireTime, fields_file
 from hub.tomlmap import Table, TimedFile, WireName
-from hub.wiretemplate import WireTemplate
+from hub.wiretemplate import Messages
 
 
 class Reply(Table):
@@ -77,20 +77,15 @@ class Statuses(Table):
 @dataclass(frozen=True)
 class PostalMapping:
     fields: Fields
-    statuses: Statuses
     time: WireTime
-    order: WireTemplate
-    party: WireTemplate
-    personal: frozenset[str]  # wire names of personal data in the order, masked in errors
+    statuses: Statuses
+    messages: Messages  # order, party; personal: wire names masked in errors
 
 
 def load(mappings_dir: Path) -> PostalMapping:
     base = mappings_dir / "postal"
-    fields, messages = tomlmap.read(base / "fields.toml"), tomlmap.read(base / "messages.toml")
-    order, party = (WireTemplate.parse(messages, k, "messages.toml") for k in ("order", "party"))
+    fields, time = fields_file(Fields, base / "fields.toml")
     return PostalMapping(
-        fields=tomlmap.checked(Fields, fields, "fields.toml", dotted=True),
-        statuses=tomlmap.checked(Statuses, tomlmap.read(base / "statuses.toml"),
-                                 "statuses.toml", dotted=True),
-        time=wire_time(fields), order=order, party=party,
-        personal=frozenset(map(str, messages.get("personal", ()))))
+        fields=fields, time=time,
+        statuses=tomlmap.load(Statuses, base / "statuses.toml", dotted=True),
+        messages=Messages.load(base / "messages.toml", "order", "party"))

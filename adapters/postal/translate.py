@@ -18,7 +18,7 @@ def order_number(pickup: PostalPickup, cfg: PostalConfig) -> str:
 
 
 def _party(party: Party, mapping: PostalMapping) -> dict[str, Any]:
-    return mapping.party.fill(party.model_dump())
+    return mapping.messages["party"].fill(party.model_dump())
 
 
 def order_message(
@@ -26,7 +26,7 @@ def order_message(
 ) -> dict[str, Any]:
     """The create-order request for ``pickup`` on ``waybill`` (messages.toml [order])."""
     purpose = "nhan ho so" if pickup.direction == "pickup" else "tra ket qua"
-    return mapping.order.fill({
+    return mapping.messages["order"].fill({
         "customer_code": cfg.customer_code, "waybill": waybill,
         "order_number": order_number(pickup, cfg),
         "cod_amount": whole_dong(pickup.cod_amount, "cod_amount"),

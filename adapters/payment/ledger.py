@@ -39,7 +39,7 @@ CODE_UNKNOWN_PARTNER = "client.unknown_partner"
 
 TRANSITIONS = Transitions.load(PROJECT_ROOT / "mappings" / "payment" / "transitions.toml",
                                "a payment")
-transition = TRANSITIONS.step
+transition, stepped = TRANSITIONS.step, TRANSITIONS.stepped
 WORDS = ReportWords.load(PROJECT_ROOT / "mappings" / "payment" / "reports.toml")
 
 
@@ -63,9 +63,6 @@ def same_payment(found: Transaction, asked: Transaction) -> Transaction:
             f"{found.amount} VND; every payment request needs its own reference",
             code="client.duplicate_reference", field="reference")
     return found
-
-
-stepped = TRANSITIONS.stepped
 
 
 # -- the gateway's reports ----------------------------------------------------------------------
@@ -140,15 +137,12 @@ class Ledger(Records[Transaction], ReportBook[Transaction], Protocol):
     """The payment adapter's state."""
 
     def initiated(self, reference: str, payment_url: str, event: Envelope, now: datetime) -> str:
-        """Keep the payment URL and the exact ``initiated`` event, first writer wins; the
-        stored event's JSON (re-emitted verbatim on a redelivery)."""
+        """Keep the payment URL and the ``initiated`` event (``StateStore.keep_first``)."""
 
     def settle(self, report: Report, *, event: Envelope | None, currency: str, now: datetime,
                emitted: bool) -> Settled:
-        """Judge ``report`` (``judge``) and apply the verdict in one transaction, the payment
-        locked; a callback's report is noted whatever the verdict. ``emitted``: the event is
-        published by the caller's door (a callback), not by reconciliation. LookupError when
-        no payment has the report's reference (``park`` it)."""
+        """Judge ``report`` (``judge``) and apply the verdict (``ReportStore.judged``);
+        ``emitted``: the event is published by the caller's door (a callback)."""
 
     def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
         """Payments initiated before ``cutoff`` and still pending, oldest first."""

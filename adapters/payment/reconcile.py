@@ -22,16 +22,11 @@ from hub.stateful import Sweep, open_pass, run_job
 OUTCOMES = ("checked", "paid", "failed", "mismatched", "still_pending")
 
 
-async def reconcile_report(
-    ctx: AdapterContext,
-    now: datetime | None = None,
-    *,
-    runtime: PaymentRuntime | None = None,
-    client: PaymentClient | None = None,
-) -> Sweep:
+async def reconcile_report(ctx: AdapterContext, now: datetime | None = None, *,
+                           runtime: PaymentRuntime | None = None) -> Sweep:
     rt = runtime or PaymentRuntime.from_context(ctx)
     at = now or rt.clock()
-    gateway = client or PaymentClient(rt)
+    gateway = PaymentClient(rt)
     report = Sweep.of(*OUTCOMES)
 
     async def check(payment: ledger.Transaction) -> None:
@@ -43,7 +38,7 @@ async def reconcile_report(
                                   rt.cfg.reconcile_batch)
     return await open_pass(report, due, check, lambda p: f"reconciliation of payment {p.reference}",
                            lambda: rt.ledger.unemitted(rt.cfg.partner_code, rt.cfg.reconcile_batch),
-                           None if client else gateway)
+                           gateway)
 
 
 async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Transaction,

@@ -10,14 +10,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from adapters.payment.ledger import (
-    PENDING,
-    TRANSITIONS,
-    Report,
-    Settlement,
-    Transaction,
-    judge,
-)
+from adapters.payment import ledger
+from adapters.payment.ledger import Report, Settlement, Transaction
 from hub.adaptertables import utc
 from hub.calllog import call_log_table
 from hub.envelope import Envelope
@@ -65,7 +59,7 @@ class SqlLedger(ReportStore[Transaction, Settlement]):
     before_type = Settlement
     parked_reports_table = mismatches
     calls = callbacks
-    transitions = TRANSITIONS
+    transitions = ledger.TRANSITIONS
 
     def initiated(self, reference: str, payment_url: str, event: Envelope, now: datetime) -> str:
         return self.keep_first(transactions, transactions.c.reference == reference,
@@ -73,11 +67,12 @@ class SqlLedger(ReportStore[Transaction, Settlement]):
 
     def settle(self, report: Report, *, event: Envelope | None, currency: str, now: datetime,
                emitted: bool) -> Settled:
-        return self.judged(report, lambda payment, before: judge(
+        return self.judged(report, lambda payment, before: ledger.judge(
             payment, before, report, event, currency), now, emitted=emitted, paid=report.paid)
 
     def pending(self, partner: str, cutoff: datetime, limit: int) -> list[Transaction]:
-        return self.chosen(transactions.c.partner == partner, transactions.c.status == PENDING,
+        return self.chosen(transactions.c.partner == partner,
+                           transactions.c.status == ledger.PENDING,
                            transactions.c.created_at <= utc(cutoff), oldest=limit)
 
     def checked(self, reference: str, now: datetime) -> None:

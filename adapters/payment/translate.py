@@ -39,13 +39,8 @@ def _common(reference: str, cfg: PaymentConfig, mapping: PaymentMapping,
     return {**cfg.model_dump(), "reference": reference, "time": mapping.time.write(now)}
 
 
-def init_message(
-    req: PaymentRequest,
-    cfg: PaymentConfig,
-    mapping: PaymentMapping,
-    secret: str,
-    now: datetime,
-) -> dict[str, Any]:
+def init_message(req: PaymentRequest, cfg: PaymentConfig, mapping: PaymentMapping, secret: str,
+                 now: datetime) -> dict[str, Any]:
     """The INIT request for ``req`` (messages.toml [init]), MaXacThuc included."""
     amount = whole_dong(req.amount, "amount")
     account = mapping.beneficiary(req.agency_code)
@@ -68,9 +63,8 @@ def init_message(
     return checksum.sign(message, mapping.checksum_orders["init"], secret)
 
 
-def query_message(
-    reference: str, cfg: PaymentConfig, mapping: PaymentMapping, secret: str, now: datetime
-) -> dict[str, Any]:
+def query_message(reference: str, cfg: PaymentConfig, mapping: PaymentMapping, secret: str,
+                  now: datetime) -> dict[str, Any]:
     message = mapping.messages["query"].fill(_common(reference, cfg, mapping, now))
     return checksum.sign(message, mapping.checksum_orders["query"], secret)
 

@@ -10,7 +10,8 @@ adapter writes functions, not a command line. ``AdapterSpec.extra``:
 A function's command-line arguments and options are its parameters annotated for typer
 (``Annotated[str, typer.Option(...)]``); the others (a test's runtime, a clock) keep their
 defaults. Its docstring is the command's help. The functions' modules are imported when the
-command line is built (typer reads their signatures), not when the adapter is discovered.
+adapter's commands are called or listed (typer reads their signatures), not when the adapter is
+discovered.
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def _job(adapter: str, fn: Callable[..., Any], kwargs: dict[str, Any]) -> str:
     return asyncio.run(go())
 
 
-def _command(adapter: str, target: str,
-             run: Callable[[str, Callable[..., Any], dict[str, Any]], str]) -> Callable[..., None]:
+Runner = Callable[[str, Callable[..., Any], dict[str, Any]], str]
+
+
+def _command(adapter: str, target: str, run: Runner) -> Callable[..., None]:
     fn = _resolve(target)
     params = _declared(fn)
 
@@ -108,11 +111,20 @@ def _table(value: object) -> Mapping[object, object]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _declarations(extra: Mapping[str, object]) -> list[tuple[object, object, Runner]]:
+    return [(name, target, run) for key, run in (("jobs", _job), ("admin", _admin))
+            for name, target in _table(extra.get(key)).items()]
+
+
+def declares_commands(extra: Mapping[str, object]) -> bool:
+    """Whether the spec's ``extra`` declares jobs or admin functions (nothing imported)."""
+    return bool(_declarations(extra))
+
+
 def commands_of(adapter: str, description: str, extra: Mapping[str, object]) -> typer.Typer | None:
     """The adapter's commands (None when it declares none). Functions are resolved, and their
-    modules imported, only here: call it when the command line is built."""
-    declared = [(name, target, run) for key, run in (("jobs", _job), ("admin", _admin))
-                for name, target in _table(extra.get(key)).items()]
+    modules imported, only here: call it when the adapter's commands are called or listed."""
+    declared = _declarations(extra)
     if not declared:
         return None
     app = typer.Typer(help=description, no_args_is_help=True)

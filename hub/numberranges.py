@@ -97,8 +97,11 @@ class Numbers:
         wanted = [self.check(n, self.what) for n in numbers]
         if file is not None:
             wanted += self.file(file)
-        if first is not None or last is not None:
-            wanted += self.range(first or "", last or first or "")
+        if last is not None and first is None:
+            raise ConfigError(f"--last {last!r:.40} ends a range that has no start; give its "
+                              "first number with --first", field="first")
+        if first is not None:
+            wanted += self.range(first, last or first)
         return wanted
 
     def keep(self, pool: NumberPool, owner: str, ranges: Ranges, now: datetime) -> None:

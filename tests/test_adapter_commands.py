@@ -48,3 +48,20 @@ def test_a_job_is_a_command_with_its_arguments_and_its_docstring_as_help() -> No
     assert shown.exit_code == 0
     assert "ORDER_NUMBERS" in shown.output.upper() and "every open order" in shown.output
     assert "Poll tracking of open orders" in shown.output
+
+
+def test_a_refused_range_is_an_error_line_not_a_traceback(env: dict[str, str]) -> None:
+    customer = f"C{uuid.uuid4().hex[:8].upper()}"
+    for args, said in (
+        (["--last", "EA000000045VN"], "[first]: --last 'EA000000045VN' ends a range that has "
+                                      "no start; give its first number with --first"),
+        (["--first", "EA000000045VN", "--last", "EA000000014VN"],
+         "[last]: the range EA000000045VN..EA000000014VN runs backwards"),
+    ):
+        result = CliRunner().invoke(cli, ["postal", "pool", "add", *args, "--customer", customer],
+                                    env=env)
+        assert result.exit_code == 2, result.output
+        assert said in result.output
+        assert "Traceback" not in result.output
+    assert "free=0, taken=0, burned=0" in run(env, "postal", "pool", "status",
+                                              "--customer", customer)

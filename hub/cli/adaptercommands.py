@@ -88,7 +88,14 @@ def _command(adapter: str, target: str, run: Runner) -> Callable[..., None]:
     params = _declared(fn)
 
     def command(**kwargs: Any) -> None:
-        typer.echo(run(adapter, fn, kwargs))
+        from hub.errors import HubError
+
+        try:
+            typer.echo(run(adapter, fn, kwargs))
+        except HubError as exc:
+            # As the hub's own commands do: the reason, naming the field, not a traceback.
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(2) from None
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}

@@ -48,6 +48,15 @@ class SystemClient:
             return RetryableError(text, code="system.busy", field=field, origin=self.origin)
         return PermanentError(text, code="system.rejected", field=field, origin=self.origin)
 
+    def url(self, reply: dict[str, Any], field: str, problem: str) -> str:
+        """The http(s) address ``reply`` carries in ``field`` (where the citizen goes next);
+        else ``PermanentError`` ``system.bad_reply``: ``problem``, with what it carried."""
+        found = reply.get(field)
+        if not isinstance(found, str) or not found.startswith(("http://", "https://")):
+            raise PermanentError(f"{problem} ({found!r:.80})", code="system.bad_reply",
+                                 field=field, origin=self.origin)
+        return found
+
     def valid(self, kind: str, reply: dict[str, Any]) -> dict[str, Any]:
         """``reply``, when it keeps the system's ``kind`` contract; else ``PermanentError``."""
         self.contract.validate(kind, reply, error=PermanentError, code="system.bad_reply",

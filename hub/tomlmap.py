@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    RootModel,
+    StringConstraints,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from hub.errors import ConfigError
@@ -87,6 +94,13 @@ def checked(model: type[M], doc: dict[str, Any], file: str, *, dotted: bool = Fa
 def load(model: type[M], path: Path, *, dotted: bool = False) -> M:
     """The mapping file ``path`` read and checked into ``model`` (``checked``)."""
     return checked(model, read(path), path.name, dotted=dotted)
+
+
+def tables(model: type[M], path: Path, *, dotted: bool = False) -> dict[str, M]:
+    """The mapping file ``path`` whose every table, whatever its name, is checked into
+    ``model`` (an agency's account under its code)."""
+    root: type[RootModel[dict[str, M]]] = RootModel[dict[str, model]]  # type: ignore[valid-type]
+    return load(root, path, dotted=dotted).root
 
 
 def table(doc: dict[str, Any], key: str, where: str, *, field: str | None = None) -> dict[str, Any]:

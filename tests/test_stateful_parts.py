@@ -240,3 +240,14 @@ def test_numbers_given_alone_in_a_file_and_as_a_range_are_checked_each(tmp_path:
     with pytest.raises(ConfigError) as err:
         numbers.given(["A-1"])
     assert err.value.field == "ticket"
+
+
+def test_a_file_of_tables_checks_each_whatever_its_name(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[default]\nwaybill = "W"\n["000.00.00.H56"]\nwaybill = "X"\nstate = "S"\n')
+    found = tomlmap.tables(Names, path, dotted=True)
+    assert found == {"default": Names(waybill="W"), "000.00.00.H56": Names(waybill="X", state="S")}
+    path.write_text('[default]\nwaybill = "W"\n["000.00.00.H56"]\nwaybill = ""\n')
+    with pytest.raises(ConfigError) as caught:
+        tomlmap.tables(Names, path, dotted=True)
+    assert caught.value.field == "000.00.00.H56.waybill"

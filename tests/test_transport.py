@@ -31,12 +31,13 @@ from hub.adapters import AdapterContext, Event, discover, load_config
 from hub.broker.metrics import REGISTRY
 from hub.broker.names import Names
 from hub.broker.retry import Park, decide, parked_headers, retry_headers
+from hub.contracts import load_contract
 from hub.envelope import Envelope
 from hub.errors import ConfigError, HubError, InvalidMessage, PermanentError, RetryableError
 from hub.model import Applicant
 from hub.settings import PROJECT_ROOT, Settings
 from hub.simulation import SimulatorServer, free_port
-from hub.systemclient import json_outbound
+from hub.systemclient import HttpSystemConfig, SystemClient, json_outbound
 from hub.transport import Request
 
 NAME = "Nguyễn Văn An"
@@ -342,3 +343,18 @@ def test_a_system_that_needs_only_an_address_gets_its_calls_from_its_configurati
         asyncio.run(call())
     assert (down.value.code, down.value.origin) == ("system.unavailable", "system:toy")
     assert "the toy system cannot be reached" in down.value.message
+
+
+def test_an_address_a_system_replies_with_is_an_http_url_or_the_reply_is_bad() -> None:
+    """``SystemClient.url``: where a system sends the citizen next (a payment page)."""
+    cfg = HttpSystemConfig.from_mapping({"base_url": "http://127.0.0.1:1"})
+    client = SystemClient("toy", "the toy system", cfg, cfg.base_url,
+                          load_contract(PROJECT_ROOT / "schemas" / "payment"))
+    assert client.url({"Url": "https://pay.example/1"}, "Url", "-") == "https://pay.example/1"
+    for carried in ({"Url": "javascript:alert(1)"}, {"Url": 7}, {}):
+        with pytest.raises(PermanentError) as bad:
+            client.url(carried, "Url", "the toy system accepted R1 but sent no usable address")
+        assert (bad.value.code, bad.value.field, bad.value.origin) == (
+            "system.bad_reply", "Url", "system:toy")
+        assert bad.value.message.startswith("the toy system accepted R1 but sent no usable")
+    asyncio.run(client.aclose())

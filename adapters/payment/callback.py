@@ -1,9 +1,8 @@
 """The gateway's callback (``POST /v1/callbacks/payment`` on the hub), answered as
 docs/adapters/payment.md tabulates: refused when it does not parse, breaks the contract or its
-MaXacThuc does not match (nothing kept but the door's log line and counter); parked for an
-operator when the ledger cannot apply it (nothing published); else applied, its
-``vn.gov.payment.completed`` derived from the transaction and stored, so a resend is the same
-message. The payment moves by the ledger's table of transitions (``ledger.TRANSITIONS``)."""
+MaXacThuc does not match; parked for an operator when the ledger cannot apply it; else
+applied, its ``vn.gov.payment.completed`` derived from the transaction and stored, so a resend
+is the same message."""
 
 from __future__ import annotations
 

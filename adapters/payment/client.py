@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.payment.config import NAME, ORIGIN
+from adapters.payment.config import NAME
 from adapters.payment.mapping import checksum
 from hub.errors import PermanentError
 from hub.privacy import collect
@@ -43,7 +43,7 @@ class PaymentClient(SystemClient):
                 "MaXacThuc that does not match; the reply is not trusted. Check that the shared "
                 f"secret ({self.cfg.secret_env}) and mappings/payment/checksums.toml "
                 f"[{kind}_reply] agree with the gateway's",
-                code="system.bad_checksum", field="MaXacThuc", origin=ORIGIN,
+                code="system.bad_checksum", field="MaXacThuc", origin=self.origin,
             )
         code = str(reply["MaLoi"])
         if code == "00":

@@ -10,7 +10,6 @@ from pydantic import Field
 from hub.adapterconfig import AdapterConfig, EnvName, HttpUrl, NonBlank, UrlPath, secret
 
 NAME = "payment"
-ORIGIN = f"system:{NAME}"
 
 
 class PaymentConfig(AdapterConfig):

@@ -1,8 +1,6 @@
 """The payment ledger's rules, pure, and its port, ``Ledger`` (``adapters.payment.store``, or an
 in-memory fake in unit tests): every state change follows ``TRANSITIONS``
-(``mappings/payment/transitions.toml``); a report of the gateway is judged against the payment
-it names by ``judge`` (``hub.reports``): applied, answered again with the event recorded
-before, or parked for an operator, nothing published."""
+(``mappings/payment/transitions.toml``); a report of the gateway is judged by ``judge``."""
 
 from __future__ import annotations
 
@@ -70,10 +68,8 @@ def same_payment(found: Transaction, asked: Transaction) -> Transaction:
 
 @dataclass(frozen=True, kw_only=True)
 class Report(reports.Report):
-    """What the gateway says about one transaction of a payment, from a callback whose checksum
-    matched or from a QUERY reply. ``amount``, ``currency``, ``partner``: None when the message
-    does not carry the fact (a QUERY reply has no currency). ``outcome_field``: the field that
-    says paid or failed (MaLoi, TrangThaiGD)."""
+    """What the gateway says about one transaction of a payment (``reported``); ``outcome_field``:
+    the field that says paid or failed (MaLoi, TrangThaiGD)."""
 
     paid: bool
     amount: int | None

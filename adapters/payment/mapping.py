@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, RootModel
+from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
 from hub import tomlmap
@@ -53,10 +53,6 @@ class Beneficiary(Table):
     name: WireName
 
 
-class Beneficiaries(RootModel[dict[str, Beneficiary]]):
-    model_config = ConfigDict(frozen=True)
-
-
 @dataclass(frozen=True)
 class PaymentMapping:
     fields: Fields
@@ -80,5 +76,5 @@ def load(mappings_dir: Path) -> PaymentMapping:
     return PaymentMapping(
         fields=fields, time=time, codes=tomlmap.load(Codes, base / "codes.toml", dotted=True),
         checksum_orders=parse_checksums(tomlmap.read(base / "checksums.toml")),
-        beneficiaries=tomlmap.load(Beneficiaries, base / "beneficiaries.toml", dotted=True).root,
+        beneficiaries=tomlmap.tables(Beneficiary, base / "beneficiaries.toml", dotted=True),
         messages=Messages.load(base / "messages.toml", "init", "fee_line", "query"))

@@ -1,8 +1,6 @@
 """Reconciliation (docs/adapters/payment.md): payments still pending some time after INIT are
 asked for with QUERY, and a reply is a report like a callback, judged by the same table.
-``reconcile_report`` returns the pass (a ``hub.stateful.Sweep``) with the events to publish,
-those settled earlier whose publication was never confirmed included; ``run`` publishes them
-and marks them emitted."""
+``reconcile_report`` is the pass (``hub.stateful.open_pass``), ``run`` publishes what it found."""
 
 from __future__ import annotations
 
@@ -31,7 +29,22 @@ async def reconcile_report(ctx: AdapterContext, now: datetime | None = None, *,
 
     async def check(payment: ledger.Transaction) -> None:
         report.count("checked")
-        report.count(await _check(rt, gateway, payment, at))
+        reply = await gateway.call("query", translate.query_message(
+            payment.reference, rt.cfg, rt.mapping, rt.cfg.secret(), at))
+        outcome = translate.query_outcome(reply, rt.mapping)
+        if outcome == ledger.PENDING:
+            await asyncio.to_thread(rt.ledger.checked, payment.reference, at)
+            report.count("still_pending")
+            return
+        field = rt.mapping.fields.reply.transaction_state
+        said = ledger.reported(reply, paid=outcome == ledger.PAID, digest=content_digest(reply),
+                               source="query", outcome_field=field)
+        # The same facts as a callback's, checked the same way: a QUERY that says paid for
+        # another amount parks the payment as a mismatch, it does not pay it.
+        settled = await asyncio.to_thread(settle, rt, payment, said,
+                                          f"{field}={reply.get(field)}", at, emitted=False)
+        report.count("mismatched" if settled.parked is not None
+                     else "paid" if said.paid else "failed")
 
     due = await asyncio.to_thread(rt.ledger.pending, rt.cfg.partner_code,
                                   at - timedelta(minutes=rt.cfg.reconcile_after_minutes),
@@ -39,26 +52,6 @@ async def reconcile_report(ctx: AdapterContext, now: datetime | None = None, *,
     return await open_pass(report, due, check, lambda p: f"reconciliation of payment {p.reference}",
                            lambda: rt.ledger.unemitted(rt.cfg.partner_code, rt.cfg.reconcile_batch),
                            gateway)
-
-
-async def _check(rt: PaymentRuntime, client: PaymentClient, payment: ledger.Transaction,
-                 now: datetime) -> str:
-    message = translate.query_message(payment.reference, rt.cfg, rt.mapping, rt.cfg.secret(), now)
-    reply = await client.call("query", message)
-    outcome = translate.query_outcome(reply, rt.mapping)
-    if outcome == ledger.PENDING:
-        await asyncio.to_thread(rt.ledger.checked, payment.reference, now)
-        return "still_pending"
-    field = rt.mapping.fields.reply.transaction_state
-    said = ledger.reported(reply, paid=outcome == ledger.PAID, digest=content_digest(reply),
-                           source="query", outcome_field=field)
-    # The same facts as a callback's, checked the same way: a QUERY that says paid for another
-    # amount parks the payment as a mismatch, it does not pay it.
-    settled = await asyncio.to_thread(settle, rt, payment, said, f"{field}={reply.get(field)}",
-                                      now, emitted=False)
-    if settled.parked is not None:
-        return "mismatched"
-    return "paid" if said.paid else "failed"
 
 
 async def run(ctx: AdapterContext, publish: Callable[[Envelope], Awaitable[None]],

@@ -1,8 +1,6 @@
-"""The payment ledger on SQLAlchemy (``ledger.Ledger``, a ``hub.reports.ReportStore``), one
-write transaction per report with the payment's row locked. Tables: ``payment_transactions``
-(the payments), ``payment_settlements`` (the exact event of each gateway transaction,
-re-emitted byte for byte), ``payment_callbacks`` (``hub.calllog``), ``payment_mismatches``
-(``hub.parked``)."""
+"""The payment ledger on SQLAlchemy (``ledger.Ledger``, a ``hub.reports.ReportStore``: one write
+transaction per report, the payment's row locked); ``payment_settlements`` keeps the exact
+event of each gateway transaction, re-emitted byte for byte."""
 
 from __future__ import annotations
 

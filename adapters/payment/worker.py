@@ -14,7 +14,6 @@ import logging
 
 from adapters.payment import events, ledger, translate
 from adapters.payment.client import PaymentClient
-from adapters.payment.config import ORIGIN
 from adapters.payment.runtime import PaymentRuntime
 from hub.envelope import Envelope
 from hub.errors import InvalidMessage, PermanentError
@@ -66,12 +65,8 @@ class PaymentWorker(StatefulWorker[PaymentRuntime]):
                 await asyncio.to_thread(rt.ledger.step, request.reference, ledger.INIT_REFUSED,
                                         now)
             raise
-        url = reply.get(rt.mapping.fields.reply.payment_url)
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise PermanentError(
-                f"the gateway accepted {request.reference!r} but sent no usable payment URL "
-                f"({url!r:.80})",
-                code="system.bad_reply", field=rt.mapping.fields.reply.payment_url, origin=ORIGIN)
+        url = client.url(reply, rt.mapping.fields.reply.payment_url, f"the gateway accepted "
+                         f"{request.reference!r} but sent no usable payment URL")
         data = PaymentInitiated(dossier_code=request.dossier_code, reference=request.reference,
                                 amount=request.amount, payment_url=url, at=now)
         initiated = env.derive(source=rt.hub_id, type=events.INITIATED,

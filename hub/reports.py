@@ -198,17 +198,6 @@ def by_table(table: Transitions, state: str, outcome: str, event: Envelope | Non
     return Verdict(step.to, parked=parked(step.park), expected=expected)
 
 
-def warn_parked(log: logging.Logger, what: str, report: Report, parked: Parked,
-                state: str | None, command: str) -> None:
-    """Tell the operator, on the adapter's ``log``, that a report is parked (``what``:
-    "payment", ``command``: the one that lists them)."""
-    log.warning(
-        "%s %s: the system's %s (transaction %s, from %s) is parked for an operator (%s): %s; "
-        "the %s stays %s. See `%s`.", what, report.reference, report.source,
-        report.transaction_id, report.peer or "-", parked.code, parked.reason, what,
-        state or "unknown to this hub", command)
-
-
 class ReportBook(Protocol[R_co]):
     """What an adapter's port keeps of reports about its records, whatever else it keeps."""
 
@@ -247,13 +236,30 @@ def parked_command(book_of: Callable[[AdapterContext], ReportBook[Any]],
     return parked
 
 
-def refuse_unmatched(book: ReportBook[Any], report: Report, parked: Parked, now: datetime,
-                     expected: Mapping[str, Any], error: type[ClientError], log: logging.Logger,
-                     what: str, command: str) -> ClientError:
-    """Park a pushed report that names no record of this hub; the error that refuses it."""
-    book.park(report, parked, now, expected=expected)
-    warn_parked(log, what, report, parked, None, command)
-    return error(f"{parked.reason}; kept for an operator", code=parked.code, field=parked.field)
+@dataclass(frozen=True)
+class Desk:
+    """Where an adapter tells its operator of the reports it parks: on its ``log``, naming
+    its records (``what``: "ticket") and the ``command`` that lists them."""
+
+    log: logging.Logger
+    what: str
+    command: str
+
+    def warn(self, report: Report, parked: Parked, state: str | None) -> None:
+        """A report is parked; ``state``: its record's after, None when it names none."""
+        self.log.warning(
+            "%s %s: the system's %s (transaction %s, from %s) is parked for an operator (%s): "
+            "%s; the %s stays %s. See `%s`.", self.what, report.reference, report.source,
+            report.transaction_id, report.peer or "-", parked.code, parked.reason, self.what,
+            state or "unknown to this hub", self.command)
+
+    def refuse(self, book: ReportBook[Any], report: Report, parked: Parked, now: datetime,
+               expected: Mapping[str, Any], error: type[ClientError]) -> ClientError:
+        """Park a pushed report that names no record of this hub; the error that refuses it."""
+        book.park(report, parked, now, expected=expected)
+        self.warn(report, parked, None)
+        return error(f"{parked.reason}; kept for an operator", code=parked.code,
+                     field=parked.field)
 
 
 class ReportStore(RecordStore[R], Generic[R, B]):

@@ -275,6 +275,18 @@ def string(raw: dict[str, Any], key: str, where: str, default: str | None = None
     return value
 
 
+def listing(key: str, meaning: str) -> AfterValidator:
+    """A table's check that it lists ``key`` (a system's code that means ``meaning``)."""
+
+    def listed(table: dict[str, Any]) -> dict[str, Any]:
+        if key not in table:
+            raise PydanticCustomError("listed", 'must define "{key}" ({meaning})',
+                                      {"key": key, "meaning": meaning})
+        return table
+
+    return AfterValidator(listed)
+
+
 WireName = Annotated[str, StringConstraints(min_length=1)]
 """A system's name of a field on its wire."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
@@ -251,3 +251,15 @@ def test_a_file_of_tables_checks_each_whatever_its_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         tomlmap.tables(Names, path, dotted=True)
     assert caught.value.field == "000.00.00.H56.waybill"
+
+
+class Replies(Table):
+    codes: Annotated[dict[str, Names], tomlmap.listing("00", "success")]
+
+
+def test_a_table_of_codes_must_list_the_one_declared() -> None:
+    assert "00" in tomlmap.checked(Replies, {"codes": {"00": {"waybill": "W"}}}, "codes.toml").codes
+    with pytest.raises(ConfigError) as caught:
+        tomlmap.checked(Replies, {"codes": {"01": {"waybill": "W"}}}, "codes.toml", dotted=True)
+    assert caught.value.field == "codes"
+    assert 'must define "00" (success)' in caught.value.message

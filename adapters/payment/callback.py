@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 from datetime import datetime
-from typing import Any
 
 from adapters.payment import events, ledger, translate
 from adapters.payment.mapping import checksum
@@ -20,11 +19,10 @@ from hub.envelope import Envelope
 from hub.errors import ClientError, Conflict, NotFound
 from hub.fieldchecksum import BadChecksum
 from hub.parked import Parked
-from hub.reports import CALLBACK, Settled, refuse_unmatched, warn_parked
+from hub.reports import CALLBACK, Desk, Settled
 from hub.stateful import Part, report_body, stored
 
-log = logging.getLogger(__name__)
-MISMATCHES = "lienthong payment mismatches"
+DESK = Desk(logging.getLogger(__name__), "payment", "lienthong payment mismatches")
 
 
 class PaymentCallback(Part[PaymentRuntime]):
@@ -41,15 +39,12 @@ class PaymentCallback(Part[PaymentRuntime]):
                 "secret and field order with mappings/payment/checksums.toml [callback]",
                 field="MaXacThuc",
             )
-        return self._apply(doc, hashlib.sha256(body).hexdigest())
-
-    def _apply(self, doc: dict[str, Any], digest: str) -> list[Envelope]:
-        rt = self.rt
         # Checked before parking: a time the gateway could not have meant is a malformed
         # message, refused like any other, not a fact to weigh against the ledger.
         rt.mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD")
-        report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", digest=digest,
-                                 source=CALLBACK, outcome_field="MaLoi", peer=request_address())
+        report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", source=CALLBACK,
+                                 digest=hashlib.sha256(body).hexdigest(), outcome_field="MaLoi",
+                                 peer=request_address())
         if report.partner != rt.cfg.partner_code:
             raise self._refused(report, ledger.WORDS.reason(
                 ledger.CODE_UNKNOWN_PARTNER, "MaDoiTac", said=report.partner,
@@ -70,9 +65,8 @@ class PaymentCallback(Part[PaymentRuntime]):
     def _refused(self, report: ledger.Report, parked: Parked,
                  error: type[ClientError]) -> ClientError:
         rt = self.rt
-        return refuse_unmatched(rt.ledger, report, parked, rt.clock(), {
-            "partner": rt.cfg.partner_code, "currency": rt.cfg.currency}, error, log, "payment",
-            MISMATCHES)
+        return DESK.refuse(rt.ledger, report, parked, rt.clock(), {
+            "partner": rt.cfg.partner_code, "currency": rt.cfg.currency}, error)
 
 
 def settle(rt: PaymentRuntime, payment: ledger.Transaction, report: ledger.Report,
@@ -94,5 +88,5 @@ def settle(rt: PaymentRuntime, payment: ledger.Transaction, report: ledger.Repor
     settled = rt.ledger.settle(report, event=candidate, currency=rt.cfg.currency, now=now,
                                emitted=emitted)
     if settled.parked is not None:
-        warn_parked(log, "payment", report, settled.parked, settled.state, MISMATCHES)
+        DESK.warn(report, settled.parked, settled.state)
     return settled

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator
-from pydantic_core import PydanticCustomError
-
 from hub import tomlmap
 from hub.fieldchecksum import FieldChecksum, parse_orders
 from hub.stateful import WireTime, fields_file
@@ -35,14 +32,8 @@ class ErrorCode(Table):
     retry: bool = False
 
 
-def _success_listed(errors: dict[str, ErrorCode]) -> dict[str, ErrorCode]:
-    if "00" not in errors:
-        raise PydanticCustomError("success", 'must define "00" (success)')
-    return errors
-
-
 class Codes(Table):
-    errors: Annotated[dict[str, ErrorCode], AfterValidator(_success_listed)]
+    errors: Annotated[dict[str, ErrorCode], tomlmap.listing("00", "success")]
     # TrangThaiGD in QUERY replies -> what reconciliation does with the transaction.
     transaction_states: dict[str, Literal["paid", "pending", "failed"]]
 

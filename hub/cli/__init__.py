@@ -4,8 +4,9 @@ registered here; commands build what they need from ``Settings`` and call plain 
 A group's module is imported when the group is called (or listed by ``--help``), not at every
 start: the modules bring the store, the broker and the web stack, and importing all of them cost
 every command, ``lienthong outbox status`` as much as ``lienthong serve``, over a second
-before it did anything. Adapters' commands likewise: the adapters are discovered at start (their
-packages are light), the modules of their jobs and admin functions imported when called."""
+before it did anything (see docs/performance.md#command-groups-imported-when-called).
+Adapters' commands likewise: the adapters are discovered at start (their packages are light),
+the modules of their jobs and admin functions imported when called."""
 
 from __future__ import annotations
 

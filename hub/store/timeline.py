@@ -12,12 +12,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, select
+from sqlalchemy import Connection, Dialect, Executable, select
 
 from hub.store.bulk import BulkInsert, Prepared
-from hub.store.conflict import dialect_insert, insert_ignore
+from hub.store.conflict import dialect_insert_for, insert_ignore
 from hub.store.tables import dossier_sequences, timeline
 
 # Event type of the timeline entry of an event a destination skipped. Not a CloudEvents type
@@ -162,20 +163,24 @@ def last_sequences(conn: Connection, consumer: str, dossier_codes: list[str]) ->
     return found
 
 
-def set_sequence(conn: Connection, consumer: str, dossier_code: str, sequence: int) -> bool:
-    """Record ``sequence`` as applied; never moves backwards. True when it was stored (higher
-    than what was there, or the first)."""
-    stmt = dialect_insert(conn, dossier_sequences)
-    upsert = stmt.on_conflict_do_update(
+@cache
+def _sequence_upsert(dialect: str) -> Executable:
+    """The upsert of ``set_sequence``, built once per dialect: building it (the ``excluded``
+    alias and its columns) cost more than running it, once per delivery of an ordered
+    destination (see docs/performance.md#statements-built-once)."""
+    stmt = dialect_insert_for(dialect, dossier_sequences)
+    return stmt.on_conflict_do_update(
         index_elements=["consumer", "dossier_code"],
         set_={"sequence": stmt.excluded.sequence, "updated_at": stmt.excluded.updated_at},
         where=dossier_sequences.c.sequence < stmt.excluded.sequence,
     ).returning(dossier_sequences.c.sequence)
-    result = conn.execute(
-        upsert,
-        {
-            "consumer": consumer, "dossier_code": dossier_code, "sequence": sequence,
-            "updated_at": datetime.now(UTC),
-        },
-    )
+
+
+def set_sequence(conn: Connection, consumer: str, dossier_code: str, sequence: int) -> bool:
+    """Record ``sequence`` as applied; never moves backwards. True when it was stored (higher
+    than what was there, or the first)."""
+    result = conn.execute(_sequence_upsert(conn.dialect.name), {
+        "consumer": consumer, "dossier_code": dossier_code, "sequence": sequence,
+        "updated_at": datetime.now(UTC),
+    })
     return result.scalar_one_or_none() is not None

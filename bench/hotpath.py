@@ -4,6 +4,7 @@ machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
         [verify] [contract] [transport] [direct] [timeline] [sequences] [es256] [routes]
+        [envelopes]
         [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
@@ -30,6 +31,9 @@ machine's drift falls on both alike.
   the same pool;
 - es256: an intake request's ES256 signature made and verified straight on cryptography
   (``hub.signing.algorithms``) against joserfc's generic path;
+- envelopes: an event's envelope decoded by the three consumers of a worker process, the
+  recorder and the fan-out sharing one decoding (``hub.broker.consumer.SharedEnvelopes``),
+  against each of the three decoding its own;
 - routes: a request through the app's middlewares to a plain ASGI route on the app's own
   router (``hub.api.app``) against the same route in an included router;
 - timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
@@ -502,6 +506,42 @@ def verify(args: argparse.Namespace, results: dict[str, Any]) -> None:
            "remembered", "verified again")
 
 
+def envelopes(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The envelope decodings of one event in a worker process, whose three consumers each
+    receive its bytes (their own copy, as pika gives them): the portal's worker decodes its
+    own, the recorder and the fan-out share one (``hub.broker.consumer.SharedEnvelopes``),
+    against each of the three decoding it. CPU per event, the three decodings together."""
+    from bench.intake import dossier_body
+    from hub.broker.consumer import SharedEnvelopes
+    from hub.envelope import Envelope
+
+    source = "VN:GOV:000.00.00.H56:igate"
+    events = []
+    for i in range(2000):
+        env = Envelope.new(source=source, type="vn.gov.dossier.submitted",
+                           subject="000.00.00.H56-300101-0001",
+                           data=json.loads(dossier_body(i, "hotpath")), sequence=i)
+        body = env.to_bytes()
+        # What each consumer receives: equal bytes, three objects.
+        events.append((body, bytes(bytearray(body)), bytes(bytearray(body))))
+
+    def decoding(shared: bool) -> Callable[[], float]:
+        def run() -> float:
+            cache = SharedEnvelopes(readers=2)
+            recorder = fanout = cache.decode if shared else Envelope.from_bytes
+            started = time.process_time()
+            for portal_copy, recorder_copy, fanout_copy in events:
+                Envelope.from_bytes(portal_copy)
+                recorder(recorder_copy)
+                fanout(fanout_copy)
+            return (time.process_time() - started) / len(events) * 1e6
+        return run
+
+    hub, plain = median_of(args.rounds, decoding(True), decoding(False))
+    report("envelopes: an event decoded by a worker process's three consumers", "µs", hub,
+           plain, results, "recorder and fan-out sharing", "each its own")
+
+
 def es256(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """An intake request's two ES256 operations, the hub's way (straight on cryptography,
     hub.signing.algorithms) against joserfc's generic path: CPU per ``Signer.sign`` of a
@@ -912,7 +952,8 @@ EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "frames": frames, "heap": heap, "bulk": bulk, "linker": linker, "xmldsig": xmldsig,
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
     "direct": direct,
-    "timeline": timeline_rows, "sequences": sequences, "es256": es256, "routes": routes}
+    "timeline": timeline_rows, "sequences": sequences, "es256": es256, "routes": routes,
+    "envelopes": envelopes}
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.adapters import AdapterContext, AdapterSpec, Event, context_for, discover
-from hub.broker.consumer import Consumer
+from hub.broker.consumer import Consumer, SharedEnvelopes
 from hub.broker.consumer import Handler as ConsumerHandler
 from hub.broker.declare import former_queues
 from hub.broker.destinations import as_destinations, discover_destinations
@@ -123,6 +123,9 @@ def build_workers(
             settings, [d for d in installed if d.name not in taken] + given)
     topo = topology
     workers = []
+    # The recorder and the fan-out take every event: one decoding of its envelope for both.
+    # Not the adapters' workers (see SharedEnvelopes).
+    envelopes = SharedEnvelopes(readers=2) if recorder and fanout else None
 
     def consumer(destination: str, handler: ConsumerHandler, name: str, **kw: Any) -> Consumer:
         return Consumer.for_destination(
@@ -166,10 +169,14 @@ def build_workers(
                 "shipped mappings/topology.toml does), or run the workers with --no-recorder",
                 field=f"destinations.{TIMELINE}",
             ) from None
-        recording = consumer(TIMELINE, make_timeline_recorder(store), "recorder:timeline")
+        recording = consumer(TIMELINE, make_timeline_recorder(store), "recorder:timeline",
+                             envelopes=envelopes)
         workers.append(Worker(spec, recording))
     if fanout:
-        workers += _fanout(settings, store, signer, verifier, skipped)
+        feeding = _fanout(settings, store, signer, verifier, skipped, envelopes)
+        if not feeding and envelopes is not None:
+            envelopes.readers = 1  # the fan-out left out: the recorder alone, nothing kept
+        workers += feeding
     if keeper:
         # The operator console's dead-letter keeper (hub.console.keeper), beside the recorder.
         keeper_spec = AdapterSpec(name=KEEPER, description="the dead-letter keeper",
@@ -179,7 +186,8 @@ def build_workers(
 
 
 def _fanout(settings: Settings, store: Store, signer: Signer, verifier: Verifier,
-            skipped: list[tuple[str, ConfigError]] | None) -> list[Worker]:
+            skipped: list[tuple[str, ConfigError]] | None,
+            envelopes: SharedEnvelopes | None = None) -> list[Worker]:
     from hub.subscriptions.fanout import FANOUT, Fanout, consumer, feed_declared
 
     try:
@@ -197,7 +205,8 @@ def _fanout(settings: Settings, store: Store, signer: Signer, verifier: Verifier
     # The feed's consumer holds the handler; a spec only names it.
     spec = AdapterSpec(name=FANOUT, description="the subscriptions' fan-out", bindings=[],
                        make_handler=lambda ctx: nothing, ordered=False)
-    return [Worker(spec, consumer(settings, store, handler, verifier=verifier))]
+    return [Worker(spec, consumer(settings, store, handler, verifier=verifier,
+                                  envelopes=envelopes))]
 
 
 async def run_until_signalled(workers: list[Worker]) -> None:

@@ -18,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from subscriptions_support import BHXH, H56, Hub, dossier, drop_users, make_hub, publish
 from test_runtime_workers import _two_free_ports
 
+from hub import runtime
+from hub.adapters import AdapterSpec
 from hub.broker import declare
 from hub.broker.topology import Topology
 from hub.settings import Settings
@@ -136,6 +138,28 @@ def test_two_worker_processes_feed_a_subscription_each_event_once(
     assert len(ids) == len(sent) and set(ids) == {e.id for e in sent}  # each once
     assert all(json.loads(m.body)["data"]["applicant"] == {"identity_number": "001090012345"}
                for m in got)  # projected, as the fan-out does in any process
+
+
+def test_the_recorder_and_the_fanout_of_a_worker_share_decoded_envelopes_the_adapters_not(
+        hub: tuple[Hub, Topology]) -> None:
+    """One decoding of each event for the recorder and the fan-out (both only read it); an
+    adapter's worker decodes its own (hub.broker.consumer.SharedEnvelopes)."""
+    made, topology = hub
+    s = made.settings
+    npsp = AdapterSpec(name="npsp", description="npsp", bindings=["nothing.#"],
+                       make_handler=lambda ctx: runtime.nothing)
+    with Store.open(s.store_url) as store:
+        workers = runtime.build_workers(s, ["npsp"], store=store, adapters={"npsp": npsp},
+                                        fanout=True, topology=topology)
+        by_name = {w.spec.name: w.consumer for w in workers}
+        assert set(by_name) == {"npsp", "timeline", FANOUT}
+        shared = by_name["timeline"].envelopes
+        assert shared is not None and shared.readers == 2
+        assert by_name[FANOUT].envelopes is shared
+        assert by_name["npsp"].envelopes is None
+        recorder_only = runtime.build_workers(s, ["npsp"], store=store, adapters={"npsp": npsp},
+                                              topology=topology)
+        assert all(w.consumer.envelopes is None for w in recorder_only)
 
 
 def test_a_worker_without_the_feed_declared_says_so_and_delivers_the_rest(

@@ -192,6 +192,49 @@ class _Inbound:
         self.settled = False  # acked, left for redelivery or abandoned
 
 
+class SharedEnvelopes:
+    """The envelopes of bodies that several consumers of one process receive, decoded once:
+    the timeline recorder and the subscriptions' fan-out each take every event, the same bytes,
+    and decoding an envelope (JSON with its duplicate-member check, then its fields' checks) was
+    a consumer's largest cost after the signature (docs/performance.md#envelopes-decoded-once-
+    for-the-recorder-and-the-fan-out). The first of ``readers`` consumers to receive a body
+    decodes it; the others get the same ``Envelope`` object, and the entry is dropped once all
+    ``readers`` had it (or, oldest first, beyond ``limit`` bodies: a reader far behind, or
+    bodies only one of them receives, decode their own).
+
+    An Envelope is frozen, but its ``data`` and ``extensions`` are plain dicts: sharing is only
+    for consumers whose handlers never change them. The recorder and the fan-out only read
+    (the fan-out's projections are deep copies, ``hub.subscriptions.access.without``); an
+    adapter's worker decodes its own, since a handler of an adapter changing ``data`` would
+    otherwise change what the recorder keeps and what the fan-out signs and publishes. A body
+    that does not decode is not kept: each consumer raises its own error."""
+
+    def __init__(self, readers: int, limit: int = 1024) -> None:
+        self.readers = readers
+        self.limit = limit
+        # body -> [its envelope, readers still to come]; in the order they were decoded.
+        self._bodies: dict[bytes, list[Any]] = {}
+
+    def decode(self, body: bytes) -> Envelope:
+        entry = self._bodies.get(body)
+        if entry is not None:
+            if entry[1] <= 1:
+                del self._bodies[body]
+            else:
+                entry[1] -= 1
+            env: Envelope = entry[0]
+            return env
+        env = Envelope.from_bytes(body)
+        if self.readers > 1:
+            if len(self._bodies) >= self.limit:
+                del self._bodies[next(iter(self._bodies))]
+            self._bodies[body] = [env, self.readers - 1]
+        return env
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
 class _Pending:
     """Writes of one delivery waiting for the store."""
 
@@ -223,8 +266,13 @@ class Consumer:
         drain_first: Callable[[], Sequence[str]] | None = None,
         on_confirmed: Callable[[Outgoing], None] | None = None,
         signer: EnvelopeSigner | None = None,
+        envelopes: SharedEnvelopes | None = None,
     ) -> None:
         self.settings = settings
+        # Bodies decoded once for this consumer and others of the process (SharedEnvelopes
+        # says for which consumers that is safe).
+        self.envelopes = envelopes
+        self._decode = envelopes.decode if envelopes is not None else Envelope.from_bytes
         # Signs the canonical events a handler returns (an adapter holds no key).
         self.signer = signer
         self.queues = [queue] if isinstance(queue, str) else list(queue)
@@ -514,7 +562,7 @@ class Consumer:
         if self.ordered:
             # The lane is the dossier: the envelope is read now (and kept for the handler).
             try:
-                inbound.envelope = Envelope.from_bytes(body)
+                inbound.envelope = self._decode(body)
                 inbound.key = inbound.envelope.subject or None
             except Exception as exc:  # undecodable: no lane; the handler never sees it
                 inbound.decode_error = exc
@@ -669,7 +717,7 @@ class Consumer:
         """Decode, deduplicate and verify; None when the message is a duplicate (to ack)."""
         if inbound.decode_error is not None:
             raise inbound.decode_error
-        env = inbound.envelope or Envelope.from_bytes(inbound.body)
+        env = inbound.envelope or self._decode(inbound.body)
         inbound.envelope = env
         inbound.message_id = env.id
         processed = self.processed

@@ -4,7 +4,7 @@ machine's drift falls on both alike.
 
     .venv/bin/python bench/hotpath.py [frames] [heap] [bulk] [linker] [xmldsig] [metrics]
         [verify] [contract] [transport] [direct] [timeline] [sequences] [es256] [routes]
-        [envelopes]
+        [envelopes] [policy]
         [--rounds 3]
         [--amqp-url URL] [--pg-url URL]
 
@@ -34,6 +34,8 @@ machine's drift falls on both alike.
 - envelopes: an event's envelope decoded by the three consumers of a worker process, the
   recorder and the fan-out sharing one decoding (``hub.broker.consumer.SharedEnvelopes``),
   against each of the three decoding its own;
+- policy: a destination call answered at once, through its ``CallPolicy`` with the first
+  attempt made before tenacity is (``hub.outbound``), against every call through tenacity;
 - routes: a request through the app's middlewares to a plain ASGI route on the app's own
   router (``hub.api.app``) against the same route in an included router;
 - timeline: the recorder's rows of 500 deliveries committed together (SQLite), kept and
@@ -542,6 +544,41 @@ def envelopes(args: argparse.Namespace, results: dict[str, Any]) -> None:
            plain, results, "recorder and fan-out sharing", "each its own")
 
 
+def policy(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """A destination call's way through its ``CallPolicy`` (``hub.outbound``), the attempt
+    answering at once as a portal's does, on uvloop as a worker runs: the first attempt made
+    before tenacity is, against every call through tenacity's retrying object. CPU per call,
+    the attempt's own (its timeout, the breaker, the observer) included."""
+    import uvloop
+
+    from hub.outbound import CallPolicy, PolicyConfig
+
+    calls = 20000
+    seen: list[str] = []
+
+    async def answer() -> str:
+        return "ok"
+
+    def observe(outcome: str, seconds: float) -> None:
+        seen.append(outcome)
+
+    def calling(first_outside: bool) -> Callable[[], float]:
+        async def run() -> float:
+            policy = CallPolicy(f"hotpath-{uuid.uuid4().hex[:8]}", PolicyConfig())
+            call = policy.call if first_outside else (
+                lambda fn, observe: policy._retrying(fn, observe, None))
+            started = time.process_time()
+            for _ in range(calls):
+                await call(answer, observe)
+            seen.clear()
+            return (time.process_time() - started) / calls * 1e6
+        return lambda: uvloop.run(run())
+
+    hub, plain = median_of(args.rounds, calling(True), calling(False))
+    report("policy: a call answered at once", "µs", hub, plain, results,
+           "first attempt outside tenacity", "through tenacity")
+
+
 def es256(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """An intake request's two ES256 operations, the hub's way (straight on cryptography,
     hub.signing.algorithms) against joserfc's generic path: CPU per ``Signer.sign`` of a
@@ -953,7 +990,7 @@ EXPERIMENTS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], None]] = {
     "metrics": metrics, "verify": verify, "contract": contract, "transport": transport,
     "direct": direct,
     "timeline": timeline_rows, "sequences": sequences, "es256": es256, "routes": routes,
-    "envelopes": envelopes}
+    "envelopes": envelopes, "policy": policy}
 
 
 def main() -> None:

@@ -173,6 +173,23 @@ class CallPolicy:
         """Run ``fn`` under the policy. ``fn`` makes one attempt and raises RetryableError or
         PermanentError (already translated from its transport's exceptions); ``observe`` is
         told each attempt's outcome and duration, a timeout and an open breaker included."""
+        # The first attempt is made before tenacity is: nearly every call succeeds at once, and
+        # tenacity's retrying object and its iteration cost twice what the attempt itself costs
+        # the hub (docs/performance.md#a-calls-first-attempt-outside-tenacity). A failure
+        # tenacity would retry goes to it, which counts it as its first attempt.
+        try:
+            return await self._observed(fn, observe)
+        except BaseException as exc:
+            if self.config.attempts <= 1 or not self._worth_retrying_now(exc):
+                raise  # what tenacity does: stop after the first, or not worth retrying
+            first = exc
+        return await self._retrying(fn, observe, first)
+
+    async def _retrying(self, fn: Callable[[], Awaitable[T]], observe: Observer | None,
+                        first: BaseException | None) -> T:
+        """The attempts under tenacity. ``first``: the failure of a first attempt already made,
+        raised again as tenacity's first attempt (the system is not called again for it), so
+        that tenacity waits and counts from it as when it made that attempt itself."""
         cfg = self.config
         backoff = wait_exponential_jitter(
             multiplier=cfg.backoff_initial, max=cfg.backoff_max, jitter=cfg.backoff_initial
@@ -183,8 +200,12 @@ class CallPolicy:
             retry=retry_if_exception(self._worth_retrying_now),
             reraise=True,
         )
+        made = first
         async for attempt in retrying:
             with attempt:
+                if made is not None:
+                    failure, made = made, None
+                    raise failure
                 return await self._observed(fn, observe)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 

@@ -121,6 +121,63 @@ def test_down_system_opens_breaker_then_fails_fast(toy: Toy) -> None:
     asyncio.run(go())
 
 
+class Scripted:
+    """A system's attempts as a script: each entry an exception to raise or a value to
+    return; the outcomes the policy reported, in order."""
+
+    def __init__(self, *script: object) -> None:
+        self.script = list(script)
+        self.calls = 0
+        self.observed: list[str] = []
+
+    async def once(self) -> object:
+        step = self.script[self.calls]
+        self.calls += 1
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def observe(self, outcome: str, seconds: float) -> None:
+        self.observed.append(outcome)
+
+
+def _busy(retry_after: float | None = None) -> RetryableError:
+    return RetryableError("busy", code="system.busy", retry_after=retry_after)
+
+
+def test_a_call_that_succeeds_at_once_is_one_attempt_told_once() -> None:
+    system = Scripted("answer")
+    assert asyncio.run(policy().call(system.once, system.observe)) == "answer"
+    assert (system.calls, system.observed) == (1, ["ok"])
+
+
+def test_a_failed_first_attempt_is_retried_as_before_and_counts_as_one() -> None:
+    """The first attempt is made outside tenacity: its failure still counts as the first of
+    ``attempts`` and its Retry-After sets the first wait."""
+    system = Scripted(_busy(retry_after=0.2), _busy(), "answer")
+
+    async def go() -> float:
+        started = time.monotonic()
+        assert await policy(backoff_max=1.0).call(system.once, system.observe) == "answer"
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) >= 0.2
+    assert system.calls == 3
+    assert system.observed == ["system.busy", "system.busy", "ok"]
+    failing = Scripted(_busy(), _busy(), _busy(), "never reached")
+    with pytest.raises(RetryableError):
+        asyncio.run(policy().call(failing.once, failing.observe))
+    assert failing.calls == 3 and failing.observed == ["system.busy"] * 3
+
+
+@pytest.mark.parametrize("attempts", [1, 0])
+def test_a_single_attempt_is_not_retried(attempts: int) -> None:
+    system = Scripted(_busy(), "never reached")
+    with pytest.raises(RetryableError) as err:
+        asyncio.run(policy(attempts=attempts).call(system.once, system.observe))
+    assert err.value.code == "system.busy" and system.calls == 1
+
+
 def test_breaker_half_open_trial() -> None:
     now = [0.0]
     b = CircuitBreaker(2, 10.0, clock=lambda: now[0])

@@ -516,16 +516,25 @@ def codes_for(n: int, tag: str) -> list[str]:
             for i in range(n)]
 
 
-def deliveries(sim_url: str) -> dict[tuple[str, int], float]:
-    """(code, status) -> first arrival at the portal, and the order problems seen."""
-    calls = httpx.get(f"{sim_url}/_sim/calls", timeout=60).json()["calls"]
-    seen: dict[tuple[str, int], float] = {}
-    for call in calls:
-        if call["service"] != "DongBoHoSoMC":
-            continue
-        for code, status in zip(call["codes"], call.get("statuses") or [], strict=False):
-            seen.setdefault((code, STATUSES.index(int(status)) + 1), call["at"])
-    return seen
+class Deliveries:
+    """(code, status) -> first arrival at the portal, read from the simulator's calls as they
+    accumulate: each poll asks only for the calls after those read before."""
+
+    def __init__(self, sim_url: str) -> None:
+        self.sim_url = sim_url
+        self.read = 0
+        self.seen: dict[tuple[str, int], float] = {}
+
+    def poll(self) -> dict[tuple[str, int], float]:
+        doc = httpx.get(f"{self.sim_url}/_sim/calls", params={"since": self.read},
+                        timeout=60).json()
+        self.read += len(doc["calls"])
+        for call in doc["calls"]:
+            if call["service"] != "DongBoHoSoMC":
+                continue
+            for code, status in zip(call["codes"], call.get("statuses") or [], strict=False):
+                self.seen.setdefault((code, STATUSES.index(int(status)) + 1), call["at"])
+        return self.seen
 
 
 def out_of_order(seen: dict[tuple[str, int], float], codes: list[str], events: int) -> int:
@@ -542,8 +551,9 @@ def wait_delivered(sim_url: str, codes: list[str], events: int, timeout: float,
     wanted = {(c, s) for c in codes for s in range(1, events + 1)}
     deadline = time.monotonic() + timeout
     last = -1
+    watched = Deliveries(sim_url)
     while True:
-        seen = deliveries(sim_url)
+        seen = watched.poll()
         have = len(wanted & seen.keys())
         if have == len(wanted) or time.monotonic() > deadline:
             if have < len(wanted):

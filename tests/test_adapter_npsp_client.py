@@ -78,6 +78,23 @@ def test_login_then_insert_keeps_the_session(sim: NpspSimulator) -> None:
     assert calls[0]["madonvi"] == AGENCY
 
 
+def test_the_simulator_lists_the_calls_after_those_read(sim: NpspSimulator) -> None:
+    """What bench/e2e.py polls while a backlog drains: only the calls it has not read."""
+    async def go(client: NpspClient) -> None:
+        for n in (1, 2, 3):
+            await client.upsert_dossier(record(n), agency=AGENCY)
+
+    run(sim, go)
+    every = httpx.get(f"{sim.base_url}/_sim/calls", timeout=30).json()
+    later = httpx.get(f"{sim.base_url}/_sim/calls", params={"since": 1}, timeout=30).json()
+    assert every["total"] == later["total"] == 3
+    assert [c["codes"] for c in later["calls"]] == [c["codes"] for c in every["calls"][1:]]
+    assert [c["codes"] for c in every["calls"]] == [[f"000.00.00.H56-250101-{n:04d}"]
+                                                    for n in (1, 2, 3)]
+    none = httpx.get(f"{sim.base_url}/_sim/calls", params={"since": 3}, timeout=30).json()
+    assert none["calls"] == [] and none["total"] == 3
+
+
 def test_relogin_when_the_session_expires(sim: NpspSimulator) -> None:
     async def go(client: NpspClient) -> int:
         await client.upsert_dossier(record(1), agency=AGENCY)

@@ -109,6 +109,37 @@ def test_a_parked_head_releases_its_group_and_the_state_round_trips() -> None:
     assert again.released
 
 
+def test_an_earlier_event_than_the_head_is_not_held_behind_it() -> None:
+    # m2 (sequence 2) failed and waits in a tier; m3 went behind it. m1, the dossier's earlier
+    # event, arrives late (another entry-point process published it after m2): it runs now.
+    group = HeldGroup("q", "D", None, "")
+    group.settle("m2", "retry.0", 2)
+    assert group.arrive("m3", 3) == (False, True)
+    assert group.arrive("m1", 1) == (True, False)
+    assert group.arrive("m1", 1) == (True, False)  # asked again, the same answer
+    # m1 fails too: it becomes the head, m2 first behind it, then m3.
+    assert group.settle("m1", "retry.0", 1)
+    assert (group.head, group.head_sequence, group.members) == ("m1", 1, ["m2", "m3"])
+    assert group.arrive("m2", 2) == (False, False)  # back from its tier: behind m1 again
+    assert HeldGroup.from_dict("q", "D", group.to_dict()) == group
+    assert group.settle("m1", None)  # m1 through: m2, then m3
+    assert group.arrive("m2", 2) == (True, False)
+    assert group.settle("m2", None) and group.arrive("m3", 3) == (True, False)
+    assert group.settle("m3", None) and group.released
+
+
+def test_an_earlier_event_handled_ahead_of_the_head_leaves_the_group() -> None:
+    group = HeldGroup("q", "D", None, "")
+    group.settle("m2", "retry.0", 2)
+    group.members.append("m1")  # sent behind before its sequence was compared (an old group)
+    assert group.arrive("m1", 1) == (True, False)
+    assert group.settle("m1", None)
+    assert (group.head, group.members) == ("m2", [])
+    # A group saved before the head's sequence was kept compares nothing.
+    old = HeldGroup.from_dict("q", "D", {"head": "m2", "tier": "retry.0", "members": []})
+    assert old.head_sequence is None and old.arrive("m1", 1) == (False, True)
+
+
 # -- an ordered consumer on the broker ---------------------------------------------------------
 
 A = 7  # the held dossier (sample_envelope subject ...-0007)
@@ -253,7 +284,47 @@ def test_a_restarted_consumer_goes_on_holding(settings: Settings, tmp_path: Path
 
     after, held = asyncio.run(scenario())
     assert held == {sample_envelope(A).subject: {"head": second.message_id,
-                                                 "tier": topo.names.retry(0), "members": []}}
+                                                 "tier": topo.names.retry(0), "members": [],
+                                                 "head_sequence": 1}}
     assert after.stats.held == 1  # A2 went behind A1, read from the store
     assert seen.order[A] == [0, 1, 2]
     assert store.held_load(queue) == {}  # released once A1 and A2 were through
+
+
+def test_an_earlier_event_published_after_a_later_one_goes_first_not_to_the_dead_letters(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Two entry-point processes each publish what they kept: a dossier's status change can
+    # reach the queue before its submission. The destination cannot apply the change to a
+    # dossier it does not have yet; held behind it, the submission would wait until the
+    # change ran out of retry tiers and was parked.
+    topo = _orders(settings, tmp_path)
+    seen = Seen()
+
+    async def handler(d: Delivery) -> None:
+        dossier, seq = seen.add(d)
+        if dossier == A and seq > 0 and 0 not in seen.order.get(A, []):
+            raise RetryableError("the destination has no such dossier yet",
+                                 code="system.dossier_unknown")
+        seen.done(dossier, seq)
+
+    first, second, third = _events(topo, (A,), 3)
+
+    async def scenario() -> Consumer:
+        async with Publisher(settings.amqp_url, settings) as pub:
+            consumer = Consumer(settings, topo.work_queue("orders"), handler, publisher=pub,
+                                ordered=True, concurrency=16)
+            consumer.start()
+            await consumer.wait_consuming()
+            await pub.publish(second)
+            await eventually(lambda: consumer.stats.retried == 1, 20, "the change to fail")
+            await pub.publish(first)
+            await pub.publish(third)
+            await eventually(lambda: consumer.stats.handled == 3, 30, "every event")
+            await consumer.stop()
+            return consumer
+
+    consumer = asyncio.run(scenario())
+    assert seen.order[A] == [0, 1, 2]
+    assert consumer.stats.dead == 0
+    assert depth(settings.amqp_url, topo.work_queue("orders")) == 0

@@ -648,7 +648,8 @@ class Consumer:
             if self.ordered and inbound.key is not None and inbound.envelope is not None:
                 group = (await self._groups(inbound.queue)).get(inbound.key)
                 if group is not None:
-                    handle, changed = group.arrive(inbound.envelope.id)
+                    handle, changed = group.arrive(inbound.envelope.id,
+                                                   inbound.envelope.sequence)
                     if not handle:
                         if changed:
                             await self._save(group)
@@ -915,7 +916,7 @@ class Consumer:
             if group is None:
                 group = HeldGroup(inbound.queue, key, None, decision.queue)
                 self._held.setdefault(inbound.queue, {})[key] = group
-            group.settle(inbound.message_id, decision.queue)
+            group.settle(inbound.message_id, decision.queue, inbound.envelope.sequence)
             await self._save(group)
         elif group is not None and group.settle(inbound.message_id, None):
             log.warning(

@@ -88,19 +88,31 @@ class HeldGroup:
     tier: str  # the retry queue the group travels in: the head's, or the last one it used
     # Messages sent behind, in their order, not yet come back and handled.
     members: list[str] = field(default_factory=list)
+    # The head's place in the dossier's sequence (None: not known).
+    head_sequence: int | None = None
 
     @property
     def released(self) -> bool:
         return self.head is None and not self.members
 
-    def arrive(self, message_id: str) -> tuple[bool, bool]:
+    def arrive(self, message_id: str, sequence: int | None = None) -> tuple[bool, bool]:
         """A message of the dossier is next in its lane: ``(handle, changed)``. ``handle``:
-        run it now (it is the head come back, or the first member come back once the head
-        is done with); its outcome is then given to ``settle``. Otherwise it is sent behind,
-        to ``tier``; ``changed``: it joined the group, which must be saved before the
-        message is sent. Deciding to handle changes nothing, so asking again (a delivery run
-        again) gives the same answer."""
+        run it now (it is the head come back, the first member come back once the head is
+        done with, or an earlier event of the dossier than the head, by ``sequence``); its
+        outcome is then given to ``settle``. Otherwise it is sent behind, to ``tier``;
+        ``changed``: it joined the group, which must be saved before the message is sent.
+        Deciding to handle changes nothing, so asking again (a delivery run again) gives the
+        same answer.
+
+        An earlier event arriving after a later one is held: two of the hub's entry-point
+        processes each publish what they kept, so a dossier's events can reach the broker out
+        of their order. Sent behind a head that waits for it (a status change the destination
+        cannot apply to a dossier it does not have yet), it would wait until the head ran out
+        of retry tiers."""
         if message_id == self.head:
+            return True, False
+        if (sequence is not None and self.head is not None and self.head_sequence is not None
+                and sequence < self.head_sequence):
             return True, False
         if self.head is None and self.members and self.members[0] == message_id:
             return True, False
@@ -117,29 +129,39 @@ class HeldGroup:
         return message_id == self.head or (
             self.head is None and bool(self.members) and self.members[0] == message_id)
 
-    def settle(self, message_id: str, tier: str | None) -> bool:
+    def settle(self, message_id: str, tier: str | None, sequence: int | None = None) -> bool:
         """The outcome of a message handled while its dossier is held (or that just failed):
-        ``tier``, the retry queue it went to (the group then waits on it), or None when it
-        succeeded or was parked. True when the group changed."""
+        ``tier``, the retry queue it went to (the group then waits on it; ``sequence``: its
+        place in the dossier's sequence), or None when it succeeded or was parked. True when
+        the group changed. An earlier event than the head that fails becomes the head, the
+        former head first of the members: it goes on after it."""
         changed = False
         if message_id == self.head:
             self.head = None
+            self.head_sequence = None
             changed = True
-        elif self.head is None and self.members and self.members[0] == message_id:
-            self.members.pop(0)
+        elif message_id in self.members and (self.head is not None
+                                             or self.members[0] == message_id):
+            self.members.remove(message_id)
             changed = True
         if tier is not None:
+            if self.head is not None:
+                self.members.insert(0, self.head)
             self.head = message_id
+            self.head_sequence = sequence
             self.tier = tier
             changed = True
         return changed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"head": self.head, "tier": self.tier, "members": list(self.members)}
+        return {"head": self.head, "tier": self.tier, "members": list(self.members),
+                "head_sequence": self.head_sequence}
 
     @classmethod
     def from_dict(cls, queue: str, key: str, doc: Mapping[str, Any]) -> HeldGroup:
         head = doc.get("head")
         members = doc.get("members") or []
+        sequence = doc.get("head_sequence")  # absent from groups saved before it was kept
         return cls(queue, key, str(head) if head is not None else None, str(doc["tier"]),
-                   [str(m) for m in members])
+                   [str(m) for m in members],
+                   sequence if isinstance(sequence, int) and head is not None else None)

@@ -6,6 +6,7 @@ consumer goes on holding (the held groups are in the store)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -183,15 +184,20 @@ def _events(topo: Topology, dossiers: Sequence[int], events: int) -> list[Outgoi
 
 async def _run(settings: Settings, topo: Topology, handler: Callable[[Delivery], Any],
                messages: Sequence[Outgoing], until: Callable[[Consumer], bool],
+               *, first: Sequence[Outgoing] = (),
+               first_until: Callable[[Consumer], bool] = lambda c: True,
                **kw: Any) -> Consumer:
+    """Publish ``first`` and wait for ``first_until``, then publish ``messages`` and wait for
+    ``until``, with an ordered consumer on the orders queue."""
     async with Publisher(settings.amqp_url, settings) as pub:
         consumer = Consumer(settings, topo.work_queue("orders"), handler, publisher=pub,
                             ordered=True, concurrency=16, **kw)
         consumer.start()
         await consumer.wait_consuming()
-        for m in messages:
-            await pub.publish(m)
-        await eventually(lambda: until(consumer), 20, "the consumer to finish")
+        for stage, done in ((first, first_until), (messages, until)):
+            for m in stage:
+                await pub.publish(m)
+            await eventually(functools.partial(done, consumer), 30, "the consumer to finish")
         await consumer.stop()
     return consumer
 
@@ -309,22 +315,9 @@ def test_an_earlier_event_published_after_a_later_one_goes_first_not_to_the_dead
         seen.done(dossier, seq)
 
     first, second, third = _events(topo, (A,), 3)
-
-    async def scenario() -> Consumer:
-        async with Publisher(settings.amqp_url, settings) as pub:
-            consumer = Consumer(settings, topo.work_queue("orders"), handler, publisher=pub,
-                                ordered=True, concurrency=16)
-            consumer.start()
-            await consumer.wait_consuming()
-            await pub.publish(second)
-            await eventually(lambda: consumer.stats.retried == 1, 20, "the change to fail")
-            await pub.publish(first)
-            await pub.publish(third)
-            await eventually(lambda: consumer.stats.handled == 3, 30, "every event")
-            await consumer.stop()
-            return consumer
-
-    consumer = asyncio.run(scenario())
+    consumer = asyncio.run(_run(settings, topo, handler, [first, third],
+                                lambda c: c.stats.handled == 3, first=[second],
+                                first_until=lambda c: c.stats.retried == 1))
     assert seen.order[A] == [0, 1, 2]
     assert consumer.stats.dead == 0
     assert depth(settings.amqp_url, topo.work_queue("orders")) == 0

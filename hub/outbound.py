@@ -186,7 +186,7 @@ class CallPolicy:
         return await self._retrying(fn, observe, first)
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], observe: Observer | None,
-                        first: BaseException | None) -> T:
+                        first: BaseException) -> T:
         """The attempts under tenacity. ``first``: the failure of a first attempt already made,
         raised again as tenacity's first attempt (the system is not called again for it), so
         that tenacity waits and counts from it as when it made that attempt itself."""
@@ -200,7 +200,7 @@ class CallPolicy:
             retry=retry_if_exception(self._worth_retrying_now),
             reraise=True,
         )
-        made = first
+        made: BaseException | None = first
         async for attempt in retrying:
             with attempt:
                 if made is not None:

@@ -42,7 +42,8 @@ class PaymentCallback(Part[PaymentRuntime]):
         # Checked before parking: a time the gateway could not have meant is a malformed
         # message, refused like any other, not a fact to weigh against the ledger.
         rt.mapping.time.read(doc["ThoiGianGD"], "ThoiGianGD")
-        report = ledger.reported(doc, paid=str(doc["MaLoi"]) == "00", source=CALLBACK,
+        code = str(doc["MaLoi"])
+        report = ledger.reported(doc, paid=code == "00", source=CALLBACK,
                                  digest=hashlib.sha256(body).hexdigest(), outcome_field="MaLoi",
                                  peer=request_address())
         if report.partner != rt.cfg.partner_code:
@@ -53,7 +54,7 @@ class PaymentCallback(Part[PaymentRuntime]):
         if payment is None:
             raise self._refused(report, ledger.WORDS.reason(
                 ledger.CODE_UNKNOWN_REFERENCE, "MaThamChieu", said=report.reference), NotFound)
-        settled = settle(rt, payment, report, str(doc["MaLoi"]), rt.clock(),
+        settled = settle(rt, payment, report, code, rt.clock(),
                          emitted=True)  # the callback route publishes
         if settled.parked is not None:
             # 409: the report conflicts with the state of the payment it names.

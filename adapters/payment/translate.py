@@ -29,9 +29,9 @@ def _lines(req: PaymentRequest, mapping: PaymentMapping) -> list[dict[str, Any]]
             "match the amount charged",
             field="fees",
         )
-    return [mapping.messages["fee_line"].fill({"kind": fee.kind, "code": fee.code, "name": fee.name,
-                                   "amount": whole_dong(fee.amount, f"fees.{i}.amount")})
-            for i, fee in enumerate(fees)]
+    return [mapping.messages["fee_line"].fill({
+        "kind": fee.kind, "code": fee.code, "name": fee.name,
+        "amount": whole_dong(fee.amount, f"fees.{i}.amount")}) for i, fee in enumerate(fees)]
 
 
 def _common(reference: str, cfg: PaymentConfig, mapping: PaymentMapping,

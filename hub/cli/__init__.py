@@ -125,6 +125,8 @@ class _Commands(MutableMapping[str, Command]):
         self._built[name] = command
 
     def __delitem__(self, name: str) -> None:
+        if name not in self._order:
+            raise KeyError(name)
         self._order.remove(name)
         self._loaders.pop(name, None)
         self._built.pop(name, None)

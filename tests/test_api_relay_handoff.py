@@ -5,11 +5,14 @@ a PostgreSQL schema of its own (test_api_support.relay_store_url)."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from test_api_support import (  # noqa: F401 - fixtures
+    STATUS,
     Hub,
     declare_events,
     dossier,
@@ -101,3 +104,49 @@ def test_no_lease_while_the_broker_is_unreachable(hubs: Callable[..., Hub],
     [item] = [i for i in hub.store.outbox_pending(1000, lease=30.0)
               if Envelope.from_bytes(i.body).subject == code]
     assert item.message_id
+
+
+def test_a_dossiers_rows_kept_by_two_processes_are_published_in_order(
+        hubs: Callable[..., Hub], settings: Settings, relay_store_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two serve processes (two apps on one database): the submission is kept by the first,
+    whose relay is slow to publish; the status change by the second. The second relay holds
+    the change back until the submission is out, as an ordered destination needs."""
+    queue = declare_events(settings.amqp_url, settings.name_prefix)
+    first = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.2)
+    second = hubs(relay_store_url, settings=settings, relay=True, relay_poll_interval=0.2)
+    for hub in (first, second):
+        wait_for(lambda hub=hub: hub.http.get("/readyz").status_code == 200,
+                 message="relay connected")
+    slow: OutboxRelay = first.app.state.relay
+    assert slow.publisher is not None
+    room, stuck, gate = slow.publisher.wait_for_room, threading.Event(), threading.Event()
+
+    async def gated() -> None:
+        stuck.set()
+        await asyncio.to_thread(gate.wait, 30)
+        await room()
+
+    monkeypatch.setattr(slow.publisher, "wait_for_room", gated)
+    held: list[int] = []
+    relay: OutboxRelay = second.app.state.relay
+    monkeypatch.setattr(relay, "on_held_back", held.append)
+    code = new_code()
+    assert first.submit(dossier(code)).status_code == 202
+    wait_for(stuck.is_set, message="the first relay about to publish the submission")
+    change = second.post(f"/v1/dossiers/{code}/status",
+                         {"status": 2, "at": "2025-01-01T09:00:00"}, STATUS)
+    assert change.status_code == 202, change.text
+    wait_for(lambda: len(held) >= 2, message="the change held back, more than once")
+    assert drain(settings.amqp_url, queue) == []  # nothing of the dossier is out yet
+    gate.set()
+    published: list[Envelope] = []
+
+    def out() -> list[Envelope]:
+        published.extend(Envelope.from_bytes(body) for _, body in drain(settings.amqp_url, queue))
+        return published
+
+    wait_for(lambda: len(out()) >= 2, message="both published")
+    assert [(e.type, e.sequence) for e in published] == [
+        ("vn.gov.dossier.submitted", 1), (STATUS, 2)]
+    wait_for(lambda: first.outbox_count() == 0, message="rows marked published")

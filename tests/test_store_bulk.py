@@ -34,6 +34,7 @@ class Message:
     type: str = "vn.gov.dossier.submitted"
     headers: dict[str, Any] = field(default_factory=lambda: {"lt-attempt": 0})
     app_id: str | None = SRC
+    subject: str | None = None
 
 
 @pytest.fixture

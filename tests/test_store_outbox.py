@@ -29,6 +29,7 @@ class Message:
     type: str = "vn.gov.dossier.submitted"
     headers: dict[str, Any] = field(default_factory=lambda: {"lt-attempt": 0})
     app_id: str = "VN:GOV:000.00.00.H56:igate"
+    subject: str | None = None
 
 
 @pytest.fixture

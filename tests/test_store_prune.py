@@ -33,6 +33,7 @@ class Message:
     type: str = "vn.gov.dossier.submitted"
     headers: dict[str, Any] = field(default_factory=dict)
     app_id: str | None = None
+    subject: str | None = None
 
 
 @pytest.fixture

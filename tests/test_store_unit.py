@@ -29,6 +29,7 @@ class Message:
     type: str = "vn.gov.dossier.submitted"
     headers: dict[str, Any] = field(default_factory=dict)
     app_id: str = SRC
+    subject: str | None = None
 
 
 @pytest.fixture

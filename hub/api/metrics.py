@@ -80,6 +80,11 @@ class Metrics:
         self.publish_failures = Counter(
             "lienthong_outbox_publish_failures", "Publish attempts of the relay that failed",
             registry=self.registry)
+        self.held_back = Counter(
+            "lienthong_outbox_held_back",
+            "Rows a relay held back for a moment: an earlier row of their dossier, kept by "
+            "another process, was not published yet (hub.outbox.relay)",
+            registry=self.registry)
         self.intake_stage_seconds = Histogram(
             "lienthong_intake_stage_seconds",
             "Stages of the intake: check (a request's signature, body and authorisation, on "

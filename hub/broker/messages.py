@@ -36,6 +36,9 @@ class Outgoing:
     # Seconds since the epoch; None means "now, when published". Copies (retries, parked
     # messages) keep the original's.
     timestamp: int | None = None
+    # The envelope's subject (its dossier), not sent: the outbox keeps it so that relays publish
+    # one dossier's messages in the order they were kept (hub.outbox.relay).
+    subject: str | None = None
 
     @classmethod
     def signed(
@@ -56,6 +59,7 @@ class Outgoing:
             headers={h.SIGNATURE: signer.sign(body, env), h.ATTEMPT: 0,
                      h.SLOT: slot_of(env.subject)},
             app_id=env.source,
+            subject=env.subject,
         )
 
     def properties(self) -> pika.BasicProperties:

@@ -19,6 +19,15 @@ a shortcut: the store has them, leased, and a row the relay drops (its queue ful
 nearly over, the process gone) is claimed by the next relay to poll once the lease ends. The
 relay still claims from the store every ``poll_interval``, for rows of other processes and
 leases that ran out.
+
+Order per dossier across relays (PostgreSQL): two events of one dossier kept by two processes
+are in two relays' hands, and the later could be published first (an ordered destination then
+skips the earlier as stale). The rows of a dossier are numbered in the order they were kept
+(the intake numbers them holding the dossier's row lock), so a relay publishes its rows by id
+and holds a row back while an earlier unpublished row of the same subject (the outbox's
+``subject``) is not in its batch: it tries again shortly, and the relay holding the earlier row
+publishes it meanwhile (or, gone, leaves it to a claim when its lease ends). The oldest
+unpublished row of a subject is never held back, so every subject moves on.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # An outbox row the intake kept leased to this process's relay: id, message, end of the lease.
 Handed = tuple[int, Outgoing, datetime]
+# The lease end of rows read without a lease (the only relay of a SQLite database).
+_NO_LEASE = datetime.max.replace(tzinfo=UTC)
+# Seconds before a relay tries again rows it held back behind another relay's earlier rows.
+HELD_BACK_RETRY = 0.02
 
 
 class ConfirmingPublisher(Protocol):
@@ -75,6 +88,7 @@ class OutboxRelay:
         on_published: Callable[[int], None] | None = None,
         on_failed: Callable[[int], None] | None = None,
         on_stage: Callable[[str, float], None] | None = None,
+        on_held_back: Callable[[int], None] | None = None,
         write_lock: AbstractContextManager[Any] | None = None,
         leader: Callable[[], bool] | None = None,
     ) -> None:
@@ -92,6 +106,9 @@ class OutboxRelay:
         self.on_failed = on_failed
         # Told each batch's stages (claim, publish, confirm, mark) and their seconds.
         self.on_stage = on_stage
+        self.on_held_back = on_held_back
+        # Rows the last batch held back behind another relay's earlier row of their subject.
+        self.held_back = 0
         self.publisher: ConfirmingPublisher | None = None
         self.published = 0
         self.last_failed = 0
@@ -137,16 +154,43 @@ class OutboxRelay:
         self._handed.extend(handed[:max(0, room)])
         self._wake.set()
 
-    def _handed_batch(self) -> list[tuple[int, Outgoing]]:
+    def _handed_batch(self) -> list[Handed]:
         """Handed rows to publish now: those with at least half their lease left, so their
         confirms are in (or given up on) before another relay may take them."""
         keep_until = datetime.now(UTC) + timedelta(seconds=self.lease / 2)
-        taken: list[tuple[int, Outgoing]] = []
+        taken: list[Handed] = []
         while self._handed and len(taken) < self.batch:
-            row_id, outgoing, lease_end = self._handed.popleft()
-            if lease_end >= keep_until:
-                taken.append((row_id, outgoing))
+            handed = self._handed.popleft()
+            if handed[2] >= keep_until:
+                taken.append(handed)
         return taken
+
+    async def _in_order(self, items: list[Handed]) -> list[Handed]:
+        """``items`` (by id) less the rows held back: those with an earlier unpublished row of
+        their subject outside the batch. The held rows go back to the front of the hand-off,
+        leased as they were, for the next round."""
+        subjects = {out.subject for _, out, _ in items if out.subject is not None}
+        if not subjects:
+            return items
+        mine = {row_id for row_id, _, _ in items}
+        first_other: dict[str, int] = {}
+        for row_id, subject in await asyncio.to_thread(
+                self.store.outbox_earlier_unpublished, items[-1][0], subjects):
+            if row_id not in mine and row_id < first_other.get(subject, row_id + 1):
+                first_other[subject] = row_id
+        if not first_other:
+            return items
+        go: list[Handed] = []
+        held: list[Handed] = []
+        for item in items:
+            key = item[1].subject
+            before = first_other.get(key) if key is not None else None
+            (held if before is not None and before < item[0] else go).append(item)
+        self._handed.extendleft(reversed(held))
+        self.held_back = len(held)
+        if self.on_held_back is not None:
+            self.on_held_back(len(held))
+        return go
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -168,6 +212,9 @@ class OutboxRelay:
                 if self.last_failed:
                     # Refused or unconfirmed: do not hammer the broker with the same rows.
                     await _sleep_unless(stop, self.poll_interval)
+                elif self.held_back:
+                    # Another relay is publishing the earlier rows of those subjects now.
+                    await _sleep_unless(stop, min(self.poll_interval, HELD_BACK_RETRY))
                 elif done < self.batch:
                     await self._idle(stop)
         finally:
@@ -207,6 +254,7 @@ class OutboxRelay:
         published and give the rest back. Returns how many rows were claimed."""
         publisher = self.publisher
         self.last_failed = 0
+        self.held_back = 0
         if publisher is None:
             return 0
         started = time.perf_counter()
@@ -218,19 +266,23 @@ class OutboxRelay:
             # them without a lease, outside the write lock (a claim would hold that lock, which
             # the intake's writers wait for, while it reads every row).
             stored = await asyncio.to_thread(self.store.outbox_pending, self.batch, lease=None)
-            items += [(item.id, _outgoing(item)) for item in stored]
+            items += [(item.id, _outgoing(item), _NO_LEASE) for item in stored]
         elif not items or time.monotonic() - self._last_claim >= self.poll_interval:
             # Rows nobody handed over (other processes', leases that ran out), at least every
             # poll_interval even while handed rows keep coming.
             self._last_claim = time.monotonic()
+            lease_end = datetime.now(UTC) + timedelta(seconds=self.lease)
             stored = await asyncio.to_thread(self._locked, self.store.outbox_pending,
                                              max(1, self.batch - len(items)), lease=self.lease)
-            items += [(item.id, _outgoing(item)) for item in stored]
+            items += [(item.id, _outgoing(item), lease_end) for item in stored]
+        items.sort(key=lambda item: item[0])
+        if self.leader is None and items:
+            items = await self._in_order(items)
         if not items:
             return 0
         claimed = time.perf_counter()
         futures: list[asyncio.Future[None]] = []
-        for _, outgoing in items:
+        for _, outgoing, _ in items:
             await publisher.wait_for_room()
             futures.append(publisher.publish_nowait(outgoing))
         published = time.perf_counter()
@@ -242,7 +294,7 @@ class OutboxRelay:
             future.cancel()
         ok: list[int] = []
         failed: list[int] = []
-        for (row_id, _), f in zip(items, futures, strict=True):
+        for (row_id, _, _), f in zip(items, futures, strict=True):
             confirmed = f in done and not f.cancelled() and f.exception() is None
             (ok if confirmed else failed).append(row_id)
         self.last_failed = len(failed)

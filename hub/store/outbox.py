@@ -38,9 +38,12 @@ class OutgoingLike(Protocol):
     def headers(self) -> Mapping[str, Any]: ...
     @property
     def app_id(self) -> str | None: ...
+    @property
+    def subject(self) -> str | None: ...
 
 
-MESSAGE_FIELDS = ("body", "exchange", "routing_key", "message_id", "type", "headers", "app_id")
+MESSAGE_FIELDS = ("body", "exchange", "routing_key", "message_id", "type", "headers", "app_id",
+                  "subject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class OutboxItem:
     type: str
     headers: dict[str, Any]
     app_id: str | None
+    subject: str | None = None
 
     def message_fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in MESSAGE_FIELDS}
@@ -74,13 +78,14 @@ def add(conn: Connection, message: OutgoingLike, at: datetime | None = None) -> 
             "routing_key": message.routing_key,
             "headers": dict(message.headers),
             "body": bytes(message.body),
+            "subject": message.subject,
         },
     )
     return int(result.scalar_one())
 
 
 _ROW_COLUMNS = ("created_at", "message_id", "type", "app_id", "exchange", "routing_key",
-                "headers", "body", "claimed_until")
+                "headers", "body", "subject", "claimed_until")
 _insert_many = BulkInsert(outbox, _ROW_COLUMNS)
 
 
@@ -93,7 +98,7 @@ def prepare_many(dialect: Dialect, messages: Sequence[OutgoingLike],
     when = at or datetime.now(UTC)
     return _insert_many.prepare(dialect, [
         (when, m.message_id, m.type, m.app_id, m.exchange, m.routing_key, dict(m.headers),
-         bytes(m.body), claimed_until)
+         bytes(m.body), m.subject, claimed_until)
         for m in messages
     ])
 
@@ -124,7 +129,7 @@ def _item(r: RowMapping) -> OutboxItem:
     return OutboxItem(
         id=int(r["id"]), created_at=r["created_at"], body=bytes(r["body"]),
         exchange=r["exchange"], routing_key=r["routing_key"], message_id=r["message_id"],
-        type=r["type"], headers=dict(r["headers"]), app_id=r["app_id"],
+        type=r["type"], headers=dict(r["headers"]), app_id=r["app_id"], subject=r["subject"],
     )
 
 
@@ -159,6 +164,21 @@ def claim(conn: Connection, limit: int, lease: float | None) -> list[OutboxItem]
         )
     # RETURNING gives no order.
     return sorted((_item(r) for r in rows.mappings()), key=lambda item: item.id)
+
+
+def earlier_unpublished(conn: Connection, before: int,
+                        subjects: Iterable[str]) -> list[tuple[int, str]]:
+    """(id, subject) of the unpublished rows older than row ``before`` about ``subjects``,
+    leased or not: what must be published before the later rows of those subjects."""
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return []
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.subject)
+        .where(outbox.c.published_at.is_(None), outbox.c.id < before,
+               outbox.c.subject.in_(wanted))
+    )
+    return [(int(row_id), str(subject)) for row_id, subject in rows]
 
 
 def mark_published(conn: Connection, ids: Sequence[int], at: datetime | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,6 +174,13 @@ class Store:
 
     def join_outbox(self, parts: Sequence[Prepared]) -> Prepared:
         return outbox.join(self.engine.dialect, parts)
+
+    def outbox_earlier_unpublished(self, before: int,
+                                   subjects: Iterable[str]) -> list[tuple[int, str]]:
+        """(id, subject) of unpublished rows older than row ``before`` about ``subjects`` (see
+        hub.outbox.relay: a relay holds back the later rows of a subject)."""
+        with self._read("reading the outbox") as conn:
+            return outbox.earlier_unpublished(conn, before, subjects)
 
     def outbox_mark_published(self, ids: Sequence[int]) -> int:
         with self._write("marking outbox messages published") as conn:

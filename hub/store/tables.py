@@ -144,6 +144,9 @@ outbox = Table(
     Column("routing_key", String(255), nullable=False),
     Column("headers", JSONDoc, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    # The envelope's subject (the dossier): relays publish the rows of one subject in id order
+    # (hub.outbox.relay); NULL for rows kept before revision 0009, which keep no order.
+    Column("subject", String(255)),
     # A relay's lease on the row: another relay skips it until then (a crashed relay's rows
     # come back when the lease runs out).
     Column("claimed_until", UTCDateTime),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from test_api_support import (  # noqa: F401 - fixtures
     OTHER_KEY,
     Hub,
@@ -55,6 +56,36 @@ def test_streamed_body_is_cut_at_the_limit(make_hub: Callable[..., Hub],
                            headers={**hub.headers, "X-Signature": "x"})
     assert answer.status_code == 413
     assert answer.json()["code"] == "client.body_too_large"
+
+
+def _requests_by_route(hub: Hub) -> dict[tuple[str, str], float]:
+    """``lienthong_http_requests_total`` by (route, status), as the app's /metrics shows it."""
+    text = hub.http.get("/metrics").text
+    return {(s.labels["route"], s.labels["status"]): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lienthong_http_requests_total"}
+
+
+def test_a_body_refused_before_routing_is_counted_under_its_route(
+        make_hub: Callable[..., Hub], tmp_path: Path) -> None:
+    """A 413 answered by its Content-Length, before routing, is counted under its route's
+    template, as a routed request is, or under "unmatched": never under its path (a callback's
+    path is the caller's to choose, and each label value is a series kept for ever)."""
+    hub = make_hub(settings=settings(tmp_path, max_body_bytes=1024))
+    tokens = [f"payment-{uuid.uuid4().hex}" for _ in range(3)]
+    big = b"x" * 4096
+    for token in tokens:
+        assert hub.http.post(f"/v1/callbacks/{token}", content=big).status_code == 413
+    code = new_code()
+    assert hub.http.post(f"/v1/dossiers/{code}/status", content=big).status_code == 413
+    assert hub.http.post(f"/nowhere/{tokens[0]}", content=big).status_code == 413
+
+    counted = _requests_by_route(hub)
+    assert counted[("/v1/callbacks/{system}", "413")] == 3.0, counted
+    assert counted[("/v1/dossiers/{code}/status", "413")] == 1.0, counted
+    assert counted[("unmatched", "413")] == 1.0, counted
+    paths = [route for route, _ in counted if any(t in route for t in tokens) or code in route]
+    assert paths == [], counted
 
 
 def test_rate_limit_per_client(make_hub: Callable[..., Hub], tmp_path: Path) -> None:

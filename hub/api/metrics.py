@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # The door of refusals made before a request reaches a route: the request may have no path yet.
 CONNECTION_DOOR = "connection"
+# The route label of a request whose path no route takes.
+UNMATCHED = "unmatched"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -198,17 +200,19 @@ class RequestMetrics:
             # FastAPI names only its own routes in the scope; a plain Starlette route (SOAP)
             # is known by its endpoint, which says its path.
             route = scope.get("route") or scope.get("endpoint")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None)
+            if template is None:
+                # Answered by a middleware before routing (a body too large or too slow, the
+                # in-flight cap): counted under the route the path leads to, as if routed; a
+                # path no route takes under UNMATCHED, never the path itself (a callback's path
+                # is the caller's to choose, and each distinct label is a series kept for ever).
+                template = _route_template(scope) or UNMATCHED
             self.metrics.requests.labels(template, scope["method"], str(status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - start)
             if noted.code is not None:
                 self._refused(scope, noted, template)
 
     def _refused(self, scope: Scope, noted: _Refusal, template: str) -> None:
-        if template == "unmatched":
-            # Refused by a middleware (a body too large or too slow) before routing: the door
-            # is still the route the path leads to, if any.
-            template = _route_template(scope) or template
         door = noted.door or template
         self.metrics.refused.labels(door, noted.code).inc()
         address = noted.address

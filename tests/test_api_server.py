@@ -467,11 +467,32 @@ def test_a_header_trickle_is_cut_with_408(edge: Edge) -> None:
     assert answer.closed
 
 
+def _closings(base: str) -> dict[str, float]:
+    """``lienthong_connections_closed_total`` by reason, as the server's /metrics shows it."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {s.labels["reason"]: s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lienthong_connections_closed_total"}
+
+
+def _closed_once_more(base: str, before: dict[str, float], reason: str) -> None:
+    """Wait until ``reason`` counts one closing more than ``before``, and no more than one."""
+    def more() -> float:
+        return _closings(base).get(reason, 0.0) - before.get(reason, 0.0)
+
+    # Counted as the server closes: the client may see the close first.
+    with contextlib.suppress(TimedOut):
+        wait_for(lambda: more() >= 1, timeout=SLACK, message=f"a closing counted ({reason})")
+    assert more() == 1, _closings(base)
+
+
 def test_a_silent_connection_is_closed(edge: Edge) -> None:
+    before = _closings(edge.base)
     with _connect(edge) as sock:
         started = time.monotonic()
         assert _closed(sock, HEADER_TIMEOUT + SLACK)
         assert time.monotonic() - started >= HEADER_TIMEOUT - 0.05
+    _closed_once_more(edge.base, before, "header_timeout")
 
 
 def test_keep_alive_after_an_early_answer(edge: Edge) -> None:
@@ -520,6 +541,7 @@ def test_a_rest_body_shorter_than_its_length_gets_408(edge: Edge, keys: Keys) ->
 def test_a_body_trickling_after_an_early_refusal_is_cut(edge: Edge, keys: Keys) -> None:
     """Refused before its body was read (unknown key), a request whose body keeps trickling
     does not hold the connection beyond the request deadline."""
+    before = _closings(edge.base)
     with _connect(edge) as sock:
         started = time.monotonic()
         sock.sendall(_dossier_head(b"", keys, length=100_000, api_key="unknown") + b"{")
@@ -542,6 +564,7 @@ def test_a_body_trickling_after_an_early_refusal_is_cut(edge: Edge, keys: Keys) 
                 cut = time.monotonic() - started
     assert cut is not None, "the connection was never closed"
     assert REQUEST_TIMEOUT - 0.05 <= cut <= REQUEST_TIMEOUT + SLACK
+    _closed_once_more(edge.base, before, "body_timeout")
 
 
 SOAP_ANSWERS = {"1.1": ("text/xml; charset=utf-8", 500),

@@ -181,6 +181,7 @@ def create_app(
     app.state.relay = outbox_relay
     # The connection's protocol refuses before the app sees a request (hub.api.protocol).
     app.state.connection_refused = metrics.connection_refused
+    app.state.connection_closed = metrics.connection_closed
     app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 

@@ -14,7 +14,10 @@ may quote what was sent, and citizens' data never goes to the log in clear.
 Refusals of the connection's protocol (``hub.api.protocol``: headers too large or too slow,
 bytes that are not HTTP), made before the app sees a request, are counted under the door
 ``connection`` by ``Metrics.connection_refused``, which the app offers the protocol as
-``app.state.connection_refused``."""
+``app.state.connection_refused``. Connections it closes with no one to answer (nothing sent
+within the header deadline, a body still trickling after an early answer) are counted in
+``lienthong_connections_closed_total{reason}`` by ``Metrics.connection_closed``
+(``app.state.connection_closed``)."""
 
 from __future__ import annotations
 
@@ -107,12 +110,22 @@ class Metrics:
             "Requests refused at a door (route, or callback:<system>) by the hub's error code: "
             "unauthenticated, access denied, closed for want of a secret, invalid...",
             ["door", "code"], registry=self.registry)
+        self.connections_closed = Counter(
+            "lienthong_connections_closed",
+            "Connections the server closed without an answer, by reason: header_timeout "
+            "(nothing of a request arrived within Settings.header_timeout), body_timeout (the "
+            "rest of a body answered early did not arrive within Settings.request_timeout)",
+            ["reason"], registry=self.registry)
         self._depth = _OutboxDepth(outbox_depth) if outbox_depth is not None else None
 
     def connection_refused(self, error: HubError, address: str | None) -> None:
         """Count and log a refusal of the connection's protocol (no app, no route saw it)."""
         self.refused.labels(CONNECTION_DOOR, error.code).inc()
         log_refusal(error.http_status, error.code, CONNECTION_DOOR, address, error.field)
+
+    def connection_closed(self, reason: str) -> None:
+        """Count a connection the protocol closed without an answer (it logs the closing)."""
+        self.connections_closed.labels(reason).inc()
 
     def intake_stage(self, stage: str, seconds: float) -> None:
         self._intake_stage[stage].observe(seconds)

@@ -24,8 +24,10 @@ Refusals made here are problem JSON (the request may not even have a path yet) a
 close the connection: what the client sends next cannot be told apart from the rest of the
 refused request. Each is counted and logged as the app's refusals are, under the door
 ``connection`` (``hub.api.metrics.Metrics.connection_refused``, which the app offers as
-``app.state.connection_refused``). Counting costs a few additions per header field; the timers
-are armed only for a request whose headers or body span several reads
+``app.state.connection_refused``); a connection closed with no one to answer (nothing sent
+within ``header_timeout``, a body trickling after an early answer) is logged and counted by
+reason (``app.state.connection_closed``). Counting costs a few additions per header field;
+the timers are armed only for a request whose headers or body span several reads
 (docs/performance.md#connection-limits).
 """
 
@@ -208,7 +210,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if not self._in_head:
-            # Nothing of a request came: no one to answer.
+            # Nothing of a request came: no one to answer. Counted all the same: many of these
+            # are a client holding connections open (a slowloris without a byte), the kind of
+            # flood an operator must be able to see.
+            log.info("closing the connection of %s: no request arrived within %g s "
+                     "(Settings.header_timeout)", _peer(self.client), self.limits.header_timeout)
+            self._count_closed("header_timeout")
             self.transport.close()
             return
         self._refuse(SlowRequest(
@@ -224,6 +231,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle.response_complete:
             log.info("closing the connection of %s: the rest of a request answered early did "
                      "not arrive within %g s", _peer(self.client), self.limits.body_timeout)
+            self._count_closed("body_timeout")
             self.transport.close()
         else:
             # The app answers (its own deadline); the connection closes after that answer.
@@ -232,7 +240,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, error: HubError) -> None:
         self._refused = True
         self._cancel_timers()
-        count = _refusal_counter(self.app)
+        count = _offered(self.app, "connection_refused")
         if count is not None:
             count(error, self.client[0] if self.client else None)
         else:
@@ -260,6 +268,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self.transport.close()
 
+    def _count_closed(self, reason: str) -> None:
+        count = _offered(self.app, "connection_closed")
+        if count is not None:
+            count(reason)
+
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer, self._linger):
             if timer is not None:
@@ -267,12 +280,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = self._body_timer = self._linger = None
 
 
-def _refusal_counter(app: Any) -> Callable[[HubError, str | None], None] | None:
-    """What the app offers to count the protocol's refusals, looked up through the middlewares
-    uvicorn may wrap it in (each keeps the app it wraps as ``app``)."""
+def _offered(app: Any, name: str) -> Callable[..., None] | None:
+    """What the app offers as ``app.state.<name>`` to count the protocol's refusals and
+    closings, looked up through the middlewares uvicorn may wrap it in (each keeps the app it
+    wraps as ``app``)."""
     for _ in range(8):
         state = getattr(app, "state", None)
-        count = getattr(state, "connection_refused", None)
+        count = getattr(state, name, None)
         if callable(count):
             return count  # type: ignore[no-any-return]
         app = getattr(app, "app", None)

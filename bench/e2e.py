@@ -249,10 +249,21 @@ class Deployment:
     def start_workers(self) -> None:
         # Each worker process answers /metrics on a port of its own: the default (9180) would
         # clash with another worker on this machine, a test's or another bench's.
+        self.metrics_port = free_ports(self.processes)
         self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)],
-                   {"LIENTHONG_WORKER_METRICS_PORT": str(free_ports(self.processes))})
+                   {"LIENTHONG_WORKER_METRICS_PORT": str(self.metrics_port)})
         wait_for(lambda: all(consumers(q) >= 1 for q in self.work_queues), 60,
                  "the workers to consume every partition", interval=0.05)
+
+    def skipped(self) -> int:
+        """Events the running workers skipped (``lienthong_skipped_total``, every reason): an
+        event that reached its worker after a later one of its dossier."""
+        total = 0.0
+        for port in range(self.metrics_port, self.metrics_port + self.processes):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("lienthong_skipped_total"))
+        return int(total)
 
     @property
     def work_queues(self) -> list[str]:
@@ -615,6 +626,7 @@ def offered_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
         "dossiers_per_s": len(done) / max(1e-9, last - first_202),
         "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
         "out_of_order": out_of_order(seen, codes, events),
+        "skipped": dep.skipped(),
         "cpu_ms_per_dossier": {k: v * 1000 / max(1, len(done)) for k, v in cpu.items()},
     }
     say(f"  offered: {json.dumps(out)}")
@@ -660,6 +672,7 @@ def backlog_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
         "drain_dossiers_per_s": len(done) / span if span else float("nan"),
         "drain_from_start_per_s": len(done) / max(1e-9, max(times, default=t_start) - t_start),
         "out_of_order": out_of_order(seen, backlog, events),
+        "skipped": dep.skipped(),
         "cpu_ms_per_dossier": {k: v * 1000 / max(1, len(done)) for k, v in cpu.items()},
     }
     say(f"  backlog: {json.dumps(out)}")
@@ -740,7 +753,7 @@ def main() -> None:
               "args": vars(args), "runs": runs}
     nan = float("nan")
     print(f"\n{'store':<11}{'proc':>5}{'lat ms':>7}{'offered/s':>10}{'taken/s':>8}"
-          f"{'deliv/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'drain/s':>8}{'order':>6}"
+          f"{'deliv/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'drain/s':>8}{'order':>6}{'skip':>5}"
           "  CPU ms/dossier in the drain: workers, intake, broker, simulator")
     for r in runs:
         o, b = r.get("offered", {}), r.get("backlog", {})
@@ -749,7 +762,8 @@ def main() -> None:
               f"{o.get('rate_offered', nan):>10.0f}{o.get('rate_achieved', nan):>8.0f}"
               f"{o.get('dossiers_per_s', nan):>8.0f}{o.get('p50_ms', nan):>8.0f}"
               f"{o.get('p99_ms', nan):>8.0f}{b.get('drain_dossiers_per_s', nan):>8.0f}"
-              f"{o.get('out_of_order', 0) + b.get('out_of_order', 0):>6}  "
+              f"{o.get('out_of_order', 0) + b.get('out_of_order', 0):>6}"
+              f"{o.get('skipped', 0) + b.get('skipped', 0):>5}  "
               + ", ".join(f"{cpu.get(k, nan):.2f}"
                           for k in ("workers", "intake", "broker", "simulator")))
     print(f"bare relay of this run: {bare:,.0f} msg/s")

@@ -37,6 +37,7 @@ from test_api_support import (  # noqa: F401 - fixtures
     sign,
 )
 
+from hub.api.limits import NOT_CAPPED
 from hub.api.openapi import COMPONENTS, contract_components, serve_contracts
 from hub.errors import ConfigError, HubError
 from hub.model import parse_event_data
@@ -130,6 +131,24 @@ def test_response_schemas_agree_with_the_contract_files(hub: Hub) -> None:
     assert set(doc["components"]["securitySchemes"]) == {"apiKey", "oauth2",
                                                          "clientCertificate",
                                                          "operatorSession", "operatorBasic"}
+
+
+def test_every_capped_operation_publishes_the_busy_refusal(hub: Hub) -> None:
+    """A process at its cap of requests in flight refuses any request but the probes' and the
+    metrics' (hub.api.limits.NOT_CAPPED): each other operation lists that 503, a problem, with
+    its Retry-After (not every 503 of a route carries one)."""
+    doc = hub.http.get("/openapi.json").json()
+    operations = [(path, method, op) for path, ops in doc["paths"].items()
+                  for method, op in ops.items()]
+    capped = [(path, method, op) for path, method, op in operations
+              if path not in NOT_CAPPED]
+    assert len(capped) > 15, sorted(doc["paths"])
+    for path, method, op in capped:
+        busy = op["responses"].get("503")
+        assert busy is not None and "server.busy" in busy["description"], (path, method)
+        assert busy["content"] == {
+            "application/problem+json": {"schema": {"$ref": COMPONENTS + "Problem"}}}, path
+        assert busy["headers"]["Retry-After"]["required"] is False, (path, method)
 
 
 def test_the_served_components_are_the_contracts(hub: Hub) -> None:

@@ -58,16 +58,16 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
+def server_env(tmp_path: Path, settings: Settings, keys: Keys) -> dict[str, str]:
+    """The environment of a `lienthong serve` with the hub's key, the client's certificate
+    trusted and the client (API_KEY) registered."""
     keys.hub.save(settings.keys_dir)
     TrustStore(settings.trust_dir).add(keys.client.certificate_pem())
     clients = tmp_path / "clients.toml"
     clients.write_text(client_block(CLIENT_ID, "igate", ["vn.gov.dossier.*"], ["000.00.00.H56*"],
                                     api_key=API_KEY, oauth_client_id=None, oauth_secret=None,
                                     cert_sha256=[]))
-    port = free_port()
-    env = {
+    return {
         **os.environ,
         "LIENTHONG_DATA_DIR": str(settings.data_dir),
         "LIENTHONG_AMQP_URL": settings.amqp_url,
@@ -75,7 +75,11 @@ def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
         "LIENTHONG_CLIENTS_FILE": str(clients),
         "LIENTHONG_MAX_BODY_BYTES": str(MAX_BODY),
     }
-    with lienthong_serve(port, env, workers=2) as base:
+
+
+@pytest.fixture
+def server(tmp_path: Path, settings: Settings, keys: Keys) -> Iterator[str]:
+    with lienthong_serve(free_port(), server_env(tmp_path, settings, keys), workers=2) as base:
         yield base
 
 
@@ -767,3 +771,76 @@ def test_a_signed_body_is_bound_to_its_dossier_s_path(edge: Edge, keys: Keys) ->
 
     assert timeline(other) == []
     assert [e["message_id"] for e in timeline(mine)] == [taken.json()["message_id"]]
+
+
+# -- requests in flight ---------------------------------------------------------------------------
+
+def _requests(base: str) -> dict[tuple[str, str, str], float]:
+    """``lienthong_http_requests_total`` by (route, method, status)."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {(s.labels["route"], s.labels["method"], s.labels["status"]): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == "lienthong_http_requests_total"}
+
+
+def test_a_process_at_its_cap_refuses_with_503_busy(tmp_path: Path, settings: Settings,
+                                                     keys: Keys) -> None:
+    """With max_in_flight 2, two requests whose bodies the test holds back keep both places
+    until it sends the rest: meanwhile every other request but the probes' and the metrics' is
+    refused at once, 503 server.busy with Retry-After, counted under its route; once the two
+    are answered, requests are taken again."""
+    env = {**server_env(tmp_path, settings, keys), "LIENTHONG_MAX_IN_FLIGHT": "2",
+           # The held requests must outlast the test, however slow the machine.
+           "LIENTHONG_REQUEST_TIMEOUT": "120"}
+    bodies = [json.dumps(dossier(new_code())).encode() for _ in range(2)]
+    timeline = f"/v1/dossiers/{new_code()}/timeline"
+    with lienthong_serve(free_port(), env, workers=1) as base, \
+            httpx.Client(base_url=base, timeout=10) as http:
+        port = int(base.rsplit(":", 1)[1])
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in bodies]
+        with contextlib.ExitStack() as closing:
+            for sock, body in zip(held, bodies, strict=True):
+                closing.enter_context(sock)
+                # The whole head, part of the body: the route waits for the rest.
+                sock.sendall(_dossier_head(body, keys) + body[:10])
+            answers: list[httpx.Response] = []
+
+            def refused() -> bool:
+                # No credentials: 401 while a place is free, 503 once the held two are in.
+                answers.append(http.post("/v1/dossiers", content=b"{}",
+                                         headers={"Content-Type": "application/json"}))
+                return answers[-1].status_code == 503
+
+            wait_for(refused, timeout=30, message="a request refused as busy")
+            busy = answers[-1]
+            problem = busy.json()
+            assert busy.headers["content-type"] == "application/problem+json"
+            assert (problem["status"], problem["code"]) == (503, "server.busy"), problem
+            assert "Settings.max_in_flight" in problem["message"]
+            assert busy.headers["retry-after"] == "1"
+            other = http.get(timeline, headers={"X-API-Key": API_KEY})
+            assert (other.status_code, other.json()["code"]) == (503, "server.busy")
+            # Probes and metrics are answered whatever the load.
+            assert http.get("/healthz").status_code == 200
+            assert http.get("/metrics").status_code == 200
+            for sock, body in zip(held, bodies, strict=True):
+                started = time.monotonic()
+                sock.sendall(body[10:])
+                answer = _answer(sock, started, within=30, then_closed=False)
+                assert answer.status == 202, answer
+
+        def taken() -> bool:
+            answers.append(http.post("/v1/dossiers", content=b"{}",
+                                     headers={"Content-Type": "application/json"}))
+            return answers[-1].status_code != 503
+
+        wait_for(taken, timeout=30, message="requests taken again once the two are answered")
+        assert answers[-1].status_code == 401
+        busy_count = sum(1 for answer in answers if answer.status_code == 503)
+        requests = _requests(base)
+        assert requests[("/v1/dossiers", "POST", "503")] == busy_count, requests
+        assert requests[("/v1/dossiers/{code}/timeline", "GET", "503")] == 1, requests
+        assert requests[("/v1/dossiers", "POST", "202")] == 2, requests
+        refusals = _refusals(base)
+        assert refusals[("/v1/dossiers", "server.busy")] == busy_count, refusals
+        assert refusals[("/v1/dossiers/{code}/timeline", "server.busy")] == 1, refusals

@@ -33,7 +33,7 @@ from hub.api.auth import (
     load_or_create_secret,
 )
 from hub.api.callbacks import CallbackDispatcher, context_factory
-from hub.api.limits import BodySizeLimit, RateLimiter, RequestTimeoutLimit
+from hub.api.limits import BodySizeLimit, InFlightLimit, RateLimiter, RequestTimeoutLimit
 from hub.api.metrics import Metrics, RequestMetrics
 from hub.api.openapi import serve_contracts
 from hub.api.rest import ApiContext, build_router
@@ -159,6 +159,9 @@ def create_app(
         lifespan=lifespan,
         middleware=[
             Middleware(RequestMetrics, metrics=metrics),
+            # Inside the metrics (its refusals are counted), outside the rest: a refused
+            # request costs nothing more, and an admitted one holds its place until answered.
+            Middleware(InFlightLimit, limit=settings.max_in_flight),
             Middleware(RequestTimeoutLimit, seconds=settings.request_timeout),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
             Middleware(RequestPeer, trusted_proxies=settings.trusted_proxies),

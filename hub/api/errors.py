@@ -53,6 +53,19 @@ class RequestTimeout(HubError):
     http_status = 503
 
 
+class Busy(HubError):
+    """The process already has ``Settings.max_in_flight`` requests in hand (HTTP 503, with
+    Retry-After): nothing of the request was read or kept, and the same request may be sent
+    again after the wait, to this or another process."""
+
+    code = "server.busy"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+
 class SlowRequest(ClientError):
     """The client did not send its whole request in time: its headers within
     ``Settings.header_timeout``, or its body within ``Settings.request_timeout``. Answered 408

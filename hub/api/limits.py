@@ -1,4 +1,5 @@
-"""Limits that protect the hub from its callers: body size, rate per client, request time.
+"""Limits that protect the hub from its callers: requests in flight per process, body size,
+rate per client, request time.
 
 The middlewares are plain ASGI (not Starlette's BaseHTTPMiddleware, which copies every body
 through a task group and costs more than the rest of the hot path).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -16,8 +18,10 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.errors import BodyTooLarge, RateLimited, RequestTimeout, SlowRequest
+from hub.api.errors import BodyTooLarge, Busy, RateLimited, RequestTimeout, SlowRequest
 from hub.api.problems import problem_response
+
+log = logging.getLogger(__name__)
 
 # The SOAP router enforces the same limits itself and answers with SOAP faults, which a SOAP
 # client understands where a JSON problem would not.
@@ -26,6 +30,67 @@ SOAP_PREFIX = "/soap/"
 
 def _own_limits(scope: Scope) -> bool:
     return scope["type"] == "http" and not str(scope["path"]).startswith(SOAP_PREFIX)
+
+
+# Probes and metrics are answered whatever the load: a busy process is alive, and the scrape
+# during a flood is the one an operator needs. Each costs little and holds no store write.
+NOT_CAPPED = frozenset({"/healthz", "/readyz", "/metrics"})
+# What a refused client is told to wait (Retry-After, whole seconds): long enough for many of
+# the requests in hand to be answered (most take milliseconds), short for a client.
+BUSY_RETRY_AFTER_S = 1.0
+# A full process logs at most one line this often, with the count refused since the last.
+BUSY_LOG_EVERY_S = 10.0
+
+
+class InFlightLimit:
+    """At most ``limit`` requests in the app at once (per process); beyond, 503 ``server.busy``
+    with Retry-After at once, nothing read. Under a flood a process otherwise takes every
+    request it is offered, and each waits longer behind the others (the event loop, the
+    store's writer, memory) until all miss their deadlines; refusing the excess keeps those in
+    hand within them, and tells the rest when to come back (to this or another process).
+
+    uvicorn's own ``limit_concurrency`` is no substitute: it counts connections as well as
+    requests, so idle keep-alive connections would be refused as load, and its 503 is plain
+    text. SOAP requests are capped and refused the same way: overload is the transport's
+    answer (503, Retry-After), not a fault of the message. ``NOT_CAPPED`` paths pass."""
+
+    def __init__(self, app: ASGIApp, limit: int, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0  # one event loop per process: no lock
+        self._clock = clock
+        self._refused = 0
+        self._next_log = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in NOT_CAPPED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            self._note_refused()
+            busy = Busy(
+                f"this process has {self.limit} requests in hand, as many as it takes at once "
+                "(Settings.max_in_flight); nothing of this one was read or kept: send it again "
+                f"after {BUSY_RETRY_AFTER_S:g} s (see Retry-After)",
+                retry_after=BUSY_RETRY_AFTER_S)
+            await problem_response(busy, scope["path"])(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def _note_refused(self) -> None:
+        self._refused += 1
+        now = self._clock()
+        if now >= self._next_log:
+            log.warning("refusing requests with 503 server.busy: %d in hand, the cap "
+                        "(Settings.max_in_flight); %d refused since the last such line",
+                        self.in_flight, self._refused)
+            self._refused = 0
+            self._next_log = now + BUSY_LOG_EVERY_S
 
 
 class BodySizeLimit:

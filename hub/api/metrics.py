@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.auth import current_peer
+from hub.api.errors import Busy
 from hub.errors import HubError, SecretMissing
 
 log = logging.getLogger(__name__)
@@ -166,9 +167,11 @@ _refusal: ContextVar[_Refusal | None] = ContextVar("lienthong_refusal", default=
 def note_refusal(error: HubError) -> None:
     """Note that the request being handled is refused with ``error`` (no effect outside a
     request of an app with ``RequestMetrics``). A failure of the hub itself (a 5xx other than
-    a door kept shut for want of its secret) is no refusal and is not counted as one."""
+    a door kept shut for want of its secret, or a process at its cap of requests in flight) is
+    no refusal and is not counted as one."""
     noted = _refusal.get()
-    if noted is None or (error.http_status >= 500 and not isinstance(error, SecretMissing)):
+    if noted is None or (error.http_status >= 500
+                         and not isinstance(error, SecretMissing | Busy)):
         return
     noted.code, noted.field, noted.http_status = error.code, error.field, error.http_status
     # Read here, inside the app, where the request's peer is known (RequestPeer runs inside).
@@ -260,7 +263,10 @@ def _template_among(routes: Iterable[object], scope: Scope, depth: int) -> str |
 def log_refusal(http_status: int, code: str | None, door: str, address: str | None,
                 field: str | None) -> None:
     # Shut doors and unknown or unauthorised callers are what an operator watches for;
-    # the rest (a bad body, a rate limit) is the ordinary traffic of a public service.
-    level = logging.WARNING if http_status in (401, 403, 503) else logging.INFO
+    # the rest (a bad body, a rate limit) is the ordinary traffic of a public service. A
+    # process at its cap says so once when it fills (hub.api.limits.InFlightLimit): a line at
+    # WARNING for each request it then refuses would add to the flood.
+    level = (logging.WARNING if http_status in (401, 403, 503) and code != Busy.code
+             else logging.INFO)
     log.log(level, "refused %s %s at %s from %s (field %s)", http_status, code, door,
             address or "unknown", field)

@@ -36,14 +36,17 @@ def json_body(name: str, media_type: str = "application/json") -> dict[str, Any]
     return {"content": {media_type: {"schema": contract_ref(name)}}}
 
 
-def problem(description: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """A refusal's response: a problem body, and the headers it always carries (name ->
-    what it says)."""
+def problem(description: str, headers: dict[str, str] | None = None, *,
+            optional: dict[str, str] | None = None) -> dict[str, Any]:
+    """A refusal's response: a problem body, the headers it always carries and those only
+    some of its codes carry (``optional``), each as name -> what it says."""
     response: dict[str, Any] = {"description": description, **json_body("problem", PROBLEM_JSON)}
-    if headers:
-        response["headers"] = {name: {"description": text, "required": True,
+    described = {name: (text, True) for name, text in (headers or {}).items()}
+    described.update((name, (text, False)) for name, text in (optional or {}).items())
+    if described:
+        response["headers"] = {name: {"description": text, "required": required,
                                       "schema": {"type": "string"}}
-                               for name, text in headers.items()}
+                               for name, (text, required) in described.items()}
     return response
 
 
@@ -55,6 +58,13 @@ NOT_FOUND = problem("no such path, or the path names nothing the hub knows, such
 METHOD_NOT_ALLOWED = problem("the path does not take this method "
                              "(client.method_not_allowed); Allow lists the methods it takes",
                              {"Allow": "the methods this path takes"})
+
+# A process at its cap of requests in flight (hub.api.limits.InFlightLimit) refuses any
+# request but the probes' and the metrics' with this; a 503 of a route adds its own codes.
+BUSY_CODE = "server.busy: the process has as many requests in hand as it takes, send again " \
+    "after Retry-After"
+RETRY_AFTER_BUSY = {"Retry-After": "whole seconds to wait before sending again (server.busy)"}
+BUSY = problem(f"overloaded ({BUSY_CODE})", optional=RETRY_AFTER_BUSY)
 
 # Refusals of the connection's limits (hub.api.protocol, hub.api.limits), whatever the route;
 # the connection is closed after them.
@@ -81,7 +91,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     429: problem("too many requests from this client (client.rate_limited)",
                  {"Retry-After": "whole seconds to wait before the next request"}),
     503: problem("the hub cannot keep the message now (server.timeout, "
-                 "server.store_unavailable)"),
+                 f"server.store_unavailable; {BUSY_CODE})", optional=RETRY_AFTER_BUSY),
 }
 
 

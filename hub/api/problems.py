@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub.api.errors import MethodNotAllowed, RateLimited, Unauthenticated
+from hub.api.errors import Busy, MethodNotAllowed, RateLimited, Unauthenticated
 from hub.api.metrics import note_refusal
 from hub.errors import ClientError, HubError, NotFound, ValidationError
 
@@ -49,7 +49,7 @@ def problem_headers(error: HubError) -> dict[str, str]:
         headers["WWW-Authenticate"] = 'Bearer realm="lienthong", ApiKey realm="lienthong"'
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = error.allow
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | Busy):
         # Retry-After is whole seconds (RFC 9110); round up so a client never comes back early.
         headers["Retry-After"] = str(max(1, int(-(-error.retry_after // 1))))
     return headers

@@ -37,6 +37,7 @@ from hub.api.errors import UnsupportedMediaType
 from hub.api.limits import RateLimiter
 from hub.api.metrics import Metrics
 from hub.api.openapi import (
+    BUSY,
     CONNECTION_PROBLEMS,
     METHOD_NOT_ALLOWED,
     PROBLEMS,
@@ -353,7 +354,8 @@ def build_router(ctx: ApiContext) -> tuple[APIRouter, list[BaseRoute]]:
                 responses={200: {"description": "the AsyncAPI 3.0 document",
                                  "content": {"application/json": {"schema": {
                                      "type": "object"}}}},
-                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
+                           405: METHOD_NOT_ALLOWED, 503: BUSY,
+                           **CONNECTION_PROBLEMS})
     async def asyncapi_json() -> Response:
         from hub.subscriptions.asyncapi import document
 
@@ -366,7 +368,8 @@ def build_router(ctx: ApiContext) -> tuple[APIRouter, list[BaseRoute]]:
                                  # The YAML text is the same object as the JSON one.
                                  "content": {"application/yaml": {"schema": {
                                      "type": "object"}}}},
-                           405: METHOD_NOT_ALLOWED, **CONNECTION_PROBLEMS})
+                           405: METHOD_NOT_ALLOWED, 503: BUSY,
+                           **CONNECTION_PROBLEMS})
     async def asyncapi_yaml() -> Response:
         from hub.subscriptions.asyncapi import document, to_yaml
 

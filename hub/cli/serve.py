@@ -6,7 +6,10 @@ shared through ``PROMETHEUS_MULTIPROC_DIR`` so ``/metrics`` reports all of them.
 
 Connections are served by ``hub.api.protocol`` (uvicorn's httptools protocol with limits on the
 header phase: ``Settings.header_timeout``, ``max_header_bytes``, ``max_headers``), idle
-keep-alive connections closed after ``Settings.keep_alive_timeout``."""
+keep-alive connections closed after ``Settings.keep_alive_timeout``. Each process takes at most
+``Settings.max_in_flight`` requests at once and refuses the excess with 503 ``server.busy`` and
+Retry-After (``hub.api.limits.InFlightLimit``, in the app each worker builds; uvicorn's
+``limit_concurrency`` stays unset: it counts idle keep-alive connections as load)."""
 
 from __future__ import annotations
 

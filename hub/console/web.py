@@ -26,7 +26,13 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from hub.api.openapi import CONNECTION_PROBLEMS, METHOD_NOT_ALLOWED, problem
+from hub.api.openapi import (
+    BUSY_CODE,
+    CONNECTION_PROBLEMS,
+    METHOD_NOT_ALLOWED,
+    RETRY_AFTER_BUSY,
+    problem,
+)
 from hub.console.accounts import Accounts, Session, Unauthenticated, same
 from hub.console.deadletters import KINDS
 from hub.console.i18n import LANGUAGES, translator
@@ -143,7 +149,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     422: problem("a parameter or the body does not match the contract; field names it"),
     **CONNECTION_PROBLEMS,
     503: problem("the store or the broker is unavailable (server.store_unavailable, "
-                 "server.broker_unavailable)"),
+                 f"server.broker_unavailable; {BUSY_CODE})", optional=RETRY_AFTER_BUSY),
 }
 _STATES = ("parked", "replayed", "edited", "discarded", "all")
 

@@ -164,7 +164,8 @@ class Deployment:
             "NPSP_PASSWORD": PORTAL_PASSWORD,
         })
         if self.database:
-            env["LIENTHONG_STORE_URL"] = f"postgresql+psycopg://127.0.0.1:5432/{self.database}"
+            server = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
+            env["LIENTHONG_STORE_URL"] = f"postgresql+psycopg://{server}/{self.database}"
         return env
 
     def set_up(self) -> tuple[Signer, str]:

@@ -34,7 +34,7 @@ def counts(store: Store) -> tuple[int, int]:
 
 def test_opening_twice_migrates_once(url: str) -> None:
     with Store.open(url) as first:
-        assert migrate.current(first.engine) == migrate.head() == "0009"
+        assert migrate.current(first.engine) == migrate.head() == "0010"
         with first.begin() as tx:
             tx.audit_add("op", "test", "store")
     with Store.open(url) as second:

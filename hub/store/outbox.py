@@ -173,11 +173,12 @@ def earlier_unpublished(conn: Connection, before: int,
     wanted = sorted(set(subjects))
     if not wanted:
         return []
-    rows = conn.execute(
-        select(outbox.c.id, outbox.c.subject)
-        .where(outbox.c.published_at.is_(None), outbox.c.id < before,
-               outbox.c.subject.in_(wanted))
-    )
+    # Driver SQL: once per relayed batch on PostgreSQL (see hub.store.bulk).
+    dialect = conn.dialect
+    among, params = one_of(dialect, "subject", wanted)
+    rows = conn.exec_driver_sql(
+        f"SELECT id, subject FROM outbox WHERE published_at IS NULL AND id < {marks(dialect, 1)}"
+        f" AND {among}", (before, *params))
     return [(int(row_id), str(subject)) for row_id, subject in rows]
 
 

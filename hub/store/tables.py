@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -124,10 +125,12 @@ log_head = Table(
 processed_ids = Table(
     "processed_ids",
     metadata,
-    Column("consumer", String(200), primary_key=True),
-    Column("message_id", String(255), primary_key=True),
+    Column("consumer", String(200), nullable=False),
+    Column("message_id", String(255), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
+    # Led by the id: looked up as consumer = :one AND message_id IN (:many) (migration 0010).
+    PrimaryKeyConstraint("message_id", "consumer"),
     Index(None, "recorded_at"),
 )
 
@@ -173,10 +176,12 @@ timeline = Table(
 dossier_sequences = Table(
     "dossier_sequences",
     metadata,
-    Column("consumer", String(200), primary_key=True),
-    Column("dossier_code", String(100), primary_key=True),
+    Column("consumer", String(200), nullable=False),
+    Column("dossier_code", String(100), nullable=False),
     Column("sequence", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Led by the dossier, as the lookup's many values are (migration 0010).
+    PrimaryKeyConstraint("dossier_code", "consumer"),
 )
 
 # The intake's memory of Idempotency-Keys (see hub.intake.idempotency): (client, key) -> the answer
@@ -185,11 +190,13 @@ dossier_sequences = Table(
 intake_idempotency = Table(
     "intake_idempotency",
     metadata,
-    Column("client", String(200), primary_key=True),
-    Column("key", String(255), primary_key=True),
+    Column("client", String(200), nullable=False),
+    Column("key", String(255), nullable=False),
     Column("message_id", String(255), nullable=False),
     Column("request_sha256", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Led by the key, as the lookup's many values are (migration 0010).
+    PrimaryKeyConstraint("key", "client"),
     Index(None, "created_at"),
 )
 

@@ -135,3 +135,15 @@ def test_the_broker_outgoing_goes_in_and_comes_back_equal(store: Store) -> None:
         tx.outbox_add(sent)
     (item,) = store.outbox_pending(10)
     assert Outgoing(**item.message_fields()) == sent
+
+
+def test_earlier_unpublished_rows_of_subjects(store: Store) -> None:
+    """What a relay must see published before a later row of the same subject (the relay's
+    order across processes): unpublished rows older than the given row, of those subjects."""
+    a, b = f"A-{uuid.uuid4()}", f"B-{uuid.uuid4()}"
+    with store.begin() as tx:
+        ids = [tx.outbox_add(Message(b"x", subject=s)) for s in (a, b, a, None, a)]
+    store.outbox_mark_published([ids[0]])
+    assert sorted(store.outbox_earlier_unpublished(ids[4], [a, b])) == [(ids[1], b), (ids[2], a)]
+    assert store.outbox_earlier_unpublished(ids[2], [a]) == []
+    assert store.outbox_earlier_unpublished(ids[4], []) == []

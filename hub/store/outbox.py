@@ -173,13 +173,14 @@ def earlier_unpublished(conn: Connection, before: int,
     wanted = sorted(set(subjects))
     if not wanted:
         return []
-    # Driver SQL: once per relayed batch on PostgreSQL (see hub.store.bulk).
-    dialect = conn.dialect
-    among, params = one_of(dialect, "subject", wanted)
+    # Driver SQL: once per relayed batch on PostgreSQL (see hub.store.bulk). No "id < before"
+    # in it: that would let the planner walk (published_at, id) from the first unpublished row,
+    # through every entry a published row left there until a vacuum; by subject it can only
+    # probe the partial index of unpublished subjects.
+    among, params = one_of(conn.dialect, "subject", wanted)
     rows = conn.exec_driver_sql(
-        f"SELECT id, subject FROM outbox WHERE published_at IS NULL AND id < {marks(dialect, 1)}"
-        f" AND {among}", (before, *params))
-    return [(int(row_id), str(subject)) for row_id, subject in rows]
+        f"SELECT id, subject FROM outbox WHERE published_at IS NULL AND {among}", params)
+    return [(int(row_id), str(subject)) for row_id, subject in rows if row_id < before]
 
 
 def mark_published(conn: Connection, ids: Sequence[int], at: datetime | None = None) -> int:

@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, select
 
-from hub.store.conflict import insert_ignore
+from hub.store.bulk import BulkInsert
 from hub.store.engine import SQLITE_BEGIN, translate_errors
 from hub.store.tables import processed_ids
+
+# One statement per batch of deliveries, not one per id (see hub.store.bulk).
+_record_many = BulkInsert(processed_ids, ("consumer", "message_id", "digest", "recorded_at"),
+                          conflict=("message_id", "consumer"))
 
 
 def record_in(
@@ -20,12 +24,9 @@ def record_in(
     """Record ``(message_id, digest)`` pairs inside the caller's transaction. A pair already
     recorded is left as it was (first digest wins), which makes redelivery harmless."""
     when = at or datetime.now(UTC)
-    rows = [
-        {"consumer": consumer, "message_id": mid, "digest": digest, "recorded_at": when}
-        for mid, digest in items
-    ]
+    rows = [(consumer, mid, digest, when) for mid, digest in items]
     if rows:
-        conn.execute(insert_ignore(conn, processed_ids, ["consumer", "message_id"]), rows)
+        _record_many.execute(conn, rows)
 
 
 class StoreProcessedIds:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -155,6 +156,10 @@ outbox = Table(
     Column("claimed_until", UTCDateTime),
     Column("published_at", UTCDateTime),
     Index(None, "published_at", "id"),
+    # The relay's check for an earlier unpublished row of a subject: by subject among the
+    # unpublished only, whatever the published rows the table keeps (migration 0009).
+    Index("ix_outbox_unpublished_subject", "subject",
+          postgresql_where=text("published_at IS NULL"), sqlite_where=text("published_at IS NULL")),
 )
 
 timeline = Table(

@@ -22,10 +22,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+UNPUBLISHED = sa.text("published_at IS NULL")
+
+
 def upgrade() -> None:
     op.add_column("outbox", sa.Column("subject", sa.String(255)))
+    op.create_index("ix_outbox_unpublished_subject", "outbox", ["subject"],
+                    postgresql_where=UNPUBLISHED, sqlite_where=UNPUBLISHED)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_unpublished_subject", "outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("subject")

@@ -138,7 +138,7 @@ def test_many_dossiers_reach_the_portal_concurrently_each_in_order(
         assert len(store.timeline(dossiers[0])) == 3  # the recorder's batched writes
         assert store.last_sequence("npsp", dossiers[-1]) == 3
     assert worker.consumer.queues == portal.topology.work_queues("npsp")
-    assert worker.consumer.ordered and worker.consumer.concurrency == 256
+    assert worker.consumer.ordered and worker.consumer.concurrency == 512  # the shipped topology's
     # Many dossiers' calls at once (one at a time would take 60 * 0.5 s)...
     assert portal.sim.most_concurrent > 4
     # ...and each dossier's in the order it was published, exactly once.

@@ -14,7 +14,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -23,8 +23,31 @@ from fastapi import FastAPI
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Switches = dict[str, Callable[[Any], Any]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class PlainRoutes:
+    """An ASGI app that answers some POST paths itself, without ``app``'s middleware and
+    routing, and hands everything else (lifespan, the ``/_sim/`` switches) to ``app``: for a
+    simulator's hot endpoints, whose FastAPI layers cost more CPU than the answers (in the
+    NPSP simulator, 80 % of its samples against 19 % in its own handler; a benchmark's
+    simulator shares the machine with the hub it measures, see docs/performance.md)."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, Endpoint]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.routes.get(scope["path"])
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @dataclass

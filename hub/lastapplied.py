@@ -144,6 +144,6 @@ class AppliedSequences:
         if sequence is None:
             return
         if self.store is not None:
-            event.record(lambda tx: tx.set_sequence(self.destination, code, sequence))
+            event.record(lambda tx: tx.sequence_keep(self.destination, code, sequence))
         else:
             await self.sequencer.applied(code, sequence)

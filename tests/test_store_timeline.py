@@ -79,6 +79,27 @@ def test_sequences_only_move_forward(store: Store) -> None:
     assert store.last_sequence(consumer, dossier) == 6
 
 
+def test_sequences_kept_in_a_unit_of_work_are_written_at_commit_never_backwards(
+        store: Store) -> None:
+    consumer, ahead, behind, fresh = f"w-{uuid.uuid4().hex[:6]}", code(), code(), code()
+    store.set_sequence(consumer, ahead, 7)
+    store.set_sequence(consumer, behind, 2)
+    with store.begin() as tx:
+        tx.sequence_keep(consumer, ahead, 5)  # older than what is there: left as it is
+        tx.sequence_keep(consumer, behind, 3)
+        tx.sequence_keep(consumer, behind, 4)  # the same dossier twice in one batch
+        tx.sequence_keep(consumer, fresh, 1)
+        tx.sequence_keep(consumer + "x", fresh, 9)  # another consumer's
+        assert store.last_sequence(consumer, fresh) is None  # not before the commit
+    assert store.last_sequences(consumer, [ahead, behind, fresh]) == {
+        ahead: 7, behind: 4, fresh: 1}
+    assert store.last_sequence(consumer + "x", fresh) == 9
+    with pytest.raises(RuntimeError), store.begin() as tx:
+        tx.sequence_keep(consumer, fresh, 2)
+        raise RuntimeError("the batch failed")
+    assert store.last_sequence(consumer, fresh) == 1  # nothing of a rolled-back unit
+
+
 def test_sequences_of_many_dossiers_are_read_in_one_query(store: Store) -> None:
     consumer, applied, never = f"w-{uuid.uuid4().hex[:6]}", [code() for _ in range(3)], code()
     for n, dossier in enumerate(applied, start=1):

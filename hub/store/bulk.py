@@ -93,7 +93,8 @@ class BulkInsert:
     """``INSERT INTO table (columns) VALUES ...`` for many rows at once. Rows are sequences of
     the Python values SQLAlchemy would take for ``columns``, in that order. ``conflict`` names
     the unique columns of ``ON CONFLICT``: without ``update`` the conflicting rows are skipped,
-    with it their ``update`` columns take the new values."""
+    with it their ``update`` columns take the new values (where ``update_where`` holds, an SQL
+    condition that may name the table's row and ``excluded``)."""
 
     def __init__(
         self,
@@ -102,16 +103,20 @@ class BulkInsert:
         *,
         conflict: Sequence[str] = (),
         update: Sequence[str] = (),
+        update_where: str | None = None,
     ) -> None:
         for name in (*columns, *conflict, *update):
             if name not in table.c:
                 raise ValueError(f"table {table.name} has no column {name!r}")
         if update and not conflict:
             raise ValueError("update needs the conflict columns it applies to")
+        if update_where and not update:
+            raise ValueError("update_where needs the columns it updates")
         self.table = table
         self.columns = tuple(columns)
         self.conflict = tuple(conflict)
         self.update = tuple(update)
+        self.update_where = update_where
         self.rows_per_statement = max(1, min(MAX_ROWS, _MAX_PARAMS // len(self.columns)))
         self._sql: dict[tuple[str, int], str] = {}
 
@@ -224,6 +229,8 @@ class BulkInsert:
             if self.update:
                 sql += "UPDATE SET " + ", ".join(
                     f"{quote(c)} = excluded.{quote(c)}" for c in self.update)
+                if self.update_where:
+                    sql += f" WHERE {self.update_where}"
             else:
                 sql += "NOTHING"
         return sql

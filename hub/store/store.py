@@ -89,6 +89,7 @@ class Store:
                 try:
                     yield tx
                     tx.flush_timeline()
+                    tx.flush_sequences()
                     tx.flush_log()
                     conn.commit()
                 except BaseException:

@@ -176,6 +176,22 @@ def _sequence_upsert(dialect: str) -> Executable:
     ).returning(dossier_sequences.c.sequence)
 
 
+# Never backwards, as set_sequence; one statement for a unit of work's sequences.
+_set_many = BulkInsert(
+    dossier_sequences, ("consumer", "dossier_code", "sequence", "updated_at"),
+    conflict=("dossier_code", "consumer"), update=("sequence", "updated_at"),
+    update_where="dossier_sequences.sequence < excluded.sequence",
+)
+
+
+def set_sequences(conn: Connection, applied: Mapping[tuple[str, str], int]) -> None:
+    """``set_sequence`` for many (consumer, dossier) at once, in one statement."""
+    if applied:
+        now = datetime.now(UTC)
+        _set_many.execute(conn, [(consumer, code, sequence, now)
+                                 for (consumer, code), sequence in applied.items()])
+
+
 def set_sequence(conn: Connection, consumer: str, dossier_code: str, sequence: int) -> bool:
     """Record ``sequence`` as applied; never moves backwards. True when it was stored (higher
     than what was there, or the first)."""

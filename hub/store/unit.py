@@ -26,6 +26,7 @@ class UnitOfWork:
         self._deferred_log = deferred_log
         self._log: list[PendingEntry] = []
         self._timeline: list[TimelineEvent] = []
+        self._sequences: dict[tuple[str, str], int] = {}
         self.parked = 0  # log rows parked for the linker by this unit of work
 
     def log(
@@ -109,6 +110,18 @@ class UnitOfWork:
 
     def set_sequence(self, consumer: str, dossier_code: str, sequence: int) -> bool:
         return timeline.set_sequence(self.connection, consumer, dossier_code, sequence)
+
+    def sequence_keep(self, consumer: str, dossier_code: str, sequence: int) -> None:
+        """``set_sequence`` at commit, with every other kept in this unit of work in one
+        statement, for writers that need no answer: an ordered destination's worker records
+        the sequence of each delivery its consumer commits with many others."""
+        key = (consumer, dossier_code)
+        self._sequences[key] = max(sequence, self._sequences.get(key, sequence))
+
+    def flush_sequences(self) -> None:
+        """Write the sequences kept so far (commit does it anyway)."""
+        kept, self._sequences = self._sequences, {}
+        timeline.set_sequences(self.connection, kept)
 
     def record_processed(self, consumer: str, items: Iterable[tuple[str, str]]) -> None:
         """Record processed ids with the rest of this unit of work."""

@@ -549,6 +549,16 @@ class Deliveries:
         return self.seen
 
 
+def windowed_p99(accepted: dict[tuple[str, int], float], seen: dict[tuple[str, int], float],
+                 start: float, window: float = 10.0) -> list[float]:
+    """p99 in ms of the 202-to-portal time of the events accepted in each ``window`` seconds."""
+    by_window: dict[int, list[float]] = {}
+    for key, t in accepted.items():
+        if key in seen:
+            by_window.setdefault(int((t - start) // window), []).append(seen[key] - t)
+    return [round(percentile(by_window[w], 99) * 1000) for w in sorted(by_window)]
+
+
 def out_of_order(seen: dict[tuple[str, int], float], codes: list[str], events: int) -> int:
     bad = 0
     for code in codes:
@@ -626,6 +636,8 @@ def offered_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
         "refused": load.refused, "delivered": len(done),
         "dossiers_per_s": len(done) / max(1e-9, last - first_202),
         "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+        # Whether the tail is steady or a moment (start-up, a stall): p99 of each 10 s of 202s.
+        "p99_ms_by_10s": windowed_p99(load.accepted, seen, first_202),
         "out_of_order": out_of_order(seen, codes, events),
         "skipped": dep.skipped(),
         "cpu_ms_per_dossier": {k: v * 1000 / max(1, len(done)) for k, v in cpu.items()},

@@ -49,7 +49,6 @@ from hub.intake.idempotency import (
     signed_request_key,
 )
 from hub.intake.jobs import Accepted, Handed, Job, Kept, Reply
-from hub.intake.writelock import SqliteWriteLock, lock_file
 from hub.intake.writer import Writer, reply_in, reply_to
 from hub.model import parse_event_data
 from hub.settings import Settings
@@ -94,11 +93,9 @@ class IntakeService:
         # written unleased (SQLite, whose one relay reads them without leases; a relay that
         # cannot reach the broker). Read for each batch.
         self.relay_lease: Callable[[], float | None] = lambda: None
-        # SQLite: the writers of the entry points (this service, the outbox relay, in every
-        # worker process) take turns on a lock file (see hub.intake.writelock).
-        self.write_lock: AbstractContextManager[Any] = (
-            SqliteWriteLock(lock_file(store)) if store.dialect == "sqlite"
-            else contextlib.nullcontext())
+        # SQLite: the store's busy writers (this service, the outbox relay, the workers'
+        # consumers, in every process) take turns on a lock file (see hub.store.writelock).
+        self.write_lock: AbstractContextManager[Any] = store.write_lock
         # The dossiers' states as this process last kept them: the guess drafts are made for
         # (the writer checks it). Written by the writer thread, read by callers; a dict's get
         # and set are atomic.

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select
 
@@ -32,8 +35,11 @@ def record_in(
 class StoreProcessedIds:
     """``ProcessedIds`` on the store's database. Each call is its own short transaction."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine,
+                 write_lock: AbstractContextManager[Any] | None = None) -> None:
         self._engine = engine
+        # The store's (hub.store.writelock): writers take turns rather than SQLite's sleeps.
+        self._write_lock = write_lock or contextlib.nullcontext()
 
     def lookup(self, consumer: str, message_id: str) -> str | None:
         """The body digest recorded for ``message_id`` by ``consumer``, or None."""
@@ -65,7 +71,8 @@ class StoreProcessedIds:
         items = list(items)
         if not items:
             return
-        with translate_errors("recording processed ids"), self._engine.connect() as conn:
+        with (self._write_lock, translate_errors("recording processed ids"),
+              self._engine.connect() as conn):
             conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             with conn.begin():
                 record_in(conn, consumer, items)

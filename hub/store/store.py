@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from hub.store.queueledger import StoreQueueLedger
 from hub.store.tables import event_sequences, intake_idempotency
 from hub.store.timeline import TimelineEntry, TimelineEvent
 from hub.store.unit import UnitOfWork
+from hub.store.writelock import SqliteWriteLock, lock_file
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,11 @@ log = logging.getLogger(__name__)
 class Store:
     def __init__(self, engine: Engine, *, deferred_log: bool | None = None) -> None:
         self.engine = engine
-        self.processed = StoreProcessedIds(engine)
+        # SQLite: the lock its busy writers take turns on across processes (hub.store.writelock);
+        # nothing to take on PostgreSQL.
+        self.write_lock: AbstractContextManager[Any] = (
+            SqliteWriteLock(lock_file(engine)) if is_sqlite(engine) else nullcontext())
+        self.processed = StoreProcessedIds(engine, self.write_lock)
         self.queue_ledger = StoreQueueLedger(engine)
         # SQLite has one writer at a time: chaining inline costs nothing more there.
         self.deferred_log = not is_sqlite(engine) if deferred_log is None else deferred_log

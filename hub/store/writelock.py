@@ -1,9 +1,11 @@
-"""The write lock of an SQLite store, shared by the writers of the entry points' processes.
+"""The write lock of an SQLite store (``Store.write_lock``), shared by its busy writers in every
+process: the intake's writer and the outbox relay of each serve process, the consumers' batched
+writes and processed ids of each worker process.
 
 SQLite has one writer at a time, and a connection that finds the database locked sleeps
-(1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency: the writers of the
-entry points (the intake's writer, the outbox relay, in every worker process) take turns on a
-lock file instead, which wakes the next one at once (docs/performance.md#group-commit).
+(1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency: those writers take
+turns on a lock file instead, which wakes the next one at once
+(docs/performance.md#group-commit, #one-write-lock-for-workers-too).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import threading
 from pathlib import Path
 
-from hub.store import Store
+from sqlalchemy import Engine
 
 
 class SqliteWriteLock:
@@ -45,8 +47,8 @@ class SqliteWriteLock:
             self._thread_lock.release()
 
 
-def lock_file(store: Store) -> Path | None:
-    database = store.engine.url.database
+def lock_file(engine: Engine) -> Path | None:
+    database = engine.url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None  # one process only
     return Path(database).with_name(Path(database).name + ".write.lock")

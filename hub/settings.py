@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # The worker's event loop: uvloop (when installed) costs a draining worker less CPU per
     # delivery than asyncio's own (docs/performance.md); "asyncio" to compare or to rule it out.
     worker_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    # Allocations between two young-generation collections in a worker process (Python's
+    # default is 700): a delivery allocates thousands of short-lived objects that reference
+    # counting frees anyway, and the collector's passes over them cost a draining worker about
+    # a tenth of its CPU (docs/performance.md#fewer-young-collections). 0 keeps Python's.
+    worker_gc_threshold: int = Field(default=20_000, ge=0)
 
     # Ministries' subscriptions (hub.subscriptions): the access list and the personal data
     # declaration (mappings/ministries.toml), the projections (mappings/projections/*.toml).

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.broker.heap import freeze_startup_heap
+from hub.broker.heap import collect_young_every, freeze_startup_heap
 
 
 @pytest.fixture
@@ -29,3 +29,14 @@ def test_objects_alive_at_startup_leave_the_collectors_sight() -> None:
     garbage.append(garbage)  # a cycle made after the freeze is still collected
     del garbage
     assert gc.collect() >= 1
+
+
+def test_young_collections_come_every_so_many_allocations() -> None:
+    before = gc.get_threshold()
+    try:
+        collect_young_every(20_000)
+        assert gc.get_threshold() == (20_000, before[1], before[2])
+        collect_young_every(0)  # Python's left as they are
+        assert gc.get_threshold() == (20_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)

@@ -55,6 +55,7 @@ def _event_loop(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] |
 def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
          processes: int | None = None, fanout: bool = True) -> None:
     from hub import runtime
+    from hub.broker.heap import collect_young_every
     from hub.console.keeper import KEEPER
     from hub.recorder import TIMELINE
     from hub.settings import load
@@ -88,6 +89,7 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
                 raise ConfigError("no adapter could start; see the warnings above",
                                   field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")
+            collect_young_every(settings.worker_gc_threshold)
             with asyncio.Runner(loop_factory=_event_loop(settings)) as runner:
                 runner.run(_serve(workers, store, settings, index))
         finally:

@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import resource
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -278,9 +279,13 @@ class Deployment:
     def backlog_ready(self) -> int:
         return sum(queue_state(q)[0] for q in self.work_queues)
 
-    def tear_down(self) -> None:
+    def tear_down(self, keep_files: bool = False) -> None:
+        """Stop the processes, delete the run's queues, exchanges and database, and its
+        directory (logs, generated keys) unless ``keep_files``: a failed run's, to read."""
         for name in list(self.procs):
             self.stop(name)
+        if not keep_files:
+            shutil.rmtree(self.root, ignore_errors=True)
         conn = pika.BlockingConnection(pika.URLParameters(AMQP))
         ch = conn.channel()
         for q in _queues_of(self.prefix):
@@ -760,8 +765,11 @@ def main() -> None:
                 dep = Deployment(store, processes, latency, args.serve_workers)
                 try:
                     runs.append(measure(dep, args))
-                finally:
-                    dep.tear_down()
+                except BaseException:
+                    say(f"  the processes' logs and data are kept in {dep.root}")
+                    dep.tear_down(keep_files=True)
+                    raise
+                dep.tear_down()
     report = {"when": datetime.now(UTC).isoformat(), "bare_relay_msgs_per_s": bare,
               "args": vars(args), "runs": runs}
     nan = float("nan")

@@ -132,3 +132,28 @@ def test_the_readiness_probe_is_not_fooled_by_a_connection_the_server_dropped(
         assert probe(store.engine) == "ok"
         _terminate(pg_url, _backend(store.engine))
         assert probe(store.engine) == "ok"
+
+
+def test_the_sqlite_write_lock_is_reentrant_in_a_thread_and_exclusive_across(
+        tmp_path: Path) -> None:
+    """Every write of the store takes it, so a write started inside a held lock (a caller's
+    batch around a store call) must go ahead, while another thread waits its turn."""
+    import threading
+
+    from hub.store.writelock import SqliteWriteLock
+
+    lock = SqliteWriteLock(tmp_path / "hub.db.write.lock")
+    entered = threading.Event()
+
+    def other() -> None:
+        with lock:
+            entered.set()
+
+    with lock:
+        with lock:  # the same thread again: no deadlock
+            pass
+        waiting = threading.Thread(target=other)
+        waiting.start()
+        assert not entered.wait(0.2)  # still held by the outer block
+    waiting.join(5)
+    assert entered.is_set()

@@ -109,7 +109,6 @@ def create_app(
         store, make_publisher, poll_interval=relay_poll_interval,
         on_published=metrics.published.inc, on_failed=metrics.publish_failures.inc,
         on_stage=metrics.relay_stage, on_held_back=metrics.held_back.inc,
-        write_lock=intake.write_lock,
         leader=RelayLeader(_relay_lock_path(settings, store)) if store.dialect == "sqlite"
         else None,
     )

@@ -1264,7 +1264,6 @@ def _write_batch(batch: list[_Pending]) -> None:
         for store, write in pending.writes:
             stores.setdefault(id(store), (store, []))[1].append(write)
     for store, writes in stores.values():
-        # The store's write lock (SQLite: its writers take turns, hub.store.writelock).
-        with getattr(store, "write_lock", contextlib.nullcontext()), store.begin() as tx:
+        with store.begin() as tx:
             for write in writes:
                 write(tx)

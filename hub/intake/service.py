@@ -29,7 +29,6 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -93,9 +92,6 @@ class IntakeService:
         # written unleased (SQLite, whose one relay reads them without leases; a relay that
         # cannot reach the broker). Read for each batch.
         self.relay_lease: Callable[[], float | None] = lambda: None
-        # SQLite: the store's busy writers (this service, the outbox relay, the workers'
-        # consumers, in every process) take turns on a lock file (see hub.store.writelock).
-        self.write_lock: AbstractContextManager[Any] = store.write_lock
         # The dossiers' states as this process last kept them: the guess drafts are made for
         # (the writer checks it). Written by the writer thread, read by callers; a dict's get
         # and set are atomic.
@@ -103,7 +99,7 @@ class IntakeService:
         self._writer = Writer(
             store, lambda jobs: batch.rows_of(self.store, jobs, self.relay_lease()),
             lambda tx, jobs, rows: batch.keep_batch(tx, self.store, jobs, rows, self._draft),
-            self._committed, max_batch, settings.intake_commit_delay, self.write_lock)
+            self._committed, max_batch, settings.intake_commit_delay)
 
     def _committed(self, kept: Kept) -> None:
         seen = self._seen
@@ -242,7 +238,7 @@ class IntakeService:
         now = datetime.now(UTC)
         lease = self.relay_lease()
         claimed_until = now + timedelta(seconds=lease) if lease else None
-        with self.write_lock, self.store.begin() as tx:
+        with self.store.begin() as tx:
             kept = keep_envelopes(tx, self.store, peer, prepared, now, claimed_until,
                                   self._relayed, self._sign)
         self._saw(kept.states)

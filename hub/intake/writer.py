@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,10 +55,8 @@ class Writer:
     def __init__(self, store: Store,
                  rows: Callable[[list[Job]], Rows],
                  keep: Callable[[UnitOfWork, list[Job], Rows], Kept],
-                 on_commit: Callable[[Kept], None], max_batch: int, linger: float,
-                 write_lock: AbstractContextManager[Any]) -> None:
+                 on_commit: Callable[[Kept], None], max_batch: int, linger: float) -> None:
         self._store = store
-        self._write_lock = write_lock
         self._rows = rows
         self._keep = keep
         self._on_commit = on_commit
@@ -173,7 +170,7 @@ class Writer:
         for attempt in (1, 2):
             try:
                 started = time.perf_counter()
-                with self._write_lock, self._store.begin() as tx:
+                with self._store.begin() as tx:
                     kept = self._keep(tx, batch, rows)
                     written = time.perf_counter()
                 break

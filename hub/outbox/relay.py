@@ -40,10 +40,9 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from hub.broker.messages import Outgoing
 from hub.errors import BrokerUnavailable, HubError
@@ -51,7 +50,6 @@ from hub.files import private_dir
 from hub.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 # An outbox row the intake kept leased to this process's relay: id, message, end of the lease.
 Handed = tuple[int, Outgoing, datetime]
 # The lease end of rows read without a lease (the only relay of a SQLite database).
@@ -89,12 +87,9 @@ class OutboxRelay:
         on_failed: Callable[[int], None] | None = None,
         on_stage: Callable[[str, float], None] | None = None,
         on_held_back: Callable[[int], None] | None = None,
-        write_lock: AbstractContextManager[Any] | None = None,
         leader: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
-        # Shared with the intake's writer on SQLite (see IntakeService.write_lock).
-        self.write_lock = write_lock or contextlib.nullcontext()
         # Whether this relay may publish now (one relay per SQLite database; see RelayLeader).
         self.leader = leader
         self.make_publisher = make_publisher
@@ -272,7 +267,7 @@ class OutboxRelay:
             # poll_interval even while handed rows keep coming.
             self._last_claim = time.monotonic()
             lease_end = datetime.now(UTC) + timedelta(seconds=self.lease)
-            stored = await asyncio.to_thread(self._locked, self.store.outbox_pending,
+            stored = await asyncio.to_thread(self.store.outbox_pending,
                                              max(1, self.batch - len(items)), lease=self.lease)
             items += [(item.id, _outgoing(item), lease_end) for item in stored]
         items.sort(key=lambda item: item[0])
@@ -299,7 +294,7 @@ class OutboxRelay:
             (ok if confirmed else failed).append(row_id)
         self.last_failed = len(failed)
         if ok:
-            await asyncio.to_thread(self._locked, self.store.outbox_mark_published, ok)
+            await asyncio.to_thread(self.store.outbox_mark_published, ok)
             self.published += len(ok)
             if self.on_published is not None:
                 self.on_published(len(ok))
@@ -309,7 +304,7 @@ class OutboxRelay:
             log.warning("outbox relay: %d of %d messages not confirmed (%s); they stay in the "
                         "outbox", len(failed), len(items), first or "timed out")
             if self.leader is None:  # the leader leased nothing
-                await asyncio.to_thread(self._locked, self.store.outbox_release, failed)
+                await asyncio.to_thread(self.store.outbox_release, failed)
             if self.on_failed is not None:
                 self.on_failed(len(failed))
         if self.on_stage is not None:
@@ -318,10 +313,6 @@ class OutboxRelay:
             self.on_stage("confirm", confirmed_at - published)
             self.on_stage("mark", time.perf_counter() - confirmed_at)
         return len(items)
-
-    def _locked(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.write_lock:
-            return call(*args, **kwargs)
 
 
 class RelayLeader:

@@ -38,7 +38,7 @@ class StoreProcessedIds:
     def __init__(self, engine: Engine,
                  write_lock: AbstractContextManager[Any] | None = None) -> None:
         self._engine = engine
-        # The store's (hub.store.writelock): writers take turns rather than SQLite's sleeps.
+        # The store's (hub.store.writelock), as every write of the store takes it.
         self._write_lock = write_lock or contextlib.nullcontext()
 
     def lookup(self, consumer: str, message_id: str) -> str | None:

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 class Store:
     def __init__(self, engine: Engine, *, deferred_log: bool | None = None) -> None:
         self.engine = engine
-        # SQLite: the lock its busy writers take turns on across processes (hub.store.writelock);
-        # nothing to take on PostgreSQL.
+        # SQLite: the lock every write of the store takes, in every process, so writers take
+        # turns instead of sleeping in SQLite's busy handler (hub.store.writelock); nothing to
+        # take on PostgreSQL.
         self.write_lock: AbstractContextManager[Any] = (
             SqliteWriteLock(lock_file(engine)) if is_sqlite(engine) else nullcontext())
         self.processed = StoreProcessedIds(engine, self.write_lock)
@@ -87,7 +88,7 @@ class Store:
         first); an exception rolls everything back and is re-raised as it was, except that the
         database being unreachable or locked, here or inside the block, becomes
         ``RetryableError`` (``server.store_unavailable``)."""
-        with translate_errors("writing to the store"):
+        with translate_errors("writing to the store"), self.write_lock:
             conn = self._writer()
             try:
                 tx = UnitOfWork(conn, deferred_log=self.deferred_log)
@@ -115,7 +116,7 @@ class Store:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:
-        with translate_errors(what), self.engine.connect() as conn:
+        with translate_errors(what), self.write_lock, self.engine.connect() as conn:
             if is_sqlite(conn):
                 conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             with conn.begin():

@@ -1,6 +1,6 @@
-"""The write lock of an SQLite store (``Store.write_lock``), shared by its busy writers in every
-process: the intake's writer and the outbox relay of each serve process, the consumers' batched
-writes and processed ids of each worker process.
+"""The write lock of an SQLite store (``Store.write_lock``), taken by every write the store
+starts (``Store.begin``, its own short writes, processed ids), in every process: the intake's
+writer and the outbox relay of each serve process, the consumers of each worker process.
 
 SQLite has one writer at a time, and a connection that finds the database locked sleeps
 (1, 2, 5 ... 100 ms) before trying again, which ruins the tail latency: those writers take
@@ -20,28 +20,32 @@ from sqlalchemy import Engine
 
 class SqliteWriteLock:
     """Mutual exclusion of SQLite writers across threads (a lock) and processes (``flock`` on
-    a file beside the database)."""
+    a file beside the database). Reentrant in a thread: a write the store starts while the
+    same thread already holds the lock (a caller's batch around it) goes ahead."""
 
     def __init__(self, path: Path | None) -> None:
-        self._thread_lock = threading.Lock()
+        self._thread_lock = threading.RLock()
+        self._depth = threading.local()
         self._path = path
         self._fd: int | None = None
 
     def __enter__(self) -> None:
         self._thread_lock.acquire()
-        if self._path is None:
-            return
-        try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0 and self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth.n = depth + 1
 
     def __exit__(self, *exc: object) -> None:
+        self._depth.n -= 1
         try:
-            if self._fd is not None:
+            if self._depth.n == 0 and self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()

@@ -148,6 +148,44 @@ def test_many_dossiers_reach_the_portal_concurrently_each_in_order(
     assert recorder.consumer.stats.handled == len(events)
 
 
+def test_the_recorder_absorbs_an_event_delivered_twice_by_its_timeline_alone(
+    portal: Portal, tmp_path: Path
+) -> None:
+    """The recorder keeps no processed ids (a timeline row is unique by dossier and message
+    id): the same signed event delivered twice is handled twice and written once."""
+    dossiers = codes(5, day=3)
+    events = [e for c in dossiers for e in portal.events(c, [Status.NEW, Status.RECEIVED])]
+    signed = [Outgoing.signed(e, portal.province, portal.topology.names.events) for e in events]
+    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
+
+        async def scenario() -> list[runtime.Worker]:
+            workers = runtime.build_workers(portal.settings, ["npsp"], store=store)
+            for w in workers:
+                w.consumer.start()
+            for w in workers:
+                await w.consumer.wait_consuming()
+            async with Publisher(portal.settings.amqp_url, portal.settings) as pub:
+                await asyncio.gather(*(pub.publish_nowait(o) for o in signed + signed))
+            both = 2 * len(events)
+            await eventually(lambda: all(w.consumer.stats.handled
+                                         + w.consumer.stats.duplicates == both
+                                         for w in workers),
+                             30, "both copies of every event taken")
+            for w in workers:
+                await w.stop()
+            return workers
+
+        [worker, recorder] = asyncio.run(scenario())
+        assert {c: len(store.timeline(c)) for c in dossiers} == {c: 2 for c in dossiers}
+        assert all(store.processed.lookup("recorder:timeline", e.id) is None for e in events)
+        assert all(store.processed.lookup("worker:npsp", e.id) is not None for e in events)
+    assert (recorder.consumer.stats.handled, recorder.consumer.stats.duplicates) == (
+        2 * len(events), 0)
+    # The portal's worker absorbs the copies by its processed ids: each event reached it once.
+    assert worker.consumer.stats.handled == len(events)
+    assert {c: portal.statuses(c) for c in dossiers} == {c: ["1", "2"] for c in dossiers}
+
+
 def test_a_dossier_whose_call_fails_waits_in_a_retry_tier_and_its_next_event_follows(
     portal: Portal, tmp_path: Path
 ) -> None:

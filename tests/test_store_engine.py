@@ -157,3 +157,22 @@ def test_the_sqlite_write_lock_is_reentrant_in_a_thread_and_exclusive_across(
         assert not entered.wait(0.2)  # still held by the outer block
     waiting.join(5)
     assert entered.is_set()
+
+
+def test_a_write_lock_that_cannot_be_taken_says_the_store_is_unavailable(
+        tmp_path: Path) -> None:
+    """A lock file that cannot be opened (its directory gone, read-only or full) is the store
+    refusing writes, which a worker tells from a bug: it keeps the result and writes it
+    again later rather than calling the system again."""
+    from hub.errors import RetryableError
+    from hub.store.health import is_store_failure
+    from hub.store.writelock import SqliteWriteLock
+
+    lock = SqliteWriteLock(tmp_path / "gone" / "hub.db.write.lock")
+    with pytest.raises(RetryableError, match=r"write lock .* cannot be taken") as caught, lock:
+        raise AssertionError("the lock was taken")
+    assert caught.value.code == "server.store_unavailable"
+    assert is_store_failure(caught.value)
+    (tmp_path / "gone").mkdir()
+    with lock:  # and once it can be opened, it is taken: the thread lock was released
+        pass

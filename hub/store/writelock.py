@@ -17,6 +17,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from hub.errors import RetryableError
+from hub.store.health import STORE_UNAVAILABLE
+
 
 class SqliteWriteLock:
     """Mutual exclusion of SQLite writers across threads (a lock) and processes (``flock`` on
@@ -37,6 +40,16 @@ class SqliteWriteLock:
                 if self._fd is None:
                     self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                self._thread_lock.release()
+                # A directory made read-only or a full disk: the store cannot be written now,
+                # as SQLite would say, so a worker keeps a result it got and writes it later
+                # instead of calling the system again (hub.store.health).
+                raise RetryableError(
+                    f"the store's write lock {self._path} cannot be taken ({exc.strerror or exc}); "
+                    "check that the database's directory is writable and its disk not full",
+                    code=STORE_UNAVAILABLE,
+                ) from exc
             except BaseException:
                 self._thread_lock.release()
                 raise

@@ -2,12 +2,14 @@
 
 The hub runs as a province runs it, each part a process of its own: `lienthong serve` (REST
 intake and outbox relay), `lienthong worker npsp` (one or several processes, the timeline
-recorder included) and the portal simulator (`python -m adapters.npsp.simulator`) answering
-after a configurable latency, with the portal adapter's rate limit lifted. A load generator
+recorder included, or with `--recorder own` in a process of its own) and the portal simulator
+(`python -m adapters.npsp.simulator`) answering after a configurable latency, with the portal
+adapter's rate limit lifted. A load generator
 sends signed dossiers through the REST intake; each dossier is submitted, then its status is
 changed, so the simulator also checks one dossier's order (status 1 must reach it before 2).
 
-For every combination of store, worker processes and destination latency it measures:
+For every combination of store, worker processes, where the recorder runs and destination
+latency it measures:
 - offered load: `--rate` dossiers per second for `--seconds`, every event timed from its 202 to
   its arrival at the simulator (p50/p99), and the dossiers per second delivered;
 - backlog: with the workers stopped, `--backlog` dossiers are taken in and relayed to the work
@@ -150,6 +152,10 @@ class Deployment:
     processes: int
     latency_ms: int
     serve_workers: int = 1
+    # "inside": the timeline recorder in each worker process (`lienthong worker npsp`); "own":
+    # in a process of its own (`lienthong worker npsp --no-recorder`, `lienthong worker
+    # timeline`).
+    recorder: str = "inside"
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lt-e2e-")))
     prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -251,11 +257,30 @@ class Deployment:
     def start_workers(self) -> None:
         # Each worker process answers /metrics on a port of its own: the default (9180) would
         # clash with another worker on this machine, a test's or another bench's.
-        self.metrics_port = free_ports(self.processes)
-        self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes)],
+        own = self.recorder == "own"
+        self.metrics_port = free_ports(self.processes + own)
+        self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes),
+                              *(["--no-recorder"] if own else [])],
                    {"LIENTHONG_WORKER_METRICS_PORT": str(self.metrics_port)})
-        wait_for(lambda: all(consumers(q) >= 1 for q in self.work_queues), 60,
+        queues = self.work_queues
+        if own:
+            self.start("recorder", [LIENTHONG, "worker", "timeline"],
+                       {"LIENTHONG_WORKER_METRICS_PORT": str(self.metrics_port + self.processes)})
+            queues = [*queues, *self.topology.work_queues("timeline")]
+        wait_for(lambda: all(consumers(q) >= 1 for q in queues), 60,
                  "the workers to consume every partition", interval=0.05)
+
+    def stop_workers(self) -> None:
+        self.stop("worker")
+        self.stop("recorder")
+
+    def worker_pids(self) -> dict[str, int]:
+        """The processes that consume: the portal's workers and, when it runs apart, the
+        recorder."""
+        pids = {"workers": self.procs["worker"].pid}
+        if "recorder" in self.procs:
+            pids["recorder"] = self.procs["recorder"].pid
+        return pids
 
     def skipped(self) -> int:
         """Events the running workers skipped (``lienthong_skipped_total``, every reason): an
@@ -268,13 +293,16 @@ class Deployment:
         return int(total)
 
     @property
-    def work_queues(self) -> list[str]:
-        """The portal's work queues: its partitions, as the shipped topology file says."""
+    def topology(self) -> Any:
         from hub.broker.topology import Topology
         from hub.settings import Settings
 
-        topology = Topology.from_settings(Settings(name_prefix=self.prefix))
-        return topology.work_queues("npsp")
+        return Topology.from_settings(Settings(name_prefix=self.prefix))
+
+    @property
+    def work_queues(self) -> list[str]:
+        """The portal's work queues: its partitions, as the shipped topology file says."""
+        return list(self.topology.work_queues("npsp"))
 
     def backlog_ready(self) -> int:
         return sum(queue_state(q)[0] for q in self.work_queues)
@@ -603,9 +631,9 @@ def measure(dep: Deployment, args: argparse.Namespace) -> dict[str, Any]:
     if dep.store == "postgresql":
         groups["postgresql (machine-wide)"] = pids_named("postgres")
     result: dict[str, Any] = {"store": dep.store, "processes": dep.processes,
-                              "latency_ms": dep.latency_ms}
+                              "latency_ms": dep.latency_ms, "recorder": dep.recorder}
     dep.start_workers()
-    groups["workers"] = [dep.procs["worker"].pid]
+    groups.update({name: [pid] for name, pid in dep.worker_pids().items()})
     if "offered" in args.phases:
         result["offered"] = offered_phase(dep, args, signer, api_key, groups)
     if "backlog" in args.phases:
@@ -656,7 +684,7 @@ def backlog_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
     """``--backlog`` dossiers taken in with the workers stopped, then drained."""
     sim_url = f"http://127.0.0.1:{dep.sim_port}"
     events = args.events
-    dep.stop("worker")
+    dep.stop_workers()
     backlog = codes_for(args.backlog, uuid.uuid4().hex[:6])
     say(f"  taking in a backlog of {len(backlog)} dossiers (workers stopped)")
     intake_meter = CpuMeter({"intake": groups["intake"]})
@@ -666,17 +694,16 @@ def backlog_phase(dep: Deployment, args: argparse.Namespace, signer: Signer, api
     wait_for(lambda: dep.backlog_ready() >= len(backlog) * events - load.refused, 600,
              "the outbox to reach the work queues", interval=0.5)
     intake_cpu = intake_meter.used()["intake"]
-    meter = CpuMeter({k: v for k, v in groups.items() if k != "workers"})
+    meter = CpuMeter({k: v for k, v in groups.items() if k not in ("workers", "recorder")})
     t_start = time.time()
     dep.start_workers()
-    worker_pid = dep.procs["worker"].pid
+    pids = dep.worker_pids()
     # From the moment they consume: their start-up (imports, keys, connections) is not the
     # cost of a delivery.
-    worker_start = cpu_seconds(worker_pid)
+    started = {name: cpu_seconds(pid) for name, pid in pids.items()}
     seen = wait_delivered(sim_url, backlog, events, timeout=args.backlog / 20 + 120)
-    worker_cpu = cpu_seconds(worker_pid) - worker_start
     cpu = meter.used()
-    cpu["workers"] = worker_cpu
+    cpu.update({name: cpu_seconds(pid) - started[name] for name, pid in pids.items()})
     done = [c for c in backlog if all((c, s) in seen for s in range(1, events + 1))]
     times = [seen[(c, s)] for c in done for s in range(1, events + 1)]
     span = (max(times) - min(times)) if times else float("nan")
@@ -728,6 +755,9 @@ def main() -> None:
     parser.add_argument("--latency", default="0,50,200",
                         help="destination latencies in ms, comma-separated")
     parser.add_argument("--processes", default="1,2", help="worker process counts")
+    parser.add_argument("--recorder", default="inside",
+                        help="where the timeline recorder runs: inside (each worker process), "
+                        "own (a process of its own), or both, comma-separated")
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--rate", type=float, default=300.0, help="dossiers/s offered")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long it is offered")
@@ -758,35 +788,36 @@ def main() -> None:
         say(f"  bare relay: {bare:,.0f} msg/s")
     runs = []
     for store in args.stores.split(","):
-        for processes in (int(p) for p in args.processes.split(",")):
-            for latency in (int(ms) for ms in args.latency.split(",")):
-                say(f"== {store}, {processes} worker process(es), destination latency "
-                    f"{latency} ms")
-                dep = Deployment(store, processes, latency, args.serve_workers)
-                try:
-                    runs.append(measure(dep, args))
-                except BaseException:
-                    say(f"  the processes' logs and data are kept in {dep.root}")
-                    dep.tear_down(keep_files=True)
-                    raise
-                dep.tear_down()
+        for processes, recorder, latency in itertools.product(
+                (int(p) for p in args.processes.split(",")), args.recorder.split(","),
+                (int(ms) for ms in args.latency.split(","))):
+            say(f"== {store}, {processes} worker process(es), recorder {recorder}, "
+                f"destination latency {latency} ms")
+            dep = Deployment(store, processes, latency, args.serve_workers, recorder)
+            try:
+                runs.append(measure(dep, args))
+            except BaseException:
+                say(f"  the processes' logs and data are kept in {dep.root}")
+                dep.tear_down(keep_files=True)
+                raise
+            dep.tear_down()
     report = {"when": datetime.now(UTC).isoformat(), "bare_relay_msgs_per_s": bare,
               "args": vars(args), "runs": runs}
     nan = float("nan")
-    print(f"\n{'store':<11}{'proc':>5}{'lat ms':>7}{'offered/s':>10}{'taken/s':>8}"
+    print(f"\n{'store':<11}{'proc':>5}{'recorder':>9}{'lat ms':>7}{'offered/s':>10}{'taken/s':>8}"
           f"{'deliv/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'drain/s':>8}{'order':>6}{'skip':>5}"
-          "  CPU ms/dossier in the drain: workers, intake, broker, simulator")
+          "  CPU ms/dossier in the drain: workers, recorder, intake, broker, simulator")
     for r in runs:
         o, b = r.get("offered", {}), r.get("backlog", {})
         cpu = b.get("cpu_ms_per_dossier", {})
-        print(f"{r['store']:<11}{r['processes']:>5}{r['latency_ms']:>7}"
+        print(f"{r['store']:<11}{r['processes']:>5}{r['recorder']:>9}{r['latency_ms']:>7}"
               f"{o.get('rate_offered', nan):>10.0f}{o.get('rate_achieved', nan):>8.0f}"
               f"{o.get('dossiers_per_s', nan):>8.0f}{o.get('p50_ms', nan):>8.0f}"
               f"{o.get('p99_ms', nan):>8.0f}{b.get('drain_dossiers_per_s', nan):>8.0f}"
               f"{o.get('out_of_order', 0) + b.get('out_of_order', 0):>6}"
               f"{o.get('skipped', 0) + b.get('skipped', 0):>5}  "
               + ", ".join(f"{cpu.get(k, nan):.2f}"
-                          for k in ("workers", "intake", "broker", "simulator")))
+                          for k in ("workers", "recorder", "intake", "broker", "simulator")))
     print(f"bare relay of this run: {bare:,.0f} msg/s")
     out = ROOT / "bench" / "results" / f"e2e-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)

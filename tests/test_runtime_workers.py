@@ -152,6 +152,47 @@ def test_each_worker_process_answers_health_readiness_and_metrics(
     assert code == 0
 
 
+def test_the_recorder_runs_in_each_worker_or_in_a_process_of_its_own(
+        settings: Settings) -> None:
+    """`--no-recorder` leaves the timeline recorder out of a destination's worker process;
+    `lienthong worker timeline` runs it alone (with the keeper): the portal's worker then
+    spends its process on its deliveries."""
+    hub_keys(settings)
+    topology = Topology.from_settings(settings)
+    declare.apply(topology, settings.broker_urls)
+    port = _two_free_ports()
+    env = {
+        **os.environ,
+        "LIENTHONG_DATA_DIR": str(settings.data_dir),
+        "LIENTHONG_AMQP_URLS": settings.amqp_url,
+        "LIENTHONG_NAME_PREFIX": settings.name_prefix,
+        "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
+    }
+    cli = [sys.executable, "-c", "from hub.cli import main; main()", "worker"]
+    procs = [subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=env | {"LIENTHONG_WORKER_METRICS_PORT": str(port + i)})
+             for i, args in enumerate((["npsp", "--no-recorder"], ["timeline"]))]
+    try:
+        consuming = []
+        for i, proc in enumerate(procs):
+            base = f"http://127.0.0.1:{port + i}"
+            wait_until_ready(proc, base)
+            text = httpx.get(f"{base}/metrics").text
+            consuming.append({c for c in ("worker:npsp", "recorder:timeline")
+                              if f'lienthong_worker_consuming{{consumer="{c}"}} 1.0' in text})
+        assert consuming == [{"worker:npsp"}, {"recorder:timeline"}]
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        codes = [proc.wait(timeout=30) for proc in procs]
+        delete_queues(settings.amqp_url, [q.name for q in topology.queues])
+    assert codes == [0, 0]
+    both = subprocess.run([*cli, "timeline", "--no-recorder"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert both.returncode == 2
+    assert "timeline names the timeline recorder, which --no-recorder leaves out" in both.stderr
+
+
 def test_a_taken_port_stops_the_worker_before_it_consumes(settings: Settings) -> None:
     async def go() -> None:
         with socket.socket() as taken:

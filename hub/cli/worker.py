@@ -53,7 +53,7 @@ def _event_loop(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] |
 
 
 def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
-         processes: int | None = None, fanout: bool = True) -> None:
+         processes: int | None = None, fanout: bool = True, recorder: bool = True) -> None:
     from hub import runtime
     from hub.broker.heap import collect_young_every
     from hub.console.keeper import KEEPER
@@ -68,13 +68,15 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
     logging.getLogger("hub").setLevel(logging.INFO)
     settings = load()
     try:
+        names, recorder, recorder_only = _recorder_named(adapters, recorder)
         store = Store.open(settings.store_url)
         try:
             skipped: list[tuple[str, ConfigError]] = []
             # Children of --processes n each take their own partitions first (None: the
             # settings' worker_process of worker_processes, for processes started one by one).
             workers = runtime.build_workers(
-                settings, adapters, store=store, skipped=skipped, keeper=True, fanout=fanout,
+                settings, names, store=store, skipped=skipped, keeper=True, fanout=fanout,
+                recorder=recorder,
                 process=(index, processes) if processes is not None else None)
             for name, error in skipped:
                 if name == FANOUT:
@@ -85,7 +87,8 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
                 typer.echo(f"warning: adapter {name} not started: {error.message}; its "
                            f"messages wait in its queue until it runs (`lienthong worker "
                            f"{name}` once configured)", err=True)
-            if not [w for w in workers if w.spec.name not in (TIMELINE, KEEPER, FANOUT)]:
+            if not recorder_only and not [w for w in workers
+                                          if w.spec.name not in (TIMELINE, KEEPER, FANOUT)]:
                 raise ConfigError("no adapter could start; see the warnings above",
                                   field="adapter")
             typer.echo("running " + ", ".join(w.spec.name for w in workers) + " (Ctrl-C stops)")
@@ -99,11 +102,30 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
         raise SystemExit(2) from None
 
 
+def _recorder_named(adapters: list[str] | None, recorder: bool,
+                    ) -> tuple[list[str] | None, bool, bool]:
+    """(the adapters to run, whether to run the recorder, whether it runs alone): the
+    recorder's name among the adapters (``lienthong worker timeline``) asks for it, alone or
+    beside the adapters named with it."""
+    from hub.recorder import TIMELINE
+
+    if not adapters or TIMELINE not in adapters:
+        return adapters, recorder, False
+    if not recorder:
+        raise ConfigError(
+            f"{TIMELINE} names the timeline recorder, which --no-recorder leaves out; give one "
+            "or the other", field="adapter")
+    names = [a for a in adapters if a != TIMELINE]
+    return names, True, not names
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         adapters: list[str] = typer.Argument(  # noqa: B008 - typer's declaration style
-            None, help="Adapters to run (default: every installed adapter)."
+            None, help="Adapters to run (default: every installed adapter); `timeline` is the "
+            "timeline recorder (`lienthong worker timeline`: the recorder alone, with the "
+            "keeper and the fan-out)."
         ),
         processes: int = typer.Option(
             1, "--processes", "-p", min=1,
@@ -117,6 +139,12 @@ def register(app: typer.Typer) -> None:
             help="Run the subscriptions' fan-out in each process (default; it shares the feed "
             "with every other process that runs it, `lienthong subscriptions serve` too).",
         ),
+        recorder: bool = typer.Option(
+            True, "--recorder/--no-recorder",
+            help="Run the timeline recorder in each process (default). --no-recorder leaves it "
+            "to processes of their own (`lienthong worker timeline`), so that a destination's "
+            "worker spends its process on its deliveries: a process runs on one core.",
+        ),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
     ) -> None:
         """Consume the work queues of the named adapters and deliver to their systems, with the
@@ -126,11 +154,12 @@ def register(app: typer.Typer) -> None:
         LIENTHONG_WORKER_METRICS_PORT (default 127.0.0.1:9180; 0: none)."""
         try:
             if processes == 1:
-                _run(adapters or None, verbose, fanout=fanout)
+                _run(adapters or None, verbose, fanout=fanout, recorder=recorder)
                 return
             children = [
-                multiprocessing.Process(target=_run,
-                                        args=(adapters or None, verbose, i, processes, fanout))
+                multiprocessing.Process(
+                    target=_run,
+                    args=(adapters or None, verbose, i, processes, fanout, recorder))
                 for i in range(processes)
             ]
             for child in children:

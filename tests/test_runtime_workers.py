@@ -105,20 +105,30 @@ def _two_free_ports() -> int:
     raise AssertionError("no two adjacent free ports")
 
 
-def test_each_worker_process_answers_health_readiness_and_metrics(
-        settings: Settings, tmp_path: Path) -> None:
+def _declared(settings: Settings) -> Topology:
+    """The hub's keys made and its topology declared, as `lienthong worker` needs them."""
     hub_keys(settings)
     topology = Topology.from_settings(settings)
     declare.apply(topology, settings.broker_urls)
-    port = _two_free_ports()
-    env = {
+    return topology
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `lienthong worker` process on the test's broker names."""
+    return {
         **os.environ,
         "LIENTHONG_DATA_DIR": str(settings.data_dir),
         "LIENTHONG_AMQP_URLS": settings.amqp_url,
         "LIENTHONG_NAME_PREFIX": settings.name_prefix,
-        "LIENTHONG_WORKER_METRICS_PORT": str(port),
         "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
     }
+
+
+def test_each_worker_process_answers_health_readiness_and_metrics(
+        settings: Settings, tmp_path: Path) -> None:
+    topology = _declared(settings)
+    port = _two_free_ports()
+    env = _worker_env(settings) | {"LIENTHONG_WORKER_METRICS_PORT": str(port)}
     proc = subprocess.Popen(
         [sys.executable, "-c", "from hub.cli import main; main()", "worker", "npsp",
          "--processes", "2"],
@@ -157,17 +167,9 @@ def test_the_recorder_runs_in_each_worker_or_in_a_process_of_its_own(
     """`--no-recorder` leaves the timeline recorder out of a destination's worker process;
     `lienthong worker timeline` runs it alone (with the keeper): the portal's worker then
     spends its process on its deliveries."""
-    hub_keys(settings)
-    topology = Topology.from_settings(settings)
-    declare.apply(topology, settings.broker_urls)
+    topology = _declared(settings)
     port = _two_free_ports()
-    env = {
-        **os.environ,
-        "LIENTHONG_DATA_DIR": str(settings.data_dir),
-        "LIENTHONG_AMQP_URLS": settings.amqp_url,
-        "LIENTHONG_NAME_PREFIX": settings.name_prefix,
-        "NPSP_USERNAME": "hub", "NPSP_PASSWORD": "secret",
-    }
+    env = _worker_env(settings)
     cli = [sys.executable, "-c", "from hub.cli import main; main()", "worker"]
     procs = [subprocess.Popen([*cli, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env=env | {"LIENTHONG_WORKER_METRICS_PORT": str(port + i)})

@@ -27,7 +27,7 @@ from hub.errors import HubError
 from hub.store import chain
 from hub.store.bulk import BulkInsert, bind, marks
 from hub.store.chain import LogReport, LogRow
-from hub.store.engine import SQLITE_BEGIN
+from hub.store.engine import SQLITE_BEGIN, walk_index_in_order
 from hub.store.tables import log_entry_columns, log_head, log_pending, message_log
 
 HEAD_ID = 1
@@ -151,7 +151,9 @@ def _values(e: PendingEntry) -> tuple[Any, ...]:
     return (e.at, e.direction, e.message_id, e.type, e.source, e.subject, e.peer, e.body_sha256)
 
 
-_ANY_PARKED = "SELECT id FROM log_pending LIMIT 1"
+# By id: through the primary key, whose entries of rows already taken out a scan marks dead
+# (see hub.store.engine.walk_index_in_order); a sequential scan reads all their pages.
+_ANY_PARKED = "SELECT id FROM log_pending ORDER BY id LIMIT 1"
 # Column order: id, then _FIELDS.
 _TAKE_PARKED = (
     "DELETE FROM log_pending WHERE id IN (SELECT id FROM log_pending ORDER BY id LIMIT {limit}) "
@@ -178,6 +180,7 @@ def link_pending(engine: Engine, batch: int = 2000) -> int:
             # Cheap look first: an empty pass takes no row lock (no commit to flush).
             if conn.exec_driver_sql(_ANY_PARKED).first() is None:
                 return linked
+            walk_index_in_order(conn)
             head = _lock_head(conn)
             # Taken out and read back in one statement (DELETE ... RETURNING: PostgreSQL, and
             # SQLite since 3.35), under the head lock: no other linker takes them meanwhile.

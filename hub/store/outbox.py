@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Dialect, RowMapping, delete, insert, or_, select, update
 
 from hub.store.bulk import BulkInsert, Prepared, bind, marks, one_of
+from hub.store.engine import walk_index_in_order
 from hub.store.tables import outbox
 
 
@@ -145,6 +146,7 @@ def claim(conn: Connection, limit: int, lease: float | None) -> list[OutboxItem]
             select(*_COLUMNS).where(unpublished).order_by(outbox.c.id).limit(limit)
         )
     else:
+        walk_index_in_order(conn)
         now = datetime.now(UTC)
         ready = (
             select(outbox.c.id)

@@ -171,8 +171,8 @@ class OutboxRelay:
         first_other: dict[str, int] = {}
         for row_id, subject in await asyncio.to_thread(
                 self.store.outbox_earlier_unpublished, items[-1][0], subjects):
-            if row_id not in mine and row_id < first_other.get(subject, row_id + 1):
-                first_other[subject] = row_id
+            if row_id not in mine:
+                first_other[subject] = min(row_id, first_other.get(subject, row_id))
         if not first_other:
             return items
         go: list[Handed] = []

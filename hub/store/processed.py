@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select
 
 from hub.store.bulk import BulkInsert
-from hub.store.engine import SQLITE_BEGIN, translate_errors
+from hub.store.engine import translate_errors
 from hub.store.tables import processed_ids
 
 # One statement per batch of deliveries, not one per id (see hub.store.bulk).
@@ -36,10 +34,11 @@ class StoreProcessedIds:
     """``ProcessedIds`` on the store's database. Each call is its own short transaction."""
 
     def __init__(self, engine: Engine,
-                 write_lock: AbstractContextManager[Any] | None = None) -> None:
+                 write: Callable[[str], AbstractContextManager[Connection]]) -> None:
         self._engine = engine
-        # The store's (hub.store.writelock), as every write of the store takes it.
-        self._write_lock = write_lock or contextlib.nullcontext()
+        # The store's own write transaction (``Store._write``: its write lock on SQLite,
+        # BEGIN IMMEDIATE, errors translated), as every write of the store takes it.
+        self._write = write
 
     def lookup(self, consumer: str, message_id: str) -> str | None:
         """The body digest recorded for ``message_id`` by ``consumer``, or None."""
@@ -71,20 +70,13 @@ class StoreProcessedIds:
         items = list(items)
         if not items:
             return
-        with (self._write_lock, translate_errors("recording processed ids"),
-              self._engine.connect() as conn):
-            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            with conn.begin():
-                record_in(conn, consumer, items)
+        with self._write("recording processed ids") as conn:
+            record_in(conn, consumer, items)
 
     def prune(self, older_than: datetime | timedelta) -> int:
         """Forget ids recorded before ``older_than`` (a time, or an age). Keep them longer than
         a message can come back: the signature age window plus the retry tiers."""
         cutoff = datetime.now(UTC) - older_than if isinstance(older_than, timedelta) else older_than
-        with translate_errors("pruning processed ids"), self._engine.connect() as conn:
-            conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-            with conn.begin():
-                result = conn.execute(
-                    delete(processed_ids).where(processed_ids.c.recorded_at < cutoff)
-                )
+        with self._write("pruning processed ids") as conn:
+            result = conn.execute(delete(processed_ids).where(processed_ids.c.recorded_at < cutoff))
         return int(result.rowcount)

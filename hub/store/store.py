@@ -37,7 +37,7 @@ class Store:
         # take on PostgreSQL.
         self.write_lock: AbstractContextManager[Any] = (
             SqliteWriteLock(lock_file(engine)) if is_sqlite(engine) else nullcontext())
-        self.processed = StoreProcessedIds(engine, self.write_lock)
+        self.processed = StoreProcessedIds(engine, self._write)
         self.queue_ledger = StoreQueueLedger(engine)
         # SQLite has one writer at a time: chaining inline costs nothing more there.
         self.deferred_log = not is_sqlite(engine) if deferred_log is None else deferred_log

@@ -27,41 +27,44 @@ class SqliteWriteLock:
     same thread already holds the lock (a caller's batch around it) goes ahead."""
 
     def __init__(self, path: Path | None) -> None:
-        self._thread_lock = threading.RLock()
+        # Taken by a thread's outermost write only: ``_depth`` counts its nested ones.
+        self._thread_lock = threading.Lock()
         self._depth = threading.local()
         self._path = path
         self._fd: int | None = None
 
     def __enter__(self) -> None:
-        self._thread_lock.acquire()
         depth = getattr(self._depth, "n", 0)
-        if depth == 0 and self._path is not None:
+        if depth == 0:
+            self._thread_lock.acquire()
             try:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-            except OSError as exc:
+                if self._path is not None:
+                    if self._fd is None:
+                        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                    fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException as exc:
                 self._thread_lock.release()
-                # A directory made read-only or a full disk: the store cannot be written now,
-                # as SQLite would say, so a worker keeps a result it got and writes it later
-                # instead of calling the system again (hub.store.health).
-                raise RetryableError(
-                    f"the store's write lock {self._path} cannot be taken ({exc.strerror or exc}); "
-                    "check that the database's directory is writable and its disk not full",
-                    code=STORE_UNAVAILABLE,
-                ) from exc
-            except BaseException:
-                self._thread_lock.release()
+                if isinstance(exc, OSError):
+                    # A directory made read-only or a full disk: the store cannot be written
+                    # now, as SQLite would say, so a worker keeps a result it got and writes
+                    # it later instead of calling the system again (hub.store.health).
+                    raise RetryableError(
+                        f"the store's write lock {self._path} cannot be taken "
+                        f"({exc.strerror or exc}); check that the database's directory is "
+                        "writable and its disk not full",
+                        code=STORE_UNAVAILABLE,
+                    ) from exc
                 raise
         self._depth.n = depth + 1
 
     def __exit__(self, *exc: object) -> None:
         self._depth.n -= 1
-        try:
-            if self._depth.n == 0 and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
+        if self._depth.n == 0:
+            try:
+                if self._fd is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                self._thread_lock.release()
 
 
 def lock_file(engine: Engine) -> Path | None:

@@ -50,7 +50,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,7 @@ import pika
 from hub.envelope import Envelope
 from hub.model import VN_TZ
 from hub.signing import Signer, TrustStore, generate, load_signer
-from hub.simulation import free_port
+from hub.simulation import free_port, free_ports
 from hub.testing.waiting import wait_for
 
 # Run as a script, the repository's root is not on the path (bench/ is).
@@ -330,22 +329,6 @@ class Deployment:
                 conn2.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> int:
-    """The first of ``count`` consecutive ports free on ``host``: `lienthong worker
-    --processes n` serves process i's metrics on its base port + i."""
-    for _ in range(100):
-        base = free_port(host)
-        if base + count > 65536:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(base, base + count):
-                    s = held.enter_context(socket.socket())
-                    s.bind((host, port))
-            except OSError:
-                continue
-            return base
-    raise SystemExit(f"e2e: found no {count} consecutive free ports on {host}")
 
 
 def _ok(url: str) -> bool:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import uvicorn
@@ -83,11 +85,74 @@ class Faults:
         self.hang = False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def _outgoing_ports() -> tuple[int, int]:
+    """The range the system gives outgoing connections their local port from."""
+    try:
+        low, high = (int(n) for n in
+                     Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int = 1, host: str = "127.0.0.1") -> int:
+    """The first of ``count`` consecutive ports free now on ``host``, for a server that binds
+    them later (another process's). Picked below the range of outgoing connections' local ports:
+    a port the system hands out (``bind(("", 0))``) can become a connection's local port (to
+    the broker, the database) before that server binds it, and the server then fails with
+    "address already in use"."""
+    low, _ = _outgoing_ports()
+    floor = 10_000
+    if low - floor > count:
+        for _ in range(200):
+            first = random.randrange(floor, low - count)
+            if all(_bindable(host, port) for port in range(first, first + count)):
+                return first
+    for _ in range(200):  # no room below that range: the system's pick, and hope
+        with socket.socket() as s:
+            s.bind((host, 0))
+            first = int(s.getsockname()[1])
+        if all(_bindable(host, port) for port in range(first, first + count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports on {host}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now on ``host``, for a server that binds it later (see ``free_ports``)."""
+    return free_ports(1, host)
+
+
+def _hold(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and not listening: the port stays this process's (the
+    system gives it to no connection, nor to another bind), and a connection to it is refused,
+    as by a system that is down. Bound without SO_REUSEADDR where it can be, so that not even a
+    server that sets it (uvicorn does) can share the port; with it when connections a server
+    stopped a moment ago accepted on the port linger (open still, or in TIME_WAIT)."""
+    try:
+        return _bound(host, port, reuse=False)
+    except OSError:
+        return _bound(host, port, reuse=True)
+
+
+def _bound(host: str, port: int, *, reuse: bool) -> socket.socket:
+    s = socket.socket()
+    try:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 class SimulatorServer:
@@ -104,7 +169,10 @@ class SimulatorServer:
         self.app = app
         self.lifespan = lifespan  # "on" for an app with start-up work (the hub's own API)
         self.host = host
-        self.port = port or free_port(host)
+        # The port is held from here on (bound, not listening), so that nothing else takes
+        # it between now and start(), nor while the server is paused.
+        self._held: socket.socket | None = _hold(host, port)
+        self.port = int(self._held.getsockname()[1])
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -118,7 +186,13 @@ class SimulatorServer:
             access_log=False,
         )
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name=f"simulator:{self.port}", daemon=True)
+        held, self._held = self._held or _hold(self.host, self.port), None
+        # uvicorn listens on the held socket, and closes it when it shuts down. The connections
+        # it accepts take SO_REUSEADDR from it: without it, one still open after a pause would
+        # keep the port from being held again, or listened on.
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [held]},
+                                  name=f"simulator:{self.port}", daemon=True)
         thread.start()
         # Wait on the server's own readiness flag, with a deadline, rather than a fixed sleep.
         for _ in range(500):
@@ -132,7 +206,7 @@ class SimulatorServer:
         self._server, self._thread = server, thread
         return self.base_url
 
-    def stop(self) -> None:
+    def _shut_down(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             # A hung request (the ``hang`` switch) must not hold a simulator's shutdown up; an
@@ -141,8 +215,18 @@ class SimulatorServer:
             self._thread.join(timeout=5)
         self._server = self._thread = None
 
-    # A system that is down refuses connections: close the socket, keep the port.
-    pause = stop
+    def pause(self) -> None:
+        """A system that is down: stop listening, keep the port (connections are refused)."""
+        self._shut_down()
+        if self._held is None:
+            self._held = _hold(self.host, self.port)
+
+    def stop(self) -> None:
+        """Stop listening and give the port up."""
+        self._shut_down()
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def resume(self) -> str:
         return self.start()
@@ -195,7 +279,8 @@ class SimulatedSystem:
         return self.base_url
 
     def stop(self) -> None:
-        self.pause()
+        self.server.stop()
+        self._listening = False
 
     def pause(self) -> None:
         """Down: close the listening socket, callers get connection refused until resume()."""

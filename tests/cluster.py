@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.simulation import free_port
 from hub.testing.waiting import TimedOut, wait_for
 
 # The installed server's own scripts: on Debian /usr/sbin/rabbitmq-server is a wrapper that
@@ -40,13 +41,6 @@ def _script(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} is not installed; the cluster tests need RabbitMQ's server")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:

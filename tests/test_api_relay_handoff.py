@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from test_api_support import (  # noqa: F401 - fixtures
@@ -34,13 +33,16 @@ pytestmark = pytest.mark.parametrize("relay_store_url", ["postgresql"], indirect
 
 
 def _claims(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Message ids the hub's relay claimed from the store (rather than was handed)."""
+    """Message ids the hub's relay claimed from the store (rather than was handed). A look
+    without a lease claims nothing: ``hub.outbox_count`` looks so, and sees a row the relay has
+    published but not yet marked."""
     claimed: list[str] = []
     real = hub.store.outbox_pending
 
-    def spy(*args: Any, **kwargs: Any) -> list[OutboxItem]:
-        items = real(*args, **kwargs)
-        claimed.extend(item.message_id for item in items)
+    def spy(limit: int = 100, *, lease: float | None = 30.0) -> list[OutboxItem]:
+        items = real(limit, lease=lease)
+        if lease is not None:
+            claimed.extend(item.message_id for item in items)
         return items
 
     monkeypatch.setattr(hub.store, "outbox_pending", spy)

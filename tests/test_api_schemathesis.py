@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import uuid
 from collections import Counter, defaultdict
@@ -45,6 +44,7 @@ from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.jws import Signer
 from hub.signing.truststore import TrustStore
+from hub.simulation import free_port
 from hub.testing.processes import serving
 
 # The event type each signed route's signature must name (the JWS protected header's lt-type).
@@ -120,13 +120,6 @@ def plain_json(value: Any) -> bytes:
     for name, digits in floats.items():
         text = text.replace(f'"{name}"', digits)
     return text.encode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

@@ -45,17 +45,11 @@ from hub.cli.clients import client_block
 from hub.envelope import Envelope
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore
+from hub.simulation import free_port
 from hub.testing.processes import serving
 from hub.testing.waiting import TimedOut, wait_for
 
 MAX_BODY = 65_536
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def server_env(tmp_path: Path, settings: Settings, keys: Keys) -> dict[str, str]:

@@ -27,6 +27,7 @@ from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import Settings
 from hub.signing import load_signer
+from hub.simulation import free_ports
 from hub.store import Store
 from hub.testing.broker import delete_queues
 from hub.testing.keys import hub_keys
@@ -92,17 +93,7 @@ def test_without_a_place_to_report_skips_nothing_is_skipped(built: Any) -> None:
 
 def _two_free_ports() -> int:
     """A port p with p + 1 free too (what --processes 2 listens on)."""
-    for _ in range(50):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port: int = first.getsockname()[1]
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise AssertionError("no two adjacent free ports")
+    return free_ports(2)
 
 
 def _declared(settings: Settings) -> Topology:

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -68,6 +67,7 @@ from hub.intake.tables import lock_states
 from hub.recorder import logged
 from hub.settings import Settings
 from hub.signing.truststore import TrustStore
+from hub.simulation import free_port
 from hub.store import Store
 from hub.store.timeline import SKIPPED
 from hub.testing.waiting import eventually, wait_for
@@ -280,13 +280,6 @@ def test_adapter_commands_publish_numbered_events(settings: Settings, keys: Keys
 
 
 # -- end to end: the real server, a real portal worker, the portal simulator ---------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def lienthong(*args: str) -> list[str]:

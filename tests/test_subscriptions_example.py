@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 from subscriptions_support import BHXH, H56, Hub, dossier, drop_users, make_hub, publish
 
 from hub.settings import PROJECT_ROOT, Settings
+from hub.simulation import free_port
 from hub.store import Store
 from hub.subscriptions import service
 from hub.subscriptions.fanout import hub_signer
@@ -27,16 +27,9 @@ from hub.testing.waiting import wait_for
 EXAMPLE = PROJECT_ROOT / "examples" / "ministry_consumer.py"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def hub(settings: Settings) -> Iterator[Hub]:
-    made = make_hub(settings, fanout_metrics_port=_free_port())
+    made = make_hub(settings, fanout_metrics_port=free_port())
     try:
         yield made
     finally:

@@ -153,7 +153,10 @@ class Deployment:
     serve_workers: int = 1
     # "inside": the timeline recorder in each worker process (`lienthong worker npsp`); "own":
     # in a process of its own (`lienthong worker npsp --no-recorder`, `lienthong worker
-    # timeline`).
+    # timeline`); "none": no recorder and no timeline queue (the topology's timeline
+    # destination disabled), to measure what recording costs: the intake writes its events'
+    # timeline rows itself, and the portal's answers cause no events, so the run's timelines
+    # are the same.
     recorder: str = "inside"
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lt-e2e-")))
     prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
@@ -172,7 +175,24 @@ class Deployment:
         if self.database:
             server = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
             env["LIENTHONG_STORE_URL"] = f"postgresql+psycopg://{server}/{self.database}"
+        if self.recorder == "none":
+            env["LIENTHONG_TOPOLOGY_FILE"] = str(self.topology_file)
         return env
+
+    @property
+    def topology_file(self) -> Path:
+        """The shipped topology, or for ``recorder="none"`` a copy with the timeline disabled."""
+        shipped = ROOT / "mappings" / "topology.toml"
+        if self.recorder != "none":
+            return shipped
+        copy = self.root / "topology.toml"
+        if not copy.exists():
+            text = shipped.read_text(encoding="utf-8")
+            table = "[destinations.timeline]\n"
+            if table not in text:
+                raise SystemExit(f"e2e: {shipped} has no {table.strip()} table to disable")
+            copy.write_text(text.replace(table, table + "enabled = false\n"), encoding="utf-8")
+        return copy
 
     def set_up(self) -> tuple[Signer, str]:
         data = self.root / "data"
@@ -259,7 +279,7 @@ class Deployment:
         own = self.recorder == "own"
         self.metrics_port = free_ports(self.processes + own)
         self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes),
-                              *(["--no-recorder"] if own else [])],
+                              *(["--no-recorder"] if self.recorder != "inside" else [])],
                    {"LIENTHONG_WORKER_METRICS_PORT": str(self.metrics_port)})
         queues = self.work_queues
         if own:
@@ -296,7 +316,8 @@ class Deployment:
         from hub.broker.topology import Topology
         from hub.settings import Settings
 
-        return Topology.from_settings(Settings(name_prefix=self.prefix))
+        return Topology.from_settings(Settings(name_prefix=self.prefix,
+                                               topology_file=self.topology_file))
 
     @property
     def work_queues(self) -> list[str]:
@@ -747,7 +768,8 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2", help="worker process counts")
     parser.add_argument("--recorder", default="inside",
                         help="where the timeline recorder runs: inside (each worker process), "
-                        "own (a process of its own), or both, comma-separated")
+                        "own (a process of its own), none (no recorder, no timeline queue: what "
+                        "recording costs), comma-separated")
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--rate", type=float, default=300.0, help="dossiers/s offered")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long it is offered")

@@ -232,3 +232,32 @@ def test_a_destination_newly_partitioned_drains_its_former_queue_first(
     assert all(events == [0, 1, 2, 3, 4] for events in log.order.values())
     assert {d.queue for d in log.deliveries if (d.envelope.sequence or 0) < 3} == {plain}
     assert depth(settings.amqp_url, plain) == 0
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_destination_disabled_keeps_its_queue_but_takes_no_new_events(
+    settings: Settings, tmp_path: Path, partitions: int
+) -> None:
+    """``enabled = false`` in the topology file: the queues an earlier configuration declared
+    stay (with what they hold), unbound; left bound and unconsumed, one would fill up and then
+    refuse every publish its bindings match (overflow=reject-publish)."""
+    before = _topology(settings, tmp_path, partitions=partitions)
+    queues = before.work_queues("orders")
+
+    async def publish(topo: Topology, seqs: range) -> None:
+        async with Publisher(settings.amqp_url, settings) as pub:
+            for seq in seqs:
+                for dossier in range(6):
+                    await pub.publish(_message(topo, dossier, seq))
+
+    asyncio.run(publish(before, range(2)))
+    assert sum(depth(settings.amqp_url, q) for q in queues) == 12
+    path = tmp_path / "topology.toml"
+    path.write_text(f"[destinations.orders]\npartitions = {partitions}\nenabled = false\n")
+    after = Topology.from_settings(settings, [ORDERS], topology_file=path)
+    assert "orders" not in [d.name for d in after.destinations]
+    actions = declare.apply(after, settings.amqp_url)
+    assert any(a.outcome == "unbound" for a in actions)
+    asyncio.run(publish(after, range(2, 4)))  # into the unroutable queue, not the old ones
+    assert sum(depth(settings.amqp_url, q) for q in queues) == 12
+    assert depth(settings.amqp_url, after.names.unroutable) >= 12

@@ -188,8 +188,9 @@ def load_overrides(path: Path) -> dict[str, dict[str, Any]]:
 
 def resolve(
     given: Iterable[Destination] | None, overrides: Mapping[str, Mapping[str, Any]]
-) -> tuple[list[Destination], list[str]]:
-    """The destinations of a topology and the problem lines of the adapters left out.
+) -> tuple[list[Destination], list[Destination], list[str]]:
+    """The destinations of a topology, those its file disables (``disabled``), and the problem
+    lines of the adapters left out.
 
     Every installed adapter is resolved, ``given`` laid over them (``None``: the installed
     adapters are the topology), and the topology file's tables merged over all of them, so a
@@ -205,11 +206,40 @@ def resolve(
     overrides = {name: table for name, table in overrides.items()
                  if name not in unloaded or {"bindings", "extra_bindings"} & table.keys()}
     if given is None:
-        return merge(installed, overrides), problems
+        return merge(installed, overrides), disabled(installed, overrides), problems
     chosen = list(given)
     names = {dest.name for dest in chosen}
-    merged = merge(chosen + [d for d in installed if d.name not in names], overrides)
-    return [d for d in merged if d.name in names or d.origin == "topology.toml"], []
+    base = chosen + [d for d in installed if d.name not in names]
+    merged = merge(base, overrides)
+    return ([d for d in merged if d.name in names or d.origin == "topology.toml"],
+            disabled(base, overrides), [])
+
+
+def disabled(
+    base: Iterable[Destination], overrides: Mapping[str, Mapping[str, Any]]
+) -> list[Destination]:
+    """The destinations the topology file disables (``enabled = false``), with the bindings
+    and partitions they would have: a queue an earlier configuration bound must be unbound,
+    or it would fill up unconsumed and then refuse every publish its bindings match."""
+    by_name = {dest.name: dest for dest in base}
+    left: list[Destination] = []
+    for name, table in overrides.items():
+        if table.get("enabled", True) is not False:
+            continue
+        current = by_name.get(name)
+        bindings = _bindings(table, current)
+        if bindings:
+            left.append(Destination(name, bindings, True, "", "topology.toml",
+                                    partitions=int(table.get(
+                                        "partitions", current.partitions if current else 1))))
+    return sorted(left, key=lambda dest: dest.name)
+
+
+def _bindings(table: Mapping[str, Any], current: Destination | None) -> tuple[str, ...]:
+    """A destination's patterns: the table's ``bindings`` or the adapter's, plus its
+    ``extra_bindings``."""
+    bindings = tuple(table.get("bindings", current.bindings if current else ()))
+    return bindings + tuple(p for p in table.get("extra_bindings", ()) if p not in bindings)
 
 
 def merge(
@@ -229,8 +259,7 @@ def merge(
             merged.pop(name, None)
             continue
         current = merged.get(name)
-        bindings = tuple(table.get("bindings", current.bindings if current else ()))
-        bindings += tuple(p for p in table.get("extra_bindings", ()) if p not in bindings)
+        bindings = _bindings(table, current)
         if not bindings:
             raise ConfigError(
                 f"destination {name!r} in the topology file has no bindings and no adapter "

@@ -78,7 +78,8 @@ class Topology:
     problems: tuple[str, ...] = ()
     # Bindings that an earlier configuration made and this one must not keep (a destination
     # now partitioned: its plain work queue no longer takes new events; a partition count
-    # changed: slots bound to another partition). ``declare.apply`` removes those that exist.
+    # changed: slots bound to another partition; a destination disabled: its queue or route).
+    # ``declare.apply`` removes those that exist.
     stale_bindings: tuple[BindingDecl, ...] = ()
     # Per destination, the work queues an earlier configuration may have left with messages
     # (``former_queues``): its workers drain the ones that exist before their partitions.
@@ -100,10 +101,11 @@ class Topology:
         """
         path = topology_file if topology_file is not None else Path(settings.topology_file)
         given = None if destinations is None else as_destinations(destinations)
-        merged, problems = resolve(given, load_overrides(path))
+        merged, left_out, problems = resolve(given, load_overrides(path))
         return build(
             Names(settings.name_prefix),
             merged,
+            disabled=left_out,
             retry_tiers=list(settings.retry_tiers),
             delivery_limit=settings.delivery_limit,
             work_max_length=settings.work_queue_max_length,
@@ -173,7 +175,10 @@ def build(
     work_max_length: int,
     dead_max_length: int,
     problems: Iterable[str] = (),
+    disabled: Iterable[Destination] = (),
 ) -> Topology:
+    """``disabled``: destinations the topology file leaves out; their bindings are stale (an
+    existing queue of theirs is kept, but takes no new events)."""
     dests = tuple(destinations)
     _check_limits(retry_tiers, delivery_limit, work_max_length, dead_max_length)
     exchanges = (
@@ -272,6 +277,11 @@ def build(
         for queue in parts:
             bindings.append(BindingDecl(names.return_exchange, queue, "",
                                         {"x-match": "all", h.RETURN_TO: queue}))
+    for dest in disabled:
+        stale.extend(BindingDecl(names.events, names.work(dest.name), p)
+                     for p in dest.bindings)
+        stale.extend(BindingDecl(names.events, names.route(dest.name), p, to_exchange=True)
+                     for p in dest.bindings)
     return Topology(
         names=names,
         destinations=dests,

@@ -2,7 +2,8 @@
 
 The hub runs as a province runs it, each part a process of its own: `lienthong serve` (REST
 intake and outbox relay), `lienthong worker npsp` (one or several processes, the timeline
-recorder included, or with `--recorder own` in a process of its own) and the portal simulator
+recorder included, or with `--recorder own` in a process of its own, or with `--recorder none`
+disabled in the topology) and the portal simulator
 (`python -m adapters.npsp.simulator`) answering after a configurable latency, with the portal
 adapter's rate limit lifted. A load generator
 sends signed dossiers through the REST intake; each dossier is submitted, then its status is
@@ -153,10 +154,9 @@ class Deployment:
     serve_workers: int = 1
     # "inside": the timeline recorder in each worker process (`lienthong worker npsp`); "own":
     # in a process of its own (`lienthong worker npsp --no-recorder`, `lienthong worker
-    # timeline`); "none": no recorder and no timeline queue (the topology's timeline
-    # destination disabled), to measure what recording costs: the intake writes its events'
-    # timeline rows itself, and the portal's answers cause no events, so the run's timelines
-    # are the same.
+    # timeline`); "none": no recorder and no timeline queue (a copy of the topology file that
+    # disables it): every event's timeline entry is written where it is born anyway, and the
+    # portal's answers cause no events, so nothing goes to the unroutable queue either.
     recorder: str = "inside"
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lt-e2e-")))
     prefix: str = field(default_factory=lambda: f"e2e{uuid.uuid4().hex[:8]}")
@@ -175,8 +175,7 @@ class Deployment:
         if self.database:
             server = PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
             env["LIENTHONG_STORE_URL"] = f"postgresql+psycopg://{server}/{self.database}"
-        if self.recorder == "none":
-            env["LIENTHONG_TOPOLOGY_FILE"] = str(self.topology_file)
+        env["LIENTHONG_TOPOLOGY_FILE"] = str(self.topology_file)
         return env
 
     @property
@@ -278,8 +277,9 @@ class Deployment:
         # clash with another worker on this machine, a test's or another bench's.
         own = self.recorder == "own"
         self.metrics_port = free_ports(self.processes + own)
+        flag = {"own": ["--no-recorder"]}.get(self.recorder, [])
         self.start("worker", [LIENTHONG, "worker", "npsp", "--processes", str(self.processes),
-                              *(["--no-recorder"] if self.recorder != "inside" else [])],
+                              *flag],
                    {"LIENTHONG_WORKER_METRICS_PORT": str(self.metrics_port)})
         queues = self.work_queues
         if own:
@@ -768,8 +768,8 @@ def main() -> None:
     parser.add_argument("--processes", default="1,2", help="worker process counts")
     parser.add_argument("--recorder", default="inside",
                         help="where the timeline recorder runs: inside (each worker process), "
-                        "own (a process of its own), none (no recorder, no timeline queue: what "
-                        "recording costs), comma-separated")
+                        "own (a process of its own), none (disabled in the topology: no "
+                        "recorder, no timeline queue), comma-separated")
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--rate", type=float, default=300.0, help="dossiers/s offered")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long it is offered")

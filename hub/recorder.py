@@ -1,15 +1,20 @@
 """What the hub writes down about the messages it carries, apart from carrying them.
 
-- The timeline recorder consumes a queue bound to every event (``#``) and adds each event to
-  its dossier's timeline, so ``GET /v1/dossiers/{code}/timeline`` shows what happened across
-  all systems, whichever adapter caused it.
+- Every event's entry in its dossier's timeline (``GET /v1/dossiers/{code}/timeline``: what
+  happened across all systems, whichever adapter caused it) is written where the event is
+  born, in the transaction that keeps it: the intake for what it accepts, ``logged`` for what
+  a system answered with, ``hub.runtime.adapter_session`` for an adapter's own commands.
+- The timeline recorder consumes a queue bound to every event (``#``; the topology file's
+  ``[destinations.timeline]``, which may disable it) and adds each to its dossier's timeline:
+  for events that reach the exchange by other ways than those. Those ways' own events it
+  finds there already (a row is unique by dossier and message id).
 - ``logged``: wraps an adapter's handler so that a delivery to a system is logged ``out`` and
   what the system answered with (the events the handler returns) is logged ``in``, in the
-  hash-chained message log, those events numbered in their dossiers' one sequence in the same
-  transaction (hub.intake.sequencing). Entry points log what they accept themselves. Both the
-  log and the timeline are written through ``Delivery.record``: after the call, retried as
-  writes by the consumer when the store refuses them, and committed with other deliveries'
-  writes.
+  hash-chained message log and in their dossiers' timelines, those events numbered in their
+  dossiers' one sequence in the same transaction (hub.intake.sequencing). Entry points log
+  what they accept themselves. The log and the timeline are written through
+  ``Delivery.record``: after the call, retried as writes by the consumer when the store
+  refuses them, and committed with other deliveries' writes.
 - ``report_skip``: an event a destination does not deliver (its worker found it already
   superseded, say) is never dropped in silence: a WARNING, the counter
   ``lienthong_skipped_total{destination,reason}`` and an entry in the dossier's timeline.
@@ -59,13 +64,16 @@ def summary(env: Envelope) -> dict[str, Any]:
     return {k: data[k] for k in SUMMARY_FIELDS if k in data and data[k] is not None}
 
 
+def timeline_event(env: Envelope) -> TimelineEvent:
+    """The entry of ``env`` in its dossier's timeline."""
+    return TimelineEvent(env.subject, env.type, env.id, env.time, env.source, summary(env))
+
+
 def make_timeline_recorder(store: Store) -> ConsumerHandler:
     def record(delivery: Delivery) -> Sequence[Envelope]:
-        env = delivery.envelope
-        entry = summary(env)
+        event = timeline_event(delivery.envelope)
         # Through the consumer's recording: the entries of many deliveries share a commit,
         # and one statement.
-        event = TimelineEvent(env.subject, env.type, env.id, env.time, env.source, entry)
         delivery.record(store, lambda tx: tx.timeline_keep(event))
         return []
 
@@ -90,6 +98,9 @@ def logged(handler: Handler, store: Store, system: str) -> ConsumerHandler:
             for env in numbered:
                 # The bytes the consumer signs and publishes (to_bytes is deterministic).
                 tx.log("in", env, hashlib.sha256(env.to_bytes()).hexdigest(), system)
+                # In its dossier's timeline from the moment it is kept, as the intake does
+                # with what it accepts: no consumer has to record it again.
+                tx.timeline_keep(timeline_event(env))
             # Filled when the write runs: a consumer publishes ``outputs`` only after its
             # recordings are committed (written again if the store refused them at first).
             outputs[:] = numbered

@@ -27,7 +27,7 @@ from hub.console.keeper import KEEPER, Keeper
 from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.intake.sequencing import number
-from hub.recorder import TIMELINE, logged, make_timeline_recorder
+from hub.recorder import TIMELINE, logged, make_timeline_recorder, timeline_event
 from hub.settings import Settings
 from hub.signing import Signer, TrustStore, Verifier, load_signer
 from hub.store import Store
@@ -74,7 +74,7 @@ def build_workers(
     signer: Signer | None = None,
     verifier: Verifier | None = None,
     adapters: Mapping[str, AdapterSpec] | None = None,
-    recorder: bool = True,
+    recorder: bool | None = None,
     keeper: bool = False,
     fanout: bool = False,
     skipped: list[tuple[str, ConfigError]] | None = None,
@@ -83,7 +83,8 @@ def build_workers(
 ) -> list[Worker]:
     """One consumer per adapter named (all installed adapters when ``names`` is None), each
     on its work queues with the adapter's handler (its deliveries logged), the store's processed
-    ids and the verifier; plus, with ``recorder``, the timeline recorder, with ``keeper`` the
+    ids and the verifier; plus the timeline recorder (``recorder``: None when the topology has
+    its destination, True required, False not), with ``keeper`` the
     dead-letter keeper and with ``fanout`` the subscriptions' fan-out (hub.subscriptions.fanout:
     every worker process takes a share of its feed).
 
@@ -122,6 +123,8 @@ def build_workers(
         topology = Topology.from_settings(
             settings, [d for d in installed if d.name not in taken] + given)
     topo = topology
+    if recorder is None:
+        recorder = TIMELINE in {d.name for d in topo.destinations}
     workers = []
     # The recorder and the fan-out take every event: one decoding of its envelope for both.
     # Not the adapters' workers (see SharedEnvelopes).
@@ -167,7 +170,7 @@ def build_workers(
             raise ConfigError(
                 f"the timeline recorder has no work queue: the topology file "
                 f"({settings.topology_file}) must declare [destinations.{TIMELINE}] (as the "
-                "shipped mappings/topology.toml does), or run the workers with --no-recorder",
+                "shipped mappings/topology.toml does), or run the workers without the recorder",
                 field=f"destinations.{TIMELINE}",
             ) from None
         # No processed ids: a timeline row is unique by dossier and message id, so an event
@@ -259,6 +262,7 @@ async def adapter_session(
             # fails leaves a gap, which destinations tolerate (they only skip what is older).
             with store.begin() as tx:
                 [env] = number(tx, [env])
+                tx.timeline_keep(timeline_event(env))
             await publisher.publish(Outgoing.signed(env, signer, exchange))
 
         yield ctx, publish

@@ -190,7 +190,8 @@ def test_adapters_events_take_the_dossiers_next_number(
     make_hub: Callable[..., Hub], store_url: str, settings: Settings, keys: Keys,
 ) -> None:
     """A real worker (hub.runtime.build_workers) on the real broker: the event its handler
-    returns is numbered after the intake's, and the intake's next event after it."""
+    returns is numbered after the intake's, and the intake's next event after it. Each is in
+    the dossier's timeline from its own transaction, with no timeline recorder running."""
     hub = make_hub(store_url, settings=settings)  # its trust store has the hub's key
     spec = toy_spec()
     empty = settings.data_dir / "topology.toml"
@@ -223,6 +224,11 @@ def test_adapters_events_take_the_dossiers_next_number(
     assert [(e.type, e.sequence) for e in published] == [
         (SUBMITTED, 1), ("vn.gov.citizen.verified", 2)]
     assert [e.sequence for e in kept(hub, code)] == [1, 3]
+    timeline = hub.store.timeline(code)
+    assert sorted(e.message_id for e in timeline) == sorted(
+        [e.id for e in published] + [kept(hub, code)[-1].id])
+    [verified] = [e for e in timeline if e.event_type == "vn.gov.citizen.verified"]
+    assert verified.summary == {"matched": True}
 
 
 def test_the_same_event_made_again_keeps_its_number(store_url: str, keys: Keys,
@@ -277,6 +283,10 @@ def test_adapter_commands_publish_numbered_events(settings: Settings, keys: Keys
     bodies = [body for _, body in drain(settings.amqp_url, spy)]
     assert [Envelope.from_bytes(b).sequence for b in bodies] == [1, 1, 2]
     assert bodies[0] == bodies[1]
+    # In the dossier's timeline from the transaction that numbered them, once each.
+    with Store.open(store_url) as store:
+        assert sorted(e.message_id for e in store.timeline(code)) == sorted(
+            {Envelope.from_bytes(b).id for b in bodies})
 
 
 # -- end to end: the real server, a real portal worker, the portal simulator ---------------

@@ -53,7 +53,8 @@ def _event_loop(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] |
 
 
 def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
-         processes: int | None = None, fanout: bool = True, recorder: bool = True) -> None:
+         processes: int | None = None, fanout: bool = True,
+         recorder: bool | None = None) -> None:
     from hub import runtime
     from hub.broker.heap import collect_young_every
     from hub.console.keeper import KEEPER
@@ -102,16 +103,17 @@ def _run(adapters: list[str] | None, verbose: bool, index: int = 0,
         raise SystemExit(2) from None
 
 
-def _recorder_named(adapters: list[str] | None, recorder: bool,
-                    ) -> tuple[list[str] | None, bool, bool]:
+def _recorder_named(adapters: list[str] | None, recorder: bool | None,
+                    ) -> tuple[list[str] | None, bool | None, bool]:
     """(the adapters to run, whether to run the recorder, whether it runs alone): the
     recorder's name among the adapters (``lienthong worker timeline``) asks for it, alone or
-    beside the adapters named with it."""
+    beside the adapters named with it. Otherwise None runs it when the topology enables its
+    destination."""
     from hub.recorder import TIMELINE
 
     if not adapters or TIMELINE not in adapters:
         return adapters, recorder, False
-    if not recorder:
+    if recorder is False:
         raise ConfigError(
             f"{TIMELINE} names the timeline recorder, which --no-recorder leaves out; give one "
             "or the other", field="adapter")
@@ -139,16 +141,18 @@ def register(app: typer.Typer) -> None:
             help="Run the subscriptions' fan-out in each process (default; it shares the feed "
             "with every other process that runs it, `lienthong subscriptions serve` too).",
         ),
-        recorder: bool = typer.Option(
-            True, "--recorder/--no-recorder",
-            help="Run the timeline recorder in each process (default). --no-recorder leaves it "
+        recorder: bool | None = typer.Option(
+            None, "--recorder/--no-recorder",
+            help="Run the timeline recorder in each process. Default: when the topology file "
+            "enables the timeline destination (the shipped one does). --no-recorder leaves it "
             "to processes of their own (`lienthong worker timeline`), so that a destination's "
             "worker spends its process on its deliveries: a process runs on one core.",
+            show_default=False,
         ),
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at INFO level."),
     ) -> None:
         """Consume the work queues of the named adapters and deliver to their systems, with the
-        timeline recorder, the dead-letter keeper and the subscriptions' fan-out, until
+        dead-letter keeper, the subscriptions' fan-out and the timeline recorder if enabled, until
         interrupted (Ctrl-C stops cleanly: in-flight messages finish and are acked). Each
         process answers /healthz, /readyz and /metrics on LIENTHONG_WORKER_METRICS_HOST and
         LIENTHONG_WORKER_METRICS_PORT (default 127.0.0.1:9180; 0: none)."""

@@ -350,8 +350,6 @@ class Deployment:
                 conn2.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
-
-
 def _ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
@@ -790,6 +788,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="200 ms, 1 process, SQLite, 100/s for 10 s, a backlog of 1,000")
     args = parser.parse_args()
+    unknown = set(args.recorder.split(",")) - {"inside", "own", "none"}
+    if unknown:
+        parser.error(f"--recorder {','.join(sorted(unknown))}: not a place for the recorder; "
+                     "give inside, own or none, comma-separated")
     if args.quick:
         args.latency, args.processes, args.stores = "200", "1", "sqlite"
         args.rate, args.seconds, args.backlog = 100.0, 10.0, 1000

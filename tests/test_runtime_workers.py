@@ -60,10 +60,12 @@ def built(tmp_path: Path) -> Any:
     store = Store.open(f"sqlite:///{tmp_path / 'hub.db'}")
     adapters = {"good": _spec("good"), "payment": _spec("payment", secret_missing=True)}
 
-    def build(names: list[str] | None, skipped: list[tuple[str, ConfigError]] | None) -> Any:
+    def build(names: list[str] | None, skipped: list[tuple[str, ConfigError]] | None,
+              **kw: Any) -> Any:
+        kw.setdefault("recorder", False)
         return runtime.build_workers(settings, names, store=store, signer=signer,
-                                     verifier=verifier, adapters=adapters, recorder=False,
-                                     skipped=skipped)
+                                     verifier=verifier, adapters=adapters, skipped=skipped,
+                                     **kw)
 
     yield build
     store.close()
@@ -88,30 +90,23 @@ def test_without_a_place_to_report_skips_nothing_is_skipped(built: Any) -> None:
         built(None, None)
 
 
-def test_the_recorder_runs_where_the_topology_has_its_queue(tmp_path: Path) -> None:
+def test_the_recorder_runs_where_the_topology_has_its_queue(built: Any, tmp_path: Path) -> None:
     """By default a worker runs the timeline recorder while the topology has its destination
     (as shipped), and not once the topology file disables it; asked for, it needs it."""
-    settings = Settings(data_dir=tmp_path, name_prefix="ltworkers")
-    hub_keys(settings)
-    signer = load_signer(settings.keys_dir, settings.hub_id)
-    verifier = runtime.queue_verifier(settings)
     disabled = tmp_path / "topology.toml"
     disabled.write_text("[destinations.timeline]\nbindings = [\"#\"]\nenabled = false\n")
-    with Store.open(f"sqlite:///{tmp_path / 'hub.db'}") as store:
 
-        def names(recorder: bool | None, topology_file: Path | None = None) -> list[str]:
-            topology = Topology.from_settings(settings, {"good": _spec("good")},
-                                              topology_file=topology_file)
-            workers = runtime.build_workers(settings, ["good"], store=store, signer=signer,
-                                            verifier=verifier, adapters={"good": _spec("good")},
-                                            recorder=recorder, topology=topology)
-            return [w.spec.name for w in workers]
+    def names(recorder: bool | None, topology_file: Path | None = None) -> list[str]:
+        topology = Topology.from_settings(Settings(name_prefix="ltworkers"),
+                                          {"good": _spec("good")}, topology_file=topology_file)
+        workers = built(["good"], None, recorder=recorder, topology=topology)
+        return [w.spec.name for w in workers]
 
-        assert names(None) == ["good", "timeline"]
-        assert names(None, disabled) == ["good"]
-        assert names(False) == ["good"]
-        with pytest.raises(ConfigError, match="the timeline recorder has no work queue"):
-            names(True, disabled)
+    assert names(None) == ["good", "timeline"]
+    assert names(None, disabled) == ["good"]
+    assert names(False) == ["good"]
+    with pytest.raises(ConfigError, match="the timeline recorder has no work queue"):
+        names(True, disabled)
 
 
 # -- the endpoint of a worker process ------------------------------------------------------------

@@ -188,9 +188,9 @@ def load_overrides(path: Path) -> dict[str, dict[str, Any]]:
 
 def resolve(
     given: Iterable[Destination] | None, overrides: Mapping[str, Mapping[str, Any]]
-) -> tuple[list[Destination], list[Destination], list[str]]:
-    """The destinations of a topology, those its file disables (``disabled``), and the problem
-    lines of the adapters left out.
+) -> tuple[list[Destination], dict[str, tuple[str, ...]], list[str]]:
+    """The destinations of a topology, the patterns of those its file disables (``disabled``),
+    and the problem lines of the adapters left out.
 
     Every installed adapter is resolved, ``given`` laid over them (``None``: the installed
     adapters are the topology), and the topology file's tables merged over all of them, so a
@@ -217,22 +217,13 @@ def resolve(
 
 def disabled(
     base: Iterable[Destination], overrides: Mapping[str, Mapping[str, Any]]
-) -> list[Destination]:
-    """The destinations the topology file disables (``enabled = false``), with the bindings
-    and partitions they would have: a queue an earlier configuration bound must be unbound,
-    or it would fill up unconsumed and then refuse every publish its bindings match."""
+) -> dict[str, tuple[str, ...]]:
+    """The patterns of the destinations the topology file disables (``enabled = false``), by
+    name: a queue an earlier configuration bound on them must be unbound, or it would fill up
+    unconsumed and then refuse every publish they match."""
     by_name = {dest.name: dest for dest in base}
-    left: list[Destination] = []
-    for name, table in overrides.items():
-        if table.get("enabled", True) is not False:
-            continue
-        current = by_name.get(name)
-        bindings = _bindings(table, current)
-        if bindings:
-            left.append(Destination(name, bindings, True, "", "topology.toml",
-                                    partitions=int(table.get(
-                                        "partitions", current.partitions if current else 1))))
-    return sorted(left, key=lambda dest: dest.name)
+    return {name: _bindings(table, by_name.get(name)) for name, table in sorted(overrides.items())
+            if table.get("enabled", True) is False}
 
 
 def _bindings(table: Mapping[str, Any], current: Destination | None) -> tuple[str, ...]:

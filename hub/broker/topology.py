@@ -175,10 +175,10 @@ def build(
     work_max_length: int,
     dead_max_length: int,
     problems: Iterable[str] = (),
-    disabled: Iterable[Destination] = (),
+    disabled: Mapping[str, Iterable[str]] | None = None,
 ) -> Topology:
-    """``disabled``: destinations the topology file leaves out; their bindings are stale (an
-    existing queue of theirs is kept, but takes no new events)."""
+    """``disabled``: the patterns of the destinations the topology file leaves out, by name;
+    their bindings are stale (an existing queue of theirs is kept, but takes no new events)."""
     dests = tuple(destinations)
     _check_limits(retry_tiers, delivery_limit, work_max_length, dead_max_length)
     exchanges = (
@@ -277,11 +277,11 @@ def build(
         for queue in parts:
             bindings.append(BindingDecl(names.return_exchange, queue, "",
                                         {"x-match": "all", h.RETURN_TO: queue}))
-    for dest in disabled:
-        stale.extend(BindingDecl(names.events, names.work(dest.name), p)
-                     for p in dest.bindings)
-        stale.extend(BindingDecl(names.events, names.route(dest.name), p, to_exchange=True)
-                     for p in dest.bindings)
+    for name, patterns in (disabled or {}).items():
+        # Its plain queue or, partitioned before, its route: whichever exists is unbound.
+        stale.extend(BindingDecl(names.events, names.work(name), p) for p in patterns)
+        stale.extend(BindingDecl(names.events, names.route(name), p, to_exchange=True)
+                     for p in patterns)
     return Topology(
         names=names,
         destinations=dests,
